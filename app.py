@@ -1,0 +1,124 @@
+"""CityOps composition root: configuration, extensions, the Dash shell, CLI commands.
+
+    create_app(overrides=None)   config layering: DEFAULTS → CITYOPS_* environment → overrides
+    server = app.server          for gunicorn (gunicorn -w 4 app:server)
+    python app.py                development server on http://127.0.0.1:8050
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import dash
+from dash import Dash
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent
+INSTANCE = ROOT / "instance"
+
+DEFAULTS: dict[str, object] = {
+    "DATABASE_URL": f"sqlite:///{INSTANCE / 'cityops.db'}",
+    "CACHE_URL": "",            # "" = in-process; redis://host:6379/0 in production
+    "SECRET_KEY": "",           # "" = a random key kept in instance/secret_key
+    "PACK": "hangzhou",         # a pack name under data_sources/packs/ or a path to a pack folder
+    "TILE_URL": "",             # "" = offline map (boundaries on a plain background)
+    "LANG": "zh-CN",            # zh-CN | en
+    "DEMO_FEED": None,          # None = on for the embedded default (SQLite), off otherwise
+    "DEMO_SEED": 20261122,
+    "DEMO_HISTORY_DAYS": 90,
+    "DEMO_TICK_SECONDS": 5.0,
+    "WALL_REFRESH_SECONDS": 5.0,
+    "HOST": "127.0.0.1",
+    "PORT": 8050,
+    "TESTING": False,
+}
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+
+
+def load_config(overrides: dict | None = None, environ: dict | None = None) -> dict:
+    """DEFAULTS, then CITYOPS_<KEY> environment variables (typed like the default), then overrides."""
+    environ = os.environ if environ is None else environ
+    cfg = dict(DEFAULTS)
+    for key, default in DEFAULTS.items():
+        raw = environ.get(f"CITYOPS_{key}")
+        if raw is None:
+            continue
+        if isinstance(default, bool) or default is None and key == "DEMO_FEED":
+            if raw.strip().lower() not in _BOOL:
+                raise ValueError(f"CITYOPS_{key}={raw!r}: expected true/false")
+            cfg[key] = _BOOL[raw.strip().lower()]
+        elif isinstance(default, int):
+            cfg[key] = int(raw)
+        elif isinstance(default, float):
+            cfg[key] = float(raw)
+        else:
+            cfg[key] = raw
+    cfg.update(overrides or {})
+    if cfg["DEMO_FEED"] is None:
+        cfg["DEMO_FEED"] = is_embedded_default(cfg)
+    if not cfg["SECRET_KEY"]:
+        cfg["SECRET_KEY"] = _instance_secret()
+    return cfg
+
+
+def is_embedded_default(cfg: dict) -> bool:
+    return str(cfg["DATABASE_URL"]).startswith("sqlite")
+
+
+def _instance_secret() -> str:
+    path = INSTANCE / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    INSTANCE.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def create_app(overrides: dict | None = None) -> Dash:
+    from dashboards import _login, _shell
+    from data_sources import cache, runtime, web
+
+    cfg = load_config(overrides)
+    server = Flask(__name__, instance_path=str(INSTANCE))
+    server.config.update(cfg)
+    server.config["SESSION_COOKIE_HTTPONLY"] = True
+    server.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+
+    runtime.init_app(server)       # database, pack, case rules
+    cache.init_app(server)
+    web.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
+
+    app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
+               use_async=False, title="CityOps 城市运行一网统管", update_title=None,
+               suppress_callback_exceptions=True, assets_folder=str(ROOT / "assets"))
+    app.layout = _shell.layout
+    _shell.register_callbacks(app)
+    register_cli(server)
+    if cfg["DEMO_FEED"] and not cfg["TESTING"]:
+        # started by the first request, so CLI commands that import the app don't run it
+        from data_sources.feeds import simulator
+        server.before_request(lambda: simulator.ensure_background(server))
+    return app
+
+
+def register_cli(server: Flask) -> None:
+    from data_sources import cli
+    cli.register(server)
+
+
+def _make_default_app():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app()
+
+
+app = _make_default_app()
+server = app.server
+
+if __name__ == "__main__":
+    app.run(host=server.config["HOST"], port=int(server.config["PORT"]), debug=False)

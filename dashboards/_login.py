@@ -1,0 +1,41 @@
+"""The login page: plain server-rendered HTML that posts ``username`` and ``password`` to /login.
+It needs no Dash callback, so it works before a session exists."""
+from __future__ import annotations
+
+from html import escape
+from typing import Optional
+
+from dashboards._i18n import lang, t
+
+PAGE = """<!DOCTYPE html>
+<html lang="{html_lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · {app}</title>
+<link rel="stylesheet" href="/assets/cityops.css">
+</head><body class="login-body">
+<main class="login-card">
+  <div class="brand login-brand"><span class="brand-mark">◉</span><span>{app}</span></div>
+  <h1>{title}</h1>
+  {error}
+  <form method="post" action="/login" id="login-form">
+    <label for="username">{username_label}</label>
+    <input id="username" name="username" autocomplete="username" required value="{username}" autofocus>
+    <label for="password">{password_label}</label>
+    <input id="password" name="password" type="password" autocomplete="current-password" required>
+    {next_field}
+    <button type="submit" id="login-submit">{button}</button>
+  </form>
+  <p class="login-hint">{hint}</p>
+  <p class="login-lang"><a href="/login?lang={other}">{other_label}</a></p>
+</main></body></html>"""
+
+
+def render(*, next_url: Optional[str], error: Optional[str], username: str = "") -> str:
+    other = "en" if lang() != "en" else "zh-CN"
+    return PAGE.format(
+        html_lang="en" if lang() == "en" else "zh-CN", title=t("login_title"), app=t("app_title"),
+        error=f'<p class="login-error" role="alert">{escape(t(error))}</p>' if error else "",
+        username_label=t("username"), password_label=t("password"), button=t("login_button"),
+        username=escape(username),
+        next_field=f'<input type="hidden" name="next" value="{escape(next_url)}">' if next_url else "",
+        hint=t("login_hint"), other=other, other_label="English" if other == "en" else "中文")

@@ -1,0 +1,22 @@
+"""Memoization for read models (flask-caching): in-process by default, Redis in production.
+
+Keys include the data version, so every screen shares one computation per version and a
+write is visible at the next refresh.
+"""
+from __future__ import annotations
+
+from flask_caching import Cache
+
+cache = Cache()
+
+
+def init_app(app) -> None:
+    url = app.config.get("CACHE_URL") or ""
+    if url.startswith("redis://") or url.startswith("rediss://"):
+        cfg = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url,
+               "CACHE_KEY_PREFIX": "cityops:", "CACHE_DEFAULT_TIMEOUT": 300}
+    elif url == "null":
+        cfg = {"CACHE_TYPE": "NullCache"}
+    else:
+        cfg = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300, "CACHE_THRESHOLD": 2000}
+    cache.init_app(app, config=cfg)

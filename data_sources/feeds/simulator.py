@@ -1,0 +1,451 @@
+"""Demo feed: realistic cases for a city pack, moved through their lifecycle.
+
+Deterministic with a seed: arrivals are drawn per 5-minute slot from a generator seeded by
+(seed, slot), and each case's whole future (register, dispatch, sign, resolve, verify, with
+the odd void, return, extension, suspension, rework and 督办) is planned when it arrives.
+History (``seed_history``) applies the planned steps that lie in the past in bulk and keeps
+the rest as ``demo_steps``; the live feed (``tick``) adds the new slots' cases and applies
+due steps through ``incidents.services`` like any user would. A step that no longer fits
+(someone acted on the case by hand) drops the rest of that case's plan.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+import shapely
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from data_sources.packs import Pack
+from incidents import services
+from incidents.lifecycle import DomainError, next_state
+from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
+from incidents.services import Actor, CaseRules
+from incidents.tables import Category, DemoStep, Incident, IncidentEvent, Meta
+
+log = logging.getLogger(__name__)
+
+SLOT = 300  # seconds
+SOURCE = "demo"
+SLOT_KEY = "demo_slot"
+
+# hourly shape of arrivals (local time): quiet nights, morning and afternoon peaks
+RHYTHM = [0.25, 0.15, 0.1, 0.1, 0.15, 0.3, 0.6, 1.0, 1.5, 1.8, 1.8, 1.6,
+          1.2, 1.4, 1.7, 1.7, 1.6, 1.4, 1.2, 1.1, 1.0, 0.8, 0.6, 0.4]
+WEEKEND = 0.8
+CHANNELS = [(Channel.HOTLINE, 0.36), (Channel.GRID, 0.30), (Channel.VIDEO, 0.14),
+            (Channel.APP, 0.12), (Channel.IOT, 0.08)]
+STREETS = ["延安路", "解放路", "庆春路", "凤起路", "体育场路", "文三路", "文一西路", "莫干山路", "中河路",
+           "环城北路", "湖墅南路", "江南大道", "滨盛路", "市心路", "钱江路", "新业路", "学院路", "天目山路",
+           "曙光路", "秋涛路", "德胜路", "艮山西路", "之江路", "九堡大道", "临平大道", "金沙大道"]
+SURNAMES = "王李张刘陈杨黄赵周吴徐孙朱马胡郭林何高罗"
+
+
+@dataclass
+class Step:
+    at: datetime
+    action: Action
+    role: Role
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class PlannedCase:
+    external_id: str
+    reported_at: datetime
+    category: Category
+    channel: Channel
+    priority: Priority
+    lon: float
+    lat: float
+    title: str
+    description: str
+    address: str
+    reporter_name: str
+    reporter_phone: str
+    steps: list[Step]
+
+
+class Simulator:
+    def __init__(self, pack: Pack, rules: CaseRules, categories: list[Category], *, seed: int,
+                 daily_cases: Optional[float] = None):
+        self.pack, self.rules, self.seed = pack, rules, seed
+        self.tz = ZoneInfo(pack.timezone)
+        demo = pack.demo or {}
+        self.daily = float(daily_cases or demo.get("daily_cases", 600))
+        self.hotspot_share = float(demo.get("hotspot_share", 0.6))
+        self.hotspots = list(demo.get("hotspots", []))
+        self.categories = sorted(categories, key=lambda c: c.code)
+        self.cat_weights = [max(c.demo_weight, 0.0) for c in self.categories]
+        weights = {str(k): float(v) for k, v in (demo.get("district_weights") or {}).items()}
+        grids = list(pack.grids())
+        self.grids = grids
+        self.grid_weights = [weights.get(g.parent_code, 0.01) / max(1, sum(1 for h in grids if h.parent_code == g.parent_code))
+                             for g in grids]
+        self.department_of_district = {}
+        shapely.prepare([g.geometry for g in grids])
+
+    # ------------------------------------------------------------------ arrivals
+    def rate_per_slot(self, slot: int) -> float:
+        local = datetime.fromtimestamp(slot * SLOT, tz=timezone.utc).astimezone(self.tz)
+        shape = RHYTHM[local.hour] / (sum(RHYTHM) / 24)
+        if local.weekday() >= 5:
+            shape *= WEEKEND
+        return self.daily / (86400 / SLOT) * shape
+
+    def arrivals(self, slot: int) -> list[PlannedCase]:
+        rng = random.Random(f"{self.seed}:{slot}")
+        n = _poisson(rng, self.rate_per_slot(slot))
+        return [self.plan(rng, slot, i) for i in range(n)]
+
+    # ------------------------------------------------------------------ one case
+    def plan(self, rng: random.Random, slot: int, i: int) -> PlannedCase:
+        reported_at = datetime.fromtimestamp(slot * SLOT + rng.uniform(0, SLOT), tz=timezone.utc).replace(microsecond=0)
+        cat = rng.choices(self.categories, weights=self.cat_weights)[0]
+        lon, lat = self._location(rng)
+        channel = self._channel(rng, cat)
+        priority = Priority.EMERGENCY if cat.urgent else (Priority.URGENT if rng.random() < 0.05 else Priority.NORMAL)
+        street = rng.choice(STREETS)
+        address = f"{street}{rng.randint(1, 899)}号附近"
+        name = rng.choice(SURNAMES) + ("先生" if rng.random() < 0.5 else "女士")
+        phone = f"1{rng.choice('3589')}{rng.randint(0, 9)}{rng.randint(10000000, 99999999)}"
+        title = f"{street}{cat.name}"
+        desc = f"{_CHANNEL_TEXT[channel]}：{address}发现{cat.name}，请尽快处置。"
+        steps = self._steps(rng, cat, priority, reported_at)
+        return PlannedCase(f"SIM-{slot}-{i}", reported_at, cat, channel, priority, lon, lat, title, desc,
+                           address, name if channel in (Channel.HOTLINE, Channel.APP) else "",
+                           phone if channel in (Channel.HOTLINE, Channel.APP) else "", steps)
+
+    def _location(self, rng: random.Random) -> tuple[float, float]:
+        if self.hotspots and rng.random() < self.hotspot_share:
+            h = rng.choices(self.hotspots, weights=[float(x.get("weight", 1)) for x in self.hotspots])[0]
+            r = float(h.get("radius_km", 1.0)) / 111.0
+            ang, dist = rng.uniform(0, 2 * math.pi), abs(rng.gauss(0, r / 1.6))
+            return (round(float(h["lon"]) + dist * math.cos(ang) / math.cos(math.radians(float(h["lat"]))), 6),
+                    round(float(h["lat"]) + dist * math.sin(ang), 6))
+        g = rng.choices(self.grids, weights=self.grid_weights)[0]
+        minx, miny, maxx, maxy = g.geometry.bounds
+        for _ in range(30):
+            x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+            if shapely.contains_xy(g.geometry, x, y):
+                return round(x, 6), round(y, 6)
+        c = g.geometry.representative_point()
+        return round(c.x, 6), round(c.y, 6)
+
+    @staticmethod
+    def _channel(rng: random.Random, cat: Category) -> Channel:
+        if cat.kind == "component" and rng.random() < 0.25:
+            return Channel.IOT
+        if cat.major_code in ("E05",) and rng.random() < 0.3:
+            return Channel.VIDEO
+        return rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
+
+    def _steps(self, rng: random.Random, cat: Category, priority: Priority, t0: datetime) -> list[Step]:
+        steps: list[Step] = []
+        minutes = lambda lo, hi: timedelta(minutes=rng.uniform(lo, hi))
+        urgent = cat.urgent or priority != Priority.NORMAL
+        t = t0 + (minutes(2, 15) if urgent else minutes(5, 45))
+        if rng.random() < 0.04:  # not a case
+            steps.append(Step(t, Action.VOID, Role.DISPATCHER,
+                              {"reason": rng.choice(["invalid", "duplicate", "not_ours"]), "note": "核实后不予立案"}))
+            return steps
+        steps.append(Step(t, Action.REGISTER, Role.DISPATCHER))
+        t += minutes(2, 10) if urgent else minutes(5, 60)
+        steps.append(Step(t, Action.DISPATCH, Role.DISPATCHER))
+        dispatched = t
+        if rng.random() < 0.03:  # wrong department: sent back and dispatched again
+            t += minutes(20, 180)
+            steps.append(Step(t, Action.RETURN, Role.DEPARTMENT, {"reason": "非本部门职责"}))
+            t += minutes(10, 60)
+            steps.append(Step(t, Action.DISPATCH, Role.DISPATCHER))
+            dispatched = t
+        allowed = services.limit_hours(cat, priority, self.rules.priority_factors, self.rules.calendar)
+        advance = lambda start, h: (start + timedelta(hours=h) if cat.time_unit == TimeUnit.NATURAL_HOURS
+                                    else self.rules.calendar.add_working_hours(start, h))
+        t += minutes(5, 40) if urgent else minutes(10, 150)
+        steps.append(Step(t, Action.SIGN, Role.DEPARTMENT))
+        f = rng.random()
+        frac = (rng.uniform(0.05, 0.75) if f < 0.72 else rng.uniform(0.8, 1.0) if f < 0.86
+                else rng.uniform(1.02, 2.5) if f < 0.97 else rng.uniform(3, 6))
+        extra = 0.0
+        roll = rng.random()
+        if roll < 0.04 and frac > 0.7:  # extension requested and approved before it runs late
+            extra = allowed * 0.5
+            ext_at = max(t + minutes(5, 30), advance(dispatched, allowed * 0.6))
+            steps.append(Step(ext_at, Action.EXTEND, Role.DISPATCHER,
+                              {"hours": round(extra, 2), "note": "需协调多部门，申请延期"}))
+        resolve_at = max(advance(dispatched, frac * (allowed + extra)), t + minutes(5, 30))
+        if roll > 0.985 and frac > 0.4:  # suspended (挂账) for a few days
+            s_at = max(t + minutes(5, 30), advance(dispatched, allowed * 0.3))
+            r_at = s_at + timedelta(days=rng.uniform(1, 5))
+            steps.append(Step(s_at, Action.SUSPEND, Role.DISPATCHER, {"reason": "待上级审批资金"}))
+            steps.append(Step(r_at, Action.RESUME, Role.DISPATCHER))
+            resolve_at = max(resolve_at, r_at + minutes(30, 240))
+        if frac > 1.2 and rng.random() < 0.4:  # red cases draw 督办
+            sup_at = advance(dispatched, 1.1 * (allowed + extra))
+            if sup_at < resolve_at:
+                steps.append(Step(sup_at, Action.SUPERVISE, Role.LEADER,
+                                  {"level": 1 if rng.random() < 0.7 else 2, "note": "超期督办"}))
+        steps.append(Step(resolve_at, Action.RESOLVE, Role.DEPARTMENT, {"note": "已处置完毕，附现场照片"}))
+        t = resolve_at + (minutes(10, 90) if urgent else minutes(30, 360))
+        if rng.random() < 0.06:  # on-site check fails: rework
+            steps.append(Step(t, Action.VERIFY_FAIL, Role.INSPECTOR, {"note": "现场核查未处置到位"}))
+            t = advance(t, rng.uniform(0.1, 0.7) * allowed)
+            steps.append(Step(t, Action.RESOLVE, Role.DEPARTMENT, {"note": "返工完成"}))
+            t += minutes(30, 240)
+        steps.append(Step(t, Action.VERIFY_PASS, Role.INSPECTOR, {"note": "核查通过"}))
+        steps.sort(key=lambda s: s.at)
+        return _feasible(steps)
+
+    # ------------------------------------------------------------------ actors
+    @staticmethod
+    def actor(role: Role, department: Optional[str]) -> Actor:
+        names = {Role.DISPATCHER: "sim-dispatcher", Role.INSPECTOR: "sim-inspector", Role.LEADER: "sim-leader"}
+        if role == Role.DEPARTMENT:
+            return Actor(f"sim-{department}", role, department)
+        return Actor(names[role], role)
+
+
+def _feasible(steps: list[Step]) -> list[Step]:
+    """Drop side steps (extend, suspend/resume, 督办) that the timeline made impossible."""
+    from incidents.lifecycle import is_allowed
+    state, kept, skip_resume = State.REPORTED, [], False
+    before_suspend = None
+    for step in steps:
+        if step.action == Action.RESUME and skip_resume:
+            continue
+        if not is_allowed(state, step.action):
+            skip_resume = skip_resume or step.action == Action.SUSPEND
+            continue
+        if step.action == Action.SUSPEND:
+            before_suspend = state
+        state = next_state(state, step.action, resume_to=before_suspend)
+        kept.append(step)
+    return kept
+
+
+_CHANNEL_TEXT = {Channel.HOTLINE: "市民来电反映", Channel.GRID: "网格员巡查发现", Channel.IOT: "物联感知设备告警",
+                 Channel.VIDEO: "视频智能识别", Channel.APP: "市民通过App上报"}
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 50:
+        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
+    threshold, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= threshold:
+            return k
+        k += 1
+
+
+# ---------------------------------------------------------------------- history (bulk)
+
+def _new_case(pc: PlannedCase, rules: CaseRules) -> Incident:
+    district, grid = rules.areas.locate(pc.lon, pc.lat)
+    return Incident(source=SOURCE, external_id=pc.external_id, channel=pc.channel.value, title=pc.title,
+                    description=pc.description, address=pc.address, lon=pc.lon, lat=pc.lat,
+                    district_code=district, grid_code=grid, category_code=pc.category.code,
+                    priority=pc.priority.value, state=State.REPORTED.value, reporter_name=pc.reporter_name,
+                    reporter_phone=pc.reporter_phone, reported_at=pc.reported_at, updated_at=pc.reported_at,
+                    updated_by="feed", version=1, supervise_level=0, rework_count=0, return_count=0,
+                    reassign_count=0, extension_count=0, extension_hours=0.0, suspended_hours=0.0)
+
+
+_CASE_COLUMNS = [c.key for c in Incident.__table__.columns if c.key != "id"]
+_EVENT_COLUMNS = ["incident_id", "at", "actor", "action", "from_state", "to_state", "department_code", "note",
+                  "payload"]
+
+
+def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, batch: int = 2000) -> dict:
+    """Generate ``days`` of cases up to ``now`` with their past steps applied; keep future steps."""
+    first = int((now - timedelta(days=days)).timestamp()) // SLOT
+    last = int(now.timestamp()) // SLOT
+    n_cases = n_events = n_steps = 0
+    pending: list[PlannedCase] = []
+    for slot in range(first, last):
+        pending.extend(sim.arrivals(slot))
+        if len(pending) >= batch:
+            c, e, s = _write_batch(session, sim, pending, now)
+            n_cases, n_events, n_steps = n_cases + c, n_events + e, n_steps + s
+            pending = []
+    if pending:
+        c, e, s = _write_batch(session, sim, pending, now)
+        n_cases, n_events, n_steps = n_cases + c, n_events + e, n_steps + s
+    _set_slot(session, last)
+    services.bump_data_version(session)
+    return {"cases": n_cases, "events": n_events, "planned_steps": n_steps}
+
+
+def _write_batch(session: Session, sim: Simulator, planned: list[PlannedCase], now: datetime):
+    rules = sim.rules
+    cases, events_per_case, future = [], [], []
+    for pc in planned:
+        case = _new_case(pc, rules)
+        evs = [dict(incident_id=None, at=pc.reported_at, actor="feed", action="report", from_state=None,
+                    to_state=State.REPORTED.value, department_code=None, note=pc.title,
+                    payload={"channel": pc.channel.value, "source": SOURCE})]
+        remaining = []
+        for i, step in enumerate(pc.steps):
+            if step.at > now:
+                remaining = pc.steps[i:]
+                break
+            actor = sim.actor(step.role, case.department_code)
+            ev = services.apply_action(case, pc.category, rules, actor.username, step.action, step.at,
+                                       **_params(step))
+            evs.append({k: getattr(ev, k) for k in _EVENT_COLUMNS})
+        case.version = len(evs)
+        cases.append({k: getattr(case, k) for k in _CASE_COLUMNS})
+        events_per_case.append(evs)
+        future.append(remaining)
+    # Core inserts (executemany): the ORM's bulk path would split rows with and without JSON payloads
+    table = Incident.__table__
+    ids = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), cases).scalars().all()
+    rows, steps = [], []
+    for cid, evs, rem in zip(ids, events_per_case, future):
+        for ev in evs:
+            ev["incident_id"] = cid
+            rows.append(ev)
+        for st in rem:
+            steps.append({"incident_id": cid, "due_at": st.at, "action": st.action.value,
+                          "payload": {"role": st.role.value, **st.params}})
+    session.execute(IncidentEvent.__table__.insert(), rows)
+    if steps:
+        session.execute(DemoStep.__table__.insert(), steps)
+    return len(ids), len(rows), len(steps)
+
+
+def _params(step: Step) -> dict:
+    p = step.params
+    return {k: p[k] for k in ("note", "reason", "hours", "level", "department") if k in p}
+
+
+def _set_slot(session: Session, slot: int) -> None:
+    row = session.get(Meta, SLOT_KEY)
+    if row is None:
+        session.add(Meta(key=SLOT_KEY, value=str(slot)))
+    else:
+        row.value = str(slot)
+
+
+def last_slot(session: Session) -> Optional[int]:
+    row = session.get(Meta, SLOT_KEY)
+    return int(row.value) if row else None
+
+
+# ---------------------------------------------------------------------- live
+
+def tick(session: Session, sim: Simulator, now: datetime, *, max_steps: int = 500) -> dict:
+    """Add the cases of the slots since the last tick and apply the steps that are due."""
+    start = last_slot(session)
+    current = int(now.timestamp()) // SLOT
+    created = applied = dropped = 0
+    if start is None:
+        start = current
+    start = max(start, current - 288)  # after a long stop, catch up one day at most
+    for slot in range(start, current + 1):
+        for pc in sim.arrivals(slot):
+            if pc.reported_at > now:
+                continue
+            if session.scalar(select(Incident.id).where(Incident.source == SOURCE,
+                                                        Incident.external_id == pc.external_id)):
+                continue
+            case = services.create_case(session, sim.rules, source=SOURCE, external_id=pc.external_id,
+                                        channel=pc.channel.value, title=pc.title, reported_at=pc.reported_at,
+                                        now=now, category_code=pc.category.code, description=pc.description,
+                                        address=pc.address, lon=pc.lon, lat=pc.lat, priority=pc.priority.value,
+                                        reporter_name=pc.reporter_name, reporter_phone=pc.reporter_phone)
+            session.add_all([DemoStep(incident_id=case.id, due_at=s.at, action=s.action.value,
+                                      payload={"role": s.role.value, **s.params}) for s in pc.steps])
+            created += 1
+    # the slot in progress is redone next tick (its later arrivals are not due yet)
+    _set_slot(session, current)
+    session.flush()
+    due = session.scalars(select(DemoStep).where(DemoStep.due_at <= now)
+                          .order_by(DemoStep.due_at, DemoStep.id).limit(max_steps)).all()
+    for step in due:
+        if session.get(DemoStep, step.id) is None:  # dropped with its case's plan below
+            continue
+        case = session.get(Incident, step.incident_id)
+        payload = dict(step.payload or {})
+        role = Role(payload.pop("role"))
+        actor = Simulator.actor(role, case.department_code if case else None)
+        try:
+            with session.begin_nested():
+                services.perform(session, sim.rules, actor, step.incident_id, step.action,
+                                 version=case.version, now=max(step.due_at, case.updated_at), **payload)
+            applied += 1
+            session.delete(step)
+        except DomainError as exc:
+            log.info("demo plan of case %s dropped at %s: %s", step.incident_id, step.action, exc)
+            session.execute(delete(DemoStep).where(DemoStep.incident_id == step.incident_id))
+            dropped += 1
+        session.flush()
+    return {"created": created, "applied": applied, "dropped": dropped}
+
+
+# ---------------------------------------------------------------------- background thread
+
+_started = threading.Lock()
+_thread: Optional[threading.Thread] = None
+
+
+def ensure_background(server) -> None:
+    """Start the live demo feed once per process (and once per machine, by a file lock)."""
+    global _thread
+    if _thread is not None or not _started.acquire(blocking=False):
+        return
+    try:
+        import fcntl
+        lock_path = server.instance_path + "/demo-feed.lock"
+        import os
+        os.makedirs(server.instance_path, exist_ok=True)
+        fh = open(lock_path, "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log.info("demo feed runs in another process")
+            _thread = threading.current_thread()  # never try again in this process
+            return
+        _thread = threading.Thread(target=_run, args=(server, fh), name="demo-feed", daemon=True)
+        _thread.start()
+    finally:
+        pass
+
+
+def _run(server, lock_handle) -> None:
+    with server.app_context():
+        sim = build(server)
+        period = float(server.config["DEMO_TICK_SECONDS"])
+        log.info("demo feed started: about %.0f cases a day, tick every %.0f s", sim.daily, period)
+        while True:
+            try:
+                from data_sources.db import session_scope
+                with session_scope(server) as s:
+                    out = tick(s, sim, datetime.now(timezone.utc))
+                if out["created"] or out["applied"]:
+                    log.debug("demo tick: %s", out)
+            except Exception:  # keep the feed alive; the error is in the log
+                log.exception("demo tick failed")
+            time.sleep(period)
+
+
+def build(server) -> Simulator:
+    from data_sources.db import session_scope
+    from data_sources.runtime import get_runtime
+    rt = get_runtime(server)
+    with session_scope(server) as s:
+        cats = s.scalars(select(Category)).all()
+        s.expunge_all()
+    return Simulator(rt.pack, rt.rules, list(cats), seed=int(server.config["DEMO_SEED"]),
+                     daily_cases=server.config.get("DEMO_DAILY_CASES"))

@@ -1,0 +1,55 @@
+"""What a running app holds: the database and the loaded city pack with its case rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from data_sources.db import EXTENSION_KEY, Database
+from data_sources.packs import Pack, load_pack
+from incidents import sla
+from incidents.routing import AreaIndex, Router, Rule
+from incidents.services import CaseRules
+
+PACK_KEY = "cityops.pack"
+
+
+@dataclass
+class PackRuntime:
+    pack: Pack
+
+    @cached_property
+    def calendar(self) -> sla.WorkCalendar:
+        p = self.pack
+        return sla.WorkCalendar(p.office_hours, p.timezone, holiday_source=p.holiday_source,
+                                overrides=p.calendar_overrides)
+
+    @cached_property
+    def rules(self) -> CaseRules:
+        p = self.pack
+        router = Router([Rule(int(r.id), r.category_code, r.area_code, r.department_code, r.note)
+                         for r in p.routing_rules],
+                        major_of={c.code: c.major_code for c in p.categories},
+                        triage_department=p.triage_department,
+                        category_names={c.code: c.name for c in p.categories},
+                        area_names={a.code: a.name for a in p.areas},
+                        department_names={d.code: d.name for d in p.departments})
+        areas = AreaIndex([(a.code, a.geometry) for a in p.districts()],
+                          [(a.code, a.parent_code, a.geometry) for a in p.grids()])
+        return CaseRules(calendar=self.calendar, router=router, areas=areas,
+                         priority_factors={k: float(v) for k, v in p.priority_factors.items()})
+
+    @property
+    def timezone(self) -> str:
+        return self.pack.timezone
+
+
+def init_app(server) -> None:
+    server.extensions[EXTENSION_KEY] = Database(server.config["DATABASE_URL"])
+    server.extensions[PACK_KEY] = PackRuntime(load_pack(server.config["PACK"]))
+
+
+def get_runtime(app=None) -> PackRuntime:
+    if app is None:
+        from flask import current_app
+        app = current_app
+    return app.extensions[PACK_KEY]

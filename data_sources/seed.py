@@ -1,0 +1,117 @@
+"""init-db: apply migrations, install the configured city pack, and on the embedded default
+seed the demo history and one demo user per role."""
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timezone
+
+from shapely.geometry import mapping
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from data_sources import migrate
+from data_sources.packs import Pack
+from incidents import auth
+from incidents.model import Role
+from incidents.services import bump_data_version
+from incidents.tables import Area, Category, Department, Incident, Meta, RoutingRule, User
+
+PACK_KEY = "pack"
+
+
+def install_pack(session: Session, pack: Pack) -> dict:
+    """Upsert the pack's reference data (departments, areas, categories, rules)."""
+    for d in pack.departments:
+        session.merge(Department(code=d.code, name=d.name, name_en=d.name_en or "", level=d.level,
+                                 district_code=d.district_code, parent_code=d.parent_code))
+    for a in pack.areas:
+        c = a.geometry.representative_point() if a.level == "grid" else a.geometry.centroid
+        if not a.geometry.contains(c):
+            c = a.geometry.representative_point()
+        session.merge(Area(code=a.code, name=a.name, level=a.level, parent_code=a.parent_code,
+                           geometry=json.dumps(mapping(a.geometry), separators=(",", ":")),
+                           centroid_lon=round(c.x, 6), centroid_lat=round(c.y, 6)))
+    for c in pack.categories:
+        session.merge(Category(code=c.code, kind=c.kind, major_code=c.major_code, major_name=c.major_name,
+                               name=c.name, name_en=c.name_en or "", time_limit=float(c.time_limit),
+                               time_unit=c.time_unit, dup_radius_m=float(c.dup_radius_m),
+                               dup_window_h=float(c.dup_window_h), urgent=bool(c.urgent),
+                               demo_weight=float(c.demo_weight)))
+    session.flush()
+    session.execute(delete(RoutingRule))
+    session.add_all([RoutingRule(id=int(r.id), category_code=r.category_code, area_code=r.area_code,
+                                 department_code=r.department_code, note=r.note or "")
+                     for r in pack.routing_rules])
+    row = session.get(Meta, PACK_KEY)
+    if row is None:
+        session.add(Meta(key=PACK_KEY, value=pack.name))
+    else:
+        row.value = pack.name
+    bump_data_version(session)
+    session.flush()
+    return {"departments": len(pack.departments), "areas": len(pack.areas),
+            "categories": len(pack.categories), "rules": len(pack.routing_rules)}
+
+
+def demo_users(pack: Pack) -> list[tuple[str, Role, str | None, str]]:
+    """One demo user per role; the department user works for the busiest district's 城管局
+    (the department the pack's routing sends the most rules to)."""
+    from collections import Counter
+    counts = Counter(r.department_code for r in pack.routing_rules if r.department_code != pack.triage_department)
+    dept = counts.most_common(1)[0][0] if counts else pack.triage_department
+    return [("viewer", Role.VIEWER, None, "大屏观察员"), ("leader", Role.LEADER, None, "市领导"),
+            ("dispatcher", Role.DISPATCHER, None, "指挥中心派遣员"),
+            ("department", Role.DEPARTMENT, dept, "专业部门处置员"),
+            ("inspector", Role.INSPECTOR, None, "监督员"), ("admin", Role.ADMIN, None, "系统管理员")]
+
+
+def create_demo_users(session: Session, pack: Pack, now: datetime) -> list[tuple[str, str, str]]:
+    """Creates the demo users that do not exist yet; returns (username, role, password) once."""
+    out = []
+    for username, role, dept, display in demo_users(pack):
+        if session.scalar(select(User.id).where(User.username == username)) is not None:
+            continue
+        password = secrets.token_urlsafe(9)
+        auth.create_user(session, username, role, password=password, now=now, department_code=dept,
+                         display_name=display)
+        out.append((username, role.value, password))
+    return out
+
+
+def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime | None = None) -> dict:
+    from data_sources.db import get_db
+    from data_sources.feeds import simulator
+    from data_sources.runtime import get_runtime
+    from app import is_embedded_default
+
+    now = now or datetime.now(timezone.utc)
+    db = get_db(server)
+    migrate.upgrade(db.engine)
+    rt = get_runtime(server)
+    result: dict = {}
+    with db.session_scope() as s:
+        result["pack"] = install_pack(s, rt.pack)
+    echo(f"pack {rt.pack.name}: {result['pack']}")
+    if seed_demo is None:
+        seed_demo = is_embedded_default(server.config)
+    if not seed_demo:
+        return result
+    with db.session_scope() as s:
+        has_cases = s.scalar(select(func.count()).select_from(Incident).where(Incident.source == simulator.SOURCE))
+        if not has_cases:
+            sim = simulator.build(server)
+            days = int(server.config["DEMO_HISTORY_DAYS"])
+            echo(f"generating {days} days of demo history (about {sim.daily:.0f} cases a day) …")
+            result["history"] = simulator.seed_history(s, sim, now, days)
+            echo(f"demo history: {result['history']}")
+    with db.session_scope() as s:
+        created = create_demo_users(s, rt.pack, now)
+    if created:
+        echo("")
+        echo("Demo accounts (passwords are shown this once; keep them):")
+        for username, role, password in created:
+            echo(f"  {username:<11} {role:<11} {password}")
+        echo("")
+    result["demo_users"] = [u for u, _, _ in created]
+    return result

@@ -1,0 +1,1 @@
+"""The domain: cases, their lifecycle, deadlines, routing and KPIs."""

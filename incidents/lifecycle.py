@@ -1,0 +1,299 @@
+"""The case lifecycle: transition table, permission table, domain errors. Pure: stdlib only.
+
+DESIGN §3. Screens and services never hard-code which action is legal where: they ask
+:func:`allowed_actions` / :func:`next_state` and :func:`check_permission` / :func:`may`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from incidents.model import ROLE_LABELS_ZH, STATE_LABELS_ZH, Action, Role, State
+
+# --------------------------------------------------------------------------- errors
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose. ``code`` is machine-readable."""
+
+    code: str = "domain_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class TransitionError(DomainError):
+    """An action that is not allowed from the case's current state."""
+
+    code = "invalid_transition"
+
+    def __init__(self, state: State, action: Action, allowed: tuple[Action, ...]) -> None:
+        self.state = state
+        self.action = action
+        self.allowed = tuple(allowed)
+        label = STATE_LABELS_ZH.get(state, "")
+        here = ", ".join(a.value for a in self.allowed) if self.allowed else "none (final state)"
+        super().__init__(
+            f"cannot '{action.value}' a case in state '{state.value}' ({label}); "
+            f"allowed from here: {here}"
+        )
+
+
+class PermissionDenied(DomainError):
+    code = "forbidden"
+
+    def __init__(self, message: str, *, role: Role | None = None,
+                 action: Action | None = None) -> None:
+        super().__init__(message)
+        self.role = role
+        self.action = action
+
+
+class StaleVersion(DomainError):
+    """Optimistic locking: the case changed since the actor loaded it."""
+
+    code = "stale_version"
+
+    def __init__(self, changed_by: str | None, changed_at: datetime | str | None, *,
+                 expected: int | None = None, actual: int | None = None) -> None:
+        self.changed_by = changed_by
+        self.changed_at = changed_at
+        self.expected = expected
+        self.actual = actual
+        if isinstance(changed_at, datetime):
+            when = changed_at.isoformat(sep=" ", timespec="seconds")
+        else:
+            when = changed_at if changed_at is not None else "an unknown time"
+        who = changed_by if changed_by else "someone else"
+        super().__init__(f"changed by {who} at {when}, reload")
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class ValidationFailed(DomainError):
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+STAYS: Final = _Marker("STAYS")                 # the state does not change
+RESUME_PREVIOUS: Final = _Marker("RESUME_PREVIOUS")  # back to the state before suspend
+
+_S, _A = State, Action
+
+# Written state by state, the main forward action first (the order allowed_actions returns).
+TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
+    (_S.REPORTED, _A.REGISTER): _S.REGISTERED,
+    (_S.REPORTED, _A.VOID): _S.VOIDED,
+    (_S.REPORTED, _A.MERGE): _S.VOIDED,
+    (_S.REPORTED, _A.SUPERVISE): STAYS,
+
+    (_S.REGISTERED, _A.DISPATCH): _S.DISPATCHED,
+    (_S.REGISTERED, _A.VOID): _S.VOIDED,
+    (_S.REGISTERED, _A.SUSPEND): _S.SUSPENDED,
+    (_S.REGISTERED, _A.MERGE): _S.VOIDED,
+    (_S.REGISTERED, _A.SUPERVISE): STAYS,
+
+    (_S.DISPATCHED, _A.SIGN): _S.IN_PROGRESS,
+    (_S.DISPATCHED, _A.RESOLVE): _S.RESOLVED,
+    (_S.DISPATCHED, _A.RETURN): _S.REGISTERED,
+    (_S.DISPATCHED, _A.REASSIGN): _S.DISPATCHED,
+    (_S.DISPATCHED, _A.EXTEND): STAYS,
+    (_S.DISPATCHED, _A.SUSPEND): _S.SUSPENDED,
+    (_S.DISPATCHED, _A.MERGE): _S.VOIDED,
+    (_S.DISPATCHED, _A.SUPERVISE): STAYS,
+
+    (_S.IN_PROGRESS, _A.RESOLVE): _S.RESOLVED,
+    (_S.IN_PROGRESS, _A.RETURN): _S.REGISTERED,
+    (_S.IN_PROGRESS, _A.REASSIGN): _S.DISPATCHED,
+    (_S.IN_PROGRESS, _A.EXTEND): STAYS,
+    (_S.IN_PROGRESS, _A.SUSPEND): _S.SUSPENDED,
+    (_S.IN_PROGRESS, _A.MERGE): _S.VOIDED,
+    (_S.IN_PROGRESS, _A.SUPERVISE): STAYS,
+
+    (_S.RESOLVED, _A.VERIFY_PASS): _S.CLOSED,
+    (_S.RESOLVED, _A.VERIFY_FAIL): _S.DISPATCHED,   # 返工: same department, rework +1
+    (_S.RESOLVED, _A.SUPERVISE): STAYS,
+
+    (_S.SUSPENDED, _A.RESUME): RESUME_PREVIOUS,
+    (_S.SUSPENDED, _A.SUPERVISE): STAYS,
+
+    (_S.CLOSED, _A.REOPEN): _S.REGISTERED,
+    # voided: final, nothing allowed
+}
+
+#: States a case may be suspended from, hence the states ``resume`` may return to.
+SUSPENDABLE_STATES: Final[tuple[State, ...]] = tuple(
+    s for (s, a) in TRANSITIONS if a is Action.SUSPEND
+)
+
+_ALLOWED: dict[State, tuple[Action, ...]] = {
+    s: tuple(a for (s2, a) in TRANSITIONS if s2 is s) for s in State
+}
+
+
+def _as_state(value: State | str) -> State:
+    try:
+        return State(value)
+    except ValueError:
+        raise ValidationFailed(f"unknown state {value!r}", field="state") from None
+
+
+def _as_action(value: Action | str) -> Action:
+    try:
+        return Action(value)
+    except ValueError:
+        raise ValidationFailed(f"unknown action {value!r}", field="action") from None
+
+
+def _as_role(value: Role | str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValidationFailed(f"unknown role {value!r}", field="role") from None
+
+
+def allowed_actions(state: State | str) -> tuple[Action, ...]:
+    """Actions the lifecycle allows from ``state`` (regardless of who acts)."""
+    return _ALLOWED[_as_state(state)]
+
+
+def is_allowed(state: State | str, action: Action | str) -> bool:
+    return (_as_state(state), _as_action(action)) in TRANSITIONS
+
+
+def next_state(state: State | str, action: Action | str, *,
+               resume_to: State | str | None = None) -> State:
+    """The state after ``action``; raises :class:`TransitionError` when not allowed.
+
+    ``resume`` needs ``resume_to``: the state the case was in before it was suspended.
+    """
+    st, act = _as_state(state), _as_action(action)
+    target = TRANSITIONS.get((st, act))
+    if target is None:
+        raise TransitionError(st, act, _ALLOWED[st])
+    if target is STAYS:
+        return st
+    if target is RESUME_PREVIOUS:
+        if resume_to is None:
+            raise ValidationFailed("resume needs the state before the suspension (resume_to)",
+                                   field="resume_to")
+        back = _as_state(resume_to)
+        if back not in SUSPENDABLE_STATES:
+            raise ValidationFailed(
+                f"cannot resume to '{back.value}': a case is only suspended from "
+                + ", ".join(s.value for s in SUSPENDABLE_STATES),
+                field="resume_to",
+            )
+        return back
+    assert isinstance(target, State)
+    return target
+
+
+# --------------------------------------------------------------------------- permissions
+
+ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
+    Role.VIEWER: frozenset(),
+    Role.LEADER: frozenset({Action.SUPERVISE}),
+    Role.DISPATCHER: frozenset({
+        Action.REGISTER, Action.VOID, Action.DISPATCH, Action.REASSIGN, Action.EXTEND,
+        Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN,
+    }),
+    Role.DEPARTMENT: frozenset({
+        Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND,
+    }),
+    Role.INSPECTOR: frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
+    Role.ADMIN: frozenset(),
+}
+
+#: Actions a department user may only *request*; a dispatcher approves them.
+REQUEST_ONLY: Final[dict[Role, frozenset[Action]]] = {
+    Role.DEPARTMENT: frozenset({Action.EXTEND, Action.SUSPEND}),
+}
+
+
+def roles_for(action: Action | str) -> tuple[Role, ...]:
+    act = _as_action(action)
+    return tuple(r for r in Role if act in ROLE_ACTIONS[r])
+
+
+def actions_for(role: Role | str) -> frozenset[Action]:
+    return ROLE_ACTIONS[_as_role(role)]
+
+
+def is_request_only(role: Role | str, action: Action | str) -> bool:
+    """True when ``role`` may only ask for ``action`` (a department's extend/suspend)."""
+    return _as_action(action) in REQUEST_ONLY.get(_as_role(role), frozenset())
+
+
+def _same_department(a: Any, b: Any) -> bool:
+    if a is None or b is None or a == "" or b == "":
+        return False
+    return str(a) == str(b)
+
+
+def check_permission(role: Role | str, action: Action | str, *,
+                     user_department: Any = None, case_department: Any = None) -> None:
+    """Raise :class:`PermissionDenied` unless ``role`` may perform ``action``.
+
+    Department users act only on cases of their own department; a department user
+    without a department may do nothing.
+    """
+    r, act = _as_role(role), _as_action(action)
+    label = ROLE_LABELS_ZH.get(r, "")
+    if act not in ROLE_ACTIONS[r]:
+        who = ", ".join(x.value for x in roles_for(act)) or "nobody"
+        raise PermissionDenied(
+            f"role '{r.value}' ({label}) may not '{act.value}' (allowed for: {who})",
+            role=r, action=act,
+        )
+    if r is Role.DEPARTMENT:
+        if user_department is None or user_department == "":
+            raise PermissionDenied(
+                f"department user without a department may not '{act.value}'",
+                role=r, action=act,
+            )
+        if not _same_department(user_department, case_department):
+            raise PermissionDenied(
+                f"department '{user_department}' may not '{act.value}' a case of "
+                f"department '{case_department if case_department is not None else '(none)'}'",
+                role=r, action=act,
+            )
+
+
+def may(role: Role | str, action: Action | str, *,
+        user_department: Any = None, case_department: Any = None) -> bool:
+    try:
+        check_permission(role, action, user_department=user_department,
+                         case_department=case_department)
+    except PermissionDenied:
+        return False
+    return True
+
+
+__all__ = [
+    "DomainError", "TransitionError", "PermissionDenied", "StaleVersion", "NotFound",
+    "ValidationFailed", "STAYS", "RESUME_PREVIOUS", "TRANSITIONS", "SUSPENDABLE_STATES",
+    "allowed_actions", "is_allowed", "next_state", "ROLE_ACTIONS", "REQUEST_ONLY",
+    "roles_for", "actions_for", "is_request_only", "check_permission", "may",
+]

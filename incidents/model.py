@@ -1,0 +1,111 @@
+"""Enums and value objects of the domain. Pure: stdlib only.
+
+Screens and services ask questions of these enums ("is it open?") instead of
+listing string literals, so a new state only has to be added here.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    REPORTED = "reported"        # 上报
+    REGISTERED = "registered"    # 立案
+    DISPATCHED = "dispatched"    # 已派遣 (deadline clock starts)
+    IN_PROGRESS = "in_progress"  # 处置中 (signed)
+    RESOLVED = "resolved"        # 已反馈
+    CLOSED = "closed"            # 已结案
+    VOIDED = "voided"            # 已作废
+    SUSPENDED = "suspended"      # 挂账
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (State.CLOSED, State.VOIDED)
+
+    @property
+    def is_with_department(self) -> bool:
+        """The department's clock is running (or paused) in these states."""
+        return self in (State.DISPATCHED, State.IN_PROGRESS)
+
+    @classmethod
+    def open_states(cls) -> tuple["State", ...]:
+        return tuple(s for s in cls if s.is_open)
+
+
+class Action(StrEnum):
+    REGISTER = "register"
+    VOID = "void"
+    DISPATCH = "dispatch"
+    SIGN = "sign"
+    RETURN = "return"
+    REASSIGN = "reassign"
+    EXTEND = "extend"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    RESOLVE = "resolve"
+    VERIFY_PASS = "verify_pass"
+    VERIFY_FAIL = "verify_fail"
+    MERGE = "merge"
+    SUPERVISE = "supervise"
+    REOPEN = "reopen"
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    LEADER = "leader"
+    DISPATCHER = "dispatcher"
+    DEPARTMENT = "department"
+    INSPECTOR = "inspector"
+    ADMIN = "admin"
+
+
+class Channel(StrEnum):
+    HOTLINE = "12345"            # 12345 热线
+    GRID = "grid"                # 网格巡查
+    IOT = "iot"                  # 物联感知
+    VIDEO = "video"              # 视频识别
+    APP = "app"                  # 市民App
+
+
+class Priority(StrEnum):
+    NORMAL = "normal"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+class Light(StrEnum):
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class TimeUnit(StrEnum):
+    WORK_HOURS = "work_hours"        # 工作时
+    WORK_DAYS = "work_days"          # 工作日
+    NATURAL_HOURS = "natural_hours"  # 自然时 (emergencies)
+
+
+class CategoryKind(StrEnum):
+    COMPONENT = "component"  # 部件
+    EVENT = "event"          # 事件
+
+
+STATE_LABELS_ZH = {
+    State.REPORTED: "上报", State.REGISTERED: "立案", State.DISPATCHED: "已派遣",
+    State.IN_PROGRESS: "处置中", State.RESOLVED: "已反馈", State.CLOSED: "已结案",
+    State.VOIDED: "已作废", State.SUSPENDED: "挂账",
+}
+STATE_LABELS_EN = {s: s.value.replace("_", " ").title() for s in State}
+
+CHANNEL_LABELS_ZH = {
+    Channel.HOTLINE: "12345热线", Channel.GRID: "网格巡查", Channel.IOT: "物联感知",
+    Channel.VIDEO: "视频识别", Channel.APP: "市民App",
+}
+CHANNEL_LABELS_EN = {
+    Channel.HOTLINE: "12345 hotline", Channel.GRID: "Grid patrol", Channel.IOT: "IoT sensor",
+    Channel.VIDEO: "Video AI", Channel.APP: "Citizen app",
+}
+ROLE_LABELS_ZH = {
+    Role.VIEWER: "观察员", Role.LEADER: "领导", Role.DISPATCHER: "派遣员",
+    Role.DEPARTMENT: "专业部门", Role.INSPECTOR: "监督员", Role.ADMIN: "管理员",
+}

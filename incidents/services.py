@@ -1,0 +1,293 @@
+"""Use cases: every write to a case goes through here (Dash callbacks, REST API, Open311, feeds).
+
+Each function takes a ``Session`` and never commits: the caller's ``session_scope`` does.
+An action checks permission, checks the version the caller saw, applies the transition,
+updates deadline and counters, appends the case event and bumps the data version.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from incidents import lifecycle, sla
+from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
+from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
+from incidents.routing import AreaIndex, Router, Suggestion
+from incidents.tables import Category, Incident, IncidentEvent, Meta
+
+DATA_VERSION_KEY = "data_version"
+
+
+@dataclass(frozen=True)
+class Actor:
+    username: str
+    role: Role
+    department_code: Optional[str] = None
+
+
+@dataclass
+class CaseRules:
+    """What the services need from the city pack: calendar, routing, area lookup, factors."""
+
+    calendar: sla.WorkCalendar
+    router: Router
+    areas: AreaIndex
+    priority_factors: dict[str, float] = field(default_factory=dict)
+    reopen_window_days: float = 7.0
+
+
+# --------------------------------------------------------------------------- data version
+
+def bump_data_version(session: Session) -> None:
+    res = session.execute(update(Meta).where(Meta.key == DATA_VERSION_KEY)
+                          .values(value=(Meta.value.cast(_int_type()) + 1).cast(_str_type())))
+    if res.rowcount == 0:
+        session.add(Meta(key=DATA_VERSION_KEY, value="1"))
+        session.flush()
+
+
+def data_version(session: Session) -> int:
+    v = session.scalar(select(Meta.value).where(Meta.key == DATA_VERSION_KEY))
+    return int(v) if v else 0
+
+
+def _int_type():
+    from sqlalchemy import Integer
+    return Integer()
+
+
+def _str_type():
+    from sqlalchemy import String
+    return String(200)
+
+
+# --------------------------------------------------------------------------- deadlines
+
+def limit_hours(category: Category, priority: str, factors: dict[str, float], calendar: sla.WorkCalendar) -> float:
+    """The allowed time in the category's clock (working hours, or natural hours)."""
+    factor = float(factors.get(priority, 1.0))
+    if category.time_unit == TimeUnit.WORK_DAYS:
+        return category.time_limit * calendar.hours_per_day * factor
+    return category.time_limit * factor
+
+
+def _advance(category: Category, calendar: sla.WorkCalendar, start: datetime, hours: float) -> datetime:
+    if category.time_unit == TimeUnit.NATURAL_HOURS:
+        return start + timedelta(hours=hours)
+    return calendar.add_working_hours(start, hours)
+
+
+def _span_hours(category: Category, calendar: sla.WorkCalendar, a: datetime, b: datetime) -> float:
+    if category.time_unit == TimeUnit.NATURAL_HOURS:
+        return max((b - a).total_seconds() / 3600.0, 0.0)
+    return calendar.working_hours_between(a, b)
+
+
+def set_deadline(case: Incident, category: Category, rules: CaseRules) -> None:
+    """deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %."""
+    allowed = limit_hours(category, case.priority, rules.priority_factors, rules.calendar) + case.extension_hours
+    case.allowed_hours = allowed
+    case.deadline = _advance(category, rules.calendar, case.dispatched_at, allowed + case.suspended_hours)
+    case.warn_at = _advance(category, rules.calendar, case.dispatched_at, 0.8 * allowed + case.suspended_hours)
+
+
+# --------------------------------------------------------------------------- create
+
+def create_case(session: Session, rules: CaseRules, *, source: str, external_id: str, channel: str,
+                title: str, reported_at: datetime, now: datetime, category_code: Optional[str] = None,
+                description: str = "", address: str = "", lon: Optional[float] = None,
+                lat: Optional[float] = None, priority: str = Priority.NORMAL,
+                reporter_name: str = "", reporter_phone: str = "", actor: str = "feed") -> Incident:
+    """A new case arrives from a feed in state ``reported``. Area codes are computed here, once."""
+    if channel not in set(Channel):
+        raise ValidationFailed(f"unknown channel {channel!r}; expected one of {', '.join(Channel)}")
+    if priority not in set(Priority):
+        raise ValidationFailed(f"unknown priority {priority!r}; expected one of {', '.join(Priority)}")
+    if category_code is not None and session.get(Category, category_code) is None:
+        raise ValidationFailed(f"unknown category {category_code!r}")
+    district, grid = rules.areas.locate(lon, lat)
+    case = Incident(source=source, external_id=external_id, channel=channel, title=title[:200],
+                    description=description, address=address, lon=lon, lat=lat,
+                    district_code=district, grid_code=grid, category_code=category_code,
+                    priority=priority, state=State.REPORTED, reporter_name=reporter_name,
+                    reporter_phone=reporter_phone, reported_at=reported_at, updated_at=now,
+                    updated_by=actor, version=1)
+    session.add(case)
+    session.flush()
+    session.add(IncidentEvent(incident_id=case.id, at=reported_at, actor=actor, action="report",
+                              from_state=None, to_state=State.REPORTED, note=title[:200],
+                              payload={"channel": channel, "source": source}))
+    bump_data_version(session)
+    return case
+
+
+def suggest_department(session: Session, rules: CaseRules, case: Incident) -> Suggestion:
+    return rules.router.route(case.category_code, case.district_code, case.grid_code)
+
+
+# --------------------------------------------------------------------------- actions
+
+def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, action: str | Action, *,
+            version: int, now: datetime, department: Optional[str] = None, note: str = "",
+            reason: Optional[str] = None, hours: Optional[float] = None,
+            duplicate_of: Optional[int] = None, level: Optional[int] = None,
+            request_id: Optional[str] = None) -> Incident:
+    """Apply one action of DESIGN.md §3 to a case, in the caller's transaction."""
+    action = parse_action(action)
+    if request_id:
+        seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
+        if seen is not None:
+            if seen.incident_id != incident_id:
+                raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
+            return session.get(Incident, incident_id)
+    case = session.get(Incident, incident_id)
+    if case is None:
+        raise NotFound(f"case {incident_id} does not exist")
+    lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
+                               case_department=case.department_code)
+    if version != case.version:
+        raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
+    if action == Action.MERGE and (not duplicate_of or duplicate_of == case.id
+                                   or session.get(Incident, duplicate_of) is None):
+        raise ValidationFailed("merge needs duplicate_of: the id of another existing case")
+    category = session.get(Category, case.category_code) if case.category_code else None
+    event = apply_action(case, category, rules, actor.username, action, now, department=department,
+                         note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level)
+    event.request_id = request_id or None
+    session.add(event)
+    try:
+        session.flush()
+    except StaleDataError:
+        # someone else's write landed between our read and our update: tell who, from a fresh session
+        with Session(session.get_bind()) as other:
+            fresh = other.get(Incident, incident_id)
+            raise StaleVersion(changed_by=fresh.updated_by if fresh else "?",
+                               changed_at=fresh.updated_at if fresh else None) from None
+    bump_data_version(session)
+    return case
+
+
+def parse_action(action: str | Action) -> Action:
+    try:
+        return Action(action)
+    except ValueError:
+        raise ValidationFailed(f"unknown action {action!r}; expected one of {', '.join(Action)}") from None
+
+
+def apply_action(case: Incident, category: Optional[Category], rules: CaseRules, actor_name: str,
+                 action: Action, now: datetime, *, department: Optional[str] = None, note: str = "",
+                 reason: Optional[str] = None, hours: Optional[float] = None,
+                 duplicate_of: Optional[int] = None, level: Optional[int] = None) -> IncidentEvent:
+    """The transition itself, on a case object, without the database: state, timestamps,
+    deadline and counters change, and the event to append is returned. Permission and
+    version are the caller's to check (``perform`` does)."""
+    before = State(case.state)
+    resume_to = State(case.state_before_suspend) if case.state_before_suspend else None
+    after = lifecycle.next_state(before, action, resume_to=resume_to)
+    payload: dict[str, Any] = {}
+
+    if action in (Action.DISPATCH, Action.REASSIGN):
+        if not department:
+            suggestion = rules.router.route(case.category_code, case.district_code, case.grid_code)
+            department = suggestion.department_code
+            payload["routing"] = suggestion.reason
+        if action == Action.REASSIGN and department == case.department_code:
+            raise ValidationFailed(f"case {case.id} is already with {department}; reassign needs another department")
+        if category is None:
+            raise ValidationFailed(f"case {case.id} has no category; set one before dispatch")
+        if action == Action.REASSIGN:
+            case.reassign_count += 1
+            payload["from_department"] = case.department_code
+        case.department_code = department
+        _start_clock(case, category, rules, now)
+    elif action == Action.REGISTER:
+        case.registered_at = now
+    elif action == Action.VOID:
+        if not reason:
+            raise ValidationFailed("void needs a reason code (duplicate, invalid, not_ours …)")
+        case.voided_at, case.void_reason = now, reason
+    elif action == Action.MERGE:
+        case.voided_at, case.void_reason, case.duplicate_of = now, "duplicate", duplicate_of
+    elif action == Action.SIGN:
+        case.signed_at = now
+    elif action == Action.RETURN:
+        if not (reason or note):
+            raise ValidationFailed("return (回退) needs a reason")
+        case.return_count += 1
+        payload["from_department"] = case.department_code
+        case.department_code = None
+        case.deadline = case.warn_at = case.allowed_hours = None
+    elif action == Action.EXTEND:
+        if not hours or hours <= 0:
+            raise ValidationFailed("extend needs hours > 0")
+        if case.dispatched_at is None:
+            raise ValidationFailed("only a dispatched case has a deadline to extend")
+        case.extension_count += 1
+        case.extension_hours += float(hours)
+        payload["hours"] = float(hours)
+        set_deadline(case, category, rules)
+    elif action == Action.SUSPEND:
+        if not (reason or note):
+            raise ValidationFailed("suspend (挂账) needs a reason")
+        case.state_before_suspend = before
+        case.suspended_at = now
+    elif action == Action.RESUME:
+        if case.suspended_at is not None and resume_to is not None and resume_to.is_with_department and category:
+            case.suspended_hours += _span_hours(category, rules.calendar, case.suspended_at, now)
+            set_deadline(case, category, rules)
+        case.state_before_suspend = None
+        case.suspended_at = None
+    elif action == Action.RESOLVE:
+        case.resolved_at = now
+        case.on_time = case.deadline is None or now <= case.deadline
+    elif action == Action.VERIFY_PASS:
+        case.closed_at = now
+    elif action == Action.VERIFY_FAIL:
+        case.rework_count += 1
+        case.resolved_at = None
+        case.on_time = None
+        _start_clock(case, category, rules, now)
+    elif action == Action.REOPEN:
+        if case.closed_at and now - case.closed_at > timedelta(days=rules.reopen_window_days):
+            raise ValidationFailed(f"reopen is allowed within {rules.reopen_window_days:g} days of closing")
+        case.rework_count += 1
+        case.closed_at = case.resolved_at = None
+        case.on_time = None
+        case.department_code = None
+        case.deadline = case.warn_at = case.allowed_hours = None
+    elif action == Action.SUPERVISE:
+        case.supervise_level = max(int(level or 1), 1)
+        payload["level"] = case.supervise_level
+
+    if reason:
+        payload["reason"] = reason
+    case.state = after
+    case.updated_at = now
+    case.updated_by = actor_name
+    return IncidentEvent(incident_id=case.id, at=now, actor=actor_name, action=action.value,
+                         from_state=before.value, to_state=after.value, department_code=case.department_code,
+                         note=note or "", payload=payload or None)
+
+
+def _start_clock(case: Incident, category: Category, rules: CaseRules, now: datetime) -> None:
+    case.dispatched_at = now
+    case.signed_at = None
+    case.suspended_hours = 0.0
+    case.extension_hours = 0.0
+    set_deadline(case, category, rules)
+
+
+def load_case(session: Session, incident_id: int) -> Incident:
+    case = session.get(Incident, incident_id)
+    if case is None:
+        raise NotFound(f"case {incident_id} does not exist")
+    return case
+
+
+__all__ = ["Actor", "CaseRules", "DomainError", "apply_action", "bump_data_version", "create_case",
+           "data_version", "load_case", "perform", "set_deadline", "suggest_department"]

@@ -1,0 +1,351 @@
+"""Working calendar, deadlines (处置时限) and the traffic light (亮灯). Pure: stdlib + chinese_calendar.
+
+DESIGN §4. Every function that depends on the current time takes ``now`` explicitly.
+Inputs may be aware datetimes in any time zone; naive datetimes are taken as UTC.
+Arithmetic happens in the calendar's local zone; results are aware UTC datetimes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from incidents.model import Light, TimeUnit
+
+UTC = timezone.utc
+
+HOLIDAY_SOURCES = ("chinese-calendar", "none")
+GREEN_MAX = 0.8    # fraction ≤ 0.8 → green
+YELLOW_MAX = 1.0   # fraction ≤ 1.0 → yellow, above → red
+
+_MAX_SCAN_DAYS = 3660  # give up looking for office time after ~10 years (misconfigured calendar)
+
+Span = tuple[datetime, datetime | None]
+
+
+def to_utc(dt: datetime) -> datetime:
+    """Aware UTC; naive input is taken as UTC."""
+    if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _parse_time(value: time | str) -> time:
+    if isinstance(value, time):
+        return value
+    return time.fromisoformat(str(value).strip())
+
+
+def _parse_period(p) -> tuple[time, time]:
+    if isinstance(p, str):
+        a, b = p.replace("–", "-").split("-")
+        return _parse_time(a), _parse_time(b)
+    a, b = p
+    return _parse_time(a), _parse_time(b)
+
+
+class WorkCalendar:
+    """Office hours, weekends, statutory holidays and 调休 working days of one city.
+
+    ``office_hours``: periods of a working day, e.g. ``[(time(8, 30), time(12)), (time(13, 30),
+    time(17, 30))]`` (``"08:30-12:00"`` strings are accepted too). ``holiday_source``:
+    ``"chinese-calendar"`` (statutory holidays and 调休 from the ``chinesecalendar`` package,
+    Mon–Fri for years it does not know) or ``"none"`` (Mon–Fri). ``overrides`` win over both.
+    """
+
+    def __init__(self, office_hours: Sequence[tuple[time, time]] | Sequence[str], tz: str,
+                 holiday_source: str = "chinese-calendar",
+                 overrides: dict[date, bool] | None = None) -> None:
+        periods = sorted(_parse_period(p) for p in office_hours)
+        if not periods:
+            raise ValueError("office_hours must have at least one period")
+        for s, e in periods:
+            if not s < e:
+                raise ValueError(f"office period {s}–{e} must start before it ends")
+        for (_, e1), (s2, _) in zip(periods, periods[1:]):
+            if s2 < e1:
+                raise ValueError("office periods overlap")
+        if holiday_source not in HOLIDAY_SOURCES:
+            raise ValueError(f"holiday_source must be one of {HOLIDAY_SOURCES}, "
+                             f"not {holiday_source!r}")
+        self.office_hours: tuple[tuple[time, time], ...] = tuple(periods)
+        self.tz_name = tz
+        self.tz = ZoneInfo(tz)
+        self.holiday_source = holiday_source
+        self.overrides: dict[date, bool] = dict(overrides or {})
+        self._workday_cache: dict[date, bool] = {}
+        self._period_cache: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+        self._unknown_years: set[int] = set()
+
+    def __repr__(self) -> str:
+        hours = ",".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in self.office_hours)
+        return f"WorkCalendar({hours}, tz={self.tz_name!r}, holidays={self.holiday_source!r})"
+
+    # ---------------------------------------------------------------- days
+
+    @property
+    def hours_per_day(self) -> float:
+        secs = sum(
+            (datetime.combine(date.min, e) - datetime.combine(date.min, s)).total_seconds()
+            for s, e in self.office_hours
+        )
+        return secs / 3600.0
+
+    def is_workday(self, d: date) -> bool:
+        if isinstance(d, datetime):
+            d = d.date()
+        cached = self._workday_cache.get(d)
+        if cached is not None:
+            return cached
+        if d in self.overrides:
+            result = bool(self.overrides[d])
+        elif self.holiday_source == "chinese-calendar" and d.year not in self._unknown_years:
+            try:
+                import chinese_calendar
+                result = bool(chinese_calendar.is_workday(d))
+            except NotImplementedError:  # a year the package has no data for
+                self._unknown_years.add(d.year)
+                result = d.weekday() < 5
+        else:
+            result = d.weekday() < 5
+        self._workday_cache[d] = result
+        return result
+
+    def knows_holidays(self, year: int) -> bool:
+        """False when holidays for ``year`` fall back to Mon–Fri (no data)."""
+        if self.holiday_source != "chinese-calendar":
+            return False
+        if year in self._unknown_years:
+            return False
+        import chinese_calendar
+        try:
+            chinese_calendar.is_workday(date(year, 7, 1))
+        except NotImplementedError:
+            self._unknown_years.add(year)
+            return False
+        return True
+
+    def _periods(self, d: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The office periods of local day ``d`` as UTC intervals (empty on a day off)."""
+        got = self._period_cache.get(d)
+        if got is None:
+            if self.is_workday(d):
+                got = tuple(
+                    (datetime.combine(d, s, tzinfo=self.tz).astimezone(UTC),
+                     datetime.combine(d, e, tzinfo=self.tz).astimezone(UTC))
+                    for s, e in self.office_hours
+                )
+            else:
+                got = ()
+            self._period_cache[d] = got
+        return got
+
+    def _local_date(self, utc_dt: datetime) -> date:
+        return utc_dt.astimezone(self.tz).date()
+
+    # ---------------------------------------------------------------- arithmetic
+
+    def add_working_hours(self, start: datetime, hours: float) -> datetime:
+        """The earliest instant at which ``hours`` of office time have passed since ``start``."""
+        if hours < 0:
+            raise ValueError("hours must not be negative")
+        cursor = to_utc(start)
+        remaining = timedelta(hours=hours)
+        if remaining <= timedelta(0):
+            return cursor
+        day = self._local_date(cursor)
+        for _ in range(_MAX_SCAN_DAYS):
+            for ps, pe in self._periods(day):
+                if pe <= cursor:
+                    continue
+                begin = ps if ps > cursor else cursor
+                avail = pe - begin
+                if remaining <= avail:
+                    return begin + remaining
+                remaining -= avail
+            day += timedelta(days=1)
+        raise ValueError(f"{self!r} has no office time within {_MAX_SCAN_DAYS} days")
+
+    def working_time_between(self, a: datetime, b: datetime) -> timedelta:
+        a, b = to_utc(a), to_utc(b)
+        total = timedelta(0)
+        if b <= a:
+            return total
+        day, last = self._local_date(a), self._local_date(b)
+        while day <= last:
+            for ps, pe in self._periods(day):
+                lo = ps if ps > a else a
+                hi = pe if pe < b else b
+                if hi > lo:
+                    total += hi - lo
+            day += timedelta(days=1)
+        return total
+
+    def working_hours_between(self, a: datetime, b: datetime) -> float:
+        """Office hours between ``a`` and ``b`` (0 when ``b <= a``)."""
+        return self.working_time_between(a, b).total_seconds() / 3600.0
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+def _is_natural(time_unit: TimeUnit | str) -> bool:
+    return TimeUnit(time_unit) is TimeUnit.NATURAL_HOURS
+
+
+def allowed_hours(time_limit: float, time_unit: TimeUnit | str, calendar: WorkCalendar, *,
+                  priority_factor: float = 1.0, extension_hours: float = 0.0) -> float:
+    """The counted hours a case is allowed: limit × factor (+ extension)."""
+    unit = TimeUnit(time_unit)
+    base = float(time_limit) * (calendar.hours_per_day if unit is TimeUnit.WORK_DAYS else 1.0)
+    total = base * float(priority_factor) + float(extension_hours)
+    if total < 0:
+        raise ValueError("allowed time must not be negative")
+    return total
+
+
+def _merge_spans(spans: Iterable[Span], floor: datetime,
+                 now: datetime | None) -> list[tuple[datetime, datetime]]:
+    """Suspended spans clipped to start at ``floor``, sorted and merged; open spans end at now."""
+    out: list[tuple[datetime, datetime]] = []
+    for s, e in spans:
+        if e is None:
+            if now is None:
+                raise ValueError("an open suspended span (end None) needs 'now'")
+            e = now
+        s, e = max(to_utc(s), floor), to_utc(e)
+        if e > s:
+            out.append((s, e))
+    out.sort()
+    merged: list[tuple[datetime, datetime]] = []
+    for s, e in out:
+        if merged and s <= merged[-1][1]:
+            if e > merged[-1][1]:
+                merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def deadline_for(dispatched_at: datetime, time_limit: float, time_unit: TimeUnit | str,
+                 calendar: WorkCalendar, *, priority_factor: float = 1.0,
+                 extension_hours: float = 0.0, suspended_spans: Iterable[Span] = (),
+                 now: datetime | None = None) -> datetime:
+    """The deadline in force (aware UTC).
+
+    Working units count office time of ``calendar``; ``natural_hours`` counts wall-clock
+    time. ``extension_hours`` are in the same kind of time. Time inside ``suspended_spans``
+    does not count, so the deadline moves later by the counted time inside them (a span
+    that starts after the deadline was already reached does not move it). A span with
+    ``end=None`` (still suspended) ends at ``now``.
+    """
+    start = to_utc(dispatched_at)
+    natural = _is_natural(time_unit)
+    remaining = timedelta(hours=allowed_hours(time_limit, time_unit, calendar,
+                                              priority_factor=priority_factor,
+                                              extension_hours=extension_hours))
+    now_utc = to_utc(now) if now is not None else None
+
+    def measure(a: datetime, b: datetime) -> timedelta:
+        return (b - a if b > a else timedelta(0)) if natural else calendar.working_time_between(a, b)
+
+    def add(a: datetime, d: timedelta) -> datetime:
+        return a + d if natural else calendar.add_working_hours(a, d.total_seconds() / 3600.0)
+
+    cursor = start
+    for s, e in _merge_spans(suspended_spans, start, now_utc):
+        avail = measure(cursor, s)
+        if remaining <= avail:
+            break
+        remaining -= avail
+        cursor = max(cursor, e)
+    return add(cursor, remaining)
+
+
+def counted_time(dispatched_at: datetime, now: datetime, time_unit: TimeUnit | str,
+                 calendar: WorkCalendar, *, suspended_spans: Iterable[Span] = ()) -> timedelta:
+    """Time on the clock since dispatch: office (or natural) time minus suspended spans."""
+    start, end = to_utc(dispatched_at), to_utc(now)
+    if end <= start:
+        return timedelta(0)
+    natural = _is_natural(time_unit)
+
+    def measure(a: datetime, b: datetime) -> timedelta:
+        return (b - a if b > a else timedelta(0)) if natural else calendar.working_time_between(a, b)
+
+    total = measure(start, end)
+    for s, e in _merge_spans(suspended_spans, start, end):
+        total -= measure(s, min(e, end))
+    return max(total, timedelta(0))
+
+
+def _micros(td: timedelta) -> int:
+    return (td.days * 86400 + td.seconds) * 1_000_000 + td.microseconds
+
+
+def elapsed_fraction(dispatched_at: datetime, now: datetime, time_limit: float,
+                     time_unit: TimeUnit | str, calendar: WorkCalendar, *,
+                     priority_factor: float = 1.0, extension_hours: float = 0.0,
+                     suspended_spans: Iterable[Span] = ()) -> float:
+    """Counted time since dispatch ÷ allowed time (limit × factor + extension)."""
+    used = _micros(counted_time(dispatched_at, now, time_unit, calendar,
+                                suspended_spans=suspended_spans))
+    allowed = _micros(timedelta(hours=allowed_hours(time_limit, time_unit, calendar,
+                                                    priority_factor=priority_factor,
+                                                    extension_hours=extension_hours)))
+    if allowed <= 0:
+        return math.inf if used > 0 else 0.0
+    return used / allowed
+
+
+def light_for_fraction(fraction: float) -> Light:
+    if fraction <= GREEN_MAX:
+        return Light.GREEN
+    if fraction <= YELLOW_MAX:
+        return Light.YELLOW
+    return Light.RED
+
+
+def traffic_light(dispatched_at: datetime, now: datetime, time_limit: float,
+                  time_unit: TimeUnit | str, calendar: WorkCalendar, *,
+                  priority_factor: float = 1.0, extension_hours: float = 0.0,
+                  suspended_spans: Iterable[Span] = ()) -> Light:
+    return light_for_fraction(elapsed_fraction(
+        dispatched_at, now, time_limit, time_unit, calendar, priority_factor=priority_factor,
+        extension_hours=extension_hours, suspended_spans=suspended_spans))
+
+
+def remaining_working_hours(deadline: datetime, now: datetime, calendar: WorkCalendar, *,
+                            time_unit: TimeUnit | str | None = None) -> float:
+    """Office hours left until ``deadline`` (negative when overdue).
+
+    Pass ``time_unit=TimeUnit.NATURAL_HOURS`` for emergency categories to get wall-clock hours.
+    """
+    d, n = to_utc(deadline), to_utc(now)
+    if time_unit is not None and _is_natural(time_unit):
+        hours = (d - n).total_seconds() / 3600.0
+    elif n <= d:
+        hours = calendar.working_hours_between(n, d)
+    else:
+        hours = -calendar.working_hours_between(d, n)
+    return hours + 0.0  # no -0.0
+
+
+def is_on_time(resolved_at: datetime | None, deadline: datetime) -> bool:
+    """按期: resolved at or before the deadline in force (None: not resolved → False)."""
+    if resolved_at is None:
+        return False
+    return to_utc(resolved_at) <= to_utc(deadline)
+
+
+def working_duration_hours(start: datetime, end: datetime, calendar: WorkCalendar) -> float:
+    """Office hours from ``start`` to ``end`` (KPIs: handling time in working hours)."""
+    return calendar.working_hours_between(start, end)
+
+
+__all__ = [
+    "UTC", "HOLIDAY_SOURCES", "GREEN_MAX", "YELLOW_MAX", "WorkCalendar", "to_utc",
+    "allowed_hours", "deadline_for", "counted_time", "elapsed_fraction", "light_for_fraction",
+    "traffic_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
+]

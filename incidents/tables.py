@@ -1,0 +1,307 @@
+"""SQLAlchemy 2 typed ORM: the persistence edge of the domain.
+
+Every timestamp is stored as naive UTC and read back as an aware UTC datetime
+(``UTCDateTime``), so SQLite and PostgreSQL behave the same. Coordinates are
+WGS84. A case's district and grid codes are computed once when it is written.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String,
+                        Text, TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Optional[datetime], dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(160), default="")
+    level: Mapped[str] = mapped_column(String(16))  # city | district | street | triage
+    district_code: Mapped[Optional[str]] = mapped_column(String(20))
+    parent_code: Mapped[Optional[str]] = mapped_column(String(40))
+
+
+class Area(Base):
+    """District and grid (网格) polygons; geometry as GeoJSON text in WGS84."""
+
+    __tablename__ = "areas"
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    level: Mapped[str] = mapped_column(String(16), index=True)  # district | grid
+    parent_code: Mapped[Optional[str]] = mapped_column(String(20), index=True)
+    geometry: Mapped[str] = mapped_column(Text)
+    centroid_lon: Mapped[float] = mapped_column(Float)
+    centroid_lat: Mapped[float] = mapped_column(Float)
+
+    @property
+    def geojson(self) -> dict:
+        return json.loads(self.geometry)
+
+
+class Category(Base):
+    __tablename__ = "categories"
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # component (部件) | event (事件)
+    major_code: Mapped[str] = mapped_column(String(20), index=True)
+    major_name: Mapped[str] = mapped_column(String(60))
+    name: Mapped[str] = mapped_column(String(80))
+    name_en: Mapped[str] = mapped_column(String(120), default="")
+    time_limit: Mapped[float] = mapped_column(Float)
+    time_unit: Mapped[str] = mapped_column(String(16))  # work_hours | work_days | natural_hours
+    dup_radius_m: Mapped[float] = mapped_column(Float, default=50.0)
+    dup_window_h: Mapped[float] = mapped_column(Float, default=48.0)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    demo_weight: Mapped[float] = mapped_column(Float, default=1.0)
+
+
+class RoutingRule(Base):
+    __tablename__ = "routing_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    category_code: Mapped[str] = mapped_column(String(20))  # small code, major code or '*'
+    area_code: Mapped[Optional[str]] = mapped_column(String(20))
+    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"))
+    note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    display_name: Mapped[str] = mapped_column(String(80), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    department_code: Mapped[Optional[str]] = mapped_column(ForeignKey("departments.code"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """Bearer tokens for departments' own systems; only a hash is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[Optional[datetime]]
+
+
+class Incident(Base):
+    """A case (案件). ``version`` guards every write (optimistic locking)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_incidents_source_external_id"),
+        Index("ix_incidents_state_deadline", "state", "deadline"),
+        Index("ix_incidents_state_warn_at", "state", "warn_at"),
+        Index("ix_incidents_district_state", "district_code", "state"),
+        Index("ix_incidents_department_state", "department_code", "state"),
+        Index("ix_incidents_grid_state", "grid_code", "state"),
+        Index("ix_incidents_category_reported", "category_code", "reported_at"),
+        Index("ix_incidents_channel_reported", "channel", "reported_at"),
+        Index("ix_incidents_reported_at", "reported_at"),
+        Index("ix_incidents_registered_at", "registered_at"),
+        Index("ix_incidents_dispatched_at", "dispatched_at"),
+        Index("ix_incidents_closed_at", "closed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Optimistic locking: every UPDATE of a case says "WHERE version = <the one loaded>".
+    __mapper_args__ = {"version_id_col": version}
+    source: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(300), default="")
+    lon: Mapped[Optional[float]] = mapped_column(Float)
+    lat: Mapped[Optional[float]] = mapped_column(Float)
+    district_code: Mapped[Optional[str]] = mapped_column(String(20))
+    grid_code: Mapped[Optional[str]] = mapped_column(String(20))
+    category_code: Mapped[Optional[str]] = mapped_column(String(20))
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    state: Mapped[str] = mapped_column(String(16))
+    state_before_suspend: Mapped[Optional[str]] = mapped_column(String(16))
+    department_code: Mapped[Optional[str]] = mapped_column(String(40))
+    reporter_name: Mapped[str] = mapped_column(String(80), default="")
+    reporter_phone: Mapped[str] = mapped_column(String(40), default="")
+    # lifecycle timestamps
+    reported_at: Mapped[datetime]
+    registered_at: Mapped[Optional[datetime]]
+    dispatched_at: Mapped[Optional[datetime]]
+    signed_at: Mapped[Optional[datetime]]
+    resolved_at: Mapped[Optional[datetime]]
+    closed_at: Mapped[Optional[datetime]]
+    voided_at: Mapped[Optional[datetime]]
+    suspended_at: Mapped[Optional[datetime]]
+    # deadline: warn_at is when 80 % of the allowed time is used (yellow), deadline 100 % (red)
+    allowed_hours: Mapped[Optional[float]] = mapped_column(Float)
+    warn_at: Mapped[Optional[datetime]]
+    deadline: Mapped[Optional[datetime]]
+    on_time: Mapped[Optional[bool]] = mapped_column(Boolean)
+    void_reason: Mapped[Optional[str]] = mapped_column(String(40))
+    duplicate_of: Mapped[Optional[int]] = mapped_column(Integer)
+    supervise_level: Mapped[int] = mapped_column(Integer, default=0)
+    # counters
+    rework_count: Mapped[int] = mapped_column(Integer, default=0)
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    reassign_count: Mapped[int] = mapped_column(Integer, default=0)
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    extension_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    suspended_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(60), default="")
+
+    events: Mapped[list["IncidentEvent"]] = relationship(
+        back_populates="incident", order_by="IncidentEvent.id", lazy="raise_on_sql")
+
+
+class IncidentEvent(Base):
+    """Append-only case timeline: one row per action."""
+
+    __tablename__ = "incident_events"
+    __table_args__ = (Index("ix_incident_events_incident", "incident_id", "id"),
+                      Index("ix_incident_events_action_at", "action", "at"),
+                      Index("ix_incident_events_at", "at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(60))
+    action: Mapped[str] = mapped_column(String(20))
+    from_state: Mapped[Optional[str]] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    department_code: Mapped[Optional[str]] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[Optional[dict[str, Any]]]
+    request_id: Mapped[Optional[str]] = mapped_column(String(80), unique=True)
+
+    incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class ServiceRate(Base):
+    """一网通办 figures per department, day and service item (好差评 ratings included)."""
+
+    __tablename__ = "service_rates"
+    __table_args__ = (UniqueConstraint("department_code", "day", "item_code",
+                                       name="uq_service_rates_dept_day_item"),
+                      Index("ix_service_rates_day", "day"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    department_code: Mapped[str] = mapped_column(String(40))
+    day: Mapped[date] = mapped_column(Date)
+    item_code: Mapped[str] = mapped_column(String(40))
+    item_name: Mapped[str] = mapped_column(String(120), default="")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    online: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    on_time: Mapped[int] = mapped_column(Integer, default=0)
+    rating_1: Mapped[int] = mapped_column(Integer, default=0)
+    rating_2: Mapped[int] = mapped_column(Integer, default=0)
+    rating_3: Mapped[int] = mapped_column(Integer, default=0)
+    rating_4: Mapped[int] = mapped_column(Integer, default=0)
+    rating_5: Mapped[int] = mapped_column(Integer, default=0)
+    bad_rectified: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(40), default="")
+
+
+class KpiIndicator(Base):
+    __tablename__ = "kpi_indicators"
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    name_en: Mapped[str] = mapped_column(String(120), default="")
+    unit: Mapped[str] = mapped_column(String(20), default="")
+    direction: Mapped[str] = mapped_column(String(8), default="up")  # up | down
+    target: Mapped[Optional[float]] = mapped_column(Float)
+    period: Mapped[str] = mapped_column(String(10), default="day")  # day | month | quarter | year
+    group: Mapped[str] = mapped_column(String(40), default="")
+
+
+class KpiValue(Base):
+    __tablename__ = "kpi_values"
+    __table_args__ = (UniqueConstraint("indicator_code", "period_start", "dimension",
+                                       name="uq_kpi_values_indicator_period_dim"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indicator_code: Mapped[str] = mapped_column(ForeignKey("kpi_indicators.code"))
+    period_start: Mapped[date] = mapped_column(Date)
+    dimension: Mapped[str] = mapped_column(String(60), default="")
+    value: Mapped[float] = mapped_column(Float)
+
+
+class FeedRun(Base):
+    """One run of a feed; received = inserted + updated + unchanged + quarantined."""
+
+    __tablename__ = "feed_runs"
+    __table_args__ = (Index("ix_feed_runs_feed_started", "feed", "started_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(300), default="")
+    started_at: Mapped[datetime]
+    finished_at: Mapped[Optional[datetime]]
+    last_record_at: Mapped[Optional[datetime]]
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Quarantine(Base):
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_feed_status", "feed", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("feed_runs.id"))
+    feed: Mapped[str] = mapped_column(String(60))
+    raw: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new")  # new | retried | resolved
+    created_at: Mapped[datetime]
+
+
+class DemoStep(Base):
+    """Planned future steps of simulated cases; the demo feed applies them when due."""
+
+    __tablename__ = "demo_steps"
+    __table_args__ = (Index("ix_demo_steps_due", "due_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    due_at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[Optional[dict[str, Any]]]
+
+
+class Meta(Base):
+    """Small key/value settings: the data version, which pack is loaded, seed state."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

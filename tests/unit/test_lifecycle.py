@@ -1,0 +1,226 @@
+"""The lifecycle transition table and the permission table (DESIGN §3). Pure, no DB."""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+
+import pytest
+
+from incidents.lifecycle import (
+    DomainError,
+    NotFound,
+    PermissionDenied,
+    StaleVersion,
+    TransitionError,
+    ValidationFailed,
+    allowed_actions,
+    check_permission,
+    is_allowed,
+    is_request_only,
+    may,
+    next_state,
+)
+from incidents.model import STATE_LABELS_ZH, Action, Role, State
+
+S, A = State, Action
+SAME = "same"  # expectation marker: the state does not change
+
+# Written independently of incidents.lifecycle.TRANSITIONS, straight from DESIGN §3.
+EXPECTED: dict[tuple[State, Action], State | str] = {
+    (S.REPORTED, A.REGISTER): S.REGISTERED,
+    (S.REPORTED, A.VOID): S.VOIDED,
+    (S.REGISTERED, A.VOID): S.VOIDED,
+    (S.REGISTERED, A.DISPATCH): S.DISPATCHED,
+    (S.DISPATCHED, A.SIGN): S.IN_PROGRESS,
+    (S.DISPATCHED, A.RETURN): S.REGISTERED,
+    (S.IN_PROGRESS, A.RETURN): S.REGISTERED,
+    (S.DISPATCHED, A.REASSIGN): S.DISPATCHED,
+    (S.IN_PROGRESS, A.REASSIGN): S.DISPATCHED,
+    (S.DISPATCHED, A.EXTEND): SAME,
+    (S.IN_PROGRESS, A.EXTEND): SAME,
+    (S.REGISTERED, A.SUSPEND): S.SUSPENDED,
+    (S.DISPATCHED, A.SUSPEND): S.SUSPENDED,
+    (S.IN_PROGRESS, A.SUSPEND): S.SUSPENDED,
+    (S.SUSPENDED, A.RESUME): S.DISPATCHED,  # with resume_to=DISPATCHED (see below)
+    (S.DISPATCHED, A.RESOLVE): S.RESOLVED,
+    (S.IN_PROGRESS, A.RESOLVE): S.RESOLVED,
+    (S.RESOLVED, A.VERIFY_PASS): S.CLOSED,
+    (S.RESOLVED, A.VERIFY_FAIL): S.DISPATCHED,
+    (S.REPORTED, A.MERGE): S.VOIDED,
+    (S.REGISTERED, A.MERGE): S.VOIDED,
+    (S.DISPATCHED, A.MERGE): S.VOIDED,
+    (S.IN_PROGRESS, A.MERGE): S.VOIDED,
+    (S.CLOSED, A.REOPEN): S.REGISTERED,
+    **{(s, A.SUPERVISE): SAME for s in State if s.is_open},
+}
+
+ALL_PAIRS = list(itertools.product(State, Action))
+
+
+def test_product_is_complete():
+    assert len(ALL_PAIRS) == len(State) * len(Action) == 120
+    assert len(EXPECTED) == 30
+
+
+@pytest.mark.parametrize(("state", "action"), ALL_PAIRS, ids=lambda v: v.value)
+def test_every_state_action_pair(state: State, action: Action):
+    expected = EXPECTED.get((state, action))
+    if expected is None:
+        with pytest.raises(TransitionError) as info:
+            next_state(state, action, resume_to=S.DISPATCHED)
+        err = info.value
+        msg = str(err)
+        assert f"'{action.value}'" in msg
+        assert f"'{state.value}'" in msg
+        assert STATE_LABELS_ZH[state] in msg
+        assert err.code == "invalid_transition"
+        assert isinstance(err, DomainError)
+        assert err.state is state and err.action is action
+        assert set(err.allowed) == {a for (s, a) in EXPECTED if s is state}
+        for a in err.allowed:
+            assert a.value in msg.split("allowed from here:")[1]
+        assert not is_allowed(state, action)
+    else:
+        want = state if expected == SAME else expected
+        assert next_state(state, action, resume_to=S.DISPATCHED) is want
+        assert is_allowed(state, action)
+
+
+@pytest.mark.parametrize("state", list(State), ids=lambda v: v.value)
+def test_allowed_actions_match_table(state: State):
+    assert set(allowed_actions(state)) == {a for (s, a) in EXPECTED if s is state}
+    assert len(set(allowed_actions(state))) == len(allowed_actions(state))
+
+
+def test_message_example_from_the_brief():
+    with pytest.raises(TransitionError) as info:
+        next_state(S.REGISTERED, A.SIGN)
+    assert str(info.value) == (
+        "cannot 'sign' a case in state 'registered' (立案); "
+        "allowed from here: dispatch, void, suspend, merge, supervise"
+    )
+
+
+def test_voided_is_final_and_says_so():
+    assert allowed_actions(S.VOIDED) == ()
+    with pytest.raises(TransitionError, match="allowed from here: none"):
+        next_state(S.VOIDED, A.REOPEN)
+
+
+@pytest.mark.parametrize("before", [S.REGISTERED, S.DISPATCHED, S.IN_PROGRESS])
+def test_resume_returns_to_state_before_suspend(before: State):
+    suspended = next_state(before, A.SUSPEND)
+    assert suspended is S.SUSPENDED
+    assert next_state(suspended, A.RESUME, resume_to=before) is before
+    assert next_state("suspended", "resume", resume_to=before.value) is before
+
+
+def test_resume_needs_a_valid_resume_to():
+    with pytest.raises(ValidationFailed) as info:
+        next_state(S.SUSPENDED, A.RESUME)
+    assert info.value.code == "invalid"
+    for bad in (S.CLOSED, S.VOIDED, S.RESOLVED, S.SUSPENDED, S.REPORTED):
+        with pytest.raises(ValidationFailed, match="cannot resume"):
+            next_state(S.SUSPENDED, A.RESUME, resume_to=bad)
+
+
+def test_strings_are_accepted_and_unknowns_are_validation_errors():
+    assert next_state("registered", "dispatch") is S.DISPATCHED
+    with pytest.raises(ValidationFailed):
+        next_state("registered", "teleport")
+    with pytest.raises(ValidationFailed):
+        next_state("limbo", "dispatch")
+
+
+def test_happy_path_and_rework():
+    s = S.REPORTED
+    for a in (A.REGISTER, A.DISPATCH, A.SIGN, A.RESOLVE, A.VERIFY_FAIL, A.SIGN, A.RESOLVE,
+              A.VERIFY_PASS, A.REOPEN, A.DISPATCH):
+        s = next_state(s, a)
+    assert s is S.DISPATCHED
+
+
+# --------------------------------------------------------------------------- permissions
+
+ROLE_MAY: dict[Role, set[Action]] = {
+    Role.VIEWER: set(),
+    Role.LEADER: {A.SUPERVISE},
+    Role.DISPATCHER: {A.REGISTER, A.VOID, A.DISPATCH, A.REASSIGN, A.EXTEND, A.SUSPEND,
+                      A.RESUME, A.MERGE, A.REOPEN},
+    Role.DEPARTMENT: {A.SIGN, A.RETURN, A.RESOLVE, A.EXTEND, A.SUSPEND},
+    Role.INSPECTOR: {A.VERIFY_PASS, A.VERIFY_FAIL},
+    Role.ADMIN: set(),
+}
+
+
+@pytest.mark.parametrize(("role", "action"), list(itertools.product(Role, Action)),
+                         ids=lambda v: v.value)
+def test_permission_matrix(role: Role, action: Action):
+    kw = {"user_department": "城管局", "case_department": "城管局"}
+    if action in ROLE_MAY[role]:
+        check_permission(role, action, **kw)
+        assert may(role, action, **kw)
+    else:
+        with pytest.raises(PermissionDenied) as info:
+            check_permission(role, action, **kw)
+        assert info.value.code == "forbidden"
+        assert isinstance(info.value, DomainError)
+        assert f"'{role.value}'" in str(info.value)
+        assert f"'{action.value}'" in str(info.value)
+        assert not may(role, action, **kw)
+
+
+@pytest.mark.parametrize("action", sorted(ROLE_MAY[Role.DEPARTMENT]), ids=lambda v: v.value)
+def test_department_only_on_own_cases(action: Action):
+    assert may(Role.DEPARTMENT, action, user_department="水务局", case_department="水务局")
+    assert may(Role.DEPARTMENT, action, user_department=7, case_department="7")
+    with pytest.raises(PermissionDenied, match="水务局.*园林局") as info:
+        check_permission(Role.DEPARTMENT, action, user_department="水务局",
+                         case_department="园林局")
+    assert info.value.code == "forbidden"
+    # a case with no department yet is nobody's
+    assert not may(Role.DEPARTMENT, action, user_department="水务局", case_department=None)
+    # a department user without a department may do nothing
+    with pytest.raises(PermissionDenied, match="without a department"):
+        check_permission(Role.DEPARTMENT, action, user_department=None, case_department="水务局")
+    assert not may(Role.DEPARTMENT, action, user_department="", case_department="")
+
+
+def test_other_roles_ignore_departments():
+    assert may(Role.DISPATCHER, A.DISPATCH)
+    assert may(Role.DISPATCHER, A.REASSIGN, user_department=None, case_department="园林局")
+    assert may(Role.INSPECTOR, A.VERIFY_PASS, case_department="园林局")
+    assert may("leader", "supervise")
+
+
+def test_dispatcher_may_not_supervise_and_leader_may_not_dispatch():
+    assert not may(Role.DISPATCHER, A.SUPERVISE)
+    with pytest.raises(PermissionDenied, match=r"allowed for: dispatcher"):
+        check_permission(Role.LEADER, A.DISPATCH)
+
+
+@pytest.mark.parametrize(("role", "action"), list(itertools.product(Role, Action)),
+                         ids=lambda v: v.value)
+def test_is_request_only(role: Role, action: Action):
+    expected = role is Role.DEPARTMENT and action in (A.EXTEND, A.SUSPEND)
+    assert is_request_only(role, action) is expected
+
+
+# --------------------------------------------------------------------------- other errors
+
+
+def test_stale_version_message():
+    at = datetime(2026, 3, 2, 10, 15, 3, tzinfo=timezone.utc)
+    err = StaleVersion("张三", at, expected=3, actual=4)
+    assert err.code == "stale_version"
+    assert err.changed_by == "张三" and err.changed_at == at
+    assert str(err) == "changed by 张三 at 2026-03-02 10:15:03+00:00, reload"
+    assert isinstance(err, DomainError)
+
+
+def test_not_found_and_validation_codes():
+    assert NotFound("case 42 not found").code == "not_found"
+    assert str(NotFound("case 42 not found")) == "case 42 not found"
+    v = ValidationFailed("reason required", field="note")
+    assert v.code == "invalid" and v.field == "note"
+    assert DomainError("x", code="custom").code == "custom"
