@@ -83,7 +83,6 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
     from data_sources.db import get_db
     from data_sources.feeds import simulator
     from data_sources.runtime import get_runtime
-    from app import is_embedded_default
 
     now = now or datetime.now(timezone.utc)
     db = get_db(server)
@@ -94,7 +93,7 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
         result["pack"] = install_pack(s, rt.pack)
     echo(f"pack {rt.pack.name}: {result['pack']}")
     if seed_demo is None:
-        seed_demo = is_embedded_default(server.config)
+        seed_demo = db.is_sqlite  # the embedded default; production databases get no demo data
     if not seed_demo:
         return result
     with db.session_scope() as s:

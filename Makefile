@@ -1,0 +1,54 @@
+# CityOps — two commands: `make run` serves the product, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test test-unit test-integration test-browser init-db browser-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt $(VENV)/.deps
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+# Debian's Chromium and chromedriver for the browser tests, and a CJK font for screenshots and PDFs
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+	   || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+	  echo "installing chromium, chromium-driver and fonts-noto-cjk from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver fonts-noto-cjk >/dev/null; \
+	fi
+
+init-db: $(VENV)/.deps
+	$(BIN)/flask --app app init-db
+
+## make run: install, build the database (first time: pack, 90 days of demo history, demo users), serve :8050
+run: init-db
+	$(BIN)/python app.py
+
+## make test: unit + integration (SQLite, and PostgreSQL/Redis when CITYOPS_TEST_DATABASE_URL is set) + browser
+test: $(VENV)/.dev-deps browser-deps
+	$(BIN)/python -m pytest -q tests
+
+test-unit: $(VENV)/.dev-deps
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: $(VENV)/.dev-deps
+	$(BIN)/python -m pytest -q tests/integration
+
+test-browser: $(VENV)/.dev-deps browser-deps
+	$(BIN)/python -m pytest -q tests/browser
+
+bench: $(VENV)/.dev-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,50 @@
+"""Wall read models are memoized with the data version in the key, in-process or in Redis."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event
+
+from data_sources.db import get_db
+from data_sources.runtime import get_runtime
+from incidents import queries, services
+from tests.conftest import REDIS_URL, build_app
+from tests.integration.helpers import NOW
+
+
+@pytest.fixture(params=["simple", "redis"])
+def cached_app(request, tmp_path):
+    if request.param == "redis":
+        if not REDIS_URL:
+            pytest.skip("Redis: set CITYOPS_TEST_REDIS_URL (CI does)")
+        import redis
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        return build_app(f"sqlite:///{tmp_path / 'c.db'}", CACHE_URL=REDIS_URL)
+    return build_app(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def _count_queries(engine):
+    n = {"q": 0}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_a, **_k):
+        n["q"] += 1
+    return n
+
+
+def test_many_screens_share_one_computation_and_a_write_shows_at_once(cached_app):
+    server = cached_app.server
+    counter = _count_queries(get_db(server).engine)
+    with server.app_context():
+        first = queries.wall_snapshot(NOW, "Asia/Shanghai")
+        cold = counter["q"]
+        for _ in range(20):  # twenty screens polling
+            assert queries.wall_snapshot(NOW, "Asia/Shanghai") == first
+        warm = counter["q"] - cold
+        assert cold > 5 and warm == 20  # one data-version read per screen, nothing else
+        rules = get_runtime(server).rules
+        with get_db(server).session_scope() as s:
+            services.create_case(s, rules, source="t", external_id="1", channel="12345", title="新案件",
+                                 reported_at=NOW, now=NOW, category_code="E0101", lon=120.15, lat=30.25)
+        after = queries.wall_snapshot(NOW, "Asia/Shanghai")
+    assert after.version > first.version
+    assert sum(after.by_state.values()) == sum(first.by_state.values()) + 1
