@@ -45,8 +45,9 @@ def refresh(_n):
              title=f"按期处置率 = 按期处置 {on_time:,} ÷ 派遣 {n:,}"),
         tile(t("overdue_open"), overdue, t("cases_unit"), tone="alarm", title="已超过处置时限仍未处置的案件"),
     ]
-    head = html.Tr([html.Th(h) for h in (t("department"), t("dispatched_n"), t("closed_n"), t("closure_rate"),
-                                         t("on_time_rate"), t("overdue_open"), t("rework_n"))])
+    head = html.Tr([html.Th(t("department"))]
+                   + [html.Th(t(k), className="num") for k in ("dispatched_n", "closed_n", "closure_rate",
+                                                               "on_time_rate", "overdue_open", "rework_n")])
     body = [html.Tr([html.Td(r["name"]), html.Td(f"{r['dispatched']:,}", className="num"),
                      html.Td(f"{r['closed']:,}", className="num"), html.Td(pct(r["closure_rate"]), className="num"),
                      html.Td(pct(r["on_time_rate"]), className="num"),

@@ -55,8 +55,9 @@ def refresh(view, _n):
     own = current_user.department_code if current_user.role == Role.DEPARTMENT else None
     rows = queries.queue(now, department_code=own, limit=LIMIT + 1, **VIEWS[view])
     names = queries.department_names(queries.city_info().name)
-    head = html.Tr([html.Th(h) for h in (t("col_light"), t("col_id"), t("col_reported"), t("col_title"),
-                                         t("col_category"), t("col_state"), t("col_department"), t("col_deadline"))])
+    head = html.Tr([html.Th(t("col_light")), html.Th(t("col_id"), className="num")]
+                   + [html.Th(t(k)) for k in ("col_reported", "col_title", "col_category", "col_state",
+                                              "col_department", "col_deadline")])
     body = []
     for r in rows[:LIMIT]:
         running = r["state"] in (State.DISPATCHED.value, State.IN_PROGRESS.value)
