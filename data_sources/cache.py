@@ -10,11 +10,18 @@ from flask_caching import Cache
 cache = Cache()
 
 
+def key_prefix(app) -> str:
+    """Apps on different databases must never share entries, even in one Redis."""
+    import hashlib
+    ident = f"{app.config['DATABASE_URL']}|{app.config['PACK']}".encode()
+    return f"cityops:{hashlib.sha1(ident).hexdigest()[:10]}:"
+
+
 def init_app(app) -> None:
     url = app.config.get("CACHE_URL") or ""
     if url.startswith("redis://") or url.startswith("rediss://"):
         cfg = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url,
-               "CACHE_KEY_PREFIX": "cityops:", "CACHE_DEFAULT_TIMEOUT": 300}
+               "CACHE_KEY_PREFIX": key_prefix(app), "CACHE_DEFAULT_TIMEOUT": 300}
     elif url == "null":
         cfg = {"CACHE_TYPE": "NullCache"}
     else:

@@ -48,3 +48,22 @@ def test_many_screens_share_one_computation_and_a_write_shows_at_once(cached_app
         after = queries.wall_snapshot(NOW, "Asia/Shanghai")
     assert after.version > first.version
     assert sum(after.by_state.values()) == sum(first.by_state.values()) + 1
+
+
+def test_two_databases_never_share_cached_answers(tmp_path):
+    if not REDIS_URL:
+        pytest.skip("Redis: set CITYOPS_TEST_REDIS_URL (CI does)")
+    a = build_app(f"sqlite:///{tmp_path / 'a.db'}", CACHE_URL=REDIS_URL)
+    b = build_app(f"sqlite:///{tmp_path / 'b.db'}", CACHE_URL=REDIS_URL)
+    rules = get_runtime(a.server).rules
+    with get_db(a.server).session_scope() as s:
+        services.create_case(s, rules, source="t", external_id="1", channel="12345", title="A 的案件",
+                             reported_at=NOW, now=NOW, category_code="E0101", lon=120.15, lat=30.25)
+    with get_db(b.server).session_scope() as s:  # same data version number, different data
+        services.bump_data_version(s)
+    with a.server.app_context():
+        in_a = queries.wall_snapshot(NOW, "Asia/Shanghai")
+    with b.server.app_context():
+        in_b = queries.wall_snapshot(NOW, "Asia/Shanghai")
+    assert in_a.version == in_b.version
+    assert sum(in_a.by_state.values()) == 1 and sum(in_b.by_state.values()) == 0
