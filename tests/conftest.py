@@ -21,6 +21,32 @@ if IN_CI and not (PG_URL and REDIS_URL):
                        "and CITYOPS_TEST_REDIS_URL (.ci/run does)")
 
 BACKENDS = ["sqlite", "postgresql"]
+_pg_db: dict[str, str] = {}
+
+
+def pg_test_url() -> str:
+    """A database of this test process's own on the CITYOPS_TEST_DATABASE_URL server, so that
+    several test runs on one machine never drop each other's tables. Dropped at exit."""
+    if not PG_URL:
+        return ""
+    if "url" not in _pg_db:
+        import atexit
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+        from data_sources.db import make_engine, normalise_url
+        name = f"cityops_test_{os.getpid()}"
+        admin = make_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        _pg_db["url"] = make_url(normalise_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
+
+        def _drop():
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        atexit.register(_drop)
+    return _pg_db["url"]
 
 
 def reset_postgres(url: str) -> None:
@@ -38,8 +64,9 @@ def database_url(backend: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'cityops.db'}"
     if not PG_URL:
         pytest.skip("PostgreSQL: set CITYOPS_TEST_DATABASE_URL to run (CI does)")
-    reset_postgres(PG_URL)
-    return PG_URL
+    url = pg_test_url()
+    reset_postgres(url)
+    return url
 
 
 def build_app(url: str, **overrides):

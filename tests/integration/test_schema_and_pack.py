@@ -10,7 +10,7 @@ from sqlalchemy import func, inspect, select
 from data_sources.db import get_db, make_engine
 from data_sources.seed import init_db
 from incidents.tables import Area, Base, Category, Department, Meta, RoutingRule
-from tests.conftest import PG_URL, build_app, reset_postgres
+from tests.conftest import PG_URL, build_app, pg_test_url, reset_postgres
 
 
 def _schema(engine) -> dict:
@@ -39,8 +39,8 @@ def test_sqlite_and_postgresql_get_the_same_tables_columns_and_indexes(tmp_path)
         import pytest
         pytest.skip("PostgreSQL: set CITYOPS_TEST_DATABASE_URL")
     lite = build_app(f"sqlite:///{tmp_path / 'a.db'}")
-    reset_postgres(PG_URL)
-    pg = build_app(PG_URL)
+    reset_postgres(pg_test_url())
+    pg = build_app(pg_test_url())
     a = _schema(get_db(lite.server).engine)
     b = _schema(get_db(pg.server).engine)
     assert a.keys() == b.keys()
