@@ -43,9 +43,22 @@ class PackRuntime:
         return self.pack.timezone
 
 
+_loaded: dict[tuple, PackRuntime] = {}
+
+
+def runtime_for(name_or_path: str) -> PackRuntime:
+    """Packs are read-only data: one loaded copy per process (keyed by the files' mtimes)."""
+    from data_sources.packs import _resolve
+    folder = _resolve(name_or_path)
+    key = (str(folder),) + tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()))
+    if key not in _loaded:
+        _loaded[key] = PackRuntime(load_pack(name_or_path))
+    return _loaded[key]
+
+
 def init_app(server) -> None:
     server.extensions[EXTENSION_KEY] = Database(server.config["DATABASE_URL"])
-    server.extensions[PACK_KEY] = PackRuntime(load_pack(server.config["PACK"]))
+    server.extensions[PACK_KEY] = runtime_for(server.config["PACK"])
 
 
 def get_runtime(app=None) -> PackRuntime:

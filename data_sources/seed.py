@@ -20,29 +20,43 @@ from incidents.tables import Area, Category, Department, Incident, Meta, Routing
 PACK_KEY = "pack"
 
 
+def _upsert(session: Session, model, rows: list[dict], key: str = "code") -> None:
+    """Insert new rows in bulk and update only the rows that changed (a re-run is cheap)."""
+    existing = {getattr(o, key): o for o in session.scalars(select(model))}
+    new = [r for r in rows if r[key] not in existing]
+    if new:
+        session.execute(model.__table__.insert(), new)
+    for r in rows:
+        obj = existing.get(r[key])
+        if obj is not None and any(getattr(obj, k) != v for k, v in r.items()):
+            for k, v in r.items():
+                setattr(obj, k, v)
+
+
 def install_pack(session: Session, pack: Pack) -> dict:
     """Upsert the pack's reference data (departments, areas, categories, rules)."""
-    for d in pack.departments:
-        session.merge(Department(code=d.code, name=d.name, name_en=d.name_en or "", level=d.level,
-                                 district_code=d.district_code, parent_code=d.parent_code))
+    _upsert(session, Department, [dict(code=d.code, name=d.name, name_en=d.name_en or "", level=d.level,
+                                       district_code=d.district_code, parent_code=d.parent_code)
+                                  for d in pack.departments])
+    areas = []
     for a in pack.areas:
         c = a.geometry.representative_point() if a.level == "grid" else a.geometry.centroid
         if not a.geometry.contains(c):
             c = a.geometry.representative_point()
-        session.merge(Area(code=a.code, name=a.name, level=a.level, parent_code=a.parent_code,
-                           geometry=json.dumps(mapping(a.geometry), separators=(",", ":")),
-                           centroid_lon=round(c.x, 6), centroid_lat=round(c.y, 6)))
-    for c in pack.categories:
-        session.merge(Category(code=c.code, kind=c.kind, major_code=c.major_code, major_name=c.major_name,
-                               name=c.name, name_en=c.name_en or "", time_limit=float(c.time_limit),
-                               time_unit=c.time_unit, dup_radius_m=float(c.dup_radius_m),
-                               dup_window_h=float(c.dup_window_h), urgent=bool(c.urgent),
-                               demo_weight=float(c.demo_weight)))
+        areas.append(dict(code=a.code, name=a.name, level=a.level, parent_code=a.parent_code,
+                          geometry=json.dumps(mapping(a.geometry), separators=(",", ":")),
+                          centroid_lon=round(c.x, 6), centroid_lat=round(c.y, 6)))
+    _upsert(session, Area, areas)
+    _upsert(session, Category, [dict(code=c.code, kind=c.kind, major_code=c.major_code, major_name=c.major_name,
+                                     name=c.name, name_en=c.name_en or "", time_limit=float(c.time_limit),
+                                     time_unit=c.time_unit, dup_radius_m=float(c.dup_radius_m),
+                                     dup_window_h=float(c.dup_window_h), urgent=bool(c.urgent),
+                                     demo_weight=float(c.demo_weight)) for c in pack.categories])
     session.flush()
     session.execute(delete(RoutingRule))
-    session.add_all([RoutingRule(id=int(r.id), category_code=r.category_code, area_code=r.area_code,
-                                 department_code=r.department_code, note=r.note or "")
-                     for r in pack.routing_rules])
+    session.execute(RoutingRule.__table__.insert(),
+                    [dict(id=int(r.id), category_code=r.category_code, area_code=r.area_code,
+                          department_code=r.department_code, note=r.note or "") for r in pack.routing_rules])
     row = session.get(Meta, PACK_KEY)
     if row is None:
         session.add(Meta(key=PACK_KEY, value=pack.name))

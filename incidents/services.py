@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -162,9 +163,17 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
     session.add(event)
     try:
         session.flush()
-    except StaleDataError:
-        # someone else's write landed between our read and our update: tell who, from a fresh session
+    except (StaleDataError, IntegrityError) as exc:
+        # someone else's write landed between our read and our write: tell who, from a fresh session
         with Session(session.get_bind()) as other:
+            if isinstance(exc, IntegrityError):
+                # the unique request id turned a race of one request on two cases into one success
+                used = other.scalar(select(IncidentEvent.incident_id)
+                                    .where(IncidentEvent.request_id == request_id)) if request_id else None
+                if used is None:
+                    raise
+                if used != incident_id:
+                    raise ValidationFailed(f"request id {request_id!r} was already used for case {used}") from None
             fresh = other.get(Incident, incident_id)
             raise StaleVersion(changed_by=fresh.updated_by if fresh else "?",
                                changed_at=fresh.updated_at if fresh else None) from None
@@ -282,6 +291,26 @@ def _start_clock(case: Incident, category: Category, rules: CaseRules, now: date
     set_deadline(case, category, rules)
 
 
+def near_duplicates(session: Session, case: Incident, *, limit: int = 10) -> list[tuple[Incident, float]]:
+    """Open cases of the same category within the category's radius and time window, nearest first.
+    The database narrows by category, state, time and a bounding box; the exact distance is computed here."""
+    from incidents.routing import bbox_around, distance_m
+    if case.category_code is None or case.lon is None or case.lat is None:
+        return []
+    category = session.get(Category, case.category_code)
+    radius, window = category.dup_radius_m, timedelta(hours=category.dup_window_h)
+    min_lon, min_lat, max_lon, max_lat = bbox_around(case.lon, case.lat, radius)
+    candidates = session.scalars(
+        select(Incident).where(Incident.category_code == case.category_code, Incident.id != case.id,
+                               Incident.state.in_([s.value for s in State.open_states()]),
+                               Incident.reported_at >= case.reported_at - window,
+                               Incident.reported_at <= case.reported_at + window,
+                               Incident.lon.between(min_lon, max_lon), Incident.lat.between(min_lat, max_lat))
+        .limit(200)).all()
+    near = [(c, distance_m(case.lon, case.lat, c.lon, c.lat)) for c in candidates]
+    return sorted([(c, d) for c, d in near if d <= radius], key=lambda cd: cd[1])[:limit]
+
+
 def load_case(session: Session, incident_id: int) -> Incident:
     case = session.get(Incident, incident_id)
     if case is None:
@@ -290,4 +319,4 @@ def load_case(session: Session, incident_id: int) -> Incident:
 
 
 __all__ = ["Actor", "CaseRules", "DomainError", "apply_action", "bump_data_version", "create_case",
-           "data_version", "load_case", "perform", "set_deadline", "suggest_department"]
+           "data_version", "load_case", "near_duplicates", "perform", "set_deadline", "suggest_department"]

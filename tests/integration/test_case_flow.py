@@ -104,3 +104,26 @@ def test_an_unknown_category_is_routed_to_triage_with_a_reason(server):
     s = rules.router.route("NOPE", "330106", None)
     assert s.department_code == get_runtime(server).pack.triage_department
     assert "NOPE" in s.reason
+
+
+def test_near_duplicates_are_open_cases_of_the_same_category_within_radius_and_window(server):
+    rules = get_runtime(server).rules
+    lon, lat = WEST_LAKE
+    with get_db(server).session_scope() as s:
+        def add(ext, dlat_m, category="E0101", hours=0.0):
+            return services.create_case(s, rules, source="test", external_id=ext, channel="12345", title=ext,
+                                        reported_at=NOW + timedelta(hours=hours), now=NOW, category_code=category,
+                                        lon=lon, lat=lat + dlat_m / 111_195)
+        from incidents.tables import Category
+        cat = s.get(Category, "E0101")
+        base = add("base", 0)
+        near = add("near", cat.dup_radius_m * 0.5)
+        add("far", cat.dup_radius_m * 3)
+        add("other-category", 1, category="E0102")
+        add("too-late", 1, hours=cat.dup_window_h + 1)
+        closed = add("closed", 1)
+        closed.state = State.CLOSED
+        s.flush()
+        found = services.near_duplicates(s, base)
+    assert [c.external_id for c, _ in found] == ["near"]
+    assert found[0][1] == pytest.approx(cat.dup_radius_m * 0.5, rel=0.01)

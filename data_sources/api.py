@@ -1,0 +1,842 @@
+"""REST API v1 under /api/v1 (DESIGN.md §8).
+
+One place says what the API is: the ``@route`` table below. Each entry names its method, path,
+roles and the pydantic models that validate its query string and body and shape its answer;
+the same entries register the Flask views and generate the OpenAPI 3.1 document at
+``/api/v1/openapi.json`` (``openapi_document()``), so the document cannot drift from the code.
+
+Auth: the gate in ``data_sources.web`` lets through a session cookie or ``Authorization: Bearer``
+token and answers 401 otherwise; every endpoint then checks the role itself, and the case
+services check the permission of every action again. Errors are always
+``{"error": {"code": …, "message": …}}``. Writes go through ``incidents.services`` inside one
+``session_scope``; ``now`` is taken once per request.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import wraps
+from typing import Annotated, Any, Callable, ClassVar, Literal, Optional
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Flask, jsonify, request
+from flask_login import current_user
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import models_json_schema
+from sqlalchemy import case as sql_case
+from sqlalchemy import false, func, null, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from werkzeug.exceptions import HTTPException
+
+from data_sources.db import get_db
+from data_sources.runtime import get_runtime
+from incidents import lifecycle, services
+from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
+from incidents.model import Action, Channel, Light, Priority, Role, State
+from incidents.queries import light_expr
+from incidents.tables import Area, Category, Department, Incident, IncidentEvent
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+bp = Blueprint("api_v1", __name__, url_prefix=PREFIX)
+
+ALL_ROLES: tuple[Role, ...] = tuple(Role)
+CREATORS = (Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMENT, Role.ADMIN)
+#: roles that see reporters' names and phone numbers unmasked
+PERSONAL_DATA_ROLES = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
+#: the states whose deadline clock runs, so the traffic light means something
+RUNNING = (State.DISPATCHED.value, State.IN_PROGRESS.value)
+#: how far in the future a reported_at may lie (clock skew of a feed)
+FUTURE_SKEW = timedelta(minutes=5)
+#: query parameters any endpoint accepts besides its own (the gate reads ?lang=)
+COMMON_QUERY = frozenset({"lang"})
+
+DOMAIN_STATUS = {"forbidden": 403, "stale_version": 409, "invalid_transition": 422,
+                 "not_found": 404, "invalid": 422}
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+              422: "invalid", 500: "internal_error"}
+
+
+# =========================================================================== models
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+#: answers carry every time in UTC ("…Z"), whatever the zone of the value they were built from
+UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
+
+
+class _In(BaseModel):
+    """Requests: unknown fields are an error (a typo must not be silently ignored)."""
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorBody(_Out):
+    code: str = Field(description="machine-readable: bad_request, unauthorized, forbidden, not_found, "
+                                  "duplicate, stale_version, invalid_transition, invalid, …")
+    message: str
+    field: Optional[str] = Field(None, description="the request field at fault, when there is one")
+    details: Optional[list[dict[str, Any]]] = Field(None, description="bad_request: one entry per field error")
+    changed_by: Optional[str] = Field(None, description="stale_version: who changed the case")
+    changed_at: Optional[UtcDateTime] = Field(None, description="stale_version: when (UTC)")
+    allowed: Optional[list[str]] = Field(None, description="invalid_transition: actions allowed in the current state")
+    id: Optional[int] = Field(None, description="duplicate: the id of the existing case")
+
+
+class ErrorResponse(_Out):
+    error: ErrorBody
+
+
+class CodeName(_Out):
+    code: str
+    name: Optional[str] = None
+
+
+SORT_KEYS = ("id", "reported_at", "deadline", "priority", "state")
+SortKey = Literal[tuple(k for key in SORT_KEYS for k in (key, "-" + key))]  # type: ignore[valid-type]
+
+
+class IncidentListQuery(_In):
+    """Filters of GET /incidents. List parameters may repeat (?state=a&state=b) or use commas (?state=a,b)."""
+    LIST_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"state", "department", "district", "grid", "category", "priority", "light"})
+
+    state: Optional[list[State]] = Field(None, description="case states (any of)")
+    open: Optional[bool] = Field(None, description="true: only open cases (not closed or voided); false: only closed or voided")
+    department: Optional[list[str]] = Field(None, description="department codes")
+    district: Optional[list[str]] = Field(None, description="district codes")
+    grid: Optional[list[str]] = Field(None, description="grid codes")
+    category: Optional[list[str]] = Field(None, description="category codes (a small class, or a major class for all its small classes)")
+    priority: Optional[list[Priority]] = None
+    light: Optional[list[Light]] = Field(None, description="traffic light at the time of the request; only cases whose clock runs (dispatched, in_progress) have one")
+    q: Optional[str] = Field(None, min_length=1, max_length=200, description="text contained in title, address or description")
+    reported_from: Optional[datetime] = Field(None, description="reported at or after (ISO 8601; without an offset: city time)")
+    reported_to: Optional[datetime] = Field(None, description="reported before (exclusive; ISO 8601; without an offset: city time)")
+    page: int = Field(1, ge=1, description="1-based page number")
+    per_page: int = Field(50, ge=1, le=500)
+    sort: SortKey = Field("-reported_at", description="sort key; a leading '-' sorts descending")
+
+
+class IncidentSummary(_Out):
+    id: int
+    version: int
+    source: str
+    external_id: str
+    channel: str
+    title: str
+    state: State
+    priority: str
+    category_code: Optional[str]
+    category_name: Optional[str]
+    department_code: Optional[str]
+    department_name: Optional[str]
+    district_code: Optional[str]
+    district_name: Optional[str]
+    grid_code: Optional[str]
+    grid_name: Optional[str]
+    address: str
+    lon: Optional[float]
+    lat: Optional[float]
+    reported_at: UtcDateTime
+    dispatched_at: Optional[UtcDateTime]
+    deadline: Optional[UtcDateTime]
+    light: Optional[Light] = Field(description="green/yellow/red while the clock runs, else null")
+    supervise_level: int
+
+
+class IncidentPage(_Out):
+    items: list[IncidentSummary]
+    page: int
+    per_page: int
+    total: int = Field(description="cases matching the filters, over all pages")
+
+
+class TimelineEvent(_Out):
+    id: int
+    at: UtcDateTime
+    actor: str
+    action: str
+    from_state: Optional[str]
+    to_state: str
+    department: Optional[CodeName]
+    note: str
+    payload: Optional[dict[str, Any]]
+
+
+class Counters(_Out):
+    rework: int
+    returns: int
+    reassignments: int
+    extensions: int
+    extension_hours: float
+    suspended_hours: float
+
+
+class IncidentDetail(_Out):
+    id: int
+    version: int = Field(description="send it back with an action (optimistic locking)")
+    source: str
+    external_id: str
+    channel: str
+    title: str
+    description: str
+    address: str
+    lon: Optional[float]
+    lat: Optional[float]
+    state: State
+    state_before_suspend: Optional[State]
+    priority: str
+    category: Optional[CodeName]
+    department: Optional[CodeName]
+    district: Optional[CodeName]
+    grid: Optional[CodeName]
+    reporter_name: str = Field(description="masked unless the caller is a dispatcher, leader or admin")
+    reporter_phone: str = Field(description="masked unless the caller is a dispatcher, leader or admin")
+    reported_at: UtcDateTime
+    registered_at: Optional[UtcDateTime]
+    dispatched_at: Optional[UtcDateTime]
+    signed_at: Optional[UtcDateTime]
+    resolved_at: Optional[UtcDateTime]
+    closed_at: Optional[UtcDateTime]
+    voided_at: Optional[UtcDateTime]
+    suspended_at: Optional[UtcDateTime]
+    updated_at: UtcDateTime
+    updated_by: str
+    allowed_hours: Optional[float]
+    warn_at: Optional[UtcDateTime]
+    deadline: Optional[UtcDateTime]
+    light: Optional[Light]
+    on_time: Optional[bool]
+    void_reason: Optional[str]
+    duplicate_of: Optional[int]
+    supervise_level: int
+    counters: Counters
+    actions: list[Action] = Field(description="what the caller may do now (state and role)")
+    timeline: list[TimelineEvent]
+
+
+class IncidentCreate(_In):
+    source: str = Field("api", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$",
+                        description="the sending system; (source, external_id) is unique")
+    external_id: str = Field(min_length=1, max_length=128, description="the case's id in the sending system")
+    channel: Channel
+    title: str = Field(min_length=1, max_length=200)
+    category_code: Optional[str] = Field(None, max_length=20)
+    lon: Optional[float] = Field(None, ge=-180, le=180, description="WGS84 longitude")
+    lat: Optional[float] = Field(None, ge=-90, le=90, description="WGS84 latitude")
+    reported_at: Optional[datetime] = Field(None, description="ISO 8601; without an offset: city time; default now")
+    priority: Priority = Priority.NORMAL
+    description: str = Field("", max_length=10000)
+    address: str = Field("", max_length=300)
+    reporter_name: str = Field("", max_length=80)
+    reporter_phone: str = Field("", max_length=40)
+
+    @model_validator(mode="after")
+    def _both_coordinates(self):
+        if (self.lon is None) != (self.lat is None):
+            raise ValueError("lon and lat go together: give both or neither")
+        return self
+
+
+class ActionRequest(_In):
+    action: Action
+    version: int = Field(ge=1, description="the version of the case the caller saw")
+    department: Optional[str] = Field(None, max_length=40, description="dispatch/reassign: target department (default: the routing suggestion)")
+    note: str = Field("", max_length=4000)
+    reason: Optional[str] = Field(None, max_length=40, description="void, return, suspend: reason code")
+    hours: Optional[float] = Field(None, description="extend: extra working hours")
+    duplicate_of: Optional[int] = Field(None, description="merge: id of the case this one duplicates")
+    level: Optional[int] = Field(None, ge=1, le=9, description="supervise: 督办 level")
+    request_id: Optional[str] = Field(None, min_length=1, max_length=80,
+                                      description="idempotency key: a retry with the same id is applied once")
+
+
+class ActionResult(_Out):
+    id: int
+    state: State
+    version: int
+    department: Optional[str]
+    deadline: Optional[UtcDateTime]
+
+
+class DepartmentOut(_Out):
+    code: str
+    name: str
+    name_en: str
+    level: str
+    district_code: Optional[str]
+    parent_code: Optional[str]
+
+
+class DepartmentList(_Out):
+    items: list[DepartmentOut]
+
+
+class CategoryOut(_Out):
+    code: str
+    kind: str
+    major_code: str
+    major_name: str
+    name: str
+    name_en: str
+    time_limit: float
+    time_unit: str
+    urgent: bool
+
+
+class CategoryList(_Out):
+    items: list[CategoryOut]
+
+
+class AreasQuery(_In):
+    level: Optional[Literal["district", "grid"]] = None
+    parent: Optional[str] = Field(None, max_length=20, description="parent area code (a district's grids)")
+    geometry: bool = Field(False, description="include the GeoJSON geometry (WGS84)")
+
+
+class AreaOut(_Out):
+    code: str
+    name: str
+    level: str
+    parent_code: Optional[str]
+    centroid_lon: float
+    centroid_lat: float
+    geometry: Optional[dict[str, Any]] = None
+
+
+class AreaList(_Out):
+    items: list[AreaOut]
+
+
+# =========================================================================== errors
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any):
+    body = ErrorBody(code=code, message=message, **extra)
+    return jsonify(error=body.model_dump(mode="json", exclude_none=True)), status
+
+
+def _domain_error(exc: DomainError):
+    extra: dict[str, Any] = {}
+    if isinstance(exc, StaleVersion):
+        extra["changed_by"] = exc.changed_by
+        extra["changed_at"] = exc.changed_at if isinstance(exc.changed_at, datetime) else None
+    elif isinstance(exc, TransitionError):
+        extra["allowed"] = [a.value for a in exc.allowed]
+    elif isinstance(exc, ValidationFailed) and exc.field:
+        extra["field"] = exc.field
+    return error_response(DOMAIN_STATUS.get(exc.code, 422), exc.code, exc.message, **extra)
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, list[dict]]:
+    details = []
+    for e in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(x) for x in e["loc"]) or "(body)"
+        details.append({"field": loc, "message": e["msg"], "type": e["type"]})
+    return "; ".join(f"{d['field']}: {d['message']}" for d in details), details
+
+
+@bp.errorhandler(ApiError)
+def _on_api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+
+@bp.errorhandler(DomainError)
+def _on_domain_error(exc: DomainError):
+    return _domain_error(exc)
+
+
+@bp.errorhandler(Exception)
+def _on_unexpected(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("API error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+def _http_error(exc: HTTPException):
+    code = exc.code or 500
+    return error_response(code, HTTP_CODES.get(code, "http_error"), exc.description or exc.name)
+
+
+# =========================================================================== the route table
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str                        # OpenAPI style: /incidents/{incident_id}
+    operation_id: str
+    summary: str
+    roles: tuple[Role, ...]
+    query: Optional[type[BaseModel]]
+    body: Optional[type[BaseModel]]
+    response: Optional[type[BaseModel]]
+    status: int
+    errors: tuple[int, ...]
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, path: str, *, summary: str, roles: tuple[Role, ...] = ALL_ROLES,
+          query: Optional[type[BaseModel]] = None, body: Optional[type[BaseModel]] = None,
+          response: Optional[type[BaseModel]] = None, status: int = 200,
+          errors: tuple[int, ...] = ()) -> Callable:
+    """Register a view under /api/v1 and record it for the OpenAPI document.
+
+    The view is called as ``fn(user, now, [query=…], [body=…], **path_params)`` and returns a
+    response model instance (answered with ``status``) or a ready Flask response.
+    """
+    def deco(fn: Callable) -> Callable:
+        ROUTES.append(Route(method.upper(), path, fn.__name__, summary, roles, query, body, response,
+                            status, errors))
+        rule = re.sub(r"\{(\w+)\}", r"<int:\1>", path)
+
+        @wraps(fn)
+        def view(**path_params):
+            now = datetime.now(timezone.utc)
+            user = _require(roles)
+            kwargs: dict[str, Any] = dict(path_params)
+            if query is not None:
+                kwargs["query"] = _parse_query(query)
+            if body is not None:
+                kwargs["body"] = _parse_body(body)
+            result = fn(user, now, **kwargs)
+            if isinstance(result, BaseModel):
+                return jsonify(result.model_dump(mode="json")), status
+            return result
+
+        bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method.upper()])
+        return fn
+    return deco
+
+
+def _require(roles: tuple[Role, ...]):
+    if not current_user.is_authenticated:
+        raise ApiError(401, "unauthorized", "login required")
+    if current_user.role not in roles:
+        raise ApiError(403, "forbidden", f"role '{current_user.role.value}' may not use "
+                                         f"{request.method} {request.path}")
+    return current_user
+
+
+def _parse_query(model: type[BaseModel]) -> BaseModel:
+    list_fields = getattr(model, "LIST_FIELDS", frozenset())
+    unknown = sorted(set(request.args) - set(model.model_fields) - COMMON_QUERY)
+    if unknown:
+        raise ApiError(400, "bad_request", f"unknown query parameter(s): {', '.join(unknown)}; "
+                                           f"expected: {', '.join(model.model_fields)}")
+    data: dict[str, Any] = {}
+    for name in model.model_fields:
+        if name not in request.args:
+            continue
+        if name in list_fields:
+            values = [v.strip() for raw in request.args.getlist(name) for v in raw.split(",") if v.strip()]
+            if values:
+                data[name] = values
+        else:
+            data[name] = request.args.get(name)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, details = _validation_message(exc)
+        raise ApiError(400, "bad_request", message, details=details) from None
+
+
+def _parse_body(model: type[BaseModel]) -> BaseModel:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ApiError(400, "bad_request", "the request needs a JSON object body")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_request", f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, details = _validation_message(exc)
+        raise ApiError(400, "bad_request", message, details=details) from None
+
+
+# =========================================================================== helpers
+
+
+def _city_tz() -> ZoneInfo:
+    from flask import current_app
+    return ZoneInfo(get_runtime(current_app).timezone)
+
+
+def _aware(value: Optional[datetime]) -> Optional[datetime]:
+    """Naive datetimes from clients are city time."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_city_tz())
+    return value.astimezone(timezone.utc)
+
+
+def mask_name(name: str) -> str:
+    return name[0] + "**" if name else ""
+
+
+def mask_phone(phone: str) -> str:
+    if len(phone) >= 8:
+        return phone[:3] + "****" + phone[-4:]
+    return "*" * len(phone)
+
+
+def _visibility(user) -> list:
+    """Department users see their own department's cases only."""
+    if user.role == Role.DEPARTMENT:
+        if not user.department_code:
+            return [false()]
+        return [Incident.department_code == user.department_code]
+    return []
+
+
+def _light_column(now: datetime):
+    return sql_case((Incident.state.in_(RUNNING), light_expr(now)), else_=null())
+
+
+_PRIORITY_RANK = sql_case({p.value: i for i, p in enumerate(Priority)}, value=Incident.priority, else_=-1)
+_STATE_RANK = sql_case({s.value: i for i, s in enumerate(State)}, value=Incident.state, else_=99)
+_SORT_COLUMNS = {"id": Incident.id, "reported_at": Incident.reported_at, "deadline": Incident.deadline,
+                 "priority": _PRIORITY_RANK, "state": _STATE_RANK}
+
+
+def _actor(user) -> services.Actor:
+    return services.Actor(user.username, Role(user.role), user.department_code)
+
+
+# =========================================================================== incidents
+
+
+@route("GET", "/incidents", summary="List cases: filters, paging, sorting (all in SQL)",
+       query=IncidentListQuery, response=IncidentPage)
+def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> IncidentPage:
+    conds = _visibility(user)
+    if query.state:
+        conds.append(Incident.state.in_([s.value for s in query.state]))
+    if query.open is not None:
+        opened = [s.value for s in State.open_states()]
+        conds.append(Incident.state.in_(opened) if query.open else Incident.state.not_in(opened))
+    if query.department:
+        conds.append(Incident.department_code.in_(query.department))
+    if query.district:
+        conds.append(Incident.district_code.in_(query.district))
+    if query.grid:
+        conds.append(Incident.grid_code.in_(query.grid))
+    if query.category:
+        conds.append(Incident.category_code.in_(
+            select(Category.code).where(or_(Category.code.in_(query.category),
+                                            Category.major_code.in_(query.category)))))
+    if query.priority:
+        conds.append(Incident.priority.in_([p.value for p in query.priority]))
+    if query.light:
+        conds.append(Incident.state.in_(RUNNING))
+        conds.append(light_expr(now).in_([lt.value for lt in query.light]))
+    if query.q:
+        conds.append(or_(Incident.title.icontains(query.q, autoescape=True),
+                         Incident.address.icontains(query.q, autoescape=True),
+                         Incident.description.icontains(query.q, autoescape=True)))
+    if query.reported_from is not None:
+        conds.append(Incident.reported_at >= _aware(query.reported_from))
+    if query.reported_to is not None:
+        conds.append(Incident.reported_at < _aware(query.reported_to))
+
+    key = query.sort.lstrip("-")
+    desc = query.sort.startswith("-")
+    col = _SORT_COLUMNS[key]
+    order = [Incident.deadline.is_(None)] if key == "deadline" else []  # no deadline: last either way
+    order += [col.desc(), Incident.id.desc()] if desc else [col.asc(), Incident.id.asc()]
+
+    district, grid = aliased(Area), aliased(Area)
+    stmt = (select(Incident.id, Incident.version, Incident.source, Incident.external_id, Incident.channel,
+                   Incident.title, Incident.state, Incident.priority, Incident.category_code,
+                   Category.name.label("category_name"), Incident.department_code,
+                   Department.name.label("department_name"), Incident.district_code,
+                   district.name.label("district_name"), Incident.grid_code, grid.name.label("grid_name"),
+                   Incident.address, Incident.lon, Incident.lat, Incident.reported_at,
+                   Incident.dispatched_at, Incident.deadline, _light_column(now).label("light"),
+                   Incident.supervise_level)
+            .outerjoin(Category, Category.code == Incident.category_code)
+            .outerjoin(Department, Department.code == Incident.department_code)
+            .outerjoin(district, district.code == Incident.district_code)
+            .outerjoin(grid, grid.code == Incident.grid_code)
+            .where(*conds).order_by(*order)
+            .limit(query.per_page).offset((query.page - 1) * query.per_page))
+    with get_db().session_scope() as s:
+        total = s.scalar(select(func.count()).select_from(Incident).where(*conds)) or 0
+        rows = s.execute(stmt).all()
+    items = [IncidentSummary.model_validate(dict(r._mapping)) for r in rows]
+    return IncidentPage(items=items, page=query.page, per_page=query.per_page, total=total)
+
+
+def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool = False) -> IncidentDetail:
+    row = s.execute(select(Incident, _light_column(now)).where(Incident.id == incident_id, *(
+        [] if created_by_caller else _visibility(user)))).first()
+    if row is None:
+        # another department's case answers as if it did not exist
+        raise ApiError(404, "not_found", f"case {incident_id} does not exist")
+    case, light = row
+    events = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
+                       .order_by(IncidentEvent.id)).all()
+    dept_codes = {e.department_code for e in events if e.department_code} | (
+        {case.department_code} if case.department_code else set())
+    dept_names = dict(s.execute(select(Department.code, Department.name)
+                                .where(Department.code.in_(dept_codes))).all()) if dept_codes else {}
+
+    def code_name(code: Optional[str], model) -> Optional[CodeName]:
+        if not code:
+            return None
+        if model is Department:
+            return CodeName(code=code, name=dept_names.get(code))
+        obj = s.get(model, code)
+        return CodeName(code=code, name=obj.name if obj is not None else None)
+
+    private = Role(user.role) in PERSONAL_DATA_ROLES
+    state = State(case.state)
+    actions = [a for a in lifecycle.allowed_actions(state)
+               if lifecycle.may(user.role, a, user_department=user.department_code,
+                                case_department=case.department_code)]
+    return IncidentDetail(
+        id=case.id, version=case.version, source=case.source, external_id=case.external_id,
+        channel=case.channel, title=case.title, description=case.description or "",
+        address=case.address or "", lon=case.lon, lat=case.lat, state=state,
+        state_before_suspend=case.state_before_suspend, priority=case.priority,
+        category=code_name(case.category_code, Category), department=code_name(case.department_code, Department),
+        district=code_name(case.district_code, Area), grid=code_name(case.grid_code, Area),
+        reporter_name=(case.reporter_name or "") if private else mask_name(case.reporter_name or ""),
+        reporter_phone=(case.reporter_phone or "") if private else mask_phone(case.reporter_phone or ""),
+        reported_at=case.reported_at, registered_at=case.registered_at, dispatched_at=case.dispatched_at,
+        signed_at=case.signed_at, resolved_at=case.resolved_at, closed_at=case.closed_at,
+        voided_at=case.voided_at, suspended_at=case.suspended_at, updated_at=case.updated_at,
+        updated_by=case.updated_by or "", allowed_hours=case.allowed_hours, warn_at=case.warn_at,
+        deadline=case.deadline, light=light, on_time=case.on_time, void_reason=case.void_reason,
+        duplicate_of=case.duplicate_of, supervise_level=case.supervise_level or 0,
+        counters=Counters(rework=case.rework_count, returns=case.return_count,
+                          reassignments=case.reassign_count, extensions=case.extension_count,
+                          extension_hours=case.extension_hours, suspended_hours=case.suspended_hours),
+        actions=actions,
+        timeline=[TimelineEvent(id=e.id, at=e.at, actor=e.actor, action=e.action, from_state=e.from_state,
+                                to_state=e.to_state, department=code_name(e.department_code, Department),
+                                note=e.note or "", payload=e.payload) for e in events],
+    )
+
+
+@route("GET", "/incidents/{incident_id}", summary="One case with its timeline",
+       response=IncidentDetail, errors=(404,))
+def get_incident(user, now: datetime, *, incident_id: int) -> IncidentDetail:
+    with get_db().session_scope() as s:
+        return _detail(s, user, incident_id, now)
+
+
+@route("POST", "/incidents", summary="Create a case (state reported)", roles=CREATORS,
+       body=IncidentCreate, response=IncidentDetail, status=201, errors=(403, 409, 422))
+def create_incident(user, now: datetime, *, body: IncidentCreate) -> IncidentDetail:
+    reported_at = _aware(body.reported_at) or now
+    if reported_at > now + FUTURE_SKEW:
+        raise ValidationFailed(f"reported_at {reported_at.isoformat()} lies in the future", field="reported_at")
+    rules = get_runtime().rules
+    try:
+        with get_db().session_scope() as s:
+            existing = s.scalar(select(Incident.id).where(Incident.source == body.source,
+                                                          Incident.external_id == body.external_id))
+            if existing is not None:
+                raise ApiError(409, "duplicate", f"a case from {body.source!r} with external_id "
+                                                 f"{body.external_id!r} exists already", id=existing)
+            case = services.create_case(
+                s, rules, source=body.source, external_id=body.external_id, channel=body.channel.value,
+                title=body.title, reported_at=reported_at, now=now, category_code=body.category_code,
+                description=body.description, address=body.address, lon=body.lon, lat=body.lat,
+                priority=body.priority.value, reporter_name=body.reporter_name,
+                reporter_phone=body.reporter_phone, actor=user.username)
+            return _detail(s, user, case.id, now, created_by_caller=True)
+    except IntegrityError:
+        # a concurrent request with the same (source, external_id) won the race
+        raise ApiError(409, "duplicate", f"a case from {body.source!r} with external_id "
+                                         f"{body.external_id!r} exists already") from None
+
+
+@route("POST", "/incidents/{incident_id}/actions", summary="Perform a lifecycle action (DESIGN §3)",
+       body=ActionRequest, response=ActionResult, errors=(403, 404, 409, 422))
+def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionRequest) -> ActionResult:
+    rules = get_runtime().rules
+    with get_db().session_scope() as s:
+        case = services.perform(s, rules, _actor(user), incident_id, body.action, version=body.version,
+                                now=now, department=body.department, note=body.note, reason=body.reason,
+                                hours=body.hours, duplicate_of=body.duplicate_of, level=body.level,
+                                request_id=body.request_id)
+        if (body.department and body.action in (Action.DISPATCH, Action.REASSIGN)
+                and s.get(Department, body.department) is None):
+            # raising here rolls the whole action back
+            raise ValidationFailed(f"unknown department {body.department!r}", field="department")
+        return ActionResult(id=case.id, state=State(case.state), version=case.version,
+                            department=case.department_code, deadline=case.deadline)
+
+
+# =========================================================================== reference data
+
+
+@route("GET", "/departments", summary="Departments of the loaded city pack", response=DepartmentList)
+def list_departments(user, now: datetime) -> DepartmentList:
+    with get_db().session_scope() as s:
+        rows = s.scalars(select(Department).order_by(Department.code)).all()
+        return DepartmentList(items=[DepartmentOut.model_validate(d) for d in rows])
+
+
+@route("GET", "/categories", summary="Case categories (大类/小类) with their time limits", response=CategoryList)
+def list_categories(user, now: datetime) -> CategoryList:
+    with get_db().session_scope() as s:
+        rows = s.scalars(select(Category).order_by(Category.code)).all()
+        return CategoryList(items=[CategoryOut.model_validate(c) for c in rows])
+
+
+@route("GET", "/areas", summary="Districts and grids; geometry (GeoJSON, WGS84) on request",
+       query=AreasQuery, response=AreaList)
+def list_areas(user, now: datetime, *, query: AreasQuery) -> AreaList:
+    stmt = select(Area).order_by(Area.level, Area.code)
+    if query.level:
+        stmt = stmt.where(Area.level == query.level)
+    if query.parent:
+        stmt = stmt.where(Area.parent_code == query.parent)
+    with get_db().session_scope() as s:
+        items = [AreaOut(code=a.code, name=a.name, level=a.level, parent_code=a.parent_code,
+                         centroid_lon=a.centroid_lon, centroid_lat=a.centroid_lat,
+                         geometry=a.geojson if query.geometry else None)
+                 for a in s.scalars(stmt).all()]
+    return AreaList(items=items)
+
+
+# =========================================================================== OpenAPI
+
+
+@route("GET", "/openapi.json", summary="This API's OpenAPI 3.1 document")
+def openapi_json(user, now: datetime):
+    return jsonify(openapi_document())
+
+
+ERROR_DESCRIPTIONS = {400: "malformed JSON or a field that does not validate (code bad_request)",
+                      401: "no session and no valid bearer token",
+                      403: "the caller's role may not do this",
+                      404: "no such case (or one the caller may not see)",
+                      409: "stale version (changed_by, changed_at) or duplicate",
+                      422: "the case's state does not allow it, or a domain rule refuses it"}
+
+
+def openapi_document() -> dict:
+    """OpenAPI 3.1, generated from ROUTES and the pydantic models they validate with."""
+    wanted: list[tuple[type[BaseModel], str]] = [(ErrorResponse, "serialization")]
+    for r in ROUTES:
+        for model, mode in ((r.query, "validation"), (r.body, "validation"), (r.response, "serialization")):
+            if model is not None and (model, mode) not in wanted:
+                wanted.append((model, mode))
+    refs, top = models_json_schema(wanted, ref_template="#/components/schemas/{model}")
+    schemas = top.get("$defs", {})
+
+    def ref(model, mode):
+        return refs[(model, mode)]
+
+    error_ref = ref(ErrorResponse, "serialization")
+    paths: dict[str, dict] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {
+            "operationId": r.operation_id, "summary": r.summary,
+            "description": "Roles: " + ", ".join(role.value for role in r.roles),
+            "tags": [r.path.strip("/").split("/")[0].split(".")[0]],
+            "parameters": [], "responses": {},
+        }
+        for name in re.findall(r"\{(\w+)\}", r.path):
+            op["parameters"].append({"name": name, "in": "path", "required": True,
+                                     "schema": {"type": "integer"}})
+        if r.query is not None:
+            qs = schemas[ref(r.query, "validation")["$ref"].rsplit("/", 1)[1]]
+            list_fields = getattr(r.query, "LIST_FIELDS", frozenset())
+            for name, prop in qs.get("properties", {}).items():
+                param = {"name": name, "in": "query", "required": name in qs.get("required", []),
+                         "schema": prop}
+                if prop.get("description"):
+                    param["description"] = prop["description"]
+                if name in list_fields:
+                    param.update(style="form", explode=True)
+                op["parameters"].append(param)
+        if r.body is not None:
+            op["requestBody"] = {"required": True,
+                                 "content": {"application/json": {"schema": ref(r.body, "validation")}}}
+        ok: dict[str, Any] = {"description": "OK" if r.status == 200 else "Created"}
+        ok["content"] = {"application/json": {"schema": ref(r.response, "serialization") if r.response
+                                              else {"type": "object"}}}
+        op["responses"][str(r.status)] = ok
+        codes = set(r.errors) | {401}
+        if r.query is not None or r.body is not None:
+            codes.add(400)
+        if set(r.roles) != set(ALL_ROLES):
+            codes.add(403)
+        for code in sorted(codes):
+            op["responses"][str(code)] = {"description": ERROR_DESCRIPTIONS[code],
+                                          "content": {"application/json": {"schema": error_ref}}}
+        if not op["parameters"]:
+            del op["parameters"]
+        paths.setdefault(PREFIX + r.path, {})[r.method.lower()] = op
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "CityOps API", "version": "1.0.0",
+                 "description": "一网统管 case handling. Errors: {\"error\": {\"code\", \"message\"}}."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "token from `flask create-token USER`"},
+                                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"}},
+        },
+        "security": [{"bearerAuth": []}, {"sessionCookie": []}],
+    }
+
+
+# =========================================================================== wiring
+
+_ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@bp.route("/", defaults={"rest": ""}, methods=_ANY)
+@bp.route("/<path:rest>", methods=_ANY)
+def _no_such_endpoint(rest: str):
+    """Without this, Dash's catch-all page route would answer unknown /api/v1 paths with HTML."""
+    known = [r for r in ROUTES if re.fullmatch(re.sub(r"\{\w+\}", r"[^/]+", r.path), "/" + rest)]
+    if known and request.method not in {r.method for r in known}:
+        allowed = ", ".join(sorted({r.method for r in known}))
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here; use {allowed}")
+    return error_response(404, "not_found", f"no endpoint {request.method} {request.path}")
+
+
+def init_app(server: Flask) -> None:
+    server.register_blueprint(bp)
+
+    @server.errorhandler(HTTPException)
+    def _api_http_errors(exc: HTTPException):
+        """Unknown paths and wrong methods under /api/ answer JSON too; elsewhere Flask's default."""
+        if request.path.startswith("/api/"):
+            return _http_error(exc)
+        return exc
