@@ -11,7 +11,6 @@ import os
 import secrets
 from pathlib import Path
 
-import dash
 from dash import Dash
 from flask import Flask
 
@@ -82,7 +81,7 @@ def _instance_secret() -> str:
 
 def create_app(overrides: dict | None = None) -> Dash:
     from dashboards import _login, _shell
-    from data_sources import cache, runtime, web
+    from data_sources import api, cache, runtime, web
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -93,6 +92,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     runtime.init_app(server)       # database, pack, case rules
     cache.init_app(server)
     web.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
+    api.init_app(server)           # REST API v1 under /api/v1
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
                use_async=False, title="CityOps 城市运行一网统管", update_title=None,

@@ -19,7 +19,7 @@ from incidents import lifecycle, sla
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
-from incidents.tables import Category, Incident, IncidentEvent, Meta
+from incidents.tables import Category, Department, Incident, IncidentEvent, Meta
 
 DATA_VERSION_KEY = "data_version"
 
@@ -140,19 +140,21 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             request_id: Optional[str] = None) -> Incident:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction."""
     action = parse_action(action)
-    if request_id:
-        seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
-        if seen is not None:
-            if seen.incident_id != incident_id:
-                raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
-            return session.get(Incident, incident_id)
     case = session.get(Incident, incident_id)
     if case is None:
         raise NotFound(f"case {incident_id} does not exist")
     lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
                                case_department=case.department_code)
+    if request_id:  # a retried request: applied once, answered with the case as it is now
+        seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
+        if seen is not None:
+            if seen.incident_id != incident_id:
+                raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
+            return case
     if version != case.version:
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
+    if department is not None and session.get(Department, department) is None:
+        raise ValidationFailed(f"unknown department {department!r}", field="department")
     if action == Action.MERGE and (not duplicate_of or duplicate_of == case.id
                                    or session.get(Incident, duplicate_of) is None):
         raise ValidationFailed("merge needs duplicate_of: the id of another existing case")
