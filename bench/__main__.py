@@ -1,0 +1,22 @@
+"""Run every benchmark with small defaults: ``python -m bench`` (``make bench``).
+
+Bigger runs: ``python -m bench.actions --cases 1000000 --db both``, ``python -m bench.routing``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from bench import actions, routing
+
+
+def main() -> int:
+    routing.main(["--points", "100000", "--single", "2000", "--routes", "50000"])
+    print()
+    backends = "both" if os.environ.get("CITYOPS_BENCH_POSTGRESQL", "1") != "0" else "sqlite"
+    actions.main(["--cases", "20000", "--actions", "200", "--db", backends])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Action latency: register / dispatch / sign / resolve on existing cases, each through
+``services.perform`` in its own transaction (``session_scope``: perform + commit), with N cases in
+the database. Prints p50 / p95 / max per action and overall, and PostgreSQL / SQLite ratios.
+
+    python -m bench.actions --cases 1000000 --db both
+    python -m bench.actions --cases 20000 --db sqlite --actions 200
+
+Bench databases live outside the repository: SQLite at /tmp/cityops-bench.db, PostgreSQL in the
+database ``cityops_bench`` (created through an autocommit connection to ``test`` if missing).
+A database that already holds N cases is reused as is (said in the output); one with fewer gets
+the missing cases appended; ``--rebuild`` starts from an empty database.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from bench._common import header, load_rules, percentile
+
+SQLITE_PATH = "/tmp/cityops-bench.db"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PG_DB = "cityops_bench"
+ACTIONS = ("register", "dispatch", "sign", "resolve")
+_TEMPLATES: dict = {}  # planned once per process, shared by both backends
+FROM_STATE = {"register": "reported", "dispatch": "registered", "sign": "dispatched", "resolve": "in_progress"}
+
+
+def pg_url(admin_url: str = PG_ADMIN_URL, name: str = PG_DB) -> str:
+    """The bench database's URL; creates the database once (CREATE DATABASE needs autocommit)."""
+    import psycopg
+    with psycopg.connect(admin_url, autocommit=True) as con:
+        if not con.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            con.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_action: int, echo=print):
+    """Schema, pack, and at least ``n_cases`` cases with open pools; returns the Database."""
+    from bench import datagen
+    from data_sources import migrate
+    from data_sources.db import Database
+    from data_sources.seed import install_pack
+
+    if rebuild:
+        _drop(url)
+    db = Database(url)
+    migrate.upgrade(db.engine)
+    with db.session_scope() as s:
+        install_pack(s, pack)
+    with db.session_scope() as s:
+        have, max_c, max_e = datagen.counts(s)
+        short = {a: pool_per_action - _pool_size(s, FROM_STATE[a], pool_per_action) for a in ACTIONS}
+    missing = max(n_cases - have, 0)
+    if not missing:
+        echo(f"data: reusing the existing database with {have:,} cases (>= {n_cases:,}); no generation")
+    # a rerun consumes open cases: top the pools up with open cases when they ran low
+    top_up = 5 * max(max(short.values()), 0) if max(short.values()) > 0 else 0
+    if missing or top_up:
+        t0 = time.perf_counter()
+        n_templates = datagen.templates_for(missing or top_up)
+        templates = _TEMPLATES.get(n_templates) or _TEMPLATES.setdefault(n_templates, datagen.make_templates(
+            pack, rules, count=n_templates, anchor=datetime.now(timezone.utc) - timedelta(days=7)))
+        t1 = time.perf_counter()
+        echo(f"data: planned {len(templates):,} simulator templates in {t1 - t0:.1f} s")
+        if missing:
+            open_fraction = min(0.5, max(0.01, 8 * pool_per_action / missing))
+            c, e = datagen.write(db.engine, templates, max_c + 1, max_e + 1, missing, open_fraction=open_fraction,
+                                 progress=echo)
+            max_c, max_e = max_c + c, max_e + e
+            t2 = time.perf_counter()
+            echo(f"data: generated {c:,} cases + {e:,} events ({open_fraction:.1%} left open) in "
+                 f"{t2 - t1:.1f} s write ({c / (t2 - t1):,.0f} cases/s), {t2 - t0:.1f} s in all")
+        if top_up and not missing:
+            c, e = datagen.write(db.engine, templates, max_c + 1, max_e + 1, top_up, open_fraction=1.0,
+                                 progress=None)
+            echo(f"data: open pools ran low ({short}); appended {c:,} open cases")
+    if db.engine.dialect.name == "postgresql":
+        # explicit ids went in with COPY (and an interrupted run may not have moved the sequences)
+        with db.engine.begin() as conn:
+            for table in ("incidents", "incident_events"):
+                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                     f"(SELECT COALESCE(MAX(id), 1) FROM {table}))")
+    with db.session_scope() as s:
+        have, _, n_events = datagen.counts(s)
+    echo(f"data: {have:,} cases, ~{n_events:,} events in {db.engine.dialect.name} ({_where(url)})")
+    return db
+
+
+def _where(url: str) -> str:
+    return url.split("///", 1)[1] if url.startswith("sqlite") else url.rsplit("@", 1)[-1]
+
+
+def _pool_size(session, state: str, cap: int) -> int:
+    from sqlalchemy import func, select
+    from incidents.tables import Incident
+    sub = select(Incident.id).where(Incident.state == state).limit(cap).subquery()
+    return session.scalar(select(func.count()).select_from(sub)) or 0
+
+
+def _drop(url: str) -> None:
+    if url.startswith("sqlite"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
+    else:
+        from tests.conftest import reset_postgres
+        reset_postgres(url)
+
+
+def run_actions(db, rules, n_actions: int, *, seed: int = 1) -> dict[str, list[float]]:
+    """Time ``n_actions`` actions, cycling register → dispatch → sign → resolve on random cases."""
+    from sqlalchemy import select
+    from incidents import services
+    from incidents.model import Role
+    from incidents.services import Actor
+    from incidents.tables import Incident
+
+    per = -(-n_actions // len(ACTIONS))
+    targets: dict[str, list] = {}
+    with db.session_scope() as s:
+        for action in ACTIONS:
+            ids = s.execute(select(Incident.id, Incident.version, Incident.department_code)
+                            .where(Incident.state == FROM_STATE[action]).limit(per * 20)).all()
+            random.Random(f"{seed}:{action}").shuffle(ids)
+            targets[action] = ids[:per]
+            if len(ids) < per:
+                raise SystemExit(f"only {len(ids)} cases in state {FROM_STATE[action]}; rerun with --rebuild")
+    dispatcher = Actor("bench-dispatcher", Role.DISPATCHER)
+    timings: dict[str, list[float]] = {a: [] for a in ACTIONS}
+    now = datetime.now(timezone.utc)
+    for i in range(n_actions):
+        action = ACTIONS[i % len(ACTIONS)]
+        cid, version, dept = targets[action][i // len(ACTIONS)]
+        actor = dispatcher if action in ("register", "dispatch") else Actor(f"bench-{dept}", Role.DEPARTMENT, dept)
+        note = "bench" if action == "resolve" else ""
+        t0 = time.perf_counter()
+        with db.session_scope() as s:
+            services.perform(s, rules, actor, cid, action, version=version, now=now, note=note)
+        timings[action].append(time.perf_counter() - t0)
+    return timings
+
+
+def report(backend: str, timings: dict[str, list[float]]) -> dict[str, float]:
+    everything = sorted(t for ts in timings.values() for t in ts)
+    print(f"{backend:<10} {'action':<9} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    out = {}
+    for action, ts in list(timings.items()) + [("all", everything)]:
+        ts = sorted(ts)
+        p50, p95 = percentile(ts, 50) * 1e3, percentile(ts, 95) * 1e3
+        out[action] = p50
+        out[action + ".p95"] = p95
+        print(f"{backend:<10} {action:<9} {len(ts):>5} {p50:>8.2f} {p95:>8.2f} {ts[-1] * 1e3:>8.2f}")
+    n = len(everything)
+    print(f"{backend:<10} throughput {n / sum(everything):,.0f} actions/s (one at a time, {n} actions)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.actions", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=int, default=20000, help="cases in the database (default 20000)")
+    p.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    p.add_argument("--actions", type=int, default=500, help="actions to time (default 500)")
+    p.add_argument("--sqlite-path", default=SQLITE_PATH)
+    p.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="connection used to CREATE DATABASE")
+    p.add_argument("--pg-database", default=PG_DB)
+    p.add_argument("--rebuild", action="store_true", help="drop the bench database and generate again")
+    args = p.parse_args(argv)
+    header("action latency (services.perform, one transaction each)", sys.argv[1:] if argv is None else argv)
+    print(f"size: {args.cases:,} cases, {args.actions} actions ({', '.join(ACTIONS)} in turn)")
+    pack, rules = load_rules()
+    backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    results = {}
+    for backend in backends:
+        url = (f"sqlite:///{args.sqlite_path}" if backend == "sqlite"
+               else pg_url(args.pg_admin_url, args.pg_database))
+        print(f"-- {backend}")
+        db = prepare(url, args.cases, pack, rules, rebuild=args.rebuild,
+                     pool_per_action=-(-args.actions // len(ACTIONS)))
+        run_actions(db, rules, min(20, args.actions), seed=99)  # warm-up: pool, caches, first compile
+        results[backend] = report(backend, run_actions(db, rules, args.actions))
+        db.dispose()
+    if len(results) == 2:
+        a, b = results["postgresql"], results["sqlite"]
+        print("ratio postgresql / sqlite: " + ", ".join(f"{k} {a[k] / b[k]:.2f}" for k in list(ACTIONS) + ["all"])
+              + f" (p50); all p95 {a['all.p95'] / b['all.p95']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
