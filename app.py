@@ -81,7 +81,7 @@ def _instance_secret() -> str:
 
 def create_app(overrides: dict | None = None) -> Dash:
     from dashboards import _login, _shell
-    from data_sources import api, cache, runtime, web
+    from data_sources import api, cache, open311, runtime, web
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -93,6 +93,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     cache.init_app(server)
     web.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
     api.init_app(server)           # REST API v1 under /api/v1
+    open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
                use_async=False, title="CityOps 城市运行一网统管", update_title=None,

@@ -26,7 +26,7 @@ VIEWS = {
     "pending_verify": dict(states=[State.RESOLVED.value]),
     "suspended": dict(states=[State.SUSPENDED.value]),
 }
-LIMIT = 200
+LIMIT = 100
 
 
 def layout(**_kwargs):

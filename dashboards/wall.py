@@ -52,7 +52,7 @@ def refresh(_n, seen):
         raise dash.exceptions.PreventUpdate
     now = datetime.now(timezone.utc)
     city = queries.city_info()
-    snap = queries.wall_snapshot(now, city.timezone)
+    snap = queries.wall_snapshot(now, city.timezone, every=current_app.config["WALL_REFRESH_SECONDS"])
     updated = f"{t('updated_at')} {local_time(snap.as_of, '%H:%M:%S')}"
     key = [snap.version, snap.as_of.isoformat()]
     if seen == key:

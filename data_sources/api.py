@@ -37,7 +37,7 @@ from data_sources.runtime import get_runtime
 from incidents import lifecycle, services
 from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
 from incidents.model import Action, Channel, Light, Priority, Role, State
-from incidents.queries import light_expr
+from incidents.queries import feed_health, light_expr
 from incidents.tables import Area, Category, Department, Incident, IncidentEvent
 
 log = logging.getLogger(__name__)
@@ -318,6 +318,30 @@ class AreaOut(_Out):
 
 class AreaList(_Out):
     items: list[AreaOut]
+
+
+class FeedHealthOut(_Out):
+    feed: str = Field(description="the cases' source (feed runs: their source label, else their feed name)")
+    status: Literal["ok", "late", "silent"] = Field(
+        description="silent: nothing for 3 usual intervals (when something usually arrives at this hour); "
+                    "late: nothing for 2 intervals, or the last hour brought under a third of the usual volume")
+    last_record_at: Optional[UtcDateTime] = Field(description="latest case reported_at or feed run finished_at")
+    lag_seconds: Optional[float] = Field(description="now − last_record_at")
+    last_hour: int = Field(description="cases reported in the last hour")
+    usual_hourly: float = Field(description="mean cases in the same hour over the last 7 days")
+    usual_interval_seconds: Optional[float] = Field(description="3600 ÷ usual_hourly")
+    runs_24h: int = Field(description="feed runs started in the last 24 h")
+    received_24h: int
+    quarantined_24h: int
+    reject_rate: Optional[float] = Field(description="quarantined ÷ received over the runs of the last 24 h")
+    last_run_status: Optional[str]
+    last_error: Optional[str] = Field(description="the error of the latest failed feed run, if any")
+    last_error_at: Optional[UtcDateTime]
+
+
+class FeedList(_Out):
+    as_of: UtcDateTime
+    items: list[FeedHealthOut]
 
 
 # =========================================================================== errors
@@ -723,6 +747,15 @@ def list_areas(user, now: datetime, *, query: AreasQuery) -> AreaList:
                          geometry=a.geojson if query.geometry else None)
                  for a in s.scalars(stmt).all()]
     return AreaList(items=items)
+
+
+# =========================================================================== feeds
+
+
+@route("GET", "/feeds", summary="Feed health: last record, lag, volume against the usual, reject rate, "
+                                "last error, status ok|late|silent", response=FeedList)
+def list_feeds(user, now: datetime) -> FeedList:
+    return FeedList(as_of=now, items=[FeedHealthOut.model_validate(f) for f in feed_health(now)])
 
 
 # =========================================================================== OpenAPI

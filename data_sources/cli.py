@@ -85,3 +85,6 @@ def register(server: Flask) -> None:
             if once:
                 return
             time.sleep(float(server.config["DEMO_TICK_SECONDS"]))
+
+    from data_sources import cli_feeds
+    cli_feeds.register(server)

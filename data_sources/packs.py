@@ -700,3 +700,88 @@ def load_pack(name_or_path: str | Path) -> Pack:
         routing_rules=routing,
         path=folder,
     )
+
+
+# --------------------------------------------------------------------------- mapping.csv (optional)
+
+MAPPING_KINDS = ("agency", "queue", "complaint_type")
+
+
+@dataclass(frozen=True)
+class MappingRule:
+    """One row of a pack's optional ``mapping.csv``: an external value (an agency, a work queue,
+    a complaint type or service code) -> a department and/or a category of the pack.
+    A value ending in ``*`` matches by prefix (longest wins); ``*`` alone matches anything."""
+
+    kind: str
+    value: str
+    department_code: str | None
+    category_code: str | None
+    line: int
+
+
+@dataclass(frozen=True, eq=False)
+class MappingTable:
+    rules: tuple[MappingRule, ...]
+
+    @cached_property
+    def _exact(self) -> dict[tuple[str, str], MappingRule]:
+        return {(r.kind, r.value.casefold()): r for r in self.rules if not r.value.endswith("*")}
+
+    @cached_property
+    def _prefixes(self) -> dict[str, list[tuple[str, MappingRule]]]:
+        out: dict[str, list[tuple[str, MappingRule]]] = {}
+        for r in self.rules:
+            if r.value.endswith("*"):
+                out.setdefault(r.kind, []).append((r.value[:-1].casefold(), r))
+        for rows in out.values():
+            rows.sort(key=lambda pr: -len(pr[0]))
+        return out
+
+    def lookup(self, kind: str, value: str | None) -> MappingRule | None:
+        """The rule for ``value`` of this kind: exact (case-insensitive) first, then the longest prefix."""
+        key = (value or "").strip().casefold()
+        if not key:
+            return None
+        hit = self._exact.get((kind, key))
+        if hit is not None:
+            return hit
+        for prefix, rule in self._prefixes.get(kind, ()):
+            if key.startswith(prefix):
+                return rule
+        return None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def load_mapping(pack: Pack) -> MappingTable:
+    """Read the pack's optional ``mapping.csv`` (kind,value,department_code,category_code) and check
+    every code against the pack. A pack without the file has an empty table (Hangzhou)."""
+    filename = "mapping.csv"
+    dept_codes = {d.code for d in pack.departments}
+    cat_codes = {c.code for c in pack.categories}
+    rules: list[MappingRule] = []
+    seen: dict[tuple[str, str], int] = {}
+    columns = ("kind", "value", "department_code", "category_code")
+    for line, row in _read_csv(pack.path, filename, columns, required=False):
+        where = f"{filename} line {line}"
+        kind = _choice(where, row, "kind", MAPPING_KINDS)
+        value = _need(where, row, "value")
+        key = (kind, value.casefold())
+        if key in seen:
+            raise PackError(f"{where}: {kind} {value!r} is mapped twice (also line {seen[key]})")
+        seen[key] = line
+        dept, cat = _blank(row["department_code"]), _blank(row["category_code"])
+        if dept is None and cat is None:
+            raise PackError(f"{where}: {kind} {value!r} maps to nothing: give a department_code or a category_code")
+        if kind in ("agency", "queue") and dept is None:
+            raise PackError(f"{where}: {kind} {value!r} needs a department_code")
+        if kind == "complaint_type" and cat is None:
+            raise PackError(f"{where}: complaint_type {value!r} needs a category_code")
+        if dept is not None and dept not in dept_codes:
+            raise PackError(f"{where}: department_code {dept} is not in departments.csv")
+        if cat is not None and cat not in cat_codes:
+            raise PackError(f"{where}: category_code {cat} is not in categories.csv")
+        rules.append(MappingRule(kind, value, dept, cat, line))
+    return MappingTable(tuple(rules))

@@ -19,6 +19,9 @@ from incidents.tables import User
 
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
+#: Open311 GeoReport v2 is public: GET answers carry no personal data, and a POST is refused by
+#: data_sources.open311 itself unless its form field api_key is a valid API token
+OPEN311_PREFIX = "/open311/v2/"
 
 # where "/" sends each role
 LANDING = {Role.VIEWER: "/wall", Role.LEADER: "/brief", Role.DISPATCHER: "/dispatch",
@@ -69,6 +72,8 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         path = request.path
         if path.startswith(PUBLIC_PREFIXES) or path == "/login":
             return None
+        if path.startswith(OPEN311_PREFIX) and request.method in ("GET", "HEAD", "POST"):
+            return None
         if current_user.is_authenticated:
             return None
         if path.startswith(MACHINE_PREFIXES):
@@ -89,7 +94,10 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             who = SessionUser.of(user) if user is not None else None
         if who is None:
             return login_page(next_url=next_url, error="bad_credentials", username=username), 401
-        session.clear()
+        lang = session.get("lang")
+        session.clear()  # a fresh session at login (no fixation); the language choice stays
+        if lang:
+            session["lang"] = lang
         login_user(who)
         return redirect(next_url or LANDING[who.role])
 

@@ -31,6 +31,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ROLES = ["viewer", "leader", "dispatcher", "department", "inspector", "admin"]
 PASSWORD = "browser-test-pw-{role}"
 PREFERRED_DEPARTMENT = "330106-CGJ"   # 西湖区城市管理局
+# generous: the machines running the suite are often busy with other suites; waits end as soon as the page is ready
+TIMEOUT_MS = int(os.environ.get("CITYOPS_TEST_BROWSER_TIMEOUT_MS", "60000"))
 
 
 def _departments() -> list[dict]:
@@ -110,6 +112,16 @@ def users(_prepared) -> dict:
     return _prepared[3]
 
 
+_SERVER: dict = {}
+
+
+def _assert_server_alive() -> None:
+    proc = _SERVER.get("proc")
+    if proc is not None and proc.poll() is not None:
+        tail = "\n".join(proc.log_path.read_text(errors="replace").splitlines()[-30:])
+        pytest.fail(f"the app process ended (exit code {proc.returncode}); last lines of its log:\n{tail}")
+
+
 @pytest.fixture(scope="session")
 def live_server(_prepared):
     tmp, port, env, _ = _prepared
@@ -132,6 +144,8 @@ def live_server(_prepared):
             if time.monotonic() > deadline:
                 pytest.fail(f"/healthz did not answer within 60 s; server output:\n{log_path.read_text()}")
             time.sleep(0.3)
+        proc.log_path = log_path
+        _SERVER["proc"] = proc
         yield base
     finally:
         try:
@@ -170,18 +184,20 @@ def new_page(browser, live_server):
     def make(width: int = 1440, height: int = 900):
         ctx = browser.new_context(viewport={"width": width, "height": height}, base_url=live_server,
                                   locale="zh-CN", timezone_id="Asia/Shanghai")
-        ctx.set_default_timeout(20_000)
+        ctx.set_default_timeout(TIMEOUT_MS)
         contexts.append(ctx)
         page = ctx.new_page()
         page.errors = []
         page.on("console", lambda m: page.errors.append(f"console.{m.type}: {m.text} @ {m.location}")
                 if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
+        page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e} @ {page.url}\n{e.stack}"))
         return page
 
+    _assert_server_alive()
     yield make
     for ctx in contexts:
         ctx.close()
+    _assert_server_alive()
 
 
 @pytest.fixture

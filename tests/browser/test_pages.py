@@ -181,12 +181,16 @@ def test_department_user_sees_only_its_own_departments_cases(new_page, login, de
     cells = page.locator(f"#dispatch-queue-table tbody tr td:nth-child({col + 1})").all_inner_texts()
     others = sorted({c for c in cells if c.strip() != department["name"]})
     assert others == [], f"{len(cells)} rows; rows of other departments: {others}"
-    # every view of the queue, not just the default one
-    for option in page.locator("#dispatch-view input[type=radio]").all():
-        option.check()
+    # every ready-made view of the queue, not just the default one
+    labels = page.locator("#dispatch-view label")
+    assert labels.count() >= 2
+    for i in range(labels.count()):
+        value = labels.nth(i).locator("input").get_attribute("value")
+        labels.nth(i).click()
+        page.wait_for_function("v => document.querySelector(`#dispatch-view input[value='${v}']`).checked", arg=value)
         _settle(page, 300)
         cells = page.locator(f"#dispatch-queue-table tbody tr td:nth-child({col + 1})").all_inner_texts()
-        assert all(c.strip() == department["name"] for c in cells), (option.get_attribute("value"), cells)
+        assert all(c.strip() == department["name"] for c in cells), (value, cells)
     assert page.errors == [], "browser errors:\n" + "\n".join(page.errors)
 
 
@@ -205,8 +209,8 @@ def test_logout_brings_back_the_login_page(new_page, login):
 
 def test_wall_speaks_english_with_lang_en(new_page, login):
     page = new_page(1920, 1080)
-    login(page, "viewer", "/login?next=/wall")
-    page.goto("/wall?lang=en")
+    # the language chosen on the login page stays after login (one page load, no navigation mid-map)
+    login(page, "viewer", "/login?lang=en&next=/wall")
     page.wait_for_selector(".wall-tiles .tile")
     labels = page.locator(".wall-tiles .tile-label").all_inner_texts()
     assert "Reported today" in labels, labels

@@ -1,0 +1,350 @@
+"""The one contract every incident feed follows.
+
+A feed is two things:
+
+* a **record iterator**: ``Iterator[tuple[dict, int]]`` — the raw record as the source has it
+  (column -> value) and its line / position number, for messages. A record that cannot even be
+  read (a broken NDJSON line) is yielded as ``{UNREADABLE: reason, "text": …}``: ingest
+  quarantines it with that reason instead of stopping;
+* a **mapping** (:class:`Mapping`): ``to_case(raw, ctx)`` turns one raw record into a validated
+  :class:`IncomingCase`, or raises :class:`Rejected` with one clear reason.
+
+Validation (pydantic v2) lives here so that every mapping gets the same rules: required fields,
+timestamps (naive ones are in the pack's time zone; Excel-mangled ``10/21/18 0:59``), numbers
+with thousands separators, coordinates converted from the feed's CRS to WGS84 and inside the
+pack's extent (``0,0`` placeholders kept without a location and flagged), known categories and
+departments, closed-before-created, oversized text truncated (or rejected when absurd) and HTML
+stripped.
+"""
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import Any, Iterator, Optional, Protocol
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+
+from data_sources.coords import normalize_crs, to_wgs84
+from data_sources.packs import MappingTable, Pack, load_mapping
+from incidents.model import Channel, Priority, State
+
+UNREADABLE = "__unreadable__"
+RecordIterator = Iterator[tuple[dict, int]]
+
+MAX_FIELD_CHARS = 20_000        # any raw value longer than this: the record is rejected
+TITLE_MAX, DESCRIPTION_MAX, ADDRESS_MAX, EXTERNAL_ID_MAX = 200, 4000, 300, 128
+IMPORT_STATES = (State.REGISTERED, State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED,
+                 State.VOIDED)
+
+
+class Rejected(Exception):
+    """A record that cannot become a case; ``reason`` says why in one sentence."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- context
+
+@dataclass(eq=False)
+class FeedContext:
+    """What validation needs to know about the pack and the feed."""
+
+    pack: Pack
+    crs: str = "WGS84"                     # the CRS of the feed's coordinates
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    extent_margin_deg: float = 0.05
+
+    def __post_init__(self):
+        self.crs = normalize_crs(self.crs)
+
+    @cached_property
+    def mapping_table(self) -> MappingTable:
+        return load_mapping(self.pack)
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.pack.timezone)
+
+    @cached_property
+    def category_codes(self) -> set[str]:
+        return {c.code for c in self.pack.categories}
+
+    @cached_property
+    def department_codes(self) -> set[str]:
+        return {d.code for d in self.pack.departments}
+
+    @cached_property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(min_lon, min_lat, max_lon, max_lat) of the pack's districts plus a margin, WGS84."""
+        import shapely
+        bounds = shapely.union_all([a.geometry for a in self.pack.districts()]).bounds
+        m = self.extent_margin_deg
+        return (bounds[0] - m, bounds[1] - m, bounds[2] + m, bounds[3] + m)
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+_DATE_FORMATS = (
+    "%m/%d/%y %H:%M", "%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%m/%d/%y %I:%M %p", "%m/%d/%y", "%m/%d/%Y",
+    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y.%m.%d %H:%M:%S", "%Y%m%d%H%M%S",
+    "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
+)
+
+
+def blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def parse_timestamp(value: Any, tz: ZoneInfo) -> Optional[datetime]:
+    """A timestamp from a feed as an aware UTC datetime; naive values are in ``tz``.
+    Accepts ISO 8601 (with or without offset / ``Z``), US ``M/D/YY H:MM`` (what Excel makes of
+    dates), ``M/D/YYYY h:mm:ss AM`` and a few Chinese layouts. Raises ValueError when unreadable."""
+    if blank(value):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        dt = None
+        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+        try:
+            dt = datetime.fromisoformat(iso)
+        except ValueError:
+            for fmt in _DATE_FORMATS:
+                try:
+                    dt = datetime.strptime(text, fmt)
+                    break
+                except ValueError:
+                    continue
+        if dt is None:
+            raise ValueError(f"unreadable timestamp {text[:60]!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.astimezone(timezone.utc)
+
+
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def parse_number(value: Any) -> Optional[float]:
+    """A number, tolerating thousands separators (``"1,017,901"``) and blanks. ValueError if not."""
+    if blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, (int, float)):
+        out = float(value)
+    else:
+        text = str(value).strip().replace("\u00a0", "").replace(" ", "")
+        if _THOUSANDS.match(text):
+            text = text.replace(",", "")
+        try:
+            out = float(text)
+        except ValueError:
+            raise ValueError(f"{str(value)[:40]!r} is not a number") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{value!r} is not a finite number")
+    return out
+
+
+_BLOCK = re.compile(r"<(script|style|iframe|object)\b.*?(</\1\s*>|$)", re.I | re.S)
+_TAG = re.compile(r"</?[A-Za-z!/][^<>]*>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"[ \t]+")
+_BAD_CHARS = re.compile(r"[\ufffd\ud800-\udfff]")
+
+
+def clean_text(value: Any) -> str:
+    """Plain text: HTML entities decoded, tags (and script/style blocks) removed, control
+    characters dropped, runs of blanks collapsed. Raises ValueError on undecodable bytes."""
+    if blank(value):
+        return ""
+    text = str(value)
+    if _BAD_CHARS.search(text):
+        raise ValueError("contains undecodable bytes (wrong text encoding?)")
+    text = html.unescape(text)
+    text = _BLOCK.sub(" ", text)
+    text = _TAG.sub(" ", text)
+    text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _SPACES.sub(" ", text)
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_sizes(raw: dict) -> None:
+    """Reject a record with an absurdly long value (a broken export, an attack)."""
+    for key, value in raw.items():
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            raise Rejected(f"field {str(key)[:40]!r} is {len(value):,} characters long (limit {MAX_FIELD_CHARS:,})")
+
+
+# --------------------------------------------------------------------------- the validated case
+
+class IncomingCase(BaseModel):
+    """A record after mapping and validation: what ingest upserts."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, arbitrary_types_allowed=True)
+
+    external_id: str
+    title: str
+    description: str = ""
+    address: str = ""
+    category_code: str
+    department_code: Optional[str] = None
+    state: State = State.REGISTERED
+    void_reason: Optional[str] = None
+    channel: Channel = Channel.HOTLINE
+    priority: Priority = Priority.NORMAL
+    reported_at: datetime
+    dispatched_at: Optional[datetime] = None
+    signed_at: Optional[datetime] = None
+    resolved_at: Optional[datetime] = None
+    closed_at: Optional[datetime] = None
+    lon: Optional[float] = None
+    lat: Optional[float] = None
+    crs: Optional[str] = None              # per-record CRS; else the feed's
+    location_note: Optional[str] = None    # why a record has no location (placeholder, missing)
+    source_status: str = ""                # the status as the source said it
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _external_id(cls, v):
+        if blank(v):
+            raise ValueError("is missing")
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        text = str(v).strip()
+        if _BAD_CHARS.search(text):
+            raise ValueError("contains undecodable bytes (wrong text encoding?)")
+        if len(text) > EXTERNAL_ID_MAX:
+            raise ValueError(f"is {len(text)} characters long (limit {EXTERNAL_ID_MAX})")
+        return text
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _title(cls, v):
+        text = clean_text(v)
+        if not text:
+            raise ValueError("is missing")
+        return truncate(text.replace("\n", " "), TITLE_MAX)
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, v):
+        return truncate(clean_text(v), DESCRIPTION_MAX)
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, v):
+        return truncate(clean_text(v).replace("\n", " "), ADDRESS_MAX)
+
+    @field_validator("reported_at", "dispatched_at", "signed_at", "resolved_at", "closed_at", mode="before")
+    @classmethod
+    def _timestamp(cls, v, info: ValidationInfo):
+        ctx: FeedContext = info.context["feed"]
+        if blank(v):
+            if info.field_name == "reported_at":
+                raise ValueError("is missing")
+            return None
+        return parse_timestamp(v, ctx.tz)
+
+    @field_validator("lon", "lat", mode="before")
+    @classmethod
+    def _coordinate(cls, v):
+        return parse_number(v)
+
+    @field_validator("category_code")
+    @classmethod
+    def _category(cls, v, info: ValidationInfo):
+        ctx: FeedContext = info.context["feed"]
+        if v not in ctx.category_codes:
+            raise ValueError(f"{v!r} is not a category of pack {ctx.pack.name}")
+        return v
+
+    @field_validator("department_code")
+    @classmethod
+    def _department(cls, v, info: ValidationInfo):
+        ctx: FeedContext = info.context["feed"]
+        if v is not None and v not in ctx.department_codes:
+            raise ValueError(f"{v!r} is not a department of pack {ctx.pack.name}")
+        return v
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, v):
+        if v not in IMPORT_STATES:
+            raise ValueError(f"{v.value!r} cannot be imported (expected one of {', '.join(IMPORT_STATES)})")
+        return v
+
+    @model_validator(mode="after")
+    def _whole(self, info: ValidationInfo):
+        ctx: FeedContext = info.context["feed"]
+        if self.reported_at > ctx.now + timedelta(minutes=10):
+            raise ValueError(f"reported_at {self.reported_at:%Y-%m-%d %H:%M}Z is in the future")
+        for name in ("closed_at", "resolved_at", "signed_at", "dispatched_at"):
+            value = getattr(self, name)
+            if value is not None and value < self.reported_at:
+                label = name.removesuffix("_at")
+                raise ValueError(f"{label} before created ({label} {value:%Y-%m-%d %H:%M}Z, "
+                                 f"created {self.reported_at:%Y-%m-%d %H:%M}Z)")
+        if self.state in (State.RESOLVED, State.CLOSED) and self.closed_at is None and self.resolved_at is None:
+            self.resolved_at = self.reported_at
+        if (self.lon is None) != (self.lat is None):
+            self.location_note = "only one of longitude/latitude given: not plotted"
+            self.lon = self.lat = None
+        if self.lon is not None and self.lat is not None:
+            if self.lon == 0 and self.lat == 0:
+                self.location_note = "placeholder coordinates 0,0: not plotted"
+                self.lon = self.lat = None
+            else:
+                if not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
+                    raise ValueError(f"location ({self.lon}, {self.lat}) is not a longitude/latitude pair")
+                crs = normalize_crs(self.crs) if self.crs else ctx.crs
+                lon, lat = to_wgs84(self.lon, self.lat, crs)
+                lon, lat = round(float(lon), 7), round(float(lat), 7)
+                x0, y0, x1, y1 = ctx.extent
+                if not (x0 <= lon <= x1 and y0 <= lat <= y1):
+                    raise ValueError(f"location ({lon:.5f}, {lat:.5f}) is outside the area of pack {ctx.pack.name}")
+                self.lon, self.lat = lon, lat
+        self.crs = None
+        if self.state == State.VOIDED and not self.void_reason:
+            self.void_reason = "invalid"
+        return self
+
+
+def validate_case(fields: dict, ctx: FeedContext) -> IncomingCase:
+    """pydantic validation with the first problem as the one reason."""
+    try:
+        return IncomingCase.model_validate(fields, context={"feed": ctx})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise Rejected(f"{loc}: {msg}" if loc else msg) from None
+    except ValueError as exc:  # conversion errors outside pydantic's wrapping
+        raise Rejected(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- the mapping contract
+
+class Mapping(Protocol):
+    name: str            # e.g. "nyc311": also the feed name and the default source label
+
+    def to_case(self, raw: dict, ctx: FeedContext) -> IncomingCase:
+        """One raw record -> a validated case, or raise Rejected(reason)."""
+        ...

@@ -1,0 +1,430 @@
+"""Open311 GeoReport v2 at /open311/v2/ (DESIGN.md §8), JSON and XML.
+
+    GET  discovery.{json,xml}                  what this endpoint is and speaks
+    GET  services.{json,xml}                   our categories as services (service_code = category code)
+    GET  services/<code>.{json,xml}            a service definition (no extra attributes: metadata false)
+    GET  requests.{json,xml}                   service requests: service_request_id, service_code, start_date,
+                                               end_date, status (+ page, page_size: our extension)
+    GET  requests/<id>.{json,xml}              one service request
+    POST requests.{json,xml}                   create one (form-encoded, api_key required)
+
+Reading is public (the gate in ``data_sources.web`` lets /open311/v2/ through) and answers never
+carry personal data (reporter name, phone, email). Creating needs ``api_key`` = an API token of a
+user whose role may create cases through the REST API too; the case goes through
+``incidents.services.create_case`` (channel ``app``, source ``open311``) like any other door.
+Our states collapse to open/closed (closed and voided → closed); ``expected_datetime`` is the
+deadline (null until dispatched); times are ISO 8601 with the city's offset. Errors follow the
+spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy import func, select
+
+from data_sources.db import get_db
+from data_sources.runtime import get_runtime
+from incidents import auth, services
+from incidents.lifecycle import DomainError
+from incidents.model import Channel, Role, State, TimeUnit
+from incidents.tables import Category, Department, Incident, IncidentEvent
+
+PREFIX = "/open311/v2"
+bp = Blueprint("open311_v2", __name__, url_prefix=PREFIX)
+
+SOURCE = "open311"
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-11-01T00:00:00+08:00"   # when this endpoint's behaviour last changed
+DEFAULT_WINDOW = timedelta(days=90)          # spec: without dates, the last 90 days; a range spans ≤ 90 days
+MAX_RESULTS = 1000                           # spec: at most 1000 requests per answer
+#: the roles whose API token is a valid api_key (the same as POST /api/v1/incidents)
+CREATOR_ROLES = frozenset({Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMENT, Role.ADMIN})
+CLOSED_STATES = (State.CLOSED.value, State.VOIDED.value)
+UNIT_ZH = {TimeUnit.WORK_HOURS.value: "工作时", TimeUnit.WORK_DAYS.value: "工作日",
+           TimeUnit.NATURAL_HOURS.value: "小时"}
+KIND_ZH = {"component": "部件", "event": "事件"}
+FMT = "<any(json,xml):fmt>"
+# characters XML 1.0 cannot carry at all, even escaped: dropped from text
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status, self.description = status, description
+
+
+# =========================================================================== rendering
+
+
+def _fmt() -> str:
+    fmt = (request.view_args or {}).get("fmt")
+    if fmt in ("json", "xml"):
+        return fmt
+    return "xml" if request.path.endswith(".xml") else "json"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _XML_INVALID.sub("", str(value))
+
+
+def _element(parent: ET.Element, tag: str, value: Any) -> None:
+    child = ET.SubElement(parent, tag)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _element(child, k, v)
+    elif isinstance(value, list):
+        # a list of scalars repeats the singular tag (formats → format); of dicts, the same
+        item_tag = tag[:-1] if tag.endswith("s") else "item"
+        for v in value:
+            _element(child, item_tag, v)
+    else:
+        child.text = _text(value)
+
+
+def _xml(root_tag: str, item_tag: Optional[str], payload: Any) -> str:
+    root = ET.Element(root_tag)
+    if item_tag is None:
+        for k, v in payload.items():
+            _element(root, k, v)
+    else:
+        for item in payload:
+            node = ET.SubElement(root, item_tag)
+            for k, v in item.items():
+                _element(node, k, v)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def _answer(payload: Any, root_tag: str, item_tag: Optional[str], status: int = 200) -> Response:
+    if _fmt() == "xml":
+        return Response(_xml(root_tag, item_tag, payload), status=status,
+                        content_type="text/xml; charset=utf-8")
+    return Response(json.dumps(payload, ensure_ascii=False), status=status,
+                    content_type="application/json; charset=utf-8")
+
+
+def _errors(status: int, description: str) -> Response:
+    return _answer([{"code": status, "description": description}], "errors", "error", status)
+
+
+@bp.errorhandler(Open311Error)
+def _on_error(exc: Open311Error):
+    return _errors(exc.status, exc.description)
+
+
+@bp.errorhandler(DomainError)
+def _on_domain_error(exc: DomainError):
+    return _errors(400, exc.message)
+
+
+@bp.errorhandler(Exception)
+def _on_unexpected(exc: Exception):
+    from werkzeug.exceptions import HTTPException
+    if isinstance(exc, HTTPException):
+        return _errors(exc.code or 500, exc.description or exc.name)
+    current_app.logger.exception("Open311 error on %s %s", request.method, request.path)
+    return _errors(500, "internal error; it has been logged")
+
+
+# =========================================================================== helpers
+
+
+def _tz() -> ZoneInfo:
+    return ZoneInfo(get_runtime(current_app).timezone)
+
+
+def _iso(value: Optional[datetime], tz: ZoneInfo) -> Optional[str]:
+    return value.astimezone(tz).isoformat(timespec="seconds") if value is not None else None
+
+
+def _parse_time(name: str, tz: ZoneInfo) -> Optional[datetime]:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace(" ", "+") if raw.count(" ") == 1 and "T" in raw else raw)
+    except ValueError:
+        raise Open311Error(400, f"{name} {raw!r} is not an ISO 8601 date-time "
+                                f"(e.g. 2026-11-18T10:00:00+08:00)") from None
+    if value.tzinfo is None:  # without an offset: city time
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(timezone.utc)
+
+
+def _list_arg(name: str) -> list[str]:
+    return [v.strip() for raw in request.args.getlist(name) for v in raw.split(",") if v.strip()]
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise Open311Error(400, f"{name} must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def _service(cat: Category) -> dict:
+    unit = UNIT_ZH.get(cat.time_unit, cat.time_unit)
+    kind = KIND_ZH.get(cat.kind, cat.kind)
+    limit = f"{cat.time_limit:g}"
+    return {"service_code": cat.code, "service_name": cat.name,
+            "description": f"{cat.major_name} · {cat.name}（{kind}类，处置时限 {limit} {unit}）",
+            "metadata": False, "type": "realtime",
+            "keywords": ",".join(k for k in (cat.name, cat.major_name, kind, cat.name_en) if k),
+            "group": cat.major_name}
+
+
+# =========================================================================== discovery and services
+
+
+@bp.get("/")
+def _root():
+    return discovery("json")
+
+
+@bp.get(f"/discovery.{FMT}")
+def discovery(fmt: str):
+    cfg = current_app.config
+    url = request.url_root.rstrip("/") + PREFIX
+    payload = {
+        "changeset": CHANGESET,
+        "contact": cfg.get("OPEN311_CONTACT") or "12345 政务服务便民热线",
+        "key_service": cfg.get("OPEN311_KEY_SERVICE") or "api_key: an API token issued by the city's "
+                                                         "administrator (flask create-token USER)",
+        "endpoints": [{"specification": SPECIFICATION, "url": url, "changeset": CHANGESET,
+                       "type": "production", "formats": ["application/json", "text/xml"]}],
+    }
+    return _answer(payload, "discovery", None)
+
+
+@bp.get(f"/services.{FMT}")
+def list_services(fmt: str):
+    with get_db().session_scope() as s:
+        items = [_service(c) for c in s.scalars(select(Category).order_by(Category.code))]
+    return _answer(items, "services", "service")
+
+
+@bp.get(f"/services/<code>.{FMT}")
+def service_definition(code: str, fmt: str):
+    with get_db().session_scope() as s:
+        cat = s.get(Category, code)
+        if cat is None:
+            raise Open311Error(404, f"service_code {code!r} not found")
+        # metadata is false for every service: no extra attributes to fill in
+        return _answer({"service_code": cat.code, "attributes": []}, "service_definition", None)
+
+
+# =========================================================================== requests: read
+
+
+def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> list[dict]:
+    stmt = (select(Incident.id, Incident.state, Incident.category_code, Category.name.label("service_name"),
+                   Incident.description, Incident.title, Department.name.label("agency"), Incident.reported_at,
+                   Incident.updated_at, Incident.deadline, Incident.address, Incident.lon, Incident.lat,
+                   Incident.source)
+            .outerjoin(Category, Category.code == Incident.category_code)
+            .outerjoin(Department, Department.code == Incident.department_code)
+            .where(*conds).order_by(Incident.reported_at.desc(), Incident.id.desc())
+            .limit(limit).offset(offset))
+    rows = s.execute(stmt).all()
+    ids = [r.id for r in rows]
+    notes: dict[int, str] = {}
+    media: dict[int, str] = {}
+    if ids:
+        latest = (select(func.max(IncidentEvent.id))
+                  .where(IncidentEvent.incident_id.in_(ids), IncidentEvent.action != "report",
+                         IncidentEvent.note != "")
+                  .group_by(IncidentEvent.incident_id))
+        notes = dict(s.execute(select(IncidentEvent.incident_id, IncidentEvent.note)
+                               .where(IncidentEvent.id.in_(latest))).all())
+        own = [r.id for r in rows if r.source == SOURCE]
+        if own:
+            for incident_id, payload in s.execute(select(IncidentEvent.incident_id, IncidentEvent.payload)
+                                                  .where(IncidentEvent.incident_id.in_(own),
+                                                         IncidentEvent.action == "report")):
+                if payload and payload.get("media_url"):
+                    media[incident_id] = payload["media_url"]
+    return [{
+        "service_request_id": str(r.id),
+        "status": "closed" if r.state in CLOSED_STATES else "open",
+        "status_notes": notes.get(r.id) or None,
+        "service_name": r.service_name,
+        "service_code": r.category_code,
+        "description": r.description or r.title,
+        "agency_responsible": r.agency,
+        "service_notice": None,
+        "requested_datetime": _iso(r.reported_at, tz),
+        "updated_datetime": _iso(r.updated_at, tz),
+        "expected_datetime": _iso(r.deadline, tz),
+        "address": r.address or None,
+        "address_id": None,
+        "zipcode": None,
+        "lat": r.lat,
+        "long": r.lon,
+        "media_url": media.get(r.id),
+    } for r in rows]
+
+
+@bp.get(f"/requests.{FMT}")
+def list_requests(fmt: str):
+    tz = _tz()
+    now = datetime.now(timezone.utc)
+    page = _int_arg("page", 1, 1, 1_000_000)
+    page_size = _int_arg("page_size", MAX_RESULTS, 1, MAX_RESULTS)
+    ids = _list_arg("service_request_id")
+    conds: list = []
+    if ids:
+        # the spec: a list of ids overrides every other filter
+        if not all(i.isdigit() and len(i) <= 9 for i in ids):
+            raise Open311Error(400, "service_request_id must be a comma-separated list of numbers")
+        conds.append(Incident.id.in_([int(i) for i in ids]))
+    else:
+        codes = _list_arg("service_code")
+        if codes:
+            conds.append(Incident.category_code.in_(codes))
+        statuses = {v.lower() for v in _list_arg("status")}
+        if statuses - {"open", "closed"}:
+            raise Open311Error(400, "status must be open, closed or both (comma-separated)")
+        if statuses == {"open"}:
+            conds.append(Incident.state.not_in(CLOSED_STATES))
+        elif statuses == {"closed"}:
+            conds.append(Incident.state.in_(CLOSED_STATES))
+        start, end = _parse_time("start_date", tz), _parse_time("end_date", tz)
+        if start is None and end is None:
+            start = now - DEFAULT_WINDOW
+        elif start is None:
+            start = end - DEFAULT_WINDOW
+        elif end is None:
+            end = start + DEFAULT_WINDOW
+        if end is not None:
+            if end < start:
+                raise Open311Error(400, "end_date lies before start_date")
+            if end - start > DEFAULT_WINDOW:
+                raise Open311Error(400, "start_date and end_date may not span more than 90 days")
+            conds.append(Incident.reported_at <= end)
+        conds.append(Incident.reported_at >= start)
+    with get_db().session_scope() as s:
+        items = _requests(s, conds, tz, limit=page_size, offset=(page - 1) * page_size)
+    return _answer(items, "service_requests", "request")
+
+
+@bp.get(f"/requests/<request_id>.{FMT}")
+def get_request(request_id: str, fmt: str):
+    if not (request_id.isdigit() and len(request_id) <= 9):
+        raise Open311Error(404, f"service_request_id {request_id!r} not found")
+    with get_db().session_scope() as s:
+        items = _requests(s, [Incident.id == int(request_id)], _tz(), limit=1)
+    if not items:
+        raise Open311Error(404, f"service_request_id {request_id!r} not found")
+    return _answer(items, "service_requests", "request")
+
+
+# =========================================================================== requests: create
+
+
+def _form(name: str, max_len: int) -> str:
+    value = (request.form.get(name) or "").strip()
+    if len(value) > max_len:
+        raise Open311Error(400, f"{name} is longer than {max_len} characters")
+    return value
+
+
+def _coordinate(name: str, lo: float, hi: float) -> Optional[float]:
+    raw = _form(name, 40)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Open311Error(400, f"{name} {raw!r} is not a number") from None
+    if not lo <= value <= hi:  # also refuses nan and inf
+        raise Open311Error(400, f"{name} {raw!r} is out of range ({lo} to {hi}, WGS84)")
+    return value
+
+
+@bp.post(f"/requests.{FMT}")
+def create_request(fmt: str):
+    now = datetime.now(timezone.utc)
+    api_key = (request.form.get("api_key") or request.args.get("api_key") or "").strip()
+    if not api_key:
+        raise Open311Error(403, "api_key is required to create a service request")
+    with get_db().session_scope() as s:
+        user = auth.user_for_token(s, api_key)
+        if user is None:
+            raise Open311Error(403, "api_key is not valid")
+        if Role(user.role) not in CREATOR_ROLES:
+            raise Open311Error(403, "this api_key may not create service requests")
+        username = user.username
+    code = _form("service_code", 20)
+    if not code:
+        raise Open311Error(400, "service_code is required")
+    lat, lon = _coordinate("lat", -90, 90), _coordinate("long", -180, 180)
+    if (lat is None) != (lon is None):
+        raise Open311Error(400, "lat and long go together: give both, or address_string")
+    address = _form("address_string", 300)
+    if lat is None and not address:
+        raise Open311Error(400, "a location is required: lat and long, or address_string")
+    description = _form("description", 4000)
+    media_url = _form("media_url", 500)
+    if media_url and urlparse(media_url).scheme not in ("http", "https"):
+        raise Open311Error(400, "media_url must be an http(s) URL")
+    name = (_form("last_name", 40) + _form("first_name", 40)).strip()
+    phone = _form("phone", 40)
+    _form("email", 200)  # accepted per the spec; we keep no e-mail addresses
+    rules = get_runtime().rules
+    with get_db().session_scope() as s:
+        cat = s.get(Category, code)
+        if cat is None:
+            raise Open311Error(400, f"service_code {code!r} not found")
+        title = f"{cat.name}：{description}" if description else cat.name
+        case = services.create_case(
+            s, rules, source=SOURCE, external_id=uuid.uuid4().hex, channel=Channel.APP.value,
+            title=title[:200], reported_at=now, now=now, category_code=cat.code, description=description,
+            address=address, lon=lon, lat=lat, reporter_name=name, reporter_phone=phone,
+            actor=f"open311:{username}")
+        if media_url:
+            report = s.scalar(select(IncidentEvent).where(IncidentEvent.incident_id == case.id,
+                                                          IncidentEvent.action == "report"))
+            report.payload = {**(report.payload or {}), "media_url": media_url}
+        notice = (f"已受理（{cat.name}）：派遣后 {cat.time_limit:g} "
+                  f"{UNIT_ZH.get(cat.time_unit, cat.time_unit)}内处置")
+        answer = [{"service_request_id": str(case.id), "service_notice": notice, "account_id": None}]
+    return _answer(answer, "service_requests", "request", status=201)
+
+
+# =========================================================================== wiring
+
+_KNOWN = [(re.compile(r"/discovery\.(json|xml)"), {"GET"}), (re.compile(r"/services\.(json|xml)"), {"GET"}),
+          (re.compile(r"/services/[^/]+\.(json|xml)"), {"GET"}),
+          (re.compile(r"/requests\.(json|xml)"), {"GET", "POST"}),
+          (re.compile(r"/requests/[^/]+\.(json|xml)"), {"GET"})]
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def _no_such_endpoint(rest: str):
+    """Without this, Dash's catch-all page route would answer unknown paths here with HTML."""
+    methods: set[str] = set()
+    for pattern, allowed in _KNOWN:
+        if pattern.fullmatch("/" + rest):
+            methods |= allowed
+    if methods and request.method not in methods:
+        return _errors(405, f"{request.method} is not allowed here; use {', '.join(sorted(methods))}")
+    return _errors(404, f"no endpoint {request.method} {request.path} (formats: .json, .xml)")
+
+
+def init_app(server: Flask) -> None:
+    server.register_blueprint(bp)
+
