@@ -82,6 +82,7 @@ def _instance_secret() -> str:
 def create_app(overrides: dict | None = None) -> Dash:
     from dashboards import _login, _shell
     from data_sources import api, cache, open311, runtime, web
+    from data_sources.feeds import push
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -93,11 +94,17 @@ def create_app(overrides: dict | None = None) -> Dash:
     cache.init_app(server)
     web.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
     api.init_app(server)           # REST API v1 under /api/v1
+    push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
                use_async=False, title="CityOps 城市运行一网统管", update_title=None,
                suppress_callback_exceptions=True, assets_folder=str(ROOT / "assets"))
+    # the offline map style, served as a URL: a style given as a URL is compared by its string, so a
+    # figure update never makes MapLibre diff (and fail on) an inline style object
+    from dashboards import _theme
+    server.add_url_rule("/map/style.json", "map_style",
+                        lambda: _theme.offline_map_style(server.config["TILE_URL"]))
     app.layout = _shell.layout
     _shell.register_callbacks(app)
     register_cli(server)

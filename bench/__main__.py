@@ -1,13 +1,14 @@
 """Run every benchmark with small defaults: ``python -m bench`` (``make bench``).
 
-Bigger runs: ``python -m bench.actions --cases 1000000 --db both``, ``python -m bench.routing``.
+Bigger runs: ``python -m bench.actions --cases 1000000 --db both``, ``python -m bench.routing``,
+``python -m bench.ingest --records 1000000 --db both``.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-from bench import actions, routing
+from bench import actions, ingest, routing
 
 
 def main() -> int:
@@ -15,6 +16,8 @@ def main() -> int:
     print()
     backends = "both" if os.environ.get("CITYOPS_BENCH_POSTGRESQL", "1") != "0" else "sqlite"
     actions.main(["--cases", "20000", "--actions", "200", "--db", backends])
+    print()
+    ingest.main(["--records", "5000", "--db", backends])
     return 0
 
 

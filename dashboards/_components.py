@@ -36,9 +36,10 @@ def tile(label: str, value, unit: str = "", *, tone: str = "", title: str = "") 
     ])
 
 
-def panel(title: str, body, *, cls: str = "") -> html.Div:
+def panel(title: str, body, *, cls: str = "", id_: str | None = None) -> html.Div:
+    kw = {"id": id_} if id_ else {}
     return html.Div(className=f"panel {cls}", children=[html.Div(title, className="panel-title"),
-                                                        html.Div(body, className="panel-body")])
+                                                        html.Div(body, className="panel-body")], **kw)
 
 
 def graph(id_: str, config: dict | None = None, **kw) -> dcc.Graph:

@@ -33,6 +33,9 @@ def offline_map_style(tile_url: str = "") -> dict | str:
     return {"version": 8, "sources": sources, "layers": layers}
 
 
+MAP_STYLE_URL = "/map/style.json"
+
+
 def base_layout(**kw) -> dict:
     layout = dict(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
                   font=dict(family=FONT, color=TEXT, size=14), margin=dict(l=8, r=8, t=8, b=8),

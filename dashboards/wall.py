@@ -1,93 +1,283 @@
-"""/wall — the city at a glance (大屏), first version: today's figures, lights, the map of open
-cases over the district boundaries, the 24-hour trend, top problems, channels, latest activity."""
+"""/wall — the city at a glance (大屏) for operators at a video wall.
+
+One grid layout that rearranges itself for 16:9 and 32:9 walls (assets/wall.css), type sized
+from the screen height, the map in the middle with switchable layers (districts, grid heat,
+case points), drill-down into a district, an alarm ticker with acknowledgement, and an honest
+"数据更新于" line with a stale banner that appears when the database cannot be reached and goes
+when it comes back. A refresh sends the whole map only when its layers change; otherwise it
+patches the numbers and points.
+"""
 from __future__ import annotations
 
+import logging
+import math
 from datetime import datetime, timezone
 
 import dash
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask import current_app
+from flask_login import current_user
 
 from dashboards import _ids as ids
 from dashboards import _theme as th
-from dashboards._components import allowed, forbidden, graph, local_time, panel, tile
-from dashboards._figures import case_map, channel_label, donut, hbar, hourly_trend, state_label
+from dashboards._components import allowed, forbidden, graph, local_time, panel, pct, tile
+from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_plan, state_label, wall_map_base,
+                                 wall_map_full, wall_map_layers, wall_map_patch)
 from dashboards._i18n import t
-from incidents import queries
+from incidents import commands, queries, queries_wall, services
+from incidents.lifecycle import DomainError
 
+log = logging.getLogger(__name__)
 dash.register_page(__name__, path="/wall", name="态势大屏", order=0, title="态势大屏 · CityOps")
+
+LAYERS = ["districts", "grid", "points"]
+DEFAULT_LAYERS = ["districts", "points"]
 
 
 def layout(**_kwargs):
     if not allowed("wall"):
         return forbidden()
     every = float(current_app.config["WALL_REFRESH_SECONDS"]) * 1000
-    return html.Div(className="wall", children=[
+    city = queries.city_info()
+    first = _first_render(city)
+    return html.Div(className="wall", id="wall", children=[
         dcc.Interval(id=ids.WALL_TICK, interval=every),
-        dcc.Store(id="wall-version"),
-        html.Div(id=ids.WALL_TILES, className="wall-tiles"),
+        dcc.Store(id="wall-seen", data=first["seen"]), dcc.Store(id="wall-district"),
+        dcc.Store(id="wall-last-ok", data=first["last_ok"]), dcc.Store(id="wall-scale", data=1.0),
+        html.Div(first["banner"], id="wall-banner", className=first["banner_cls"], role="alert"),
+        html.Div(first["tiles"], id=ids.WALL_TILES, className="wall-tiles"),
         html.Div(className="wall-grid", children=[
-            html.Div(className="wall-col", children=[
-                panel(t("by_state"), graph(ids.WALL_STATES), cls="grow"),
-                panel(t("channels"), graph(ids.WALL_CHANNELS), cls="grow"),
+            panel(t("by_state"), graph(ids.WALL_STATES, figure=first["states"]), cls="p-states", id_="wall-p-states"),
+            panel(t("channels"), graph(ids.WALL_CHANNELS, figure=first["channels"]), cls="p-channels", id_="wall-p-channels"),
+            panel(t("dept_on_time", n=queries_wall.DEPARTMENT_MIN_VOLUME),
+                  html.Div(first["depts"], id="wall-depts", className="bars"), cls="p-depts", id_="wall-p-depts"),
+            html.Div(className="panel p-map", children=[
+                html.Div(className="map-head", children=[
+                    html.Div(first["title"], id="wall-map-title", className="panel-title"),
+                    dcc.Checklist(id="wall-layers", value=DEFAULT_LAYERS, inline=True, className="layers",
+                                  options=[{"label": t(f"layer_{k}"), "value": k} for k in LAYERS]),
+                    html.Button(t("back_to_city"), id="wall-back", className="btn-link hidden", n_clicks=0),
+                ]),
+                html.Div(graph(ids.WALL_MAP, config=th.MAP_CONFIG, figure=first["map"]), className="panel-body"),
             ]),
-            panel(t("map_title"), graph(ids.WALL_MAP, config=th.MAP_CONFIG), cls="wall-map"),
-            html.Div(className="wall-col", children=[
-                panel(t("trend_24h"), graph(ids.WALL_TREND), cls="grow"),
-                panel(t("top_categories"), graph(ids.WALL_CATEGORIES), cls="grow"),
-                panel(t("recent"), html.Ul(id=ids.WALL_RECENT, className="recent"), cls="grow"),
-            ]),
+            panel(t("trend_24h"), graph(ids.WALL_TREND, figure=first["trend"]), cls="p-trend", id_="wall-p-trend"),
+            panel(t("top_categories"), graph(ids.WALL_CATEGORIES, figure=first["cats"]), cls="p-cats", id_="wall-p-cats"),
+            panel(t("feeds"), html.Div(first["feeds"], id="wall-feeds", className="feeds"), cls="p-feeds", id_="wall-p-feeds"),
         ]),
-        html.Div(id=ids.WALL_UPDATED, className="updated"),
+        html.Div(className="ticker", children=[
+            html.Span(t("alarms"), className="ticker-title"),
+            html.Ul(first["alarms"], id=ids.WALL_RECENT, className="ticker-list"),
+            html.Span(first["updated"], id=ids.WALL_UPDATED, className="updated"),
+        ]),
     ])
+
+
+def _first_render(city) -> dict:
+    """The page arrives with its figures: the map is created once with its data, and refreshes
+    only patch it (the first tick comes one period later, when the map has loaded)."""
+    view = _view(city, None)
+    empty = {"seen": None, "last_ok": None, "tiles": [], "states": {}, "channels": {}, "depts": [], "trend": {},
+             "cats": {}, "feeds": [], "alarms": [], "updated": "", "title": t("map_title"),
+             "map": wall_map_base(view)}
+    try:
+        data = queries_wall.wall_data(datetime.now(timezone.utc), city.timezone,
+                                      every=current_app.config["WALL_REFRESH_SECONDS"])
+    except queries_wall.Unavailable:
+        return {**empty, "banner": t("stale_db", t="—"), "banner_cls": "wall-banner stale"}
+    out = render(data, city, DEFAULT_LAYERS, 1.0, None, first=True)
+    keys = ["tiles", "map", "states", "channels", "depts", "trend", "cats", "feeds", "alarms", "updated",
+            "banner", "banner_cls", "seen", "last_ok", "title", "back_cls"]
+    return dict(zip(keys, out))
+
+
+# small screens show one side panel at a time, rotating every few refreshes (CSS decides when)
+SIDE_PANELS = ["p-states", "p-channels", "p-depts", "p-trend", "p-cats", "p-feeds"]
+dash.clientside_callback(
+    """function(n) {
+        const names = %s, active = Math.floor((n || 0) / 2) %% names.length;
+        return names.map((c, i) => 'panel ' + c + (i === active ? ' rot-active' : ''));
+    }""" % SIDE_PANELS,
+    [Output(f"wall-{c}", "className") for c in SIDE_PANELS], Input(ids.WALL_TICK, "n_intervals"))
+
+# the type on a wall is sized from the screen height; figures follow the same scale
+dash.clientside_callback(
+    "function(_) { return Math.round(window.innerHeight / 1080 * 100) / 100; }",
+    Output("wall-scale", "data"), Input("wall", "id"))
 
 
 @dash.callback(
     Output(ids.WALL_TILES, "children"), Output(ids.WALL_MAP, "figure"), Output(ids.WALL_STATES, "figure"),
-    Output(ids.WALL_TREND, "figure"), Output(ids.WALL_CATEGORIES, "figure"), Output(ids.WALL_CHANNELS, "figure"),
-    Output(ids.WALL_RECENT, "children"), Output(ids.WALL_UPDATED, "children"), Output("wall-version", "data"),
-    Input(ids.WALL_TICK, "n_intervals"), State("wall-version", "data"))
-def refresh(_n, seen):
+    Output(ids.WALL_CHANNELS, "figure"), Output("wall-depts", "children"), Output(ids.WALL_TREND, "figure"),
+    Output(ids.WALL_CATEGORIES, "figure"), Output("wall-feeds", "children"), Output(ids.WALL_RECENT, "children"),
+    Output(ids.WALL_UPDATED, "children"), Output("wall-banner", "children"), Output("wall-banner", "className"),
+    Output("wall-seen", "data"), Output("wall-last-ok", "data"), Output("wall-map-title", "children"),
+    Output("wall-back", "className"),
+    Input(ids.WALL_TICK, "n_intervals"), Input("wall-layers", "value"), Input("wall-district", "data"),
+    State("wall-scale", "data"), State("wall-seen", "data"), State("wall-last-ok", "data"),
+    prevent_initial_call=True)
+def refresh(_n, layers_on, district, scale, seen, last_ok):
     if not allowed("wall"):
         raise dash.exceptions.PreventUpdate
     now = datetime.now(timezone.utc)
-    city = queries.city_info()
-    snap = queries.wall_snapshot(now, city.timezone, every=current_app.config["WALL_REFRESH_SECONDS"])
-    updated = f"{t('updated_at')} {local_time(snap.as_of, '%H:%M:%S')}"
-    key = [snap.version, snap.as_of.isoformat()]
-    if seen == key:
-        return (no_update,) * 7 + (updated, no_update)
-    return (_tiles(snap), _map(snap, city), _states(snap), hourly_trend(snap.hourly, city.timezone),
-            hbar(snap.top_categories), donut(snap.channels, channel_label), _recent(snap), updated, key)
+    try:
+        city = queries.city_info()
+        data = queries_wall.wall_data(now, city.timezone, every=current_app.config["WALL_REFRESH_SECONDS"],
+                                      district=district)
+    except queries_wall.Unavailable as exc:  # the database is away: say so, keep what is on screen, retry next tick
+        log.warning("wall refresh failed: %s", exc)
+        banner = t("stale_db", t=local_time(datetime.fromisoformat(last_ok), "%H:%M:%S") if last_ok else "—")
+        return (no_update,) * 10 + (banner, "wall-banner stale", no_update, no_update, no_update, no_update)
+    return render(data, city, layers_on or [], scale or 1.0, seen)
 
 
-def _tiles(snap):
-    open_n = sum(n for s, n in snap.by_state.items() if s not in ("closed", "voided"))
-    return [
-        tile(t("today_reported"), snap.today["reported"], t("cases_unit"), title="今日0时起上报的案件数"),
-        tile(t("today_registered"), snap.today["registered"], t("cases_unit"), title="今日0时起立案的案件数"),
-        tile(t("today_dispatched"), snap.today["dispatched"], t("cases_unit"), title="今日0时起派遣的案件数"),
-        tile(t("today_closed"), snap.today["closed"], t("cases_unit"), title="今日0时起核查结案的案件数"),
-        tile(t("open_cases"), open_n, t("cases_unit"), title="除已结案、已作废外的全部案件"),
-        tile(t("yellow"), snap.lights.get("yellow", 0), t("cases_unit"), tone="warn",
-             title="处置中且已用时限超过80%的案件"),
-        tile(t("overdue"), snap.lights.get("red", 0), t("cases_unit"), tone="alarm",
-             title="处置中且已超过处置时限的案件"),
+def render(data, city, layers_on, scale, seen, *, first: bool = False):
+    view_scale, scale = scale, max(scale, 1.0)   # the map zooms with the screen; type never shrinks
+    structure = [sorted(layers_on), data.district, round(view_scale, 2)]
+    plan = map_plan(layers_on, data.district)
+    shapes = queries.district_shapes(city.name)
+    grids = queries_wall.grid_shapes(data.district or "") if ("grid" in layers_on or data.district) else {"features": []}
+    if first:
+        fig = wall_map_full(plan, data, district_shapes=shapes, grid_shapes=grids, view=_view(city, None))
+    elif seen and seen.get("structure") == structure:
+        same_minute = (seen.get("as_of") or "")[:16] == data.as_of.isoformat()[:16]
+        if seen.get("version") == data.version and same_minute:
+            fig = no_update  # lights change with the clock: the map is refreshed at least once a minute
+        else:
+            fig = wall_map_patch(plan, data, district_shapes=shapes, grid_shapes=grids)
+    else:
+        fig = wall_map_layers(plan, data, district_shapes=shapes, grid_shapes=grids,
+                              view=_view(city, data.district, view_scale, shapes), scale=scale)
+    updated = f"{t('updated_at')} {local_time(data.as_of, '%H:%M:%S')}"
+    silent = [f["feed"] for f in data.feeds if f["status"] == "silent"]
+    banner, banner_cls = (t("stale_feed", feeds="、".join(silent)), "wall-banner warn") if silent else ("", "wall-banner hidden")
+    if fig is no_update and not first:  # nothing changed: the time line moves, a stale banner goes
+        return (no_update,) * 9 + (updated, banner, banner_cls) + (no_update, data.as_of.isoformat()) + (no_update,) * 2
+    names = {f["id"]: f["properties"]["name"] for f in shapes["features"]}
+    title = f"{t('map_title')} · {names.get(data.district, '')}" if data.district else f"{t('map_title')} · {t('drill_hint')}"
+    return (_tiles(data), fig, _states(data, scale), donut(data.channels, channel_label, scale=scale), _depts(data),
+            hourly_trend(data.hourly, city.timezone, scale=scale), hbar(data.top_categories, scale=scale),
+            _feeds(data), _alarms(data), updated,
+            banner, banner_cls,
+            {"structure": structure, "version": data.version, "as_of": data.as_of.isoformat()},
+            data.as_of.isoformat(), title, "btn-link" if data.district else "btn-link hidden")
+
+
+@dash.callback(Output("wall-district", "data"), Input(ids.WALL_MAP, "clickData"), Input("wall-back", "n_clicks"),
+               prevent_initial_call=True)
+def drill(click, _back):
+    """Click a district to zoom in and filter every panel to it; the button brings back the city."""
+    if not allowed("wall"):
+        raise dash.exceptions.PreventUpdate
+    if ctx.triggered_id == "wall-back":
+        return None
+    point = (click or {}).get("points", [{}])[0]
+    code = point.get("location")
+    if code and code in {f["id"] for f in queries.district_shapes(queries.city_info().name)["features"]}:
+        return code
+    raise dash.exceptions.PreventUpdate
+
+
+@dash.callback(Output({"type": "ack", "key": ALL}, "disabled"), Input({"type": "ack", "key": ALL}, "n_clicks"),
+               prevent_initial_call=True)
+def acknowledge(clicks):
+    """An operator acknowledges an alarm: recorded with who and when; it leaves every wall at the next refresh."""
+    if not ctx.triggered_id or not any(clicks) or not current_user.is_authenticated:
+        raise dash.exceptions.PreventUpdate
+    actor = services.Actor(current_user.username, current_user.role, current_user.department_code)
+    try:
+        commands.acknowledge_alarm(actor, ctx.triggered_id["key"], now=datetime.now(timezone.utc))
+    except DomainError:
+        raise dash.exceptions.PreventUpdate
+    return [True if i.get("id", {}).get("key") == ctx.triggered_id["key"] else no_update
+            for i in ctx.outputs_list]
+
+
+def _view(city, district, scale: float = 1.0, shapes: dict | None = None) -> dict:
+    """Centre and zoom for the city or a district; a bigger wall (scale) shows the same area larger."""
+    bigger = math.log2(min(max(scale, 0.25), 8.0))
+    if not district:
+        return {"lat": city.center[0], "lon": city.center[1], "zoom": round(city.zoom + bigger, 2)}
+    feature = next(f for f in shapes["features"] if f["id"] == district)
+    xs, ys = [], []
+    g = feature["geometry"]
+    for poly in (g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]]):
+        xs += [p[0] for p in poly[0]]
+        ys += [p[1] for p in poly[0]]
+    dlon, dlat = max(xs) - min(xs), max(ys) - min(ys)
+    zoom = min(math.log2(900 * 360 / (256 * max(dlon, 1e-3))), math.log2(650 * 360 / (256 * max(dlat * 1.15, 1e-3))))
+    return {"lat": (min(ys) + max(ys)) / 2, "lon": (min(xs) + max(xs)) / 2, "zoom": round(zoom - 0.3 + bigger, 2)}
+
+
+def _tiles(d):
+    online = None
+    if d.online:
+        ratio, day = d.online
+        online = tile(f"{t('online_rate')}（{t('last_7_days')}）", pct(ratio.value),
+                      tone="good" if (ratio.value or 0) >= queries_wall.ONLINE_RATE_TARGET else "warn",
+                      title=f"网办率 = 网上办理 {ratio.numerator:,} ÷ 办件总数 {ratio.denominator:,}；"
+                            f"{t('target')} ≥ {queries_wall.ONLINE_RATE_TARGET:.0%}（截至 {day} 的近7天一网通办数据）")
+    tiles = [
+        tile(t("today_reported"), d.today["reported"], t("cases_unit"), title="上报数：今日0时起上报的案件数"),
+        tile(t("today_registered"), d.today["registered"], t("cases_unit"), title="立案数：今日0时起立案的案件数"),
+        tile(t("today_closed"), d.today["closed"], t("cases_unit"), title="结案数：今日0时起核查结案的案件数"),
+        tile(t("closure_today"), pct(d.closure.value),
+             title=f"结案率 = 今日立案（不含作废）且已结案 {d.closure.numerator:,} ÷ 今日立案（不含作废）{d.closure.denominator:,}"),
+        tile(t("on_time_today"), pct(d.on_time.value),
+             title=f"按期处置率 = 今日派遣且按期处置 {d.on_time.numerator:,} ÷ 今日派遣 {d.on_time.denominator:,}"),
+        tile(t("overdue"), d.lights.get("red", 0), t("cases_unit"), tone="alarm",
+             title="超期未处置数：已派遣、尚未处置且已超过处置时限的案件"),
+        tile(t("yellow"), d.lights.get("yellow", 0), t("cases_unit"), tone="warn",
+             title="即将超期：已派遣、尚未处置且已用时限超过80%的案件"),
+        tile(t("open_cases"), d.open_total, t("cases_unit"), title="在办案件：除已结案、已作废外的全部案件"),
     ]
+    return tiles + ([online] if online else [])
 
 
-def _map(snap, city):
-    return case_map(queries.district_shapes(city.name), snap.open_by_district, snap.points,
-                    center=city.center, zoom=city.zoom, tile_url=current_app.config["TILE_URL"])
-
-
-def _states(snap):
+def _states(d, scale):
     order = ["reported", "registered", "dispatched", "in_progress", "resolved", "suspended"]
-    return hbar([(state_label(s), snap.by_state.get(s, 0)) for s in order], color=th.ACCENT)
+    return hbar([(state_label(s), d.by_state.get(s, 0)) for s in order], scale=scale)
 
 
-def _recent(snap):
-    from dashboards._figures import state_label as sl
-    return [html.Li([html.Span(local_time(e["at"], "%H:%M"), className="t"),
-                     html.Span(sl(e["state"]), className=f"s s-{e['state']}"),
-                     html.Span(f"#{e['id']} {e['title']}", className="d")]) for e in snap.recent]
+def _depts(d):
+    if not d.departments:
+        return html.Div(t("no_data"), className="muted")
+    return [html.Div(className="bar-row", children=[
+        html.Span(name, className="bar-label", title=name),
+        html.Span(className="bar-track", children=html.Span(
+            className="bar-fill " + ("good" if (r.value or 0) >= 0.9 else "warn" if (r.value or 0) >= 0.75 else "bad"),
+            style={"width": f"{100 * (r.value or 0):.1f}%"})),
+        html.Span(pct(r.value), className="bar-value", title=f"按期 {r.numerator:,} ÷ 处置 {r.denominator:,}")])
+        for name, r in d.departments]
+
+
+def _feeds(d):
+    if not d.feeds:
+        return html.Div(t("no_data"), className="muted")
+    rows = []
+    for f in d.feeds[:6]:
+        lag = f["lag_seconds"]
+        lag_text = "—" if lag is None else f"{lag / 60:.0f} {t('minutes')}"
+        rows.append(html.Div(className=f"feed-row {f['status']}", children=[
+            html.Span(className=f"dot {'green' if f['status'] == 'ok' else 'yellow' if f['status'] == 'late' else 'red'}"),
+            html.Span(f["feed"], className="feed-name"),
+            html.Span(t(f"feed_{f['status']}"), className="feed-status"),
+            html.Span(lag_text, className="feed-lag", title="距最后一条记录"),
+            html.Span(f"{f['last_hour']} {t('per_hour')}", className="feed-rate",
+                      title=f"近1小时 {f['last_hour']} 件；同时段常态 {f['usual_hourly']:.1f} 件/小时")]))
+    return rows
+
+
+def _alarms(d):
+    if not d.alarms:
+        return [html.Li(t("no_alarms"), className="muted")]
+    can_ack = current_user.is_authenticated and current_user.role in services.ACK_ROLES
+    items = []
+    for a in d.alarms:
+        text = a.title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
+        items.append(html.Li(className=f"alarm {a.kind}", children=[
+            html.Span(local_time(a.at, "%H:%M"), className="t"),
+            html.Span(t(f"alarm_{a.kind}"), className="k"),
+            html.Span((f"#{a.case_id} " if a.case_id and a.count == 1 else "") + text, className="d"),
+            html.Button(t("ack"), id={"type": "ack", "key": a.key}, className="ack", n_clicks=0)
+            if can_ack else None]))
+    return items

@@ -465,12 +465,14 @@ def _require(roles: tuple[Role, ...]):
 
 def _parse_query(model: type[BaseModel]) -> BaseModel:
     list_fields = getattr(model, "LIST_FIELDS", frozenset())
-    unknown = sorted(set(request.args) - set(model.model_fields) - COMMON_QUERY)
+    # a parameter named like a Python keyword (?from=) is a field with an alias
+    params = [f.alias or n for n, f in model.model_fields.items()]
+    unknown = sorted(set(request.args) - set(params) - COMMON_QUERY)
     if unknown:
         raise ApiError(400, "bad_request", f"unknown query parameter(s): {', '.join(unknown)}; "
-                                           f"expected: {', '.join(model.model_fields)}")
+                                           f"expected: {', '.join(params)}")
     data: dict[str, Any] = {}
-    for name in model.model_fields:
+    for name in params:
         if name not in request.args:
             continue
         if name in list_fields:
@@ -869,3 +871,110 @@ def init_app(server: Flask) -> None:
         if request.path.startswith("/api/"):
             return _http_error(exc)
         return exc
+
+
+# =========================================================================== KPIs (DESIGN §6)
+
+KPI_ROLES = (Role.LEADER, Role.ADMIN, Role.DISPATCHER)
+
+
+class KpiQuery(_In):
+    from_: datetime = Field(alias="from", description="period start, inclusive (ISO date or datetime; "
+                                                      "without an offset: city time)")
+    to: datetime = Field(description="period end, exclusive (ISO date or datetime; without an offset: city time)")
+    group_by: Optional[Literal["department", "district"]] = Field(
+        None, description="also give the KPIs per department or district, with the 综合指标值 ranking")
+    as_of: Optional[datetime] = Field(None, description="the instant the KPIs describe (default: now); "
+                                                        "later events are ignored")
+
+
+class KpiOut(_Out):
+    code: str
+    name: str
+    name_en: str
+    value: Optional[float] = Field(description="null when the denominator is 0; rates are fractions (0.95 = 95 %)")
+    numerator: float
+    denominator: Optional[float] = Field(description="null for counts")
+    unit: str
+    target: Optional[float]
+    direction: Literal["up", "down"] = Field(description="up: higher is better")
+    met: Optional[bool] = Field(description="value meets the target (null when either is missing)")
+    formula: str = Field(description="口径")
+    drill: dict[str, Any] = Field(description="the filter that identifies the cases behind the number")
+
+
+class KpiGroupOut(_Out):
+    code: str
+    name: Optional[str]
+    kpis: list[KpiOut]
+
+
+class RankRowOut(_Out):
+    rank: Optional[int]
+    code: str
+    name: str
+    volume: int = Field(description="the group's 立案 cohort (cases registered in the period, not voided)")
+    closure_rate: Optional[float]
+    on_time_disposal_rate: Optional[float]
+    rework_rate: Optional[float]
+    volume_score: Optional[float]
+    score: Optional[float] = Field(description="综合指标值, 0–100")
+    grade: Optional[Literal["A", "B", "C", "D", "E"]]
+    reason: str = Field(description="why a group is unranked")
+
+
+class RankingOut(_Out):
+    by: str
+    min_volume: int
+    weights: dict[str, float]
+    formula: str
+    ranked: list[RankRowOut]
+    unranked: list[RankRowOut] = Field(description="below the minimum volume (or without a 按期处置率)")
+    red: list[RankRowOut] = Field(description="红榜: best")
+    black: list[RankRowOut] = Field(description="黑榜: worst")
+
+
+class KpiReportOut(_Out):
+    start: UtcDateTime
+    end: UtcDateTime
+    as_of: UtcDateTime
+    group_by: Optional[str]
+    kpis: list[KpiOut]
+    groups: Optional[list[KpiGroupOut]] = None
+    ranking: Optional[RankingOut] = None
+
+
+def _kpi_out(k) -> KpiOut:
+    return KpiOut(code=k.code, name=k.name, name_en=k.name_en, value=k.value, numerator=k.numerator,
+                  denominator=k.denominator, unit=k.unit, target=k.target, direction=k.direction, met=k.met,
+                  formula=k.formula, drill=k.drill)
+
+
+def kpi_report_out(report) -> KpiReportOut:
+    """The API's shape of an ``incidents.kpis.KpiReport`` (exports can reuse it)."""
+    out = KpiReportOut(start=report.start, end=report.end, as_of=report.as_of, group_by=report.group_by,
+                       kpis=[_kpi_out(k) for k in report.kpis.values()])
+    if report.group_by:
+        r = report.ranking
+        names = {row.code: row.name for row in r.ranked + r.unranked}
+        out.groups = [KpiGroupOut(code=code, name=names.get(code), kpis=[_kpi_out(k) for k in ks.values()])
+                      for code, ks in report.groups.items()]
+        rows = lambda xs: [RankRowOut.model_validate(x) for x in xs]  # noqa: E731
+        out.ranking = RankingOut(by=r.by, min_volume=r.min_volume, weights=r.weights, formula=r.formula,
+                                 ranked=rows(r.ranked), unranked=rows(r.unranked), red=rows(r.red),
+                                 black=rows(r.black))
+    return out
+
+
+@route("GET", "/kpis", summary="KPIs of a period (DESIGN §6): value, numerator, denominator, target, 口径 and "
+                               "drill filter; per department or district with the 综合指标值 ranking",
+       roles=KPI_ROLES, query=KpiQuery, response=KpiReportOut)
+def get_kpis(user, now: datetime, *, query: KpiQuery) -> KpiReportOut:
+    from incidents.queries import kpi_report
+    start, end = _aware(query.from_), _aware(query.to)
+    if not start < end:
+        raise ApiError(400, "bad_request", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})",
+                       field="from")
+    # default as_of: now to the minute, so that screens polling within a minute share one computation
+    as_of = _aware(query.as_of) or now.replace(second=0, microsecond=0)
+    return kpi_report_out(kpi_report(start, end, as_of, query.group_by))

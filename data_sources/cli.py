@@ -60,6 +60,18 @@ def register(server: Flask) -> None:
             raise click.ClickException(str(exc))
         click.echo(token)
 
+    @server.cli.command("create-kiosk")
+    @click.argument("name")
+    def create_kiosk_cmd(name):
+        """Print a wall URL for a kiosk PC (read-only; revoke with revoke-token kiosk-NAME)."""
+        from incidents.auth import create_kiosk
+        try:
+            with session_scope(server) as s:
+                token = create_kiosk(s, name, now=_now())
+        except DomainError as exc:
+            raise click.ClickException(str(exc))
+        click.echo(f"http://{server.config['HOST']}:{server.config['PORT']}/wall?kiosk={token}")
+
     @server.cli.command("revoke-token")
     @click.argument("user")
     def revoke_token_cmd(user):

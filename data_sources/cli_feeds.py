@@ -1,4 +1,5 @@
-"""Feed CLI: ``flask --app app import incidents FILE --mapping NAME`` and
+"""Feed CLI: ``flask --app app import incidents FILE --mapping NAME``, ``import service-rates FILE``,
+``import kpis FILE``, ``replay FILE --mapping NAME --speed N [--limit K]`` and
 ``flask --app app quarantine list|show ID|retry [ID…|--all]``."""
 from __future__ import annotations
 
@@ -60,6 +61,87 @@ def register(server: Flask) -> None:
                              feed_name=mapping_name, source_label=source_label, crs=crs, batch_size=batch_size,
                              progress=bar.update)
         _summary(summary, f"({file})")
+
+    def _figure_records(file):
+        from data_sources.feeds.files import count_records, detect_format, read_records
+        try:
+            fmt = detect_format(file)
+            if fmt not in ("csv", "xlsx"):
+                raise ValueError(f"{file}: expected a CSV or XLSX file")
+            return read_records(file, fmt=fmt), count_records(file, fmt=fmt)
+        except ValueError as exc:
+            raise click.ClickException(str(exc))
+
+    @import_group.command("service-rates")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--source", "source_label", default=None, help="Source label of the rows (default: file name).")
+    def import_service_rates_cmd(file, source_label):
+        """Import 一网通办 service-rate rows (department_code, day, item_code, item_name, total, online,
+        completed, on_time, rating_1..rating_5, bad_rectified) from a CSV or XLSX FILE."""
+        from pathlib import Path
+        from data_sources.db import get_db
+        from data_sources.feeds.figures import import_service_rates
+        from data_sources.runtime import get_runtime
+        records, total = _figure_records(file)
+        departments = {d.code for d in get_runtime(server).pack.departments}
+        with click.progressbar(length=total or 0, label=f"importing {file}", show_pos=True) as bar:
+            summary = import_service_rates(get_db(server), records, departments=departments,
+                                           source=source_label or Path(file).name, progress=bar.update)
+        _summary(summary, f"({file})")
+
+    @import_group.command("kpis")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--source", "source_label", default=None, help="Source label of the run (default: file name).")
+    def import_kpis_cmd(file, source_label):
+        """Import KPI values (indicator_code, name, unit, direction, target, period, period_start,
+        dimension, value) from a CSV or XLSX FILE; indicators are created or updated."""
+        from pathlib import Path
+        from data_sources.db import get_db
+        from data_sources.feeds.figures import import_kpis
+        records, total = _figure_records(file)
+        with click.progressbar(length=total or 0, label=f"importing {file}", show_pos=True) as bar:
+            summary, indicators = import_kpis(get_db(server), records, source=source_label or Path(file).name,
+                                              progress=bar.update)
+        _summary(summary, f"({file})")
+        click.echo(f"  indicators created {indicators['created']}, updated {indicators['updated']}")
+
+    @server.cli.command("replay")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--mapping", "mapping_name", required=True, type=click.Choice(sorted(MAPPINGS)))
+    @click.option("--speed", type=float, default=60.0, show_default=True,
+                  help="×N: one hour of the source plays in 1/N hour.")
+    @click.option("--limit", type=int, default=None, help="Only the first K records of the file.")
+    @click.option("--source", "source_label", default=None,
+                  help="Source label of the cases; default: the mapping name.")
+    @click.option("--format", "fmt", default=None, type=click.Choice(FORMATS), help="Default: from the suffix.")
+    @click.option("--crs", default=None, help="CRS of the file's coordinates (default: the pack's).")
+    def replay_cmd(file, mapping_name, speed, limit, source_label, fmt, crs):
+        """Play FILE as a live feed at ×N speed, keeping the time offsets between its records."""
+        import time as _time
+        from data_sources.db import get_db
+        from data_sources.feeds.files import read_records
+        from data_sources.feeds.replay import replay
+        from data_sources.runtime import get_runtime
+        if speed <= 0:
+            raise click.BadParameter("must be positive", param_hint="--speed")
+        rt = get_runtime(server)
+        try:
+            records = read_records(file, fmt=fmt)
+        except ValueError as exc:
+            raise click.ClickException(str(exc))
+        last = [0.0]
+
+        def show(rel, total):
+            wall = _time.monotonic()
+            if rel.released == total or wall - last[0] >= 1.0:   # at most one line a second
+                last[0] = wall
+                when = f"{rel.source_time:%Y-%m-%d %H:%M:%S}Z" if rel.source_time else "?"
+                click.echo(f"+{rel.at:8.1f}s  released {rel.records:>5,}  ({rel.released:,}/{total:,})  "
+                           f"source time {when}")
+        click.echo(f"replaying {file} through {mapping_name} at ×{speed:g}")
+        result = replay(get_db(server), rt.rules, rt.pack, records, mapping_name, speed=speed, limit=limit,
+                        source_label=source_label, crs=crs, on_release=show)
+        _summary(result.summary, f"({file}, ×{speed:g})")
 
     @server.cli.group("quarantine")
     def quarantine_group():

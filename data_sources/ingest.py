@@ -83,8 +83,11 @@ def _reason_kind(reason: str) -> str:
     return head[:80]
 
 
-def _raw_json(item: Item, source: str) -> str:
-    return json.dumps({"record": item.raw, "line": item.line, "source": source}, ensure_ascii=False, default=str)
+def _raw_json(item: Item, source: str, mapping: str) -> str:
+    env = {"record": item.raw, "line": item.line, "source": source}
+    if mapping != source:
+        env["mapping"] = mapping   # a feed named otherwise (push, pull, replay): retry needs the mapping
+    return json.dumps(env, ensure_ascii=False, default=str)
 
 
 # --------------------------------------------------------------------------- timeline
@@ -244,7 +247,7 @@ class _Run:
                     rows.append(ev)
             s.execute(IncidentEvent.__table__.insert(), rows)
         # a record already waiting in quarantine (the same file imported again) keeps its one row
-        raws = {id(item): _raw_json(item, self.source) for item, _ in rejected if not item.retry_of}
+        raws = {id(item): _raw_json(item, self.source, self.mapping.name) for item, _ in rejected if not item.retry_of}
         waiting: dict[str, Quarantine] = {}
         values = list(set(raws.values()))
         for i in range(0, len(values), 200):
@@ -359,6 +362,59 @@ class _Run:
         return services.apply_action(case, category, self.rules, self.actor, action, at, **params)
 
 
+class Ingestor:
+    """One feed run fed piece by piece: ``feed(records)`` ingests and commits them in batches
+    (pull pages, push bodies, replay releases all land in the same ``feed_runs`` row);
+    ``finish(status, error)`` closes the run and returns its summary."""
+
+    def __init__(self, db, rules: CaseRules, pack: Pack, mapping, feed_name: Optional[str] = None,
+                 source_label: Optional[str] = None, *, crs: Optional[str] = None, now: Optional[datetime] = None,
+                 batch_size: int = BATCH_SIZE, progress: Optional[Callable[[int], None]] = None):
+        if isinstance(mapping, str):
+            from data_sources.feeds.mappings import get_mapping
+            mapping = get_mapping(mapping)
+        self.scope = _scope_factory(db)
+        self.now = now or datetime.now(timezone.utc)
+        self.mapping = mapping
+        self.feed_name = (feed_name or mapping.name)[:60]
+        self.source = (source_label or mapping.name)[:40]
+        self.batch_size, self.progress = batch_size, progress
+        ctx = FeedContext(pack, crs=crs or pack.crs, now=self.now)
+        with self.scope() as s:
+            run = FeedRun(feed=self.feed_name, source=self.source, started_at=self.now, status="running",
+                          received=0, inserted=0, updated=0, unchanged=0, quarantined=0, error="")
+            s.add(run)
+            s.flush()
+            self.run_id = run.id
+        self.worker = _Run(self.scope, rules, pack, mapping, self.feed_name, self.source, ctx, self.now, self.run_id)
+
+    def feed(self, records: Iterable[tuple[dict, int]] = (), *, _items: Optional[Iterable[Item]] = None) -> None:
+        items: Iterator[Item] = iter(_items) if _items is not None else (Item(raw, line) for raw, line in records)
+        batch: list[Item] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                self._flush(batch)
+                batch = []
+        if batch:
+            self._flush(batch)
+
+    def _flush(self, batch: list[Item]) -> None:
+        self.worker.batch(batch)
+        if self.progress:
+            self.progress(len(batch))
+
+    def finish(self, status: str = "ok", error: str = "") -> RunSummary:
+        with self.scope() as s:
+            run = s.get(FeedRun, self.run_id)
+            run.status, run.error = status, error[:2000]
+            run.finished_at = datetime.now(timezone.utc)
+            s.flush()
+            s.expunge(run)
+        assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined
+        return RunSummary(run=run, reasons=self.worker.reasons)
+
+
 def ingest(db, rules: CaseRules, pack: Pack, records: Iterable[tuple[dict, int]], mapping,
            feed_name: Optional[str] = None, source_label: Optional[str] = None, *, crs: Optional[str] = None,
            now: Optional[datetime] = None, batch_size: int = BATCH_SIZE,
@@ -368,48 +424,14 @@ def ingest(db, rules: CaseRules, pack: Pack, records: Iterable[tuple[dict, int]]
     ``db`` is a Session (everything in the caller's transaction), a Database or a factory of
     session scopes (one transaction per batch). ``source_label`` is the ``source`` of the cases
     (the namespace of external ids; default: the mapping's name)."""
-    if isinstance(mapping, str):
-        from data_sources.feeds.mappings import get_mapping
-        mapping = get_mapping(mapping)
-    scope = _scope_factory(db)
-    now = now or datetime.now(timezone.utc)
-    feed_name = feed_name or mapping.name
-    source = (source_label or mapping.name)[:40]
-    ctx = FeedContext(pack, crs=crs or pack.crs, now=now)
-    with scope() as s:
-        run = FeedRun(feed=feed_name[:60], source=source, started_at=now, status="running", received=0,
-                      inserted=0, updated=0, unchanged=0, quarantined=0, error="")
-        s.add(run)
-        s.flush()
-        run_id = run.id
-    worker = _Run(scope, rules, pack, mapping, feed_name, source, ctx, now, run_id)
-    items: Iterator[Item] = iter(_items) if _items is not None else (Item(raw, line) for raw, line in records)
-    status, error = "ok", ""
+    run = Ingestor(db, rules, pack, mapping, feed_name, source_label, crs=crs, now=now, batch_size=batch_size,
+                   progress=progress)
     try:
-        batch: list[Item] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) >= batch_size:
-                worker.batch(batch)
-                if progress:
-                    progress(len(batch))
-                batch = []
-        if batch:
-            worker.batch(batch)
-            if progress:
-                progress(len(batch))
+        run.feed(records, _items=_items)
     except Exception as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        run.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
-    finally:
-        with scope() as s:
-            run = s.get(FeedRun, run_id)
-            run.status, run.error = status, error[:2000]
-            run.finished_at = datetime.now(timezone.utc)
-            s.flush()
-            s.expunge(run)
-    assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined
-    return RunSummary(run=run, reasons=worker.reasons)
+    return run.finish("ok")
 
 
 def retry_quarantined(db, rules: CaseRules, pack: Pack, ids: Optional[list[int]] = None, *,
@@ -425,19 +447,22 @@ def retry_quarantined(db, rules: CaseRules, pack: Pack, ids: Optional[list[int]]
         if ids:
             q = select(Quarantine).where(Quarantine.id.in_(ids)).order_by(Quarantine.id)
         for row in s.scalars(q):
-            if row.feed not in MAPPINGS or row.status == "retried":
+            if row.status == "retried":
                 continue
             try:
                 env = json.loads(row.raw)
                 raw, line, source = env["record"], int(env.get("line") or 0), env.get("source") or row.feed
-            except (ValueError, KeyError, TypeError):
+                mapping = env.get("mapping") or (row.feed if row.feed in MAPPINGS else source)
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            groups.setdefault((row.feed, source), []).append(Item(raw, line, retry_of=row.id))
+            if mapping not in MAPPINGS:
+                continue
+            groups.setdefault((row.feed, source, mapping), []).append(Item(raw, line, retry_of=row.id))
     out = []
-    for (feed, source), items in groups.items():
-        out.append(ingest(db, rules, pack, [], MAPPINGS[feed], feed_name=feed, source_label=source, now=now,
+    for (feed, source, mapping), items in groups.items():
+        out.append(ingest(db, rules, pack, [], MAPPINGS[mapping], feed_name=feed, source_label=source, now=now,
                           crs=crs, _items=items))
     return out
 
 
-__all__ = ["BATCH_SIZE", "Item", "RunSummary", "ingest", "retry_quarantined"]
+__all__ = ["BATCH_SIZE", "Ingestor", "Item", "RunSummary", "ingest", "retry_quarantined"]

@@ -11,13 +11,14 @@ from urllib.parse import quote, urlparse
 
 from flask import Flask, abort, jsonify, redirect, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from data_sources.db import get_db
 from incidents import auth
 from incidents.model import Role
 from incidents.tables import User
 
-PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz")
+PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz", "/map/style.json")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
 #: Open311 GeoReport v2 is public: GET answers carry no personal data, and a POST is refused by
 #: data_sources.open311 itself unless its form field api_key is a valid API token
@@ -51,9 +52,25 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
 
     @manager.user_loader
     def _load(user_id: str):
+        try:
+            return _load_from_db(user_id)
+        except SQLAlchemyError:
+            # the database is away: the signed session still says who this is, so a wall can show
+            # its stale banner instead of an error page; every read fails until the database is back
+            who = session.get("who")
+            if who and str(who[0]) == user_id:
+                return SessionUser(int(who[0]), who[1], Role(who[2]), who[3], who[4])
+            return None
+
+    def _load_from_db(user_id: str):
         with get_db(server).session_scope() as s:
             user = s.get(User, int(user_id)) if user_id.isdigit() else None
-            return SessionUser.of(user) if user is not None and user.active else None
+            if user is None or not user.active:
+                return None
+            kiosk = session.get("kiosk")
+            if kiosk and not auth.token_active(s, kiosk):
+                return None  # the wall PC's token was revoked: its session ends with it
+            return SessionUser.of(user)
 
     @manager.request_loader
     def _bearer(req):
@@ -74,6 +91,9 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             return None
         if path.startswith(OPEN311_PREFIX) and request.method in ("GET", "HEAD", "POST"):
             return None
+        kiosk = request.args.get("kiosk")
+        if kiosk and request.method == "GET" and not path.startswith(MACHINE_PREFIXES):
+            _kiosk_login(kiosk)
         if current_user.is_authenticated:
             return None
         if path.startswith(MACHINE_PREFIXES):
@@ -98,6 +118,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         session.clear()  # a fresh session at login (no fixation); the language choice stays
         if lang:
             session["lang"] = lang
+        _remember(who)
         login_user(who)
         return redirect(next_url or LANDING[who.role])
 
@@ -122,6 +143,24 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         except Exception as exc:  # the probe must answer, not crash
             return jsonify(status="unavailable", database="unreachable", error=type(exc).__name__), 503
         return jsonify(status="ok", database="ok")
+
+
+def _kiosk_login(token: str) -> None:
+    """A wall PC opens /wall?kiosk=<token>: a read-only (viewer) session tied to that token."""
+    from flask import current_app
+    with get_db(current_app).session_scope() as s:
+        user = auth.user_for_token(s, token)
+        if user is None or Role(user.role) != Role.VIEWER:
+            return
+        who = SessionUser.of(user)
+    session.clear()
+    session["kiosk"] = auth.token_digest(token)
+    _remember(who)
+    login_user(who)
+
+
+def _remember(who: "SessionUser") -> None:
+    session["who"] = [who.id, who.username, who.role.value, who.department_code, who.display_name]
 
 
 def _safe_next(url: Optional[str]) -> Optional[str]:

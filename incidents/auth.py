@@ -100,3 +100,25 @@ def user_for_token(session: Session, token: str) -> Optional[User]:
         return None
     user = session.get(User, row.user_id)
     return user if user is not None and user.active else None
+
+
+def token_digest(token: str) -> str:
+    return _token_digest(token)
+
+
+def token_active(session: Session, digest: str) -> bool:
+    return session.scalar(select(ApiToken.id).where(ApiToken.token_hash == digest,
+                                                    ApiToken.revoked_at.is_(None))) is not None
+
+
+def create_kiosk(session: Session, name: str, *, now: datetime) -> str:
+    """A read-only wall PC: a viewer user ``kiosk-<name>`` that nobody types a password for, and a
+    token for the wall URL. Revoking the token (revoke-token kiosk-<name>) ends its sessions too."""
+    username = f"kiosk-{name}"
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        create_user(session, username, Role.VIEWER, password=secrets.token_urlsafe(24), now=now,
+                    display_name=f"大屏 {name}")
+    elif user.role != Role.VIEWER:
+        raise ValidationFailed(f"{username} exists and is not a viewer")
+    return create_token(session, username, now=now, name="kiosk")

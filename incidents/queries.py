@@ -266,10 +266,12 @@ def city_info() -> CityInfo:
 
 #: how many past days at the same hour make a feed's usual hourly rate
 USUAL_DAYS = 7
-#: silent: nothing for this many usual intervals; late: for LATE_INTERVALS, or the last hour
-#: brought less than a third of the usual volume (when that volume is big enough to tell)
-SILENT_INTERVALS = 3.0
-LATE_INTERVALS = 2.0
+#: A feed arriving at its usual rate λ brings nothing for t with probability exp(−λt): silent when
+#: that is below 0.1 % (7 usual intervals), late below 5 % (3 intervals) or when the last hour
+#: brought less than a third of the usual volume (when that volume is big enough to tell).
+#: Shorter thresholds raise false alarms on quiet night hours.
+SILENT_INTERVALS = 7.0
+LATE_INTERVALS = 3.0
 LATE_MIN_USUAL = 3.0
 FEED_ERROR_STATUSES = ("failed", "error")
 
@@ -321,8 +323,14 @@ def feed_health_rows(session: Session, now: datetime) -> list[FeedHealth]:
     from incidents.tables import FeedRun
 
     hour, day = timedelta(hours=1), timedelta(days=1)
-    last_reported = dict(session.execute(select(Incident.source, func.max(Incident.reported_at))
-                                         .group_by(Incident.source)).all())
+    # one index probe per feed on (source, reported_at), not a scan of the whole table
+    sources = set(session.scalars(select(Incident.source).where(Incident.reported_at >= now - 30 * day).distinct()))
+    sources |= set(session.scalars(select(FeedRun.source).distinct())) | set(session.scalars(select(FeedRun.feed).distinct()))
+    last_reported = {}
+    for src in sorted(x for x in sources if x):
+        last = session.scalar(select(func.max(Incident.reported_at)).where(Incident.source == src))
+        if last is not None:
+            last_reported[src] = last
     # bucket 0 = the last hour, bucket d = the same hour d days ago
     # (the last hour has no upper bound: a feed's clock may run a little ahead of ours)
     buckets = [func.sum(case((Incident.reported_at >= now - hour, 1), else_=0))]
@@ -366,3 +374,352 @@ def feed_health_rows(session: Session, now: datetime) -> list[FeedHealth]:
             last_run_status=run.get("status"), last_error=run.get("error"), last_error_at=run.get("error_at"),
             status=feed_status(lag, c[0], usual)))
     return out
+
+
+# --------------------------------------------------------------------------- workbench (issue 5)
+
+#: roles that see reporters' names and phone numbers unmasked (the same rule as the REST API)
+PERSONAL_DATA_ROLES = frozenset({"dispatcher", "leader", "admin"})
+RUNNING_STATES = [State.DISPATCHED.value, State.IN_PROGRESS.value]
+
+#: "my to-do" by role: what waits for this role's next action
+TODO_STATES = {
+    "dispatcher": [State.REPORTED.value, State.REGISTERED.value],
+    "department": [State.DISPATCHED.value, State.IN_PROGRESS.value],
+    "inspector": [State.RESOLVED.value],
+}
+
+#: the workbench's ready-made views (my_todo depends on the role, see :func:`view_conditions`)
+QUEUE_VIEWS = ("my_todo", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
+               "pending_verify", "supervised", "suspended")
+
+
+def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
+    """SQL conditions of one ready-made view (unknown view: nothing, not everything)."""
+    from sqlalchemy import false
+    lt = light_expr(now)
+    if view == "my_todo":
+        if role == "leader":
+            return [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0]
+        return [Incident.state.in_(TODO_STATES.get(role or "", OPEN_STATES))]
+    return {
+        "all_open": [Incident.state.in_(OPEN_STATES)],
+        "pending_register": [Incident.state == State.REPORTED.value],
+        "pending_dispatch": [Incident.state == State.REGISTERED.value],
+        "yellow": [Incident.state.in_(RUNNING_STATES), lt == Light.YELLOW.value],
+        "red": [Incident.state.in_(RUNNING_STATES), lt == Light.RED.value],
+        "pending_verify": [Incident.state == State.RESOLVED.value],
+        "supervised": [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0],
+        "suspended": [Incident.state == State.SUSPENDED.value],
+    }.get(view, [false()])
+
+
+def scope_conditions(role: str | None, department_code: str | None) -> list:
+    """Department users see their own department's cases only (other roles: everything)."""
+    from sqlalchemy import false
+    if role == "department":
+        return [Incident.department_code == department_code] if department_code else [false()]
+    return []
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[dict]
+    total: int
+
+
+def _queue_columns():
+    from sqlalchemy.orm import aliased
+    district = aliased(Area)
+    priority_rank = case({p: i for i, p in enumerate(("normal", "urgent", "emergency"))},
+                         value=Incident.priority, else_=-1)
+    state_rank = case({s.value: i for i, s in enumerate(State)}, value=Incident.state, else_=99)
+    return district, {
+        "id": Incident.id, "reported_at": Incident.reported_at, "title": Incident.title,
+        "category": Category.name, "state": state_rank, "priority": priority_rank,
+        "department": Department.name, "district": district.name, "remaining": Incident.deadline,
+        "light": Incident.deadline, "deadline": Incident.deadline, "supervise_level": Incident.supervise_level,
+    }
+
+
+#: text filters of the grid's columns (AG Grid filterModel) → the column they search
+_TEXT_FILTERS = {"title": Incident.title, "address": Incident.address}
+
+
+def _filter_conditions(filter_model: dict | None, columns: dict) -> list:
+    """AG Grid's filterModel (text and number filters) as SQL; unknown columns are ignored."""
+    from sqlalchemy import or_
+    conds = []
+    for col, f in (filter_model or {}).items():
+        if not isinstance(f, dict):
+            continue
+        kind, value = f.get("type"), f.get("filter")
+        if value is None or value == "":
+            continue
+        if col == "id":
+            try:
+                n = int(value)
+            except (TypeError, ValueError):
+                continue
+            conds.append({"equals": Incident.id == n, "greaterThan": Incident.id > n,
+                          "lessThan": Incident.id < n}.get(kind, Incident.id == n))
+            continue
+        target = _TEXT_FILTERS.get(col) or (columns.get(col) if col in ("category", "department", "district") else None)
+        if target is None:
+            continue
+        text = str(value)[:100]
+        if kind == "equals":
+            conds.append(target == text)
+        elif kind == "startsWith":
+            conds.append(target.istartswith(text, autoescape=True))
+        elif kind == "notContains":
+            conds.append(or_(target.is_(None), ~target.icontains(text, autoescape=True)))
+        else:
+            conds.append(target.icontains(text, autoescape=True))
+    return conds
+
+
+def search_conditions(q: str | None) -> list:
+    """The quick search box: a case number, or words in title, address or description."""
+    from sqlalchemy import or_
+    q = (q or "").strip()[:100]
+    if not q:
+        return []
+    text = q.lstrip("#")
+    alternatives = [Incident.title.icontains(q, autoescape=True), Incident.address.icontains(q, autoescape=True),
+                    Incident.description.icontains(q, autoescape=True)]
+    if text.isdigit():
+        alternatives.append(Incident.id == int(text))
+    return [or_(*alternatives)]
+
+
+def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None,
+               department_code: str | None = None, q: str = "", sort_model: list | None = None,
+               filter_model: dict | None = None, start: int = 0, end: int = 100,
+               calendar=None) -> QueuePage:
+    """One block of the workbench queue: view + scope + search + column filters + sort + one page,
+    all in the database (the grid's infinite row model asks for rows ``start``..``end``).
+    ``calendar`` (a WorkCalendar) adds each running case's remaining working hours as of ``now``."""
+    district, columns = _queue_columns()
+    conds = (view_conditions(view, now, role) + scope_conditions(role, department_code)
+             + search_conditions(q) + _filter_conditions(filter_model, columns))
+    order = []
+    for item in (sort_model or [])[:3]:
+        col = columns.get(item.get("colId"))
+        if col is None:
+            continue
+        desc = item.get("sort") == "desc"
+        if col is Incident.deadline:
+            order.append(Incident.deadline.is_(None))  # no deadline: last either way
+        order.append(col.desc() if desc else col.asc())
+    if not order:
+        order = [Incident.deadline.is_(None), Incident.deadline.asc(), Incident.reported_at.desc()]
+    order.append(Incident.id.desc())
+    start = max(int(start or 0), 0)
+    size = min(max(int(end or 0) - start, 1), 500)
+    lt = light_expr(now)
+    stmt = (select(Incident.id, Incident.version, Incident.title, Incident.state, Incident.priority,
+                   Incident.reported_at, Incident.deadline, Incident.supervise_level, Incident.address,
+                   Incident.department_code, Incident.district_code, Incident.category_code,
+                   Category.name.label("category"), Category.time_unit, Department.name.label("department"),
+                   district.name.label("district"), lt.label("light"))
+            .outerjoin(Category, Category.code == Incident.category_code)
+            .outerjoin(Department, Department.code == Incident.department_code)
+            .outerjoin(district, district.code == Incident.district_code)
+            .where(*conds).order_by(*order).offset(start).limit(size))
+    count = (select(func.count()).select_from(Incident)
+             .outerjoin(Category, Category.code == Incident.category_code)
+             .outerjoin(Department, Department.code == Incident.department_code)
+             .outerjoin(district, district.code == Incident.district_code).where(*conds))
+    with session_scope() as s:
+        rows = [dict(r._mapping) for r in s.execute(stmt).all()]
+        total = s.scalar(count) or 0
+    for r in rows:
+        running = r["state"] in RUNNING_STATES and r["deadline"] is not None
+        r["light"] = r["light"] if running else None
+        r["remaining_hours"] = None
+        if running and calendar is not None:
+            from incidents.sla import remaining_working_hours
+            r["remaining_hours"] = round(remaining_working_hours(r["deadline"], now, calendar,
+                                                                 time_unit=r["time_unit"]), 2)
+    return QueuePage(rows=rows, total=int(total))
+
+
+def mask_name(name: str) -> str:
+    return name[0] + "**" if name else ""
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+
+
+def case_detail(now: datetime, incident_id: int, *, rules, role: str, department_code: str | None) -> dict | None:
+    """Everything the case panel shows, or None when the case does not exist *or* the user may not
+    see it (another department's case answers as if it did not exist). Reporter data masked
+    unless the role may see it; the actions offered are those the state and the role allow."""
+    from incidents import lifecycle
+    from incidents.services import near_duplicates, suggest_department
+    with session_scope() as s:
+        row = s.execute(select(Incident).where(Incident.id == int(incident_id),
+                                               *scope_conditions(role, department_code))).first()
+        if row is None:
+            return None
+        c = row[0]
+        events = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == c.id)
+                           .order_by(IncidentEvent.id)).all()
+        names = dict(s.execute(select(Department.code, Department.name)).all())
+        area = dict(s.execute(select(Area.code, Area.name).where(Area.code.in_(
+            [x for x in (c.district_code, c.grid_code) if x]))).all())
+        cat = s.get(Category, c.category_code) if c.category_code else None
+        suggestion = suggest_department(s, rules, c)
+        dups = near_duplicates(s, c) if State(c.state).is_open else []
+        private = str(role) in PERSONAL_DATA_ROLES
+        running = c.state in RUNNING_STATES and c.deadline is not None
+        remaining = None
+        if running:
+            from incidents.sla import remaining_working_hours
+            remaining = round(remaining_working_hours(c.deadline, now, rules.calendar,
+                                                      time_unit=cat.time_unit if cat else None), 2)
+        actions = [a.value for a in lifecycle.allowed_actions(c.state)
+                   if lifecycle.may(role, a, user_department=department_code, case_department=c.department_code)]
+        return {
+            "id": c.id, "version": c.version, "state": c.state, "title": c.title,
+            "description": c.description or "", "address": c.address or "", "lon": c.lon, "lat": c.lat,
+            "channel": c.channel, "source": c.source, "priority": c.priority,
+            "category": cat.name if cat else None, "category_code": c.category_code,
+            "district_code": c.district_code, "district": area.get(c.district_code),
+            "grid_code": c.grid_code, "grid": area.get(c.grid_code),
+            "department_code": c.department_code, "department": names.get(c.department_code),
+            "reporter_name": (c.reporter_name or "") if private else mask_name(c.reporter_name or ""),
+            "reporter_phone": (c.reporter_phone or "") if private else mask_phone(c.reporter_phone or ""),
+            "reporter_masked": not private,
+            "reported_at": c.reported_at, "dispatched_at": c.dispatched_at, "deadline": c.deadline,
+            "light": light_of(c, now) if running else None, "remaining_hours": remaining,
+            "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
+            "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,
+            "updated_at": c.updated_at, "updated_by": c.updated_by or "",
+            "suggestion": {"department_code": suggestion.department_code,
+                           "department": names.get(suggestion.department_code, suggestion.department_code),
+                           "reason": suggestion.reason},
+            "duplicates": [{"id": d.id, "title": d.title, "state": d.state, "distance_m": round(dist),
+                            "reported_at": d.reported_at} for d, dist in dups],
+            "actions": actions,
+            "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "from_state": e.from_state,
+                          "to_state": e.to_state, "department": names.get(e.department_code),
+                          "note": e.note or "", "payload": e.payload or {}} for e in events],
+        }
+
+
+def light_of(case: Incident, now: datetime) -> str:
+    if case.deadline is not None and case.deadline < now:
+        return Light.RED.value
+    if case.warn_at is not None and case.warn_at < now:
+        return Light.YELLOW.value
+    return Light.GREEN.value
+
+
+def department_options() -> list[tuple[str, str]]:
+    """(code, name) of every department, by code (the dispatch dropdown)."""
+    with session_scope() as s:
+        return [(c, n) for c, n in s.execute(select(Department.code, Department.name).order_by(Department.code))]
+
+
+# --------------------------------------------------------------------------- KPIs (DESIGN §6)
+
+#: events that change nothing the KPIs read (no state, clock or department change)
+KPI_SKIPPED_ACTIONS = ("update", "supervise")
+#: a group below this many cases in its 立案 cohort is listed apart, never ranked
+KPI_MIN_VOLUME = 20
+
+
+def _kpi_relevant(start: datetime, as_of: datetime):
+    """Ids of the cases a period can need: reported by as_of and either open now or touched since
+    the period's start (reported/registered/dispatched/closed in it, or open at its start and
+    changed later). A case closed before the start and never touched again is not needed."""
+    touched = select(IncidentEvent.incident_id).where(IncidentEvent.at >= start)
+    return select(Incident.id).where(Incident.reported_at <= as_of,
+                                     (Incident.state.in_(OPEN_STATES)) | Incident.id.in_(touched))
+
+
+def load_kpi_frames(s: Session, start: datetime, end: datetime, as_of: datetime, *,
+                    priority_factors: dict[str, float], hours_per_day: float, tz: str):
+    """(cases, events, service_rates) frames for :func:`incidents.kpis.kpi_report`, fetched with SQL
+    filters and only the columns the formulas read."""
+    import pandas as pd
+    from incidents import kpis
+    from incidents.model import TimeUnit
+    from incidents.tables import ServiceRate
+
+    relevant = _kpi_relevant(start, as_of)
+    rows = s.execute(select(Incident.id, Incident.reported_at, Incident.district_code, Incident.department_code,
+                            Incident.state, Incident.deadline, Incident.on_time, Incident.priority,
+                            Category.time_limit, Category.time_unit)
+                     .outerjoin(Category, Category.code == Incident.category_code)
+                     .where(Incident.id.in_(relevant))).all()
+    cases = pd.DataFrame(rows, columns=["id", "reported_at", "district_code", "department_code", "state", "deadline",
+                                        "on_time", "priority", "time_limit", "time_unit"])
+    if len(cases):
+        per_day = cases["time_unit"].eq(TimeUnit.WORK_DAYS.value).map({True: hours_per_day, False: 1.0})
+        factor = cases["priority"].map(lambda p: float(priority_factors.get(p, 1.0)))
+        cases["base_hours"] = cases["time_limit"].astype(float) * per_day.astype(float) * factor.astype(float)
+        cases["natural"] = cases["time_unit"].eq(TimeUnit.NATURAL_HOURS.value)
+    else:
+        cases["base_hours"], cases["natural"] = pd.Series(dtype=float), pd.Series(dtype=bool)
+    ev_rows = s.execute(select(IncidentEvent.incident_id, IncidentEvent.id, IncidentEvent.at, IncidentEvent.action,
+                               IncidentEvent.from_state, IncidentEvent.to_state, IncidentEvent.department_code)
+                        .where(IncidentEvent.incident_id.in_(relevant),
+                               IncidentEvent.action.not_in(KPI_SKIPPED_ACTIONS))).all()
+    events = pd.DataFrame(ev_rows, columns=["incident_id", "id", "at", "action", "from_state", "to_state",
+                                            "department_code"])
+    hours = {i: float((p or {}).get("hours") or 0.0) for i, p in s.execute(
+        select(IncidentEvent.id, IncidentEvent.payload)
+        .where(IncidentEvent.action == "extend", IncidentEvent.incident_id.in_(relevant)))}
+    events["hours"] = events["id"].map(hours).astype(float) if len(events) else pd.Series(dtype=float)
+
+    first, last = kpis.service_days(kpis.Period(start, end), tz)
+    rate_cols = [getattr(ServiceRate, c) for c in kpis.SERVICE_RATE_COLUMNS]
+    rates = pd.DataFrame(s.execute(select(*rate_cols).where(ServiceRate.day >= first, ServiceRate.day < last)).all(),
+                         columns=list(kpis.SERVICE_RATE_COLUMNS))
+    return cases, events, rates
+
+
+def kpi_report(from_: datetime, to: datetime, as_of: datetime, group_by: str | None = None):
+    """Every KPI of DESIGN §6 for ``[from_, to)`` at ``as_of`` (aware datetimes), optionally per
+    department or district with the 综合指标值 ranking: the one function the brief page, the API
+    and the exports call. Memoized per data version."""
+    from incidents import kpis
+    period = kpis.Period(from_, to)  # validates from_ < to and awareness
+    if group_by not in (None, "department", "district"):
+        raise ValueError("group_by must be None, 'department' or 'district'")
+    return _kpi_report(current_version(), period.start.isoformat(), period.end.isoformat(),
+                       kpis._utc(as_of).isoformat(), group_by)
+
+
+@cache.memoize(timeout=600)
+def _kpi_report(version: int, start_iso: str, end_iso: str, as_of_iso: str, group_by: str | None):
+    from flask import current_app
+    from data_sources.runtime import get_runtime
+    from incidents import kpis
+    rt = get_runtime(current_app)
+    pack = rt.pack
+    start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
+    with session_scope() as s:
+        cases, events, rates = load_kpi_frames(s, start, end, as_of, priority_factors=pack.priority_factors,
+                                               hours_per_day=rt.calendar.hours_per_day, tz=pack.timezone)
+        names = None
+        if group_by == "department":
+            names = dict(s.execute(select(Department.code, Department.name)).all())
+        elif group_by == "district":
+            names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
+    return kpis.kpi_report(cases, events, rates, kpis.Period(start, end), as_of, tz=pack.timezone, cal=rt.calendar,
+                           targets=pack.kpi_targets, weights=pack.kpi_weights or None, group_by=group_by,
+                           names=names, min_volume=KPI_MIN_VOLUME)
+
+
+def case_rules():
+    """The loaded pack's case rules (calendar, routing, areas) for the screens."""
+    from flask import current_app
+    from data_sources.runtime import get_runtime
+    return get_runtime(current_app).rules
+
+

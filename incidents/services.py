@@ -140,17 +140,20 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             request_id: Optional[str] = None) -> Incident:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction."""
     action = parse_action(action)
-    case = session.get(Incident, incident_id)
-    if case is None:
-        raise NotFound(f"case {incident_id} does not exist")
-    lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
-                               case_department=case.department_code)
     if request_id:  # a retried request: applied once, answered with the case as it is now
         seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
         if seen is not None:
             if seen.incident_id != incident_id:
                 raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
+            case = session.get(Incident, incident_id)
+            lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
+                                       case_department=case.department_code)
             return case
+    case = session.get(Incident, incident_id)
+    if case is None:
+        raise NotFound(f"case {incident_id} does not exist")
+    lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
+                               case_department=case.department_code)
     if version != case.version:
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
     if department is not None and session.get(Department, department) is None:
@@ -311,6 +314,25 @@ def near_duplicates(session: Session, case: Incident, *, limit: int = 10) -> lis
         .limit(200)).all()
     near = [(c, distance_m(case.lon, case.lat, c.lon, c.lat)) for c in candidates]
     return sorted([(c, d) for c, d in near if d <= radius], key=lambda cd: cd[1])[:limit]
+
+
+ACK_ROLES = (Role.DISPATCHER, Role.LEADER, Role.ADMIN)
+
+
+def acknowledge_alarm(session: Session, actor: Actor, key: str, now: datetime) -> bool:
+    """An operator acknowledges a wall alarm; recorded once with who and when. True if new."""
+    from incidents.lifecycle import PermissionDenied
+    from incidents.tables import AlarmAck
+    if actor.role not in ACK_ROLES:
+        raise PermissionDenied(f"role {actor.role.value!r} may not acknowledge alarms "
+                               f"(allowed for: {', '.join(r.value for r in ACK_ROLES)})")
+    if not key or len(key) > 120:
+        raise ValidationFailed("alarm key must be 1–120 characters")
+    if session.get(AlarmAck, key) is not None:
+        return False
+    session.add(AlarmAck(key=key, acked_by=actor.username, acked_at=now))
+    bump_data_version(session)
+    return True
 
 
 def load_case(session: Session, incident_id: int) -> Incident:

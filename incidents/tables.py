@@ -131,6 +131,8 @@ class Incident(Base):
         Index("ix_incidents_registered_at", "registered_at"),
         Index("ix_incidents_dispatched_at", "dispatched_at"),
         Index("ix_incidents_closed_at", "closed_at"),
+        Index("ix_incidents_resolved_at", "resolved_at"),
+        Index("ix_incidents_source_reported", "source", "reported_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -305,3 +307,13 @@ class Meta(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class AlarmAck(Base):
+    """An operator acknowledged a wall alarm (who and when). Alarms themselves are derived from
+    cases, events and feed health; their key names what they are about."""
+
+    __tablename__ = "alarm_acks"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    acked_by: Mapped[str] = mapped_column(String(60))
+    acked_at: Mapped[datetime]

@@ -2,7 +2,8 @@
 from layers import districts, incidents
 
 LAYERS = {
-    "districts": districts.choropleth,
-    "district_outlines": districts.outlines,
-    "incidents": incidents.points,
+    "districts": districts.choropleth,      # areas coloured by open cases
+    "grid": districts.choropleth,           # grid cells as a heat layer (heat=True)
+    "outlines": districts.outlines,
+    "incidents": incidents.points,          # case points by traffic light
 }

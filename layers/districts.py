@@ -1,23 +1,32 @@
-"""District polygons coloured by a value (open cases by default), and their outlines."""
+"""Areas (districts or grid cells) coloured by a value (open cases by default), and outlines."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
 SCALE = [[0.0, "#0d2a4a"], [0.35, "#12487a"], [0.7, "#1f6fb2"], [1.0, "#35a7ff"]]
+HEAT = [[0.0, "rgba(255,200,60,0.0)"], [0.15, "rgba(255,200,60,0.35)"], [0.5, "rgba(255,120,40,0.65)"],
+        [1.0, "rgba(255,60,60,0.9)"]]
 
 
-def choropleth(shapes: dict, values: dict[str, float], *, label: str, unit: str) -> list:
+def values_for(shapes: dict, values: dict[str, float]) -> list[float]:
+    return [float(values.get(f["id"], 0)) for f in shapes["features"]]
+
+
+def choropleth(shapes: dict, values: dict[str, float], *, label: str, unit: str, heat: bool = False,
+               name: str = "areas") -> list:
     codes = [f["id"] for f in shapes["features"]]
-    names = {f["id"]: f["properties"]["name"] for f in shapes["features"]}
-    z = [float(values.get(c, 0)) for c in codes]
+    names = [f["properties"]["name"] for f in shapes["features"]]
+    z = values_for(shapes, values)
+    top = max(z) if z and max(z) > 0 else 1
     return [go.Choroplethmap(
-        geojson=shapes, locations=codes, z=z, featureidkey="id", colorscale=SCALE,
-        zmin=0, zmax=max(z) if z and max(z) > 0 else 1, marker=dict(opacity=0.75, line=dict(color="#5fb4ff", width=1)),
-        text=[names[c] for c in codes], showscale=False, name=label,
+        geojson=shapes, locations=codes, z=z, featureidkey="id", colorscale=HEAT if heat else SCALE,
+        zmin=0, zmax=top, text=names, showscale=False, name=name,
+        marker=dict(opacity=1.0 if heat else 0.75,
+                    line=dict(color="rgba(95,180,255,0.25)" if heat else "#5fb4ff", width=0.5 if heat else 1)),
         hovertemplate="<b>%{text}</b><br>" + label + "：%{z:,.0f} " + unit + "<extra></extra>")]
 
 
-def outlines(shapes: dict) -> list:
+def outlines(shapes: dict, *, color: str = "#5fb4ff", width: float = 1.5) -> list:
     lons, lats = [], []
     for f in shapes["features"]:
         g = f["geometry"]
@@ -26,5 +35,5 @@ def outlines(shapes: dict) -> list:
             ring = poly[0]
             lons += [p[0] for p in ring] + [None]
             lats += [p[1] for p in ring] + [None]
-    return [go.Scattermap(lon=lons, lat=lats, mode="lines", line=dict(color="#5fb4ff", width=1),
+    return [go.Scattermap(lon=lons, lat=lats, mode="lines", line=dict(color=color, width=width),
                           hoverinfo="skip", name="outline")]

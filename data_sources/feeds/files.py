@@ -129,6 +129,10 @@ def read_json(path: Path, *, encoding: Optional[str] = None) -> RecordIterator:
 
 def read_ndjson(path: Path, *, encoding: Optional[str] = None) -> RecordIterator:
     text, _ = decode(Path(path).read_bytes(), encoding)
+    yield from ndjson_records(text)
+
+
+def ndjson_records(text: str) -> RecordIterator:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -170,4 +174,4 @@ def count_records(path: str | Path, *, fmt: Optional[str] = None) -> Optional[in
 
 
 __all__ = ["FORMATS", "count_records", "csv_records", "decode", "detect_format", "json_records", "read_csv",
-           "read_json", "read_ndjson", "read_records", "read_xlsx"]
+           "ndjson_records", "read_json", "read_ndjson", "read_records", "read_xlsx"]

@@ -173,7 +173,12 @@ class Open311:
 
     def to_case(self, raw: dict, ctx: FeedContext) -> IncomingCase:
         check_sizes({k: v for k, v in raw.items() if isinstance(v, str)})
-        category, dept = category_of(ctx, _get(raw, "service_code"), _get(raw, "service_name"))
+        code = _get(raw, "service_code")
+        rule = None if blank(code) else ctx.mapping_table.lookup("complaint_type", str(code).strip())
+        if not blank(code) and str(code).strip() in ctx.category_codes and (rule is None or rule.value.endswith("*")):
+            category, dept = str(code).strip(), None   # a server of the same pack (ours): codes are categories
+        else:
+            category, dept = category_of(ctx, code, _get(raw, "service_name"))
         state, void_reason = normalise_status(_get(raw, "status"), _get(raw, "status_notes"))
         closed = None
         if state in (State.CLOSED, State.VOIDED, State.RESOLVED):
@@ -183,13 +188,24 @@ class Open311:
                       title=_get(raw, "service_name") or _get(raw, "service_code"),
                       description=_get(raw, "description", "status_notes") or "",
                       address=_get(raw, "address") or "", category_code=category,
-                      department_code=dept or department_of(ctx, "agency", _get(raw, "agency_responsible")),
+                      department_code=dept or department_of(ctx, "agency", _get(raw, "agency_responsible"))
+                      or _pack_department(ctx, _get(raw, "agency_responsible")),
                       channel=channel_of(ext.get("channel") or "open311"),
                       reported_at=_get(raw, "requested_datetime"), lon=_get(raw, "long", "lon"),
                       lat=_get(raw, "lat"), source_status=str(_get(raw, "status") or ""))
         if blank(fields["lon"]) and blank(fields["lat"]):
             fields["location_note"] = "no coordinates in the source"
         return _finish(ctx, fields, state, void_reason, closed)
+
+
+def _pack_department(ctx: FeedContext, agency: Any) -> Optional[str]:
+    """A department of the pack named by its code or its name (a server of the same pack)."""
+    if blank(agency):
+        return None
+    text = str(agency).strip()
+    if text in ctx.department_codes:
+        return text
+    return next((d.code for d in ctx.pack.departments if text in (d.name, getattr(d, "name_en", None))), None)
 
 
 def _closing_note_time(raw: dict) -> Any:

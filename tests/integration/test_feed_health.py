@@ -49,10 +49,10 @@ def test_a_steady_feed_is_ok_with_its_usual_rate_and_lag(server):
     assert f.runs_24h == 0 and f.reject_rate is None and f.last_error is None
 
 
-def test_a_feed_is_late_after_two_usual_intervals_and_silent_after_three(server):
+def test_a_feed_is_late_after_three_usual_intervals_and_silent_after_seven(server):
     # usual 6 an hour = one every 10 minutes
-    add_cases(server, "late", usual_history(NOW, 6) + [NOW - timedelta(minutes=25)])
-    add_cases(server, "silent", usual_history(NOW, 6) + [NOW - timedelta(minutes=31)])
+    add_cases(server, "late", usual_history(NOW, 6) + [NOW - timedelta(minutes=35)])
+    add_cases(server, "silent", usual_history(NOW, 6) + [NOW - timedelta(minutes=71)])
     add_cases(server, "thin", usual_history(NOW, 6) + [NOW - timedelta(minutes=1)])   # 1 of the usual 6
     add_cases(server, "nightly", [NOW - 3 * D - 5 * H])   # nothing usually arrives at this hour
     rows = health(server)

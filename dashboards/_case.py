@@ -1,0 +1,346 @@
+"""The case panel, shared by the side panel on /dispatch and the page /incidents/<id>: details, a
+small map, the timeline, the routing suggestion, near-duplicates, and the actions of DESIGN §3.
+
+Both pages hold the same component ids, so one set of callbacks serves both. The version of the
+case the user saw travels in the ``CASE_DATA`` store and goes with every action: when someone
+else changed the case first, the user is told who and when and the panel reloads.
+Every callback checks the user on the server; ``services.perform`` checks the role again.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import dash
+import plotly.graph_objects as go
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from flask import abort, current_app
+from flask_login import current_user
+
+from dashboards import _ids as ids
+from dashboards import _theme as th
+from dashboards._components import allowed, local_time
+from dashboards._figures import channel_label, state_label
+from dashboards._i18n import TEXT, t
+from incidents import commands, queries, services
+from incidents.lifecycle import DomainError, StaleVersion
+from incidents.model import Role
+
+#: the keyboard shortcut of each action (also shown on its button)
+KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_pass": "p",
+        "verify_fail": "n", "void": "v", "return": "b", "reassign": "a", "extend": "e",
+        "suspend": "h", "resume": "u", "merge": "m", "supervise": "g", "reopen": "o"}
+#: which fields each action asks for; the ones in NEEDS must be filled in
+FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "note"}, "reassign": {"dept", "note"},
+          "return": {"note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
+          "supervise": {"level", "note"}, "verify_fail": {"note"}}
+NEEDS = {"void": "reason", "reassign": "dept", "return": "note", "extend": "hours", "suspend": "note",
+         "merge": "dup", "verify_fail": "note"}
+VOID_REASONS = ("duplicate", "invalid", "not_ours")
+
+
+def actor() -> services.Actor:
+    return services.Actor(current_user.username, Role(current_user.role), current_user.department_code)
+
+
+def guard() -> None:
+    """Refuse (HTTP 403) a callback from anyone who may not open the workbench or a case page."""
+    if not current_user.is_authenticated:
+        abort(403)
+
+
+def guard_actions() -> None:
+    """Actions: only the workbench roles, before ``services.perform`` checks the role once more."""
+    if not allowed("dispatch"):
+        abort(403)
+
+
+# --------------------------------------------------------------------------- layout
+
+def panel(*, closable: bool) -> html.Div:
+    """The case panel's static frame; the callbacks fill it."""
+    head = [html.Div(id=ids.CASE_COUNTDOWN, className="case-countdown")]
+    if closable:
+        head.append(html.Button("✕", id=ids.CASE_CLOSE, className="case-close", title=f"{t('close')} (Esc)"))
+    return html.Div(id=ids.CASE_BOX, className="case-box", children=[
+        dcc.Store(id=ids.CASE_DATA), dcc.Store(id=ids.CASE_DONE, data=0), dcc.Store(id=ids.CASE_PENDING),
+        dcc.Interval(id=ids.CASE_TICK, interval=1000),
+        html.Div(className="case-head", children=head),
+        html.Div(id=ids.CASE_RESULT, className="case-result", role="status"),
+        html.Div(id=ids.CASE_BODY, className="case-body"),
+        html.Div(id=ids.CASE_ACTIONS, className="case-actions"),
+        action_form(),
+        html.Div(id=f"{ids.CASE_MAP}-box", className="case-map-box"),
+        html.Div(id=f"{ids.CASE_BODY}-more", className="case-more"),
+    ])
+
+
+def action_form() -> html.Div:
+    def field(name, label, control):
+        return html.Label(className="form-field", id=f"case-field-{name}", children=[html.Span(label), control])
+    depts = [{"label": f"{n}", "value": c} for c, n in queries.department_options()]
+    return html.Div(id=ids.CASE_FORM, className="case-form hidden", children=[
+        html.Div(id=ids.CASE_FORM_TITLE, className="case-form-title"),
+        field("reason", t("reason"), dcc.Dropdown(id=ids.CASE_REASON, clearable=False, searchable=False,
+                                                  options=[{"label": t(f"void_{r}"), "value": r} for r in VOID_REASONS])),
+        field("dept", t("target_department"), dcc.Dropdown(id=ids.CASE_DEPT, options=depts, clearable=False)),
+        field("hours", t("hours"), dcc.Input(id=ids.CASE_HOURS, type="number", min=0.5, step=0.5)),
+        field("dup", t("duplicate_of"), dcc.Input(id=ids.CASE_DUP, type="number", min=1, step=1)),
+        field("level", t("level"), dcc.Dropdown(id=ids.CASE_LEVEL, clearable=False, searchable=False, value=1,
+                                                options=[{"label": f"{n} 级" if n else "", "value": n} for n in (1, 2, 3)])),
+        field("note", t("note"), dcc.Textarea(id=ids.CASE_NOTE, rows=2, maxLength=500)),
+        html.Div(className="form-buttons", children=[
+            html.Button(t("confirm"), id=ids.CASE_CONFIRM, className="btn btn-primary", title="Ctrl+Enter"),
+            html.Button(t("cancel"), id=ids.CASE_CANCEL, className="btn", title="Esc")]),
+    ])
+
+
+# --------------------------------------------------------------------------- rendering
+
+def load(incident_id) -> dict | None:
+    if incident_id in (None, ""):
+        return None
+    return queries.case_detail(datetime.now(timezone.utc), int(incident_id), rules=queries.case_rules(),
+                               role=str(current_user.role), department_code=current_user.department_code)
+
+
+def act_label(action: str) -> str:
+    return t(f"act_{action}") if f"act_{action}" in TEXT else action
+
+
+def hours_text(h: float | None, overdue: bool = False) -> str:
+    """Working hours left, or over when past the deadline (which may be outside office hours)."""
+    if h is None:
+        return "—"
+    return t("remaining_over", h=f"{abs(h):.1f}") if overdue or h < 0 else t("remaining_left", h=f"{h:.1f}")
+
+
+def render(d: dict) -> tuple:
+    """(body, actions, more, map figure, store) of one case."""
+    def row(label, value, cls=""):
+        return html.Div(className=f"kv {cls}", children=[html.Span(label, className="k"), html.Span(value, className="v")])
+    light = d["light"] or "none"
+    reporter = " ".join(x for x in (d["reporter_name"], d["reporter_phone"]) if x) or "—"
+    if d["reporter_masked"] and reporter != "—":
+        reporter += " " + t("f_masked")
+    body = [
+        html.H3([html.Span(className=f"dot {light}"), f"#{d['id']} {d['title']}"], className="case-title"),
+        html.Div(className="kvs", children=[
+            row(t("f_state"), html.Span(state_label(d["state"]), className=f"state-chip s-{d['state']}")),
+            row(t("f_category"), d["category"] or "—"),
+            row(t("f_channel"), channel_label(d["channel"])),
+            row(t("col_priority"), t(f"priority_{d['priority']}") if d["priority"] in ("normal", "urgent", "emergency") else d["priority"]),
+            row(t("f_address"), d["address"] or "—"),
+            row(t("f_area"), f"{d['district'] or '—'} / {d['grid'] or d['grid_code'] or '—'}"),
+            row(t("f_department"), d["department"] or "—"),
+            row(t("f_reporter"), reporter, "reporter"),
+            row(t("f_reported"), local_time(d["reported_at"], "%Y-%m-%d %H:%M")),
+            row(t("f_deadline"), local_time(d["deadline"], "%Y-%m-%d %H:%M") if d["deadline"] else "—"),
+            row(t("f_remaining"), html.Span(hours_text(d["remaining_hours"], d["light"] == "red"), className=f"remaining {light}")),
+            row(t("f_supervise"), f"{d['supervise_level']} 级" if d["supervise_level"] else "—"),
+            row(t("f_rework"), f"{d['rework_count']} 次"),
+            row(t("f_version"), f"v{d['version']} · {d['updated_by'] or '—'} · {local_time(d['updated_at'])}"),
+        ]),
+        html.P(d["description"], className="case-desc") if d["description"] else None,
+    ]
+    actions = [html.Button([act_label(a), html.Kbd(KEYS.get(a, "").upper())], className=f"btn act act-{a}",
+                           id={"type": ids.CASE_ACT, "action": a}, **{"data-key": KEYS.get(a, "")})
+               for a in d["actions"]] or [html.Span(t("no_actions"), className="muted")]
+    may_merge = "merge" in d["actions"]
+    dups = [html.Li(className="dup", children=[
+        html.A(f"#{x['id']}", href=f"/incidents/{x['id']}", target="_blank"),
+        html.Span(f" {x['title']} · {state_label(x['state'])} · {t('meters', m=x['distance_m'])}"),
+        html.Button(t("merge_into"), className="btn btn-small", id={"type": ids.CASE_MERGE, "target": x["id"]})
+        if may_merge else None]) for x in d["duplicates"]]
+    s = d["suggestion"]
+    more = [
+        html.Div(className="case-section", children=[html.H4(t("suggestion")),
+                                                      html.P([html.B(s["department"]), html.Br(), html.Span(s["reason"], className="muted")])]),
+        html.Div(className="case-section", children=[html.H4(t("duplicates")),
+                                                      html.Ul(dups, className="dups") if dups else html.P(t("no_duplicates"), className="muted")]),
+        html.Div(className="case-section", children=[html.H4(t("timeline")), timeline(d["timeline"])]),
+    ]
+    store = {"id": d["id"], "version": d["version"], "state": d["state"], "actions": d["actions"],
+             "suggested": s["department_code"], "department": d["department_code"],
+             "deadline": d["deadline"].isoformat() if d["deadline"] else None,
+             "running": d["light"] is not None, "countdown_label": t("f_countdown")}
+    return [b for b in body if b is not None], actions, more, case_map(d), store
+
+
+def timeline(events: list[dict]) -> html.Ol:
+    items = []
+    for e in events:
+        extra = []
+        payload = e["payload"] or {}
+        for k in ("reason", "routing", "hours", "level"):
+            if payload.get(k) not in (None, ""):
+                extra.append(f"{k}: {payload[k]}")
+        items.append(html.Li(className=f"ev ev-{e['action']}", children=[
+            html.Span(local_time(e["at"], "%m-%d %H:%M:%S"), className="ev-at"),
+            html.B(act_label(e["action"])),
+            html.Span(f" {e['actor']}", className="ev-actor"),
+            html.Span(f" → {state_label(e['to_state'])}" if e["to_state"] else ""),
+            html.Span(f" · {e['department']}" if e["department"] else "", className="muted"),
+            html.Div(e["note"], className="ev-note") if e["note"] else None,
+            html.Div(" · ".join(extra), className="ev-note muted") if extra else None]))
+    return html.Ol(items, className="timeline")
+
+
+def case_map(d: dict) -> go.Figure:
+    city = queries.city_info()
+    shapes = queries.district_shapes(city.name)
+    lons, lats = [], []
+    for f in shapes["features"]:
+        if f["id"] == d["district_code"]:
+            lons, lats = outline(f["geometry"])
+    # line traces with fixed uids: the map layers are updated in place when the case changes
+    traces = [go.Scattermap(lon=lons, lat=lats, mode="lines", uid="case-district", hoverinfo="skip",
+                            line=dict(color=th.ACCENT, width=2))]
+    has_point = d["lon"] is not None and d["lat"] is not None
+    if has_point:
+        color = th.LIGHT_COLORS.get(d["light"] or "none", th.ACCENT)
+        traces.append(go.Scattermap(lon=[round(d["lon"], 5)], lat=[round(d["lat"], 5)], mode="markers", uid="case-point",
+                                    marker=dict(size=16, color=color), hovertext=[d["address"] or d["title"]],
+                                    hoverinfo="text"))
+    center = dict(lon=d["lon"], lat=d["lat"]) if has_point else dict(lon=city.center[1], lat=city.center[0])
+    fig = go.Figure(traces)
+    fig.update_layout(**th.base_layout(margin=dict(l=0, r=0, t=0, b=0), map=dict(
+        style=th.offline_map_style(current_app.config.get("TILE_URL", "")), center=center,
+        zoom=11.5 if has_point else city.zoom)))
+    # a new graph per case: updating a map's figure in place makes MapLibre re-apply the style
+    # and fail on the layers it already has ("layer already exists"); unmounting frees the context
+    return dcc.Graph(id=ids.CASE_MAP, className="case-map", config=th.MAP_CONFIG, figure=fig)
+
+
+def outline(geometry: dict) -> tuple[list, list]:
+    """A (Multi)Polygon's rings as one line (None between rings), 5 decimals."""
+    polys = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+    lons, lats = [], []
+    for poly in polys:
+        for ring in poly:
+            lons += [round(x, 5) for x, _ in ring] + [None]
+            lats += [round(y, 5) for _, y in ring] + [None]
+    return lons, lats
+
+
+def not_found(incident_id) -> tuple:
+    return ([html.P(t("case_not_found", id=incident_id), className="case-missing")], [], [], [], None)
+
+
+# --------------------------------------------------------------------------- actions
+
+def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[str, str]:
+    """Validate what the form needs, then one ``services.perform`` in one transaction.
+    Answers (status, message), status ok | conflict | refused | incomplete; the panel reloads
+    after ok and after a conflict (someone else's change is shown, nothing is overwritten)."""
+    if not pending or not seen or pending.get("case") != seen.get("id"):
+        return "incomplete", ""
+    action = pending["action"]
+    missing = _missing(action, values)
+    if missing:
+        return "incomplete", t(missing)
+    try:
+        state, _version = commands.perform(
+            actor(), int(seen["id"]), action, version=int(seen["version"]), now=datetime.now(timezone.utc),
+            department=values.get("dept") if "dept" in FIELDS.get(action, ()) else None,
+            note=(values.get("note") or "").strip(),
+            reason=values.get("reason") if action == "void" else None,
+            hours=float(values["hours"]) if action == "extend" and values.get("hours") else None,
+            duplicate_of=int(values["dup"]) if action == "merge" and values.get("dup") else None,
+            level=int(values["level"]) if action == "supervise" and values.get("level") else None,
+            request_id=pending.get("request_id"))
+    except StaleVersion as exc:
+        when = local_time(exc.changed_at, "%H:%M:%S") if isinstance(exc.changed_at, datetime) else str(exc.changed_at)
+        return "conflict", t("conflict", who=exc.changed_by or "?", when=when)
+    except DomainError as exc:
+        return "refused", t("refused", msg=exc.message)
+    return "ok", t("done_ok", action=act_label(action), id=seen["id"], state=state_label(state))
+
+
+def _missing(action: str, values: dict) -> str | None:
+    need = NEEDS.get(action)
+    if need == "note" and not (values.get("note") or "").strip():
+        return "need_reason"
+    if need == "reason" and not values.get("reason"):
+        return "need_reason"
+    if need == "hours" and not (values.get("hours") and float(values["hours"]) > 0):
+        return "need_hours"
+    if need == "dept" and not values.get("dept"):
+        return "need_department"
+    if need == "dup" and not values.get("dup"):
+        return "need_duplicate"
+    return None
+
+
+def form_state(action: str | None, seen: dict | None, target: int | None = None) -> tuple:
+    """What the form shows for ``action``: (pending, form class, title, field classes…, dept, dup)."""
+    if not action or not seen:
+        return (None, "case-form hidden", "", *(["form-field hidden"] * 5), no_update, None, "", None, no_update)
+    fields = FIELDS.get(action, {"note"}) | {"note"}
+    cls = ["form-field" if f in fields else "form-field hidden" for f in ("reason", "dept", "hours", "dup", "level")]
+    dept = seen.get("suggested") if action == "dispatch" else None
+    pending = {"action": action, "case": seen["id"], "request_id": uuid.uuid4().hex}
+    title = f"{act_label(action)} · #{seen['id']}"
+    return (pending, "case-form", title, *cls, dept, target, "", None, "")  # "": the last result goes
+
+
+# --------------------------------------------------------------------------- callbacks
+
+FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in ("reason", "dept", "hours", "dup", "level")]
+
+
+@dash.callback(Output(ids.CASE_BODY, "children"), Output(ids.CASE_ACTIONS, "children"),
+               Output(f"{ids.CASE_BODY}-more", "children"), Output(f"{ids.CASE_MAP}-box", "children"),
+               Output(ids.CASE_DATA, "data"),
+               Input(ids.CASE_ID, "data"), Input(ids.CASE_DONE, "data"))
+def show_case(incident_id, _done):
+    guard()
+    if incident_id in (None, ""):
+        return [], [], [], [], None
+    d = load(incident_id)
+    return render(d) if d else not_found(incident_id)
+
+
+@dash.callback(Output(ids.CASE_PENDING, "data"), Output(ids.CASE_FORM, "className"),
+               Output(ids.CASE_FORM_TITLE, "children"), *FIELD_OUTPUTS,
+               Output(ids.CASE_DEPT, "value"), Output(ids.CASE_DUP, "value"), Output(ids.CASE_NOTE, "value"),
+               Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
+               Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
+               Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
+               Input(ids.CASE_CANCEL, "n_clicks"), Input(ids.CASE_DATA, "data"),
+               prevent_initial_call=True)
+def choose_action(_acts, _merges, _cancel, seen):
+    guard()
+    trig = ctx.triggered_id
+    if not isinstance(trig, dict) or not ctx.triggered[0]["value"]:
+        return form_state(None, seen)      # cancel, a new case, or fresh buttons: close the form
+    if trig["type"] == ids.CASE_MERGE:
+        return form_state("merge", seen, target=trig["target"])
+    return form_state(trig["action"], seen)
+
+
+@dash.callback(Output(ids.CASE_RESULT, "children"), Output(ids.CASE_DONE, "data"),
+               Output(ids.CASE_RESULT, "className"),
+               Input(ids.CASE_CONFIRM, "n_clicks"),
+               State(ids.CASE_PENDING, "data"), State(ids.CASE_DATA, "data"), State(ids.CASE_DONE, "data"),
+               State(ids.CASE_REASON, "value"), State(ids.CASE_NOTE, "value"), State(ids.CASE_HOURS, "value"),
+               State(ids.CASE_DEPT, "value"), State(ids.CASE_DUP, "value"), State(ids.CASE_LEVEL, "value"),
+               prevent_initial_call=True)
+def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level):
+    guard_actions()
+    status, message = run_action(pending, seen, dict(reason=reason, note=note, hours=hours, dept=dept,
+                                                     dup=dup, level=level))
+    reload = status in ("ok", "conflict")
+    return message, (done or 0) + 1 if reload else no_update, f"case-result {status}"
+
+
+dash.clientside_callback(
+    """function(n, seen) {
+        if (!seen || !seen.deadline || !seen.running) { return ''; }
+        const ms = new Date(seen.deadline) - new Date();
+        const a = Math.abs(ms), h = Math.floor(a / 3600000), m = Math.floor(a % 3600000 / 60000),
+              s = Math.floor(a % 60000 / 1000);
+        const txt = h + ':' + String(m).padStart(2, '0') + ':' + String(s).padStart(2, '0');
+        return seen.countdown_label + ' ' + (ms < 0 ? '−' : '') + txt;
+    }""",
+    Output(ids.CASE_COUNTDOWN, "children"), Input(ids.CASE_TICK, "n_intervals"), State(ids.CASE_DATA, "data"))

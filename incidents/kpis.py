@@ -1,0 +1,651 @@
+"""KPIs (DESIGN §6): pure functions over frames with a fixed ``as_of``. Pure: stdlib + pandas.
+
+Two frames describe the cases (the loaders in :mod:`incidents.queries` build them with SQL):
+
+* ``cases``: one row per case — ``id``, ``reported_at``, ``district_code``, ``department_code``,
+  ``state``, ``deadline``, ``on_time`` (the columns as they are *now*), and for rebuilding a
+  deadline ``base_hours`` (category limit × priority factor, in the category's clock) and
+  ``natural`` (True for natural-hour categories);
+* ``events``: the timeline — ``incident_id``, ``id``, ``at``, ``action``, ``from_state``,
+  ``to_state``, ``department_code`` (the case's department after the action), ``hours`` (extend).
+
+What was true at ``as_of`` comes from the events up to ``as_of``; events after it are ignored.
+The case row's deadline/on-time columns are used only where no later event can have changed them;
+otherwise the deadline in force is rebuilt from the events (start of the clock, approved
+extensions, suspended spans) with the calendar passed in, exactly as the services compute it.
+Periods are half-open ``[start, end)``; every instant is an aware datetime (UTC inside).
+"""
+from __future__ import annotations
+
+import calendar as _calendar
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Iterable, Optional
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+UTC = timezone.utc
+
+WITH_DEPARTMENT = ("dispatched", "in_progress")
+OPEN_RUNNING = WITH_DEPARTMENT
+CLOCK_STARTS = ("dispatch", "reassign", "verify_fail")
+CLOCK_STOPS = ("return", "reopen")
+REWORK_ACTIONS = ("verify_fail", "reopen")
+MISDISPATCH_ACTIONS = ("return", "reassign")
+#: actions after which the stored ``deadline`` no longer is the one in force earlier
+DEADLINE_CHANGERS = CLOCK_STARTS + CLOCK_STOPS + ("extend", "resume")
+#: actions after which the stored ``on_time`` no longer belongs to an earlier resolve
+ON_TIME_CHANGERS = ("verify_fail", "reopen", "resolve")
+
+GRADES = ((90.0, "A"), (75.0, "B"), (60.0, "C"), (40.0, "D"))
+DEFAULT_WEIGHTS = {"closure_rate": 0.3, "on_time_disposal_rate": 0.3, "rework": 0.3, "volume": 0.1}
+DEFAULT_MIN_VOLUME = 20
+UNASSIGNED = "(未派遣)"
+
+
+# =========================================================================== periods
+
+
+def _utc(dt: datetime) -> datetime:
+    if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
+        raise ValueError(f"naive datetime {dt!r}: pass an aware datetime (city time or UTC)")
+    return dt.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Period:
+    """``[start, end)``, aware UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self):
+        object.__setattr__(self, "start", _utc(self.start))
+        object.__setattr__(self, "end", _utc(self.end))
+        if not self.start < self.end:
+            raise ValueError(f"a period needs start < end (got {self.start} .. {self.end})")
+
+    def __contains__(self, t: datetime) -> bool:
+        return self.start <= t < self.end
+
+
+def _is_midnight(local: datetime) -> bool:
+    return local.time() == time(0)
+
+
+def _shift_months(d: date, months: int) -> date:
+    y, m = divmod(d.month - 1 + months, 12)
+    y, m = d.year + y, m + 1
+    return date(y, m, min(d.day, _calendar.monthrange(y, m)[1]))
+
+
+def previous_period(period: Period, tz: str) -> Period:
+    """环比: the period of the same length just before. Whole calendar months (city time) step back
+    by the same number of months; whole days by the same number of days (DST-safe); else by the
+    exact duration."""
+    z = ZoneInfo(tz)
+    a, b = period.start.astimezone(z), period.end.astimezone(z)
+    if _is_midnight(a) and _is_midnight(b):
+        if a.day == 1 and b.day == 1:
+            months = (b.year - a.year) * 12 + b.month - a.month
+            start = datetime.combine(_shift_months(a.date(), -months), time(0), z)
+            return Period(start, period.start)
+        days = (b.date() - a.date()).days
+        return Period(datetime.combine(a.date() - timedelta(days=days), time(0), z), period.start)
+    return Period(period.start - (period.end - period.start), period.start)
+
+
+def same_period_last_year(period: Period, tz: str) -> Period:
+    """同比: the same dates one year earlier (29 Feb → 28 Feb), in city time."""
+    z = ZoneInfo(tz)
+
+    def back(dt: datetime) -> datetime:
+        local = dt.astimezone(z)
+        d = _shift_months(local.date(), -12)
+        return datetime.combine(d, local.time(), z)
+    return Period(back(period.start), back(period.end))
+
+
+def service_days(period: Period, tz: str) -> tuple[date, date]:
+    """Service-rate rows are per day: day ``d`` belongs to the period when its local midnight
+    does. Returns ``(first, end)`` with ``first <= d < end``."""
+    z = ZoneInfo(tz)
+    a, b = period.start.astimezone(z), period.end.astimezone(z)
+    first = a.date() if _is_midnight(a) else a.date() + timedelta(days=1)
+    end = b.date() if _is_midnight(b) else b.date() + timedelta(days=1)
+    return first, max(first, end)
+
+
+# =========================================================================== results
+
+
+@dataclass(frozen=True)
+class KpiResult:
+    code: str
+    name: str
+    name_en: str
+    value: Optional[float]        # None when the denominator is 0
+    numerator: float
+    denominator: Optional[float]  # None for counts
+    unit: str
+    target: Optional[float]
+    direction: str                # up | down
+    formula: str                  # 口径
+    drill: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def met(self) -> Optional[bool]:
+        if self.value is None or self.target is None:
+            return None
+        return self.value >= self.target if self.direction == "up" else self.value <= self.target
+
+
+@dataclass(frozen=True)
+class RankRow:
+    code: str
+    name: str
+    volume: int
+    closure_rate: Optional[float]
+    on_time_disposal_rate: Optional[float]
+    rework_rate: Optional[float]
+    volume_score: Optional[float]
+    score: Optional[float]
+    grade: Optional[str]
+    rank: Optional[int]
+    reason: str = ""              # why unranked
+
+
+@dataclass(frozen=True)
+class Ranking:
+    by: str                       # department | district
+    min_volume: int
+    weights: dict[str, float]
+    ranked: list[RankRow]
+    unranked: list[RankRow]
+    red: list[RankRow]            # 红榜: best N
+    black: list[RankRow]          # 黑榜: worst N
+    formula: str
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    start: datetime
+    end: datetime
+    as_of: datetime
+    kpis: dict[str, KpiResult]
+    group_by: Optional[str] = None
+    groups: dict[str, dict[str, KpiResult]] = field(default_factory=dict)
+    ranking: Optional[Ranking] = None
+
+
+# name, name_en, unit, direction, formula
+DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
+    "reported_count": ("上报数", "Reported", "件", "up",
+                       "上报数 = 上报时间在统计期内（且不晚于统计时点）的案件数（含作废）"),
+    "registered_count": ("立案数", "Registered", "件", "up",
+                         "立案数 = 统计期内有立案动作（且不晚于统计时点）的案件数（含其后作废的）"),
+    "dispatched_count": ("派遣数", "Dispatched", "件", "up",
+                         "派遣数 = 统计期内有派遣动作（且不晚于统计时点）的案件数（同一案件多次派遣计一次）"),
+    "closed_count": ("结案数", "Closed", "件", "up",
+                     "结案数 = 统计期内有结案（核查通过）动作（且不晚于统计时点）的案件数（同一案件多次结案计一次）"),
+    "closure_rate": ("结案率", "Closure rate", "%", "up",
+                     "结案率 = 期内立案（不含作废）且截至统计时点已结案的案件数 ÷ 期内立案（不含作废）的案件数"),
+    "on_time_closure_rate": ("按期结案率", "On-time closure rate", "%", "up",
+                             "按期结案率 = 期内立案（不含作废）且截至统计时点已结案、最终一次处置反馈不晚于当时有效处置时限的案件数 "
+                             "÷ 期内立案（不含作废）的案件数"),
+    "on_time_disposal_rate": ("按期处置率", "On-time disposal rate", "%", "up",
+                              "按期处置率 = 期内首次派遣（不含作废）且截至统计时点最终一次处置反馈不晚于有效处置时限（含批准延期、扣除挂账）的案件数 "
+                              "÷ 期内首次派遣（不含作废）的案件数"),
+    "rework_rate": ("返工率", "Rework rate", "%", "down",
+                    "返工率 = 期内立案（不含作废）且截至统计时点有过核查不通过（返工）或重新立案的案件数 ÷ 期内立案（不含作废）的案件数"),
+    "accurate_dispatch_rate": ("准确派遣率", "Accurate dispatch rate", "%", "up",
+                               "准确派遣率 = 期内首次派遣（不含作废）且截至统计时点从未被回退或改派的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
+    "extension_rate": ("延期率", "Extension rate", "%", "down",
+                       "延期率 = 期内首次派遣（不含作废）且截至统计时点有批准延期的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
+    "overdue_open_count": ("超期未处置数", "Overdue open cases", "件", "down",
+                           "超期未处置数 = 统计时点处于已派遣/处置中且已超过有效处置时限的案件数"
+                           "（挂账案件计时停止：挂账时已超期的计入）"),
+    "mean_handling_hours": ("平均处置时长", "Mean handling time", "工作小时", "down",
+                            "平均处置时长 = Σ（首次派遣至最终一次处置反馈的工作时长）÷ 期内首次派遣（不含作废）且截至统计时点已处置反馈的案件数"),
+    "online_rate": ("网办率", "Online processing rate", "%", "up",
+                    "网办率 = 期内网上办理的办件数 ÷ 期内全部办件数（一网通办）"),
+    "good_rating_rate": ("好评率", "Good rating rate", "%", "up",
+                         "好评率 = 期内（★4 + ★5）评价数 ÷ 期内评价总数"),
+    "bad_rating_rectification_rate": ("差评整改率", "Bad rating rectification rate", "%", "up",
+                                      "差评整改率 = 期内差评（★1、★2）中 15 个工作日内整改的数量 ÷ 期内差评数"),
+    "on_time_completion_rate": ("按时办结率", "On-time completion rate", "%", "up",
+                                "按时办结率 = 期内在法定时限内办结的办件数 ÷ 期内办结的办件数"),
+    "composite_score": ("综合指标值", "Composite score", "分", "up",
+                        "综合指标值 = 100 × (结案率 × 0.3 + 按期处置率 × 0.3 + (1 − 返工率) × 0.3 + 办件量得分 × 0.1)，"
+                        "办件量得分 = 本单位期内立案数 ÷ 参与排名单位中的最大值；等级 A ≥ 90，B ≥ 75，C ≥ 60，D ≥ 40，E < 40"),
+}
+CASE_KPIS = ("reported_count", "registered_count", "dispatched_count", "closed_count", "closure_rate",
+             "on_time_closure_rate", "on_time_disposal_rate", "rework_rate", "accurate_dispatch_rate",
+             "extension_rate", "overdue_open_count", "mean_handling_hours")
+SERVICE_KPIS = ("online_rate", "good_rating_rate", "bad_rating_rectification_rate", "on_time_completion_rate")
+
+# what a drill's cohort / numerator name means in the facts frame
+_COHORTS = {"reported": "reported_in", "registered_event": "registered_in", "dispatched_event": "dispatched_in",
+            "closed_event": "closed_in", "registered": "reg_cohort", "dispatched": "disp_cohort",
+            "open_overdue": "overdue"}
+_NUMERATORS = {"closed": "closed", "closed_on_time": "closed_on_time", "resolved_on_time": "on_time_final",
+               "reworked": "reworked", "never_returned_or_reassigned": "accurate", "extended": "extended",
+               "resolved": "resolved_final"}
+
+
+def _result(code: str, numerator: float, denominator: Optional[float], *, targets: dict, drill: dict,
+            value: Optional[float] = None, formula: Optional[str] = None) -> KpiResult:
+    name, name_en, unit, direction, text = DEFINITIONS[code]
+    if denominator is None:
+        v = numerator if value is None else value
+    elif denominator == 0:
+        v = None
+    else:
+        v = value if value is not None else numerator / denominator
+    return KpiResult(code=code, name=name, name_en=name_en, value=v, numerator=numerator,
+                     denominator=denominator, unit=unit, target=targets.get(code), direction=direction,
+                     formula=formula or text, drill=drill)
+
+
+# =========================================================================== facts at as_of
+
+CASE_COLUMNS = ("id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
+                "base_hours", "natural")
+EVENT_COLUMNS = ("incident_id", "id", "at", "action", "from_state", "to_state", "department_code", "hours")
+
+
+def _ts(dt: datetime) -> pd.Timestamp:
+    return pd.Timestamp(_utc(dt))
+
+
+def _utc_col(s: pd.Series) -> pd.Series:
+    return pd.to_datetime(s, utc=True)
+
+
+def _advance(start: datetime, hours: float, natural: bool, cal) -> datetime:
+    if natural or cal is None:
+        return start + timedelta(hours=hours)
+    return cal.add_working_hours(start, hours)
+
+
+def _span(a: datetime, b: datetime, natural: bool, cal) -> float:
+    if natural or cal is None:
+        return max((b - a).total_seconds() / 3600.0, 0.0)
+    return cal.working_hours_between(a, b)
+
+
+def deadline_in_force(events: Iterable[tuple], base_hours: Optional[float], natural: bool,
+                      cal) -> Optional[datetime]:
+    """The deadline after the given events ``(action, at, from_state, hours)`` in time order, as the
+    services compute it: clock start (dispatch, reassign, verify_fail) + base + approved extensions
+    since then + suspended time spent with the department since then. None when no clock runs."""
+    start = None
+    ext = susp = 0.0
+    susp_at = susp_from = None
+    for action, at, from_state, hours in events:
+        if action in CLOCK_STARTS:
+            start, ext, susp = at, 0.0, 0.0
+        elif action in CLOCK_STOPS:
+            start = None
+        elif action == "extend":
+            ext += float(hours or 0.0) if hours == hours else 0.0  # NaN-safe
+        elif action == "suspend":
+            susp_at, susp_from = at, from_state
+        elif action == "resume":
+            if susp_at is not None and susp_from in WITH_DEPARTMENT and start is not None:
+                susp += _span(susp_at, at, natural, cal)
+            susp_at = susp_from = None
+    if start is None or base_hours is None or (isinstance(base_hours, float) and math.isnan(base_hours)):
+        return None
+    return _advance(start, float(base_hours) + ext + susp, natural, cal)
+
+
+def case_facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: datetime,
+               cal=None) -> pd.DataFrame:
+    """One row per case (index ``id``) with what was true at ``as_of`` for ``period``: cohort flags,
+    state, department, on-time of the final resolve, rework/return/extension flags, overdue,
+    handling hours. Events after ``as_of`` are ignored (they only tell whether the stored
+    deadline/on-time columns still describe ``as_of``)."""
+    as_of_ts = _ts(as_of)
+    lo, hi = _ts(period.start), _ts(period.end)
+    c = cases.copy() if len(cases.columns) else pd.DataFrame(columns=list(CASE_COLUMNS))
+    if "id" in c.columns:
+        c = c.set_index("id")
+    for col in ("reported_at", "deadline"):
+        c[col] = _utc_col(c[col]) if col in c.columns else pd.Series(pd.NaT, index=c.index, dtype="datetime64[us, UTC]")
+    for col, default in (("base_hours", float("nan")), ("natural", False), ("on_time", None),
+                         ("district_code", None), ("department_code", None), ("state", None)):
+        if col not in c.columns:
+            c[col] = default
+    c = c[c["reported_at"] <= as_of_ts]
+
+    ev = events.copy() if len(events.columns) else pd.DataFrame(columns=list(EVENT_COLUMNS))
+    if "hours" not in ev.columns:
+        ev["hours"] = float("nan")
+    ev["at"] = _utc_col(ev["at"])
+    if "id" not in ev.columns:
+        ev["id"] = range(len(ev))
+    ev = ev[ev["incident_id"].isin(c.index)].sort_values(["incident_id", "at", "id"], kind="stable")
+    before = ev[ev["at"] <= as_of_ts]
+    after = ev[ev["at"] > as_of_ts]
+    in_period = before[(before["at"] >= lo) & (before["at"] < hi)]
+
+    f = pd.DataFrame(index=c.index)
+    f.index.name = "id"
+    f["district_code"] = c["district_code"]
+    f["reported_in"] = (c["reported_at"] >= lo) & (c["reported_at"] < hi)
+
+    last = before.groupby("incident_id").tail(1).set_index("incident_id")
+    f["state"] = last["to_state"].reindex(f.index)
+    f["department_code"] = last["department_code"].reindex(f.index)
+
+    def ids(frame, actions) -> pd.Index:
+        return pd.Index(frame.loc[frame["action"].isin(actions), "incident_id"].unique())
+
+    def first(actions) -> pd.Series:
+        return before[before["action"].isin(actions)].groupby("incident_id")["at"].min().reindex(f.index)
+
+    f["registered_in"] = f.index.isin(ids(in_period, ("register",)))
+    f["dispatched_in"] = f.index.isin(ids(in_period, ("dispatch",)))
+    f["closed_in"] = f.index.isin(ids(in_period, ("verify_pass",)))
+    f["first_dispatch_at"] = first(("dispatch",))
+    f["voided"] = f["state"].eq("voided")
+    f["reg_cohort"] = f["registered_in"] & ~f["voided"]
+    f["disp_cohort"] = (f["first_dispatch_at"] >= lo) & (f["first_dispatch_at"] < hi) & ~f["voided"]
+    f["closed"] = f["state"].eq("closed")
+    f["reworked"] = f.index.isin(ids(before, REWORK_ACTIONS))
+    f["accurate"] = ~f.index.isin(ids(before, MISDISPATCH_ACTIONS))
+    f["extended"] = f.index.isin(ids(before, ("extend",)))
+    # the final resolve stands when the case is resolved or closed at as_of
+    last_resolve = before[before["action"] == "resolve"].groupby("incident_id")["at"].max().reindex(f.index)
+    f["resolved_final"] = f["state"].isin(("resolved", "closed")) & last_resolve.notna()
+    f["final_resolve_at"] = last_resolve.where(f["resolved_final"])
+
+    later_on_time = f.index.isin(ids(after, ON_TIME_CHANGERS))
+    later_deadline = f.index.isin(ids(after, DEADLINE_CHANGERS))
+    stored_on_time = c["on_time"].reindex(f.index)
+
+    # last suspension (for cases suspended at as_of)
+    susp = before[before["action"] == "suspend"].groupby("incident_id").tail(1).set_index("incident_id")
+    f["suspended_at"] = susp["at"].reindex(f.index).where(f["state"].eq("suspended"))
+    f["suspended_from"] = susp["from_state"].reindex(f.index).where(f["state"].eq("suspended"))
+
+    # the per-case loops below touch only the cases that need them; plain dicts keep them cheap
+    positions = before.groupby("incident_id").indices if len(before) else {}
+    base_hours = c["base_hours"].to_dict()
+    natural = c["natural"].to_dict()
+
+    def rebuilt(cid, until) -> Optional[datetime]:
+        pos = positions.get(cid)
+        if pos is None:
+            return None
+        g = before.iloc[pos]
+        g = g[g["at"] <= until]
+        nat = natural.get(cid)
+        return deadline_in_force(zip(g["action"], (t.to_pydatetime() for t in g["at"]), g["from_state"], g["hours"]),
+                                 base_hours.get(cid), False if pd.isna(nat) else bool(nat), cal)
+
+    resolve_at = f["final_resolve_at"].to_dict()
+    stored_on_time = stored_on_time.to_dict()
+    later_on_time = dict(zip(f.index, later_on_time))
+    on_time = {}
+    for cid in f.index[f["resolved_final"]]:
+        stored = stored_on_time.get(cid)
+        if not later_on_time[cid] and stored is not None and not pd.isna(stored):
+            on_time[cid] = bool(stored)
+        else:
+            at = resolve_at[cid]
+            dl = rebuilt(cid, at)
+            on_time[cid] = dl is None or at.to_pydatetime() <= dl
+    f["on_time_final"] = pd.Series(on_time, dtype=bool).reindex(f.index, fill_value=False).astype(bool)
+    f["closed_on_time"] = f["closed"] & f["on_time_final"]
+
+    overdue = {}
+    running = f["state"].isin(OPEN_RUNNING)
+    held = f["state"].eq("suspended") & f["suspended_from"].isin(WITH_DEPARTMENT)
+    stored_deadline = c["deadline"].reindex(f.index).to_dict()
+    later_deadline = dict(zip(f.index, later_deadline))
+    held_at = f["suspended_at"].where(held).to_dict()
+    as_of_py = as_of_ts.to_pydatetime()
+    for cid in f.index[running | held]:
+        dl = stored_deadline.get(cid)
+        dl = None if pd.isna(dl) else dl.to_pydatetime()
+        if later_deadline[cid]:
+            dl = rebuilt(cid, as_of_ts)
+        if dl is None:
+            continue
+        point = held_at[cid].to_pydatetime() if not pd.isna(held_at[cid]) else as_of_py
+        overdue[cid] = point > dl
+    f["overdue"] = pd.Series(overdue, dtype=bool).reindex(f.index, fill_value=False).astype(bool)
+
+    hours = {}
+    first_at = f["first_dispatch_at"].to_dict()
+    for cid in f.index[f["disp_cohort"] & f["resolved_final"]]:
+        hours[cid] = _span(first_at[cid].to_pydatetime(), resolve_at[cid].to_pydatetime(), False, cal)
+    hours = pd.Series(hours, dtype=float).reindex(f.index)
+    f["handling_hours"] = hours
+    return f
+
+
+# =========================================================================== KPIs
+
+
+def _drill(period: Period, as_of: datetime, cohort: str, *, numerator: Optional[str] = None,
+           exclude_voided: bool = False, group: Optional[dict] = None) -> dict:
+    d = {"from": period.start.isoformat(), "to": period.end.isoformat(), "as_of": _utc(as_of).isoformat(),
+         "cohort": cohort, "exclude_voided": exclude_voided}
+    if numerator:
+        d["numerator"] = numerator
+    if group:
+        d.update(group)
+    return d
+
+
+def case_kpis(facts: pd.DataFrame, period: Period, as_of: datetime, targets: Optional[dict] = None,
+              group: Optional[dict] = None) -> dict[str, KpiResult]:
+    """The case KPIs of DESIGN §6 over ``facts`` (already restricted to a group, if any)."""
+    t = targets or {}
+
+    def n(mask) -> int:
+        return int(mask.sum())
+
+    def dr(cohort, numerator=None, voided=False):
+        return _drill(period, as_of, cohort, numerator=numerator, exclude_voided=voided, group=group)
+
+    reg, disp = facts["reg_cohort"], facts["disp_cohort"]
+    out = {
+        "reported_count": _result("reported_count", n(facts["reported_in"]), None, targets=t, drill=dr("reported")),
+        "registered_count": _result("registered_count", n(facts["registered_in"]), None, targets=t,
+                                    drill=dr("registered_event")),
+        "dispatched_count": _result("dispatched_count", n(facts["dispatched_in"]), None, targets=t,
+                                    drill=dr("dispatched_event")),
+        "closed_count": _result("closed_count", n(facts["closed_in"]), None, targets=t, drill=dr("closed_event")),
+        "closure_rate": _result("closure_rate", n(reg & facts["closed"]), n(reg), targets=t,
+                                drill=dr("registered", "closed", True)),
+        "on_time_closure_rate": _result("on_time_closure_rate", n(reg & facts["closed_on_time"]), n(reg), targets=t,
+                                        drill=dr("registered", "closed_on_time", True)),
+        "on_time_disposal_rate": _result("on_time_disposal_rate", n(disp & facts["on_time_final"]), n(disp),
+                                         targets=t, drill=dr("dispatched", "resolved_on_time", True)),
+        "rework_rate": _result("rework_rate", n(reg & facts["reworked"]), n(reg), targets=t,
+                               drill=dr("registered", "reworked", True)),
+        "accurate_dispatch_rate": _result("accurate_dispatch_rate", n(disp & facts["accurate"]), n(disp), targets=t,
+                                          drill=dr("dispatched", "never_returned_or_reassigned", True)),
+        "extension_rate": _result("extension_rate", n(disp & facts["extended"]), n(disp), targets=t,
+                                  drill=dr("dispatched", "extended", True)),
+        "overdue_open_count": _result("overdue_open_count", n(facts["overdue"]), None, targets=t,
+                                      drill=dr("open_overdue")),
+    }
+    handled = facts.loc[disp & facts["resolved_final"], "handling_hours"]
+    total = float(handled.sum()) if len(handled) else 0.0
+    out["mean_handling_hours"] = _result("mean_handling_hours", round(total, 6), int(len(handled)), targets=t,
+                                         drill=dr("dispatched", "resolved", True),
+                                         value=round(total / len(handled), 4) if len(handled) else None)
+    return out
+
+
+SERVICE_RATE_COLUMNS = ("department_code", "day", "total", "online", "completed", "on_time", "rating_1", "rating_2",
+                        "rating_3", "rating_4", "rating_5", "bad_rectified")
+
+
+def service_kpis(rates: pd.DataFrame, period: Period, tz: str, targets: Optional[dict] = None,
+                 group: Optional[dict] = None) -> dict[str, KpiResult]:
+    """网办率, 好评率, 差评整改率, 按时办结率 over the service-rate rows whose day lies in the period."""
+    t = targets or {}
+    first, end = service_days(period, tz)
+    if len(rates):
+        days = pd.to_datetime(rates["day"]).dt.date
+        r = rates[(days >= first) & (days < end)]
+    else:
+        r = rates
+
+    def s(col) -> int:
+        return int(r[col].sum()) if len(r) and col in r.columns else 0
+
+    rated = sum(s(f"rating_{i}") for i in range(1, 6))
+    bad = s("rating_1") + s("rating_2")
+    drill = {"service_rates": True, "day_from": first.isoformat(), "day_to": end.isoformat(), **(group or {})}
+    return {
+        "online_rate": _result("online_rate", s("online"), s("total"), targets=t, drill=drill),
+        "good_rating_rate": _result("good_rating_rate", s("rating_4") + s("rating_5"), rated, targets=t, drill=drill),
+        "bad_rating_rectification_rate": _result("bad_rating_rectification_rate", s("bad_rectified"), bad, targets=t,
+                                                 drill=drill),
+        "on_time_completion_rate": _result("on_time_completion_rate", s("on_time"), s("completed"), targets=t,
+                                           drill=drill),
+    }
+
+
+def drill_ids(facts: pd.DataFrame, result: KpiResult) -> tuple[list[int], list[int]]:
+    """(numerator case ids, denominator case ids) behind a case KPI; counts give their cases as the
+    numerator and an empty denominator; service-rate KPIs have no cases (two empty lists)."""
+    d = result.drill
+    if d.get("service_rates") or d.get("cohort") not in _COHORTS:
+        return [], []
+    mask = facts[_COHORTS[d["cohort"]]].astype(bool)
+    if d.get("department") is not None:
+        mask &= facts["department_code"].fillna(UNASSIGNED).eq(d["department"])
+    if d.get("district") is not None:
+        mask &= facts["district_code"].fillna(UNASSIGNED).eq(d["district"])
+    cohort = sorted(int(i) for i in facts.index[mask])
+    if "numerator" not in d:
+        return cohort, []
+    num = mask & facts[_NUMERATORS[d["numerator"]]].astype(bool)
+    return sorted(int(i) for i in facts.index[num]), cohort
+
+
+# =========================================================================== composite, rankings
+
+
+def grade_for(score: Optional[float]) -> Optional[str]:
+    if score is None:
+        return None
+    s = round(float(score), 6)
+    for floor, grade in GRADES:
+        if s >= floor:
+            return grade
+    return "E"
+
+
+def composite_score(closure_rate: float, on_time_disposal_rate: float, rework_rate: float, volume_score: float,
+                    weights: Optional[dict] = None) -> float:
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    raw = (w["closure_rate"] * closure_rate + w["on_time_disposal_rate"] * on_time_disposal_rate
+           + w["rework"] * (1.0 - rework_rate) + w["volume"] * volume_score)
+    return round(100.0 * raw, 4)
+
+
+def rank_groups(groups: dict[str, dict[str, KpiResult]], *, by: str, names: Optional[dict[str, str]] = None,
+                min_volume: int = DEFAULT_MIN_VOLUME, weights: Optional[dict] = None, top_n: int = 3) -> Ranking:
+    """综合指标值 ranking. Volume = the group's 立案 cohort (结案率's denominator); a group below
+    ``min_volume`` (or without a 按期处置率) is listed as unranked, never at the top."""
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    names = names or {}
+    eligible, unranked = [], []
+    for code, k in groups.items():
+        vol = int(k["closure_rate"].denominator or 0)
+        base = dict(code=code, name=names.get(code, code), volume=vol, closure_rate=k["closure_rate"].value,
+                    on_time_disposal_rate=k["on_time_disposal_rate"].value, rework_rate=k["rework_rate"].value)
+        if code == UNASSIGNED:
+            unranked.append(RankRow(**base, volume_score=None, score=None, grade=None, rank=None,
+                                    reason="未派遣到部门"))
+        elif vol < min_volume:
+            unranked.append(RankRow(**base, volume_score=None, score=None, grade=None, rank=None,
+                                    reason=f"办件量 {vol} < 最低 {min_volume}"))
+        elif base["closure_rate"] is None or base["on_time_disposal_rate"] is None or base["rework_rate"] is None:
+            unranked.append(RankRow(**base, volume_score=None, score=None, grade=None, rank=None,
+                                    reason="期内无派遣案件，按期处置率无法计算"))
+        else:
+            eligible.append(base)
+    top = max((b["volume"] for b in eligible), default=0)
+    rows = []
+    for b in eligible:
+        vs = b["volume"] / top if top else 0.0
+        score = composite_score(b["closure_rate"], b["on_time_disposal_rate"], b["rework_rate"], vs, w)
+        rows.append(RankRow(**b, volume_score=round(vs, 6), score=score, grade=grade_for(score), rank=None))
+    rows.sort(key=lambda r: (-r.score, -r.volume, r.code))
+    ranked = []
+    for i, r in enumerate(rows):
+        # equal scores share a rank (1, 2, 2, 4)
+        rank = ranked[-1].rank if ranked and ranked[-1].score == r.score else i + 1
+        ranked.append(replace(r, rank=rank))
+    unranked.sort(key=lambda r: (-r.volume, r.code))
+    # red and black lists never share a row: with fewer than 2N ranked, each takes half
+    n = min(top_n, max(1, len(ranked) // 2))
+    red = ranked[:n]
+    black = [r for r in reversed(ranked[-n:]) if r not in red] if ranked else []
+    formula = (f"综合指标值 = 100 × (结案率 × {w['closure_rate']:g} + 按期处置率 × {w['on_time_disposal_rate']:g} + "
+               f"(1 − 返工率) × {w['rework']:g} + 办件量得分 × {w['volume']:g})，办件量得分 = 期内立案数 ÷ 参与排名的最大值；"
+               f"期内立案数 < {min_volume} 的不参与排名；等级 A ≥ 90，B ≥ 75，C ≥ 60，D ≥ 40，E < 40")
+    return Ranking(by=by, min_volume=min_volume, weights=w, ranked=ranked, unranked=unranked, red=red,
+                   black=black, formula=formula)
+
+
+def composite_results(ranking: Ranking, period: Period, as_of: datetime) -> dict[str, KpiResult]:
+    """综合指标值 as a KpiResult per ranked group."""
+    out = {}
+    for r in ranking.ranked:
+        out[r.code] = _result("composite_score", r.score, None, targets={}, value=r.score, formula=ranking.formula,
+                              drill=_drill(period, as_of, "registered", exclude_voided=True,
+                                           group={ranking.by: r.code}))
+    return out
+
+
+# =========================================================================== one report
+
+
+def kpi_report(cases: pd.DataFrame, events: pd.DataFrame, rates: Optional[pd.DataFrame], period: Period,
+               as_of: datetime, *, tz: str, cal=None, targets: Optional[dict] = None,
+               weights: Optional[dict] = None, group_by: Optional[str] = None,
+               names: Optional[dict[str, str]] = None, min_volume: int = DEFAULT_MIN_VOLUME,
+               top_n: int = 3) -> KpiReport:
+    """Every KPI of DESIGN §6 for ``period`` at ``as_of``; with ``group_by`` (department |
+    district) the same per group and the 综合指标值 ranking."""
+    if group_by not in (None, "department", "district"):
+        raise ValueError("group_by must be None, 'department' or 'district'")
+    rates = rates if rates is not None else pd.DataFrame(columns=list(SERVICE_RATE_COLUMNS))
+    facts = case_facts(cases, events, period, as_of, cal)
+    kpis = {**case_kpis(facts, period, as_of, targets), **service_kpis(rates, period, tz, targets)}
+    report = KpiReport(start=period.start, end=period.end, as_of=_utc(as_of), kpis=kpis, group_by=group_by)
+    if group_by is None:
+        return report
+    col = "department_code" if group_by == "department" else "district_code"
+    keys = facts[col].fillna(UNASSIGNED) if len(facts) else pd.Series(dtype=object)
+    groups: dict[str, dict[str, KpiResult]] = {}
+    for code in sorted(set(keys)):
+        sub = facts[keys == code]
+        g = {group_by: code}
+        groups[code] = case_kpis(sub, period, as_of, targets, group=g)
+        if group_by == "department":
+            groups[code].update(service_kpis(rates[rates["department_code"] == code] if len(rates) else rates,
+                                             period, tz, targets, group=g))
+    ranking = rank_groups(groups, by=group_by, names=names, min_volume=min_volume, weights=weights, top_n=top_n)
+    for code, res in composite_results(ranking, period, as_of).items():
+        groups[code]["composite_score"] = res
+    return replace(report, groups=groups, ranking=ranking)
+
+
+__all__ = ["CASE_KPIS", "DEFINITIONS", "GRADES", "KpiReport", "KpiResult", "Period", "RankRow", "Ranking",
+           "SERVICE_KPIS", "UNASSIGNED", "case_facts", "case_kpis", "composite_score", "deadline_in_force",
+           "drill_ids", "grade_for", "kpi_report", "previous_period", "rank_groups", "same_period_last_year",
+           "service_days", "service_kpis"]

@@ -1,0 +1,163 @@
+"""The wall in headless Chromium: sized for real walls, nothing overflowing, drill-down, alarm
+acknowledgement, and the stale banner when the database goes away and comes back."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, ROOT, TIMEOUT_MS, _app_env, _flask, _free_port
+from tests.browser.tcp_proxy import TcpProxy
+
+SIZES = [(1920, 1080), (3840, 2160), (5760, 1620)]
+
+LAYOUT_CHECK = """() => {
+  const vw = window.innerWidth, vh = window.innerHeight, out = [];
+  const doc = document.scrollingElement;
+  if (doc.scrollHeight > vh + 1 || doc.scrollWidth > vw + 1) out.push(`page scrolls: ${doc.scrollWidth}x${doc.scrollHeight}`);
+  const boxes = [...document.querySelectorAll('.wall .tile, .wall .panel, .wall .ticker')];
+  const rects = boxes.map(b => [b, b.getBoundingClientRect()]);
+  for (const [b, r] of rects) {
+    if (r.width < 20 || r.height < 20) out.push(`too small: ${b.className} ${r.width}x${r.height}`);
+    if (r.left < -1 || r.top < -1 || r.right > vw + 1 || r.bottom > vh + 1) out.push(`outside viewport: ${b.className}`);
+  }
+  for (let i = 0; i < rects.length; i++) for (let j = i + 1; j < rects.length; j++) {
+    const a = rects[i][1], c = rects[j][1];
+    const w = Math.min(a.right, c.right) - Math.max(a.left, c.left), h = Math.min(a.bottom, c.bottom) - Math.max(a.top, c.top);
+    if (w > 1 && h > 1) out.push(`overlap: ${rects[i][0].className} / ${rects[j][0].className}`);
+  }
+  for (const body of document.querySelectorAll('.wall .panel-body, .wall .tile')) {
+    if (body.scrollHeight > body.clientHeight + 2 || body.scrollWidth > body.clientWidth + 2)
+      out.push(`content overflows: ${body.parentElement.className} ${body.scrollWidth}x${body.scrollHeight} > ${body.clientWidth}x${body.clientHeight}`);
+  }
+  return out;
+}"""
+
+MAP_DATA = """() => { const gd = document.querySelector('#wall-map .js-plotly-plot');
+  return gd && gd.data && gd.data.length ? gd.data.map(t => ({type: t.type, n: (t.locations || t.lon || []).length})) : null; }"""
+FIRST_LAYER_HAS = """(n) => { const gd = document.querySelector('#wall-map .js-plotly-plot');
+  return !!(gd && gd.data && gd.data.length && gd.data[0].type === 'choroplethmap' && n(gd.data[0].locations.length)); }"""
+
+
+def _first_layer(page, predicate: str):
+    page.wait_for_function(f"() => ({FIRST_LAYER_HAS})({predicate})")
+
+
+def _open_wall(page, login, role="dispatcher"):
+    login(page, role, "/login?next=/wall")
+    page.wait_for_function(f"() => ({MAP_DATA})() !== null")
+    page.wait_for_selector(".wall-tiles .tile")
+    page.wait_for_function("() => document.querySelector('.maplibregl-canvas') !== null")
+    page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize("width,height", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_the_wall_fills_the_screen_without_overflow(new_page, login, width, height):
+    page = new_page(width, height)
+    _open_wall(page, login)
+    traces = page.evaluate(MAP_DATA)
+    areas = next(t for t in traces if t["type"] == "choroplethmap")
+    assert areas["n"] == 13
+    assert sum(t["n"] for t in traces if t["type"] == "scattermap") > 0
+    assert page.locator(".wall-tiles .tile").count() == 9
+    problems = page.evaluate(LAYOUT_CHECK)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"wall-{width}x{height}.png"))
+    assert problems == [], "\n".join(problems)
+    # type grows with the screen: tile values are at least 3.5 % of the height
+    size = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.tile-value')).fontSize)")
+    assert size >= 0.035 * height
+    assert page.errors == [], "\n".join(page.errors)
+
+
+def test_clicking_a_district_drills_down_and_the_city_comes_back(new_page, login):
+    page = new_page(1920, 1080)
+    _open_wall(page, login)
+    # what plotly reports for a click on 西湖区 (a real WebGL click is not reliable in headless Chromium)
+    page.evaluate("""() => window.dash_clientside.set_props('wall-map',
+        {clickData: {points: [{curveNumber: 0, pointNumber: 2, location: '330106'}]}})""")
+    page.wait_for_function("() => document.querySelector('#wall-map-title').innerText.includes('西湖区')")
+    _first_layer(page, "k => k > 13")   # the district's grid cells replace the districts
+    assert page.locator("#wall-back").is_visible()
+    page.click("#wall-back")
+    page.wait_for_function("() => !document.querySelector('#wall-map-title').innerText.includes('西湖区')")
+    _first_layer(page, "k => k === 13")
+    assert page.errors == [], "\n".join(page.errors)
+
+
+def test_an_operator_acknowledges_an_alarm_and_it_leaves_the_ticker(new_page, login):
+    page = new_page(1920, 1080)
+    _open_wall(page, login, "dispatcher")
+    buttons = page.locator(".ticker-list button.ack")
+    if buttons.count() == 0:
+        pytest.fail("the demo data has no open alarm to acknowledge")
+    key = buttons.first.get_attribute("id")
+    buttons.first.click()
+    page.wait_for_function("(id) => !document.getElementById(id)", arg=key)
+    viewer = new_page(1920, 1080)
+    _open_wall(viewer, login, "viewer")
+    assert viewer.locator(".ticker-list button.ack").count() == 0  # a viewer (kiosk) may not acknowledge
+    assert page.errors == [] and viewer.errors == []
+
+
+@pytest.fixture
+def pg_wall(browser, tmp_path):
+    """The app on PostgreSQL through a TCP proxy that the test can cut."""
+    from tests.conftest import PG_URL, pg_test_url, reset_postgres
+    if not PG_URL:
+        pytest.skip("PostgreSQL: set CITYOPS_TEST_DATABASE_URL (CI does)")
+    from sqlalchemy.engine import make_url
+    url = make_url(pg_test_url())
+    reset_postgres(url.render_as_string(hide_password=False))
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    port = _free_port()
+    env = _app_env(tmp_path / "unused.db", port)
+    env["CITYOPS_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    env["CITYOPS_DEMO_HISTORY_DAYS"] = "1"
+    _flask(env, "init-db", "--demo")
+    _flask(env, "create-user", "pg-viewer", "--role", "viewer", "--password", "pg-viewer-pw", "--replace")
+    log = open(tmp_path / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.3)
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, base_url=base)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield ctx.new_page(), proxy, base
+    finally:
+        ctx.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        proxy.stop()
+        log.close()
+
+
+def test_the_stale_banner_appears_when_the_database_goes_and_leaves_when_it_returns(pg_wall):
+    page, proxy, base = pg_wall
+    page.goto("/login?next=/wall")
+    page.fill("#username", "pg-viewer")
+    page.fill("#password", "pg-viewer-pw")
+    page.click("#login-submit")
+    page.wait_for_selector(".wall-tiles .tile")
+    assert not page.locator("#wall-banner.stale").count()
+    proxy.stop()                                   # the database is unreachable
+    page.wait_for_selector("#wall-banner.stale")
+    assert "数据库连接中断" in page.locator("#wall-banner").inner_text()
+    assert page.locator(".wall-tiles .tile").count() == 9   # the last figures stay on screen
+    with pytest.raises(urllib.error.HTTPError) as probe:   # and the readiness probe says so
+        urllib.request.urlopen(base + "/readyz", timeout=10)
+    assert probe.value.code == 503
+    proxy.start()                                  # it comes back on the same port
+    page.wait_for_function("() => !document.querySelector('#wall-banner.stale')")

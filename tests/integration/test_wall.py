@@ -1,0 +1,108 @@
+"""The wall's read model, alarms and their acknowledgement, kiosk access."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from data_sources.db import get_db
+from data_sources.runtime import get_runtime
+from incidents import auth, queries_wall, services
+from incidents.lifecycle import PermissionDenied
+from incidents.model import Role
+from incidents.services import Actor
+from incidents.tables import AlarmAck
+from tests.integration.helpers import NOW
+
+DISPATCHER = Actor("disp", Role.DISPATCHER)
+TZ = "Asia/Shanghai"
+
+
+def _case(s, rules, ext, *, priority="normal", lon=120.148, lat=30.256, at=NOW):
+    return services.create_case(s, rules, source="test", external_id=ext, channel="12345", title=f"案件{ext}",
+                                reported_at=at, now=at, category_code="E0101", lon=lon, lat=lat, priority=priority)
+
+
+def _dispatched(s, rules, ext, at):
+    c = _case(s, rules, ext, at=at)
+    c = services.perform(s, rules, DISPATCHER, c.id, "register", version=c.version, now=at)
+    return services.perform(s, rules, DISPATCHER, c.id, "dispatch", version=c.version, now=at)
+
+
+def test_the_wall_counts_today_lights_and_drills_into_a_district(server):
+    rules = get_runtime(server).rules
+    with get_db(server).session_scope() as s:
+        _case(s, rules, "a")
+        _case(s, rules, "b", lon=120.27, lat=30.18)                 # 萧山区
+        late = _dispatched(s, rules, "late", NOW - timedelta(days=10))  # long overdue
+        ok = _dispatched(s, rules, "ok", NOW - timedelta(minutes=10))
+        dept = ok.department_code
+        services.perform(s, rules, Actor("d", Role.DEPARTMENT, dept), ok.id, "sign", version=ok.version, now=NOW)
+        s.flush()
+        data = queries_wall.build(s, NOW, TZ)
+        west = queries_wall.build(s, NOW, TZ, district="330106")
+    assert data.today["reported"] == 3 and data.open_total == 4
+    assert data.lights["red"] == 1 and data.lights["green"] == 1
+    assert data.by_area == {"330106": 3, "330109": 1}
+    assert sum(data.grid_counts.values()) == 4
+    assert len(data.points) == 4 and {p["light"] for p in data.points} == {"red", "green", "none"}
+    assert data.on_time.denominator == 1  # dispatched today ("ok"), not resolved yet
+    assert west.open_total == 3 and set(west.by_area) <= set(data.grid_counts)
+    assert all(code.startswith("330106") for code in west.by_area)
+    assert any(a.kind == "red" and a.case_id == late.id for a in data.alarms) is False  # red 10 days ago: not new
+
+
+def test_alarms_fold_and_an_acknowledged_alarm_leaves(server):
+    rules = get_runtime(server).rules
+    with get_db(server).session_scope() as s:
+        urgent = _case(s, rules, "u", priority="urgent", at=NOW - timedelta(minutes=5))
+        for i in range(7):  # seven cases turning red in the last two hours: one folded line
+            c = _dispatched(s, rules, f"r{i}", NOW - timedelta(days=3))
+            c.deadline = NOW - timedelta(minutes=10 + i)
+        s.flush()
+        alarms = queries_wall.build(s, NOW, TZ).alarms
+    kinds = [a.kind for a in alarms]
+    assert kinds.count("red") == 1 and next(a for a in alarms if a.kind == "red").count == 7
+    key = next(a.key for a in alarms if a.kind == "urgent" and a.case_id == urgent.id)
+    with get_db(server).session_scope() as s:
+        with pytest.raises(PermissionDenied):
+            services.acknowledge_alarm(s, Actor("v", Role.VIEWER), key, NOW)
+        assert services.acknowledge_alarm(s, DISPATCHER, key, NOW) is True
+        assert services.acknowledge_alarm(s, Actor("x", Role.LEADER), key, NOW) is False  # recorded once
+    with get_db(server).session_scope() as s:
+        ack = s.get(AlarmAck, key)
+        assert (ack.acked_by, ack.acked_at) == ("disp", NOW)
+        assert key not in [a.key for a in queries_wall.build(s, NOW, TZ).alarms]
+
+
+def test_a_kiosk_url_opens_the_wall_read_only_and_revoking_ends_it(server):
+    runner = server.test_cli_runner()
+    out = runner.invoke(args=["create-kiosk", "hall-1"])
+    assert out.exit_code == 0, out.output
+    url = out.output.strip().splitlines()[-1]
+    token = url.split("kiosk=")[1]
+    client = server.test_client()
+    assert client.get(f"/wall?kiosk={token}").status_code == 200          # the wall, no login page
+    assert client.get("/_dash-layout").status_code == 200                  # the session works for Dash
+    with get_db(server).session_scope() as s:
+        user = auth.user_for_token(s, token)
+        assert user.username == "kiosk-hall-1" and user.role == "viewer"
+    assert runner.invoke(args=["revoke-token", "kiosk-hall-1"]).exit_code == 0
+    assert client.get("/_dash-layout").status_code == 401                  # its session ended with the token
+    assert client.get(f"/wall?kiosk={token}").status_code == 302           # and the URL no longer opens
+
+
+def test_the_wall_answers_the_same_to_many_screens_from_one_computation(server):
+    from sqlalchemy import event
+    engine = get_db(server).engine
+    n = {"q": 0}
+    event.listen(engine, "before_cursor_execute", lambda *a, **k: n.__setitem__("q", n["q"] + 1))
+    with server.app_context():
+        first = queries_wall.wall_data(NOW, TZ, every=5)
+        cold = n["q"]
+        for _ in range(50):
+            assert queries_wall.wall_data(NOW, TZ, every=5) == first
+    assert cold > 10 and n["q"] - cold == 50  # one data-version read per screen
+    with get_db(server).session_scope() as s:
+        assert s.scalar(select(AlarmAck).limit(1)) is None
