@@ -1,14 +1,15 @@
 """Run every benchmark with small defaults: ``python -m bench`` (``make bench``).
 
 Bigger runs: ``python -m bench.actions --cases 1000000 --db both``, ``python -m bench.routing``,
-``python -m bench.ingest --records 1000000 --db both``.
+``python -m bench.ingest --records 1000000 --db both``, ``python -m bench.queue --cases 1000000 --db both``,
+``python -m bench.wall --cases 1000000 --db sqlite``.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-from bench import actions, ingest, routing
+from bench import actions, ingest, queue, routing, wall
 
 
 def main() -> int:
@@ -18,6 +19,10 @@ def main() -> int:
     actions.main(["--cases", "20000", "--actions", "200", "--db", backends])
     print()
     ingest.main(["--records", "5000", "--db", backends])
+    print()
+    queue.main(["--cases", "20000", "--db", backends, "--repeats", "10"])
+    print()
+    wall.main(["--cases", "20000", "--db", "sqlite", "--screens", "10", "--seconds", "15"])
     return 0
 
 
