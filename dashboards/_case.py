@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import dash
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
-from flask import abort, current_app
+from flask import abort
 from flask_login import current_user
 
 from dashboards import _ids as ids
@@ -205,10 +205,9 @@ def case_map(d: dict) -> go.Figure:
     center = dict(lon=d["lon"], lat=d["lat"]) if has_point else dict(lon=city.center[1], lat=city.center[0])
     fig = go.Figure(traces)
     fig.update_layout(**th.base_layout(margin=dict(l=0, r=0, t=0, b=0), map=dict(
-        style=th.offline_map_style(current_app.config.get("TILE_URL", "")), center=center,
-        zoom=11.5 if has_point else city.zoom)))
-    # a new graph per case: updating a map's figure in place makes MapLibre re-apply the style
-    # and fail on the layers it already has ("layer already exists"); unmounting frees the context
+        style=th.MAP_STYLE_URL, center=center, zoom=11.5 if has_point else city.zoom)))
+    # the style goes by URL (/map/style.json): an inline style object is re-applied by MapLibre on
+    # every update of the figure and fails on the layers it already has ("layer already exists")
     return dcc.Graph(id=ids.CASE_MAP, className="case-map", config=th.MAP_CONFIG, figure=fig)
 
 
@@ -298,7 +297,12 @@ def show_case(incident_id, _done):
     if incident_id in (None, ""):
         return [], [], [], [], None
     d = load(incident_id)
-    return render(d) if d else not_found(incident_id)
+    out = tuple(render(d) if d else not_found(incident_id))
+    if ctx.triggered_id == ids.CASE_DONE:
+        # the same case reloads after an action or a conflict: keep its map (replacing a map that is
+        # still drawing makes plotly fail on the purged graph); the point has not moved
+        out = out[:3] + (no_update,) + out[4:]
+    return out
 
 
 @dash.callback(Output(ids.CASE_PENDING, "data"), Output(ids.CASE_FORM, "className"),
