@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 from data_sources.db import get_db
 from data_sources.runtime import get_runtime
 from incidents import lifecycle, services
-from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
+from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed, reporter_view
 from incidents.model import Action, Channel, Light, Priority, Role, State
 from incidents.queries import feed_health, light_expr
 from incidents.tables import Area, Category, Department, Incident, IncidentEvent
@@ -48,7 +48,6 @@ bp = Blueprint("api_v1", __name__, url_prefix=PREFIX)
 ALL_ROLES: tuple[Role, ...] = tuple(Role)
 CREATORS = (Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMENT, Role.ADMIN)
 #: roles that see reporters' names and phone numbers unmasked
-PERSONAL_DATA_ROLES = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
 #: the states whose deadline clock runs, so the traffic light means something
 RUNNING = (State.DISPATCHED.value, State.IN_PROGRESS.value)
 #: how far in the future a reported_at may lie (clock skew of a feed)
@@ -522,16 +521,6 @@ def _aware(value: Optional[datetime]) -> Optional[datetime]:
     return value.astimezone(timezone.utc)
 
 
-def mask_name(name: str) -> str:
-    return name[0] + "**" if name else ""
-
-
-def mask_phone(phone: str) -> str:
-    if len(phone) >= 8:
-        return phone[:3] + "****" + phone[-4:]
-    return "*" * len(phone)
-
-
 def _visibility(user) -> list:
     """Department users see their own department's cases only."""
     if user.role == Role.DEPARTMENT:
@@ -641,7 +630,7 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
         obj = s.get(model, code)
         return CodeName(code=code, name=obj.name if obj is not None else None)
 
-    private = Role(user.role) in PERSONAL_DATA_ROLES
+    reporter_name, reporter_phone = reporter_view(case.reporter_name, case.reporter_phone, user.role)
     state = State(case.state)
     actions = [a for a in lifecycle.allowed_actions(state)
                if lifecycle.may(user.role, a, user_department=user.department_code,
@@ -653,8 +642,7 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
         state_before_suspend=case.state_before_suspend, priority=case.priority,
         category=code_name(case.category_code, Category), department=code_name(case.department_code, Department),
         district=code_name(case.district_code, Area), grid=code_name(case.grid_code, Area),
-        reporter_name=(case.reporter_name or "") if private else mask_name(case.reporter_name or ""),
-        reporter_phone=(case.reporter_phone or "") if private else mask_phone(case.reporter_phone or ""),
+        reporter_name=reporter_name, reporter_phone=reporter_phone,
         reported_at=case.reported_at, registered_at=case.registered_at, dispatched_at=case.dispatched_at,
         signed_at=case.signed_at, resolved_at=case.resolved_at, closed_at=case.closed_at,
         voided_at=case.voided_at, suspended_at=case.suspended_at, updated_at=case.updated_at,

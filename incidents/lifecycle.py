@@ -297,3 +297,18 @@ __all__ = [
     "allowed_actions", "is_allowed", "next_state", "ROLE_ACTIONS", "REQUEST_ONLY",
     "roles_for", "actions_for", "is_request_only", "check_permission", "may",
 ]
+
+
+# --------------------------------------------------------------------------- personal data
+
+#: roles that see a reporter's name and phone; everyone else sees them masked
+PERSONAL_DATA_ROLES = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
+
+
+def reporter_view(name: str | None, phone: str | None, role) -> tuple[str, str]:
+    """The reporter's name and phone as ``role`` may see them ("王**", "138****1234" when masked)."""
+    name, phone = name or "", phone or ""
+    if Role(str(role)) in PERSONAL_DATA_ROLES:
+        return name, phone
+    masked_phone = phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+    return (name[0] + "**" if name else ""), masked_phone

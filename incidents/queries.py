@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from data_sources.cache import cache
 from data_sources.db import session_scope
-from incidents.model import Light, State
+from incidents.lifecycle import PERSONAL_DATA_ROLES, reporter_view
+from incidents.model import Light, Role, State
 from incidents.services import data_version
 from incidents.tables import Area, Category, Department, Incident, IncidentEvent
 
@@ -379,7 +380,6 @@ def feed_health_rows(session: Session, now: datetime) -> list[FeedHealth]:
 # --------------------------------------------------------------------------- workbench (issue 5)
 
 #: roles that see reporters' names and phone numbers unmasked (the same rule as the REST API)
-PERSONAL_DATA_ROLES = frozenset({"dispatcher", "leader", "admin"})
 RUNNING_STATES = [State.DISPATCHED.value, State.IN_PROGRESS.value]
 
 #: "my to-do" by role: what waits for this role's next action
@@ -545,14 +545,6 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     return QueuePage(rows=rows, total=int(total))
 
 
-def mask_name(name: str) -> str:
-    return name[0] + "**" if name else ""
-
-
-def mask_phone(phone: str) -> str:
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
-
-
 def case_detail(now: datetime, incident_id: int, *, rules, role: str, department_code: str | None) -> dict | None:
     """Everything the case panel shows, or None when the case does not exist *or* the user may not
     see it (another department's case answers as if it did not exist). Reporter data masked
@@ -573,7 +565,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
         cat = s.get(Category, c.category_code) if c.category_code else None
         suggestion = suggest_department(s, rules, c)
         dups = near_duplicates(s, c) if State(c.state).is_open else []
-        private = str(role) in PERSONAL_DATA_ROLES
+        reporter_name, reporter_phone = reporter_view(c.reporter_name, c.reporter_phone, role)
+        private = Role(str(role)) in PERSONAL_DATA_ROLES
         running = c.state in RUNNING_STATES and c.deadline is not None
         remaining = None
         if running:
@@ -590,8 +583,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "district_code": c.district_code, "district": area.get(c.district_code),
             "grid_code": c.grid_code, "grid": area.get(c.grid_code),
             "department_code": c.department_code, "department": names.get(c.department_code),
-            "reporter_name": (c.reporter_name or "") if private else mask_name(c.reporter_name or ""),
-            "reporter_phone": (c.reporter_phone or "") if private else mask_phone(c.reporter_phone or ""),
+            "reporter_name": reporter_name, "reporter_phone": reporter_phone,
             "reporter_masked": not private,
             "reported_at": c.reported_at, "dispatched_at": c.dispatched_at, "deadline": c.deadline,
             "light": light_of(c, now) if running else None, "remaining_hours": remaining,

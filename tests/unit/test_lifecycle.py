@@ -224,3 +224,14 @@ def test_not_found_and_validation_codes():
     v = ValidationFailed("reason required", field="note")
     assert v.code == "invalid" and v.field == "note"
     assert DomainError("x", code="custom").code == "custom"
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_reporter_details_are_masked_for_roles_without_access_to_personal_data(role):
+    from incidents.lifecycle import PERSONAL_DATA_ROLES, reporter_view
+    name, phone = reporter_view("王小明", "13812345678", role)
+    if role in PERSONAL_DATA_ROLES:
+        assert (name, phone) == ("王小明", "13812345678")
+    else:
+        assert (name, phone) == ("王**", "138****5678")
+    assert reporter_view(None, "12345", role)[1] in ("12345", "*****")
