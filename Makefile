@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-unit test-integration test-browser init-db browser-deps bench clean
+.PHONY: run test test-unit test-integration test-browser init-db browser-deps fonts bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,15 +27,22 @@ browser-deps:
 	    chromium chromium-driver fonts-noto-cjk >/dev/null; \
 	fi
 
+# a TrueType CJK font for the PDF brief (reportlab embeds TrueType outlines; Noto CJK is CFF)
+fonts:
+	@if [ ! -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]; then \
+	  echo "installing fonts-wqy-zenhei from Debian (the PDF brief's Chinese font)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null; \
+	fi
+
 init-db: $(VENV)/.deps
 	$(BIN)/flask --app app init-db
 
 ## make run: install, build the database (first time: pack, 90 days of demo history, demo users), serve :8050
-run: init-db
+run: fonts init-db
 	$(BIN)/python app.py
 
 ## make test: unit + integration (SQLite, and PostgreSQL/Redis when CITYOPS_TEST_DATABASE_URL is set) + browser
-test: $(VENV)/.dev-deps browser-deps
+test: $(VENV)/.dev-deps browser-deps fonts
 	$(BIN)/python -m pytest -q tests
 
 test-unit: $(VENV)/.dev-deps

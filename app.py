@@ -80,7 +80,7 @@ def _instance_secret() -> str:
 
 
 def create_app(overrides: dict | None = None) -> Dash:
-    from dashboards import _login, _shell
+    from dashboards import _exports, _login, _shell
     from data_sources import api, cache, open311, runtime, web
     from data_sources.feeds import push
 
@@ -96,6 +96,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     api.init_app(server)           # REST API v1 under /api/v1
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)
+    _exports.init_app(server)      # /brief/export.pdf and /brief/export.xlsx
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
                use_async=False, title="CityOps 城市运行一网统管", update_title=None,

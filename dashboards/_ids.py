@@ -14,9 +14,16 @@ WALL_CATEGORIES = "wall-categories"
 WALL_CHANNELS = "wall-channels"
 WALL_RECENT = "wall-recent"
 
-BRIEF_TILES = "brief-tiles"
-BRIEF_TABLE = "brief-table"
 BRIEF_TICK = "brief-tick"
+BRIEF_PERIOD = "brief-period"          # store: {from, to, as_of, preset}
+BRIEF_PRESET = "brief-preset"
+BRIEF_RANGE = "brief-range"
+BRIEF_PDF = "brief-pdf"
+BRIEF_XLSX = "brief-xlsx"
+BRIEF_PERIOD_TEXT = "brief-period-text"
+BRIEF_BODY = "brief-body"
+BRIEF_DRILL = "brief-drill"
+BRIEF_CARD = "brief-card"              # pattern-matching type, with "code"
 
 DISPATCH_VIEW = "dispatch-view"
 DISPATCH_TABLE = "dispatch-table"

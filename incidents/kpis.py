@@ -308,8 +308,31 @@ def case_facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of:
     state, department, on-time of the final resolve, rework/return/extension flags, overdue,
     handling hours. Events after ``as_of`` are ignored (they only tell whether the stored
     deadline/on-time columns still describe ``as_of``)."""
-    as_of_ts = _ts(as_of)
+    return _facts(cases, events, period, as_of, cal)[0]
+
+
+def _set_period(f: pd.DataFrame, before: pd.DataFrame, reported_at: pd.Series, period: Period) -> None:
+    """The columns of ``f`` that depend on the period (the cohorts); every other fact depends only
+    on the case and ``as_of``, so a sub-period's KPIs need only these recomputed."""
     lo, hi = _ts(period.start), _ts(period.end)
+    in_period = before[(before["at"] >= lo) & (before["at"] < hi)]
+
+    def ids(actions) -> pd.Index:
+        return pd.Index(in_period.loc[in_period["action"].isin(actions), "incident_id"].unique())
+
+    f["reported_in"] = (reported_at >= lo) & (reported_at < hi)
+    f["registered_in"] = f.index.isin(ids(("register",)))
+    f["dispatched_in"] = f.index.isin(ids(("dispatch",)))
+    f["closed_in"] = f.index.isin(ids(("verify_pass",)))
+    f["reg_cohort"] = f["registered_in"] & ~f["voided"]
+    f["disp_cohort"] = (f["first_dispatch_at"] >= lo) & (f["first_dispatch_at"] < hi) & ~f["voided"]
+
+
+def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: datetime,
+           cal=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """:func:`case_facts` plus what :func:`_set_period` needs for sub-periods: the events up to
+    ``as_of`` and the report times."""
+    as_of_ts = _ts(as_of)
     c = cases.copy() if len(cases.columns) else pd.DataFrame(columns=list(CASE_COLUMNS))
     if "id" in c.columns:
         c = c.set_index("id")
@@ -330,12 +353,10 @@ def case_facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of:
     ev = ev[ev["incident_id"].isin(c.index)].sort_values(["incident_id", "at", "id"], kind="stable")
     before = ev[ev["at"] <= as_of_ts]
     after = ev[ev["at"] > as_of_ts]
-    in_period = before[(before["at"] >= lo) & (before["at"] < hi)]
 
     f = pd.DataFrame(index=c.index)
     f.index.name = "id"
     f["district_code"] = c["district_code"]
-    f["reported_in"] = (c["reported_at"] >= lo) & (c["reported_at"] < hi)
 
     last = before.groupby("incident_id").tail(1).set_index("incident_id")
     f["state"] = last["to_state"].reindex(f.index)
@@ -347,13 +368,9 @@ def case_facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of:
     def first(actions) -> pd.Series:
         return before[before["action"].isin(actions)].groupby("incident_id")["at"].min().reindex(f.index)
 
-    f["registered_in"] = f.index.isin(ids(in_period, ("register",)))
-    f["dispatched_in"] = f.index.isin(ids(in_period, ("dispatch",)))
-    f["closed_in"] = f.index.isin(ids(in_period, ("verify_pass",)))
     f["first_dispatch_at"] = first(("dispatch",))
     f["voided"] = f["state"].eq("voided")
-    f["reg_cohort"] = f["registered_in"] & ~f["voided"]
-    f["disp_cohort"] = (f["first_dispatch_at"] >= lo) & (f["first_dispatch_at"] < hi) & ~f["voided"]
+    _set_period(f, before, c["reported_at"], period)
     f["closed"] = f["state"].eq("closed")
     f["reworked"] = f.index.isin(ids(before, REWORK_ACTIONS))
     f["accurate"] = ~f.index.isin(ids(before, MISDISPATCH_ACTIONS))
@@ -426,7 +443,7 @@ def case_facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of:
         hours[cid] = _span(first_at[cid].to_pydatetime(), resolve_at[cid].to_pydatetime(), False, cal)
     hours = pd.Series(hours, dtype=float).reindex(f.index)
     f["handling_hours"] = hours
-    return f
+    return f, before, c["reported_at"]
 
 
 # =========================================================================== KPIs
@@ -534,6 +551,22 @@ def drill_ids(facts: pd.DataFrame, result: KpiResult) -> tuple[list[int], list[i
     return sorted(int(i) for i in facts.index[num]), cohort
 
 
+def case_flags(facts: pd.DataFrame, results: dict[str, KpiResult]) -> pd.DataFrame:
+    """One row per case behind any of ``results`` (case KPIs), a column per KPI code: "N" when the
+    case counts in the numerator (for counts: is counted), "D" when it is in the denominator
+    only, "" otherwise. The columns' "N" and "N"+"D" totals are each KPI's numerator and
+    denominator."""
+    cols = {}
+    for code, res in results.items():
+        num, den = drill_ids(facts, res)
+        col = pd.Series("", index=facts.index, dtype=object)
+        col[col.index.isin(den)] = "D"
+        col[col.index.isin(num)] = "N"
+        cols[code] = col
+    out = pd.DataFrame(cols, index=facts.index)
+    return out[(out != "").any(axis=1)] if len(out.columns) else out
+
+
 # =========================================================================== composite, rankings
 
 
@@ -625,6 +658,13 @@ def kpi_report(cases: pd.DataFrame, events: pd.DataFrame, rates: Optional[pd.Dat
         raise ValueError("group_by must be None, 'department' or 'district'")
     rates = rates if rates is not None else pd.DataFrame(columns=list(SERVICE_RATE_COLUMNS))
     facts = case_facts(cases, events, period, as_of, cal)
+    return _report(facts, rates, period, as_of, tz=tz, targets=targets, weights=weights, group_by=group_by,
+                   names=names, min_volume=min_volume, top_n=top_n)
+
+
+def _report(facts: pd.DataFrame, rates: pd.DataFrame, period: Period, as_of: datetime, *, tz: str,
+            targets: Optional[dict], weights: Optional[dict], group_by: Optional[str],
+            names: Optional[dict[str, str]], min_volume: int, top_n: int) -> KpiReport:
     kpis = {**case_kpis(facts, period, as_of, targets), **service_kpis(rates, period, tz, targets)}
     report = KpiReport(start=period.start, end=period.end, as_of=_utc(as_of), kpis=kpis, group_by=group_by)
     if group_by is None:
@@ -639,13 +679,212 @@ def kpi_report(cases: pd.DataFrame, events: pd.DataFrame, rates: Optional[pd.Dat
         if group_by == "department":
             groups[code].update(service_kpis(rates[rates["department_code"] == code] if len(rates) else rates,
                                              period, tz, targets, group=g))
+    if group_by == "department" and len(rates):
+        # departments that run government services but had no case in the period
+        for code in sorted(set(rates["department_code"]) - set(groups)):
+            g = {group_by: code}
+            groups[code] = {**case_kpis(facts.iloc[0:0], period, as_of, targets, group=g),
+                            **service_kpis(rates[rates["department_code"] == code], period, tz, targets, group=g)}
     ranking = rank_groups(groups, by=group_by, names=names, min_volume=min_volume, weights=weights, top_n=top_n)
     for code, res in composite_results(ranking, period, as_of).items():
         groups[code]["composite_score"] = res
     return replace(report, groups=groups, ranking=ranking)
 
 
-__all__ = ["CASE_KPIS", "DEFINITIONS", "GRADES", "KpiReport", "KpiResult", "Period", "RankRow", "Ranking",
-           "SERVICE_KPIS", "UNASSIGNED", "case_facts", "case_kpis", "composite_score", "deadline_in_force",
-           "drill_ids", "grade_for", "kpi_report", "previous_period", "rank_groups", "same_period_last_year",
-           "service_days", "service_kpis"]
+# =========================================================================== the brief (trends, comparisons)
+
+
+def period_buckets(period: Period, tz: str) -> list[Period]:
+    """The points of a sparkline: hours for a day, days up to 62 days, weeks (Monday) up to
+    a year, else months; boundaries at city-time midnights, the first and last clipped to the
+    period."""
+    z = ZoneInfo(tz)
+    span = period.end - period.start
+    a = period.start.astimezone(z)
+
+    def nxt(t: datetime) -> datetime:
+        if span <= timedelta(hours=25):
+            return (t.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)).astimezone(UTC)
+        d = t.astimezone(z).date()
+        if span <= timedelta(days=62):
+            d = d + timedelta(days=1)
+        elif span <= timedelta(days=366):
+            d = d + timedelta(days=7 - d.weekday())
+        else:
+            d = _shift_months(d.replace(day=1), 1)
+        return datetime.combine(d, time(0), z).astimezone(UTC)
+
+    out, t = [], a
+    while t < period.end:
+        u = min(nxt(t), period.end)
+        out.append(Period(t, u))
+        t = u
+    return out
+
+
+def kpi_series(facts: pd.DataFrame, before: pd.DataFrame, reported_at: pd.Series, rates: pd.DataFrame,
+               buckets: list[Period], as_of: datetime, *, tz: str) -> dict[str, list[Optional[float]]]:
+    """Each KPI's value per bucket, equal to the KPI of that sub-period at the same ``as_of``
+    (only the cohorts depend on the period); None for buckets that begin after ``as_of``.
+    超期未处置数 is a state at ``as_of``, not a flow: it has no series."""
+    out: dict[str, list[Optional[float]]] = {c: [] for c in CASE_KPIS + SERVICE_KPIS}
+    g = facts.copy(deep=False)
+    as_of = _utc(as_of)
+    for b in buckets:
+        if b.start > as_of:       # not begun yet: no value (a count of 0 would read as a fall)
+            for values in out.values():
+                values.append(None)
+            continue
+        _set_period(g, before, reported_at, b)
+        for code, r in {**case_kpis(g, b, as_of), **service_kpis(rates, b, tz)}.items():
+            out[code].append(r.value)
+    out.pop("overdue_open_count")
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A like-for-like period to compare with: the same progress into the period (``as_of`` at
+    the same offset from its start), so a month in progress meets the previous month's first
+    weeks, not the whole month."""
+
+    kind: str                     # previous (环比) | last_year (同比)
+    period: Period
+    as_of: datetime
+
+
+def comparisons(period: Period, as_of: datetime, tz: str) -> tuple[Comparison, Comparison]:
+    """环比 and 同比 of ``period`` seen at ``as_of``."""
+    as_of = _utc(as_of)
+    prev = previous_period(period, tz)
+    prev_as_of = min(prev.start + (as_of - period.start), as_of)
+    ly = same_period_last_year(period, tz)
+    ly_as_of = same_period_last_year(Period(as_of - timedelta(seconds=1), as_of), tz).end
+
+    def cut(p: Period, at: datetime) -> Period:
+        return Period(p.start, max(min(p.end, at), p.start + timedelta(seconds=1)))
+    return (Comparison("previous", cut(prev, prev_as_of), max(prev_as_of, prev.start)),
+            Comparison("last_year", cut(ly, ly_as_of), max(ly_as_of, ly.start)))
+
+
+def change(current: Optional[float], before: Optional[float], unit: str) -> Optional[float]:
+    """The change shown beside a KPI: percentage points for rates (0.012 = +1.2 个百分点),
+    relative change for counts and hours (0.1 = +10 %); None when either side is missing."""
+    if current is None or before is None:
+        return None
+    if unit == "%":
+        return current - before
+    if before == 0:
+        return None
+    return (current - before) / abs(before)
+
+
+INDICATOR_COLUMNS = ("code", "name", "name_en", "unit", "direction", "target", "period", "group")
+INDICATOR_VALUE_COLUMNS = ("indicator_code", "period_start", "dimension", "value")
+
+
+@dataclass(frozen=True)
+class IndicatorResult:
+    """A KPI-feed indicator over a brief period. Daily indicators: the mean of the days in the
+    period (the sum for counts in 件); monthly/quarterly/yearly ones: the latest value whose
+    period began before the brief's end."""
+
+    code: str
+    name: str
+    name_en: str
+    unit: str
+    direction: str
+    target: Optional[float]
+    group: str
+    period: str                   # day | month | quarter | year
+    value: Optional[float]
+    covers: str                   # what the value covers, e.g. "2026-11-01 至 2026-11-21 日均" or "2026年10月"
+    n: int                        # values behind it
+    series: list[Optional[float]]
+    formula: str
+
+    @property
+    def met(self) -> Optional[bool]:
+        if self.value is None or self.target is None:
+            return None
+        return self.value >= self.target if self.direction == "up" else self.value <= self.target
+
+
+def _label(kind: str, d: date) -> str:
+    if kind == "month":
+        return f"{d.year}年{d.month}月"
+    if kind == "quarter":
+        return f"{d.year}年第{(d.month - 1) // 3 + 1}季度"
+    return f"{d.year}年"
+
+
+def indicator_results(indicators: pd.DataFrame, values: pd.DataFrame, period: Period,
+                      tz: str) -> list[IndicatorResult]:
+    """The KPI feed's indicators (city-wide values, dimension "") over ``period``, by group and code."""
+    first, end = service_days(period, tz)
+    v = values[values["dimension"].fillna("").eq("")] if len(values) else values
+    out = []
+    for ind in indicators.sort_values(["group", "code"]).itertuples(index=False):
+        mine = v[v["indicator_code"] == ind.code] if len(v) else v
+        days = pd.to_datetime(mine["period_start"]).dt.date if len(mine) else pd.Series(dtype=object)
+        target = None if ind.target is None or pd.isna(ind.target) else float(ind.target)
+        if ind.period == "day":
+            inside = mine.assign(d=days)[(days >= first) & (days < end)].sort_values("d") if len(mine) else mine
+            vals = [float(x) for x in inside["value"]] if len(inside) else []
+            total = ind.unit == "件"
+            value = (sum(vals) if total else sum(vals) / len(vals)) if vals else None
+            last = end - timedelta(days=1)
+            covers = f"{first.isoformat()} 至 {last.isoformat()} {'合计' if total else '日均'}"
+            formula = (f"{ind.name} = 统计期内每日数值之{'和' if total else '算术平均'}（{len(vals)} 天有数据）")
+            out.append(IndicatorResult(ind.code, ind.name, ind.name_en, ind.unit, ind.direction, target, ind.group,
+                                       ind.period, value, covers, len(vals), vals, formula))
+            continue
+        upto = mine.assign(d=days)[days < end].sort_values("d") if len(mine) else mine
+        if len(upto):
+            latest = upto.iloc[-1]
+            value, covers = float(latest["value"]), _label(ind.period, latest["d"])
+        else:
+            value, covers = None, "—"
+        series = [float(x) for x in upto["value"].tail(12)] if len(upto) else []
+        formula = f"{ind.name} = 统计期结束前最近一期（{covers}）的数值（按{ {'month': '月', 'quarter': '季度', 'year': '年'}.get(ind.period, ind.period)}报送）"
+        out.append(IndicatorResult(ind.code, ind.name, ind.name_en, ind.unit, ind.direction, target, ind.group,
+                                   ind.period, value, covers, 1 if value is not None else 0, series, formula))
+    return out
+
+
+@dataclass(frozen=True)
+class Brief:
+    """What the leaders' brief shows, every number from the functions above: the period's KPIs
+    with the department ranking (``report``) and the district ranking (``districts``), the
+    like-for-like comparisons, a series per KPI over ``buckets`` and the KPI feed."""
+
+    report: KpiReport
+    districts: KpiReport
+    previous: KpiReport
+    last_year: KpiReport
+    buckets: list[Period]
+    series: dict[str, list[Optional[float]]]
+    indicators: list[IndicatorResult]
+    indicators_previous: dict[str, Optional[float]]
+
+
+def brief_figures(cases: pd.DataFrame, events: pd.DataFrame, rates: pd.DataFrame, period: Period, as_of: datetime,
+                  *, tz: str, cal=None, targets: Optional[dict] = None, weights: Optional[dict] = None,
+                  department_names: Optional[dict[str, str]] = None,
+                  district_names: Optional[dict[str, str]] = None, min_volume: int = DEFAULT_MIN_VOLUME,
+                  top_n: int = 3) -> tuple[KpiReport, KpiReport, list[Period], dict[str, list[Optional[float]]]]:
+    """The period's two grouped reports (department, district) and the KPI series, computing the
+    case facts once; the reports equal :func:`kpi_report` with the same arguments."""
+    facts, before, reported_at = _facts(cases, events, period, as_of, cal)
+    kw = dict(tz=tz, targets=targets, weights=weights, min_volume=min_volume, top_n=top_n)
+    by_dept = _report(facts, rates, period, as_of, group_by="department", names=department_names, **kw)
+    by_district = _report(facts, rates, period, as_of, group_by="district", names=district_names, **kw)
+    buckets = period_buckets(period, tz)
+    return by_dept, by_district, buckets, kpi_series(facts, before, reported_at, rates, buckets, as_of, tz=tz)
+
+
+__all__ = ["CASE_KPIS", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",
+           "Period", "RankRow", "Ranking", "SERVICE_KPIS", "UNASSIGNED", "brief_figures", "case_facts", "case_flags", "case_kpis",
+           "change", "comparisons", "composite_score", "deadline_in_force", "drill_ids", "grade_for",
+           "indicator_results", "kpi_report", "kpi_series", "period_buckets", "previous_period", "rank_groups",
+           "same_period_last_year", "service_days", "service_kpis"]

@@ -24,7 +24,7 @@ MAY_OPEN = {
 # what each page shows once its first callback has answered
 CONTENT = {
     "wall": ".wall-tiles .tile",
-    "brief": "#brief-department-table tbody tr",
+    "brief": "#brief-case-cards .brief-card",
     "dispatch": "#dispatch-total:not(:empty)",
 }
 UPDATED = re.compile(r"数据更新于\s*(\d{2}:\d{2}:\d{2})")

@@ -128,12 +128,13 @@ def _dash_post(client, output: str, inputs: list, state: list | None = None):
 
 
 def test_a_viewer_cannot_pull_the_brief_through_a_crafted_callback(server):
+    store = {"from": "2026-11-01T00:00:00+08:00", "to": "2026-12-01T00:00:00+08:00",
+             "as_of": "2026-11-18T10:00:00+08:00", "preset": "month"}
+    output = "..brief-body.children...brief-period-text.children...brief-pdf.href...brief-xlsx.href.."
     viewer = login(server, "vic", "viewer")
     viewer.get("/_dash-layout")
-    resp = _dash_post(viewer, "..brief-tiles.children...brief-table.children..",
-                      [{"id": "brief-tick", "property": "n_intervals", "value": 1}])
+    resp = _dash_post(viewer, output, [{"id": "brief-period", "property": "data", "value": store}])
     assert resp.status_code == 204  # PreventUpdate: nothing sent
     leader = login(server, "lea", "leader")
-    resp = _dash_post(leader, "..brief-tiles.children...brief-table.children..",
-                      [{"id": "brief-tick", "property": "n_intervals", "value": 1}])
-    assert resp.status_code == 200 and "brief-department-table" in resp.get_data(as_text=True)
+    resp = _dash_post(leader, output, [{"id": "brief-period", "property": "data", "value": store}])
+    assert resp.status_code == 200 and "brief-case-cards" in resp.get_data(as_text=True)

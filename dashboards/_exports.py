@@ -1,0 +1,387 @@
+"""The brief's exports: ``/brief/export.pdf`` (A4, the CJK font embedded) and ``/brief/export.xlsx``
+(the KPIs and the cases behind them), for ``from``/``to`` (ISO dates or datetimes; without an
+offset: city time) and ``as_of`` (default: now, to the minute) — the page's export links carry the
+page's own three values, so a file shows exactly what the page showed. Both render the same
+``queries_brief.brief`` the page renders, with the page's formatting (``_brief_view``)."""
+from __future__ import annotations
+
+import io
+import os
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, jsonify, request, send_file
+from flask_login import current_user
+
+from dashboards import _brief_view as bv
+from dashboards._components import PAGE_ROLES
+from incidents import kpis
+from incidents import queries_brief as qb
+from incidents.model import STATE_LABELS_ZH, State
+
+PDF = "application/pdf"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: TrueType CJK fonts from Debian packages (reportlab embeds TrueType outlines only); the first found is used
+CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+             "/usr/share/fonts/truetype/arphic/uming.ttc")
+FONT_NAME = "CityOpsCJK"
+
+
+class BadRequest(Exception):
+    def __init__(self, code: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = code, kind, message
+
+
+def init_app(server: Flask) -> None:
+    server.add_url_rule("/brief/export.pdf", "brief_export_pdf", export_pdf)
+    server.add_url_rule("/brief/export.xlsx", "brief_export_xlsx", export_xlsx)
+    server.register_error_handler(BadRequest, lambda e: (jsonify(error={"code": e.kind, "message": e.message}),
+                                                         e.status))
+
+
+def _check_role() -> None:
+    if not current_user.is_authenticated:
+        raise BadRequest(401, "unauthorized", "login required")
+    if current_user.role not in PAGE_ROLES["brief"]:
+        raise BadRequest(403, "forbidden", "your role may not export the brief")
+
+
+def _instant(value: str, name: str, tz: str, *, end: bool = False) -> datetime:
+    """An ISO date (the whole day: its midnight, or the next one for an inclusive end) or datetime."""
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime.combine(d + timedelta(days=1) if end else d, time(0), ZoneInfo(tz))
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(400, "bad_request", f"'{name}' is not an ISO date or datetime: {value!r}")
+    return dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo(tz))
+
+
+def params() -> tuple[datetime, datetime, datetime]:
+    """(from, to, as_of) of an export request. A date ``to`` is inclusive (``to=2026-11-30`` ends
+    at 12-01 00:00); a datetime ``to`` is the exclusive end, as the page's links give it."""
+    tz = qb_tz()
+    args = request.args
+    missing = [k for k in ("from", "to") if not args.get(k)]
+    if missing:
+        raise BadRequest(400, "bad_request", f"missing query parameter(s): {', '.join(missing)} (ISO dates)")
+    start = _instant(args["from"], "from", tz)
+    end = _instant(args["to"], "to", tz, end=True)
+    if not start < end:
+        raise BadRequest(400, "bad_request", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+    if end - start > timedelta(days=366 * 3):
+        raise BadRequest(400, "bad_request", "a brief covers at most 3 years")
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    as_of = _instant(args["as_of"], "as_of", tz) if args.get("as_of") else now
+    return start, end, as_of
+
+
+def qb_tz() -> str:
+    from dashboards._components import city_tz
+    return city_tz()
+
+
+def _filename(start: datetime, end: datetime, ext: str) -> str:
+    tz = qb_tz()
+    return f"cityops-brief-{bv.local(start, tz, '%Y%m%d')}-{bv.local(end - timedelta(seconds=1), tz, '%Y%m%d')}.{ext}"
+
+
+def export_pdf():
+    _check_role()
+    start, end, as_of = params()
+    data = brief_pdf(qb.brief(start, end, as_of))
+    return send_file(io.BytesIO(data), mimetype=PDF, download_name=_filename(start, end, "pdf"))
+
+
+def export_xlsx():
+    _check_role()
+    start, end, as_of = params()
+    b = qb.brief(start, end, as_of)
+    rows, flags = qb.case_table(start, end, as_of)
+    data = brief_xlsx(b, rows, flags)
+    return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True, download_name=_filename(start, end, "xlsx"))
+
+
+def _title() -> str:
+    from incidents.queries import city_info
+    return f"{city_info().title} 城市运行指标简报"
+
+
+# =========================================================================== PDF
+
+
+def cjk_font() -> str:
+    """Registers the CJK font with reportlab once; a missing font is a clear setup error."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+    if FONT_NAME in pdfmetrics.getRegisteredFontNames():
+        return FONT_NAME
+    configured = current_app.config.get("PDF_FONT") or os.environ.get("CITYOPS_PDF_FONT")
+    for path in ([configured] if configured else []) + list(CJK_FONTS):
+        if path and os.path.exists(path):
+            pdfmetrics.registerFont(TTFont(FONT_NAME, path, subfontIndex=0))
+            return FONT_NAME
+    raise BadRequest(503, "font_missing", "no CJK TrueType font installed for the PDF: run `make fonts` "
+                                          "(apt-get install fonts-wqy-zenhei) or set CITYOPS_PDF_FONT")
+
+
+def _spark(values, target=None, width=70, height=16):
+    from reportlab.graphics.shapes import Drawing, Line, PolyLine
+    from reportlab.lib import colors
+    d = Drawing(width, height)
+    pts = [(i, v) for i, v in enumerate(values or []) if v is not None]
+    if len(pts) < 2:
+        return d
+    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+    if target is not None and lo <= target <= hi:
+        lo, hi = min(lo, target), max(hi, target)
+    span = (hi - lo) or 1.0
+    n = max(len(values) - 1, 1)
+
+    def y(v):
+        return 1 + (height - 2) * (v - lo) / span
+    if target is not None and lo <= target <= hi:
+        d.add(Line(0, y(target), width, y(target), strokeColor=colors.HexColor("#9aa7b8"), strokeWidth=0.4,
+                   strokeDashArray=[2, 2]))
+    d.add(PolyLine([c for i, v in pts for c in (width * i / n, y(v))], strokeColor=colors.HexColor("#1f6fb2"),
+                   strokeWidth=0.9))
+    return d
+
+
+def brief_pdf(b: kpis.Brief) -> bytes:
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    font = cjk_font()
+    tz = qb_tz()
+    r = b.report
+    base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11, wordWrap="CJK")
+    small = ParagraphStyle("small", parent=base, fontSize=7, leading=9, textColor=colors.HexColor("#444444"))
+    h1 = ParagraphStyle("h1", parent=base, fontSize=16, leading=20, spaceAfter=4)
+    h2 = ParagraphStyle("h2", parent=base, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4,
+                        textColor=colors.HexColor("#0b3d78"))
+    grid = TableStyle([("FONTNAME", (0, 0), (-1, -1), font), ("FONTSIZE", (0, 0), (-1, -1), 8),
+                       ("LEADING", (0, 0), (-1, -1), 10),
+                       ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef6")),
+                       ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#c5cfdb")),
+                       ("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("ALIGN", (1, 1), (-1, -1), "RIGHT")])
+    red, green = colors.HexColor("#b3261e"), colors.HexColor("#1e7a46")
+
+    story = [Paragraph(_title(), h1),
+             Paragraph(f"统计期：{bv.period_text(r.start, r.end, tz)}　　统计时点：{bv.local(r.as_of, tz)}（{tz}）", base),
+             Paragraph(f"环比：{bv.period_text(b.previous.start, b.previous.end, tz)}　　同比：{bv.period_text(b.last_year.start, b.last_year.end, tz)}"
+                       "（对比期取相同进度，在相应时点统计）", small), Spacer(1, 4)]
+
+    def kpi_table(codes):
+        rows = [["指标", "数值", "目标", "环比", "同比", "分子 ÷ 分母", "走势"]]
+        style = TableStyle(grid.getCommands())
+        for i, code in enumerate(codes, start=1):
+            k = r.kpis[code]
+            rows.append([k.name, bv.with_unit(k.value, k.unit), bv.target_text(k).replace("目标 ", ""),
+                         bv.change_text(k.value, b.previous.kpis[code].value, k.unit),
+                         bv.change_text(k.value, b.last_year.kpis[code].value, k.unit),
+                         bv.ratio_text(k), _spark(b.series.get(code), k.target)])
+            if k.met is not None:
+                style.add("TEXTCOLOR", (1, i), (1, i), green if k.met else red)
+        t = Table(rows, colWidths=[30 * mm, 24 * mm, 22 * mm, 24 * mm, 24 * mm, 30 * mm, 26 * mm], repeatRows=1)
+        t.setStyle(style)
+        return t
+
+    story += [Paragraph("一、案件办理", h2), kpi_table(bv.CASE_CARDS),
+              Paragraph("二、一网通办 · 好差评", h2), kpi_table(bv.SERVICE_CARDS)]
+
+    def ranking(report, by_label, limit=15):
+        rk = report.ranking
+        rows = [["名次", by_label, "立案量", "结案率", "按期处置率", "返工率", "综合指标值", "等级"]]
+        for x in rk.ranked[:limit]:
+            rows.append([x.rank, Paragraph(x.name, base), f"{x.volume:,}", bv.with_unit(x.closure_rate, "%"),
+                         bv.with_unit(x.on_time_disposal_rate, "%"), bv.with_unit(x.rework_rate, "%"),
+                         f"{x.score:.1f}", x.grade])
+        t = Table(rows, colWidths=[12 * mm, 52 * mm, 17 * mm, 20 * mm, 22 * mm, 18 * mm, 22 * mm, 12 * mm],
+                  repeatRows=1)
+        t.setStyle(TableStyle(grid.getCommands() + [("ALIGN", (0, 0), (1, -1), "LEFT")]))
+        note = f"参与排名 {len(rk.ranked)} 个，立案量不足 {rk.min_volume} 件未参与排名 {len(rk.unranked)} 个"
+        if len(rk.ranked) > limit:
+            note += f"；此处列前 {limit} 名，完整排名见 Excel"
+        return [t, Paragraph(note, small)]
+
+    story += [Paragraph("三、部门综合指标排名", h2), *ranking(r, "部门"),
+              Paragraph("四、区县综合指标排名", h2), *ranking(b.districts, "区县")]
+    rk = r.ranking
+    if rk and rk.ranked:
+        rows = [["红榜（最高）", "综合指标值", "黑榜（最低）", "综合指标值"]]
+        for i in range(max(len(rk.red), len(rk.black))):
+            a = rk.red[i] if i < len(rk.red) else None
+            z = rk.black[i] if i < len(rk.black) else None
+            rows.append([Paragraph(a.name, base) if a else "", f"{a.score:.1f}（{a.grade}）" if a else "",
+                         Paragraph(z.name, base) if z else "", f"{z.score:.1f}（{z.grade}）" if z else ""])
+        t = Table(rows, colWidths=[55 * mm, 30 * mm, 55 * mm, 30 * mm])
+        t.setStyle(TableStyle(grid.getCommands() + [("ALIGN", (2, 0), (2, -1), "LEFT")]))
+        story += [KeepTogether([Paragraph("五、红黑榜（部门）", h2), t])]
+    svc = bv.service_rows(r)
+    if svc:
+        rows = [["部门", "办件量", "网办件数", "网办率", "达标（≥ 85%）", "好评率", "按时办结率"]]
+        style = TableStyle(grid.getCommands())
+        for i, x in enumerate(svc, start=1):
+            rows.append([Paragraph(x["name"], base), f"{x['total']:,}", f"{x['online']:,}", bv.with_unit(x["online_rate"], "%"),
+                         "达标" if x["met"] else "未达标", bv.with_unit(x["good_rating_rate"], "%"),
+                         bv.with_unit(x["on_time_completion_rate"], "%")])
+            style.add("TEXTCOLOR", (3, i), (4, i), green if x["met"] else red)
+        t = Table(rows, colWidths=[52 * mm, 18 * mm, 18 * mm, 20 * mm, 22 * mm, 18 * mm, 22 * mm], repeatRows=1)
+        t.setStyle(style)
+        story += [Paragraph("六、一网通办 网办率（按部门）", h2), t]
+    if b.indicators:
+        rows = [["分组", "指标", "数值", "目标", "环比", "数据期", "走势"]]
+        for x in b.indicators:
+            prev = b.indicators_previous.get(x.code)
+            rows.append([x.group, Paragraph(x.name, base), bv.with_unit(x.value, x.unit),
+                         bv.target_text(x).replace("目标 ", ""),
+                         bv.change_text(x.value, prev, x.unit) if x.period == "day" else "",
+                         Paragraph(x.covers, small), _spark(x.series, x.target, width=50)])
+        t = Table(rows, colWidths=[20 * mm, 38 * mm, 24 * mm, 22 * mm, 22 * mm, 34 * mm, 20 * mm], repeatRows=1)
+        t.setStyle(TableStyle(grid.getCommands() + [("ALIGN", (1, 0), (1, -1), "LEFT")]))
+        story += [Paragraph("七、热线及其他指标", h2), t]
+    story += [Paragraph("附：指标口径", h2)]
+    story += [Paragraph(f"<b>{r.kpis[c].name}</b>：{r.kpis[c].formula}", small) for c in bv.CASE_CARDS + bv.SERVICE_CARDS]
+    if rk:
+        story.append(Paragraph(f"<b>综合指标值</b>：{rk.formula}", small))
+
+    generated = bv.local(datetime.now(timezone.utc), tz)
+
+    def footer(canvas, doc):
+        canvas.saveState()
+        canvas.setFont(font, 7)
+        canvas.setFillColor(colors.HexColor("#666666"))
+        canvas.drawString(15 * mm, 10 * mm, f"CityOps · {_title()} · 生成于 {generated}")
+        canvas.drawRightString(A4[0] - 15 * mm, 10 * mm, f"第 {doc.page} 页")
+        canvas.restoreState()
+
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm,
+                            bottomMargin=16 * mm, title=_title(), author="CityOps",
+                            subject=f"{bv.period_text(r.start, r.end, tz)}")
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return out.getvalue()
+
+
+# =========================================================================== Excel
+
+
+def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
+    """Sheets: 概览 (the KPIs with target, 环比, 同比, numerator, denominator, 口径), 走势, 部门排名,
+    区县排名, 一网通办, 其他指标 and 案件清单 (one row per case behind a case KPI, a column per
+    KPI: 分子 / 分母). Values are numbers (rates as fractions formatted as %), times city-local."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+
+    tz = qb_tz()
+    z = ZoneInfo(tz)
+    r = b.report
+    wb = Workbook(write_only=True)
+    bold, head_fill = Font(bold=True), PatternFill("solid", fgColor="DCE6F2")
+
+    def sheet(title, widths):
+        ws = wb.create_sheet(title)
+        for i, w in enumerate(widths):
+            ws.column_dimensions[chr(ord("A") + i) if i < 26 else "A" + chr(ord("A") + i - 26)].width = w
+        return ws
+
+    def head(ws, names):
+        cells = []
+        for n in names:
+            c = WriteOnlyCell(ws, value=n)
+            c.font, c.fill = bold, head_fill
+            cells.append(c)
+        ws.append(cells)
+
+    def num(ws, v, unit=""):
+        c = WriteOnlyCell(ws, value=v)
+        if unit == "%" and v is not None:
+            c.number_format = "0.0%"
+        elif isinstance(v, float):
+            c.number_format = "#,##0.0"
+        elif isinstance(v, int):
+            c.number_format = "#,##0"
+        return c
+
+    def naive(dt):
+        return dt.astimezone(z).replace(tzinfo=None) if dt is not None else None
+
+    ws = sheet("概览", [16, 18, 12, 8, 10, 8, 12, 14, 12, 14, 12, 12, 90])
+    ws.append([_title()])
+    ws.append(["统计期", bv.period_text(r.start, r.end, tz), "", "统计时点", bv.local(r.as_of, tz), "", tz])
+    ws.append(["环比期", bv.period_text(b.previous.start, b.previous.end, tz), "", "同比期",
+               bv.period_text(b.last_year.start, b.last_year.end, tz)])
+    ws.append([])
+    head(ws, ["编码", "指标", "数值", "单位", "目标", "达标", "环比期数值", "环比变化", "同比期数值", "同比变化",
+              "分子", "分母", "口径"])
+    for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
+        k = r.kpis[code]
+        p, ly = b.previous.kpis[code].value, b.last_year.kpis[code].value
+        ws.append([code, k.name, num(ws, k.value, k.unit), k.unit, num(ws, k.target, k.unit),
+                   None if k.met is None else ("是" if k.met else "否"), num(ws, p, k.unit),
+                   bv.change_text(k.value, p, k.unit), num(ws, ly, k.unit), bv.change_text(k.value, ly, k.unit),
+                   num(ws, k.numerator), num(ws, k.denominator), k.formula])
+
+    ws = sheet("走势", [18] + [14] * 16)
+    codes = list(b.series)
+    head(ws, ["时段开始"] + [r.kpis[c].name for c in codes])
+    for i, bucket in enumerate(b.buckets):
+        ws.append([bv.local(bucket.start, tz)] + [num(ws, b.series[c][i], r.kpis[c].unit) for c in codes])
+
+    for title, report, label in (("部门排名", r, "部门"), ("区县排名", b.districts, "区县")):
+        ws = sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8, 30])
+        head(ws, ["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级",
+                  "未参与排名原因"])
+        rk = report.ranking
+        for x in rk.ranked + rk.unranked:
+            ws.append([x.rank, x.code, x.name, num(ws, x.volume), num(ws, x.closure_rate, "%"),
+                       num(ws, x.on_time_disposal_rate, "%"), num(ws, x.rework_rate, "%"), num(ws, x.volume_score),
+                       num(ws, x.score), x.grade, x.reason])
+        ws.append([])
+        ws.append([rk.formula])
+        ws.append(["红榜"] + [x.name for x in rk.red])
+        ws.append(["黑榜"] + [x.name for x in rk.black])
+
+    ws = sheet("一网通办", [14, 34, 12, 12, 10, 10, 10, 12])
+    head(ws, ["编码", "部门", "办件量", "网办件数", "网办率", "目标", "好评率", "按时办结率"])
+    for x in bv.service_rows(r):
+        ws.append([x["code"], x["name"], num(ws, x["total"]), num(ws, x["online"]), num(ws, x["online_rate"], "%"),
+                   num(ws, x["target"], "%"), num(ws, x["good_rating_rate"], "%"),
+                   num(ws, x["on_time_completion_rate"], "%")])
+
+    ws = sheet("其他指标", [12, 24, 28, 12, 10, 10, 12, 30, 60])
+    head(ws, ["分组", "编码", "指标", "数值", "单位", "目标", "环比期数值", "数据期", "口径"])
+    for x in b.indicators:
+        ws.append([x.group, x.code, x.name, num(ws, x.value, x.unit), x.unit, num(ws, x.target, x.unit),
+                   num(ws, b.indicators_previous.get(x.code), x.unit), x.covers, x.formula])
+
+    case_codes = list(flags.columns)
+    ws = sheet("案件清单", [10, 36, 18, 12, 26, 10, 17, 17, 17] + [10] * len(case_codes))
+    ws.append(["每行一件案件；各指标列：分子 = 计入该指标分子，分母 = 仅在分母中。筛选某列即得该指标背后的案件。"])
+    head(ws, ["案件号", "问题", "类别", "区县", "部门", "状态", "上报时间", "处置时限", "结案时间"]
+         + [r.kpis[c].name for c in case_codes])
+    label = {"N": "分子", "D": "分母", "": None}
+    by_id = flags.to_dict(orient="index")
+    for row in case_rows:
+        f = by_id.get(row["id"], {})
+        try:
+            state = STATE_LABELS_ZH[State(row["state"])]
+        except (ValueError, KeyError):
+            state = row["state"]
+        ws.append([row["id"], row["title"], row["category"], row["district"], row["department"], state,
+                   naive(row["reported_at"]), naive(row["deadline"]), naive(row["closed_at"])]
+                  + [label[f.get(c, "")] for c in case_codes])
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+__all__ = ["brief_pdf", "brief_xlsx", "init_app", "params"]

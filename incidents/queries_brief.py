@@ -1,0 +1,200 @@
+"""Read model of the leaders' brief (/brief, its PDF and Excel exports): every number comes from
+:mod:`incidents.kpis` over the frames :func:`incidents.queries.load_kpi_frames` loads, the same
+functions ``/api/v1/kpis`` calls, so the page, the API and the exports agree by construction.
+
+Memoized with the data version in the key; ``as_of`` is part of the key too, so a brief is a
+fixed picture of one instant (the page and its export links carry the same ``as_of``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from data_sources.cache import cache
+from data_sources.db import session_scope
+from incidents import kpis
+from incidents.queries import KPI_MIN_VOLUME, current_version, load_kpi_frames
+from incidents.tables import Area, Category, Department, Incident, KpiIndicator, KpiValue
+
+PRESETS = ("today", "week", "month", "quarter", "custom")
+DRILL_ROWS = 200          # case rows the page lists under a card (the Excel file has them all)
+
+
+def preset_period(preset: str, now: datetime, tz: str, *, start: Optional[date] = None,
+                  end: Optional[date] = None) -> kpis.Period:
+    """The period a picker choice means in city time: today, this week (Monday), this month,
+    this quarter, or ``custom`` from ``start`` to ``end`` inclusive (whole days)."""
+    z = ZoneInfo(tz)
+    d = now.astimezone(z).date()
+
+    def at(day: date) -> datetime:
+        return datetime.combine(day, time(0), z)
+    if preset == "today":
+        return kpis.Period(at(d), at(d + timedelta(days=1)))
+    if preset == "week":
+        monday = d - timedelta(days=d.weekday())
+        return kpis.Period(at(monday), at(monday + timedelta(days=7)))
+    if preset == "month":
+        first = d.replace(day=1)
+        return kpis.Period(at(first), at(kpis._shift_months(first, 1)))
+    if preset == "quarter":
+        first = date(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
+        return kpis.Period(at(first), at(kpis._shift_months(first, 3)))
+    if preset == "custom":
+        if start is None or end is None:
+            raise ValueError("a custom period needs a start and an end date")
+        if end < start:
+            raise ValueError(f"the end date {end} is before the start date {start}")
+        return kpis.Period(at(start), at(end + timedelta(days=1)))
+    raise ValueError(f"unknown period {preset!r}: one of {', '.join(PRESETS)}")
+
+
+def _runtime():
+    from flask import current_app
+    from data_sources.runtime import get_runtime
+    return get_runtime(current_app)
+
+
+def _frames(s, start: datetime, end: datetime, as_of: datetime):
+    rt = _runtime()
+    return load_kpi_frames(s, start, end, as_of, priority_factors=rt.pack.priority_factors,
+                           hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
+
+
+def _indicator_frames(s, end: datetime, tz: str):
+    import pandas as pd
+    last = end.astimezone(ZoneInfo(tz)).date()
+    ind = pd.DataFrame(s.execute(select(KpiIndicator.code, KpiIndicator.name, KpiIndicator.name_en,
+                                        KpiIndicator.unit, KpiIndicator.direction, KpiIndicator.target,
+                                        KpiIndicator.period, KpiIndicator.group)).all(),
+                       columns=list(kpis.INDICATOR_COLUMNS))
+    vals = pd.DataFrame(s.execute(select(KpiValue.indicator_code, KpiValue.period_start, KpiValue.dimension,
+                                         KpiValue.value)
+                                  .where(KpiValue.period_start <= last,
+                                         KpiValue.period_start >= last - timedelta(days=3 * 366))).all(),
+                        columns=list(kpis.INDICATOR_VALUE_COLUMNS))
+    return ind, vals
+
+
+def brief(from_: datetime, to: datetime, as_of: datetime) -> kpis.Brief:
+    """The brief of ``[from_, to)`` seen at ``as_of`` (aware datetimes)."""
+    period = kpis.Period(from_, to)
+    return _brief(current_version(), period.start.isoformat(), period.end.isoformat(),
+                  kpis._utc(as_of).isoformat())
+
+
+@cache.memoize(timeout=900)
+def _brief(version: int, start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
+    rt = _runtime()
+    pack, tz = rt.pack, rt.pack.timezone
+    start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
+    period = kpis.Period(start, end)
+    kw = dict(tz=tz, cal=rt.calendar, targets=pack.kpi_targets)
+    with session_scope() as s:
+        cases, events, rates = _frames(s, start, end, as_of)
+        dept_names = dict(s.execute(select(Department.code, Department.name)).all())
+        district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
+        by_dept, by_district, buckets, series = kpis.brief_figures(
+            cases, events, rates, period, as_of, weights=pack.kpi_weights or None, department_names=dept_names,
+            district_names=district_names, min_volume=KPI_MIN_VOLUME, **kw)
+        del cases, events
+        reports = []
+        for cmp in kpis.comparisons(period, as_of, tz):
+            c, e, r = _frames(s, cmp.period.start, cmp.period.end, cmp.as_of)
+            reports.append(kpis.kpi_report(c, e, r, cmp.period, cmp.as_of, **kw))
+        ind, vals = _indicator_frames(s, end, tz)
+    indicators = kpis.indicator_results(ind, vals, period, tz)
+    prev = kpis.Period(reports[0].start, reports[0].end)
+    prev_ind = {r.code: r.value for r in kpis.indicator_results(ind, vals, prev, tz)}
+    return kpis.Brief(report=by_dept, districts=by_district, previous=reports[0], last_year=reports[1],
+                      buckets=buckets, series=series, indicators=indicators, indicators_previous=prev_ind)
+
+
+# --------------------------------------------------------------------------- drill-through
+
+@dataclass(frozen=True)
+class Drill:
+    code: str
+    name: str
+    numerator: int
+    denominator: Optional[int]     # None for counts
+    rows: list[dict]               # the first DRILL_ROWS cases: numerator first, then the rest of the cohort
+    formula: str
+
+
+def _result_for(report: kpis.KpiReport, code: str, group: Optional[tuple[str, str]]) -> kpis.KpiResult:
+    if group is None:
+        return report.kpis[code]
+    return report.groups[group[1]][code]
+
+
+def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *,
+          group: Optional[tuple[str, str]] = None, limit: int = DRILL_ROWS) -> Drill:
+    """The cases behind one case KPI of the brief (``group``: ("department"|"district", code))."""
+    if code not in kpis.CASE_KPIS and code != "composite_score":
+        raise ValueError(f"{code!r} is not computed from cases")
+    period = kpis.Period(from_, to)
+    num, den = _drill_ids(current_version(), period.start.isoformat(), period.end.isoformat(),
+                          kpis._utc(as_of).isoformat(), code, group)
+    b = brief(from_, to, as_of)
+    report = b.districts if group and group[0] == "district" else b.report
+    res = _result_for(report, code, group)
+    in_num = set(num)
+    ordered = num + [i for i in den if i not in in_num]
+    rows = case_rows(ordered[:limit])
+    for r in rows:
+        r["in_numerator"] = r["id"] in in_num
+    return Drill(code=code, name=res.name, numerator=len(num), denominator=len(den) if res.denominator is not None
+                 else None, rows=rows, formula=res.formula)
+
+
+@cache.memoize(timeout=900)
+def _drill_ids(version: int, start_iso: str, end_iso: str, as_of_iso: str, code: str,
+               group: Optional[tuple[str, str]]) -> tuple[list[int], list[int]]:
+    rt = _runtime()
+    start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
+    period = kpis.Period(start, end)
+    with session_scope() as s:
+        cases, events, _rates = _frames(s, start, end, as_of)
+    facts = kpis.case_facts(cases, events, period, as_of, rt.calendar)
+    b = _brief(version, start_iso, end_iso, as_of_iso)
+    report = b.districts if group and group[0] == "district" else b.report
+    res = _result_for(report, code, tuple(group) if group else None)
+    return kpis.drill_ids(facts, res)
+
+
+def case_rows(ids: list[int]) -> list[dict]:
+    """id, title, category, district, department, state, report time and deadline of the given
+    cases, in the given order."""
+    if not ids:
+        return []
+    with session_scope() as s:
+        rows = s.execute(
+            select(Incident.id, Incident.title, Category.name, Area.name, Department.name, Incident.state,
+                   Incident.reported_at, Incident.deadline, Incident.closed_at)
+            .outerjoin(Category, Category.code == Incident.category_code)
+            .outerjoin(Area, Area.code == Incident.district_code)
+            .outerjoin(Department, Department.code == Incident.department_code)
+            .where(Incident.id.in_(ids))).all()
+    by_id = {r[0]: dict(id=r[0], title=r[1], category=r[2] or "", district=r[3] or "", department=r[4] or "",
+                        state=r[5], reported_at=r[6], deadline=r[7],
+                        closed_at=r[8]) for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def case_table(from_: datetime, to: datetime, as_of: datetime):
+    """For the Excel export: one row per case behind any case KPI of the period, with a column per
+    KPI: "分子" (counted in the numerator), "分母" (in the denominator only) or empty."""
+    rt = _runtime()
+    period = kpis.Period(from_, to)
+    b = brief(from_, to, as_of)
+    with session_scope() as s:
+        cases, events, _rates = _frames(s, period.start, period.end, as_of)
+    facts = kpis.case_facts(cases, events, period, as_of, rt.calendar)
+    flags = kpis.case_flags(facts, {c: b.report.kpis[c] for c in kpis.CASE_KPIS})
+    rows = case_rows([int(i) for i in flags.index])
+    return rows, flags
