@@ -12,6 +12,8 @@ from incidents import kpis
 
 CASE_CARDS = kpis.CASE_KPIS
 SERVICE_CARDS = kpis.SERVICE_KPIS
+#: a change under 0.05 (percentage points or %) prints as 0.0: shown as no change, neither good nor bad
+FLAT = 0.0005
 PRESET_LABELS = {"today": ("今日", "Today"), "week": ("本周", "This week"), "month": ("本月", "This month"),
                  "quarter": ("本季度", "This quarter"), "custom": ("自定义", "Custom")}
 
@@ -61,7 +63,7 @@ def change_text(current: Optional[float], before: Optional[float], unit: str, en
     c = kpis.change(current, before, unit)
     if c is None:
         return "—"
-    arrow = "▲" if c > 0 else ("▼" if c < 0 else "＝")
+    arrow = "▲" if c >= FLAT else ("▼" if c <= -FLAT else "＝")
     if is_rate(unit):
         return f"{arrow} {abs(100 * c):.1f} {'pts' if en else '个百分点'}"
     return f"{arrow} {abs(100 * c):.1f}%"
@@ -70,7 +72,7 @@ def change_text(current: Optional[float], before: Optional[float], unit: str, en
 def change_tone(current: Optional[float], before: Optional[float], unit: str, direction: str) -> str:
     """good | bad | flat: whether the change is an improvement for this KPI."""
     c = kpis.change(current, before, unit)
-    if c is None or abs(c) < 1e-12:
+    if c is None or abs(c) < FLAT:
         return "flat"
     return "good" if (c > 0) == (direction == "up") else "bad"
 
@@ -98,9 +100,11 @@ def period_text(start: datetime, end: datetime, tz: str) -> str:
 
 
 def sparkline_svg(values: list[Optional[float]], *, color: str = "#35a7ff", width: int = 160, height: int = 34,
-                  target: Optional[float] = None) -> str:
+                  target: Optional[float] = None, partial_from: Optional[int] = None) -> str:
     """A small line as a data URI (an <img> needs no WebGL context and no plotly): gaps where a
-    point has no value, a dashed line at the target when it falls in the range."""
+    point has no value, a dashed line at the target when it falls in the range; points from
+    ``partial_from`` on (the slice still running) in grey, so a day just begun does not read as
+    a fall."""
     pts = [(i, v) for i, v in enumerate(values) if v is not None]
     body = ""
     if pts:
@@ -113,8 +117,9 @@ def sparkline_svg(values: list[Optional[float]], *, color: str = "#35a7ff", widt
 
         def xy(i, v):
             return 2 + (width - 4) * i / n, height - 3 - (height - 6) * (v - lo) / span
+        cut = len(values) if partial_from is None else partial_from
         runs, run = [], []
-        for i, v in enumerate(values):
+        for i, v in enumerate(values[:cut]):
             if v is None:
                 if run:
                     runs.append(run)
@@ -129,8 +134,14 @@ def sparkline_svg(values: list[Optional[float]], *, color: str = "#35a7ff", widt
             else:
                 body += ('<polyline fill="none" stroke="{c}" stroke-width="1.8" points="{p}"/>'
                          .format(c=color, p=" ".join(f"{x:.1f},{y:.1f}" for x, y in r)))
-        x, y = xy(*pts[-1])
-        body += f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.6" fill="{color}"/>'
+        tail = [xy(i, v) for i, v in enumerate(values) if v is not None and i >= cut - 1 and i >= 0]
+        if partial_from is not None and len(tail) > 1:
+            body += ('<polyline fill="none" stroke="#8aa2bf" stroke-width="1.4" stroke-dasharray="2,2" points="{p}"/>'
+                     .format(p=" ".join(f"{x:.1f},{y:.1f}" for x, y in tail)))
+        done = [(i, v) for i, v in pts if i < cut]
+        if done:
+            x, y = xy(*done[-1])
+            body += f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.6" fill="{color}"/>'
         if target is not None and lo <= target <= hi and hi > lo:
             ty = xy(0, target)[1]
             body += (f'<line x1="0" x2="{width}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#8aa2bf" '
@@ -156,3 +167,11 @@ def service_rows(report: kpis.KpiReport) -> list[dict]:
                          on_time_completion_rate=ks["on_time_completion_rate"].value))
     rows.sort(key=lambda r: (r["online_rate"], r["code"]))
     return rows
+
+
+def running_bucket(buckets, as_of) -> Optional[int]:
+    """Index of the slice that contains ``as_of`` (still running), if any."""
+    for i, b in enumerate(buckets):
+        if b.start <= as_of < b.end:
+            return i
+    return None

@@ -83,6 +83,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "brief_drill_rate": ("分子 {num} 件 ÷ 分母 {den} 件（✓ 为计入分子的案件）",
                          "numerator {num} ÷ denominator {den} (✓ counted in the numerator)"),
     "brief_drill_in": ("计入分子", "In numerator"),
+    "brief_drill_close": ("关闭 ✕", "Close ✕"),
     "brief_drill_more": ("此处列出前 {shown} 件（共 {total} 件），完整清单见 Excel 导出",
                          "showing the first {shown} of {total}; the Excel export has them all"),
     "f_title": ("问题", "Problem"),

@@ -23,6 +23,7 @@ BRIEF_XLSX = "brief-xlsx"
 BRIEF_PERIOD_TEXT = "brief-period-text"
 BRIEF_BODY = "brief-body"
 BRIEF_DRILL = "brief-drill"
+BRIEF_DRILL_CLOSE = "brief-drill-close"
 BRIEF_CARD = "brief-card"              # pattern-matching type, with "code"
 
 DISPATCH_VIEW = "dispatch-view"

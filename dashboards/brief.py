@@ -155,7 +155,8 @@ def card(b, code: str) -> html.Div:
                   html.Span([t("brief_yoy"), " ", html.B(bv.change_text(k.value, ly, k.unit, en))],
                             className=f"chg {bv.change_tone(k.value, ly, k.unit, k.direction)}")],
                  className="card-changes"),
-        html.Img(src=bv.sparkline_svg(series, target=k.target), className="card-spark",
+        html.Img(src=bv.sparkline_svg(series, target=k.target, partial_from=bv.running_bucket(b.buckets, b.report.as_of)),
+                 className="card-spark",
                  title=t("brief_spark_note", n=len(series))) if series else
         html.Div(t("brief_no_series"), className="card-spark muted"),
         html.Div(bv.ratio_text(k, en), className="card-ratio"),
@@ -280,7 +281,7 @@ def drill_panel(d) -> html.Div:
                     html.Th(t("district")), html.Th(t("department")), html.Th(t("f_state")),
                     html.Th(t("f_reported")), html.Th(t("f_deadline"))])
     rows = [html.Tr([html.Td(html.A(r["id"], href=f"/incidents/{r['id']}")),
-                     html.Td("✓" if r["in_numerator"] else "", className="num"),
+                     html.Td("✓" if r["in_numerator"] else "", className="tick"),
                      html.Td(r["title"]), html.Td(r["category"]), html.Td(r["district"]), html.Td(r["department"]),
                      html.Td(state_label(r["state"])), html.Td(local_time(r["reported_at"])),
                      html.Td(local_time(r["deadline"]))]) for r in d.rows]
@@ -288,7 +289,15 @@ def drill_panel(d) -> html.Div:
     total = d.denominator if d.denominator is not None else d.numerator
     more = t("brief_drill_more", shown=f"{shown:,}", total=f"{total:,}") if total > shown else ""
     return panel(f"{d.name} · {t('brief_drill_title')}", html.Div([
+        html.Button(t("brief_drill_close"), id=ids.BRIEF_DRILL_CLOSE, className="btn-link drill-close", n_clicks=0),
         html.P([html.B(summary), " ", html.Span(more, className="muted")], id="brief-drill-summary"),
         html.P(d.formula, className="muted small"),
         html.Div(html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="brief-drill-table"),
                  className="scroll drill-scroll")]), cls="table-panel", id_="brief-drill-panel")
+
+
+# closing the drawer is the browser's business: nothing to check or fetch
+dash.clientside_callback(
+    "function(n) { return n ? null : window.dash_clientside.no_update; }",
+    Output(ids.BRIEF_DRILL, "children", allow_duplicate=True), Input(ids.BRIEF_DRILL_CLOSE, "n_clicks"),
+    prevent_initial_call=True)

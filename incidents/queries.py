@@ -624,13 +624,18 @@ KPI_SKIPPED_ACTIONS = ("update", "supervise")
 KPI_MIN_VOLUME = 20
 
 
-def _kpi_relevant(start: datetime, as_of: datetime):
-    """Ids of the cases a period can need: reported by as_of and either open now or touched since
-    the period's start (reported/registered/dispatched/closed in it, or open at its start and
-    changed later). A case closed before the start and never touched again is not needed."""
+def _kpi_relevant(start: datetime, end: datetime, as_of: datetime):
+    """Ids of the cases a period can need, reported by ``as_of``: the cohorts need only cases
+    reported before the period's end and touched since its start (reported, registered,
+    dispatched or closed in it); 超期未处置数 needs every case open at ``as_of``: those open now
+    and those changed after ``as_of``. A case closed before the start and never touched again is
+    not needed, nor one reported after the end and settled before ``as_of``."""
     touched = select(IncidentEvent.incident_id).where(IncidentEvent.at >= start)
+    changed_later = select(IncidentEvent.incident_id).where(IncidentEvent.at > as_of)
     return select(Incident.id).where(Incident.reported_at <= as_of,
-                                     (Incident.state.in_(OPEN_STATES)) | Incident.id.in_(touched))
+                                     Incident.state.in_(OPEN_STATES)
+                                     | ((Incident.reported_at < end) & Incident.id.in_(touched))
+                                     | Incident.id.in_(changed_later))
 
 
 def _frame(s: Session, stmt, names: list[str], datetimes: tuple[str, ...] = ()):
@@ -661,7 +666,7 @@ def load_kpi_frames(s: Session, start: datetime, end: datetime, as_of: datetime,
     from incidents.model import TimeUnit
     from incidents.tables import ServiceRate
 
-    relevant = _kpi_relevant(start, as_of)
+    relevant = _kpi_relevant(start, end, as_of)
     cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
                              Incident.state, _raw(Incident.deadline), Incident.on_time, Incident.priority,
                              Category.time_limit, Category.time_unit)

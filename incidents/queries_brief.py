@@ -122,7 +122,7 @@ class Drill:
     name: str
     numerator: int
     denominator: Optional[int]     # None for counts
-    rows: list[dict]               # the first DRILL_ROWS cases: numerator first, then the rest of the cohort
+    rows: list[dict]               # the first DRILL_ROWS cases, those that hold the number back first
     formula: str
 
 
@@ -144,7 +144,10 @@ def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *,
     report = b.districts if group and group[0] == "district" else b.report
     res = _result_for(report, code, group)
     in_num = set(num)
-    ordered = num + [i for i in den if i not in in_num]
+    rest = [i for i in den if i not in in_num]
+    # the cases that hold a number back first: for "higher is better" the ones not (yet) in the
+    # numerator (not closed, late …), for "lower is better" and counts the ones counted
+    ordered = rest + num if res.direction == "up" and res.denominator is not None else num + rest
     rows = case_rows(ordered[:limit])
     for r in rows:
         r["in_numerator"] = r["id"] in in_num

@@ -286,3 +286,28 @@ def test_the_period_presets_in_city_time():
         qb.preset_period("custom", now, tz, start=date(2026, 2, 1), end=date(2026, 1, 1))
     with pytest.raises(ValueError):
         qb.preset_period("decade", now, tz)
+
+
+@pytest.mark.parametrize("start,end,as_of", [
+    (START, END, AS_OF),
+    (datetime(2024, 5, 6, tzinfo=SH), datetime(2024, 5, 7, tzinfo=SH), datetime(2024, 5, 8, 12, tzinfo=SH)),
+    (datetime(2024, 5, 7, tzinfo=SH), datetime(2024, 5, 8, tzinfo=SH), datetime(2024, 5, 7, 13, tzinfo=SH)),
+    (datetime(2024, 5, 8, tzinfo=SH), datetime(2024, 5, 9, tzinfo=SH), datetime(2024, 6, 1, tzinfo=SH)),
+])
+def test_the_sql_prefilter_keeps_every_case_a_kpi_needs(seeded, start, end, as_of):
+    """The loader fetches only the cases a period can need; the KPIs equal those over every case."""
+    from data_sources.runtime import get_runtime
+    from incidents.queries import kpi_report, load_kpi_frames
+    rt = get_runtime(seeded.server)
+    kw = dict(priority_factors=rt.pack.priority_factors, hours_per_day=rt.calendar.hours_per_day,
+              tz=rt.pack.timezone)
+    with seeded.server.test_request_context():
+        with get_db(seeded.server).session_scope() as s:
+            # from the beginning of time to as_of: every case and event there is
+            cases, events, rates = load_kpi_frames(s, datetime(2000, 1, 1, tzinfo=SH), as_of, as_of, **kw)
+        want = kpis.kpi_report(cases, events, rates, kpis.Period(start, end), as_of, tz=rt.pack.timezone,
+                               cal=rt.calendar, targets=rt.pack.kpi_targets)
+        got = kpi_report(start, end, as_of)
+    for code in kpis.CASE_KPIS:
+        assert (got.kpis[code].numerator, got.kpis[code].denominator) == \
+            (want.kpis[code].numerator, want.kpis[code].denominator), code
