@@ -17,7 +17,9 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+
+from zoneinfo import ZoneInfo
 
 from bench._common import header, load_rules
 
@@ -63,7 +65,7 @@ def run(backend: str, url: str, args) -> None:
                 cold.append(t)
             warm, _ = _timed(lambda: qb.brief(period.start, period.end, now), runs=20)
             k = b.report.kpis
-            print(f"[{backend}] {label} {period.start.date()}..{period.end.date()}: "
+            print(f"[{backend}] {label} {period.start.astimezone(ZoneInfo(tz)).date()}..{(period.end.astimezone(ZoneInfo(tz)) - timedelta(days=1)).date()}: "
                   f"{int(k['reported_count'].value):,} reported, {int(k['registered_count'].value):,} registered, "
                   f"{len(b.report.groups)} departments, {len(b.districts.groups)} districts, {len(b.buckets)} buckets")
             print(f"[{backend}]   brief server time: cold median {statistics.median(cold):.2f} s "

@@ -89,14 +89,15 @@ def local(dt: datetime, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return dt.astimezone(ZoneInfo(tz)).strftime(fmt)
 
 
-def period_text(start: datetime, end: datetime, tz: str) -> str:
+def period_text(start: datetime, end: datetime, tz: str, en: bool = False) -> str:
     """2026-11-01 至 2026-11-30 for whole days, else with times (end shown inclusive for days)."""
+    to = " to " if en else " 至 "
     from datetime import timedelta
     a, b = start.astimezone(ZoneInfo(tz)), end.astimezone(ZoneInfo(tz))
     if a.time().hour == a.time().minute == 0 and b.time().hour == b.time().minute == 0:
         last = (b - timedelta(days=1)).date()
-        return a.date().isoformat() if last == a.date() else f"{a.date().isoformat()} 至 {last.isoformat()}"
-    return f"{a.strftime('%Y-%m-%d %H:%M')} 至 {b.strftime('%Y-%m-%d %H:%M')}"
+        return a.date().isoformat() if last == a.date() else f"{a.date().isoformat()}{to}{last.isoformat()}"
+    return f"{a.strftime('%Y-%m-%d %H:%M')}{to}{b.strftime('%Y-%m-%d %H:%M')}"
 
 
 def sparkline_svg(values: list[Optional[float]], *, color: str = "#35a7ff", width: int = 160, height: int = 34,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Optional
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, jsonify, request, send_file

@@ -56,7 +56,7 @@ def layout(preset: str = "month", **_kwargs):
 def choose_period(preset, start_date, end_date, _n):
     if not allowed("brief"):
         raise dash.exceptions.PreventUpdate
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = qb.floor_as_of(datetime.now(timezone.utc))
     tz = city_tz()
     if ctx.triggered_id == ids.BRIEF_RANGE:
         if not (start_date and end_date):
@@ -107,12 +107,13 @@ def export_query(start: datetime, end: datetime, as_of: datetime) -> str:
 
 
 def period_line(b) -> list:
-    tz = city_tz()
+    tz, en = city_tz(), lang() == "en"
     r, p, ly = b.report, b.previous, b.last_year
-    return [html.Span(f"{t('brief_period')}：{bv.period_text(r.start, r.end, tz)}", className="brief-period-main"),
+    colon = ": " if en else "："
+    return [html.Span(f"{t('brief_period')}{colon}{bv.period_text(r.start, r.end, tz, en)}", className="brief-period-main"),
             html.Span(f"{t('brief_as_of')} {local_time(r.as_of, '%Y-%m-%d %H:%M')}", id="brief-as-of"),
-            html.Span(f"{t('brief_mom')}：{bv.period_text(p.start, p.end, tz)}", title=t("brief_compare_note")),
-            html.Span(f"{t('brief_yoy')}：{bv.period_text(ly.start, ly.end, tz)}", title=t("brief_compare_note"))]
+            html.Span(f"{t('brief_mom')}{colon}{bv.period_text(p.start, p.end, tz, en)}", title=t("brief_compare_note")),
+            html.Span(f"{t('brief_yoy')}{colon}{bv.period_text(ly.start, ly.end, tz, en)}", title=t("brief_compare_note"))]
 
 
 # --------------------------------------------------------------------------- body

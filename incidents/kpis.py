@@ -437,12 +437,15 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         overdue[cid] = point > dl
     f["overdue"] = pd.Series(overdue, dtype=bool).reindex(f.index, fill_value=False).astype(bool)
 
-    hours = {}
-    first_at = f["first_dispatch_at"].to_dict()
-    for cid in f.index[f["disp_cohort"] & f["resolved_final"]]:
-        hours[cid] = _span(first_at[cid].to_pydatetime(), resolve_at[cid].to_pydatetime(), False, cal)
-    hours = pd.Series(hours, dtype=float).reindex(f.index)
-    f["handling_hours"] = hours
+    # handling hours of every resolved case (a sub-period's cohort is a subset): office time from
+    # the first dispatch to the final resolve, vectorised over the calendar
+    done = f.index[f["resolved_final"] & f["first_dispatch_at"].notna()]
+    a, b = f.loc[done, "first_dispatch_at"], f.loc[done, "final_resolve_at"]
+    if cal is None:
+        spans = ((b - a).dt.total_seconds() / 3600.0).clip(lower=0.0).to_numpy()
+    else:
+        spans = cal.working_hours_between_many(a, b)
+    f["handling_hours"] = pd.Series(spans, index=done, dtype=float).reindex(f.index)
     return f, before, c["reported_at"]
 
 

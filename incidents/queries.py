@@ -191,59 +191,7 @@ def department_names(version_of_pack: str) -> dict[str, str]:
         return dict(s.execute(select(Department.code, Department.name)).all())
 
 
-# --------------------------------------------------------------------------- brief & workbench
-
-def department_table(now: datetime, since: datetime) -> list[dict]:
-    return _department_table(current_version(), _bucket(now, 60), since.isoformat())
-
-
-@cache.memoize(timeout=300)
-def _department_table(version: int, bucket: int, since_iso: str) -> list[dict]:
-    from datetime import timezone
-    now = datetime.fromtimestamp(bucket * 60, tz=timezone.utc)
-    since = datetime.fromisoformat(since_iso)
-    running = Incident.state.in_([State.DISPATCHED.value, State.IN_PROGRESS.value])
-    with session_scope() as s:
-        rows = s.execute(
-            select(Department.code, Department.name,
-                   func.count(Incident.id),
-                   func.sum(case((Incident.state == State.CLOSED.value, 1), else_=0)),
-                   func.sum(case((Incident.on_time.is_(True), 1), else_=0)),
-                   func.sum(case((Incident.resolved_at.is_not(None), 1), else_=0)),
-                   func.sum(case((running & (Incident.deadline < now), 1), else_=0)),
-                   func.sum(case((Incident.rework_count > 0, 1), else_=0)))
-            .join(Incident, Incident.department_code == Department.code)
-            .where(Incident.dispatched_at >= since, Incident.dispatched_at <= now)
-            .group_by(Department.code, Department.name)).all()
-    out = []
-    for code, name, n, closed, on_time, resolved, overdue, rework in rows:
-        out.append({"code": code, "name": name, "dispatched": n, "closed": int(closed or 0),
-                    "on_time": int(on_time or 0), "resolved": int(resolved or 0),
-                    "overdue_open": int(overdue or 0), "rework": int(rework or 0),
-                    "closure_rate": (closed or 0) / n if n else None,
-                    "on_time_rate": (on_time or 0) / n if n else None})
-    out.sort(key=lambda r: (-(r["dispatched"])))
-    return out
-
-
-def queue(now: datetime, *, states: list[str] | None = None, department_code: str | None = None,
-          light: str | None = None, limit: int = 200) -> list[dict]:
-    """First version of the workbench queue: filtered and sorted in the database."""
-    lt = light_expr(now)
-    q = (select(Incident.id, Incident.reported_at, Incident.title, Incident.state, Incident.priority,
-                Incident.district_code, Incident.department_code, Incident.deadline, Incident.channel,
-                Category.name, lt.label("light"), Incident.version)
-         .outerjoin(Category, Category.code == Incident.category_code))
-    q = q.where(Incident.state.in_(states or OPEN_STATES))
-    if department_code:
-        q = q.where(Incident.department_code == department_code)
-    if light:
-        q = q.where(Incident.state.in_([State.DISPATCHED.value, State.IN_PROGRESS.value]), lt == light)
-    q = q.order_by(Incident.deadline.is_(None), Incident.deadline, Incident.reported_at.desc()).limit(limit)
-    with session_scope() as s:
-        rows = s.execute(q).all()
-    return [dict(r._mapping) for r in rows]
-
+# --------------------------------------------------------------------------- workbench
 
 @dataclass(frozen=True)
 class CityInfo:
@@ -643,7 +591,11 @@ def _frame(s: Session, stmt, names: list[str], datetimes: tuple[str, ...] = ()):
     has them (strings on SQLite, naive datetimes on PostgreSQL: both naive UTC) and are parsed
     vectorised — per-row type processing cost more than the query on 100k+ rows."""
     import pandas as pd
-    rows = s.connection().execute(stmt).fetchall()
+    result = s.connection().execute(stmt)
+    try:
+        rows = result.cursor.fetchall()      # plain tuples: no Row objects for 100k+ rows
+    finally:
+        result.close()
     cols = list(zip(*rows)) if rows else [()] * len(names)
     df = pd.DataFrame({n: pd.Series(c, dtype=object) for n, c in zip(names, cols)})
     for n in datetimes:

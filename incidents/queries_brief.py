@@ -2,8 +2,12 @@
 :mod:`incidents.kpis` over the frames :func:`incidents.queries.load_kpi_frames` loads, the same
 functions ``/api/v1/kpis`` calls, so the page, the API and the exports agree by construction.
 
-Memoized with the data version in the key; ``as_of`` is part of the key too, so a brief is a
-fixed picture of one instant (the page and its export links carry the same ``as_of``).
+A brief is a picture of one instant, ``as_of``: the KPI functions ignore every event after it,
+so the memo key is the period and ``as_of`` — not the data version, which the live feeds move
+every few seconds and which would make every leader's page a cold computation. The page floors
+``as_of`` to :data:`AS_OF_STEP` so that everyone opening it in the same five minutes shares one
+computation, and its export links carry the same ``as_of``. (A record imported later with a time
+before ``as_of`` shows from the next step on.)
 """
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ from sqlalchemy import select
 from data_sources.cache import cache
 from data_sources.db import session_scope
 from incidents import kpis
-from incidents.queries import KPI_MIN_VOLUME, current_version, load_kpi_frames
+from incidents.queries import KPI_MIN_VOLUME, load_kpi_frames
 from incidents.tables import Area, Category, Department, Incident, KpiIndicator, KpiValue
 
 PRESETS = ("today", "week", "month", "quarter", "custom")
+AS_OF_STEP = timedelta(minutes=5)
 DRILL_ROWS = 200          # case rows the page lists under a card (the Excel file has them all)
 
 
@@ -80,15 +85,20 @@ def _indicator_frames(s, end: datetime, tz: str):
     return ind, vals
 
 
+def floor_as_of(now: datetime) -> datetime:
+    """``now`` floored to :data:`AS_OF_STEP` (the page's ``as_of``)."""
+    step = int(AS_OF_STEP.total_seconds())
+    return datetime.fromtimestamp(int(now.timestamp()) // step * step, tz=now.tzinfo)
+
+
 def brief(from_: datetime, to: datetime, as_of: datetime) -> kpis.Brief:
     """The brief of ``[from_, to)`` seen at ``as_of`` (aware datetimes)."""
     period = kpis.Period(from_, to)
-    return _brief(current_version(), period.start.isoformat(), period.end.isoformat(),
-                  kpis._utc(as_of).isoformat())
+    return _brief(period.start.isoformat(), period.end.isoformat(), kpis._utc(as_of).isoformat())
 
 
 @cache.memoize(timeout=900)
-def _brief(version: int, start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
+def _brief(start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
     rt = _runtime()
     pack, tz = rt.pack, rt.pack.timezone
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
@@ -138,8 +148,8 @@ def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *,
     if code not in kpis.CASE_KPIS and code != "composite_score":
         raise ValueError(f"{code!r} is not computed from cases")
     period = kpis.Period(from_, to)
-    num, den = _drill_ids(current_version(), period.start.isoformat(), period.end.isoformat(),
-                          kpis._utc(as_of).isoformat(), code, group)
+    num, den = _drill_ids(period.start.isoformat(), period.end.isoformat(), kpis._utc(as_of).isoformat(), code,
+                          group)
     b = brief(from_, to, as_of)
     report = b.districts if group and group[0] == "district" else b.report
     res = _result_for(report, code, group)
@@ -156,7 +166,7 @@ def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *,
 
 
 @cache.memoize(timeout=900)
-def _drill_ids(version: int, start_iso: str, end_iso: str, as_of_iso: str, code: str,
+def _drill_ids(start_iso: str, end_iso: str, as_of_iso: str, code: str,
                group: Optional[tuple[str, str]]) -> tuple[list[int], list[int]]:
     rt = _runtime()
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
@@ -164,7 +174,7 @@ def _drill_ids(version: int, start_iso: str, end_iso: str, as_of_iso: str, code:
     with session_scope() as s:
         cases, events, _rates = _frames(s, start, end, as_of)
     facts = kpis.case_facts(cases, events, period, as_of, rt.calendar)
-    b = _brief(version, start_iso, end_iso, as_of_iso)
+    b = _brief(start_iso, end_iso, as_of_iso)
     report = b.districts if group and group[0] == "district" else b.report
     res = _result_for(report, code, tuple(group) if group else None)
     return kpis.drill_ids(facts, res)

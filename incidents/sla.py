@@ -186,6 +186,43 @@ class WorkCalendar:
         """Office hours between ``a`` and ``b`` (0 when ``b <= a``)."""
         return self.working_time_between(a, b).total_seconds() / 3600.0
 
+    def working_hours_between_many(self, starts, ends):
+        """:meth:`working_hours_between` for arrays of aware instants (pandas Series or
+        DatetimeIndex, same length), vectorised: with W(t) the office seconds from the first
+        office period to ``t``, the answer is (W(b) − W(a)) / 3600, clipped at 0. Returns a float
+        numpy array."""
+        import numpy as np
+        import pandas as pd
+        a = pd.DatetimeIndex(pd.to_datetime(starts, utc=True))
+        b = pd.DatetimeIndex(pd.to_datetime(ends, utc=True))
+        out = np.zeros(len(a), dtype=float)
+        ok = ~(a.isna() | b.isna())
+        if not ok.any():
+            return out
+        lo = min(a[ok].min(), b[ok].min()).astimezone(self.tz).date() - timedelta(days=1)
+        hi = max(a[ok].max(), b[ok].max()).astimezone(self.tz).date() + timedelta(days=1)
+        begins, ends_ = [], []
+        day = lo
+        while day <= hi:
+            for ps, pe in self._periods(day):
+                begins.append(ps)
+                ends_.append(pe)
+            day += timedelta(days=1)
+        if not begins:
+            return out
+        ps = pd.DatetimeIndex(begins).as_unit("us").asi8.astype(np.int64)
+        pe = pd.DatetimeIndex(ends_).as_unit("us").asi8.astype(np.int64)
+        before = np.concatenate(([0], np.cumsum(pe - ps)[:-1]))     # office µs before each period
+
+        def w(t: pd.DatetimeIndex) -> np.ndarray:
+            x = t.as_unit("us").asi8.astype(np.int64)
+            k = np.searchsorted(ps, x, side="right") - 1               # the last period begun by t
+            inside = np.clip(x - ps[np.maximum(k, 0)], 0, (pe - ps)[np.maximum(k, 0)])
+            return np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0)
+        diff = (w(b[ok]) - w(a[ok])) / 3.6e9
+        out[ok] = np.maximum(diff, 0.0)
+        return out
+
 
 # --------------------------------------------------------------------------- deadlines
 

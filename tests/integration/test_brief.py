@@ -311,3 +311,9 @@ def test_the_sql_prefilter_keeps_every_case_a_kpi_needs(seeded, start, end, as_o
     for code in kpis.CASE_KPIS:
         assert (got.kpis[code].numerator, got.kpis[code].denominator) == \
             (want.kpis[code].numerator, want.kpis[code].denominator), code
+
+
+def test_the_page_as_of_is_floored_to_five_minutes_so_leaders_share_one_computation():
+    t = datetime(2026, 11, 22, 19, 38, 41, tzinfo=timezone.utc)
+    assert qb.floor_as_of(t) == datetime(2026, 11, 22, 19, 35, tzinfo=timezone.utc)
+    assert qb.floor_as_of(qb.floor_as_of(t)) == qb.floor_as_of(t)

@@ -416,3 +416,23 @@ def test_is_on_time():
     assert is_on_time(datetime(2026, 3, 3, 1, 0, tzinfo=UTC), deadline)   # same instant
     assert is_on_time(datetime(2026, 3, 3, 1, 0), deadline)               # naive = UTC
     assert not is_on_time(None, deadline)
+
+
+def test_working_hours_between_many_equals_the_one_by_one_answer():
+    """The vectorised office time agrees with the loop on random spans across a holiday, a 调休
+    workday, lunch breaks and weekends (Hangzhou hours)."""
+    import random
+    import pandas as pd
+    from datetime import datetime, timedelta, timezone
+    cal = WorkCalendar(["08:30-12:00", "13:30-17:30"], "Asia/Shanghai")
+    rng = random.Random(4)
+    t0 = datetime(2026, 9, 20, tzinfo=timezone.utc)
+    starts, ends = [], []
+    for _ in range(400):
+        a = t0 + timedelta(minutes=rng.randrange(0, 60 * 24 * 30))
+        starts.append(a)
+        ends.append(a + timedelta(minutes=rng.randrange(-600, 60 * 24 * 12)))
+    got = cal.working_hours_between_many(pd.Series(starts), pd.Series(ends))
+    want = [cal.working_hours_between(a, b) for a, b in zip(starts, ends)]
+    assert got.tolist() == pytest.approx(want, abs=1e-9)
+    assert any(w > 0 for w in want) and any(w == 0 for w in want)
