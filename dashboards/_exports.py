@@ -17,7 +17,7 @@ from dashboards import _brief_view as bv
 from dashboards._components import PAGE_ROLES
 from incidents import kpis
 from incidents import queries_brief as qb
-from incidents.model import STATE_LABELS_ZH, State
+from incidents.model import STATE_LABELS_ZH
 
 PDF = "application/pdf"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -275,112 +275,121 @@ def brief_pdf(b: kpis.Brief) -> bytes:
 def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
     """Sheets: 概览 (the KPIs with target, 环比, 同比, numerator, denominator, 口径), 走势, 部门排名,
     区县排名, 一网通办, 其他指标 and 案件清单 (one row per case behind a case KPI, a column per
-    KPI: 分子 / 分母). Values are numbers (rates as fractions formatted as %), times city-local."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font, PatternFill
+    KPI: 分子 / 分母). Values are numbers (rates as fractions formatted as %), times city-local.
+    XlsxWriter in constant-memory mode: a quarter's 100k-row case list streams to disk row by row."""
+    import tempfile
+    import xlsxwriter
 
     tz = qb_tz()
     z = ZoneInfo(tz)
     r = b.report
-    wb = Workbook(write_only=True)
-    bold, head_fill = Font(bold=True), PatternFill("solid", fgColor="DCE6F2")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "brief.xlsx")
+        wb = xlsxwriter.Workbook(path, {"constant_memory": True, "tmpdir": tmp})
+        bold = wb.add_format({"bold": True, "bg_color": "#DCE6F2"})
+        title_fmt = wb.add_format({"bold": True, "font_size": 14})
+        fmt = {"%": wb.add_format({"num_format": "0.0%"}), "float": wb.add_format({"num_format": "#,##0.0"}),
+               "int": wb.add_format({"num_format": "#,##0"}),
+               "time": wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})}
 
-    def sheet(title, widths):
-        ws = wb.create_sheet(title)
-        for i, w in enumerate(widths):
-            ws.column_dimensions[chr(ord("A") + i) if i < 26 else "A" + chr(ord("A") + i - 26)].width = w
-        return ws
+        class Sheet:
+            def __init__(self, title, widths):
+                self.ws = wb.add_worksheet(title)
+                self.row = 0
+                for i, w in enumerate(widths):
+                    self.ws.set_column(i, i, w)
 
-    def head(ws, names):
-        cells = []
-        for n in names:
-            c = WriteOnlyCell(ws, value=n)
-            c.font, c.fill = bold, head_fill
-            cells.append(c)
-        ws.append(cells)
+            def put(self, values, *, fmts=None, style=None):
+                for col, v in enumerate(values):
+                    f = style or (fmts[col] if fmts and col < len(fmts) else None)
+                    if v is None:
+                        if f is not None:
+                            self.ws.write_blank(self.row, col, None, f)
+                        continue
+                    if isinstance(v, datetime):
+                        self.ws.write_datetime(self.row, col, v, fmt["time"])
+                    elif f is None and isinstance(v, float):
+                        self.ws.write_number(self.row, col, v, fmt["float"])
+                    elif f is None and isinstance(v, int) and not isinstance(v, bool):
+                        self.ws.write_number(self.row, col, v, fmt["int"])
+                    else:
+                        self.ws.write(self.row, col, v, f)
+                self.row += 1
 
-    def num(ws, v, unit=""):
-        c = WriteOnlyCell(ws, value=v)
-        if unit == "%" and v is not None:
-            c.number_format = "0.0%"
-        elif isinstance(v, float):
-            c.number_format = "#,##0.0"
-        elif isinstance(v, int):
-            c.number_format = "#,##0"
-        return c
+        def pf(unit):
+            return fmt["%"] if unit == "%" else None
 
-    def naive(dt):
-        return dt.astimezone(z).replace(tzinfo=None) if dt is not None else None
+        def naive(dt):
+            return dt.astimezone(z).replace(tzinfo=None) if dt is not None else None
 
-    ws = sheet("概览", [16, 18, 12, 8, 10, 8, 12, 14, 12, 14, 12, 12, 90])
-    ws.append([_title()])
-    ws.append(["统计期", bv.period_text(r.start, r.end, tz), "", "统计时点", bv.local(r.as_of, tz), "", tz])
-    ws.append(["环比期", bv.period_text(b.previous.start, b.previous.end, tz), "", "同比期",
-               bv.period_text(b.last_year.start, b.last_year.end, tz)])
-    ws.append([])
-    head(ws, ["编码", "指标", "数值", "单位", "目标", "达标", "环比期数值", "环比变化", "同比期数值", "同比变化",
-              "分子", "分母", "口径"])
-    for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
-        k = r.kpis[code]
-        p, ly = b.previous.kpis[code].value, b.last_year.kpis[code].value
-        ws.append([code, k.name, num(ws, k.value, k.unit), k.unit, num(ws, k.target, k.unit),
-                   None if k.met is None else ("是" if k.met else "否"), num(ws, p, k.unit),
-                   bv.change_text(k.value, p, k.unit), num(ws, ly, k.unit), bv.change_text(k.value, ly, k.unit),
-                   num(ws, k.numerator), num(ws, k.denominator), k.formula])
+        ws = Sheet("概览", [16, 18, 12, 8, 10, 8, 12, 14, 12, 14, 12, 12, 90])
+        ws.put([_title()], style=title_fmt)
+        ws.put(["统计期", bv.period_text(r.start, r.end, tz), "", "统计时点", bv.local(r.as_of, tz), "", tz])
+        ws.put(["环比期", bv.period_text(b.previous.start, b.previous.end, tz), "", "同比期",
+                bv.period_text(b.last_year.start, b.last_year.end, tz)])
+        ws.put([])
+        ws.put(["编码", "指标", "数值", "单位", "目标", "达标", "环比期数值", "环比变化", "同比期数值", "同比变化",
+                "分子", "分母", "口径"], style=bold)
+        for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
+            k = r.kpis[code]
+            p, ly = b.previous.kpis[code].value, b.last_year.kpis[code].value
+            u = pf(k.unit)
+            ws.put([code, k.name, k.value, k.unit, k.target, None if k.met is None else ("是" if k.met else "否"), p,
+                    bv.change_text(k.value, p, k.unit), ly, bv.change_text(k.value, ly, k.unit),
+                    k.numerator, k.denominator, k.formula], fmts=[None, None, u, None, u, None, u, None, u])
 
-    ws = sheet("走势", [18] + [14] * 16)
-    codes = list(b.series)
-    head(ws, ["时段开始"] + [r.kpis[c].name for c in codes])
-    for i, bucket in enumerate(b.buckets):
-        ws.append([bv.local(bucket.start, tz)] + [num(ws, b.series[c][i], r.kpis[c].unit) for c in codes])
+        codes = list(b.series)
+        ws = Sheet("走势", [18] + [14] * len(codes))
+        ws.put(["时段开始"] + [r.kpis[c].name for c in codes], style=bold)
+        for i, bucket in enumerate(b.buckets):
+            ws.put([naive(bucket.start)] + [b.series[c][i] for c in codes],
+                   fmts=[None] + [pf(r.kpis[c].unit) for c in codes])
 
-    for title, report, label in (("部门排名", r, "部门"), ("区县排名", b.districts, "区县")):
-        ws = sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8, 30])
-        head(ws, ["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级",
-                  "未参与排名原因"])
-        rk = report.ranking
-        for x in rk.ranked + rk.unranked:
-            ws.append([x.rank, x.code, x.name, num(ws, x.volume), num(ws, x.closure_rate, "%"),
-                       num(ws, x.on_time_disposal_rate, "%"), num(ws, x.rework_rate, "%"), num(ws, x.volume_score),
-                       num(ws, x.score), x.grade, x.reason])
-        ws.append([])
-        ws.append([rk.formula])
-        ws.append(["红榜"] + [x.name for x in rk.red])
-        ws.append(["黑榜"] + [x.name for x in rk.black])
+        for title, report, label in (("部门排名", r, "部门"), ("区县排名", b.districts, "区县")):
+            ws = Sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8, 30])
+            ws.put(["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级",
+                    "未参与排名原因"], style=bold)
+            rk = report.ranking
+            for x in rk.ranked + rk.unranked:
+                ws.put([x.rank, x.code, x.name, x.volume, x.closure_rate, x.on_time_disposal_rate, x.rework_rate,
+                        x.volume_score, x.score, x.grade, x.reason],
+                       fmts=[None, None, None, None, fmt["%"], fmt["%"], fmt["%"]])
+            ws.put([])
+            ws.put([rk.formula])
+            ws.put(["红榜"] + [x.name for x in rk.red])
+            ws.put(["黑榜"] + [x.name for x in rk.black])
 
-    ws = sheet("一网通办", [14, 34, 12, 12, 10, 10, 10, 12])
-    head(ws, ["编码", "部门", "办件量", "网办件数", "网办率", "目标", "好评率", "按时办结率"])
-    for x in bv.service_rows(r):
-        ws.append([x["code"], x["name"], num(ws, x["total"]), num(ws, x["online"]), num(ws, x["online_rate"], "%"),
-                   num(ws, x["target"], "%"), num(ws, x["good_rating_rate"], "%"),
-                   num(ws, x["on_time_completion_rate"], "%")])
+        ws = Sheet("一网通办", [14, 34, 12, 12, 10, 10, 10, 12])
+        ws.put(["编码", "部门", "办件量", "网办件数", "网办率", "目标", "好评率", "按时办结率"], style=bold)
+        for x in bv.service_rows(r):
+            ws.put([x["code"], x["name"], x["total"], x["online"], x["online_rate"], x["target"], x["good_rating_rate"],
+                    x["on_time_completion_rate"]], fmts=[None, None, None, None] + [fmt["%"]] * 4)
 
-    ws = sheet("其他指标", [12, 24, 28, 12, 10, 10, 12, 30, 60])
-    head(ws, ["分组", "编码", "指标", "数值", "单位", "目标", "环比期数值", "数据期", "口径"])
-    for x in b.indicators:
-        ws.append([x.group, x.code, x.name, num(ws, x.value, x.unit), x.unit, num(ws, x.target, x.unit),
-                   num(ws, b.indicators_previous.get(x.code), x.unit), x.covers, x.formula])
+        ws = Sheet("其他指标", [12, 24, 28, 12, 10, 10, 12, 30, 60])
+        ws.put(["分组", "编码", "指标", "数值", "单位", "目标", "环比期数值", "数据期", "口径"], style=bold)
+        for x in b.indicators:
+            u = pf(x.unit)
+            ws.put([x.group, x.code, x.name, x.value, x.unit, x.target, b.indicators_previous.get(x.code), x.covers,
+                    x.formula], fmts=[None, None, None, u, None, u, u])
 
-    case_codes = list(flags.columns)
-    ws = sheet("案件清单", [10, 36, 18, 12, 26, 10, 17, 17, 17] + [10] * len(case_codes))
-    ws.append(["每行一件案件；各指标列：分子 = 计入该指标分子，分母 = 仅在分母中。筛选某列即得该指标背后的案件。"])
-    head(ws, ["案件号", "问题", "类别", "区县", "部门", "状态", "上报时间", "处置时限", "结案时间"]
-         + [r.kpis[c].name for c in case_codes])
-    label = {"N": "分子", "D": "分母", "": None}
-    by_id = flags.to_dict(orient="index")
-    for row in case_rows:
-        f = by_id.get(row["id"], {})
-        try:
-            state = STATE_LABELS_ZH[State(row["state"])]
-        except (ValueError, KeyError):
-            state = row["state"]
-        ws.append([row["id"], row["title"], row["category"], row["district"], row["department"], state,
-                   naive(row["reported_at"]), naive(row["deadline"]), naive(row["closed_at"])]
-                  + [label[f.get(c, "")] for c in case_codes])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+        case_codes = list(flags.columns)
+        ws = Sheet("案件清单", [10, 36, 18, 12, 26, 10, 17, 17, 17] + [10] * len(case_codes))
+        ws.put(["每行一件案件；各指标列：分子 = 计入该指标分子，分母 = 仅在分母中。筛选某列即得该指标背后的案件。"])
+        ws.put(["案件号", "问题", "类别", "区县", "部门", "状态", "上报时间", "处置时限", "结案时间"]
+               + [r.kpis[c].name for c in case_codes], style=bold)
+        ws.ws.autofilter(1, 0, 1 + len(case_rows), 8 + len(case_codes))
+        ws.ws.freeze_panes(2, 1)
+        label = {"N": "分子", "D": "分母"}
+        by_id = flags.to_dict(orient="index")
+        states = {s.value: name for s, name in STATE_LABELS_ZH.items()}
+        for row in case_rows:
+            f = by_id.get(row["id"], {})
+            ws.put([row["id"], row["title"], row["category"], row["district"], row["department"],
+                    states.get(row["state"], row["state"]), naive(row["reported_at"]), naive(row["deadline"]),
+                    naive(row["closed_at"])] + [label.get(f.get(c, "")) for c in case_codes])
+        wb.close()
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
 __all__ = ["brief_pdf", "brief_xlsx", "init_app", "params"]

@@ -875,15 +875,19 @@ def brief_figures(cases: pd.DataFrame, events: pd.DataFrame, rates: pd.DataFrame
                   *, tz: str, cal=None, targets: Optional[dict] = None, weights: Optional[dict] = None,
                   department_names: Optional[dict[str, str]] = None,
                   district_names: Optional[dict[str, str]] = None, min_volume: int = DEFAULT_MIN_VOLUME,
-                  top_n: int = 3) -> tuple[KpiReport, KpiReport, list[Period], dict[str, list[Optional[float]]]]:
-    """The period's two grouped reports (department, district) and the KPI series, computing the
-    case facts once; the reports equal :func:`kpi_report` with the same arguments."""
+                  top_n: int = 3):
+    """The period's two grouped reports (department, district), the KPI series and the case
+    flags (:func:`case_flags` of the case KPIs), computing the case facts once; the reports
+    equal :func:`kpi_report` with the same arguments. Returns
+    ``(by_department, by_district, buckets, series, flags)``."""
     facts, before, reported_at = _facts(cases, events, period, as_of, cal)
     kw = dict(tz=tz, targets=targets, weights=weights, min_volume=min_volume, top_n=top_n)
     by_dept = _report(facts, rates, period, as_of, group_by="department", names=department_names, **kw)
     by_district = _report(facts, rates, period, as_of, group_by="district", names=district_names, **kw)
+    flags = case_flags(facts, {c: by_dept.kpis[c] for c in CASE_KPIS})
     buckets = period_buckets(period, tz)
-    return by_dept, by_district, buckets, kpi_series(facts, before, reported_at, rates, buckets, as_of, tz=tz)
+    series = kpi_series(facts, before, reported_at, rates, buckets, as_of, tz=tz)
+    return by_dept, by_district, buckets, series, flags
 
 
 __all__ = ["CASE_KPIS", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",

@@ -99,6 +99,14 @@ def brief(from_: datetime, to: datetime, as_of: datetime) -> kpis.Brief:
 
 @cache.memoize(timeout=900)
 def _brief(start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
+    b, flags = _compute(start_iso, end_iso, as_of_iso)
+    # who is behind each number, kept beside the brief for the drill-through and the Excel file
+    cache.set(_flags_key(start_iso, end_iso, as_of_iso), flags, timeout=FLAGS_TIMEOUT)
+    return b
+
+
+def _compute(start_iso: str, end_iso: str, as_of_iso: str):
+    """(the brief, its compact case flags)."""
     rt = _runtime()
     pack, tz = rt.pack, rt.pack.timezone
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
@@ -108,7 +116,7 @@ def _brief(start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
         cases, events, rates = _frames(s, start, end, as_of)
         dept_names = dict(s.execute(select(Department.code, Department.name)).all())
         district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
-        by_dept, by_district, buckets, series = kpis.brief_figures(
+        by_dept, by_district, buckets, series, flags = kpis.brief_figures(
             cases, events, rates, period, as_of, weights=pack.kpi_weights or None, department_names=dept_names,
             district_names=district_names, min_volume=KPI_MIN_VOLUME, **kw)
         del cases, events
@@ -121,7 +129,8 @@ def _brief(start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
     prev = kpis.Period(reports[0].start, reports[0].end)
     prev_ind = {r.code: r.value for r in kpis.indicator_results(ind, vals, prev, tz)}
     return kpis.Brief(report=by_dept, districts=by_district, previous=reports[0], last_year=reports[1],
-                      buckets=buckets, series=series, indicators=indicators, indicators_previous=prev_ind)
+                      buckets=buckets, series=series, indicators=indicators,
+                      indicators_previous=prev_ind), _compact(flags)
 
 
 # --------------------------------------------------------------------------- drill-through
@@ -165,19 +174,47 @@ def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *,
                  else None, rows=rows, formula=res.formula)
 
 
-@cache.memoize(timeout=900)
+FLAGS_TIMEOUT = 900
+_CODES = {"": 0, "D": 1, "N": 2}
+
+
+def _flags_key(start_iso: str, end_iso: str, as_of_iso: str) -> str:
+    return f"brief-flags:{start_iso}:{end_iso}:{as_of_iso}"
+
+
+def _compact(flags):
+    """The case flags as int8 (0 none, 1 denominator only, 2 numerator): a quarter of 1M cases is
+    ~100k rows × 12 bytes."""
+    return flags.replace(_CODES).astype("int8") if len(flags) else flags.astype("int8")
+
+
+def case_flags(start_iso: str, end_iso: str, as_of_iso: str):
+    """The compact case flags of a brief: from the cache (the brief put them there) or, after an
+    eviction, computed again with the brief."""
+    got = cache.get(_flags_key(start_iso, end_iso, as_of_iso))
+    if got is None:
+        _b, got = _compute(start_iso, end_iso, as_of_iso)
+        cache.set(_flags_key(start_iso, end_iso, as_of_iso), got, timeout=FLAGS_TIMEOUT)
+    return got
+
+
 def _drill_ids(start_iso: str, end_iso: str, as_of_iso: str, code: str,
                group: Optional[tuple[str, str]]) -> tuple[list[int], list[int]]:
-    rt = _runtime()
-    start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
-    period = kpis.Period(start, end)
-    with session_scope() as s:
-        cases, events, _rates = _frames(s, start, end, as_of)
-    facts = kpis.case_facts(cases, events, period, as_of, rt.calendar)
-    b = _brief(start_iso, end_iso, as_of_iso)
-    report = b.districts if group and group[0] == "district" else b.report
-    res = _result_for(report, code, tuple(group) if group else None)
-    return kpis.drill_ids(facts, res)
+    flags = case_flags(start_iso, end_iso, as_of_iso)
+    col = flags[code] if code in flags.columns else flags.iloc[:, 0:0]
+    if group is not None:
+        rt = _runtime()
+        start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
+        with session_scope() as s:
+            cases, events, _rates = _frames(s, start, end, as_of)
+        facts = kpis.case_facts(cases, events, kpis.Period(start, end), as_of, rt.calendar)
+        b = _brief(start_iso, end_iso, as_of_iso)
+        report = b.districts if group[0] == "district" else b.report
+        return kpis.drill_ids(facts, _result_for(report, code, tuple(group)))
+    num = sorted(int(i) for i in col.index[col == 2])
+    den = [] if _brief(start_iso, end_iso, as_of_iso).report.kpis[code].denominator is None \
+        else sorted(int(i) for i in col.index[col >= 1])
+    return num, den
 
 
 def case_rows(ids: list[int]) -> list[dict]:
@@ -185,29 +222,29 @@ def case_rows(ids: list[int]) -> list[dict]:
     cases, in the given order."""
     if not ids:
         return []
-    with session_scope() as s:
-        rows = s.execute(
-            select(Incident.id, Incident.title, Category.name, Area.name, Department.name, Incident.state,
+    by_id = {}
+    stmt = (select(Incident.id, Incident.title, Category.name, Area.name, Department.name, Incident.state,
                    Incident.reported_at, Incident.deadline, Incident.closed_at)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Area, Area.code == Incident.district_code)
-            .outerjoin(Department, Department.code == Incident.department_code)
-            .where(Incident.id.in_(ids))).all()
-    by_id = {r[0]: dict(id=r[0], title=r[1], category=r[2] or "", district=r[3] or "", department=r[4] or "",
-                        state=r[5], reported_at=r[6], deadline=r[7],
-                        closed_at=r[8]) for r in rows}
+            .outerjoin(Department, Department.code == Incident.department_code))
+    with session_scope() as s:
+        # in slices: one IN list per 5,000 ids (PostgreSQL takes at most 65,535 parameters)
+        for i in range(0, len(ids), 5000):
+            for r in s.execute(stmt.where(Incident.id.in_(ids[i:i + 5000]))):
+                by_id[r[0]] = dict(id=r[0], title=r[1], category=r[2] or "", district=r[3] or "",
+                                   department=r[4] or "", state=r[5], reported_at=r[6], deadline=r[7],
+                                   closed_at=r[8])
     return [by_id[i] for i in ids if i in by_id]
 
 
 def case_table(from_: datetime, to: datetime, as_of: datetime):
-    """For the Excel export: one row per case behind any case KPI of the period, with a column per
-    KPI: "分子" (counted in the numerator), "分母" (in the denominator only) or empty."""
-    rt = _runtime()
+    """For the Excel export: the cases behind the case KPIs of the brief (case rows in id order)
+    and their flags, a column per KPI: "N" (counted in the numerator), "D" (in the denominator
+    only) or ""."""
     period = kpis.Period(from_, to)
-    b = brief(from_, to, as_of)
-    with session_scope() as s:
-        cases, events, _rates = _frames(s, period.start, period.end, as_of)
-    facts = kpis.case_facts(cases, events, period, as_of, rt.calendar)
-    flags = kpis.case_flags(facts, {c: b.report.kpis[c] for c in kpis.CASE_KPIS})
+    brief(from_, to, as_of)
+    flags = case_flags(period.start.isoformat(), period.end.isoformat(), kpis._utc(as_of).isoformat())
+    labels = {v: k for k, v in _CODES.items()}
     rows = case_rows([int(i) for i in flags.index])
-    return rows, flags
+    return rows, flags.apply(lambda col: col.map(labels))

@@ -77,12 +77,13 @@ def test_brief_figures_equal_the_grouped_reports():
     period = Period(t(6, "00:00"), t(8, "00:00"))
     as_of = t(8, "12:00")
     rates = pd.DataFrame(columns=list(kpis.SERVICE_RATE_COLUMNS))
-    dept, dist, buckets, series = kpis.brief_figures(cases, events, rates, period, as_of, tz="UTC", cal=CAL,
+    dept, dist, buckets, series, flags = kpis.brief_figures(cases, events, rates, period, as_of, tz="UTC", cal=CAL,
                                                      min_volume=1)
     for by, got in (("department", dept), ("district", dist)):
         want = kpis.kpi_report(cases, events, rates, period, as_of, tz="UTC", cal=CAL, group_by=by, min_volume=1)
         assert got == want
     assert len(buckets) == 2 and series["closed_count"] == [5, 0]
+    assert int((flags["closed_count"] == "N").sum()) == 5
 
 
 # --------------------------------------------------------------------------- comparisons
