@@ -5,7 +5,7 @@ department and the KPI feed. Exports: /brief/export.pdf and /brief/export.xlsx w
 ``from``/``to``/``as_of``. Every number comes from ``incidents.queries_brief``."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import dash
 from dash import ALL, Input, Output, State, ctx, dcc, html
@@ -70,9 +70,8 @@ def choose_period(preset, start_date, end_date, _n):
             period = qb.preset_period(preset or "month", now, tz)
     except (ValueError, TypeError):
         raise dash.exceptions.PreventUpdate
-    first, last = bv.local(period.start, tz, "%Y-%m-%d"), bv.local(period.end, tz, "%Y-%m-%d")
-    from datetime import timedelta
-    last = (date.fromisoformat(last) - timedelta(days=1)).isoformat()
+    first = bv.local(period.start, tz, "%Y-%m-%d")
+    last = bv.local(period.end - timedelta(seconds=1), tz, "%Y-%m-%d")      # the inclusive end date
     return ({"from": period.start.isoformat(), "to": period.end.isoformat(), "as_of": now.isoformat(),
              "preset": preset}, first, last, preset)
 

@@ -191,10 +191,14 @@ def _compact(flags):
 def case_flags(start_iso: str, end_iso: str, as_of_iso: str):
     """The compact case flags of a brief: from the cache (the brief put them there) or, after an
     eviction, computed again with the brief."""
-    got = cache.get(_flags_key(start_iso, end_iso, as_of_iso))
+    key = _flags_key(start_iso, end_iso, as_of_iso)
+    got = cache.get(key)
     if got is None:
+        _brief(start_iso, end_iso, as_of_iso)       # memoized: computing the brief stores its flags
+        got = cache.get(key)
+    if got is None:                                 # the brief was cached but its flags were evicted
         _b, got = _compute(start_iso, end_iso, as_of_iso)
-        cache.set(_flags_key(start_iso, end_iso, as_of_iso), got, timeout=FLAGS_TIMEOUT)
+        cache.set(key, got, timeout=FLAGS_TIMEOUT)
     return got
 
 
