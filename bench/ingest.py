@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import sys
 import tempfile
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {b: run_backend(b, args, path, pack, rules) for b in backends}
     if len(results) == 2:
         print(f"ratio postgresql / sqlite ingest rate: {results['postgresql']['ingest'] / results['sqlite']['ingest']:.2f}")
+    print("load average at end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
 

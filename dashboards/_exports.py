@@ -247,9 +247,10 @@ def brief_pdf(b: kpis.Brief) -> bytes:
         t.setStyle(TableStyle(grid.getCommands() + [("ALIGN", (1, 0), (1, -1), "LEFT")]))
         story += [Paragraph("七、热线及其他指标", h2), t]
     story += [Paragraph("附：指标口径", h2)]
-    story += [Paragraph(f"<b>{r.kpis[c].name}</b>：{r.kpis[c].formula}", small) for c in bv.CASE_CARDS + bv.SERVICE_CARDS]
+    # each formula begins with its KPI's name
+    story += [Paragraph(r.kpis[c].formula, small) for c in bv.CASE_CARDS + bv.SERVICE_CARDS]
     if rk:
-        story.append(Paragraph(f"<b>综合指标值</b>：{rk.formula}", small))
+        story.append(Paragraph(rk.formula, small))
 
     generated = bv.local(datetime.now(timezone.utc), tz)
 

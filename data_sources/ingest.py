@@ -16,24 +16,36 @@ transaction:
 
 Every run writes a ``feed_runs`` row with received = inserted + updated + unchanged + quarantined,
 kept up to date batch by batch; the data version is bumped once per batch.
+
+How it stays fast (the bulk of a first import is new cases): a batch looks its external ids up
+with one query (plain rows, compared without ORM objects; only the changed cases are loaded as
+ORM objects for the update path), locates all its new points at once (``AreaIndex.locate_many``),
+builds each new case and its timeline as plain rows with the transition table
+(``lifecycle.next_state``) and the services' deadline rule (``services.set_deadline``) — the same
+columns ``services.apply_action`` sets, checked against it by tests/integration/test_ingest_fast_path.py
+— and writes them with one bulk statement per table (``COPY`` on PostgreSQL, ``executemany``
+elsewhere), values converted by the columns' own SQLAlchemy bind processors. ``fast_path=False``
+builds new cases through ``services.apply_action`` on ORM objects instead: the reference.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, String, any_, bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import services
-from incidents.lifecycle import DomainError
+from incidents import lifecycle, services
+from incidents.lifecycle import DomainError, ValidationFailed
 from incidents.model import Action, State
 from incidents.services import CaseRules
 from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
@@ -43,6 +55,10 @@ _EVENT_COLUMNS = ("incident_id", "at", "actor", "action", "from_state", "to_stat
                   "payload")
 _CASE_COLUMNS = tuple(c.key for c in Incident.__table__.columns if c.key != "id")
 _ORDER = [State.REPORTED, State.REGISTERED, State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED]
+# what _differences reads of a known case: fetched as plain rows, no ORM objects for unchanged cases
+_COMPARED = ("id", "external_id", "title", "description", "address", "lon", "lat", "category_code", "channel",
+             "priority", "reported_at", "state", "closed_at", "department_code")
+_IN_CHUNK = 500
 
 
 @dataclass
@@ -147,15 +163,176 @@ def _jsonable(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
+# --------------------------------------------------------------------------- new cases as plain rows
+
+class _NotFast(Exception):
+    """An action the plain-row builder does not mirror: that record goes through the services."""
+
+
+class _Draft:
+    """A new case before it has a row: the columns of ``incidents`` as attributes, so that the
+    services' pure helpers (``services.set_deadline``) work on it; ``vars(draft)`` is the row."""
+
+    def __init__(self, **columns: Any):
+        self.__dict__.update(columns)
+
+
+@functools.lru_cache(maxsize=None)
+def _next_state(state: str, action: Action) -> str:
+    """``lifecycle.next_state`` (a pure table lookup) once per (state, action); errors are not cached."""
+    return lifecycle.next_state(state, action).value
+
+
+def _step(draft: _Draft, category, rules: CaseRules, actor: str, action: Action, now: datetime, *,
+          department: Optional[str] = None, note: str = "", reason: Optional[str] = None,
+          route: Optional[Callable] = None) -> dict:
+    """``services.apply_action`` for the actions a new case's imported timeline uses (register,
+    dispatch, sign, resolve, verify_pass, void), on a draft instead of an ORM object: the same
+    state (``lifecycle.next_state``), timestamps, deadline (``services.set_deadline``), on_time,
+    routing, and the event as a row. Anything else raises :class:`_NotFast`. ``route`` is
+    ``rules.router.route`` or a memo of it."""
+    before = draft.state
+    after = _next_state(before, action)
+    payload: dict[str, Any] = {}
+    if action == Action.REGISTER:
+        draft.registered_at = now
+    elif action == Action.DISPATCH:
+        if not department:
+            suggestion = (route or rules.router.route)(draft.category_code, draft.district_code, draft.grid_code)
+            department = suggestion.department_code
+            payload["routing"] = suggestion.reason
+        if category is None:
+            raise ValidationFailed("case None has no category; set one before dispatch")
+        draft.department_code = department
+        draft.dispatched_at = now
+        draft.signed_at = None
+        draft.suspended_hours = 0.0
+        draft.extension_hours = 0.0
+        services.set_deadline(draft, category, rules)
+    elif action == Action.SIGN:
+        draft.signed_at = now
+    elif action == Action.RESOLVE:
+        draft.resolved_at = now
+        draft.on_time = draft.deadline is None or now <= draft.deadline
+    elif action == Action.VERIFY_PASS:
+        draft.closed_at = now
+    elif action == Action.VOID:
+        if not reason:
+            raise ValidationFailed("void needs a reason code (duplicate, invalid, not_ours …)")
+        draft.voided_at, draft.void_reason = now, reason
+    else:
+        raise _NotFast(action)
+    if reason:
+        payload["reason"] = reason
+    draft.state = after
+    draft.updated_at, draft.updated_by = now, actor
+    return {"incident_id": None, "at": now, "actor": actor, "action": action.value, "from_state": before,
+            "to_state": after, "department_code": draft.department_code, "note": note or "",
+            "payload": payload or None}
+
+
+def _bulk_insert(s: Session, table, columns: Sequence[str], rows: list[dict]) -> None:
+    """One bulk write of ``rows`` (dicts with ``columns``) into ``table``, in the session's
+    transaction: ``COPY … FROM STDIN`` on PostgreSQL (psycopg), the driver's ``executemany`` on
+    SQLite, Core ``insert`` executemany elsewhere. Values go through the columns' SQLAlchemy
+    bind processors first, so the stored values are those an ORM or Core insert would write.
+    A unique violation is raised as SQLAlchemy's ``IntegrityError`` (the batch retries on it)."""
+    if not rows:
+        return
+    conn = s.connection()
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "sqlite") or (dialect.name == "postgresql" and dialect.driver != "psycopg"):
+        s.execute(table.insert(), [{k: r[k] for k in columns} for r in rows])
+        return
+    values = list(zip(*(_bound(table.c[k], [r[k] for r in rows], dialect) for k in columns)))
+    names = ", ".join(columns)
+    driver = conn.connection.driver_connection
+    if dialect.name == "postgresql":
+        sql = f"COPY {table.name} ({names}) FROM STDIN"
+    else:
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    try:
+        if dialect.name == "postgresql":
+            with driver.cursor() as cur, cur.copy(sql) as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            cur = driver.cursor()
+            try:
+                cur.executemany(sql, values)
+            finally:
+                cur.close()
+    except dialect.loaded_dbapi.IntegrityError as exc:
+        raise IntegrityError(sql, None, exc) from exc
+
+
+def _bound(column, values: list, dialect) -> list:
+    """``values`` of ``column`` as SQLAlchemy binds them (its type's bind processor, None included:
+    a JSON column stores None as JSON ``null``); a timestamp is converted once per distinct value."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return values
+    if not isinstance(getattr(column.type, "impl_instance", column.type), DateTime):
+        return [process(v) for v in values]
+    done: dict = {}
+    out = []
+    for v in values:
+        try:
+            out.append(done[v])
+        except KeyError:
+            out.append(done.setdefault(v, process(v)))
+    return out
+
+
+def _where_in(s: Session, column, values: Sequence) -> Iterator:
+    """``column IN values`` as few clauses as the database likes: one ``= ANY(array)`` on
+    PostgreSQL (one short statement however many values), chunks of ``IN (…)`` elsewhere."""
+    values = list(values)
+    if not values:
+        return
+    if s.get_bind().dialect.name == "postgresql":
+        yield column == any_(bindparam("values", values, type_=ARRAY(column.type)))
+        return
+    for i in range(0, len(values), _IN_CHUNK):
+        yield column.in_(values[i:i + _IN_CHUNK])
+
+
+def _by_external_id(s: Session, source: str, external_ids: Sequence[str], columns: Sequence[str]) -> Iterator:
+    """Rows (``columns`` of ``incidents``) of the cases of ``source`` with these external ids.
+
+    On PostgreSQL one statement probes the unique (source, external_id) index once per id
+    (``unnest`` × ``LATERAL … LIMIT 1``): a plain ``external_id = ANY(…)`` lets the planner
+    prefer the (source, reported_at) index and filter every case of the source, batch after
+    batch, when the table has no statistics yet (a first big import, autovacuum off) or runs a
+    generic prepared plan. Elsewhere chunks of ``IN (…)`` (SQLite picks the unique index)."""
+    cols = [getattr(Incident, k) for k in columns]
+    external_ids = list(external_ids)
+    if not external_ids:
+        return
+    if s.get_bind().dialect.name == "postgresql":
+        ids = func.unnest(bindparam("external_ids", external_ids, type_=ARRAY(String()))) \
+            .table_valued("ext").render_derived(name="wanted")
+        one = select(*cols).where(Incident.source == source, Incident.external_id == ids.c.ext) \
+            .limit(1).lateral("found")
+        yield from s.execute(select(*[one.c[k] for k in columns]).select_from(ids).join(one, true()))
+        return
+    for i in range(0, len(external_ids), _IN_CHUNK):
+        yield from s.execute(select(*cols).where(Incident.source == source,
+                                                 Incident.external_id.in_(external_ids[i:i + _IN_CHUNK])))
+
+
 # --------------------------------------------------------------------------- ingest
 
 class _Run:
     def __init__(self, scope, rules: CaseRules, pack: Pack, mapping, feed_name: str, source: str,
-                 ctx: FeedContext, now: datetime, run_id: int):
+                 ctx: FeedContext, now: datetime, run_id: int, fast_path: bool = True):
         self.scope, self.rules, self.pack, self.mapping = scope, rules, pack, mapping
         self.feed, self.source, self.ctx, self.now, self.run_id = feed_name, source, ctx, now, run_id
+        self.fast_path = fast_path
         self.actor = f"import:{mapping.name}"
         self.categories = {c.code: c for c in pack.categories}
+        # routing is a pure function of the pack's rules: once per (category, district, grid) in a run
+        self.route = functools.lru_cache(maxsize=65536)(rules.router.route)
         self.seen: dict[str, int] = {}
         self.counts = Counter()
         self.reasons: Counter = Counter()
@@ -185,8 +362,7 @@ class _Run:
                 if attempt == 2:
                     raise
 
-    def _batch(self, s: Session, items: list[Item]) -> tuple[Counter, Counter]:
-        counts, reasons = Counter(), Counter()
+    def _validate(self, items: list[Item]) -> tuple[list[tuple[Item, IncomingCase]], list[tuple[Item, str]]]:
         accepted: list[tuple[Item, IncomingCase]] = []
         rejected: list[tuple[Item, str]] = []
         for item in items:
@@ -209,24 +385,40 @@ class _Run:
             accepted.append((item, inc))
             if self.last_record_at is None or inc.reported_at > self.last_record_at:
                 self.last_record_at = inc.reported_at
+        return accepted, rejected
 
-        existing: dict[str, Incident] = {}
-        ids = [inc.external_id for _, inc in accepted]
-        for i in range(0, len(ids), 500):
-            for case in s.scalars(select(Incident).where(Incident.source == self.source,
-                                                         Incident.external_id.in_(ids[i:i + 500]))):
-                existing[case.external_id] = case
+    def _known(self, s: Session, external_ids: list[str]) -> dict[str, Any]:
+        """The cases of this source among ``external_ids``: plain rows of the compared columns."""
+        return {row.external_id: row for row in _by_external_id(s, self.source, external_ids, _COMPARED)}
+
+    def _batch(self, s: Session, items: list[Item]) -> tuple[Counter, Counter]:
+        counts, reasons = Counter(), Counter()
+        accepted, rejected = self._validate(items)
+
+        known = self._known(s, [inc.external_id for _, inc in accepted])
+        # only a case the source changed is loaded as an ORM object (the update path)
+        changed_ids = [row.id for item, inc in accepted
+                       if (row := known.get(inc.external_id)) is not None
+                       and (not self.fast_path or _differences(row, inc))]
+        cases: dict[int, Incident] = {}
+        for clause in _where_in(s, Incident.id, changed_ids):
+            for case in s.scalars(select(Incident).where(clause)):
+                cases[case.id] = case
+        areas = self._locate([inc for _, inc in accepted if inc.external_id not in known])
 
         new_cases, new_events = [], []
         for item, inc in accepted:
-            case = existing.get(inc.external_id)
+            row = known.get(inc.external_id)
             try:
-                if case is None:
-                    c, evs = self._new_case(item, inc)
+                if row is None:
+                    if self.fast_path:
+                        c, evs = self._new_case(item, inc, *areas.get(inc.external_id, (None, None)))
+                    else:
+                        c, evs = self._new_case_via_services(item, inc)
                     new_cases.append(c)
                     new_events.append(evs)
                     counts["inserted"] += 1
-                elif self._update(s, case, inc, item):
+                elif row.id in cases and self._update(s, cases[row.id], inc, item):
                     counts["updated"] += 1
                 else:
                     counts["unchanged"] += 1
@@ -237,15 +429,10 @@ class _Run:
                 q = s.get(Quarantine, item.retry_of)
                 q.status = "retried"
         if new_cases:
-            table = Incident.__table__
-            new_ids = s.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
-                                new_cases).scalars().all()
-            rows = []
-            for cid, evs in zip(new_ids, new_events):
-                for ev in evs:
-                    ev["incident_id"] = cid
-                    rows.append(ev)
-            s.execute(IncidentEvent.__table__.insert(), rows)
+            if self.fast_path:
+                self._insert_fast(s, new_cases, new_events)
+            else:
+                self._insert_reference(s, new_cases, new_events)
         # a record already waiting in quarantine (the same file imported again) keeps its one row
         raws = {id(item): _raw_json(item, self.source, self.mapping.name) for item, _ in rejected if not item.retry_of}
         waiting: dict[str, Quarantine] = {}
@@ -268,7 +455,61 @@ class _Run:
         s.flush()
         return counts, reasons
 
-    def _new_case(self, item: Item, inc: IncomingCase) -> tuple[dict, list[dict]]:
+    def _locate(self, incs: list[IncomingCase]) -> dict[str, tuple[Optional[str], Optional[str]]]:
+        """District and grid of every new case of a batch, in one vectorised lookup."""
+        placed = [inc for inc in incs if inc.lon is not None and inc.lat is not None]
+        if not placed or not self.fast_path:
+            return {}
+        districts, grids = self.rules.areas.locate_many([inc.lon for inc in placed], [inc.lat for inc in placed])
+        return {inc.external_id: (d, g) for inc, d, g in zip(placed, districts, grids)}
+
+    def _report(self, item: Item, inc: IncomingCase) -> dict:
+        payload = {"channel": inc.channel.value, "source": self.source, "feed_run": self.run_id,
+                   "line": item.line, "source_status": inc.source_status}
+        if inc.location_note:
+            payload["location_note"] = inc.location_note
+        return dict(incident_id=None, at=inc.reported_at, actor=self.actor, action="report", from_state=None,
+                    to_state=State.REPORTED.value, department_code=None, note=inc.title, payload=payload)
+
+    def _new_case(self, item: Item, inc: IncomingCase, district: Optional[str],
+                  grid: Optional[str]) -> tuple[dict, list[dict]]:
+        """A new case and its timeline as plain rows (see :func:`_step`)."""
+        draft = _Draft(source=self.source, external_id=inc.external_id, channel=inc.channel.value,
+                       title=inc.title, description=inc.description, address=inc.address, lon=inc.lon,
+                       lat=inc.lat, district_code=district, grid_code=grid, category_code=inc.category_code,
+                       priority=inc.priority.value, state=State.REPORTED.value, state_before_suspend=None,
+                       department_code=None, reporter_name="", reporter_phone="", reported_at=inc.reported_at,
+                       registered_at=None, dispatched_at=None, signed_at=None, resolved_at=None, closed_at=None,
+                       voided_at=None, suspended_at=None, allowed_hours=None, warn_at=None, deadline=None,
+                       on_time=None, void_reason=None, duplicate_of=None, supervise_level=0, rework_count=0,
+                       return_count=0, reassign_count=0, extension_count=0, extension_hours=0.0,
+                       suspended_hours=0.0, updated_at=self.now, updated_by=self.actor, version=1)
+        events = [self._report(item, inc)]
+        category = self.categories[inc.category_code]
+        try:
+            for action, at, params in _plan(inc):
+                events.append(_step(draft, category, self.rules, self.actor, action, at, route=self.route, **params))
+        except _NotFast:
+            return self._new_case_via_services(item, inc)
+        draft.version = len(events)
+        draft.updated_at, draft.updated_by = self.now, self.actor
+        return vars(draft), events
+
+    def _insert_fast(self, s: Session, new_cases: list[dict], new_events: list[list[dict]]) -> None:
+        """Cases in one bulk write, their ids read back by external id, then all their events."""
+        _bulk_insert(s, Incident.__table__, _CASE_COLUMNS, new_cases)
+        ids = {ext: cid for cid, ext in _by_external_id(s, self.source, [c["external_id"] for c in new_cases],
+                                                         ("id", "external_id"))}
+        rows = []
+        for case, evs in zip(new_cases, new_events):
+            cid = ids[case["external_id"]]
+            for ev in evs:
+                ev["incident_id"] = cid
+                rows.append(ev)
+        _bulk_insert(s, IncidentEvent.__table__, _EVENT_COLUMNS, rows)
+
+    # the reference: every new case built through services.apply_action on an ORM object
+    def _new_case_via_services(self, item: Item, inc: IncomingCase) -> tuple[dict, list[dict]]:
         district, grid = self.rules.areas.locate(inc.lon, inc.lat)
         case = Incident(source=self.source, external_id=inc.external_id, channel=inc.channel.value,
                         title=inc.title, description=inc.description, address=inc.address, lon=inc.lon,
@@ -282,12 +523,7 @@ class _Run:
                      "suspended_at", "allowed_hours", "warn_at", "deadline", "on_time", "void_reason",
                      "duplicate_of", "department_code"):
             setattr(case, name, None)
-        payload = {"channel": inc.channel.value, "source": self.source, "feed_run": self.run_id,
-                   "line": item.line, "source_status": inc.source_status}
-        if inc.location_note:
-            payload["location_note"] = inc.location_note
-        events = [dict(incident_id=None, at=inc.reported_at, actor=self.actor, action="report", from_state=None,
-                       to_state=State.REPORTED.value, department_code=None, note=inc.title, payload=payload)]
+        events = [self._report(item, inc)]
         category = self.categories[inc.category_code]
         for action, at, params in _plan(inc):
             ev = services.apply_action(case, category, self.rules, self.actor, action, at, **params)
@@ -295,6 +531,17 @@ class _Run:
         case.version = len(events)
         case.updated_at, case.updated_by = self.now, self.actor
         return {k: getattr(case, k) for k in _CASE_COLUMNS}, events
+
+    def _insert_reference(self, s: Session, new_cases: list[dict], new_events: list[list[dict]]) -> None:
+        table = Incident.__table__
+        new_ids = s.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
+                            new_cases).scalars().all()
+        rows = []
+        for cid, evs in zip(new_ids, new_events):
+            for ev in evs:
+                ev["incident_id"] = cid
+                rows.append(ev)
+        s.execute(IncidentEvent.__table__.insert(), rows)
 
     def _update(self, s: Session, case: Incident, inc: IncomingCase, item: Item) -> bool:
         diff = _differences(case, inc)
@@ -369,7 +616,8 @@ class Ingestor:
 
     def __init__(self, db, rules: CaseRules, pack: Pack, mapping, feed_name: Optional[str] = None,
                  source_label: Optional[str] = None, *, crs: Optional[str] = None, now: Optional[datetime] = None,
-                 batch_size: int = BATCH_SIZE, progress: Optional[Callable[[int], None]] = None):
+                 batch_size: int = BATCH_SIZE, progress: Optional[Callable[[int], None]] = None,
+                 fast_path: bool = True):
         if isinstance(mapping, str):
             from data_sources.feeds.mappings import get_mapping
             mapping = get_mapping(mapping)
@@ -386,7 +634,8 @@ class Ingestor:
             s.add(run)
             s.flush()
             self.run_id = run.id
-        self.worker = _Run(self.scope, rules, pack, mapping, self.feed_name, self.source, ctx, self.now, self.run_id)
+        self.worker = _Run(self.scope, rules, pack, mapping, self.feed_name, self.source, ctx, self.now, self.run_id,
+                           fast_path=fast_path)
 
     def feed(self, records: Iterable[tuple[dict, int]] = (), *, _items: Optional[Iterable[Item]] = None) -> None:
         items: Iterator[Item] = iter(_items) if _items is not None else (Item(raw, line) for raw, line in records)
@@ -418,14 +667,17 @@ class Ingestor:
 def ingest(db, rules: CaseRules, pack: Pack, records: Iterable[tuple[dict, int]], mapping,
            feed_name: Optional[str] = None, source_label: Optional[str] = None, *, crs: Optional[str] = None,
            now: Optional[datetime] = None, batch_size: int = BATCH_SIZE,
-           progress: Optional[Callable[[int], None]] = None, _items: Optional[Iterable[Item]] = None) -> RunSummary:
+           progress: Optional[Callable[[int], None]] = None, _items: Optional[Iterable[Item]] = None,
+           fast_path: bool = True) -> RunSummary:
     """Import ``records`` through ``mapping``; returns the summary with the finished FeedRun.
 
     ``db`` is a Session (everything in the caller's transaction), a Database or a factory of
     session scopes (one transaction per batch). ``source_label`` is the ``source`` of the cases
-    (the namespace of external ids; default: the mapping's name)."""
+    (the namespace of external ids; default: the mapping's name). ``fast_path=False`` builds every
+    new case through ``services.apply_action`` on an ORM object, one by one (slow: the reference the
+    fast path is tested against)."""
     run = Ingestor(db, rules, pack, mapping, feed_name, source_label, crs=crs, now=now, batch_size=batch_size,
-                   progress=progress)
+                   progress=progress, fast_path=fast_path)
     try:
         run.feed(records, _items=_items)
     except Exception as exc:

@@ -102,9 +102,9 @@ _DATE_FORMATS = (
 def blank(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, float) and math.isnan(value)
 
 
 def parse_timestamp(value: Any, tz: ZoneInfo) -> Optional[datetime]:
@@ -164,6 +164,8 @@ _TAG = re.compile(r"</?[A-Za-z!/][^<>]*>")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t]+")
 _BAD_CHARS = re.compile(r"[\ufffd\ud800-\udfff]")
+# nothing for clean_text to do but strip: no entity, no tag, no control character or line break, no run of blanks
+_NEEDS_CLEANING = re.compile(r"[&<\x00-\x1f\x7f]|  ")
 
 
 def clean_text(value: Any) -> str:
@@ -174,6 +176,8 @@ def clean_text(value: Any) -> str:
     text = str(value)
     if _BAD_CHARS.search(text):
         raise ValueError("contains undecodable bytes (wrong text encoding?)")
+    if not _NEEDS_CLEANING.search(text):
+        return text.strip()
     text = html.unescape(text)
     text = _BLOCK.sub(" ", text)
     text = _TAG.sub(" ", text)
@@ -315,7 +319,7 @@ class IncomingCase(BaseModel):
                 if not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
                     raise ValueError(f"location ({self.lon}, {self.lat}) is not a longitude/latitude pair")
                 crs = normalize_crs(self.crs) if self.crs else ctx.crs
-                lon, lat = to_wgs84(self.lon, self.lat, crs)
+                lon, lat = (self.lon, self.lat) if crs == "WGS84" else to_wgs84(self.lon, self.lat, crs)
                 lon, lat = round(float(lon), 7), round(float(lat), 7)
                 x0, y0, x1, y1 = ctx.extent
                 if not (x0 <= lon <= x1 and y0 <= lat <= y1):
