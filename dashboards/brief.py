@@ -217,10 +217,10 @@ def service_table(report) -> html.Div:
         mark = (r["target"] or 0) * 100
         body_rows.append(html.Tr([
             html.Td(r["name"]), html.Td(f"{r['total']:,}", className="num"), html.Td(f"{r['online']:,}", className="num"),
-            html.Td(html.Div(className=f"bar {'met' if r['met'] else 'missed'}", children=[
-                html.Div(className="bar-fill", style={"width": f"{width:.1f}%"}),
-                html.Div(className="bar-mark", style={"left": f"{mark:.1f}%"}),
-                html.Span(_pct(r["online_rate"]), className="bar-text")])),
+            html.Td(html.Div(className=f"online-bar {'met' if r['met'] else 'missed'}", children=[
+                html.Div(className="online-bar-fill", style={"width": f"{width:.1f}%"}),
+                html.Div(className="online-bar-mark", style={"left": f"{mark:.1f}%"}),
+                html.Span(_pct(r["online_rate"]), className="online-bar-text")])),
             html.Td(_pct(r["good_rating_rate"]), className="num"),
             html.Td(_pct(r["on_time_completion_rate"]), className="num")]))
     return html.Div([html.Table([html.Thead(head), html.Tbody(body_rows)], className="table",
