@@ -14,7 +14,7 @@ from flask import Flask, current_app, jsonify, request, send_file
 from flask_login import current_user
 
 from dashboards import _brief_view as bv
-from dashboards._components import PAGE_ROLES
+from dashboards._components import PAGE_ROLES, city_tz
 from incidents import kpis
 from incidents import queries_brief as qb
 from incidents.model import STATE_LABELS_ZH
@@ -62,7 +62,7 @@ def _instant(value: str, name: str, tz: str, *, end: bool = False) -> datetime:
 def params() -> tuple[datetime, datetime, datetime]:
     """(from, to, as_of) of an export request. A date ``to`` is inclusive (``to=2026-11-30`` ends
     at 12-01 00:00); a datetime ``to`` is the exclusive end, as the page's links give it."""
-    tz = qb_tz()
+    tz = city_tz()
     args = request.args
     missing = [k for k in ("from", "to") if not args.get(k)]
     if missing:
@@ -78,13 +78,8 @@ def params() -> tuple[datetime, datetime, datetime]:
     return start, end, as_of
 
 
-def qb_tz() -> str:
-    from dashboards._components import city_tz
-    return city_tz()
-
-
 def _filename(start: datetime, end: datetime, ext: str) -> str:
-    tz = qb_tz()
+    tz = city_tz()
     return f"cityops-brief-{bv.local(start, tz, '%Y%m%d')}-{bv.local(end - timedelta(seconds=1), tz, '%Y%m%d')}.{ext}"
 
 
@@ -158,7 +153,7 @@ def brief_pdf(b: kpis.Brief) -> bytes:
     from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     font = cjk_font()
-    tz = qb_tz()
+    tz = city_tz()
     r = b.report
     base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11, wordWrap="CJK")
     small = ParagraphStyle("small", parent=base, fontSize=7, leading=9, textColor=colors.HexColor("#444444"))
@@ -281,7 +276,7 @@ def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
     import tempfile
     import xlsxwriter
 
-    tz = qb_tz()
+    tz = city_tz()
     z = ZoneInfo(tz)
     r = b.report
     with tempfile.TemporaryDirectory() as tmp:

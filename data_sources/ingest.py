@@ -20,10 +20,9 @@ kept up to date batch by batch; the data version is bumped once per batch.
 How it stays fast (the bulk of a first import is new cases): a batch looks its external ids up
 with one query (plain rows, compared without ORM objects; only the changed cases are loaded as
 ORM objects for the update path), locates all its new points at once (``AreaIndex.locate_many``),
-builds each new case and its timeline as plain rows with the transition table
-(``lifecycle.next_state``) and the services' deadline rule (``services.set_deadline``) — the same
-columns ``services.apply_action`` sets, checked against it by tests/integration/test_ingest_fast_path.py
-— and writes them with one bulk statement per table (``COPY`` on PostgreSQL, ``executemany``
+builds each new case and its timeline as plain rows with ``services.transition`` on a draft
+object (the very code ``services.apply_action`` runs on an ORM case; checked against that path by
+tests/integration/test_ingest_fast_path.py) — and writes them with one bulk statement per table (``COPY`` on PostgreSQL, ``executemany``
 elsewhere), values converted by the columns' own SQLAlchemy bind processors. ``fast_path=False``
 builds new cases through ``services.apply_action`` on ORM objects instead: the reference.
 """
@@ -44,8 +43,8 @@ from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import lifecycle, services
-from incidents.lifecycle import DomainError, ValidationFailed
+from incidents import services
+from incidents.lifecycle import DomainError
 from incidents.model import Action, State
 from incidents.services import CaseRules
 from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
@@ -165,70 +164,12 @@ def _jsonable(v: Any) -> Any:
 
 # --------------------------------------------------------------------------- new cases as plain rows
 
-class _NotFast(Exception):
-    """An action the plain-row builder does not mirror: that record goes through the services."""
-
-
 class _Draft:
-    """A new case before it has a row: the columns of ``incidents`` as attributes, so that the
-    services' pure helpers (``services.set_deadline``) work on it; ``vars(draft)`` is the row."""
+    """A new case before it has a row: the columns of ``incidents`` as attributes, so that
+    ``services.transition`` works on it as on an ``Incident``; ``vars(draft)`` is the row."""
 
     def __init__(self, **columns: Any):
         self.__dict__.update(columns)
-
-
-@functools.lru_cache(maxsize=None)
-def _next_state(state: str, action: Action) -> str:
-    """``lifecycle.next_state`` (a pure table lookup) once per (state, action); errors are not cached."""
-    return lifecycle.next_state(state, action).value
-
-
-def _step(draft: _Draft, category, rules: CaseRules, actor: str, action: Action, now: datetime, *,
-          department: Optional[str] = None, note: str = "", reason: Optional[str] = None,
-          route: Optional[Callable] = None) -> dict:
-    """``services.apply_action`` for the actions a new case's imported timeline uses (register,
-    dispatch, sign, resolve, verify_pass, void), on a draft instead of an ORM object: the same
-    state (``lifecycle.next_state``), timestamps, deadline (``services.set_deadline``), on_time,
-    routing, and the event as a row. Anything else raises :class:`_NotFast`. ``route`` is
-    ``rules.router.route`` or a memo of it."""
-    before = draft.state
-    after = _next_state(before, action)
-    payload: dict[str, Any] = {}
-    if action == Action.REGISTER:
-        draft.registered_at = now
-    elif action == Action.DISPATCH:
-        if not department:
-            suggestion = (route or rules.router.route)(draft.category_code, draft.district_code, draft.grid_code)
-            department = suggestion.department_code
-            payload["routing"] = suggestion.reason
-        if category is None:
-            raise ValidationFailed("case None has no category; set one before dispatch")
-        draft.department_code = department
-        draft.dispatched_at = now
-        draft.signed_at = None
-        draft.suspended_hours = 0.0
-        draft.extension_hours = 0.0
-        services.set_deadline(draft, category, rules)
-    elif action == Action.SIGN:
-        draft.signed_at = now
-    elif action == Action.RESOLVE:
-        draft.resolved_at = now
-        draft.on_time = draft.deadline is None or now <= draft.deadline
-    elif action == Action.VERIFY_PASS:
-        draft.closed_at = now
-    elif action == Action.VOID:
-        if not reason:
-            raise ValidationFailed("void needs a reason code (duplicate, invalid, not_ours …)")
-        draft.voided_at, draft.void_reason = now, reason
-    else:
-        raise _NotFast(action)
-    if reason:
-        payload["reason"] = reason
-    draft.state = after
-    draft.updated_at, draft.updated_by = now, actor
-    return {"incident_id": None, "at": now, "actor": actor, "action": action.value, "from_state": before,
-            "to_state": after, "department_code": draft.department_code, "note": note or "",
-            "payload": payload or None}
 
 
 def _bulk_insert(s: Session, table, columns: Sequence[str], rows: list[dict]) -> None:
@@ -473,7 +414,7 @@ class _Run:
 
     def _new_case(self, item: Item, inc: IncomingCase, district: Optional[str],
                   grid: Optional[str]) -> tuple[dict, list[dict]]:
-        """A new case and its timeline as plain rows (see :func:`_step`)."""
+        """A new case and its timeline as plain rows (``services.transition`` on a draft)."""
         draft = _Draft(source=self.source, external_id=inc.external_id, channel=inc.channel.value,
                        title=inc.title, description=inc.description, address=inc.address, lon=inc.lon,
                        lat=inc.lat, district_code=district, grid_code=grid, category_code=inc.category_code,
@@ -486,11 +427,9 @@ class _Run:
                        suspended_hours=0.0, updated_at=self.now, updated_by=self.actor, version=1)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]
-        try:
-            for action, at, params in _plan(inc):
-                events.append(_step(draft, category, self.rules, self.actor, action, at, route=self.route, **params))
-        except _NotFast:
-            return self._new_case_via_services(item, inc)
+        for action, at, params in _plan(inc):
+            events.append(services.transition(draft, category, self.rules, self.actor, action, at, route=self.route,
+                                              **params))
         draft.version = len(events)
         draft.updated_at, draft.updated_by = self.now, self.actor
         return vars(draft), events

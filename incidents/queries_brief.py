@@ -145,23 +145,13 @@ class Drill:
     formula: str
 
 
-def _result_for(report: kpis.KpiReport, code: str, group: Optional[tuple[str, str]]) -> kpis.KpiResult:
-    if group is None:
-        return report.kpis[code]
-    return report.groups[group[1]][code]
-
-
-def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *,
-          group: Optional[tuple[str, str]] = None, limit: int = DRILL_ROWS) -> Drill:
-    """The cases behind one case KPI of the brief (``group``: ("department"|"district", code))."""
-    if code not in kpis.CASE_KPIS and code != "composite_score":
+def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *, limit: int = DRILL_ROWS) -> Drill:
+    """The cases behind one case KPI of the brief."""
+    if code not in kpis.CASE_KPIS:
         raise ValueError(f"{code!r} is not computed from cases")
     period = kpis.Period(from_, to)
-    num, den = _drill_ids(period.start.isoformat(), period.end.isoformat(), kpis._utc(as_of).isoformat(), code,
-                          group)
-    b = brief(from_, to, as_of)
-    report = b.districts if group and group[0] == "district" else b.report
-    res = _result_for(report, code, group)
+    num, den = _drill_ids(period.start.isoformat(), period.end.isoformat(), kpis._utc(as_of).isoformat(), code)
+    res = brief(from_, to, as_of).report.kpis[code]
     in_num = set(num)
     rest = [i for i in den if i not in in_num]
     # the cases that hold a number back first: for "higher is better" the ones not (yet) in the
@@ -202,19 +192,9 @@ def case_flags(start_iso: str, end_iso: str, as_of_iso: str):
     return got
 
 
-def _drill_ids(start_iso: str, end_iso: str, as_of_iso: str, code: str,
-               group: Optional[tuple[str, str]]) -> tuple[list[int], list[int]]:
-    flags = case_flags(start_iso, end_iso, as_of_iso)
-    col = flags[code] if code in flags.columns else flags.iloc[:, 0:0]
-    if group is not None:
-        rt = _runtime()
-        start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
-        with session_scope() as s:
-            cases, events, _rates = _frames(s, start, end, as_of)
-        facts = kpis.case_facts(cases, events, kpis.Period(start, end), as_of, rt.calendar)
-        b = _brief(start_iso, end_iso, as_of_iso)
-        report = b.districts if group[0] == "district" else b.report
-        return kpis.drill_ids(facts, _result_for(report, code, tuple(group)))
+def _drill_ids(start_iso: str, end_iso: str, as_of_iso: str, code: str) -> tuple[list[int], list[int]]:
+    """(numerator ids, denominator ids) from the brief's case flags; counts have no denominator."""
+    col = case_flags(start_iso, end_iso, as_of_iso)[code]
     num = sorted(int(i) for i in col.index[col == 2])
     den = [] if _brief(start_iso, end_iso, as_of_iso).report.kpis[code].denominator is None \
         else sorted(int(i) for i in col.index[col >= 1])

@@ -194,12 +194,20 @@ def parse_action(action: str | Action) -> Action:
 
 
 def apply_action(case: Incident, category: Optional[Category], rules: CaseRules, actor_name: str,
-                 action: Action, now: datetime, *, department: Optional[str] = None, note: str = "",
-                 reason: Optional[str] = None, hours: Optional[float] = None,
-                 duplicate_of: Optional[int] = None, level: Optional[int] = None) -> IncidentEvent:
+                 action: Action, now: datetime, **params) -> IncidentEvent:
     """The transition itself, on a case object, without the database: state, timestamps,
     deadline and counters change, and the event to append is returned. Permission and
     version are the caller's to check (``perform`` does)."""
+    return IncidentEvent(**transition(case, category, rules, actor_name, action, now, **params))
+
+
+def transition(case, category: Optional[Category], rules: CaseRules, actor_name: str, action: Action,
+               now: datetime, *, department: Optional[str] = None, note: str = "", reason: Optional[str] = None,
+               hours: Optional[float] = None, duplicate_of: Optional[int] = None, level: Optional[int] = None,
+               route=None) -> dict:
+    """:func:`apply_action` on any object with the case columns as attributes (an ``Incident``,
+    or the ingest's draft of a new case that has no row yet); returns the event's columns.
+    ``route`` replaces ``rules.router.route`` (a bulk import passes a memo of it)."""
     before = State(case.state)
     resume_to = State(case.state_before_suspend) if case.state_before_suspend else None
     after = lifecycle.next_state(before, action, resume_to=resume_to)
@@ -207,13 +215,13 @@ def apply_action(case: Incident, category: Optional[Category], rules: CaseRules,
 
     if action in (Action.DISPATCH, Action.REASSIGN):
         if not department:
-            suggestion = rules.router.route(case.category_code, case.district_code, case.grid_code)
+            suggestion = (route or rules.router.route)(case.category_code, case.district_code, case.grid_code)
             department = suggestion.department_code
             payload["routing"] = suggestion.reason
         if action == Action.REASSIGN and department == case.department_code:
-            raise ValidationFailed(f"case {case.id} is already with {department}; reassign needs another department")
+            raise ValidationFailed(f"case {getattr(case, 'id', None)} is already with {department}; reassign needs another department")
         if category is None:
-            raise ValidationFailed(f"case {case.id} has no category; set one before dispatch")
+            raise ValidationFailed(f"case {getattr(case, 'id', None)} has no category; set one before dispatch")
         if action == Action.REASSIGN:
             case.reassign_count += 1
             payload["from_department"] = case.department_code
@@ -283,9 +291,9 @@ def apply_action(case: Incident, category: Optional[Category], rules: CaseRules,
     case.state = after
     case.updated_at = now
     case.updated_by = actor_name
-    return IncidentEvent(incident_id=case.id, at=now, actor=actor_name, action=action.value,
-                         from_state=before.value, to_state=after.value, department_code=case.department_code,
-                         note=note or "", payload=payload or None)
+    return dict(incident_id=getattr(case, "id", None), at=now, actor=actor_name, action=action.value,
+                from_state=before.value, to_state=after.value, department_code=case.department_code,
+                note=note or "", payload=payload or None)
 
 
 def _start_clock(case: Incident, category: Category, rules: CaseRules, now: datetime) -> None:
