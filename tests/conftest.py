@@ -20,6 +20,18 @@ if IN_CI and not (PG_URL and REDIS_URL):
     raise RuntimeError("CI must run the suite against PostgreSQL and Redis: set CITYOPS_TEST_DATABASE_URL "
                        "and CITYOPS_TEST_REDIS_URL (.ci/run does)")
 
+
+
+def _shared_data() -> Path:
+    """The real 311 files (../shared/data beside the checkout, wherever it was cloned):
+    CITYOPS_SHARED_DATA, else the sibling folder, else the workspace's."""
+    for candidate in (os.environ.get("CITYOPS_SHARED_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 BACKENDS = ["sqlite", "postgresql"]
 _pg_db: dict[str, str] = {}
 

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import SHARED_DATA
 from sqlalchemy import func, select
 
 from data_sources.coords import wgs84_to_bd09, wgs84_to_gcj02
@@ -18,9 +20,7 @@ from data_sources.runtime import get_runtime
 from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
 from tests.conftest import build_app
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 

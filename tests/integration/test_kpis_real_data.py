@@ -18,11 +18,12 @@ mappings (data_sources/feeds/mappings.py, data_sources/ingest.py), written out i
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
+
+from tests.conftest import SHARED_DATA
 from sqlalchemy import select
 
 from data_sources.db import get_db
@@ -34,9 +35,7 @@ from incidents.queries import kpi_report, load_kpi_frames
 from incidents.tables import Incident
 from tests.conftest import BACKENDS, build_app, database_url
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 NOW = datetime(2030, 1, 1, tzinfo=ZoneInfo("UTC"))
 NY, LA = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
 

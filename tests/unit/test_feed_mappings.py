@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import SHARED_DATA
+
 from data_sources.feeds.base import (UNREADABLE, FeedContext, Rejected, clean_text, parse_number,
                                      parse_timestamp)
 from data_sources.feeds.files import decode, read_records
@@ -15,9 +17,8 @@ from data_sources.packs import PackError, load_mapping, load_pack
 from incidents.model import State
 
 NY = ZoneInfo("America/New_York")
-from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 
 
 @pytest.fixture(scope="module")
