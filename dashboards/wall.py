@@ -24,7 +24,7 @@ from dashboards._components import allowed, forbidden, graph, local_time, panel,
 from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_plan, state_label, wall_map_base,
                                  wall_map_full, wall_map_layers, wall_map_patch)
 from dashboards._i18n import t
-from incidents import commands, queries, queries_wall, services
+from incidents import commands, permissions, queries, queries_wall, services
 from incidents.lifecycle import DomainError
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def _feeds(d):
 def _alarms(d):
     if not d.alarms:
         return [html.Li(t("no_alarms"), className="muted")]
-    can_ack = current_user.is_authenticated and current_user.role in services.ACK_ROLES
+    can_ack = current_user.is_authenticated and current_user.role in permissions.ACK_ROLES
     items = []
     for a in d.alarms:
         text = a.title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")

@@ -34,8 +34,9 @@ from werkzeug.exceptions import HTTPException
 
 from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import lifecycle, services
-from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed, reporter_view
+from incidents import permissions, services
+from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed, allowed_actions
+from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, Role, State
 from incidents.queries import feed_health, light_expr
 from incidents.tables import Area, Category, Department, Incident, IncidentEvent
@@ -46,7 +47,7 @@ PREFIX = "/api/v1"
 bp = Blueprint("api_v1", __name__, url_prefix=PREFIX)
 
 ALL_ROLES: tuple[Role, ...] = tuple(Role)
-CREATORS = (Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMENT, Role.ADMIN)
+CREATORS = tuple(permissions.CREATE_ROLES)
 #: roles that see reporters' names and phone numbers unmasked
 #: the states whose deadline clock runs, so the traffic light means something
 RUNNING = (State.DISPATCHED.value, State.IN_PROGRESS.value)
@@ -632,8 +633,8 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
 
     reporter_name, reporter_phone = reporter_view(case.reporter_name, case.reporter_phone, user.role)
     state = State(case.state)
-    actions = [a for a in lifecycle.allowed_actions(state)
-               if lifecycle.may(user.role, a, user_department=user.department_code,
+    actions = [a for a in allowed_actions(state)
+               if permissions.may(user.role, a, user_department=user.department_code,
                                 case_department=case.department_code)]
     return IncidentDetail(
         id=case.id, version=case.version, source=case.source, external_id=case.external_id,
@@ -863,7 +864,7 @@ def init_app(server: Flask) -> None:
 
 # =========================================================================== KPIs (DESIGN §6)
 
-KPI_ROLES = (Role.LEADER, Role.ADMIN, Role.DISPATCHER)
+KPI_ROLES = tuple(permissions.KPI_ROLES)
 
 
 class KpiQuery(_In):

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import auth, services
+from incidents import auth, permissions, services
 from incidents.lifecycle import DomainError
 from incidents.model import Channel, Role, State, TimeUnit
 from incidents.tables import Category, Department, Incident, IncidentEvent
@@ -46,7 +46,7 @@ CHANGESET = "2026-11-01T00:00:00+08:00"   # when this endpoint's behaviour last 
 DEFAULT_WINDOW = timedelta(days=90)          # spec: without dates, the last 90 days; a range spans ≤ 90 days
 MAX_RESULTS = 1000                           # spec: at most 1000 requests per answer
 #: the roles whose API token is a valid api_key (the same as POST /api/v1/incidents)
-CREATOR_ROLES = frozenset({Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMENT, Role.ADMIN})
+CREATOR_ROLES = permissions.CREATE_ROLES
 CLOSED_STATES = (State.CLOSED.value, State.VOIDED.value)
 UNIT_ZH = {TimeUnit.WORK_HOURS.value: "工作时", TimeUnit.WORK_DAYS.value: "工作日",
            TimeUnit.NATURAL_HOURS.value: "小时"}

@@ -1,14 +1,14 @@
-"""The case lifecycle: transition table, permission table, domain errors. Pure: stdlib only.
+"""The case lifecycle: transition table and domain errors. Pure: stdlib only.
 
 DESIGN §3. Screens and services never hard-code which action is legal where: they ask
-:func:`allowed_actions` / :func:`next_state` and :func:`check_permission` / :func:`may`.
+:func:`allowed_actions` / :func:`next_state` here, and who may act in :mod:`incidents.permissions`.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Final
 
-from incidents.model import ROLE_LABELS_ZH, STATE_LABELS_ZH, Action, Role, State
+from incidents.model import STATE_LABELS_ZH, Action, Role, State
 
 # --------------------------------------------------------------------------- errors
 
@@ -210,105 +210,8 @@ def next_state(state: State | str, action: Action | str, *,
     return target
 
 
-# --------------------------------------------------------------------------- permissions
-
-ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
-    Role.VIEWER: frozenset(),
-    Role.LEADER: frozenset({Action.SUPERVISE}),
-    Role.DISPATCHER: frozenset({
-        Action.REGISTER, Action.VOID, Action.DISPATCH, Action.REASSIGN, Action.EXTEND,
-        Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN,
-    }),
-    Role.DEPARTMENT: frozenset({
-        Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND,
-    }),
-    Role.INSPECTOR: frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
-    Role.ADMIN: frozenset(),
-}
-
-#: Actions a department user may only *request*; a dispatcher approves them.
-REQUEST_ONLY: Final[dict[Role, frozenset[Action]]] = {
-    Role.DEPARTMENT: frozenset({Action.EXTEND, Action.SUSPEND}),
-}
-
-
-def roles_for(action: Action | str) -> tuple[Role, ...]:
-    act = _as_action(action)
-    return tuple(r for r in Role if act in ROLE_ACTIONS[r])
-
-
-def actions_for(role: Role | str) -> frozenset[Action]:
-    return ROLE_ACTIONS[_as_role(role)]
-
-
-def is_request_only(role: Role | str, action: Action | str) -> bool:
-    """True when ``role`` may only ask for ``action`` (a department's extend/suspend)."""
-    return _as_action(action) in REQUEST_ONLY.get(_as_role(role), frozenset())
-
-
-def _same_department(a: Any, b: Any) -> bool:
-    if a is None or b is None or a == "" or b == "":
-        return False
-    return str(a) == str(b)
-
-
-def check_permission(role: Role | str, action: Action | str, *,
-                     user_department: Any = None, case_department: Any = None) -> None:
-    """Raise :class:`PermissionDenied` unless ``role`` may perform ``action``.
-
-    Department users act only on cases of their own department; a department user
-    without a department may do nothing.
-    """
-    r, act = _as_role(role), _as_action(action)
-    label = ROLE_LABELS_ZH.get(r, "")
-    if act not in ROLE_ACTIONS[r]:
-        who = ", ".join(x.value for x in roles_for(act)) or "nobody"
-        raise PermissionDenied(
-            f"role '{r.value}' ({label}) may not '{act.value}' (allowed for: {who})",
-            role=r, action=act,
-        )
-    if r is Role.DEPARTMENT:
-        if user_department is None or user_department == "":
-            raise PermissionDenied(
-                f"department user without a department may not '{act.value}'",
-                role=r, action=act,
-            )
-        if not _same_department(user_department, case_department):
-            raise PermissionDenied(
-                f"department '{user_department}' may not '{act.value}' a case of "
-                f"department '{case_department if case_department is not None else '(none)'}'",
-                role=r, action=act,
-            )
-
-
-def may(role: Role | str, action: Action | str, *,
-        user_department: Any = None, case_department: Any = None) -> bool:
-    try:
-        check_permission(role, action, user_department=user_department,
-                         case_department=case_department)
-    except PermissionDenied:
-        return False
-    return True
-
-
 __all__ = [
     "DomainError", "TransitionError", "PermissionDenied", "StaleVersion", "NotFound",
     "ValidationFailed", "STAYS", "RESUME_PREVIOUS", "TRANSITIONS", "SUSPENDABLE_STATES",
-    "allowed_actions", "is_allowed", "next_state", "ROLE_ACTIONS", "REQUEST_ONLY",
-    "roles_for", "actions_for", "is_request_only", "check_permission", "may",
+    "allowed_actions", "is_allowed", "next_state",
 ]
-
-
-# --------------------------------------------------------------------------- personal data
-
-#: roles that see a reporter's name and phone; everyone else sees them masked
-PERSONAL_DATA_ROLES = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
-
-
-def reporter_view(name: str | None, phone: str | None, role) -> tuple[str, str]:
-    """The reporter's name and phone as ``role`` may see them ("王**", "138****1234" when masked)."""
-    name, phone = name or "", phone or ""
-    if Role(str(role)) in PERSONAL_DATA_ROLES:
-        return name, phone
-    masked_phone = phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
-    return (name[0] + "**" if name else ""), masked_phone

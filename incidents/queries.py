@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.cache import cache
 from data_sources.db import session_scope
-from incidents.lifecycle import PERSONAL_DATA_ROLES, reporter_view
+from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
 from incidents.model import Light, Role, State
 from incidents.services import data_version
 from incidents.tables import Area, Category, Department, Incident, IncidentEvent
@@ -497,7 +497,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
     """Everything the case panel shows, or None when the case does not exist *or* the user may not
     see it (another department's case answers as if it did not exist). Reporter data masked
     unless the role may see it; the actions offered are those the state and the role allow."""
-    from incidents import lifecycle
+    from incidents import permissions
     from incidents.services import near_duplicates, suggest_department
     with session_scope() as s:
         row = s.execute(select(Incident).where(Incident.id == int(incident_id),
@@ -522,7 +522,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             remaining = round(remaining_working_hours(c.deadline, now, rules.calendar,
                                                       time_unit=cat.time_unit if cat else None), 2)
         actions = [a.value for a in lifecycle.allowed_actions(c.state)
-                   if lifecycle.may(role, a, user_department=department_code, case_department=c.department_code)]
+                   if permissions.may(role, a, user_department=department_code, case_department=c.department_code)]
         return {
             "id": c.id, "version": c.version, "state": c.state, "title": c.title,
             "description": c.description or "", "address": c.address or "", "lon": c.lon, "lat": c.lat,

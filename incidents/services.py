@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from incidents import lifecycle, sla
+from incidents import permissions, sla
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
@@ -146,13 +146,13 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             if seen.incident_id != incident_id:
                 raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
             case = session.get(Incident, incident_id)
-            lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
+            permissions.check_permission(actor.role, action, user_department=actor.department_code,
                                        case_department=case.department_code)
             return case
     case = session.get(Incident, incident_id)
     if case is None:
         raise NotFound(f"case {incident_id} does not exist")
-    lifecycle.check_permission(actor.role, action, user_department=actor.department_code,
+    permissions.check_permission(actor.role, action, user_department=actor.department_code,
                                case_department=case.department_code)
     if version != case.version:
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
@@ -324,16 +324,12 @@ def near_duplicates(session: Session, case: Incident, *, limit: int = 10) -> lis
     return sorted([(c, d) for c, d in near if d <= radius], key=lambda cd: cd[1])[:limit]
 
 
-ACK_ROLES = (Role.DISPATCHER, Role.LEADER, Role.ADMIN)
 
 
 def acknowledge_alarm(session: Session, actor: Actor, key: str, now: datetime) -> bool:
     """An operator acknowledges a wall alarm; recorded once with who and when. True if new."""
-    from incidents.lifecycle import PermissionDenied
     from incidents.tables import AlarmAck
-    if actor.role not in ACK_ROLES:
-        raise PermissionDenied(f"role {actor.role.value!r} may not acknowledge alarms "
-                               f"(allowed for: {', '.join(r.value for r in ACK_ROLES)})")
+    permissions.require(actor.role, permissions.ACK_ROLES, "acknowledge alarms")
     if not key or len(key) > 120:
         raise ValidationFailed("alarm key must be 1–120 characters")
     if session.get(AlarmAck, key) is not None:

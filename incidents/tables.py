@@ -100,6 +100,8 @@ class User(Base):
     department_code: Mapped[Optional[str]] = mapped_column(ForeignKey("departments.code"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # bumped by "log out everywhere": a session that carries an older epoch is no longer valid
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -112,6 +114,9 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(80), default="")
     created_at: Mapped[datetime]
     revoked_at: Mapped[Optional[datetime]]
+    # the feeds (push sources) this token may write, comma-separated; None = not bound to feeds
+    feeds: Mapped[Optional[str]] = mapped_column(String(400))
+    expires_at: Mapped[Optional[datetime]]
 
 
 class Incident(Base):
@@ -317,3 +322,25 @@ class AlarmAck(Base):
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     acked_by: Mapped[str] = mapped_column(String(60))
     acked_at: Mapped[datetime]
+
+
+class CaseRequest(Base):
+    """A department's request (延期 ``extend`` with hours, 挂账 ``suspend`` with a reason) that a
+    dispatcher approves or rejects; only an approved request moves the deadline or stops the clock."""
+
+    __tablename__ = "case_requests"
+    __table_args__ = (Index("ix_case_requests_incident", "incident_id", "id"),
+                      Index("ix_case_requests_status", "status", "requested_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    kind: Mapped[str] = mapped_column(String(20))            # extend | suspend
+    status: Mapped[str] = mapped_column(String(16))          # pending | approved | rejected
+    hours: Mapped[Optional[float]] = mapped_column(Float)
+    reason: Mapped[Optional[str]] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+    department_code: Mapped[Optional[str]] = mapped_column(String(40))
+    requested_by: Mapped[str] = mapped_column(String(60))
+    requested_at: Mapped[datetime]
+    decided_by: Mapped[Optional[str]] = mapped_column(String(60))
+    decided_at: Mapped[Optional[datetime]]
+    decision_note: Mapped[str] = mapped_column(Text, default="")

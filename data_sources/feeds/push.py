@@ -32,7 +32,7 @@ from data_sources.feeds.files import json_records, ndjson_records
 from data_sources.feeds.mappings import MAPPINGS
 from data_sources.ingest import Ingestor
 from data_sources.runtime import get_runtime
-from incidents.model import Role
+from incidents import permissions
 from incidents.tables import Quarantine
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("feeds_push", __name__, url_prefix="/api/v1/feeds")
 
 MAX_BYTES = 5 * 1024 * 1024
-PUSH_ROLES = frozenset({Role.DISPATCHER, Role.DEPARTMENT, Role.INSPECTOR, Role.ADMIN})
+PUSH_ROLES = permissions.PUSH_ROLES
 DEFAULT_MAPPING = "native"
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,32}$")   # also a cursor / source key
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",

@@ -14,12 +14,10 @@ from incidents.lifecycle import (
     TransitionError,
     ValidationFailed,
     allowed_actions,
-    check_permission,
     is_allowed,
-    is_request_only,
-    may,
     next_state,
 )
+from incidents.permissions import check_permission, is_request_only, may
 from incidents.model import STATE_LABELS_ZH, Action, Role, State
 
 S, A = State, Action
@@ -228,7 +226,7 @@ def test_not_found_and_validation_codes():
 
 @pytest.mark.parametrize("role", list(Role))
 def test_reporter_details_are_masked_for_roles_without_access_to_personal_data(role):
-    from incidents.lifecycle import PERSONAL_DATA_ROLES, reporter_view
+    from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
     name, phone = reporter_view("王小明", "13812345678", role)
     if role in PERSONAL_DATA_ROLES:
         assert (name, phone) == ("王小明", "13812345678")

@@ -1,0 +1,184 @@
+"""Who may do what: the one permission rule every door and every service asks (DESIGN §2, §3, §10).
+
+Pure: stdlib only. Case actions are a matrix of role × action, narrowed for department users to
+their own department's cases; the other capabilities (push feed records, create cases, read the
+KPI brief and its exports, acknowledge wall alarms, see personal data) are role sets named here
+once. Dash callbacks, the REST API, push ingestion, Open311, CLI imports and exports call these
+functions: a hidden button is not a check.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Final, Iterable
+
+from incidents.lifecycle import PermissionDenied, ValidationFailed
+from incidents.model import ROLE_LABELS_ZH, Action, Role
+
+# --------------------------------------------------------------------------- case actions
+
+ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
+    Role.VIEWER: frozenset(),
+    Role.LEADER: frozenset({Action.SUPERVISE}),
+    Role.DISPATCHER: frozenset({
+        Action.REGISTER, Action.VOID, Action.DISPATCH, Action.REASSIGN, Action.EXTEND,
+        Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN,
+    }),
+    Role.DEPARTMENT: frozenset({
+        Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND,
+    }),
+    Role.INSPECTOR: frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
+    Role.ADMIN: frozenset(),
+}
+
+#: Actions a department user may only *request*; a dispatcher approves them.
+REQUEST_ONLY: Final[dict[Role, frozenset[Action]]] = {
+    Role.DEPARTMENT: frozenset({Action.EXTEND, Action.SUSPEND}),
+}
+
+
+def _as_action(value: Action | str) -> Action:
+    try:
+        return Action(value)
+    except ValueError:
+        raise ValidationFailed(f"unknown action {value!r}", field="action") from None
+
+
+def _as_role(value: Role | str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValidationFailed(f"unknown role {value!r}", field="role") from None
+
+
+def roles_for(action: Action | str) -> tuple[Role, ...]:
+    act = _as_action(action)
+    return tuple(r for r in Role if act in ROLE_ACTIONS[r])
+
+
+def actions_for(role: Role | str) -> frozenset[Action]:
+    return ROLE_ACTIONS[_as_role(role)]
+
+
+def is_request_only(role: Role | str, action: Action | str) -> bool:
+    """True when ``role`` may only ask for ``action`` (a department's extend/suspend)."""
+    return _as_action(action) in REQUEST_ONLY.get(_as_role(role), frozenset())
+
+
+def _same_department(a: Any, b: Any) -> bool:
+    if a is None or b is None or a == "" or b == "":
+        return False
+    return str(a) == str(b)
+
+
+def check_permission(role: Role | str, action: Action | str, *,
+                     user_department: Any = None, case_department: Any = None) -> None:
+    """Raise :class:`PermissionDenied` unless ``role`` may perform ``action``.
+
+    Department users act only on cases of their own department; a department user
+    without a department may do nothing.
+    """
+    r, act = _as_role(role), _as_action(action)
+    label = ROLE_LABELS_ZH.get(r, "")
+    if act not in ROLE_ACTIONS[r]:
+        who = ", ".join(x.value for x in roles_for(act)) or "nobody"
+        raise PermissionDenied(
+            f"role '{r.value}' ({label}) may not '{act.value}' (allowed for: {who})",
+            role=r, action=act,
+        )
+    if r is Role.DEPARTMENT:
+        if user_department is None or user_department == "":
+            raise PermissionDenied(
+                f"department user without a department may not '{act.value}'",
+                role=r, action=act,
+            )
+        if not _same_department(user_department, case_department):
+            raise PermissionDenied(
+                f"department '{user_department}' may not '{act.value}' a case of "
+                f"department '{case_department if case_department is not None else '(none)'}'",
+                role=r, action=act,
+            )
+
+
+def may(role: Role | str, action: Action | str, *,
+        user_department: Any = None, case_department: Any = None) -> bool:
+    try:
+        check_permission(role, action, user_department=user_department,
+                         case_department=case_department)
+    except PermissionDenied:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- other capabilities
+
+#: may push records into a feed (each resulting action is still checked against the matrix)
+PUSH_ROLES: Final = frozenset({Role.DISPATCHER, Role.DEPARTMENT, Role.INSPECTOR, Role.ADMIN})
+#: may create a case (REST API, Open311 POST)
+CREATE_ROLES: Final = frozenset({Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMENT, Role.ADMIN})
+#: may read the KPI brief, /api/v1/kpis and the brief's exports
+KPI_ROLES: Final = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
+#: may acknowledge a wall alarm
+ACK_ROLES: Final = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
+#: may import files and retry quarantine from the CLI (an operator at the server is an admin)
+IMPORT_ROLES: Final = frozenset({Role.ADMIN, Role.DISPATCHER})
+
+
+def require(role: Role | str, allowed: Iterable[Role], what: str) -> None:
+    """Raise :class:`PermissionDenied` unless ``role`` is one of ``allowed`` (``what``: what it tried)."""
+    r = _as_role(role)
+    allowed = frozenset(allowed)
+    if r not in allowed:
+        who = ", ".join(sorted(x.value for x in allowed)) or "nobody"
+        raise PermissionDenied(f"role '{r.value}' ({ROLE_LABELS_ZH.get(r, '')}) may not {what} "
+                               f"(allowed for: {who})", role=r)
+
+
+def require_feed(token_feeds: str | None, feed: str) -> None:
+    """A token bound to feeds (``api_tokens.feeds``, comma-separated) writes only those feeds."""
+    if token_feeds is None:
+        return
+    bound = {f.strip() for f in token_feeds.split(",") if f.strip()}
+    if feed not in bound:
+        raise PermissionDenied(f"this token may write only the feed(s) {', '.join(sorted(bound)) or '(none)'}, "
+                               f"not {feed!r}")
+
+
+# --------------------------------------------------------------------------- personal data
+
+#: roles that see a reporter's name and phone; everyone else sees them masked
+PERSONAL_DATA_ROLES: Final = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
+
+
+def reporter_view(name: str | None, phone: str | None, role) -> tuple[str, str]:
+    """The reporter's name and phone as ``role`` may see them ("王**", "138****1234" when masked)."""
+    name, phone = name or "", phone or ""
+    if role is not None and Role(str(role)) in PERSONAL_DATA_ROLES:
+        return name, phone
+    masked_phone = phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+    return (name[0] + "**" if name else ""), masked_phone
+
+
+# phone numbers (mainland mobiles, landlines with area code, 7+ digit runs) and 18-digit ID cards
+_ID_CARD = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
+_PHONE = re.compile(r"(?<![\dA-Za-z])(\+?\d[\d\- ]{5,}\d)(?![\dA-Za-z])")
+
+
+def mask_personal_text(text: str | None, role=None) -> str:
+    """Free text as ``role`` may see it: ID-card numbers and phone numbers masked for anyone who
+    may not see personal data (``role`` None = the public)."""
+    text = text or ""
+    if role is not None and Role(str(role)) in PERSONAL_DATA_ROLES:
+        return text
+    text = _ID_CARD.sub(lambda m: m.group(1) + "********" + m.group(2)[-1:].rjust(4, "*"), text)
+
+    def _phone(m: re.Match) -> str:
+        digits = re.sub(r"\D", "", m.group(1))
+        if len(digits) < 7:
+            return m.group(1)
+        return digits[:3] + "****" + digits[-4:] if len(digits) >= 11 else "*" * (len(digits) - 4) + digits[-4:]
+    return _PHONE.sub(_phone, text)
+
+
+__all__ = ["ACK_ROLES", "CREATE_ROLES", "IMPORT_ROLES", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
+           "REQUEST_ONLY", "ROLE_ACTIONS", "actions_for", "check_permission", "is_request_only",
+           "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]
