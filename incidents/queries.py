@@ -497,7 +497,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
     """Everything the case panel shows, or None when the case does not exist *or* the user may not
     see it (another department's case answers as if it did not exist). Reporter data masked
     unless the role may see it; the actions offered are those the state and the role allow."""
-    from incidents import permissions
+    from incidents import lifecycle, permissions
     from incidents.services import near_duplicates, suggest_department
     with session_scope() as s:
         row = s.execute(select(Incident).where(Incident.id == int(incident_id),

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from incidents import permissions, sla
+from incidents import lifecycle, permissions, sla
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
