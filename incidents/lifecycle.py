@@ -6,7 +6,7 @@ DESIGN §3. Screens and services never hard-code which action is legal where: th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from incidents.model import STATE_LABELS_ZH, Action, Role, State
 
