@@ -50,12 +50,14 @@ def register(server: Flask) -> None:
     @server.cli.command("create-token")
     @click.argument("user")
     @click.option("--name", default="", help="What the token is for.")
-    def create_token_cmd(user, name):
+    @click.option("--feed", "feeds", multiple=True,
+                  help="Bind the token to this push feed (repeatable): it may write only these feeds.")
+    def create_token_cmd(user, name, feeds):
         """Print a new API token for USER (shown once; only its hash is kept)."""
         from incidents.auth import create_token
         try:
             with session_scope(server) as s:
-                token = create_token(s, user, now=_now(), name=name)
+                token = create_token(s, user, now=_now(), name=name, feeds=list(feeds) or None)
         except DomainError as exc:
             raise click.ClickException(str(exc))
         click.echo(token)

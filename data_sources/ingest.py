@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import services
-from incidents.lifecycle import DomainError
+from incidents import permissions, services
+from incidents.lifecycle import DomainError, PermissionDenied
 from incidents.model import Action, State
 from incidents.services import CaseRules
 from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
@@ -266,11 +266,16 @@ def _by_external_id(s: Session, source: str, external_ids: Sequence[str], column
 
 class _Run:
     def __init__(self, scope, rules: CaseRules, pack: Pack, mapping, feed_name: str, source: str,
-                 ctx: FeedContext, now: datetime, run_id: int, fast_path: bool = True):
+                 ctx: FeedContext, now: datetime, run_id: int, fast_path: bool = True,
+                 principal: Optional[services.Actor] = None, via: Optional[str] = None):
         self.scope, self.rules, self.pack, self.mapping = scope, rules, pack, mapping
         self.feed, self.source, self.ctx, self.now, self.run_id = feed_name, source, ctx, now, run_id
         self.fast_path = fast_path
-        self.actor = f"import:{mapping.name}"
+        # who sends the records: None = the server's own feeds and CLI imports (the operator owns the
+        # server); a user (push) = every resulting action is checked against incidents.permissions
+        self.principal = principal
+        self.actor = principal.username if principal is not None else f"import:{mapping.name}"
+        self.via = via
         self.categories = {c.code: c for c in pack.categories}
         # routing is a pure function of the pack's rules: once per (category, district, grid) in a run
         self.route = functools.lru_cache(maxsize=65536)(rules.router.route)
@@ -363,6 +368,9 @@ class _Run:
                     counts["updated"] += 1
                 else:
                     counts["unchanged"] += 1
+            except PermissionDenied as exc:
+                rejected.append((item, f"not permitted: {exc.message}; the case was left unchanged"))
+                continue
             except DomainError as exc:
                 rejected.append((item, f"cannot apply the source's timeline: {exc}"))
                 continue
@@ -409,6 +417,8 @@ class _Run:
                    "line": item.line, "source_status": inc.source_status}
         if inc.location_note:
             payload["location_note"] = inc.location_note
+        if self.via:
+            payload["via"] = self.via
         return dict(incident_id=None, at=inc.reported_at, actor=self.actor, action="report", from_state=None,
                     to_state=State.REPORTED.value, department_code=None, note=inc.title, payload=payload)
 
@@ -427,9 +437,10 @@ class _Run:
                        suspended_hours=0.0, updated_at=self.now, updated_by=self.actor, version=1)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]
-        for action, at, params in _plan(inc):
-            events.append(services.transition(draft, category, self.rules, self.actor, action, at, route=self.route,
-                                              **params))
+        for action, at, params in self._plan(inc):
+            self._may(action, draft.department_code)
+            events.append(self._stamped(services.transition(draft, category, self.rules, self.actor, action, at,
+                                                            route=self.route, **params)))
         draft.version = len(events)
         draft.updated_at, draft.updated_by = self.now, self.actor
         return vars(draft), events
@@ -464,9 +475,10 @@ class _Run:
             setattr(case, name, None)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]
-        for action, at, params in _plan(inc):
+        for action, at, params in self._plan(inc):
+            self._may(action, case.department_code)
             ev = services.apply_action(case, category, self.rules, self.actor, action, at, **params)
-            events.append({k: getattr(ev, k) for k in _EVENT_COLUMNS})
+            events.append(self._stamped({k: getattr(ev, k) for k in _EVENT_COLUMNS}))
         case.version = len(events)
         case.updated_at, case.updated_by = self.now, self.actor
         return {k: getattr(case, k) for k in _CASE_COLUMNS}, events
@@ -482,28 +494,9 @@ class _Run:
                 rows.append(ev)
         s.execute(IncidentEvent.__table__.insert(), rows)
 
-    def _update(self, s: Session, case: Incident, inc: IncomingCase, item: Item) -> bool:
-        diff = _differences(case, inc)
-        if not diff:
-            return False
-        changed = {k: [_jsonable(getattr(case, k)), _jsonable(v)] for k, v in diff.items()}
-        notes = []
-        for key in ("title", "description", "address", "category_code", "channel", "priority", "reported_at"):
-            if key in diff:
-                setattr(case, key, diff[key])
-        if "lon" in diff or "lat" in diff:
-            case.lon, case.lat = inc.lon, inc.lat
-            case.district_code, case.grid_code = self.rules.areas.locate(inc.lon, inc.lat)
-        if "closed_at" in diff:
-            case.closed_at = inc.closed_at
-        if "department_code" in diff and State(case.state).is_with_department:
-            # the source moved it to another department: a reassignment
-            s.add(self._event(case, Action.REASSIGN, inc.dispatched_at or self.now,
-                              {"department": inc.department_code}))
-        payload = {"changed": changed, "feed_run": self.run_id, "line": item.line,
-                   "source_status": inc.source_status}
-        if inc.location_note:
-            payload["location_note"] = inc.location_note
+    def _update_steps(self, case: Incident, inc: IncomingCase, diff: dict) -> tuple[list, list[str]]:
+        """The actions that bring a known case to the source's state, and notes on what is kept."""
+        notes: list[str] = []
         current = State(case.state)
         steps: list = []
         if "state" in diff:
@@ -525,6 +518,80 @@ class _Run:
                 steps = _forward(current, inc)
             else:
                 notes.append(f"source says {inc.source_status!r}; the case is further along ({current}): state kept")
+        return steps, notes
+
+    def _check_update(self, s: Session, case: Incident, inc: IncomingCase, diff: dict, steps: list) -> None:
+        """The pushing user may make every change this record makes to ``case``: its content (title,
+        place, category …) and each action, on the department the case is with at that step."""
+        who = self.principal
+        if set(diff) - {"state", "department_code"}:
+            submitted = s.scalar(select(IncidentEvent.actor).where(IncidentEvent.incident_id == case.id,
+                                                                   IncidentEvent.action == "report")) == who.username
+            permissions.check_edit(who.role, user_department=who.department_code,
+                                   case_department=case.department_code, submitted_by_them=submitted,
+                                   case_accepted=case.state != State.REPORTED.value)
+        department = case.department_code
+        if "department_code" in diff and State(case.state).is_with_department:
+            self._may(Action.REASSIGN, department)
+            department = inc.department_code
+        category = diff.get("category_code", case.category_code)
+        for action, _at, params in steps:
+            self._may(action, department)
+            if action in (Action.DISPATCH, Action.REASSIGN):
+                department = params.get("department") or \
+                    self.route(category, case.district_code, case.grid_code).department_code
+            elif action in (Action.RETURN, Action.REOPEN):
+                department = None
+
+    def _plan(self, inc: IncomingCase) -> list[tuple[Action, datetime, dict]]:
+        """A new case's timeline. A record that names no state is registered by the mapping's default;
+        sent by someone who may not register (a grid inspector's app, a department's system) it
+        arrives as 上报 (reported) for the command center to accept."""
+        return _plan(inc) if self._states_by_default(inc) else []
+
+    def _states_by_default(self, inc: IncomingCase) -> bool:
+        return (self.principal is None or bool(inc.source_status)
+                or permissions.may(self.principal.role, Action.REGISTER))
+
+    def _may(self, action: Action, case_department: Optional[str]) -> None:
+        if self.principal is not None:
+            permissions.check_permission(self.principal.role, action, user_department=self.principal.department_code,
+                                         case_department=case_department)
+
+    def _stamped(self, event: dict) -> dict:
+        """An event of this run names the channel it came through (``push:<feed>``)."""
+        if self.via:
+            event["payload"] = {**(event.get("payload") or {}), "via": self.via}
+        return event
+
+    def _update(self, s: Session, case: Incident, inc: IncomingCase, item: Item) -> bool:
+        diff = _differences(case, inc)
+        if not self._states_by_default(inc):
+            diff.pop("state", None)   # the mapping's default state is not the sender's word (see _plan)
+        if not diff:
+            return False
+        steps, notes = self._update_steps(case, inc, diff)
+        if self.principal is not None:   # everything checked before anything changes
+            self._check_update(s, case, inc, diff, steps)
+        changed = {k: [_jsonable(getattr(case, k)), _jsonable(v)] for k, v in diff.items()}
+        for key in ("title", "description", "address", "category_code", "channel", "priority", "reported_at"):
+            if key in diff:
+                setattr(case, key, diff[key])
+        if "lon" in diff or "lat" in diff:
+            case.lon, case.lat = inc.lon, inc.lat
+            case.district_code, case.grid_code = self.rules.areas.locate(inc.lon, inc.lat)
+        if "closed_at" in diff:
+            case.closed_at = inc.closed_at
+        if "department_code" in diff and State(case.state).is_with_department:
+            # the source moved it to another department: a reassignment
+            s.add(self._event(case, Action.REASSIGN, inc.dispatched_at or self.now,
+                              {"department": inc.department_code}))
+        payload = {"changed": changed, "feed_run": self.run_id, "line": item.line,
+                   "source_status": inc.source_status}
+        if inc.location_note:
+            payload["location_note"] = inc.location_note
+        if self.via:
+            payload["via"] = self.via
         if notes:
             payload["note"] = "; ".join(notes)
         case.updated_at, case.updated_by = self.now, self.actor
@@ -545,7 +612,10 @@ class _Run:
 
     def _event(self, case: Incident, action: Action, at: datetime, params: dict, category=None) -> IncidentEvent:
         category = category or self.categories.get(case.category_code)
-        return services.apply_action(case, category, self.rules, self.actor, action, at, **params)
+        event = services.apply_action(case, category, self.rules, self.actor, action, at, **params)
+        if self.via:
+            event.payload = {**(event.payload or {}), "via": self.via}
+        return event
 
 
 class Ingestor:
@@ -556,7 +626,7 @@ class Ingestor:
     def __init__(self, db, rules: CaseRules, pack: Pack, mapping, feed_name: Optional[str] = None,
                  source_label: Optional[str] = None, *, crs: Optional[str] = None, now: Optional[datetime] = None,
                  batch_size: int = BATCH_SIZE, progress: Optional[Callable[[int], None]] = None,
-                 fast_path: bool = True):
+                 fast_path: bool = True, principal: Optional[services.Actor] = None, via: Optional[str] = None):
         if isinstance(mapping, str):
             from data_sources.feeds.mappings import get_mapping
             mapping = get_mapping(mapping)
@@ -574,7 +644,7 @@ class Ingestor:
             s.flush()
             self.run_id = run.id
         self.worker = _Run(self.scope, rules, pack, mapping, self.feed_name, self.source, ctx, self.now, self.run_id,
-                           fast_path=fast_path)
+                           fast_path=fast_path, principal=principal, via=via)
 
     def feed(self, records: Iterable[tuple[dict, int]] = (), *, _items: Optional[Iterable[Item]] = None) -> None:
         items: Iterator[Item] = iter(_items) if _items is not None else (Item(raw, line) for raw, line in records)

@@ -11,12 +11,13 @@ from urllib.parse import quote, urlparse
 
 from flask import Flask, abort, jsonify, redirect, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from data_sources.db import get_db
 from incidents import auth
 from incidents.model import Role
-from incidents.tables import User
+from incidents.tables import ApiToken, User
 
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz", "/map/style.json")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
@@ -36,6 +37,8 @@ class SessionUser(UserMixin):
     role: Role
     department_code: Optional[str]
     display_name: str
+    token_name: Optional[str] = None      # signed in with an API token: its name and the feeds it is bound to
+    token_feeds: Optional[str] = None
 
     @classmethod
     def of(cls, user: User) -> "SessionUser":
@@ -77,9 +80,16 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         header = req.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return None
+        token = header[len("Bearer "):].strip()
         with get_db(server).session_scope() as s:
-            user = auth.user_for_token(s, header[len("Bearer "):].strip())
-            return SessionUser.of(user) if user is not None else None
+            user = auth.user_for_token(s, token)
+            if user is None:
+                return None
+            who = SessionUser.of(user)
+            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == auth.token_digest(token)))
+            if row is not None:
+                who.token_name, who.token_feeds = row.name or f"token-{row.id}", row.feeds
+            return who
 
     @server.before_request
     def _gate():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime
 from typing import Optional
@@ -16,6 +17,7 @@ from incidents.model import Role
 from incidents.tables import ApiToken, Department, User
 
 _hasher = PasswordHasher()
+FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,32}$")
 # verifying against this when the user does not exist keeps the timing the same
 _DUMMY_HASH = _hasher.hash("not-a-password")
 
@@ -71,13 +73,24 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, username: str, *, now: datetime, name: str = "") -> str:
-    """Returns the token once; only its SHA-256 digest is stored."""
+def create_token(session: Session, username: str, *, now: datetime, name: str = "",
+                 feeds: Optional[list[str]] = None) -> str:
+    """Returns the token once; only its SHA-256 digest is stored. ``feeds``: the push feeds the
+    token may write (None = not bound to feeds)."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise ValidationFailed(f"no user {username!r}")
+    bound = None
+    if feeds:
+        bad = [f for f in feeds if not FEED_NAME.match(f)]
+        if bad:
+            raise ValidationFailed(f"feed names are 1-33 letters, digits, '_', '-' or '.': {', '.join(bad)}")
+        bound = ",".join(sorted(set(feeds)))
+        if len(bound) > 400:
+            raise ValidationFailed("too many feeds for one token")
     token = "cot_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, token_hash=_token_digest(token), name=name, created_at=now))
+    session.add(ApiToken(user_id=user.id, token_hash=_token_digest(token), name=name, created_at=now,
+                         feeds=bound))
     session.flush()
     return token
 

@@ -109,6 +109,27 @@ def may(role: Role | str, action: Action | str, *,
     return True
 
 
+def check_edit(role: Role | str, *, user_department: Any = None, case_department: Any = None,
+               submitted_by_them: bool = False, case_accepted: bool = True) -> None:
+    """Raise :class:`PermissionDenied` unless ``role`` may change a case's content (title, text,
+    place, category, channel, priority) — what a pushed or imported record does to a known case.
+
+    A dispatcher edits any case; a department only its own department's cases; whoever submitted a
+    case may still correct it until the command center accepts (registers) it."""
+    r = _as_role(role)
+    if r is Role.DISPATCHER:
+        return
+    if r is Role.DEPARTMENT and user_department and _same_department(user_department, case_department):
+        return
+    if submitted_by_them and not case_accepted:
+        return
+    if r is Role.DEPARTMENT:
+        raise PermissionDenied(f"department '{user_department or '(none)'}' may not change a case of department "
+                               f"'{case_department if case_department is not None else '(none)'}'", role=r)
+    raise PermissionDenied(f"role '{r.value}' ({ROLE_LABELS_ZH.get(r, '')}) may not change a case it did not "
+                           f"submit (allowed for: dispatcher; department on its own cases)", role=r)
+
+
 # --------------------------------------------------------------------------- other capabilities
 
 #: may push records into a feed (each resulting action is still checked against the matrix)
@@ -180,5 +201,5 @@ def mask_personal_text(text: str | None, role=None) -> str:
 
 
 __all__ = ["ACK_ROLES", "CREATE_ROLES", "IMPORT_ROLES", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
-           "REQUEST_ONLY", "ROLE_ACTIONS", "actions_for", "check_permission", "is_request_only",
+           "REQUEST_ONLY", "ROLE_ACTIONS", "actions_for", "check_edit", "check_permission", "is_request_only",
            "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]

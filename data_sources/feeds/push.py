@@ -10,14 +10,17 @@ Which mapping a feed's records are in: the ``PUSH_FEEDS`` config (``{"feed": "ma
 ``"feed=mapping,feed2=mapping2"``), else the feed's own name when it is a mapping
 (``nyc311``, ``sf311``, ``open311``, ``native``), else ``native``; ``?mapping=NAME`` chooses
 one for an unconfigured feed. Auth as the rest of /api/v1 (the gate in ``data_sources.web``);
-viewers and leaders may not push (403). Bodies over ``PUSH_MAX_BYTES`` (default 5 MB) → 413,
+viewers and leaders may not push (403), and a token bound to feeds (``create-token --feed``) writes
+only those (403). Each record is applied only if the pushing user may make every change it brings
+to that case (``incidents.permissions``: a department on its own cases, an inspector verification
+…); otherwise it is quarantined with the missing permission as its reason and the case is left as
+it was. Events name the user as actor and ``push:<feed> token:<name>`` as the channel. Bodies over ``PUSH_MAX_BYTES`` (default 5 MB) → 413,
 unreadable JSON → 400, always as ``{"error": {"code": …, "message": …}}``.
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Optional
@@ -33,6 +36,9 @@ from data_sources.feeds.mappings import MAPPINGS
 from data_sources.ingest import Ingestor
 from data_sources.runtime import get_runtime
 from incidents import permissions
+from incidents.auth import FEED_NAME   # also a cursor / source key
+from incidents.lifecycle import PermissionDenied
+from incidents.services import Actor
 from incidents.tables import Quarantine
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,6 @@ bp = Blueprint("feeds_push", __name__, url_prefix="/api/v1/feeds")
 MAX_BYTES = 5 * 1024 * 1024
 PUSH_ROLES = permissions.PUSH_ROLES
 DEFAULT_MAPPING = "native"
-FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,32}$")   # also a cursor / source key
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
                 "application/jsonlines")
 MAX_LISTED = 100      # quarantined records listed one by one in the answer
@@ -143,10 +148,13 @@ def _quarantined(run_id: int) -> list[dict]:
 def push_records(feed: str):
     if not current_user.is_authenticated:   # the gate answers 401 first; this is a second lock
         raise PushError(401, "unauthorized", "login required")
-    if current_user.role not in PUSH_ROLES:
-        raise PushError(403, "forbidden", f"role '{current_user.role.value}' may not push feed records")
     if not FEED_NAME.match(feed):
         raise PushError(400, "bad_request", "feed name: 1-33 letters, digits, '_', '-' or '.'")
+    try:
+        permissions.require(current_user.role, PUSH_ROLES, "push feed records")
+        permissions.require_feed(getattr(current_user, "token_feeds", None), feed)
+    except PermissionDenied as exc:
+        raise PushError(403, "forbidden", exc.message) from None
     unknown = sorted(set(request.args) - {"mapping", "lang"})
     if unknown:
         raise PushError(400, "bad_request", f"unknown query parameter(s): {', '.join(unknown)}")
@@ -154,8 +162,13 @@ def push_records(feed: str):
     records = parse_records(_body(int(current_app.config.get("PUSH_MAX_BYTES") or MAX_BYTES)),
                             request.content_type or "")
     rt = get_runtime()
+    # every record is applied only as far as this user may act on that case (incidents.permissions);
+    # the events name the user as actor and the feed (and token) as the channel
+    principal = Actor(current_user.username, current_user.role, current_user.department_code)
+    token = getattr(current_user, "token_name", None)
     run = Ingestor(get_db(), rt.rules, rt.pack, MAPPINGS[mapping], feed_name=feed, source_label=feed,
-                   now=datetime.now(timezone.utc))
+                   now=datetime.now(timezone.utc), principal=principal,
+                   via=f"push:{feed}" + (f" token:{token}" if token else ""))
     try:
         run.feed(records)
     except Exception as exc:
