@@ -9,14 +9,14 @@ from flask_login import current_user
 
 from dashboards import _theme as th
 from dashboards._i18n import t
-from incidents import queries
+from incidents import permissions, queries
 from incidents.model import Role
 
-# which roles may open which page; checked on the server when the page is built
+# which roles may open which page (incidents.permissions); checked on the server when the page is built
 PAGE_ROLES = {
-    "wall": set(Role),
-    "brief": {Role.LEADER, Role.ADMIN, Role.DISPATCHER},
-    "dispatch": {Role.DISPATCHER, Role.DEPARTMENT, Role.INSPECTOR, Role.LEADER, Role.ADMIN},
+    "wall": frozenset(Role),
+    "brief": permissions.KPI_ROLES,
+    "dispatch": permissions.WORKBENCH_ROLES,
 }
 
 

@@ -140,8 +140,8 @@ CREATE_ROLES: Final = frozenset({Role.DISPATCHER, Role.INSPECTOR, Role.DEPARTMEN
 KPI_ROLES: Final = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
 #: may acknowledge a wall alarm
 ACK_ROLES: Final = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
-#: may import files and retry quarantine from the CLI (an operator at the server is an admin)
-IMPORT_ROLES: Final = frozenset({Role.ADMIN, Role.DISPATCHER})
+#: may open the workbench (queue and case pages)
+WORKBENCH_ROLES: Final = frozenset({Role.DISPATCHER, Role.DEPARTMENT, Role.INSPECTOR, Role.LEADER, Role.ADMIN})
 
 
 def require(role: Role | str, allowed: Iterable[Role], what: str) -> None:
@@ -200,6 +200,6 @@ def mask_personal_text(text: str | None, role=None) -> str:
     return _PHONE.sub(_phone, text)
 
 
-__all__ = ["ACK_ROLES", "CREATE_ROLES", "IMPORT_ROLES", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
-           "REQUEST_ONLY", "ROLE_ACTIONS", "actions_for", "check_edit", "check_permission", "is_request_only",
+__all__ = ["ACK_ROLES", "CREATE_ROLES", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
+           "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "check_edit", "check_permission", "is_request_only",
            "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]
