@@ -29,6 +29,7 @@ DEFAULTS: dict[str, object] = {
     "DEMO_HISTORY_DAYS": 90,
     "DEMO_TICK_SECONDS": 5.0,
     "WALL_REFRESH_SECONDS": 5.0,
+    "INGEST_MIN_DATE": "1990-01-01",   # feed timestamps before this are placeholders: quarantined
     "HOST": "127.0.0.1",
     "PORT": 8050,
     "TESTING": False,

@@ -48,7 +48,7 @@ def register(server: Flask) -> None:
         """Import incident records from FILE (CSV, XLSX, JSON, NDJSON) through a named mapping."""
         from data_sources.db import get_db
         from data_sources.feeds.files import count_records, read_records
-        from data_sources.ingest import ingest
+        from data_sources.ingest import earliest_from, ingest
         from data_sources.runtime import get_runtime
         rt = get_runtime(server)
         try:
@@ -59,7 +59,7 @@ def register(server: Flask) -> None:
         with click.progressbar(length=total or 0, label=f"importing {file}", show_pos=True) as bar:
             summary = ingest(get_db(server), rt.rules, rt.pack, records, MAPPINGS[mapping_name],
                              feed_name=mapping_name, source_label=source_label, crs=crs, batch_size=batch_size,
-                             progress=bar.update)
+                             progress=bar.update, earliest=earliest_from(server.config["INGEST_MIN_DATE"]))
         _summary(summary, f"({file})")
 
     def _figure_records(file):

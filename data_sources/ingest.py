@@ -31,9 +31,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from sqlalchemy import DateTime, String, any_, bindparam, func, select, true
@@ -41,7 +43,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected
+from data_sources.feeds.base import EARLIEST, UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
 from incidents import permissions, services
 from incidents.lifecycle import DomainError, PermissionDenied
@@ -296,6 +298,7 @@ class _Run:
                         setattr(run, k, getattr(run, k) + v)
                     run.received += len(items)
                     run.last_record_at = self.last_record_at
+                    run.heartbeat_at = datetime.now(timezone.utc)
                     assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined, \
                         "feed run counts do not add up"
                     services.bump_data_version(s)
@@ -618,6 +621,44 @@ class _Run:
         return event
 
 
+#: the process running a feed run, as recorded on its row
+RUN_OWNER = f"{socket.gethostname()}:{os.getpid()}"[:120]
+#: a run on another host that made no progress for this long is taken as dead
+STALE_RUN = timedelta(minutes=15)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_interrupted_runs(s: Session, now: Optional[datetime] = None) -> int:
+    """Runs still ``running`` whose process is gone (a killed import, a crashed worker) are closed as
+    ``failed``: on this host when the process no longer exists, elsewhere when they made no progress
+    for ``STALE_RUN``. Called when a run starts, so the feed's health never shows a run forever."""
+    now = now or datetime.now(timezone.utc)
+    host = RUN_OWNER.rpartition(":")[0]
+    closed = 0
+    for run in s.scalars(select(FeedRun).where(FeedRun.status == "running")):
+        owner_host, _, pid = (run.owner or "").rpartition(":")
+        last = run.heartbeat_at or run.started_at
+        if owner_host == host and pid.isdigit():
+            dead = int(pid) != os.getpid() and not _process_alive(int(pid))
+        else:
+            dead = last < now - STALE_RUN
+        if dead:
+            run.status, run.finished_at = "failed", now
+            run.error = (f"interrupted: its process ({run.owner or 'unknown'}) stopped; last progress "
+                         f"{last:%Y-%m-%d %H:%M:%S}Z; closed when the next run started")
+            closed += 1
+    return closed
+
+
 class Ingestor:
     """One feed run fed piece by piece: ``feed(records)`` ingests and commits them in batches
     (pull pages, push bodies, replay releases all land in the same ``feed_runs`` row);
@@ -626,7 +667,8 @@ class Ingestor:
     def __init__(self, db, rules: CaseRules, pack: Pack, mapping, feed_name: Optional[str] = None,
                  source_label: Optional[str] = None, *, crs: Optional[str] = None, now: Optional[datetime] = None,
                  batch_size: int = BATCH_SIZE, progress: Optional[Callable[[int], None]] = None,
-                 fast_path: bool = True, principal: Optional[services.Actor] = None, via: Optional[str] = None):
+                 fast_path: bool = True, principal: Optional[services.Actor] = None, via: Optional[str] = None,
+                 earliest: Optional[datetime] = None):
         if isinstance(mapping, str):
             from data_sources.feeds.mappings import get_mapping
             mapping = get_mapping(mapping)
@@ -636,10 +678,13 @@ class Ingestor:
         self.feed_name = (feed_name or mapping.name)[:60]
         self.source = (source_label or mapping.name)[:40]
         self.batch_size, self.progress = batch_size, progress
-        ctx = FeedContext(pack, crs=crs or pack.crs, now=self.now)
+        ctx = FeedContext(pack, crs=crs or pack.crs, now=self.now, dayfirst=bool(getattr(mapping, "dayfirst", False)),
+                          earliest=earliest or EARLIEST)
         with self.scope() as s:
+            close_interrupted_runs(s)
             run = FeedRun(feed=self.feed_name, source=self.source, started_at=self.now, status="running",
-                          received=0, inserted=0, updated=0, unchanged=0, quarantined=0, error="")
+                          received=0, inserted=0, updated=0, unchanged=0, quarantined=0, error="",
+                          owner=RUN_OWNER, heartbeat_at=datetime.now(timezone.utc))
             s.add(run)
             s.flush()
             self.run_id = run.id
@@ -673,11 +718,19 @@ class Ingestor:
         return RunSummary(run=run, reasons=self.worker.reasons)
 
 
+def earliest_from(setting: Any) -> datetime:
+    """The ``INGEST_MIN_DATE`` setting (``YYYY-MM-DD``, UTC) as the earliest timestamp a feed may bring."""
+    try:
+        return datetime.fromisoformat(str(setting)).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(f"INGEST_MIN_DATE={setting!r}: expected a date YYYY-MM-DD") from None
+
+
 def ingest(db, rules: CaseRules, pack: Pack, records: Iterable[tuple[dict, int]], mapping,
            feed_name: Optional[str] = None, source_label: Optional[str] = None, *, crs: Optional[str] = None,
            now: Optional[datetime] = None, batch_size: int = BATCH_SIZE,
            progress: Optional[Callable[[int], None]] = None, _items: Optional[Iterable[Item]] = None,
-           fast_path: bool = True) -> RunSummary:
+           fast_path: bool = True, earliest: Optional[datetime] = None) -> RunSummary:
     """Import ``records`` through ``mapping``; returns the summary with the finished FeedRun.
 
     ``db`` is a Session (everything in the caller's transaction), a Database or a factory of
@@ -686,7 +739,7 @@ def ingest(db, rules: CaseRules, pack: Pack, records: Iterable[tuple[dict, int]]
     new case through ``services.apply_action`` on an ORM object, one by one (slow: the reference the
     fast path is tested against)."""
     run = Ingestor(db, rules, pack, mapping, feed_name, source_label, crs=crs, now=now, batch_size=batch_size,
-                   progress=progress, fast_path=fast_path)
+                   progress=progress, fast_path=fast_path, earliest=earliest)
     try:
         run.feed(records, _items=_items)
     except Exception as exc:
@@ -726,4 +779,4 @@ def retry_quarantined(db, rules: CaseRules, pack: Pack, ids: Optional[list[int]]
     return out
 
 
-__all__ = ["BATCH_SIZE", "Ingestor", "Item", "RunSummary", "ingest", "retry_quarantined"]
+__all__ = ["BATCH_SIZE", "Ingestor", "Item", "RunSummary", "earliest_from", "ingest", "retry_quarantined"]

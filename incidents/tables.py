@@ -280,6 +280,10 @@ class FeedRun(Base):
     quarantined: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="running")
     error: Mapped[str] = mapped_column(Text, default="")
+    # which process runs it ("host:pid") and when it last made progress: a run whose process died
+    # (killed import, crashed worker) is closed as failed by the next run that starts
+    owner: Mapped[Optional[str]] = mapped_column(String(120))
+    heartbeat_at: Mapped[Optional[datetime]]
 
 
 class Quarantine(Base):

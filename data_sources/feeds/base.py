@@ -42,6 +42,17 @@ IMPORT_STATES = (State.REGISTERED, State.DISPATCHED, State.IN_PROGRESS, State.RE
                  State.VOIDED)
 
 
+#: dates written day first (dd/mm/yyyy): tried instead of the US order when a mapping declares ``dayfirst``
+_DAYFIRST_FORMATS = (
+    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y %I:%M:%S %p", "%d/%m/%Y %I:%M %p", "%d/%m/%Y",
+    "%d/%m/%y %H:%M", "%d/%m/%y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y",
+)
+#: the earliest timestamp a feed may bring unless configured (INGEST_MIN_DATE): spreadsheet epochs
+#: (1899-12-30, 1900-01-00) and zeroed dates are placeholders, not the time something happened
+EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
+
+
 class Rejected(Exception):
     """A record that cannot become a case; ``reason`` says why in one sentence."""
 
@@ -60,6 +71,8 @@ class FeedContext:
     crs: str = "WGS84"                     # the CRS of the feed's coordinates
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     extent_margin_deg: float = 0.05
+    dayfirst: bool = False                 # the mapping declares DD/MM/YYYY dates
+    earliest: datetime = EARLIEST          # timestamps before this are refused
 
     def __post_init__(self):
         self.crs = normalize_crs(self.crs)
@@ -91,9 +104,12 @@ class FeedContext:
 
 # --------------------------------------------------------------------------- parsing helpers
 
-_DATE_FORMATS = (
+
+_US_FORMATS = (
     "%m/%d/%y %H:%M", "%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
     "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%m/%d/%y %I:%M %p", "%m/%d/%y", "%m/%d/%Y",
+)
+_YEAR_FIRST_FORMATS = (
     "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y.%m.%d %H:%M:%S", "%Y%m%d%H%M%S",
     "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
 )
@@ -107,10 +123,11 @@ def blank(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def parse_timestamp(value: Any, tz: ZoneInfo) -> Optional[datetime]:
+def parse_timestamp(value: Any, tz: ZoneInfo, *, dayfirst: bool = False) -> Optional[datetime]:
     """A timestamp from a feed as an aware UTC datetime; naive values are in ``tz``.
     Accepts ISO 8601 (with or without offset / ``Z``), US ``M/D/YY H:MM`` (what Excel makes of
-    dates), ``M/D/YYYY h:mm:ss AM`` and a few Chinese layouts. Raises ValueError when unreadable."""
+    dates), ``M/D/YYYY h:mm:ss AM`` and a few Chinese layouts; with ``dayfirst`` (a mapping that
+    declares it) ``DD/MM/YYYY`` instead of the US order. Raises ValueError when unreadable."""
     if blank(value):
         return None
     if isinstance(value, datetime):
@@ -122,7 +139,7 @@ def parse_timestamp(value: Any, tz: ZoneInfo) -> Optional[datetime]:
         try:
             dt = datetime.fromisoformat(iso)
         except ValueError:
-            for fmt in _DATE_FORMATS:
+            for fmt in (_DAYFIRST_FORMATS if dayfirst else _US_FORMATS) + _YEAR_FIRST_FORMATS:
                 try:
                     dt = datetime.strptime(text, fmt)
                     break
@@ -265,7 +282,7 @@ class IncomingCase(BaseModel):
             if info.field_name == "reported_at":
                 raise ValueError("is missing")
             return None
-        return parse_timestamp(v, ctx.tz)
+        return parse_timestamp(v, ctx.tz, dayfirst=ctx.dayfirst)
 
     @field_validator("lon", "lat", mode="before")
     @classmethod
@@ -300,6 +317,11 @@ class IncomingCase(BaseModel):
         ctx: FeedContext = info.context["feed"]
         if self.reported_at > ctx.now + timedelta(minutes=10):
             raise ValueError(f"reported_at {self.reported_at:%Y-%m-%d %H:%M}Z is in the future")
+        for name in ("reported_at", "dispatched_at", "signed_at", "resolved_at", "closed_at"):
+            value = getattr(self, name)
+            if value is not None and value < ctx.earliest:
+                raise ValueError(f"{name} {value:%Y-%m-%d} is before {ctx.earliest:%Y-%m-%d}, the earliest date "
+                                 f"accepted (a placeholder, not a real time; setting INGEST_MIN_DATE)")
         for name in ("closed_at", "resolved_at", "signed_at", "dispatched_at"):
             value = getattr(self, name)
             if value is not None and value < self.reported_at:
@@ -348,6 +370,7 @@ def validate_case(fields: dict, ctx: FeedContext) -> IncomingCase:
 
 class Mapping(Protocol):
     name: str            # e.g. "nyc311": also the feed name and the default source label
+    # a mapping may declare ``dayfirst = True``: its dates are DD/MM/YYYY (read by the Ingestor)
 
     def to_case(self, raw: dict, ctx: FeedContext) -> IncomingCase:
         """One raw record -> a validated case, or raise Rejected(reason)."""

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select, tuple_
 
 from data_sources.feeds.base import UNREADABLE, blank, parse_number
-from data_sources.ingest import RunSummary, _reason_kind, _scope_factory
+from data_sources.ingest import RUN_OWNER, RunSummary, _reason_kind, _scope_factory, close_interrupted_runs
 from incidents.tables import FeedRun, KpiIndicator, KpiValue, Quarantine, ServiceRate
 
 BATCH = 1000
@@ -194,8 +194,10 @@ class _FigureRun:
         self.scope, self.feed, self.source, self.now = _scope_factory(db), feed, source[:300], now
         self.reasons: Counter = Counter()
         with self.scope() as s:
+            close_interrupted_runs(s)
             run = FeedRun(feed=feed, source=self.source, started_at=now, status="running", received=0, inserted=0,
-                          updated=0, unchanged=0, quarantined=0, error="")
+                          updated=0, unchanged=0, quarantined=0, error="", owner=RUN_OWNER,
+                          heartbeat_at=datetime.now(timezone.utc))
             s.add(run)
             s.flush()
             self.run_id = run.id
@@ -217,6 +219,7 @@ class _FigureRun:
         for k, v in counts.items():
             setattr(run, k, getattr(run, k) + v)
         run.received += n
+        run.heartbeat_at = datetime.now(timezone.utc)
         assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined
 
     def finish(self, status: str, error: str = "") -> RunSummary:

@@ -3,6 +3,7 @@
 (see :mod:`data_sources.feeds.base`)."""
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -24,12 +25,26 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
+# longest first: the UTF-32 LE mark begins with the UTF-16 LE one
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 def decode(data: bytes, encoding: Optional[str] = None) -> tuple[str, str]:
-    """(text, encoding used). Detection: UTF-8 (with or without BOM), then GB18030 (a superset of
-    GBK and GB2312). Bytes valid in neither are replaced by U+FFFD, which validation rejects
-    per record ("wrong text encoding") instead of failing the whole file."""
+    """(text, encoding used). Detection: a UTF-32 / UTF-16 byte-order mark (what Excel's "Unicode
+    text" and many Windows tools write), UTF-16 without a mark when every other byte of ASCII text
+    is NUL, then UTF-8 (with or without BOM), then GB18030 (a superset of GBK and GB2312). Bytes
+    valid in none are replaced by U+FFFD, which validation rejects per record ("wrong text
+    encoding") instead of failing the whole file."""
     if encoding:
         return data.decode(encoding, errors="replace"), encoding
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            return data.decode(enc, errors="replace"), enc
+    head = data[:200]
+    if len(head) >= 4 and head.count(0) * 3 >= len(head):
+        enc = "utf-16-le" if head[1::2].count(0) > head[0::2].count(0) else "utf-16-be"
+        return data.decode(enc, errors="replace"), enc
     for enc in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(enc), enc

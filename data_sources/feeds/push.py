@@ -33,7 +33,7 @@ from werkzeug.exceptions import HTTPException
 from data_sources.db import get_db
 from data_sources.feeds.files import json_records, ndjson_records
 from data_sources.feeds.mappings import MAPPINGS
-from data_sources.ingest import Ingestor
+from data_sources.ingest import Ingestor, earliest_from
 from data_sources.runtime import get_runtime
 from incidents import permissions
 from incidents.auth import FEED_NAME   # also a cursor / source key
@@ -168,6 +168,7 @@ def push_records(feed: str):
     token = getattr(current_user, "token_name", None)
     run = Ingestor(get_db(), rt.rules, rt.pack, MAPPINGS[mapping], feed_name=feed, source_label=feed,
                    now=datetime.now(timezone.utc), principal=principal,
+                   earliest=earliest_from(current_app.config["INGEST_MIN_DATE"]),
                    via=f"push:{feed}" + (f" token:{token}" if token else ""))
     try:
         run.feed(records)

@@ -1,5 +1,6 @@
 """case requests (a department's extend/suspend awaiting a dispatcher), token scopes and expiry,
-per-user session epoch ("log out everywhere")
+per-user session epoch ("log out everywhere"), feed-run owner and heartbeat (a killed run is
+closed as failed at the next start)
 
 Revision ID: 0003
 Revises: 0002
@@ -37,9 +38,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('expires_at', sa.DateTime(), nullable=True))
     with op.batch_alter_table('users') as batch_op:
         batch_op.add_column(sa.Column('session_epoch', sa.Integer(), nullable=False, server_default='0'))
+    with op.batch_alter_table('feed_runs') as batch_op:
+        batch_op.add_column(sa.Column('owner', sa.String(length=120), nullable=True))
+        batch_op.add_column(sa.Column('heartbeat_at', sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('feed_runs') as batch_op:
+        batch_op.drop_column('heartbeat_at')
+        batch_op.drop_column('owner')
     with op.batch_alter_table('users') as batch_op:
         batch_op.drop_column('session_epoch')
     with op.batch_alter_table('api_tokens') as batch_op:
