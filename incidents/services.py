@@ -155,6 +155,9 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
     permissions.check_permission(actor.role, action, user_department=actor.department_code,
                                case_department=case.department_code)
     if version != case.version:
+        if request_id and session.scalar(select(IncidentEvent.incident_id)
+                                         .where(IncidentEvent.request_id == request_id)) == incident_id:
+            return case   # a retry of a request applied meanwhile (a racing first try): its answer
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
     if department is not None and session.get(Department, department) is None:
         raise ValidationFailed(f"unknown department {department!r}", field="department")
@@ -171,14 +174,20 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
     except (StaleDataError, IntegrityError) as exc:
         # someone else's write landed between our read and our write: tell who, from a fresh session
         with Session(session.get_bind()) as other:
-            if isinstance(exc, IntegrityError):
+            used = other.scalar(select(IncidentEvent.incident_id)
+                                .where(IncidentEvent.request_id == request_id)) if request_id else None
+            if isinstance(exc, IntegrityError) and used is None:
+                raise
+            if used is not None and used != incident_id:
                 # the unique request id turned a race of one request on two cases into one success
-                used = other.scalar(select(IncidentEvent.incident_id)
-                                    .where(IncidentEvent.request_id == request_id)) if request_id else None
-                if used is None:
-                    raise
-                if used != incident_id:
-                    raise ValidationFailed(f"request id {request_id!r} was already used for case {used}") from None
+                raise ValidationFailed(f"request id {request_id!r} was already used for case {used}") from None
+            if used == incident_id:
+                # a retry that raced the first application of the same request: that one won, so this
+                # one answers what it answered (the case as it is now); this transaction is dead
+                fresh = other.get(Incident, incident_id)
+                other.expunge(fresh)
+                session.rollback()
+                return fresh
             fresh = other.get(Incident, incident_id)
             raise StaleVersion(changed_by=fresh.updated_by if fresh else "?",
                                changed_at=fresh.updated_at if fresh else None) from None

@@ -131,12 +131,9 @@ def test_a_request_id_raced_by_concurrent_retries_is_applied_once(server):
             return case.version
 
     results = _race(THREADS, attempt)
-    ok = [x for x in results if isinstance(x, int)]
-    refused = [x for x in results if not isinstance(x, int)]
-    # a retry that arrives after the first commit gets the applied case back; one that races it
-    # is refused as stale (naming the actor who applied it), never applied a second time
-    assert ok and set(ok) == {version + 1}, results
-    assert all(isinstance(x, StaleVersion) and x.changed_by == "disp" for x in refused), refused
+    # every retry gets the idempotent answer (the case as the first application left it), whether it
+    # arrived after the first commit or raced it; none is refused as stale, none applied twice
+    assert results == [version + 1] * THREADS, results
     with db.session_scope() as s:
         case = s.get(Incident, cid)
         applied = s.scalars(select(IncidentEvent).where(IncidentEvent.request_id == "req-race-1")).all()
