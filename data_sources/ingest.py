@@ -131,7 +131,7 @@ def _forward(current: State, inc: IncomingCase) -> list[tuple[Action, datetime, 
     dispatched = inc.dispatched_at or inc.reported_at
     if cur < _ORDER.index(State.REGISTERED):
         steps.append((Action.REGISTER, inc.reported_at, {}))
-    if cur < _ORDER.index(State.DISPATCHED):
+    if cur < _ORDER.index(State.DISPATCHED) <= _ORDER.index(target):
         steps.append((Action.DISPATCH, min(dispatched, end), {"department": inc.department_code}))
     if target == State.IN_PROGRESS and cur < _ORDER.index(State.IN_PROGRESS):
         steps.append((Action.SIGN, inc.signed_at or dispatched, {}))

@@ -4,7 +4,7 @@ refused record is quarantined with a reason naming the missing permission and th
 untouched; every event names the pushing user as actor and the feed (and token) as its channel."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -132,3 +132,50 @@ def test_admin_and_viewer_roles_follow_the_matrix(server, world):
     # admin may push (an integration account) but holds no case action: a registered case is refused
     status, out = _push(world, "admin", [_rec("A1", state="registered")])
     assert status == 200 and out["quarantined"] == 1 and "may not 'register'" in out["quarantined_records"][0]["reason"]
+
+
+# --------------------------------------------------------------------------- the matrix, door = push
+
+from tests.integration.test_api import DEPT, MAY, OTHER_DEPT, WEST_LAKE as CASE_AT, client_for, make_case  # noqa: E402
+
+# push record (what it says of the case) → the action it means, the state the case is built in, the state after
+PUSHED = {
+    "register": ("reported", {"state": "registered"}, "registered"),
+    "void": ("reported", {"state": "void"}, "voided"),
+    "dispatch": ("registered", {"state": "dispatched", "department_code": DEPT}, "dispatched"),
+    "sign": ("dispatched", {"state": "in_progress"}, "in_progress"),
+    "reassign": ("dispatched", {"state": "dispatched", "department_code": OTHER_DEPT}, "dispatched"),
+    "resolve": ("in_progress", {"state": "resolved"}, "resolved"),
+    "verify_pass": ("resolved", {"state": "closed"}, "closed"),
+}
+
+
+@pytest.mark.parametrize("role", sorted(MAY))
+def test_push_applies_exactly_what_the_role_may_do(server, role):
+    at = (datetime.now(timezone.utc) - timedelta(hours=2)).replace(second=0, microsecond=0)
+    cl = client_for(server, f"p-{role}", role, DEPT if role == "department" else None)
+    wrong = []
+    for action, (state, says, after) in PUSHED.items():
+        ext = f"{role}-{action}"
+        cid = make_case(server, state, ext=ext, at=at)
+        record = {"external_id": ext, "title": "测试案件", "category_code": "E0101", "channel": "12345",
+                  "reported_at": at.isoformat(), "lon": CASE_AT[0], "lat": CASE_AT[1], **says}
+        if action == "verify_pass":
+            record["closed_at"] = datetime.now(timezone.utc).isoformat()
+        res = cl.post("/api/v1/feeds/test/records?mapping=native", json=[record])
+        if role in ("viewer", "leader"):
+            ok = res.status_code == 403
+        else:
+            out = res.get_json()
+            with get_db(server).session_scope() as s:
+                case = s.get(Incident, cid)
+                last = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == cid)
+                                 .order_by(IncidentEvent.id.desc())).first()
+                now_state, actor = case.state, last.actor
+            if action in MAY[role]:
+                ok = out["updated"] == 1 and now_state == after and actor == f"p-{role}"
+            else:
+                ok = out["quarantined"] == 1 and now_state == state and actor != f"p-{role}"
+        if not ok:
+            wrong.append((action, res.status_code, {k: v for k, v in res.get_json().items() if k in ("updated", "unchanged", "quarantined", "quarantined_records", "error")}))
+    assert not wrong, wrong
