@@ -24,6 +24,9 @@ DEFAULTS: dict[str, object] = {
     "PACK": "hangzhou",         # a pack name under data_sources/packs/ or a path to a pack folder
     "TILE_URL": "",             # "" = offline map (boundaries on a plain background)
     "LANG": "zh-CN",            # zh-CN | en
+    "OPEN311_REQUIRE_KEY": False,   # True = Open311 GETs need a valid api_key too
+    "METRICS_TOKEN": "",        # /metrics: a scraper sending "Authorization: Bearer <token>" may read it
+    "METRICS_ALLOW": "127.0.0.1,::1",  # /metrics: client addresses or networks that may read it without the token
     "DEMO_FEED": None,          # None = on for the embedded default (SQLite), off otherwise
     "DEMO_SEED": 20261122,
     "DEMO_HISTORY_DAYS": 90,
