@@ -24,6 +24,9 @@ DEFAULTS: dict[str, object] = {
     "PACK": "hangzhou",         # a pack name under data_sources/packs/ or a path to a pack folder
     "TILE_URL": "",             # "" = offline map (boundaries on a plain background)
     "LANG": "zh-CN",            # zh-CN | en
+    "OPEN311_REQUIRE_KEY": False,   # True = Open311 GETs need a valid api_key too
+    "METRICS_TOKEN": "",        # /metrics: a scraper sending "Authorization: Bearer <token>" may read it
+    "METRICS_ALLOW": "127.0.0.1,::1",  # /metrics: client addresses or networks that may read it without the token
     "DEMO_FEED": None,          # None = on for the embedded default (SQLite), off otherwise
     "DEMO_SEED": 20261122,
     "DEMO_HISTORY_DAYS": 90,
@@ -82,7 +85,7 @@ def _instance_secret() -> str:
 
 def create_app(overrides: dict | None = None) -> Dash:
     from dashboards import _exports, _login, _shell
-    from data_sources import api, cache, open311, runtime, web
+    from data_sources import api, cache, metrics, open311, runtime, web
     from data_sources.feeds import push
 
     cfg = load_config(overrides)
@@ -98,6 +101,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)
     _exports.init_app(server)      # /brief/export.pdf and /brief/export.xlsx
+    metrics.init_app(server)       # /metrics (Prometheus text; a token or an allow-list)
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
                use_async=False, title="CityOps 城市运行一网统管", update_title=None,

@@ -6,8 +6,10 @@ page's own three values, so a file shows exactly what the page showed. Both rend
 from __future__ import annotations
 
 import io
+import numbers
 import os
 from datetime import date, datetime, time, timedelta, timezone
+from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, jsonify, request, send_file
@@ -153,6 +155,11 @@ def brief_pdf(b: kpis.Brief) -> bytes:
     from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     font = cjk_font()
+
+    def _text(value, style):
+        # a Paragraph parses its text as markup (<b>, <font>, <link>, &…;): names and titles from
+        # the data are escaped, so they show as written and a stray "<" or "&" cannot break the build
+        return Paragraph(xml_escape(str(value)), style)
     tz = city_tz()
     r = b.report
     base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11, wordWrap="CJK")
@@ -167,9 +174,9 @@ def brief_pdf(b: kpis.Brief) -> bytes:
                        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("ALIGN", (1, 1), (-1, -1), "RIGHT")])
     red, green = colors.HexColor("#b3261e"), colors.HexColor("#1e7a46")
 
-    story = [Paragraph(_title(), h1),
-             Paragraph(f"统计期：{bv.period_text(r.start, r.end, tz)}　　统计时点：{bv.local(r.as_of, tz)}（{tz}）", base),
-             Paragraph(f"环比：{bv.period_text(b.previous.start, b.previous.end, tz)}　　同比：{bv.period_text(b.last_year.start, b.last_year.end, tz)}"
+    story = [_text(_title(), h1),
+             _text(f"统计期：{bv.period_text(r.start, r.end, tz)}　　统计时点：{bv.local(r.as_of, tz)}（{tz}）", base),
+             _text(f"环比：{bv.period_text(b.previous.start, b.previous.end, tz)}　　同比：{bv.period_text(b.last_year.start, b.last_year.end, tz)}"
                        "（对比期取相同进度，在相应时点统计）", small), Spacer(1, 4)]
 
     def kpi_table(codes):
@@ -187,14 +194,14 @@ def brief_pdf(b: kpis.Brief) -> bytes:
         t.setStyle(style)
         return t
 
-    story += [Paragraph("一、案件办理", h2), kpi_table(bv.CASE_CARDS),
-              Paragraph("二、一网通办 · 好差评", h2), kpi_table(bv.SERVICE_CARDS)]
+    story += [_text("一、案件办理", h2), kpi_table(bv.CASE_CARDS),
+              _text("二、一网通办 · 好差评", h2), kpi_table(bv.SERVICE_CARDS)]
 
     def ranking(report, by_label, limit=15):
         rk = report.ranking
         rows = [["名次", by_label, "立案量", "结案率", "按期处置率", "返工率", "综合指标值", "等级"]]
         for x in rk.ranked[:limit]:
-            rows.append([x.rank, Paragraph(x.name, base), f"{x.volume:,}", bv.with_unit(x.closure_rate, "%"),
+            rows.append([x.rank, _text(x.name, base), f"{x.volume:,}", bv.with_unit(x.closure_rate, "%"),
                          bv.with_unit(x.on_time_disposal_rate, "%"), bv.with_unit(x.rework_rate, "%"),
                          f"{x.score:.1f}", x.grade])
         t = Table(rows, colWidths=[12 * mm, 52 * mm, 17 * mm, 20 * mm, 22 * mm, 18 * mm, 22 * mm, 12 * mm],
@@ -203,49 +210,49 @@ def brief_pdf(b: kpis.Brief) -> bytes:
         note = f"参与排名 {len(rk.ranked)} 个，立案量不足 {rk.min_volume} 件未参与排名 {len(rk.unranked)} 个"
         if len(rk.ranked) > limit:
             note += f"；此处列前 {limit} 名，完整排名见 Excel"
-        return [t, Paragraph(note, small)]
+        return [t, _text(note, small)]
 
-    story += [Paragraph("三、部门综合指标排名", h2), *ranking(r, "部门"),
-              Paragraph("四、区县综合指标排名", h2), *ranking(b.districts, "区县")]
+    story += [_text("三、部门综合指标排名", h2), *ranking(r, "部门"),
+              _text("四、区县综合指标排名", h2), *ranking(b.districts, "区县")]
     rk = r.ranking
     if rk and rk.ranked:
         rows = [["红榜（最高）", "综合指标值", "黑榜（最低）", "综合指标值"]]
         for i in range(max(len(rk.red), len(rk.black))):
             a = rk.red[i] if i < len(rk.red) else None
             z = rk.black[i] if i < len(rk.black) else None
-            rows.append([Paragraph(a.name, base) if a else "", f"{a.score:.1f}（{a.grade}）" if a else "",
-                         Paragraph(z.name, base) if z else "", f"{z.score:.1f}（{z.grade}）" if z else ""])
+            rows.append([_text(a.name, base) if a else "", f"{a.score:.1f}（{a.grade}）" if a else "",
+                         _text(z.name, base) if z else "", f"{z.score:.1f}（{z.grade}）" if z else ""])
         t = Table(rows, colWidths=[55 * mm, 30 * mm, 55 * mm, 30 * mm])
         t.setStyle(TableStyle(grid.getCommands() + [("ALIGN", (2, 0), (2, -1), "LEFT")]))
-        story += [KeepTogether([Paragraph("五、红黑榜（部门）", h2), t])]
+        story += [KeepTogether([_text("五、红黑榜（部门）", h2), t])]
     svc = bv.service_rows(r)
     if svc:
         rows = [["部门", "办件量", "网办件数", "网办率", "达标（≥ 85%）", "好评率", "按时办结率"]]
         style = TableStyle(grid.getCommands())
         for i, x in enumerate(svc, start=1):
-            rows.append([Paragraph(x["name"], base), f"{x['total']:,}", f"{x['online']:,}", bv.with_unit(x["online_rate"], "%"),
+            rows.append([_text(x["name"], base), f"{x['total']:,}", f"{x['online']:,}", bv.with_unit(x["online_rate"], "%"),
                          "达标" if x["met"] else "未达标", bv.with_unit(x["good_rating_rate"], "%"),
                          bv.with_unit(x["on_time_completion_rate"], "%")])
             style.add("TEXTCOLOR", (3, i), (4, i), green if x["met"] else red)
         t = Table(rows, colWidths=[52 * mm, 18 * mm, 18 * mm, 20 * mm, 22 * mm, 18 * mm, 22 * mm], repeatRows=1)
         t.setStyle(style)
-        story += [Paragraph("六、一网通办 网办率（按部门）", h2), t]
+        story += [_text("六、一网通办 网办率（按部门）", h2), t]
     if b.indicators:
         rows = [["分组", "指标", "数值", "目标", "环比", "数据期", "走势"]]
         for x in b.indicators:
             prev = b.indicators_previous.get(x.code)
-            rows.append([x.group, Paragraph(x.name, base), bv.with_unit(x.value, x.unit),
+            rows.append([x.group, _text(x.name, base), bv.with_unit(x.value, x.unit),
                          bv.target_text(x).replace("目标 ", ""),
                          bv.change_text(x.value, prev, x.unit) if x.period == "day" else "",
-                         Paragraph(x.covers, small), _spark(x.series, x.target, width=50)])
+                         _text(x.covers, small), _spark(x.series, x.target, width=50)])
         t = Table(rows, colWidths=[20 * mm, 38 * mm, 24 * mm, 22 * mm, 22 * mm, 34 * mm, 20 * mm], repeatRows=1)
         t.setStyle(TableStyle(grid.getCommands() + [("ALIGN", (1, 0), (1, -1), "LEFT")]))
-        story += [Paragraph("七、热线及其他指标", h2), t]
-    story += [Paragraph("附：指标口径", h2)]
+        story += [_text("七、热线及其他指标", h2), t]
+    story += [_text("附：指标口径", h2)]
     # each formula begins with its KPI's name
-    story += [Paragraph(r.kpis[c].formula, small) for c in bv.CASE_CARDS + bv.SERVICE_CARDS]
+    story += [_text(r.kpis[c].formula, small) for c in bv.CASE_CARDS + bv.SERVICE_CARDS]
     if rk:
-        story.append(Paragraph(rk.formula, small))
+        story.append(_text(rk.formula, small))
 
     generated = bv.local(datetime.now(timezone.utc), tz)
 
@@ -281,7 +288,9 @@ def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
     r = b.report
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "brief.xlsx")
-        wb = xlsxwriter.Workbook(path, {"constant_memory": True, "tmpdir": tmp})
+        # and, should a write() slip in one day, the workbook still turns no string into a formula or URL
+        wb = xlsxwriter.Workbook(path, {"constant_memory": True, "tmpdir": tmp, "strings_to_formulas": False,
+                                        "strings_to_urls": False, "strings_to_numbers": False})
         bold = wb.add_format({"bold": True, "bg_color": "#DCE6F2"})
         title_fmt = wb.add_format({"bold": True, "font_size": 14})
         fmt = {"%": wb.add_format({"num_format": "0.0%"}), "float": wb.add_format({"num_format": "#,##0.0"}),
@@ -304,12 +313,18 @@ def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
                         continue
                     if isinstance(v, datetime):
                         self.ws.write_datetime(self.row, col, v, fmt["time"])
+                    elif isinstance(v, bool):
+                        self.ws.write_boolean(self.row, col, v, f)
                     elif f is None and isinstance(v, float):
                         self.ws.write_number(self.row, col, v, fmt["float"])
-                    elif f is None and isinstance(v, int) and not isinstance(v, bool):
+                    elif f is None and isinstance(v, int):
                         self.ws.write_number(self.row, col, v, fmt["int"])
+                    elif isinstance(v, numbers.Number):
+                        self.ws.write_number(self.row, col, v, f)
                     else:
-                        self.ws.write(self.row, col, v, f)
+                        # text is text: a title "=HYPERLINK(…)" or "=cmd|' /C calc'!A0" stays visible
+                        # text, never a formula, a DDE link or a URL (write() would make it one)
+                        self.ws.write_string(self.row, col, str(v), f)
                 self.row += 1
 
         def pf(unit):

@@ -9,12 +9,18 @@
     POST requests.{json,xml}                   create one (form-encoded, api_key required)
 
 Reading is public (the gate in ``data_sources.web`` lets /open311/v2/ through) and answers never
-carry personal data (reporter name, phone, email). Creating needs ``api_key`` = an API token of a
+carry personal data: no reporter name, phone or e-mail; phone and ID-card numbers a citizen typed
+into free text are masked by ``incidents.permissions.mask_personal_text`` (the rule the API applies
+for viewers); coordinates are rounded to about 100 m. With the setting ``OPEN311_REQUIRE_KEY`` every
+GET but discovery needs a valid ``api_key`` too. Creating needs ``api_key`` = an API token of a
 user whose role may create cases through the REST API too; the case goes through
 ``incidents.services.create_case`` (channel ``app``, source ``open311``) like any other door.
 Our states collapse to open/closed (closed and voided → closed); ``expected_datetime`` is the
 deadline (null until dispatched); times are ISO 8601 with the city's offset. Errors follow the
 spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
+
+``api_key`` travels in the body (form field or JSON member) or the ``X-Api-Key`` header, never in the
+query string: a URL is logged and kept by every proxy on the way, so a key there is refused (400).
 """
 from __future__ import annotations
 
@@ -52,6 +58,10 @@ UNIT_ZH = {TimeUnit.WORK_HOURS.value: "工作时", TimeUnit.WORK_DAYS.value: "�
            TimeUnit.NATURAL_HOURS.value: "小时"}
 KIND_ZH = {"component": "部件", "event": "事件"}
 FMT = "<any(json,xml):fmt>"
+#: decimals of the coordinates public answers show: 3 ≈ 110 m north–south (≈ 100 m east–west at 30°N),
+#: enough for a map of the city, not enough to find a citizen's door
+PUBLIC_COORD_DECIMALS = 3
+API_KEY_HEADER = "X-Api-Key"
 # characters XML 1.0 cannot carry at all, even escaped: dropped from text
 _XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -176,6 +186,50 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return int(raw)
 
 
+def _public_text(value: Optional[str]) -> Optional[str]:
+    """Free text as the public may see it (role None): phone and ID-card numbers masked."""
+    return permissions.mask_personal_text(value, None) if value else None
+
+
+def _public_coordinate(value: Optional[float]) -> Optional[float]:
+    return round(value, PUBLIC_COORD_DECIMALS) if value is not None else None
+
+
+def _body() -> dict:
+    """The POST body's fields: form-encoded (the spec) or a JSON object."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+    return request.form
+
+
+def _api_key() -> str:
+    """The api_key of this request, from the body or the X-Api-Key header; one in the URL is refused."""
+    if "api_key" in request.args:
+        raise Open311Error(400, "api_key must not be sent in the URL (it would stay in logs and "
+                                f"histories): send it in the request body or the {API_KEY_HEADER} header")
+    value = request.headers.get(API_KEY_HEADER) or (_body().get("api_key") if request.method == "POST" else None)
+    return str(value or "").strip()
+
+
+def _key_user(api_key: str):
+    """(username, role) of a valid api_key, else a 403 in the spec's format."""
+    if not api_key:
+        raise Open311Error(403, f"api_key is required (request body or {API_KEY_HEADER} header)")
+    with get_db().session_scope() as s:
+        user = auth.user_for_token(s, api_key)
+        if user is None:
+            raise Open311Error(403, "api_key is not valid")
+        return user.username, Role(user.role)
+
+
+@bp.before_request
+def _reading_may_need_a_key():
+    if request.method in ("GET", "HEAD") and current_app.config.get("OPEN311_REQUIRE_KEY") \
+            and request.endpoint not in (f"{bp.name}.discovery", f"{bp.name}._root"):
+        _key_user(_api_key())
+
+
 def _service(cat: Category) -> dict:
     unit = UNIT_ZH.get(cat.time_unit, cat.time_unit)
     kind = KIND_ZH.get(cat.kind, cat.kind)
@@ -260,20 +314,20 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
     return [{
         "service_request_id": str(r.id),
         "status": "closed" if r.state in CLOSED_STATES else "open",
-        "status_notes": notes.get(r.id) or None,
+        "status_notes": _public_text(notes.get(r.id)),
         "service_name": r.service_name,
         "service_code": r.category_code,
-        "description": r.description or r.title,
+        "description": _public_text(r.description or r.title),
         "agency_responsible": r.agency,
         "service_notice": None,
         "requested_datetime": _iso(r.reported_at, tz),
         "updated_datetime": _iso(r.updated_at, tz),
         "expected_datetime": _iso(r.deadline, tz),
-        "address": r.address or None,
+        "address": _public_text(r.address),
         "address_id": None,
         "zipcode": None,
-        "lat": r.lat,
-        "long": r.lon,
+        "lat": _public_coordinate(r.lat),
+        "long": _public_coordinate(r.lon),
         "media_url": media.get(r.id),
     } for r in rows]
 
@@ -336,7 +390,8 @@ def get_request(request_id: str, fmt: str):
 
 
 def _form(name: str, max_len: int) -> str:
-    value = (request.form.get(name) or "").strip()
+    value = _body().get(name)
+    value = ("" if value is None else str(value)).strip()
     if len(value) > max_len:
         raise Open311Error(400, f"{name} is longer than {max_len} characters")
     return value
@@ -358,16 +413,9 @@ def _coordinate(name: str, lo: float, hi: float) -> Optional[float]:
 @bp.post(f"/requests.{FMT}")
 def create_request(fmt: str):
     now = datetime.now(timezone.utc)
-    api_key = (request.form.get("api_key") or request.args.get("api_key") or "").strip()
-    if not api_key:
-        raise Open311Error(403, "api_key is required to create a service request")
-    with get_db().session_scope() as s:
-        user = auth.user_for_token(s, api_key)
-        if user is None:
-            raise Open311Error(403, "api_key is not valid")
-        if Role(user.role) not in CREATOR_ROLES:
-            raise Open311Error(403, "this api_key may not create service requests")
-        username = user.username
+    username, role = _key_user(_api_key())
+    if role not in CREATOR_ROLES:
+        raise Open311Error(403, "this api_key may not create service requests")
     code = _form("service_code", 20)
     if not code:
         raise Open311Error(400, "service_code is required")

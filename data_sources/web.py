@@ -97,7 +97,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         if lang in ("zh-CN", "en"):
             session["lang"] = lang
         path = request.path
-        if path.startswith(PUBLIC_PREFIXES) or path == "/login":
+        if path.startswith(PUBLIC_PREFIXES) or path in ("/login", "/metrics"):  # /metrics has its own guard
             return None
         if path.startswith(OPEN311_PREFIX) and request.method in ("GET", "HEAD", "POST"):
             return None

@@ -100,7 +100,7 @@ def _wall_data(version: int, bucket: int, every: int, tz: str, district: str) ->
 def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Optional[str] = None) -> WallData:
     where = [Incident.district_code == district] if district else []
     start = now.astimezone(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
-    lights = _lights(s, now, where)
+    lights = lights_of_running_cases(s, now, where)
     feeds = feed_health_rows(s, now)
     by_state = dict(s.execute(select(Incident.state, func.count()).where(*where).group_by(Incident.state)).all())
     def open_by(col):
@@ -123,7 +123,8 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
         alarms=_alarms(s, now, where, feeds))
 
 
-def _lights(s, now, where) -> dict[str, int]:
+def lights_of_running_cases(s, now, where=()) -> dict[str, int]:
+    """Cases with a running clock (dispatched, in progress) by traffic light: the wall's and /metrics' figure."""
     lt = light_expr(now)
     rows = s.execute(select(lt, func.count()).where(Incident.state.in_(RUNNING), *where).group_by(lt)).all()
     out = {x.value: 0 for x in Light}

@@ -317,3 +317,57 @@ def test_the_page_as_of_is_floored_to_five_minutes_so_leaders_share_one_computat
     t = datetime(2026, 11, 22, 19, 38, 41, tzinfo=timezone.utc)
     assert qb.floor_as_of(t) == datetime(2026, 11, 22, 19, 35, tzinfo=timezone.utc)
     assert qb.floor_as_of(qb.floor_as_of(t)) == qb.floor_as_of(t)
+
+
+# --------------------------------------------------------------------------- exports are inert
+
+FORMULA_TITLES = ['=HYPERLINK("http://x","详情")', "=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)",
+                  "=1+1", "\t=2+2", "http://example.com/click"]
+MARKUP = '<b>城管</b> & <font color="red">执法</font> <link href="http://x">点</link> 1<2 &amp;'
+
+
+def _name_things_like_an_attacker(app):
+    """Case titles that look like formulas, and a department and an indicator whose names look
+    like formulas and reportlab markup (the names reach the exports from the pack and the KPI feed)."""
+    from sqlalchemy import select, update
+    from incidents.tables import Department, Incident, KpiIndicator
+    with get_db(app.server).session_scope() as s:
+        ids = s.scalars(select(Incident.id).order_by(Incident.id)).all()
+        for i, title in zip(ids, FORMULA_TITLES):
+            s.execute(update(Incident).where(Incident.id == i).values(title=title))
+        s.execute(update(Department).where(Department.code == "330106-CGJ").values(name="=" + MARKUP))
+        code = s.scalars(select(KpiIndicator.code).order_by(KpiIndicator.code).limit(1)).first()
+        s.execute(update(KpiIndicator).where(KpiIndicator.code == code).values(name=MARKUP))
+    return ids[:len(FORMULA_TITLES)]
+
+
+def test_excel_cells_with_formula_looking_text_stay_text(seeded):
+    from openpyxl import load_workbook
+    ids = _name_things_like_an_attacker(seeded)
+    client = login(seeded.server, "boss", "leader")
+    resp = client.get(f"/brief/export.xlsx?{_q()}")
+    assert resp.status_code == 200
+    wb = load_workbook(io.BytesIO(resp.data))
+    formulas = [(ws.title, c.coordinate, c.value) for ws in wb for row in ws.iter_rows() for c in row
+                if c.data_type == "f"]
+    assert formulas == []
+    cases = {r[0]: r for r in wb["案件清单"].iter_rows(min_row=3, values_only=True)}
+    assert [cases[i][1] for i in ids] == FORMULA_TITLES
+    assert cases[ids[0]][4] == "=" + MARKUP                              # the department column
+    assert "=" + MARKUP in [r[2] for r in wb["部门排名"].iter_rows(min_row=2, values_only=True)]
+    assert MARKUP in [r[2] for r in wb["其他指标"].iter_rows(min_row=2, values_only=True)]
+    # the numbers stay numbers
+    ranked = [r for r in wb["部门排名"].iter_rows(min_row=2, values_only=True) if isinstance(r[0], int)]
+    assert ranked and all(isinstance(r[3], int) and isinstance(r[8], float) for r in ranked)
+
+
+def test_the_pdf_shows_markup_looking_names_as_written(seeded):
+    from pypdf import PdfReader
+    _name_things_like_an_attacker(seeded)
+    client = login(seeded.server, "boss", "leader")
+    resp = client.get(f"/brief/export.pdf?{_q()}")
+    assert resp.status_code == 200, resp.data[:300]
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(resp.data)).pages)
+    flat = "".join(text.split())
+    assert "".join(MARKUP.split()) in flat                              # the indicator's name, verbatim
+    assert "".join(("=" + MARKUP).split()) in flat                      # the department's name, verbatim

@@ -263,3 +263,62 @@ def test_open311_is_public_but_other_machine_paths_still_need_a_login(server):
     assert r.status_code == 405 and r.get_json()[0]["code"] == 405
     assert client.get("/api/v1/incidents").status_code == 401
     assert client.get("/open311/other").status_code == 401
+
+
+# --------------------------------------------------------------------------- privacy and keys
+
+PERSONAL = "联系人手机13812345678，座机0571-87654321，身份证号330106199001011234，家住文三路"
+
+
+def test_public_answers_mask_phone_and_id_numbers_and_round_coordinates(server):
+    now = datetime.now(timezone.utc)
+    rid = make_case(server, "C0208", at=now - timedelta(hours=1), ext="o311-pii", description=PERSONAL)
+    with get_db(server).session_scope() as s:
+        s.get(Incident, rid).lon, s.get(Incident, rid).lat = 120.148123, 30.256789
+    client = server.test_client()
+    for path in (f"/open311/v2/requests/{rid}.json", "/open311/v2/requests.json?service_code=C0208"):
+        body = client.get(path).get_data(as_text=True)
+        (req,) = json.loads(body)
+        for secret in ("13812345678", "87654321", "330106199001011234", "19900101"):
+            assert secret not in body, (path, secret)
+        assert "138****5678" in req["description"] and "家住文三路" in req["description"]
+        assert (req["lat"], req["long"]) == (30.257, 120.148)
+    for path in (f"/open311/v2/requests/{rid}.xml", "/open311/v2/requests.xml?service_code=C0208"):
+        r = client.get(path)
+        req = ET.fromstring(r.data).find("request")
+        assert "13812345678" not in r.get_data(as_text=True) and "330106199001011234" not in r.get_data(as_text=True)
+        assert "138****5678" in req.findtext("description")
+        assert (req.findtext("lat"), req.findtext("long")) == ("30.257", "120.148")
+
+
+def test_a_setting_makes_reading_need_a_key_sent_in_a_header(server, monkeypatch):
+    rid = make_case(server, "C0209", at=datetime.now(timezone.utc) - timedelta(hours=1), ext="o311-key")
+    key = token_for(server, "o311-reader", role="viewer")
+    client = server.test_client()
+    monkeypatch.setitem(server.config, "OPEN311_REQUIRE_KEY", True)
+    for path in (f"/open311/v2/requests/{rid}.json", "/open311/v2/requests.xml", "/open311/v2/services.json"):
+        assert client.get(path).status_code == 403, path
+        assert client.get(path, headers={"X-Api-Key": "cot_not-a-token"}).status_code == 403, path
+        assert client.get(path, headers={"X-Api-Key": key}).status_code == 200, path
+    r = client.get(f"/open311/v2/requests/{rid}.json?api_key={key}")
+    assert r.status_code == 400 and "URL" in r.get_json()[0]["description"]
+    assert client.get("/open311/v2/discovery.json").status_code == 200      # how to get a key stays public
+    monkeypatch.setitem(server.config, "OPEN311_REQUIRE_KEY", False)
+    assert client.get(f"/open311/v2/requests/{rid}.json").status_code == 200
+
+
+def test_post_takes_the_key_from_the_body_or_a_header_never_the_url(server):
+    key = token_for(server, "citizen-app")
+    client = server.test_client()
+    form = dict(service_code="C0210", lat="30.256", long="120.148", description="井盖缺失")
+    r = client.post("/open311/v2/requests.json", data=form, headers={"X-Api-Key": key})
+    assert r.status_code == 201, r.data
+    r = client.post("/open311/v2/requests.json", json={**form, "api_key": key})
+    assert r.status_code == 201, r.data
+    r = client.post(f"/open311/v2/requests.json?api_key={key}", data=form)
+    assert r.status_code == 400 and "api_key" in r.get_json()[0]["description"]
+    r = client.post(f"/open311/v2/requests.xml?api_key={key}", data={**form, "api_key": key})
+    assert r.status_code == 400 and ET.fromstring(r.data).findtext("error/code") == "400"
+    with get_db(server).session_scope() as s:
+        made = s.scalars(select(Incident).where(Incident.category_code == "C0210")).all()
+        assert len(made) == 2 and {c.description for c in made} == {"井盖缺失"}
