@@ -29,6 +29,9 @@ DEFAULTS: dict[str, object] = {
     "DEMO_HISTORY_DAYS": 90,
     "DEMO_TICK_SECONDS": 5.0,
     "WALL_REFRESH_SECONDS": 5.0,
+    "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
+    "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
+    "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
     "HOST": "127.0.0.1",
     "PORT": 8050,
     "TESTING": False,
