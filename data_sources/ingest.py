@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import services
+from incidents import bounds, services
 from incidents.lifecycle import DomainError
 from incidents.model import Action, State
 from incidents.services import CaseRules
@@ -102,7 +102,9 @@ def _raw_json(item: Item, source: str, mapping: str) -> str:
     env = {"record": item.raw, "line": item.line, "source": source}
     if mapping != source:
         env["mapping"] = mapping   # a feed named otherwise (push, pull, replay): retry needs the mapping
-    return json.dumps(env, ensure_ascii=False, default=str)
+    text = json.dumps(env, ensure_ascii=False, default=str)
+    # an unpaired surrogate cannot be stored as UTF-8: then the record is kept \u-escaped
+    return json.dumps(env, default=str) if bounds.text_fault(text) else text
 
 
 # --------------------------------------------------------------------------- timeline
