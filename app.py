@@ -33,6 +33,9 @@ DEFAULTS: dict[str, object] = {
     "DEMO_TICK_SECONDS": 5.0,
     "WALL_REFRESH_SECONDS": 5.0,
     "INGEST_MIN_DATE": "1990-01-01",   # feed timestamps before this are placeholders: quarantined
+    "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
+    "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
+    "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
     "HOST": "127.0.0.1",
     "PORT": 8050,
     "TESTING": False,

@@ -253,6 +253,8 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
         return "conflict", t("conflict", who=exc.changed_by or "?", when=when)
     except DomainError as exc:
         return "refused", t("refused", msg=exc.message)
+    except (TypeError, ValueError, OverflowError):   # a crafted callback: hours, level or case id not numbers
+        return "refused", t("refused", msg="hours, level and case numbers must be numbers")
     return "ok", t("done_ok", action=act_label(action), id=seen["id"], state=state_label(state))
 
 
@@ -262,13 +264,20 @@ def _missing(action: str, values: dict) -> str | None:
         return "need_reason"
     if need == "reason" and not values.get("reason"):
         return "need_reason"
-    if need == "hours" and not (values.get("hours") and float(values["hours"]) > 0):
+    if need == "hours" and not _positive(values.get("hours")):
         return "need_hours"
     if need == "dept" and not values.get("dept"):
         return "need_department"
     if need == "dup" and not values.get("dup"):
         return "need_duplicate"
     return None
+
+
+def _positive(value) -> bool:
+    try:
+        return float(value) > 0   # NaN is not
+    except (TypeError, ValueError):
+        return False
 
 
 def form_state(action: str | None, seen: dict | None, target: int | None = None) -> tuple:

@@ -32,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from werkzeug.exceptions import HTTPException
 
-from data_sources.db import get_db
+from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
-from incidents import permissions, services
+from incidents import bounds, permissions, services
 from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed, allowed_actions
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, Role, State
@@ -121,11 +121,11 @@ class IncidentListQuery(_In):
     category: Optional[list[str]] = Field(None, description="category codes (a small class, or a major class for all its small classes)")
     priority: Optional[list[Priority]] = None
     light: Optional[list[Light]] = Field(None, description="traffic light at the time of the request; only cases whose clock runs (dispatched, in_progress) have one")
-    q: Optional[str] = Field(None, min_length=1, max_length=200, description="text contained in title, address or description")
+    q: Optional[str] = Field(None, min_length=1, max_length=bounds.MAX_SEARCH, description="text contained in title, address or description")
     reported_from: Optional[datetime] = Field(None, description="reported at or after (ISO 8601; without an offset: city time)")
     reported_to: Optional[datetime] = Field(None, description="reported before (exclusive; ISO 8601; without an offset: city time)")
-    page: int = Field(1, ge=1, description="1-based page number")
-    per_page: int = Field(50, ge=1, le=500)
+    page: int = Field(1, ge=1, le=bounds.MAX_PAGE, description="1-based page number")
+    per_page: int = Field(50, ge=1, le=bounds.MAX_PER_PAGE)
     sort: SortKey = Field("-reported_at", description="sort key; a leading '-' sorts descending")
 
 
@@ -232,13 +232,13 @@ class IncidentCreate(_In):
                         description="the sending system; (source, external_id) is unique")
     external_id: str = Field(min_length=1, max_length=128, description="the case's id in the sending system")
     channel: Channel
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=bounds.MAX_TITLE)
     category_code: Optional[str] = Field(None, max_length=20)
     lon: Optional[float] = Field(None, ge=-180, le=180, description="WGS84 longitude")
     lat: Optional[float] = Field(None, ge=-90, le=90, description="WGS84 latitude")
     reported_at: Optional[datetime] = Field(None, description="ISO 8601; without an offset: city time; default now")
     priority: Priority = Priority.NORMAL
-    description: str = Field("", max_length=10000)
+    description: str = Field("", max_length=bounds.MAX_DESCRIPTION)
     address: str = Field("", max_length=300)
     reporter_name: str = Field("", max_length=80)
     reporter_phone: str = Field("", max_length=40)
@@ -252,13 +252,16 @@ class IncidentCreate(_In):
 
 class ActionRequest(_In):
     action: Action
-    version: int = Field(ge=1, description="the version of the case the caller saw")
+    version: int = Field(ge=1, le=bounds.MAX_ID, description="the version of the case the caller saw")
     department: Optional[str] = Field(None, max_length=40, description="dispatch/reassign: target department (default: the routing suggestion)")
-    note: str = Field("", max_length=4000)
+    note: str = Field("", max_length=bounds.MAX_NOTE)
     reason: Optional[str] = Field(None, max_length=40, description="void, return, suspend: reason code")
-    hours: Optional[float] = Field(None, description="extend: extra working hours")
-    duplicate_of: Optional[int] = Field(None, description="merge: id of the case this one duplicates")
-    level: Optional[int] = Field(None, ge=1, le=9, description="supervise: 督办 level")
+    hours: Optional[float] = Field(None, gt=0, le=bounds.MAX_EXTEND_HOURS, allow_inf_nan=False,
+                                   description="extend: extra working hours")
+    duplicate_of: Optional[int] = Field(None, ge=1, le=bounds.MAX_ID,
+                                        description="merge: id of the case this one duplicates")
+    level: Optional[int] = Field(None, ge=bounds.SUPERVISE_LEVEL_MIN, le=bounds.SUPERVISE_LEVEL_MAX,
+                                 description="supervise: 督办 level")
     request_id: Optional[str] = Field(None, min_length=1, max_length=80,
                                       description="idempotency key: a retry with the same id is applied once")
 
@@ -353,9 +356,16 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
-def error_response(status: int, code: str, message: str, **extra: Any):
+def error_response(status: int, code: str, message: str, *, headers: Optional[dict] = None, **extra: Any):
+    """The one JSON error builder of the HTTP doors: ``{"error": {"code": …, "message": …}}``."""
     body = ErrorBody(code=code, message=message, **extra)
-    return jsonify(error=body.model_dump(mode="json", exclude_none=True)), status
+    return jsonify(error=body.model_dump(mode="json", exclude_none=True)), status, headers or {}
+
+
+def unavailable_response():
+    """The database is away (refused, timed out, pool exhausted): 503, try again shortly."""
+    return error_response(503, "unavailable", "the database is not reachable at the moment; try again shortly",
+                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _domain_error(exc: DomainError):
@@ -392,6 +402,9 @@ def _on_domain_error(exc: DomainError):
 def _on_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return _http_error(exc)
+    if is_unavailable(exc):
+        log.warning("API %s %s: database unavailable: %s", request.method, request.path, type(exc).__name__)
+        return unavailable_response()
     log.exception("API error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "internal error; it has been logged")
 
@@ -439,6 +452,9 @@ def route(method: str, path: str, *, summary: str, roles: tuple[Role, ...] = ALL
         def view(**path_params):
             now = datetime.now(timezone.utc)
             user = _require(roles)
+            for name, value in path_params.items():
+                if bounds.id_fault(value):   # /incidents/99999999999999999999: no such case, not an overflow
+                    raise ApiError(404, "not_found", f"no {name.removesuffix('_id')} {value}")
             kwargs: dict[str, Any] = dict(path_params)
             if query is not None:
                 kwargs["query"] = _parse_query(query)
@@ -481,6 +497,7 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
                 data[name] = values
         else:
             data[name] = request.args.get(name)
+    _refuse_bad_text(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -493,16 +510,35 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     if not raw.strip():
         raise ApiError(400, "bad_request", "the request needs a JSON object body")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_request", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad_request", "malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "the request body must be a JSON object")
+    _refuse_bad_text(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         message, details = _validation_message(exc)
         raise ApiError(400, "bad_request", message, details=details) from None
+
+
+def _not_json(constant: str):
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such numbers."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _refuse_bad_text(data: dict) -> None:
+    """A text the database cannot store (NUL, unpaired surrogates) is a 400 naming the field."""
+    for key, value in data.items():
+        if bounds.text_fault(key):
+            raise ApiError(400, "bad_request", f"a field name {bounds.text_fault(key)}")
+        for text in value if isinstance(value, list) else [value]:
+            fault = bounds.text_fault(text)
+            if fault:
+                raise ApiError(400, "bad_request", f"{key}: {fault}", field=key)
 
 
 # =========================================================================== helpers

@@ -3,18 +3,48 @@
 One ``Database`` per app (``app.extensions['cityops.db']``). SQLite runs in WAL mode with
 foreign keys on; PostgreSQL uses psycopg 3. Services never commit: ``session_scope``
 commits at the boundary or rolls back on error.
+
+Fail fast (issue 11): nothing waits on the database for ever. ``make_engine`` takes three
+timeouts (the app passes ``DB_CONNECT_TIMEOUT``, ``DB_STATEMENT_TIMEOUT``, ``DB_POOL_TIMEOUT``):
+
+- PostgreSQL: ``connect_timeout``; ``statement_timeout`` set by the server; TCP keepalives and
+  ``tcp_user_timeout`` for a peer that vanished; and, because a server (or a proxy in front of it)
+  that stops answering on an open connection is covered by none of those, every wait of psycopg
+  on the socket is bounded too (statement timeout + 1 s; a pre-ping by the connect timeout): the
+  connection is then closed and the error is a disconnect, so the pool replaces it;
+- SQLite: the lock wait (busy timeout) and a deadline per statement (a progress handler);
+- both: ``pool_timeout`` for a checkout when every pooled connection is busy.
+
+A database that is away surfaces as an exception for which :func:`is_unavailable` is true;
+the HTTP doors answer it with 503 and ``Retry-After``.
 """
 from __future__ import annotations
 
+import math
+import sqlite3
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
+import psycopg
+from psycopg import errors as _pg_errors
 from sqlalchemy import create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 EXTENSION_KEY = "cityops.db"
+#: what a 503 tells the client to wait before trying again (seconds)
+RETRY_AFTER_SECONDS = 5
+#: the client-side bound of a statement exceeds the server's statement_timeout by this much, so that
+#: the server's clean cancel (the connection stays usable) normally comes first
+WAIT_GRACE_SECONDS = 1.0
+#: what psycopg raises when Connection.wait(timeout=…) expires (private, an OperationalError)
+_WAIT_TIMEOUT = getattr(_pg_errors, "_WaitTimeout", psycopg.OperationalError)
+#: SQLite: the progress handler runs every this many virtual machine instructions
+_SQLITE_PROGRESS_STEPS = 20_000
 
 
 def normalise_url(url: str) -> str:
@@ -26,33 +56,185 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn, _record):
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
+def _positive(seconds: Optional[float]) -> Optional[float]:
+    return float(seconds) if seconds and float(seconds) > 0 else None
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, connect_timeout: Optional[float] = None, statement_timeout: Optional[float] = None,
+                pool_timeout: Optional[float] = None) -> Engine:
+    """An engine on ``url``; each timeout in seconds, None or 0 = not bounded (tools, benchmarks)."""
     url = normalise_url(url)
     u = make_url(url)
+    connect_timeout, statement_timeout = _positive(connect_timeout), _positive(statement_timeout)
+    pool_args = {"pool_timeout": float(pool_timeout)} if _positive(pool_timeout) else {}
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        lock_wait = statement_timeout or 10.0
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": lock_wait},
+                               **(pool_args if u.database and u.database != ":memory:" else {}))
+        event.listen(engine, "connect", _sqlite_pragmas(lock_wait))
+        if statement_timeout:
+            _sqlite_statement_deadline(engine, statement_timeout)
+        return engine
+    connect_args = _pg_connect_args(u, connect_timeout, statement_timeout)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args,
+                           **pool_args)
+    if statement_timeout or connect_timeout:
+        _bound_pg_waits(engine, statement=statement_timeout and statement_timeout + WAIT_GRACE_SECONDS,
+                        ping=connect_timeout)
     return engine
 
 
+# --------------------------------------------------------------------------- SQLite
+
+
+def _sqlite_pragmas(lock_wait: float):
+    def on_connect(dbapi_conn, _record):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(lock_wait * 1000)}")
+        cur.close()
+    return on_connect
+
+
+def _sqlite_statement_deadline(engine: Engine, seconds: float) -> None:
+    """A statement still running ``seconds`` after it started is interrupted
+    (sqlite3.OperationalError: interrupted)."""
+
+    @event.listens_for(engine, "connect")
+    def _install(dbapi_conn, record):
+        deadline = record.info["cityops.deadline"] = [0.0]
+        dbapi_conn.set_progress_handler(lambda: 1 if deadline[0] and time.monotonic() > deadline[0] else 0,
+                                        _SQLITE_PROGRESS_STEPS)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _arm(conn, cursor, statement, parameters, context, executemany):
+        deadline = conn.info.get("cityops.deadline")
+        if deadline is not None and not conn.info.get("cityops.unbounded"):
+            deadline[0] = time.monotonic() + seconds
+
+    def _disarm(conn, *_args):
+        deadline = conn.info.get("cityops.deadline")
+        if deadline is not None:
+            deadline[0] = 0.0
+
+    event.listen(engine, "after_cursor_execute", _disarm)
+    event.listen(engine, "handle_error", lambda ctx: _disarm(ctx.connection) if ctx.connection is not None else None)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_connect_args(u, connect_timeout: Optional[float], statement_timeout: Optional[float]) -> dict:
+    """libpq parameters; one given in the URL's query string wins over the configured one."""
+    args: dict = {}
+    if connect_timeout:
+        # libpq counts whole seconds, at least 2; a peer that stops acknowledging what we send is given
+        # as long, and an idle connection is probed for life as often (keepalives)
+        args["connect_timeout"] = max(2, math.ceil(connect_timeout))
+        args["tcp_user_timeout"] = int(connect_timeout * 1000)
+        probe = max(1, math.ceil(connect_timeout))
+        args.update(keepalives=1, keepalives_idle=probe, keepalives_interval=probe, keepalives_count=3)
+    if statement_timeout:
+        option = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        given = u.query.get("options")
+        args["options"] = f"{given} {option}" if isinstance(given, str) and given else option
+    return {k: v for k, v in args.items() if k == "options" or k not in u.query}
+
+
+def _bound_pg_waits(engine: Engine, *, statement: Optional[float], ping: Optional[float]) -> None:
+    """psycopg waits on its socket without a limit; these connections wait at most ``statement``
+    seconds (and a pool pre-ping at most ``ping``) for the server, then close and raise."""
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, conn_rec, cargs, cparams):
+        conn = BoundedPgConnection.connect(*cargs, **cparams)
+        conn.wait_limit = statement
+        return conn
+
+    dialect = engine.dialect
+    plain_ping = dialect.do_ping
+
+    def bounded_ping(dbapi_connection) -> bool:
+        before = getattr(dbapi_connection, "wait_limit", None)
+        if ping and isinstance(dbapi_connection, psycopg.Connection):
+            dbapi_connection.wait_limit = ping
+        try:
+            return plain_ping(dbapi_connection)
+        finally:
+            if isinstance(dbapi_connection, psycopg.Connection):
+                dbapi_connection.wait_limit = before
+
+    dialect.do_ping = bounded_ping   # the pool's pre-ping calls the dialect's do_ping
+
+
+class BoundedPgConnection(psycopg.Connection):
+    """A psycopg connection whose every wait on the server is bounded by ``wait_limit`` seconds."""
+
+    wait_limit: Optional[float] = None
+
+    def wait(self, gen, interval=0.1, timeout=None):
+        limit = self.wait_limit if timeout is None else None
+        if limit is None:
+            return super().wait(gen, interval=interval, timeout=timeout)
+        try:
+            return super().wait(gen, interval=interval, timeout=limit)
+        except _WAIT_TIMEOUT:
+            # the protocol stopped half-way: this connection cannot be used again
+            self.close()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {limit:g} s; connection closed") from None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is away or too slow (refused, timed out, cut, pool
+    exhausted, locked), as opposed to a bug or bad data: the doors answer it with 503."""
+    if isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return any(m in message for m in ("locked", "busy", "interrupted", "unable to open", "disk i/o"))
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+@contextmanager
+def unbounded(conn) -> Iterator[None]:
+    """Lift the statement timeout for the transaction of ``conn`` (a SQLAlchemy Connection):
+    migrations may build an index for longer than a web request should wait."""
+    conn.info["cityops.unbounded"] = True
+    raw = conn.connection.dbapi_connection
+    before = getattr(raw, "wait_limit", None)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        if hasattr(raw, "wait_limit"):
+            raw.wait_limit = None
+    try:
+        yield
+    finally:
+        conn.info.pop("cityops.unbounded", None)
+        if hasattr(raw, "wait_limit"):
+            raw.wait_limit = before
+
+
 class Database:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, connect_timeout: Optional[float] = None,
+                 statement_timeout: Optional[float] = None, pool_timeout: Optional[float] = None):
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, connect_timeout=connect_timeout, statement_timeout=statement_timeout,
+                                  pool_timeout=pool_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._ping_lock = threading.Lock()
+        self._ping_thread: Optional[threading.Thread] = None
+        self._ping_outcome: dict = {}
 
     @property
     def is_sqlite(self) -> bool:
@@ -70,9 +252,35 @@ class Database:
         finally:
             session.close()
 
-    def ping(self) -> None:
+    def ping(self, timeout: Optional[float] = None) -> None:
+        """SELECT 1; with ``timeout``, raise TimeoutError when no answer came within it, whatever the
+        database does (the ping runs in a thread of its own; while one is pending, callers share it)."""
+        if timeout is None:
+            self._ping_once()
+            return
+        with self._ping_lock:
+            thread, outcome = self._ping_thread, self._ping_outcome
+            if thread is None or not thread.is_alive():
+                outcome = {}
+                thread = threading.Thread(target=self._ping_into, args=(outcome,), name="cityops-db-ping",
+                                          daemon=True)
+                self._ping_thread, self._ping_outcome = thread, outcome
+                thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"no answer from the database within {timeout:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+
+    def _ping_once(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def _ping_into(self, outcome: dict) -> None:
+        try:
+            self._ping_once()
+        except Exception as exc:  # handed to the caller
+            outcome["error"] = exc
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import EARLIEST, UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import permissions, services
+from incidents import bounds, permissions, services
 from incidents.lifecycle import DomainError, PermissionDenied
 from incidents.model import Action, State
 from incidents.services import CaseRules
@@ -104,7 +104,9 @@ def _raw_json(item: Item, source: str, mapping: str) -> str:
     env = {"record": item.raw, "line": item.line, "source": source}
     if mapping != source:
         env["mapping"] = mapping   # a feed named otherwise (push, pull, replay): retry needs the mapping
-    return json.dumps(env, ensure_ascii=False, default=str)
+    text = json.dumps(env, ensure_ascii=False, default=str)
+    # an unpaired surrogate cannot be stored as UTF-8: then the record is kept \u-escaped
+    return json.dumps(env, default=str) if bounds.text_fault(text) else text
 
 
 # --------------------------------------------------------------------------- timeline

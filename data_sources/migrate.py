@@ -18,7 +18,8 @@ def alembic_config(connection=None) -> Config:
 
 
 def upgrade(engine, revision: str = "head") -> None:
-    with engine.begin() as conn:
+    from data_sources.db import unbounded
+    with engine.begin() as conn, unbounded(conn):   # building an index may take longer than a request
         command.upgrade(alembic_config(conn), revision)
 
 

@@ -36,9 +36,9 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
+from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
-from incidents import auth, permissions, services
+from incidents import auth, bounds, permissions, services
 from incidents.lifecycle import DomainError
 from incidents.model import Channel, Role, State, TimeUnit
 from incidents.tables import Category, Department, Incident, IncidentEvent
@@ -144,6 +144,10 @@ def _on_unexpected(exc: Exception):
     from werkzeug.exceptions import HTTPException
     if isinstance(exc, HTTPException):
         return _errors(exc.code or 500, exc.description or exc.name)
+    if is_unavailable(exc):   # the database is away: try again shortly
+        answer = _errors(503, "the service is unavailable at the moment; try again shortly")
+        answer.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return answer
     current_app.logger.exception("Open311 error on %s %s", request.method, request.path)
     return _errors(500, "internal error; it has been logged")
 
@@ -174,7 +178,11 @@ def _parse_time(name: str, tz: ZoneInfo) -> Optional[datetime]:
 
 
 def _list_arg(name: str) -> list[str]:
-    return [v.strip() for raw in request.args.getlist(name) for v in raw.split(",") if v.strip()]
+    values = [v.strip() for raw in request.args.getlist(name) for v in raw.split(",") if v.strip()]
+    for value in values:
+        if bounds.text_fault(value):
+            raise Open311Error(400, f"{name} {bounds.text_fault(value)}")
+    return values
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
@@ -392,6 +400,8 @@ def get_request(request_id: str, fmt: str):
 def _form(name: str, max_len: int) -> str:
     value = _body().get(name)
     value = ("" if value is None else str(value)).strip()
+    if bounds.text_fault(value):
+        raise Open311Error(400, f"{name} {bounds.text_fault(value)}")
     if len(value) > max_len:
         raise Open311Error(400, f"{name} is longer than {max_len} characters")
     return value

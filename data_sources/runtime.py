@@ -57,7 +57,10 @@ def runtime_for(name_or_path: str) -> PackRuntime:
 
 
 def init_app(server) -> None:
-    server.extensions[EXTENSION_KEY] = Database(server.config["DATABASE_URL"])
+    cfg = server.config
+    server.extensions[EXTENSION_KEY] = Database(cfg["DATABASE_URL"], connect_timeout=cfg.get("DB_CONNECT_TIMEOUT"),
+                                                statement_timeout=cfg.get("DB_STATEMENT_TIMEOUT"),
+                                                pool_timeout=cfg.get("DB_POOL_TIMEOUT"))
     server.extensions[PACK_KEY] = runtime_for(server.config["PACK"])
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.cache import cache
 from data_sources.db import session_scope
+from incidents import bounds
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
 from incidents.model import Light, Role, State
 from incidents.services import data_version
@@ -407,8 +408,9 @@ def _filter_conditions(filter_model: dict | None, columns: dict) -> list:
         if col == "id":
             try:
                 n = int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 continue
+            n = max(-bounds.MAX_ID - 1, min(n, bounds.MAX_ID + 1))   # beyond any id, inside 64 bits
             conds.append({"equals": Incident.id == n, "greaterThan": Incident.id > n,
                           "lessThan": Incident.id < n}.get(kind, Incident.id == n))
             continue
@@ -430,13 +432,13 @@ def _filter_conditions(filter_model: dict | None, columns: dict) -> list:
 def search_conditions(q: str | None) -> list:
     """The quick search box: a case number, or words in title, address or description."""
     from sqlalchemy import or_
-    q = (q or "").strip()[:100]
+    q = bounds.searchable(q)[:100]
     if not q:
         return []
     text = q.lstrip("#")
     alternatives = [Incident.title.icontains(q, autoescape=True), Incident.address.icontains(q, autoescape=True),
                     Incident.description.icontains(q, autoescape=True)]
-    if text.isdigit():
+    if text.isdecimal() and not bounds.id_fault(int(text)):
         alternatives.append(Incident.id == int(text))
     return [or_(*alternatives)]
 

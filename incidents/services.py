@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from incidents import lifecycle, permissions, sla
+from incidents import bounds, lifecycle, permissions, sla
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
@@ -105,6 +105,11 @@ def create_case(session: Session, rules: CaseRules, *, source: str, external_id:
                 lat: Optional[float] = None, priority: str = Priority.NORMAL,
                 reporter_name: str = "", reporter_phone: str = "", actor: str = "feed") -> Incident:
     """A new case arrives from a feed in state ``reported``. Area codes are computed here, once."""
+    for name, value in (("source", source), ("external_id", external_id), ("title", title),
+                        ("address", address), ("reporter_name", reporter_name),
+                        ("reporter_phone", reporter_phone), ("category_code", category_code)):
+        bounds.check_text(value, name)
+    bounds.check_text(description, "description", bounds.MAX_DESCRIPTION)
     if channel not in set(Channel):
         raise ValidationFailed(f"unknown channel {channel!r}; expected one of {', '.join(Channel)}")
     if priority not in set(Priority):
@@ -140,6 +145,8 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             request_id: Optional[str] = None) -> Incident:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction."""
     action = parse_action(action)
+    _check_bounds(action, incident_id, department=department, note=note, reason=reason, hours=hours,
+                  duplicate_of=duplicate_of, level=level, request_id=request_id)
     if request_id:  # a retried request: applied once, answered with the case as it is now
         seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
         if seen is not None:
@@ -193,6 +200,21 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
                                changed_at=fresh.updated_at if fresh else None) from None
     bump_data_version(session)
     return case
+
+
+def _check_bounds(action: Action, incident_id, *, department, note, reason, hours, duplicate_of, level,
+                  request_id) -> None:
+    """The same bounds as the API's schema (incidents.bounds), for every door: ValidationFailed, not a 500."""
+    bounds.check_case_id(incident_id)
+    for name, value in (("department", department), ("reason", reason), ("request_id", request_id)):
+        bounds.check_text(value, name)
+    bounds.check_text(note, "note", bounds.MAX_NOTE)
+    if action == Action.EXTEND:
+        bounds.check_extend_hours(hours)
+    if action == Action.SUPERVISE and level is not None:
+        bounds.check_supervise_level(level)
+    if duplicate_of is not None:
+        bounds.check_id(duplicate_of, "duplicate_of")
 
 
 def parse_action(action: str | Action) -> Action:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from data_sources.coords import normalize_crs, to_wgs84
 from data_sources.packs import MappingTable, Pack, load_mapping
+from incidents import bounds
 from incidents.model import Channel, Priority, State
 
 UNREADABLE = "__unreadable__"
@@ -212,6 +213,9 @@ def check_sizes(raw: dict) -> None:
     for key, value in raw.items():
         if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
             raise Rejected(f"field {str(key)[:40]!r} is {len(value):,} characters long (limit {MAX_FIELD_CHARS:,})")
+        fault = bounds.text_fault(value) or bounds.text_fault(key)
+        if fault:   # the database could not store it (incidents.bounds: the one rule for text)
+            raise Rejected(f"field {str(key)[:40]!r} {fault}")
 
 
 # --------------------------------------------------------------------------- the validated case

@@ -139,6 +139,9 @@ def read_json(path: Path, *, encoding: Optional[str] = None) -> RecordIterator:
     except json.JSONDecodeError as exc:
         yield {UNREADABLE: f"file is not valid JSON ({exc})", "text": text[:2000]}, 1
         return
+    except RecursionError:
+        yield {UNREADABLE: "file is not valid JSON (nested too deeply)", "text": text[:200]}, 1
+        return
     yield from json_records(data)
 
 
@@ -155,6 +158,9 @@ def ndjson_records(text: str) -> RecordIterator:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             yield {UNREADABLE: f"line is not valid JSON ({exc.msg})", "text": line[:2000]}, n
+            continue
+        except RecursionError:
+            yield {UNREADABLE: "line is not valid JSON (nested too deeply)", "text": line[:200]}, n
             continue
         if isinstance(item, dict):
             yield item, n

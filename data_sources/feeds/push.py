@@ -30,7 +30,8 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from data_sources.db import get_db
+from data_sources.api import error_response, unavailable_response
+from data_sources.db import get_db, is_unavailable
 from data_sources.feeds.files import json_records, ndjson_records
 from data_sources.feeds.mappings import MAPPINGS
 from data_sources.ingest import Ingestor, earliest_from
@@ -59,8 +60,7 @@ class PushError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _error(status: int, code: str, message: str):
-    return jsonify(error={"code": code, "message": message}), status
+_error = error_response   # the one JSON error builder of the HTTP doors
 
 
 @bp.errorhandler(PushError)
@@ -74,6 +74,9 @@ def _on_unexpected(exc: Exception):
         code = exc.code or 500
         return _error(code, {413: "too_large", 405: "method_not_allowed", 404: "not_found"}.get(code, "http_error"),
                       exc.description or exc.name)
+    if is_unavailable(exc):
+        log.warning("push ingestion on %s: database unavailable: %s", request.path, type(exc).__name__)
+        return unavailable_response()
     log.exception("push ingestion failed on %s", request.path)
     return _error(500, "internal_error", "internal error; it has been logged")
 
@@ -119,6 +122,8 @@ def parse_records(data: bytes, content_type: str) -> list[tuple[dict, int]]:
         raise PushError(400, "bad_request", "empty body; send a JSON array of records or NDJSON")
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise PushError(400, "bad_request", "body is not valid JSON (nested too deeply)") from None
     except json.JSONDecodeError as exc:
         raise PushError(400, "bad_request", f"body is not valid JSON ({exc.msg} at line {exc.lineno} column "
                                             f"{exc.colno}); send a JSON array or NDJSON "

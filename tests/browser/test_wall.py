@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, ROOT, TIMEOUT_MS, _app_env, _flask, _free_port
-from tests.browser.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 SIZES = [(1920, 1080), (3840, 2160), (5760, 1620)]
 
