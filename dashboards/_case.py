@@ -33,9 +33,11 @@ KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_p
 #: which fields each action asks for; the ones in NEEDS must be filled in
 FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "note"}, "reassign": {"dept", "note"},
           "return": {"note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
-          "supervise": {"level", "note"}, "verify_fail": {"note"}}
+          "supervise": {"level", "note"}, "verify_fail": {"note"}, "approve": {"note"}, "reject": {"note"}}
 NEEDS = {"void": "reason", "reassign": "dept", "return": "note", "extend": "hours", "suspend": "note",
-         "merge": "dup", "verify_fail": "note"}
+         "merge": "dup", "verify_fail": "note", "reject": "note"}
+#: the actions that decide a department's request: offered beside the request, not in the action bar
+DECISIONS = ("approve", "reject")
 VOID_REASONS = ("duplicate", "invalid", "not_ours")
 
 
@@ -104,8 +106,52 @@ def load(incident_id) -> dict | None:
                                role=str(current_user.role), department_code=current_user.department_code)
 
 
-def act_label(action: str) -> str:
+def act_label(action: str, request_only: bool = False) -> str:
+    """An action's button text; a request-only action (a department's extend) reads 申请延期."""
+    if request_only and f"act_request_{action}" in TEXT:
+        return t(f"act_request_{action}")
     return t(f"act_{action}") if f"act_{action}" in TEXT else action
+
+
+def kind_label(kind: str) -> str:
+    return t(f"request_kind_{kind}") if f"request_kind_{kind}" in TEXT else kind
+
+
+def request_summary(r: dict) -> str:
+    """延期 +8.0 工时 / 挂账：原因 — one line of a request for the grid and the panel."""
+    text = kind_label(r["kind"])
+    if r.get("hours"):
+        text += " " + t("request_hours", h=f"{r['hours']:g}")
+    return text
+
+
+def requests_section(d: dict) -> html.Div | None:
+    """The case's requests: pending ones first, with 批准 / 驳回 for whoever may decide."""
+    if not d.get("requests"):
+        return None
+    items = []
+    for r in d["requests"]:
+        pending = r["status"] == "pending"
+        lines = [html.Div(className="req-head", children=[
+            html.Span(t(f"request_status_{r['status']}"), className=f"req-status req-{r['status']}"),
+            html.B(request_summary(r)), html.Span(f" #{r['id']}", className="muted")])]
+        if r["note"] or r["reason"]:
+            lines.append(html.Div(" · ".join(x for x in (r["reason"], r["note"]) if x), className="req-note"))
+        lines.append(html.Div(t("request_by", who=r["requested_by"], at=local_time(r["requested_at"], "%m-%d %H:%M")),
+                              className="req-meta muted"))
+        if not pending:
+            lines.append(html.Div(t("request_decided", who=r["decided_by"] or "?", status=t(f"request_status_{r['status']}"),
+                                    at=local_time(r["decided_at"], "%m-%d %H:%M") if r["decided_at"] else "?")
+                                  + (f"：{r['decision_note']}" if r["decision_note"] else ""), className="req-meta muted"))
+        elif d.get("may_decide"):
+            lines.append(html.Div(className="req-buttons", children=[
+                html.Button(act_label(a), className=f"btn btn-small act-{a}",
+                            id={"type": ids.CASE_DECIDE, "action": a, "request": r["id"]}) for a in DECISIONS]))
+        else:
+            lines.append(html.Div(t("request_wait"), className="req-meta req-wait"))
+        items.append(html.Li(lines, className=f"req req-{r['status']}"))
+    return html.Div(className="case-section case-requests", children=[html.H4(t("requests")),
+                                                                       html.Ul(items, className="reqs")])
 
 
 def hours_text(h: float | None, overdue: bool = False) -> str:
@@ -142,10 +188,13 @@ def render(d: dict) -> tuple:
             row(t("f_version"), f"v{d['version']} · {d['updated_by'] or '—'} · {local_time(d['updated_at'])}"),
         ]),
         html.P(d["description"], className="case-desc") if d["description"] else None,
+        requests_section(d),
     ]
-    actions = [html.Button([act_label(a), html.Kbd(KEYS.get(a, "").upper())], className=f"btn act act-{a}",
-                           id={"type": ids.CASE_ACT, "action": a}, **{"data-key": KEYS.get(a, "")})
-               for a in d["actions"]] or [html.Span(t("no_actions"), className="muted")]
+    request_only = set(d.get("request_only") or ())
+    actions = [html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
+                           className=f"btn act act-{a}", id={"type": ids.CASE_ACT, "action": a},
+                           **{"data-key": KEYS.get(a, "")})
+               for a in d["actions"] if a not in DECISIONS] or [html.Span(t("no_actions"), className="muted")]
     may_merge = "merge" in d["actions"]
     dups = [html.Li(className="dup", children=[
         html.A(f"#{x['id']}", href=f"/incidents/{x['id']}", target="_blank"),
@@ -161,6 +210,8 @@ def render(d: dict) -> tuple:
         html.Div(className="case-section", children=[html.H4(t("timeline")), timeline(d["timeline"])]),
     ]
     store = {"id": d["id"], "version": d["version"], "state": d["state"], "actions": d["actions"],
+             "request_only": sorted(request_only),
+             "requests": {str(r["id"]): r["kind"] for r in d.get("requests", ()) if r["status"] == "pending"},
              "suggested": s["department_code"], "department": d["department_code"],
              "deadline": d["deadline"].isoformat() if d["deadline"] else None,
              "running": d["light"] is not None, "countdown_label": t("f_countdown")}
@@ -175,9 +226,15 @@ def timeline(events: list[dict]) -> html.Ol:
         for k in ("reason", "routing", "hours", "level"):
             if payload.get(k) not in (None, ""):
                 extra.append(f"{k}: {payload[k]}")
+        if payload.get("requested_by"):
+            extra.append(f"{t('requested_by')}: {payload['requested_by']}")
+        label = act_label(e["action"])
+        if payload.get("kind") and e["action"] in ("request", *DECISIONS):
+            label = f"{label}{kind_label(payload['kind'])}" + (f" #{payload['case_request_id']}"
+                                                               if payload.get("case_request_id") else "")
         items.append(html.Li(className=f"ev ev-{e['action']}", children=[
             html.Span(local_time(e["at"], "%m-%d %H:%M:%S"), className="ev-at"),
-            html.B(act_label(e["action"])),
+            html.B(label),
             html.Span(f" {e['actor']}", className="ev-actor"),
             html.Span(f" → {state_label(e['to_state'])}" if e["to_state"] else ""),
             html.Span(f" · {e['department']}" if e["department"] else "", className="muted"),
@@ -239,7 +296,7 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
     if missing:
         return "incomplete", t(missing)
     try:
-        state, _version = commands.perform(
+        done = commands.act(
             actor(), int(seen["id"]), action, version=int(seen["version"]), now=datetime.now(timezone.utc),
             department=values.get("dept") if "dept" in FIELDS.get(action, ()) else None,
             note=(values.get("note") or "").strip(),
@@ -247,6 +304,7 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
             hours=float(values["hours"]) if action == "extend" and values.get("hours") else None,
             duplicate_of=int(values["dup"]) if action == "merge" and values.get("dup") else None,
             level=int(values["level"]) if action == "supervise" and values.get("level") else None,
+            case_request_id=_as_id(pending.get("case_request")) if action in DECISIONS else None,
             request_id=pending.get("request_id"))
     except StaleVersion as exc:
         when = local_time(exc.changed_at, "%H:%M:%S") if isinstance(exc.changed_at, datetime) else str(exc.changed_at)
@@ -255,7 +313,19 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
         return "refused", t("refused", msg=exc.message)
     except (TypeError, ValueError, OverflowError):   # a crafted callback: hours, level or case id not numbers
         return "refused", t("refused", msg="hours, level and case numbers must be numbers")
-    return "ok", t("done_ok", action=act_label(action), id=seen["id"], state=state_label(state))
+    if done.request_status == "pending":
+        return "ok", t("request_filed", kind=kind_label(done.request_kind), id=seen["id"])
+    if done.request_status in ("approved", "rejected"):
+        return "ok", t(f"request_{done.request_status}", kind=kind_label(done.request_kind), id=seen["id"],
+                       state=state_label(done.state))
+    return "ok", t("done_ok", action=act_label(action), id=seen["id"], state=state_label(done.state))
+
+
+def _as_id(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _missing(action: str, values: dict) -> str | None:
@@ -280,15 +350,21 @@ def _positive(value) -> bool:
         return False
 
 
-def form_state(action: str | None, seen: dict | None, target: int | None = None) -> tuple:
-    """What the form shows for ``action``: (pending, form class, title, field classes…, dept, dup)."""
+def form_state(action: str | None, seen: dict | None, target: int | None = None,
+               case_request: int | None = None) -> tuple:
+    """What the form shows for ``action``: (pending, form class, title, field classes…, dept, dup).
+    ``case_request``: the request an approve / reject decides."""
     if not action or not seen:
         return (None, "case-form hidden", "", *(["form-field hidden"] * 5), no_update, None, "", None, no_update)
     fields = FIELDS.get(action, {"note"}) | {"note"}
     cls = ["form-field" if f in fields else "form-field hidden" for f in ("reason", "dept", "hours", "dup", "level")]
     dept = seen.get("suggested") if action == "dispatch" else None
     pending = {"action": action, "case": seen["id"], "request_id": uuid.uuid4().hex}
-    title = f"{act_label(action)} · #{seen['id']}"
+    title = f"{act_label(action, action in (seen.get('request_only') or ()))} · #{seen['id']}"
+    if action in DECISIONS:
+        pending["case_request"] = case_request
+        kind = (seen.get("requests") or {}).get(str(case_request), "")
+        title = t("decide_title", action=act_label(action), kind=kind_label(kind), rid=case_request, id=seen["id"])
     return (pending, "case-form", title, *cls, dept, target, "", None, "")  # "": the last result goes
 
 
@@ -320,15 +396,18 @@ def show_case(incident_id, _done):
                Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
                Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
+               Input({"type": ids.CASE_DECIDE, "action": ALL, "request": ALL}, "n_clicks"),
                Input(ids.CASE_CANCEL, "n_clicks"), Input(ids.CASE_DATA, "data"),
                prevent_initial_call=True)
-def choose_action(_acts, _merges, _cancel, seen):
+def choose_action(_acts, _merges, _decisions, _cancel, seen):
     guard()
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not ctx.triggered[0]["value"]:
         return form_state(None, seen)      # cancel, a new case, or fresh buttons: close the form
     if trig["type"] == ids.CASE_MERGE:
         return form_state("merge", seen, target=trig["target"])
+    if trig["type"] == ids.CASE_DECIDE:
+        return form_state(trig["action"], seen, case_request=trig["request"])
     return form_state(trig["action"], seen)
 
 

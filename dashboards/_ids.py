@@ -71,3 +71,4 @@ CASE_CANCEL = "case-cancel"
 CASE_RESULT = "case-result"
 CASE_ACT = "case-act"        # pattern-matching type: {"type": CASE_ACT, "action": …}
 CASE_MERGE = "case-merge"    # pattern-matching type: {"type": CASE_MERGE, "target": id}
+CASE_DECIDE = "case-decide"  # pattern-matching type: {"type": CASE_DECIDE, "action": approve|reject, "request": id}

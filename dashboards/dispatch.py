@@ -44,6 +44,8 @@ def _columns() -> list[dict]:
         {"field": "title", "headerName": t("col_title"), "flex": 2, "minWidth": 200, **text},
         {"field": "category", "headerName": t("col_category"), "width": 130, **text},
         {"field": "state", "headerName": t("col_state"), "width": 96},
+        {"field": "request", "headerName": t("col_request"), "width": 130, "sortable": False,
+         "cellClass": "req-cell", "tooltipField": "request_tip"},
         {"field": "priority", "headerName": t("col_priority"), "width": 96},
         {"field": "district", "headerName": t("col_district"), "width": 110, **text},
         {"field": "department", "headerName": t("col_department"), "flex": 1, "minWidth": 150, **text},
@@ -114,6 +116,9 @@ def row_of(r: dict) -> dict:
             "remaining": _case.hours_text(r["remaining_hours"], r["light"] == "red"),
             "remaining_hours": r["remaining_hours"], "title": r["title"], "category": r["category"] or "—",
             "state": state_label(r["state"]), "state_code": r["state"],
+            "request": " / ".join(_case.request_summary(q) for q in r.get("requests") or ()),
+            "request_tip": " / ".join(f"{_case.request_summary(q)} · {t('requested_by')} {q['requested_by']}"
+                                      + (f" · {q['note']}" if q["note"] else "") for q in r.get("requests") or ()),
             "priority": t(f"priority_{r['priority']}") if r["priority"] in ("normal", "urgent", "emergency") else r["priority"],
             "district": r["district"] or "—", "department": r["department"] or "—",
             "reported_at": local_time(r["reported_at"]), "supervise_level": r["supervise_level"] or 0}

@@ -35,11 +35,11 @@ from werkzeug.exceptions import HTTPException
 from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
 from incidents import bounds, permissions, services
-from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed, allowed_actions
+from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
 from incidents.permissions import reporter_view
-from incidents.model import Action, Channel, Light, Priority, Role, State
+from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
 from incidents.queries import feed_health, light_expr
-from incidents.tables import Area, Category, Department, Incident, IncidentEvent
+from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,22 @@ class Counters(_Out):
     suspended_hours: float
 
 
+class CaseRequestOut(_Out):
+    id: int = Field(description="send it as case_request_id with approve / reject")
+    kind: Action = Field(description="what the department asks for: extend or suspend")
+    status: RequestStatus = Field(description="pending (待审批), approved or rejected; only an approved request "
+                                              "moved the deadline or stopped the clock")
+    hours: Optional[float] = Field(description="extend: the extra working hours asked for")
+    reason: Optional[str]
+    note: str
+    department: Optional[str] = Field(description="the department that asked (code)")
+    requested_by: str
+    requested_at: UtcDateTime
+    decided_by: Optional[str]
+    decided_at: Optional[UtcDateTime]
+    decision_note: str
+
+
 class IncidentDetail(_Out):
     id: int
     version: int = Field(description="send it back with an action (optimistic locking)")
@@ -224,6 +240,7 @@ class IncidentDetail(_Out):
     supervise_level: int
     counters: Counters
     actions: list[Action] = Field(description="what the caller may do now (state and role)")
+    requests: list[CaseRequestOut] = Field(description="departments' extend / suspend requests, pending first")
     timeline: list[TimelineEvent]
 
 
@@ -262,6 +279,9 @@ class ActionRequest(_In):
                                         description="merge: id of the case this one duplicates")
     level: Optional[int] = Field(None, ge=bounds.SUPERVISE_LEVEL_MIN, le=bounds.SUPERVISE_LEVEL_MAX,
                                  description="supervise: 督办 level")
+    case_request_id: Optional[int] = Field(None, ge=1, le=bounds.MAX_ID,
+                                           description="approve / reject: the id of the case's pending "
+                                           "request (``requests`` in the case detail)")
     request_id: Optional[str] = Field(None, min_length=1, max_length=80,
                                       description="idempotency key: a retry with the same id is applied once")
 
@@ -272,6 +292,9 @@ class ActionResult(_Out):
     version: int
     department: Optional[str]
     deadline: Optional[UtcDateTime]
+    case_request: Optional[CaseRequestOut] = Field(None, description=(
+        "the request this action filed (a department's extend / suspend: status pending, the case "
+        "unchanged until a dispatcher approves) or decided (approve / reject)"))
 
 
 class DepartmentOut(_Out):
@@ -669,9 +692,12 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
 
     reporter_name, reporter_phone = reporter_view(case.reporter_name, case.reporter_phone, user.role)
     state = State(case.state)
-    actions = [a for a in allowed_actions(state)
-               if permissions.may(user.role, a, user_department=user.department_code,
-                                case_department=case.department_code)]
+    requests = s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
+                         .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
+                                   CaseRequest.id.desc())).all()
+    actions = permissions.available_actions(
+        user.role, state, user_department=user.department_code, case_department=case.department_code,
+        pending=[r.kind for r in requests if r.status == RequestStatus.PENDING.value])
     return IncidentDetail(
         id=case.id, version=case.version, source=case.source, external_id=case.external_id,
         channel=case.channel, title=case.title, description=case.description or "",
@@ -690,10 +716,17 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
                           reassignments=case.reassign_count, extensions=case.extension_count,
                           extension_hours=case.extension_hours, suspended_hours=case.suspended_hours),
         actions=actions,
+        requests=[_request_out(r) for r in requests],
         timeline=[TimelineEvent(id=e.id, at=e.at, actor=e.actor, action=e.action, from_state=e.from_state,
                                 to_state=e.to_state, department=code_name(e.department_code, Department),
                                 note=e.note or "", payload=e.payload) for e in events],
     )
+
+
+def _request_out(r: CaseRequest) -> CaseRequestOut:
+    return CaseRequestOut(id=r.id, kind=r.kind, status=r.status, hours=r.hours, reason=r.reason, note=r.note or "",
+                          department=r.department_code, requested_by=r.requested_by, requested_at=r.requested_at,
+                          decided_by=r.decided_by, decided_at=r.decided_at, decision_note=r.decision_note or "")
 
 
 @route("GET", "/incidents/{incident_id}", summary="One case with its timeline",
@@ -735,12 +768,14 @@ def create_incident(user, now: datetime, *, body: IncidentCreate) -> IncidentDet
 def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionRequest) -> ActionResult:
     rules = get_runtime().rules
     with get_db().session_scope() as s:
-        case = services.perform(s, rules, _actor(user), incident_id, body.action, version=body.version,
-                                now=now, department=body.department, note=body.note, reason=body.reason,
-                                hours=body.hours, duplicate_of=body.duplicate_of, level=body.level,
-                                request_id=body.request_id)
+        done = services.act(s, rules, _actor(user), incident_id, body.action, version=body.version,
+                            now=now, department=body.department, note=body.note, reason=body.reason,
+                            hours=body.hours, duplicate_of=body.duplicate_of, level=body.level,
+                            case_request_id=body.case_request_id, request_id=body.request_id)
+        case = done.case
         return ActionResult(id=case.id, state=State(case.state), version=case.version,
-                            department=case.department_code, deadline=case.deadline)
+                            department=case.department_code, deadline=case.deadline,
+                            case_request=_request_out(done.request) if done.request else None)
 
 
 # =========================================================================== reference data

@@ -7,7 +7,10 @@ Two frames describe the cases (the loaders in :mod:`incidents.queries` build the
   deadline ``base_hours`` (category limit × priority factor, in the category's clock) and
   ``natural`` (True for natural-hour categories);
 * ``events``: the timeline — ``incident_id``, ``id``, ``at``, ``action``, ``from_state``,
-  ``to_state``, ``department_code`` (the case's department after the action), ``hours`` (extend).
+  ``to_state``, ``department_code`` (the case's department after the action), ``hours`` (extend),
+  and optionally ``kind``: an ``approve`` event (a dispatcher granting a department's request)
+  counts as the action it approved, its ``kind`` (``extend`` / ``suspend``); requests and
+  rejections change nothing and the loaders leave them out.
 
 What was true at ``as_of`` comes from the events up to ``as_of``; events after it are ignored.
 The case row's deadline/on-time columns are used only where no later event can have changed them;
@@ -36,6 +39,8 @@ REWORK_ACTIONS = ("verify_fail", "reopen")
 MISDISPATCH_ACTIONS = ("return", "reassign")
 #: actions after which the stored ``deadline`` no longer is the one in force earlier
 DEADLINE_CHANGERS = CLOCK_STARTS + CLOCK_STOPS + ("extend", "resume")
+#: an approval of a department's request: it stands for the approved action (its ``kind``)
+APPROVE = "approve"
 #: actions after which the stored ``on_time`` no longer belongs to an earlier resolve
 ON_TIME_CHANGERS = ("verify_fail", "reopen", "resolve")
 
@@ -348,6 +353,9 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     if "hours" not in ev.columns:
         ev["hours"] = float("nan")
     ev["at"] = _utc_col(ev["at"])
+    if "kind" in ev.columns and len(ev):
+        approved = ev["action"].eq(APPROVE) & ev["kind"].notna()
+        ev.loc[approved, "action"] = ev.loc[approved, "kind"]
     if "id" not in ev.columns:
         ev["id"] = range(len(ev))
     ev = ev[ev["incident_id"].isin(c.index)].sort_values(["incident_id", "at", "id"], kind="stable")

@@ -48,6 +48,16 @@ class Action(StrEnum):
     MERGE = "merge"
     SUPERVISE = "supervise"
     REOPEN = "reopen"
+    APPROVE = "approve"          # a dispatcher grants a department's pending request (extend / suspend)
+    REJECT = "reject"            # … or turns it down
+
+
+class RequestStatus(StrEnum):
+    """A department's request (``case_requests``): only an approved one changes the case."""
+
+    PENDING = "pending"          # 待审批
+    APPROVED = "approved"        # 已批准
+    REJECTED = "rejected"        # 已驳回
 
 
 class Role(StrEnum):

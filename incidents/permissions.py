@@ -21,7 +21,7 @@ ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
     Role.LEADER: frozenset({Action.SUPERVISE}),
     Role.DISPATCHER: frozenset({
         Action.REGISTER, Action.VOID, Action.DISPATCH, Action.REASSIGN, Action.EXTEND,
-        Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN,
+        Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN, Action.APPROVE, Action.REJECT,
     }),
     Role.DEPARTMENT: frozenset({
         Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND,
@@ -34,6 +34,10 @@ ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
 REQUEST_ONLY: Final[dict[Role, frozenset[Action]]] = {
     Role.DEPARTMENT: frozenset({Action.EXTEND, Action.SUSPEND}),
 }
+#: the actions that decide a pending request (``approve`` applies it, ``reject`` leaves the case)
+DECISIONS: Final = frozenset({Action.APPROVE, Action.REJECT})
+#: what a request may ask for (the ``kind`` of a ``case_requests`` row)
+REQUESTABLE: Final = frozenset().union(*REQUEST_ONLY.values())
 
 
 def _as_action(value: Action | str) -> Action:
@@ -130,6 +134,23 @@ def check_edit(role: Role | str, *, user_department: Any = None, case_department
                            f"submit (allowed for: dispatcher; department on its own cases)", role=r)
 
 
+def available_actions(role: Role | str, state, *, user_department: Any = None, case_department: Any = None,
+                      pending: Iterable[str] = ()) -> list[Action]:
+    """What ``role`` may do to a case now (the buttons a screen offers, ``actions`` in the API):
+    the lifecycle's actions from ``state`` that the matrix allows, without a request-only action
+    whose request is already pending (``pending``: the kinds of the case's pending requests), and
+    with ``approve`` / ``reject`` while a request waits and the role may decide it."""
+    from incidents.lifecycle import allowed_actions
+    pending = frozenset(str(k) for k in pending)
+
+    def ok(a: Action) -> bool:
+        return may(role, a, user_department=user_department, case_department=case_department)
+    out = [a for a in allowed_actions(state) if ok(a) and not (is_request_only(role, a) and a.value in pending)]
+    if pending:
+        out += [a for a in (Action.APPROVE, Action.REJECT) if ok(a)]
+    return out
+
+
 # --------------------------------------------------------------------------- other capabilities
 
 #: may push records into a feed (each resulting action is still checked against the matrix)
@@ -200,6 +221,7 @@ def mask_personal_text(text: str | None, role=None) -> str:
     return _PHONE.sub(_phone, text)
 
 
-__all__ = ["ACK_ROLES", "CREATE_ROLES", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
-           "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "check_edit", "check_permission", "is_request_only",
+__all__ = ["ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
+           "REQUESTABLE", "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "available_actions",
+           "check_edit", "check_permission", "is_request_only",
            "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]

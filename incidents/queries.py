@@ -17,9 +17,9 @@ from data_sources.cache import cache
 from data_sources.db import session_scope
 from incidents import bounds
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
-from incidents.model import Light, Role, State
+from incidents.model import Light, RequestStatus, Role, State
 from incidents.services import data_version
-from incidents.tables import Area, Category, Department, Incident, IncidentEvent
+from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
 
 OPEN_STATES = [s.value for s in State.open_states()]
 MAX_POINTS = 4000  # never ship more raw points than a browser map renders briskly
@@ -339,18 +339,22 @@ TODO_STATES = {
 }
 
 #: the workbench's ready-made views (my_todo depends on the role, see :func:`view_conditions`)
-QUEUE_VIEWS = ("my_todo", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
+QUEUE_VIEWS = ("my_todo", "pending_approval", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
                "pending_verify", "supervised", "suspended")
 
 
 def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
     """SQL conditions of one ready-made view (unknown view: nothing, not everything)."""
     from sqlalchemy import false
+    from sqlalchemy import or_
     lt = light_expr(now)
+    waiting = Incident.id.in_(select(CaseRequest.incident_id).where(CaseRequest.status == RequestStatus.PENDING.value))
     if view == "my_todo":
         if role == "leader":
             return [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0]
-        return [Incident.state.in_(TODO_STATES.get(role or "", OPEN_STATES))]
+        todo = Incident.state.in_(TODO_STATES.get(role or "", OPEN_STATES))
+        # a dispatcher's to-do includes the departments' requests waiting for a decision
+        return [or_(todo, waiting) if role == "dispatcher" else todo]
     return {
         "all_open": [Incident.state.in_(OPEN_STATES)],
         "pending_register": [Incident.state == State.REPORTED.value],
@@ -360,6 +364,8 @@ def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
         "pending_verify": [Incident.state == State.RESOLVED.value],
         "supervised": [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0],
         "suspended": [Incident.state == State.SUSPENDED.value],
+        # 待审批: cases with a department's request waiting for a dispatcher
+        "pending_approval": [waiting],
     }.get(view, [false()])
 
 
@@ -484,7 +490,9 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     with session_scope() as s:
         rows = [dict(r._mapping) for r in s.execute(stmt).all()]
         total = s.scalar(count) or 0
+        waiting = pending_requests_of(s, [r["id"] for r in rows])
     for r in rows:
+        r["requests"] = waiting.get(r["id"], [])
         running = r["state"] in RUNNING_STATES and r["deadline"] is not None
         r["light"] = r["light"] if running else None
         r["remaining_hours"] = None
@@ -495,11 +503,40 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     return QueuePage(rows=rows, total=int(total))
 
 
+def request_row(r: CaseRequest) -> dict:
+    """One request as the screens and the API show it."""
+    return {"id": r.id, "kind": r.kind, "status": r.status, "hours": r.hours, "reason": r.reason,
+            "note": r.note or "", "department_code": r.department_code, "requested_by": r.requested_by,
+            "requested_at": r.requested_at, "decided_by": r.decided_by, "decided_at": r.decided_at,
+            "decision_note": r.decision_note or ""}
+
+
+def case_requests(s: Session, incident_id: int) -> list[dict]:
+    """Every request of a case, pending first, then the newest."""
+    rows = s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
+                     .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
+                               CaseRequest.id.desc())).all()
+    return [request_row(r) for r in rows]
+
+
+def pending_requests_of(s: Session, incident_ids: list[int]) -> dict[int, list[dict]]:
+    """The pending requests of the given cases (one query for a block of the queue)."""
+    if not incident_ids:
+        return {}
+    out: dict[int, list[dict]] = {}
+    for r in s.scalars(select(CaseRequest).where(CaseRequest.incident_id.in_(incident_ids),
+                                                 CaseRequest.status == RequestStatus.PENDING.value)
+                       .order_by(CaseRequest.id)):
+        out.setdefault(r.incident_id, []).append(request_row(r))
+    return out
+
+
 def case_detail(now: datetime, incident_id: int, *, rules, role: str, department_code: str | None) -> dict | None:
     """Everything the case panel shows, or None when the case does not exist *or* the user may not
     see it (another department's case answers as if it did not exist). Reporter data masked
     unless the role may see it; the actions offered are those the state and the role allow."""
-    from incidents import lifecycle, permissions
+    from incidents import permissions
+    from incidents.model import Action
     from incidents.services import near_duplicates, suggest_department
     with session_scope() as s:
         row = s.execute(select(Incident).where(Incident.id == int(incident_id),
@@ -523,8 +560,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             from incidents.sla import remaining_working_hours
             remaining = round(remaining_working_hours(c.deadline, now, rules.calendar,
                                                       time_unit=cat.time_unit if cat else None), 2)
-        actions = [a.value for a in lifecycle.allowed_actions(c.state)
-                   if permissions.may(role, a, user_department=department_code, case_department=c.department_code)]
+        requests = case_requests(s, c.id)
+        pending = [r["kind"] for r in requests if r["status"] == RequestStatus.PENDING.value]
+        actions = [a.value for a in permissions.available_actions(
+            role, c.state, user_department=department_code, case_department=c.department_code, pending=pending)]
         return {
             "id": c.id, "version": c.version, "state": c.state, "title": c.title,
             "description": c.description or "", "address": c.address or "", "lon": c.lon, "lat": c.lat,
@@ -546,6 +585,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "duplicates": [{"id": d.id, "title": d.title, "state": d.state, "distance_m": round(dist),
                             "reported_at": d.reported_at} for d, dist in dups],
             "actions": actions,
+            # the actions this role only asks for (a department's extend / suspend): "申请…" buttons
+            "request_only": [a for a in actions if permissions.is_request_only(role, a)],
+            "may_decide": permissions.may(role, Action.APPROVE),
+            "requests": requests,
             "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "from_state": e.from_state,
                           "to_state": e.to_state, "department": names.get(e.department_code),
                           "note": e.note or "", "payload": e.payload or {}} for e in events],
@@ -568,8 +611,9 @@ def department_options() -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- KPIs (DESIGN §6)
 
-#: events that change nothing the KPIs read (no state, clock or department change)
-KPI_SKIPPED_ACTIONS = ("update", "supervise")
+#: events that change nothing the KPIs read (no state, clock or department change): a department's
+#: request and a rejection leave the case as it was; an approval counts as what it approved
+KPI_SKIPPED_ACTIONS = ("update", "supervise", "request", "reject")
 #: a group below this many cases in its 立案 cohort is listed apart, never ranked
 KPI_MIN_VOLUME = 20
 
@@ -678,10 +722,14 @@ def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priorit
     if len(events):
         events["incident_id"] = events["incident_id"].astype("int64")
         events["id"] = events["id"].astype("int64")
-    hours = {i: float((p or {}).get("hours") or 0.0) for i, p in s.execute(
-        select(IncidentEvent.id, IncidentEvent.payload)
-        .where(IncidentEvent.action == "extend", IncidentEvent.incident_id.in_(relevant)))}
+    # extend hours, and what an approval approved (kpis: an approve event counts as its ``kind``)
+    payloads = dict(s.execute(select(IncidentEvent.id, IncidentEvent.payload)
+                              .where(IncidentEvent.action.in_(("extend", kpis.APPROVE)),
+                                     IncidentEvent.incident_id.in_(relevant))).all())
+    hours = {i: float((p or {}).get("hours") or 0.0) for i, p in payloads.items()}
+    kinds = {i: (p or {}).get("kind") for i, p in payloads.items()}
     events["hours"] = events["id"].map(hours).astype(float) if len(events) else pd.Series(dtype=float)
+    events["kind"] = events["id"].map(kinds) if len(events) else pd.Series(dtype=object)
 
     first, last = kpis.service_days(kpis.Period(start, end), tz)
     rate_cols = [getattr(ServiceRate, c) for c in kpis.SERVICE_RATE_COLUMNS]

@@ -17,9 +17,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from incidents import bounds, lifecycle, permissions, sla
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
-from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
+from incidents.model import Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
-from incidents.tables import Category, Department, Incident, IncidentEvent, Meta
+from incidents.tables import CaseRequest, Category, Department, Incident, IncidentEvent, Meta
 
 DATA_VERSION_KEY = "data_version"
 
@@ -138,12 +138,37 @@ def suggest_department(session: Session, rules: CaseRules, case: Incident) -> Su
 
 # --------------------------------------------------------------------------- actions
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one action did: the case, and the request it created (a department's extend/suspend,
+    ``status`` pending) or decided (approve/reject); ``request`` is None for every other action."""
+
+    case: Incident
+    request: Optional[CaseRequest] = None
+
+
 def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, action: str | Action, *,
             version: int, now: datetime, department: Optional[str] = None, note: str = "",
             reason: Optional[str] = None, hours: Optional[float] = None,
             duplicate_of: Optional[int] = None, level: Optional[int] = None,
-            request_id: Optional[str] = None) -> Incident:
-    """Apply one action of DESIGN.md §3 to a case, in the caller's transaction."""
+            case_request_id: Optional[int] = None, request_id: Optional[str] = None) -> Incident:
+    """Apply one action of DESIGN.md §3 to a case, in the caller's transaction (see :func:`act`)."""
+    return act(session, rules, actor, incident_id, action, version=version, now=now, department=department,
+               note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level,
+               case_request_id=case_request_id, request_id=request_id).case
+
+
+def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, action: str | Action, *,
+        version: int, now: datetime, department: Optional[str] = None, note: str = "",
+        reason: Optional[str] = None, hours: Optional[float] = None,
+        duplicate_of: Optional[int] = None, level: Optional[int] = None,
+        case_request_id: Optional[int] = None, request_id: Optional[str] = None) -> Outcome:
+    """Apply one action of DESIGN.md §3 to a case, in the caller's transaction.
+
+    An action the actor's role may only *request* (a department's ``extend`` / ``suspend``,
+    :func:`permissions.is_request_only`) changes nothing but the case's timeline: it files a pending
+    :class:`CaseRequest`. ``approve`` / ``reject`` with ``case_request_id`` decide one; only an
+    approval moves the deadline or stops the clock."""
     action = parse_action(action)
     _check_bounds(action, incident_id, department=department, note=note, reason=reason, hours=hours,
                   duplicate_of=duplicate_of, level=level, request_id=request_id)
@@ -155,7 +180,7 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             case = session.get(Incident, incident_id)
             permissions.check_permission(actor.role, action, user_department=actor.department_code,
                                        case_department=case.department_code)
-            return case
+            return Outcome(case, _request_of(session, seen))
     case = session.get(Incident, incident_id)
     if case is None:
         raise NotFound(f"case {incident_id} does not exist")
@@ -166,17 +191,29 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
                                          .where(IncidentEvent.request_id == request_id)) == incident_id:
             return case   # a retry of a request applied meanwhile (a racing first try): its answer
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
-    if department is not None and session.get(Department, department) is None:
-        raise ValidationFailed(f"unknown department {department!r}", field="department")
-    if action == Action.MERGE and (not duplicate_of or duplicate_of == case.id
-                                   or session.get(Incident, duplicate_of) is None):
-        raise ValidationFailed("merge needs duplicate_of: the id of another existing case")
     category = session.get(Category, case.category_code) if case.category_code else None
-    event = apply_action(case, category, rules, actor.username, action, now, department=department,
-                         note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level)
+    req: Optional[CaseRequest] = None
+    if action in permissions.DECISIONS:
+        event, req = _decide(session, case, category, rules, actor, action, now,
+                             case_request_id=case_request_id, note=note)
+    elif permissions.is_request_only(actor.role, action):
+        event, req = _ask(session, case, actor, action, now, hours=hours, reason=reason, note=note)
+    else:
+        if department is not None and session.get(Department, department) is None:
+            raise ValidationFailed(f"unknown department {department!r}", field="department")
+        if action == Action.MERGE and (not duplicate_of or duplicate_of == case.id
+                                       or session.get(Incident, duplicate_of) is None):
+            raise ValidationFailed("merge needs duplicate_of: the id of another existing case")
+        event = apply_action(case, category, rules, actor.username, action, now, department=department,
+                             note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level)
     event.request_id = request_id or None
-    session.add(event)
     try:
+        if req is not None and req.id is None:
+            # a new request: its row (and the case's guarded UPDATE) first, so the event can name its id
+            session.add(req)
+            session.flush()
+            event.payload = {**(event.payload or {}), "case_request_id": req.id}
+        session.add(event)
         session.flush()
     except (StaleDataError, IntegrityError) as exc:
         # someone else's write landed between our read and our write: tell who, from a fresh session
@@ -199,7 +236,108 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             raise StaleVersion(changed_by=fresh.updated_by if fresh else "?",
                                changed_at=fresh.updated_at if fresh else None) from None
     bump_data_version(session)
-    return case
+    return Outcome(case, req)
+
+
+# --------------------------------------------------------------------------- requests and approvals
+
+def _request_of(session: Session, event: IncidentEvent) -> Optional[CaseRequest]:
+    rid = (event.payload or {}).get("case_request_id")
+    return session.get(CaseRequest, int(rid)) if rid is not None else None
+
+
+def pending_requests(session: Session, incident_id: int) -> list[CaseRequest]:
+    return list(session.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id,
+                                                          CaseRequest.status == RequestStatus.PENDING)
+                                .order_by(CaseRequest.id)))
+
+
+def _ask(session: Session, case: Incident, actor: Actor, action: Action, now: datetime, *,
+         hours: Optional[float], reason: Optional[str], note: str) -> tuple[IncidentEvent, CaseRequest]:
+    """A department asks for ``action``: the case stays as it is (its version moves, so a racing
+    second request of the same kind meets a stale version); a pending request is filed."""
+    before = State(case.state)
+    lifecycle.next_state(before, action)          # asking for what the state allows, nothing else
+    require_params(case, action, hours=hours, reason=reason, note=note)
+    if any(r.kind == action.value for r in pending_requests(session, case.id)):
+        raise ValidationFailed(f"case {case.id} already has a pending '{action.value}' request; "
+                               f"wait for a dispatcher's decision", field="action")
+    req = CaseRequest(incident_id=case.id, kind=action.value, status=RequestStatus.PENDING.value,
+                      hours=float(hours) if action == Action.EXTEND else None,
+                      reason=reason or None, note=note or "", department_code=case.department_code,
+                      requested_by=actor.username, requested_at=now, decision_note="")
+    payload: dict[str, Any] = {"kind": action.value}
+    if req.hours is not None:
+        payload["hours"] = req.hours
+    if reason:
+        payload["reason"] = reason
+    case.updated_at, case.updated_by = now, actor.username
+    event = IncidentEvent(incident_id=case.id, at=now, actor=actor.username, action="request",
+                          from_state=before.value, to_state=before.value, department_code=case.department_code,
+                          note=note or "", payload=payload)
+    return event, req
+
+
+def _decide(session: Session, case: Incident, category: Optional[Category], rules: CaseRules, actor: Actor,
+            action: Action, now: datetime, *, case_request_id: Optional[int],
+            note: str) -> tuple[IncidentEvent, CaseRequest]:
+    """A dispatcher approves (the requested action is applied now, by them) or rejects a request."""
+    if case_request_id is None:
+        raise ValidationFailed(f"{action.value} needs case_request_id: the id of a pending request of "
+                               f"case {case.id}", field="case_request_id")
+    req = session.get(CaseRequest, int(case_request_id))
+    if req is None:
+        raise NotFound(f"request {case_request_id} does not exist")
+    if req.incident_id != case.id:
+        raise ValidationFailed(f"request {req.id} belongs to case {req.incident_id}, not to case {case.id}",
+                               field="case_request_id")
+    if req.status != RequestStatus.PENDING:
+        raise ValidationFailed(f"request {req.id} is no longer pending: {req.status} by {req.decided_by} "
+                               f"at {req.decided_at.isoformat(sep=' ', timespec='seconds') if req.decided_at else '?'}",
+                               field="case_request_id")
+    kind = Action(req.kind)
+    named = {"kind": req.kind, "requested_by": req.requested_by}
+    if action == Action.APPROVE:
+        if req.department_code != case.department_code:
+            raise ValidationFailed(f"request {req.id} was made by department {req.department_code}; the case is "
+                                   f"now with {case.department_code or 'no department'}: reject it",
+                                   field="case_request_id")
+        try:
+            columns = transition(case, category, rules, actor.username, kind, now, hours=req.hours,
+                                 reason=req.reason, note=note or req.note)
+        except lifecycle.TransitionError as exc:
+            raise ValidationFailed(f"request {req.id} can no longer be approved: {exc.message}",
+                                   field="case_request_id") from None
+        columns["action"] = Action.APPROVE.value
+        columns["payload"] = {**(columns["payload"] or {}), **named}
+        status = RequestStatus.APPROVED
+    else:
+        if not (note or "").strip():
+            raise ValidationFailed("reject (驳回) needs a reason in note", field="note")
+        payload = dict(named)
+        if req.hours is not None:
+            payload["hours"] = req.hours
+        before = State(case.state).value
+        case.updated_at, case.updated_by = now, actor.username
+        columns = dict(incident_id=case.id, at=now, actor=actor.username, action=Action.REJECT.value,
+                       from_state=before, to_state=before, department_code=case.department_code,
+                       note=note, payload=payload)
+        status = RequestStatus.REJECTED
+    columns["payload"]["case_request_id"] = req.id
+    req.status, req.decided_by, req.decided_at, req.decision_note = status.value, actor.username, now, note or ""
+    return IncidentEvent(**columns), req
+
+
+def require_params(case, action: Action, *, hours: Optional[float], reason: Optional[str], note: str) -> None:
+    """What an extend or a suspend needs, asked for or applied (one rule for both)."""
+    if action == Action.EXTEND:
+        if not hours or hours <= 0:
+            raise ValidationFailed("extend needs hours > 0", field="hours")
+        if case.dispatched_at is None:
+            raise ValidationFailed("only a dispatched case has a deadline to extend")
+    elif action == Action.SUSPEND:
+        if not (reason or note):
+            raise ValidationFailed("suspend (挂账) needs a reason")
 
 
 def _check_bounds(action: Action, incident_id, *, department, note, reason, hours, duplicate_of, level,
@@ -276,17 +414,13 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         case.department_code = None
         case.deadline = case.warn_at = case.allowed_hours = None
     elif action == Action.EXTEND:
-        if not hours or hours <= 0:
-            raise ValidationFailed("extend needs hours > 0")
-        if case.dispatched_at is None:
-            raise ValidationFailed("only a dispatched case has a deadline to extend")
+        require_params(case, action, hours=hours, reason=reason, note=note)
         case.extension_count += 1
         case.extension_hours += float(hours)
         payload["hours"] = float(hours)
         set_deadline(case, category, rules)
     elif action == Action.SUSPEND:
-        if not (reason or note):
-            raise ValidationFailed("suspend (挂账) needs a reason")
+        require_params(case, action, hours=hours, reason=reason, note=note)
         case.state_before_suspend = before
         case.suspended_at = now
     elif action == Action.RESUME:
@@ -377,5 +511,6 @@ def load_case(session: Session, incident_id: int) -> Incident:
     return case
 
 
-__all__ = ["Actor", "CaseRules", "DomainError", "apply_action", "bump_data_version", "create_case",
-           "data_version", "load_case", "near_duplicates", "perform", "set_deadline", "suggest_department"]
+__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "bump_data_version", "create_case",
+           "data_version", "load_case", "near_duplicates", "pending_requests", "perform", "require_params",
+           "set_deadline", "suggest_department"]

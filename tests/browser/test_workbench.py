@@ -200,3 +200,69 @@ def test_a_crafted_dispatch_callback_from_a_viewer_is_refused_and_changes_nothin
     ok = _dispatch_post(disp, cid, before["version"])
     assert ok.status == 200, ok.text()
     assert _case(disp, cid)["state"] == "dispatched"
+
+
+def test_a_department_requests_an_extension_and_a_dispatcher_approves_it_in_the_approval_view(
+        new_page, login, department):
+    import os
+    from datetime import datetime
+    disp = new_page(1920, 1080)
+    login(disp, "dispatcher", "/login?next=/dispatch")
+    cid = _create_case(disp, "浏览器测试：延期申请")["id"]
+    for body in ({"action": "register", "version": 1}, {"action": "dispatch", "version": 2,
+                                                          "department": department["code"]}):
+        r = disp.request.post(f"/api/v1/incidents/{cid}/actions", data=json.dumps(body),
+                              headers={"Content-Type": "application/json"})
+        assert r.status == 200, r.text()
+    before = _case(disp, cid)
+
+    dept = new_page(1920, 1080)
+    login(dept, "department", "/login?next=/dispatch")
+    _open_in_queue(dept, cid)
+    assert "申请延期" in dept.locator("#case-actions .act-extend").inner_text()
+    assert "申请挂账" in dept.locator("#case-actions .act-suspend").inner_text()
+    dept.keyboard.press("e")
+    dept.wait_for_selector("#case-form:not(.hidden)")
+    assert "申请延期" in dept.locator("#case-form-title").inner_text()
+    dept.fill("#case-hours", "8")
+    dept.fill("#case-note", "需协调燃气公司迁改管线")
+    dept.click("#case-confirm")
+    dept.wait_for_selector("#case-result:has-text('已提交延期申请')")
+    dept.wait_for_selector("#case-body .case-requests .req-pending")
+    assert "等待派遣员审批" in dept.locator("#case-body .case-requests").inner_text()
+    assert dept.locator("#case-body .req-buttons").count() == 0         # a department cannot decide
+    assert dept.locator("#case-actions .act-extend").count() == 0        # one pending request of a kind
+    shots = os.environ.get("CITYOPS_SHOTS_DIR")       # extra screenshots for a reviewer, outside the repo
+    if shots:
+        dept.screenshot(path=f"{shots}/approvals_department_request_1920.png")
+    mid = _case(dept, cid)
+    assert (mid["deadline"], mid["counters"]["extensions"]) == (before["deadline"], 0)
+
+    # the dispatcher's 待审批 view lists it with the request
+    disp.goto("/dispatch")
+    disp.wait_for_selector("#dispatch-grid .ag-row")
+    disp.click("label:has(input[value='pending_approval'])")
+    row = disp.locator(f"#dispatch-grid .ag-row[row-id='{cid}']")
+    row.wait_for()
+    assert row.locator("[col-id='request']").inner_text().strip() == "延期 +8 工时"
+    row.locator("[col-id='title']").click()
+    disp.wait_for_selector("#case-body .req-buttons .act-approve")
+    disp.wait_for_timeout(400)
+    for path in [ARTIFACTS / "workbench_pending_approval_1920.png"] + (
+            [f"{shots}/approvals_pending_view_1920.png"] if shots else []):
+        disp.screenshot(path=str(path))
+    disp.click("#case-body .req-buttons .act-approve")
+    disp.wait_for_selector("#case-form:not(.hidden)")
+    assert "批准 · 延期申请" in disp.locator("#case-form-title").inner_text()
+    disp.fill("#case-note", "同意延期")
+    disp.click("#case-confirm")
+    disp.wait_for_selector("#case-result:has-text('已批准延期申请')")
+    disp.wait_for_selector("#case-body .case-requests .req-approved")
+    if shots:
+        disp.screenshot(path=f"{shots}/approvals_after_approve_1920.png")
+    after = _case(disp, cid)
+    assert after["counters"]["extensions"] == 1 and after["counters"]["extension_hours"] == 8.0
+    assert datetime.fromisoformat(after["deadline"]) > datetime.fromisoformat(before["deadline"])
+    assert after["requests"][0]["status"] == "approved" and after["requests"][0]["decided_by"] == "bt-dispatcher"
+    assert [e["action"] for e in after["timeline"]][-2:] == ["request", "approve"]
+    assert disp.errors == [] and dept.errors == [], "\n".join(disp.errors + dept.errors)

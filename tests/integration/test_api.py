@@ -32,6 +32,8 @@ MAY = {
     "inspector": {"verify_pass", "verify_fail"},
     "admin": set(),
 }
+# … of which a role may only *request* these: the case stays as it is, a pending request is filed
+REQUESTS = {"department": {"extend", "suspend"}}
 # action → (state to build the case in, extra body, state after)
 SETUP = {
     "register": ("reported", {}, "registered"),
@@ -237,7 +239,8 @@ def test_detail_has_the_timeline_and_iso_utc_times(server):
     assert resp.status_code == 201, resp.get_json()
     cid = resp.get_json()["id"]
     r = cl.post(f"/api/v1/incidents/{cid}/actions", json={"action": "register", "version": 1, "note": "立案"})
-    assert r.get_json() == {"id": cid, "state": "registered", "version": 2, "department": None, "deadline": None}
+    assert r.get_json() == {"id": cid, "state": "registered", "version": 2, "department": None, "deadline": None,
+                            "case_request": None}
     r = cl.post(f"/api/v1/incidents/{cid}/actions", json={"action": "dispatch", "version": 2})
     assert r.status_code == 200 and r.get_json()["state"] == "dispatched" and r.get_json()["deadline"]
     dept = r.get_json()["department"]
@@ -335,7 +338,11 @@ def test_role_action_matrix(server, role):
         if action == "merge":
             body["duplicate_of"] = other
         resp = cl.post(f"/api/v1/incidents/{cid}/actions", json=body)
-        if action in MAY[role]:
+        if action in REQUESTS.get(role, ()):
+            ok = resp.status_code == 200 and resp.get_json()["state"] == state \
+                and resp.get_json()["case_request"]["status"] == "pending" \
+                and resp.get_json()["version"] == before[1] + 1 and snapshot(server, cid)[0] == state
+        elif action in MAY[role]:
             ok = resp.status_code == 200 and resp.get_json()["state"] == after \
                 and resp.get_json()["version"] == before[1] + 1 and snapshot(server, cid)[0] == after
         else:

@@ -195,6 +195,29 @@ def test_extended_case_is_on_time_against_the_deadline_in_force():
     assert b2.report().kpis["on_time_disposal_rate"].value == 0.0   # no extension: late
 
 
+def test_an_approved_request_counts_as_the_action_it_approved_and_a_request_alone_not():
+    """A department's extend is a request (event ``request``) until a dispatcher's ``approve``
+    (``kind`` extend / suspend) applies it: 延期率 and the deadline in force follow the approval."""
+    def case(steps):
+        b = Cases()
+        b.add(1, t(6, "08:00"), [("register", t(6, "08:30"), "registered"), ("dispatch", t(6, "09:00"), "dispatched")]
+              + [s[:3] for s in steps] + [("resolve", t(7, "12:00"), "resolved")], deadline=t(6, "17:00"))
+        c, e = b.frames()
+        e["kind"] = None
+        for (action, at, _to, kind, hours) in steps:
+            row = e.index[(e["action"] == action) & (e["at"] == at)][0]
+            e.loc[row, ["kind", "hours"]] = [kind, hours]
+        return kpis.kpi_report(c, e, None, PERIOD, AS_OF, tz="UTC", cal=CAL).kpis
+
+    asked = [("request", t(6, "11:00"), "dispatched", "extend", 8.0)]
+    k = case(asked)
+    assert k["extension_rate"].value == 0.0 and k["on_time_disposal_rate"].value == 0.0   # late: not extended
+    k = case(asked + [("approve", t(6, "12:00"), "dispatched", "extend", 8.0)])
+    assert k["extension_rate"].value == 1.0 and k["on_time_disposal_rate"].value == 1.0   # Tue 12:00 ≤ Tue 17:00
+    k = case(asked + [("reject", t(6, "12:00"), "dispatched", "extend", 8.0)])
+    assert k["extension_rate"].value == 0.0
+
+
 def test_suspended_case_clock_stops():
     b = Cases()
     # suspended before its deadline and still suspended at as_of: not overdue

@@ -56,7 +56,9 @@ ALL_PAIRS = list(itertools.product(State, Action))
 
 
 def test_product_is_complete():
-    assert len(ALL_PAIRS) == len(State) * len(Action) == 120
+    # approve / reject decide a department's request: no state transition of their own (the approved
+    # extend / suspend is the transition), so the table has no row for them
+    assert len(ALL_PAIRS) == len(State) * len(Action) == 136
     assert len(EXPECTED) == 30
 
 
@@ -144,7 +146,7 @@ ROLE_MAY: dict[Role, set[Action]] = {
     Role.VIEWER: set(),
     Role.LEADER: {A.SUPERVISE},
     Role.DISPATCHER: {A.REGISTER, A.VOID, A.DISPATCH, A.REASSIGN, A.EXTEND, A.SUSPEND,
-                      A.RESUME, A.MERGE, A.REOPEN},
+                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT},
     Role.DEPARTMENT: {A.SIGN, A.RETURN, A.RESOLVE, A.EXTEND, A.SUSPEND},
     Role.INSPECTOR: {A.VERIFY_PASS, A.VERIFY_FAIL},
     Role.ADMIN: set(),
@@ -202,6 +204,19 @@ def test_dispatcher_may_not_supervise_and_leader_may_not_dispatch():
 def test_is_request_only(role: Role, action: Action):
     expected = role is Role.DEPARTMENT and action in (A.EXTEND, A.SUSPEND)
     assert is_request_only(role, action) is expected
+
+
+def test_the_actions_offered_follow_the_pending_requests():
+    from incidents.permissions import available_actions
+    own = {"user_department": "城管局", "case_department": "城管局"}
+    assert available_actions(Role.DEPARTMENT, State.IN_PROGRESS, **own) == [A.RESOLVE, A.RETURN, A.EXTEND, A.SUSPEND]
+    # a department's extend waits for a decision: no second one; nobody but a dispatcher decides
+    assert available_actions(Role.DEPARTMENT, State.IN_PROGRESS, pending=["extend"], **own) == [
+        A.RESOLVE, A.RETURN, A.SUSPEND]
+    assert available_actions(Role.DISPATCHER, State.IN_PROGRESS, pending=["extend"]) == [
+        A.REASSIGN, A.EXTEND, A.SUSPEND, A.MERGE, A.APPROVE, A.REJECT]
+    assert A.APPROVE not in available_actions(Role.DISPATCHER, State.IN_PROGRESS)      # nothing to decide
+    assert available_actions(Role.LEADER, State.IN_PROGRESS, pending=["suspend"]) == [A.SUPERVISE]
 
 
 # --------------------------------------------------------------------------- other errors
