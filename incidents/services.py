@@ -187,9 +187,11 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
     permissions.check_permission(actor.role, action, user_department=actor.department_code,
                                case_department=case.department_code)
     if version != case.version:
-        if request_id and session.scalar(select(IncidentEvent.incident_id)
-                                         .where(IncidentEvent.request_id == request_id)) == incident_id:
-            return case   # a retry of a request applied meanwhile (a racing first try): its answer
+        seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id)) \
+            if request_id else None
+        if seen is not None and seen.incident_id == incident_id:
+            # a retry of a request applied meanwhile (a racing first try): its answer
+            return Outcome(case, _request_of(session, seen))
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
     category = session.get(Category, case.category_code) if case.category_code else None
     req: Optional[CaseRequest] = None
@@ -229,9 +231,11 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
                 # a retry that raced the first application of the same request: that one won, so this
                 # one answers what it answered (the case as it is now); this transaction is dead
                 fresh = other.get(Incident, incident_id)
-                other.expunge(fresh)
+                first = _request_of(other, other.scalar(select(IncidentEvent)
+                                                        .where(IncidentEvent.request_id == request_id)))
+                other.expunge_all()
                 session.rollback()
-                return fresh
+                return Outcome(fresh, first)
             fresh = other.get(Incident, incident_id)
             raise StaleVersion(changed_by=fresh.updated_by if fresh else "?",
                                changed_at=fresh.updated_at if fresh else None) from None
