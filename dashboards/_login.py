@@ -1,9 +1,11 @@
-"""The login page: plain server-rendered HTML that posts ``username`` and ``password`` to /login.
-It needs no Dash callback, so it works before a session exists."""
+"""The login page: plain server-rendered HTML that posts ``username``, ``password`` and the session's
+CSRF token to /login. It needs no Dash callback (and no script), so it works before a session exists."""
 from __future__ import annotations
 
 from html import escape
 from typing import Optional
+
+from flask_wtf.csrf import generate_csrf
 
 from dashboards._i18n import lang, t
 
@@ -22,6 +24,7 @@ PAGE = """<!DOCTYPE html>
     <input id="username" name="username" autocomplete="username" required value="{username}" autofocus>
     <label for="password">{password_label}</label>
     <input id="password" name="password" type="password" autocomplete="current-password" required>
+    <input type="hidden" name="csrf_token" value="{csrf}">
     {next_field}
     <button type="submit" id="login-submit">{button}</button>
   </form>
@@ -30,12 +33,23 @@ PAGE = """<!DOCTYPE html>
 </main></body></html>"""
 
 
-def render(*, next_url: Optional[str], error: Optional[str], username: str = "") -> str:
+def _error_text(error: str, retry_after: Optional[int]) -> str:
+    text = t(error)
+    if retry_after:
+        minutes, seconds = divmod(int(retry_after), 60)
+        wait = (f"{minutes} 分 {seconds} 秒" if minutes else f"{seconds} 秒") if lang() != "en" else (
+            f"{minutes} min {seconds} s" if minutes else f"{seconds} s")
+        text += t("retry_after").format(wait=wait)
+    return text
+
+
+def render(*, next_url: Optional[str], error: Optional[str], username: str = "",
+           retry_after: Optional[int] = None) -> str:
     other = "en" if lang() != "en" else "zh-CN"
     return PAGE.format(
         html_lang="en" if lang() == "en" else "zh-CN", title=t("login_title"), app=t("app_title"),
-        error=f'<p class="login-error" role="alert">{escape(t(error))}</p>' if error else "",
+        error=f'<p class="login-error" role="alert">{escape(_error_text(error, retry_after))}</p>' if error else "",
         username_label=t("username"), password_label=t("password"), button=t("login_button"),
-        username=escape(username),
+        username=escape(username), csrf=escape(generate_csrf()),
         next_field=f'<input type="hidden" name="next" value="{escape(next_url)}">' if next_url else "",
         hint=t("login_hint"), other=other, other_label="English" if other == "en" else "中文")
