@@ -16,7 +16,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "login_button": ("登录", "Sign in"),
     "bad_credentials": ("用户名或密码不正确", "Wrong username or password"),
     "too_many_attempts": ("登录失败次数过多，请稍后再试", "Too many failed sign-ins; please wait"),
-    "retry_after": ("（约 {wait} 后可重试）", " (try again in about {wait})"),
+    "too_many_attempts_wait": ("登录失败次数过多，请 {wait}后再试", "Too many failed sign-ins; try again in {wait}"),
     "form_expired": ("登录页面已过期，请重新输入后登录", "The sign-in form expired; please sign in again"),
     "logout_everywhere": ("退出所有设备", "Log out everywhere"),
     "logout_everywhere_hint": ("结束本账号在所有浏览器上的登录", "End this account's sessions on every browser"),

@@ -34,13 +34,15 @@ PAGE = """<!DOCTYPE html>
 
 
 def _error_text(error: str, retry_after: Optional[int]) -> str:
-    text = t(error)
-    if retry_after:
-        minutes, seconds = divmod(int(retry_after), 60)
-        wait = (f"{minutes} 分 {seconds} 秒" if minutes else f"{seconds} 秒") if lang() != "en" else (
-            f"{minutes} min {seconds} s" if minutes else f"{seconds} s")
-        text += t("retry_after").format(wait=wait)
-    return text
+    if not retry_after:
+        return t(error)
+    seconds = int(retry_after)
+    if seconds <= 90:
+        wait = f"{seconds} 秒" if lang() != "en" else f"{seconds} s"
+    else:
+        minutes = -(-seconds // 60)
+        wait = f"{minutes} 分钟" if lang() != "en" else f"{minutes} min"
+    return t(error + "_wait", wait=wait)
 
 
 def render(*, next_url: Optional[str], error: Optional[str], username: str = "",

@@ -6,6 +6,7 @@ only wires them to HTTP.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Optional
 from urllib.parse import urlparse
@@ -45,7 +46,9 @@ def init_limiter(server: Flask, *, on_breach) -> Limiter:
     """A limiter with no default limits: only the views decorated with login_limits() are limited."""
     limiter = Limiter(
         get_remote_address, app=server, storage_uri=limiter_storage_uri(server.config),
-        strategy="moving-window", headers_enabled=True, retry_after="delta-seconds",
+        # no X-RateLimit-* headers on every answer (they tell a guesser how many tries are left);
+        # the 429 itself carries Retry-After (set by on_breach)
+        strategy="moving-window", headers_enabled=False,
         in_memory_fallback_enabled=True,  # Redis away: keep throttling per process rather than fail logins
         key_prefix=str(server.config.get("RATELIMIT_KEY_PREFIX") or "cityops"), on_breach=on_breach)
     server.extensions[LIMITER_KEY] = limiter
@@ -63,7 +66,7 @@ def login_limits(limiter: Limiter):
 
 
 def retry_after_seconds(limit: RequestLimit) -> int:
-    return max(1, int(limit.reset_at - time.time()) + 1)
+    return max(1, math.ceil(limit.reset_at - time.time()))
 
 
 # --- CSRF: Flask-WTF's token, checked only where a form posts (login, logout) ----------------------
@@ -127,7 +130,7 @@ class SecurityHeaders:
         # recomputed only when Dash has gained inline scripts (clientside callbacks) since last time
         count = len(self.dash_app._inline_scripts) + len(_callback.GLOBAL_INLINE_SCRIPTS)
         if count != self._seen:
-            self._hashes = list(self.dash_app.csp_hashes())
+            self._hashes = list(dict.fromkeys(self.dash_app.csp_hashes()))  # unique, in order
             self._seen = len(self.dash_app._inline_scripts)
         return self._hashes
 

@@ -23,10 +23,12 @@ def csrf_token(client) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
-def post_login(client, username: str, password: str = PASSWORD, **form):
-    """POST /login the way the login page does: with the form's CSRF token."""
+def post_login(client, username: str, password: str = PASSWORD, *, environ_base: dict | None = None, **form):
+    """POST /login the way the login page does: with the form's CSRF token (environ_base: e.g. the
+    client's REMOTE_ADDR)."""
     return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": csrf_token(client), **form})
+                                       "csrf_token": csrf_token(client), **form},
+                       environ_base=environ_base or {})
 
 
 def login(server, username: str, role: str, department: str | None = None):
