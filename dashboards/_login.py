@@ -21,9 +21,9 @@ PAGE = """<!DOCTYPE html>
   {error}
   <form method="post" action="/login" id="login-form">
     <label for="username">{username_label}</label>
-    <input id="username" name="username" autocomplete="username" required value="{username}" autofocus>
+    <input id="username" name="username" autocomplete="username" required value="{username}"{focus_user}>
     <label for="password">{password_label}</label>
-    <input id="password" name="password" type="password" autocomplete="current-password" required>
+    <input id="password" name="password" type="password" autocomplete="current-password" required{focus_password}>
     <input type="hidden" name="csrf_token" value="{csrf}">
     {next_field}
     <button type="submit" id="login-submit">{button}</button>
@@ -53,5 +53,7 @@ def render(*, next_url: Optional[str], error: Optional[str], username: str = "",
         error=f'<p class="login-error" role="alert">{escape(_error_text(error, retry_after))}</p>' if error else "",
         username_label=t("username"), password_label=t("password"), button=t("login_button"),
         username=escape(username), csrf=escape(generate_csrf()),
+        # a retry (wrong password, throttled, stale form) keeps the username: the cursor goes to the password
+        focus_user="" if username else " autofocus", focus_password=" autofocus" if username else "",
         next_field=f'<input type="hidden" name="next" value="{escape(next_url)}">' if next_url else "",
         hint=t("login_hint"), other=other, other_label="English" if other == "en" else "中文")
