@@ -22,8 +22,8 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 MIN_PASSWORD_LENGTH = 10
-#: zxcvbn scores 0–4; 2 means "somewhat guessable" (≥ 10⁶ guesses), enough behind login throttling
-MIN_PASSWORD_SCORE = 2
+#: zxcvbn scores 0–4; 3 means "safely unguessable" online (≥ 10⁸ guesses): refuses "password-123"
+MIN_PASSWORD_SCORE = 3
 # common Chinese (pinyin / number-pun) passwords that zxcvbn's English-centred lists miss
 _COMMON_EXTRA = frozenset({
     "woaini1314", "woaini520", "5201314520", "1314520520", "a123456789", "aa123456789", "qq123456789",
@@ -36,7 +36,7 @@ def password_problem(password: str, *, username: str = "", display_name: str = "
     """Why ``password`` is refused, or None when it is acceptable.
 
     Refused: shorter than MIN_PASSWORD_LENGTH, a known common password, the username (or built on
-    it), or anything zxcvbn estimates as guessable in under 10⁶ tries."""
+    it), or anything zxcvbn estimates as guessable in under 10⁸ tries."""
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"password must be at least {MIN_PASSWORD_LENGTH} characters"
     lowered = password.lower()

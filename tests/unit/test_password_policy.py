@@ -10,7 +10,8 @@ from incidents.auth import MIN_PASSWORD_LENGTH, password_problem
 
 @pytest.mark.parametrize("password", ["12345678", "password", "qwertyuiop", "1234567890", "password123",
                                       "iloveyou2024", "qwertyuiop123", "woaini1314", "Password123!",
-                                      "aaaaaaaaaaaa", "abcdefghijkl"])
+                                      "aaaaaaaaaaaa", "abcdefghijkl", "password-123",
+                                      "Password2024!", "P@ssw0rd1234", "abc123456789"])
 def test_common_and_guessable_passwords_are_refused(password):
     assert password_problem(password, username="someone") is not None
 
