@@ -169,8 +169,9 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         security.check_form_post()
         if not current_user.is_authenticated:
             return redirect("/login")
-        with get_db(server).session_scope() as s:
-            auth.end_all_sessions(s, current_user.username)
+        if not session.get("kiosk"):  # a passer-by at one wall must not end every wall of that kiosk
+            with get_db(server).session_scope() as s:
+                auth.end_all_sessions(s, current_user.username)
         logout_user()
         session.clear()
         return redirect("/login")
