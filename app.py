@@ -36,6 +36,15 @@ DEFAULTS: dict[str, object] = {
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
     "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
     "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
+    # login and session hardening (data_sources.security)
+    "SESSION_COOKIE_SECURE": False,  # true behind HTTPS: the session cookie is never sent in clear
+    "SESSION_IDLE_MINUTES": 240.0,   # a session unused this long ends
+    "SESSION_LIFETIME_HOURS": 12.0,  # and any session (kiosk walls aside) ends this long after login
+    "LOGIN_RATE_PER_ACCOUNT": "5 per minute",   # failed logins per username (Flask-Limiter notation)
+    "LOGIN_RATE_PER_ADDRESS": "20 per minute",  # failed logins per client address
+    "RATELIMIT_STORAGE_URL": "",     # "" = the CACHE_URL's Redis when it is redis://…, else in-process
+    "TRUSTED_PROXIES": 0,            # reverse proxies in front whose X-Forwarded-For/Proto/Host count
+    "FRAME_ANCESTORS": "'self'",     # CSP frame-ancestors: who may embed the pages ('none', 'self', URLs)
     "HOST": "127.0.0.1",
     "PORT": 8050,
     "TESTING": False,
@@ -88,7 +97,7 @@ def _instance_secret() -> str:
 
 def create_app(overrides: dict | None = None) -> Dash:
     from dashboards import _exports, _login, _shell
-    from data_sources import api, cache, metrics, open311, runtime, web
+    from data_sources import api, cache, metrics, open311, runtime, security, web
     from data_sources.feeds import push
 
     cfg = load_config(overrides)
@@ -116,6 +125,7 @@ def create_app(overrides: dict | None = None) -> Dash:
                         lambda: _theme.offline_map_style(server.config["TILE_URL"]))
     app.layout = _shell.layout
     _shell.register_callbacks(app)
+    security.SecurityHeaders(server, app)  # CSP (with the hashes of Dash's inline scripts) and co.
     register_cli(server)
     if cfg["DEMO_FEED"] and not cfg["TESTING"]:
         # started by the first request, so CLI commands that import the app don't run it

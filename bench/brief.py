@@ -77,7 +77,9 @@ def run(backend: str, url: str, args) -> None:
             print(f"[{backend}]   drill-through 结案率 ({d.denominator:,} cases): cold {t_drill:.2f} s "
                   f"(brief included), warm {t_drill_warm * 1000:.1f} ms")
         client = server.test_client()
-        client.post("/login", data={"username": "bench-leader", "password": "bench-password-1"})
+        import re
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
+        client.post("/login", data={"username": "bench-leader", "password": "bench-password-1", "csrf_token": token})
         from urllib.parse import urlencode
         q = urlencode({"from": period.start.isoformat(), "to": period.end.isoformat(), "as_of": now.isoformat()})
         for ext in ("pdf", "xlsx"):

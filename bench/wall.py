@@ -75,7 +75,9 @@ def _refresh_body(app, seen) -> dict:
 
 def _client(server, username):
     c = server.test_client()
-    r = c.post("/login", data={"username": username, "password": "bench-password-1"})
+    import re
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
+    r = c.post("/login", data={"username": username, "password": "bench-password-1", "csrf_token": token})
     assert r.status_code == 302, r.data
     return c
 

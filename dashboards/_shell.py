@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dash
 from dash import Input, Output, dcc, html
+from flask import session
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 
 from dashboards import _ids as ids
 from dashboards._components import PAGE_ROLES
@@ -36,13 +38,27 @@ def layout():
                 html.Span(f"{current_user.display_name}（{role_label}）", className="who"),
                 html.A("English" if other == "en" else "中文", href=f"?lang={other}", className="lang",
                        id="lang-switch"),
-                html.Form(action="/logout", method="post", className="logout-form",
-                          children=[html.Button(t("logout"), type="submit", className="btn-link")]),
+                *_logout_forms(),
             ]),
         ]),
         dcc.Interval(id=ids.SHELL_CLOCK_TICK, interval=1000),
         html.Main(dash.page_container, className="page"),
     ])
+
+
+def _logout_forms() -> list:
+    """退出 (this browser) and, except on a kiosk wall, 退出所有设备 (every browser of this user);
+    both post the session's CSRF token."""
+    token = generate_csrf()
+    forms = [html.Form(action="/logout", method="post", className="logout-form", children=[
+        dcc.Input(type="hidden", name="csrf_token", value=token),
+        html.Button(t("logout"), type="submit", className="btn-link", id="logout-button")])]
+    if not session.get("kiosk"):
+        forms.append(html.Form(action="/logout-everywhere", method="post", className="logout-form", children=[
+            dcc.Input(type="hidden", name="csrf_token", value=token),
+            html.Button(t("logout_everywhere"), type="submit", className="btn-link btn-quiet",
+                        id="logout-everywhere-button", title=t("logout_everywhere_hint"))]))
+    return forms
 
 
 def register_callbacks(app) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -30,13 +31,26 @@ def register(server: Flask) -> None:
     @click.option("--role", required=True, type=click.Choice(["viewer", "leader", "dispatcher", "department",
                                                              "inspector", "admin"]))
     @click.option("--department", default=None, help="Department code (for department users).")
-    @click.option("--password", default=None, help="Prompted for when not given.")
-    @click.option("--replace", is_flag=True, help="Reset an existing user's role and password.")
-    def create_user_cmd(name, role, department, password, replace):
-        """Create a user (or, with --replace, reset one)."""
-        from incidents.auth import create_user
-        if password is None:
-            password = getpass.getpass("Password: ")
+    @click.option("--password-stdin", is_flag=True,
+                  help="Read the password from the first line of standard input instead of prompting.")
+    @click.option("--replace", is_flag=True, help="Reset an existing user's role and password "
+                                                  "(ends the user's open sessions).")
+    def create_user_cmd(name, role, department, password_stdin, replace):
+        """Create a user (or, with --replace, reset one). The password is prompted for (hidden,
+        twice) or read from standard input: never on the command line, where ps and shell history
+        would keep it."""
+        from incidents.auth import create_user, password_problem
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            for _ in range(3):
+                password = getpass.getpass("Password: ")
+                problem = password_problem(password, username=name)
+                if not problem:
+                    break
+                click.echo(problem, err=True)  # ask again rather than fail after two entries
+            else:
+                raise click.ClickException(problem)
             if password != getpass.getpass("Repeat: "):
                 raise click.ClickException("the passwords differ")
         try:
@@ -46,6 +60,18 @@ def register(server: Flask) -> None:
         except DomainError as exc:
             raise click.ClickException(str(exc))
         click.echo(f"user {name} ({role}) saved")
+
+    @server.cli.command("logout-everywhere")
+    @click.argument("user")
+    def logout_everywhere_cmd(user):
+        """End every open session of USER, on every browser (API tokens stay: see revoke-token)."""
+        from incidents.auth import end_all_sessions
+        try:
+            with session_scope(server) as s:
+                end_all_sessions(s, user)
+        except DomainError as exc:
+            raise click.ClickException(str(exc))
+        click.echo(f"every session of {user} ended")
 
     @server.cli.command("create-token")
     @click.argument("user")
@@ -64,12 +90,15 @@ def register(server: Flask) -> None:
 
     @server.cli.command("create-kiosk")
     @click.argument("name")
-    def create_kiosk_cmd(name):
-        """Print a wall URL for a kiosk PC (read-only; revoke with revoke-token kiosk-NAME)."""
+    @click.option("--days", type=float, default=None,
+                  help="The URL works this many days (default: until revoked).")
+    def create_kiosk_cmd(name, days):
+        """Print a wall URL for a kiosk PC (read-only; revoke with revoke-token kiosk-NAME). The wall
+        exchanges the token for a session cookie on first load and drops it from the address bar."""
         from incidents.auth import create_kiosk
         try:
             with session_scope(server) as s:
-                token = create_kiosk(s, name, now=_now())
+                token = create_kiosk(s, name, now=_now(), days=days)
         except DomainError as exc:
             raise click.ClickException(str(exc))
         click.echo(f"http://{server.config['HOST']}:{server.config['PORT']}/wall?kiosk={token}")

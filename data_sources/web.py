@@ -2,18 +2,25 @@
 
 Without a session, every page shows the login page and every API or Dash callback
 answers 401. Permission per role is then checked by each page, callback and endpoint.
+Login attempts are throttled and the login/logout forms carry a CSRF token (data_sources.security);
+a session ends at logout, after SESSION_IDLE_MINUTES without a request, SESSION_LIFETIME_HOURS after
+login, or when its user's session epoch moves on ("log out everywhere", a password reset).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable, Optional
-from urllib.parse import quote, urlparse
+from urllib.parse import parse_qsl, quote, urlencode, urlparse
 
 from flask import Flask, abort, jsonify, redirect, request, session
+from flask_wtf.csrf import CSRFError
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from data_sources import security
 from data_sources.db import get_db
 from incidents import auth
 from incidents.model import Role
@@ -55,9 +62,29 @@ class SessionUser(UserMixin):
 def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
     manager = LoginManager()
     manager.init_app(server)
+    server.config["SESSION_COOKIE_SECURE"] = bool(server.config.get("SESSION_COOKIE_SECURE"))
+    # the signed cookie is refused once this long has passed since the last request (each answer
+    # renews it: SESSION_REFRESH_EACH_REQUEST); sessions are made permanent at login
+    server.config["PERMANENT_SESSION_LIFETIME"] = timedelta(
+        minutes=float(server.config.get("SESSION_IDLE_MINUTES") or 60 * 24 * 365))
+    security.init_proxy(server)
+    security.init_csrf(server)
+
+    def _throttled(limit: security.RequestLimit):
+        wait = security.retry_after_seconds(limit)
+        resp = server.make_response((login_page(next_url=_safe_next(request.form.get("next")),
+                                                error="too_many_attempts",
+                                                username=(request.form.get("username") or "").strip(),
+                                                retry_after=wait), 429))
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+
+    limiter = security.init_limiter(server, on_breach=_throttled)
 
     @manager.user_loader
     def _load(user_id: str):
+        if security.session_expired(session, server.config):
+            return None
         try:
             return _load_from_db(user_id)
         except SQLAlchemyError:
@@ -73,9 +100,11 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             user = s.get(User, int(user_id)) if user_id.isdigit() else None
             if user is None or not user.active:
                 return None
+            if session.get("epoch") != (user.session_epoch or 0):
+                return None  # logged out everywhere (or the password was reset) since this login
             kiosk = session.get("kiosk")
             if kiosk and not auth.token_active(s, kiosk):
-                return None  # the wall PC's token was revoked: its session ends with it
+                return None  # the wall PC's token was revoked or expired: its session ends with it
             return SessionUser.of(user)
 
     @manager.request_loader
@@ -106,7 +135,10 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             return None
         kiosk = request.args.get("kiosk")
         if kiosk and request.method == "GET" and not path.startswith(MACHINE_PREFIXES):
+            # the token is exchanged for a session cookie and taken out of the address bar (and the
+            # history) at once; an invalid one just leads to the login page
             _kiosk_login(kiosk)
+            return redirect(_without_kiosk(request.full_path))
         if current_user.is_authenticated:
             return None
         if path.startswith(MACHINE_PREFIXES):
@@ -118,28 +150,52 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         return login_page(next_url=_safe_next(request.args.get("next")), error=None)
 
     @server.post("/login")
+    @security.login_limits(limiter)
     def _login_submit():
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
         next_url = _safe_next(request.form.get("next"))
+        security.check_form_post()  # before Argon2: a forged post costs nothing
         with get_db(server).session_scope() as s:
             user = auth.authenticate(s, username, password)
             who = SessionUser.of(user) if user is not None else None
+            epoch = (user.session_epoch or 0) if user is not None else 0
         if who is None:
             return login_page(next_url=next_url, error="bad_credentials", username=username), 401
         lang = session.get("lang")
         session.clear()  # a fresh session at login (no fixation); the language choice stays
         if lang:
             session["lang"] = lang
-        _remember(who)
-        login_user(who)
+        _start_session(who, epoch)
         return redirect(next_url or LANDING[who.role])
 
     @server.post("/logout")
     def _logout():
+        security.check_form_post()
         logout_user()
         session.clear()
         return redirect("/login")
+
+    @server.post("/logout-everywhere")
+    def _logout_everywhere():
+        """The logged-in user ends all their sessions, on every browser (this one included)."""
+        security.check_form_post()
+        if not current_user.is_authenticated:
+            return redirect("/login")
+        if not session.get("kiosk"):  # a passer-by at one wall must not end every wall of that kiosk
+            with get_db(server).session_scope() as s:
+                auth.end_all_sessions(s, current_user.username)
+        logout_user()
+        session.clear()
+        return redirect("/login")
+
+    @server.errorhandler(CSRFError)
+    def _csrf_refused(exc):
+        if request.path == "/login":
+            # the form was stale (its session expired) or forged: a fresh form, nobody logged in
+            return login_page(next_url=_safe_next(request.form.get("next")), error="form_expired",
+                              username=(request.form.get("username") or "").strip()), 400
+        return jsonify(error={"code": "csrf_failed", "message": exc.description}), 400
 
     @server.get("/")
     def _root():
@@ -166,8 +222,22 @@ def _kiosk_login(token: str) -> None:
         if user is None or Role(user.role) != Role.VIEWER:
             return
         who = SessionUser.of(user)
+        epoch = user.session_epoch or 0
     session.clear()
     session["kiosk"] = auth.token_digest(token)
+    _start_session(who, epoch)
+
+
+def _without_kiosk(full_path: str) -> str:
+    parsed = urlparse(full_path)
+    query = urlencode([(k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True) if k != "kiosk"])
+    return parsed.path + ("?" + query if query else "")
+
+
+def _start_session(who: "SessionUser", epoch: int) -> None:
+    session.permanent = True  # PERMANENT_SESSION_LIFETIME is the idle timeout
+    session["epoch"] = epoch
+    session["login_at"] = time.time()
     _remember(who)
     login_user(who)
 

@@ -79,9 +79,9 @@ def _app_env(db_path: Path, port: int) -> dict:
     return env
 
 
-def _flask(env: dict, *args: str) -> str:
+def _flask(env: dict, *args: str, input: str | None = None) -> str:
     proc = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, input=input)
     if proc.returncode != 0:
         pytest.fail(f"flask {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
@@ -98,11 +98,11 @@ def _prepared(tmp_path_factory, department):
     for role in ROLES:
         name = f"bt-{role}"
         pw = PASSWORD.format(role=role)
-        args = ["create-user", name, "--role", role, "--password", pw, "--replace"]
+        args = ["create-user", name, "--role", role, "--password-stdin", "--replace"]
         dept = department["code"] if role == "department" else None
         if dept:
             args += ["--department", dept]
-        _flask(env, *args)
+        _flask(env, *args, input=pw + "\n")
         users[role] = (name, pw, dept)
     return tmp, port, env, users
 

@@ -15,6 +15,7 @@ import pytest
 from tests.browser.conftest import ARTIFACTS, ROOT, TIMEOUT_MS, _app_env, _flask, _free_port
 from tests.tcp_proxy import TcpProxy
 
+PG_VIEWER_PASSWORD = "stale-banner-wall-2026"
 SIZES = [(1920, 1080), (3840, 2160), (5760, 1620)]
 
 LAYOUT_CHECK = """() => {
@@ -126,7 +127,8 @@ def pg_wall(browser, tmp_path):
     env["CITYOPS_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     env["CITYOPS_DEMO_HISTORY_DAYS"] = "1"
     _flask(env, "init-db", "--demo")
-    _flask(env, "create-user", "pg-viewer", "--role", "viewer", "--password", "pg-viewer-pw", "--replace")
+    _flask(env, "create-user", "pg-viewer", "--role", "viewer", "--password-stdin", "--replace",
+           input=PG_VIEWER_PASSWORD + "\n")
     log = open(tmp_path / "server.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -153,7 +155,7 @@ def test_the_stale_banner_appears_when_the_database_goes_and_leaves_when_it_retu
     page, proxy, base = pg_wall
     page.goto("/login?next=/wall")
     page.fill("#username", "pg-viewer")
-    page.fill("#password", "pg-viewer-pw")
+    page.fill("#password", PG_VIEWER_PASSWORD)
     page.click("#login-submit")
     page.wait_for_selector(".wall-tiles .tile")
     assert not page.locator("#wall-banner.stale").count()

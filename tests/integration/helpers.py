@@ -1,6 +1,7 @@
 """Helpers for integration tests: users with known passwords, logged-in clients, clocks."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from data_sources.db import get_db
@@ -16,9 +17,23 @@ def add_user(server, username: str, role: str, department: str | None = None) ->
                          replace=True)
 
 
+def csrf_token(client) -> str:
+    """The CSRF token the login page gives this client's session (as a browser would read it)."""
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def post_login(client, username: str, password: str = PASSWORD, *, environ_base: dict | None = None, **form):
+    """POST /login the way the login page does: with the form's CSRF token (environ_base: e.g. the
+    client's REMOTE_ADDR)."""
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": csrf_token(client), **form},
+                       environ_base=environ_base or {})
+
+
 def login(server, username: str, role: str, department: str | None = None):
     add_user(server, username, role, department)
     client = server.test_client()
-    resp = client.post("/login", data={"username": username, "password": PASSWORD})
+    resp = post_login(client, username)
     assert resp.status_code == 302, resp.data
     return client

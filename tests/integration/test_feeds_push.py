@@ -29,7 +29,7 @@ def tokens(server):
     out = {}
     with get_db(server).session_scope() as s:
         for role in ("dispatcher", "viewer", "leader"):
-            auth.create_user(s, f"push-{role}", role, password="password-123", now=now)
+            auth.create_user(s, f"push-{role}", role, password="push-feed-secret-9", now=now)
             out[role] = {"Authorization": "Bearer " + auth.create_token(s, f"push-{role}", now=now)}
     return out
 

@@ -7,7 +7,7 @@ import pytest
 
 from data_sources.db import get_db
 from incidents.tables import User
-from tests.integration.helpers import PASSWORD, add_user, login
+from tests.integration.helpers import PASSWORD, add_user, login, post_login, csrf_token
 
 ROLE_LANDING = {"viewer": "/wall", "leader": "/brief", "dispatcher": "/dispatch",
                 "department": "/dispatch", "inspector": "/dispatch", "admin": "/wall"}
@@ -53,7 +53,7 @@ def test_each_role_logs_in_and_lands_on_its_page(server, role):
     dept = "330106-CGJ" if role == "department" else None
     add_user(server, f"u-{role}", role, dept)
     client = server.test_client()
-    resp = client.post("/login", data={"username": f"u-{role}", "password": PASSWORD})
+    resp = post_login(client, f"u-{role}")
     assert resp.status_code == 302 and resp.headers["Location"] == ROLE_LANDING[role]
     assert client.get("/").headers["Location"] == ROLE_LANDING[role]
     assert client.get("/wall").status_code == 200  # the Dash index, not a redirect
@@ -61,27 +61,25 @@ def test_each_role_logs_in_and_lands_on_its_page(server, role):
 
 def test_a_wrong_password_is_refused_with_a_clear_message(server):
     add_user(server, "alice", "dispatcher")
-    resp = server.test_client().post("/login", data={"username": "alice", "password": "nope-nope"})
+    resp = post_login(server.test_client(), "alice", "nope-nope")
     assert resp.status_code == 401
     assert "用户名或密码不正确" in resp.get_data(as_text=True)
-    resp = server.test_client().post("/login", data={"username": "nobody", "password": PASSWORD})
+    resp = post_login(server.test_client(), "nobody")
     assert resp.status_code == 401
 
 
 def test_login_never_redirects_to_another_site(server):
     add_user(server, "bob", "leader")
-    resp = server.test_client().post("/login", data={"username": "bob", "password": PASSWORD,
-                                                     "next": "//evil.example/x"})
+    resp = post_login(server.test_client(), "bob", next="//evil.example/x")
     assert resp.headers["Location"] == "/brief"
-    resp = server.test_client().post("/login", data={"username": "bob", "password": PASSWORD,
-                                                     "next": "/dispatch?view=red"})
+    resp = post_login(server.test_client(), "bob", next="/dispatch?view=red")
     assert resp.headers["Location"] == "/dispatch?view=red"
 
 
 def test_logout_ends_the_session(server):
     client = login(server, "carol", "viewer")
     assert client.get("/_dash-layout").status_code == 200
-    assert client.post("/logout").headers["Location"] == "/login"
+    assert client.post("/logout", data={"csrf_token": csrf_token(client)}).headers["Location"] == "/login"
     assert client.get("/_dash-layout").status_code == 401
 
 
@@ -96,15 +94,35 @@ def test_passwords_are_stored_as_argon2_hashes(server):
 def test_create_user_cli_creates_a_department_user(server):
     runner = server.test_cli_runner()
     out = runner.invoke(args=["create-user", "xihu", "--role", "department", "--department", "330106-CGJ",
-                              "--password", "a-long-password"])
+                              "--password-stdin"], input="a-long-password\n")
     assert out.exit_code == 0, out.output
-    resp = server.test_client().post("/login", data={"username": "xihu", "password": "a-long-password"})
+    resp = post_login(server.test_client(), "xihu", "a-long-password")
     assert resp.headers["Location"] == "/dispatch"
-    bad = runner.invoke(args=["create-user", "x2", "--role", "department", "--password", "a-long-password"])
+    bad = runner.invoke(args=["create-user", "x2", "--role", "department", "--password-stdin"],
+                        input="a-long-password\n")
     assert bad.exit_code != 0 and "department" in bad.output
     unknown = runner.invoke(args=["create-user", "x3", "--role", "department", "--department", "NOPE",
-                                  "--password", "a-long-password"])
+                                  "--password-stdin"], input="a-long-password\n")
     assert unknown.exit_code != 0 and "NOPE" in unknown.output
+
+
+def test_create_user_cli_takes_no_password_argument_and_prompts_twice(server, monkeypatch):
+    runner = server.test_cli_runner()
+    refused = runner.invoke(args=["create-user", "yan", "--role", "viewer", "--password", "a-long-password"])
+    assert refused.exit_code != 0 and "No such option" in refused.output
+    answers = iter(["a-long-password", "a-long-password"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    out = runner.invoke(args=["create-user", "yan", "--role", "viewer"])
+    assert out.exit_code == 0, out.output
+    answers = iter(["a-long-password", "another-long-one"])
+    differ = runner.invoke(args=["create-user", "yan2", "--role", "viewer"])
+    assert differ.exit_code != 0 and "differ" in differ.output
+
+
+def test_create_user_cli_refuses_a_common_password(server):
+    out = server.test_cli_runner().invoke(args=["create-user", "zed", "--role", "viewer", "--password-stdin"],
+                                          input="qwertyuiop\n")
+    assert out.exit_code != 0 and "password" in out.output
 
 
 def test_api_tokens_are_shown_once_and_can_be_revoked(server):

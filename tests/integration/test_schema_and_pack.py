@@ -96,5 +96,6 @@ def test_init_db_cli_prints_demo_passwords_once(tmp_path, monkeypatch):
     # and the printed password works
     line = next(l for l in first.output.splitlines() if l.strip().startswith("leader "))
     password = line.split()[-1]
-    resp = app.server.test_client().post("/login", data={"username": "leader", "password": password})
+    from tests.integration.helpers import post_login
+    resp = post_login(app.server.test_client(), "leader", password)
     assert resp.status_code == 302 and resp.headers["Location"] == "/brief"

@@ -83,14 +83,17 @@ def test_a_kiosk_url_opens_the_wall_read_only_and_revoking_ends_it(server):
     url = out.output.strip().splitlines()[-1]
     token = url.split("kiosk=")[1]
     client = server.test_client()
-    assert client.get(f"/wall?kiosk={token}").status_code == 200          # the wall, no login page
+    first = client.get(f"/wall?kiosk={token}")                            # exchanged for a cookie and
+    assert first.status_code == 302 and first.headers["Location"] == "/wall"  # dropped from the URL
+    assert client.get("/wall").status_code == 200                          # the wall, no login page
     assert client.get("/_dash-layout").status_code == 200                  # the session works for Dash
     with get_db(server).session_scope() as s:
         user = auth.user_for_token(s, token)
         assert user.username == "kiosk-hall-1" and user.role == "viewer"
     assert runner.invoke(args=["revoke-token", "kiosk-hall-1"]).exit_code == 0
     assert client.get("/_dash-layout").status_code == 401                  # its session ended with the token
-    assert client.get(f"/wall?kiosk={token}").status_code == 302           # and the URL no longer opens
+    client.get(f"/wall?kiosk={token}")
+    assert client.get("/wall").headers["Location"].startswith("/login")    # and the URL no longer opens
 
 
 def test_the_wall_answers_the_same_to_many_screens_from_one_computation(server):
