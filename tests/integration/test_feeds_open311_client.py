@@ -71,7 +71,9 @@ def test_round_trip_through_our_own_open311_server(app, tmp_path):
         assert case.category_code == sent[key].category_code
         assert case.reported_at == sent[key].reported_at
         assert (case.state == "closed") == (sent[key].state == "closed")
-        assert abs(case.lon - sent[key].lon) < 1e-6 and case.district_code == sent[key].district_code
+        # public Open311 output is rounded to 3 decimals (about 100 m, for privacy): the place survives
+        assert abs(case.lon - sent[key].lon) < 0.00051 and abs(case.lat - sent[key].lat) < 0.00051
+        assert case.district_code == sent[key].district_code
         if sent[key].department_code:
             assert case.department_code == sent[key].department_code   # agency_responsible by name
 
