@@ -15,7 +15,7 @@ from typing import Callable, Optional
 from urllib.parse import parse_qsl, quote, urlencode, urlparse
 
 from flask import Flask, abort, jsonify, redirect, request, session
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, generate_csrf
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -238,6 +238,10 @@ def _start_session(who: "SessionUser", epoch: int) -> None:
     session.permanent = True  # PERMANENT_SESSION_LIFETIME is the idle timeout
     session["epoch"] = epoch
     session["login_at"] = time.time()
+    # the session's CSRF secret is made now, in the login response, not by whichever page first
+    # renders a form: the page's own concurrent callbacks write the cookie back too, and one that
+    # read the session before the secret existed would drop it (logout then fails with 400)
+    generate_csrf()
     _remember(who)
     login_user(who)
 
