@@ -78,10 +78,17 @@ def init_csrf(server: Flask) -> None:
 
 
 def check_form_post() -> None:
-    """Raises CSRFError unless the form carries this session's CSRF token and, when the browser
-    says where the post comes from (Origin, else Referer), it comes from this site."""
+    """Raises CSRFError unless a browser's post comes from this site with this session's CSRF token.
+
+    A browser says where every POST comes from (Origin; ``null`` when hidden; else Referer): from
+    another site it is refused outright, from this site it must carry the form's token. A client
+    that sends neither header is no browser (a script, a monitoring check: DESIGN §8's "POST /login
+    takes username and password"): cross-site request forgery needs a victim's browser, so it needs
+    no token, and the login throttle still applies."""
     origin = request.headers.get("Origin") or request.headers.get("Referer")
-    if origin is not None and urlparse(origin).netloc != request.host:
+    if origin is None:
+        return
+    if urlparse(origin).netloc != request.host:
         raise CSRFError("the form was posted from another site")
     csrf.protect()
 

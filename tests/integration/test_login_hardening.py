@@ -142,13 +142,24 @@ def test_an_unknown_user_costs_a_full_argon2_verification(server):
 
 # --- CSRF -------------------------------------------------------------------------------------------
 
-def test_a_login_post_without_the_form_token_is_refused_and_logs_nobody_in(server):
+def test_a_browser_login_post_without_the_form_token_is_refused_and_logs_nobody_in(server):
     add_user(server, "fay", "dispatcher")
     client = server.test_client()
-    resp = client.post("/login", data={"username": "fay", "password": PASSWORD})
-    assert resp.status_code == 400
-    assert "_user_id" not in _session_of(server, client) and not _logged_in(client)
-    assert 'name="csrf_token"' in resp.get_data(as_text=True)  # a fresh form to try again
+    for header in ("Origin", "Referer"):   # a browser always says where a POST comes from
+        resp = client.post("/login", data={"username": "fay", "password": PASSWORD},
+                           headers={header: "http://localhost/login"})
+        assert resp.status_code == 400
+        assert "_user_id" not in _session_of(server, client) and not _logged_in(client)
+        assert 'name="csrf_token"' in resp.get_data(as_text=True)  # a fresh form to try again
+
+
+def test_a_script_logs_in_with_username_and_password_alone(server):
+    # DESIGN §8: POST /login takes the form fields username and password. A client that sends no
+    # Origin or Referer is no browser, so no forged cross-site post: it needs no CSRF token
+    add_user(server, "fred", "dispatcher")
+    client = server.test_client()
+    resp = client.post("/login", data={"username": "fred", "password": PASSWORD})
+    assert resp.status_code == 302 and _logged_in(client)
 
 
 @pytest.mark.parametrize("header", ["Origin", "Referer"])
@@ -168,7 +179,7 @@ def test_a_login_post_from_another_site_is_refused(server, header):
 
 def test_a_forged_logout_is_refused(server):
     client = login(server, "hal", "viewer")
-    assert client.post("/logout").status_code == 400
+    assert client.post("/logout", headers={"Origin": "http://localhost"}).status_code == 400
     assert client.post("/logout", data={"csrf_token": csrf_token(client)},
                        headers={"Origin": "http://evil.example"}).status_code == 400
     assert _logged_in(client)
