@@ -33,14 +33,22 @@ def register(server: Flask) -> None:
     @click.option("--department", default=None, help="Department code (for department users).")
     @click.option("--password-stdin", is_flag=True,
                   help="Read the password from the first line of standard input instead of prompting.")
+    @click.option("--password", "password_arg", default=None,
+                  help="Insecure (ps and shell history keep it); kept for old scripts: prefer the prompt or "
+                       "--password-stdin.")
     @click.option("--replace", is_flag=True, help="Reset an existing user's role and password "
                                                   "(ends the user's open sessions).")
-    def create_user_cmd(name, role, department, password_stdin, replace):
+    def create_user_cmd(name, role, department, password_stdin, password_arg, replace):
         """Create a user (or, with --replace, reset one). The password is prompted for (hidden,
         twice) or read from standard input: never on the command line, where ps and shell history
         would keep it."""
         from incidents.auth import create_user, password_problem
-        if password_stdin:
+        if password_arg is not None:
+            # the way `docker login --password` does it: still works, says why not to
+            click.echo("WARNING: --password puts the password on the command line (ps, shell history); "
+                       "use the prompt or --password-stdin", err=True)
+            password = password_arg
+        elif password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
         else:
             for _ in range(3):
