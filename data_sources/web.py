@@ -8,6 +8,7 @@ login, or when its user's session epoch moves on ("log out everywhere", a passwo
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,12 +20,15 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from data_sources import security
-from data_sources.db import get_db
-from incidents import auth
+from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
+from incidents import auth, bounds
 from incidents.model import Role
 from incidents.tables import ApiToken, User
+
+log = logging.getLogger(__name__)
 
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz", "/map/style.json")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
@@ -156,6 +160,9 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         password = request.form.get("password") or ""
         next_url = _safe_next(request.form.get("next"))
         security.check_form_post()  # before Argon2: a forged post costs nothing
+        if bounds.text_fault(username) or bounds.text_fault(password) or len(username) > 60 or len(password) > 1024:
+            # a NUL or a lone surrogate cannot be a user's name or password (and would not reach the database)
+            return login_page(next_url=next_url, error="bad_credentials", username=""), 400
         with get_db(server).session_scope() as s:
             user = auth.authenticate(s, username, password)
             who = SessionUser.of(user) if user is not None else None
@@ -188,6 +195,20 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         logout_user()
         session.clear()
         return redirect("/login")
+
+    @server.errorhandler(Exception)
+    def _unhandled(exc: Exception):
+        """What no door of its own handles (Dash callbacks, pages): a database that is away or too
+        slow answers 503 with Retry-After (a wall retries on its own), anything else Flask's 500."""
+        if isinstance(exc, HTTPException):
+            return exc
+        if is_unavailable(exc):
+            log.warning("database unavailable on %s: %s", request.path, type(exc).__name__)
+            return (jsonify(error={"code": "unavailable", "message": "the database is not answering; try again "
+                                                                     "in a few seconds"}),
+                    503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        log.exception("unhandled error on %s", request.path)
+        return InternalServerError(original_exception=exc)
 
     @server.errorhandler(CSRFError)
     def _csrf_refused(exc):

@@ -244,3 +244,15 @@ def test_while_the_database_refuses_connections_the_doors_answer_503_with_retry_
     resp = server.test_client().get("/open311/v2/requests.json")
     assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
     assert server.test_client().get("/readyz").status_code == 503
+    # a door without a handler of its own (the brief's exports, Dash callbacks) answers 503 through the
+    # app's handler (a dispatcher may export the brief)
+    resp = client.get("/brief/export.xlsx?from=2026-11-01&to=2026-11-30")
+    assert _envelope(resp, 503)["code"] == "unavailable" and int(resp.headers["Retry-After"]) > 0
+
+
+def test_a_nul_in_the_login_form_is_refused_with_400_and_logs_nobody_in(server):
+    client = server.test_client()
+    for form in ({"username": "a\x00b", "password": "whatever-pass"}, {"username": "fay", "password": "p\x00w"}):
+        resp = client.post("/login", data=form)
+        assert resp.status_code == 400 and 'name="password"' in resp.get_data(as_text=True)
+    assert client.get("/api/v1/incidents").status_code == 401
