@@ -159,18 +159,12 @@ def _as_state(value: State | str) -> State:
         raise ValidationFailed(f"unknown state {value!r}", field="state") from None
 
 
-def _as_action(value: Action | str) -> Action:
+def as_action(value: Action | str) -> Action:
+    """``value`` as an Action; ValidationFailed when it names none."""
     try:
         return Action(value)
     except ValueError:
         raise ValidationFailed(f"unknown action {value!r}", field="action") from None
-
-
-def _as_role(value: Role | str) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        raise ValidationFailed(f"unknown role {value!r}", field="role") from None
 
 
 def allowed_actions(state: State | str) -> tuple[Action, ...]:
@@ -179,7 +173,7 @@ def allowed_actions(state: State | str) -> tuple[Action, ...]:
 
 
 def is_allowed(state: State | str, action: Action | str) -> bool:
-    return (_as_state(state), _as_action(action)) in TRANSITIONS
+    return (_as_state(state), as_action(action)) in TRANSITIONS
 
 
 def next_state(state: State | str, action: Action | str, *,
@@ -188,7 +182,7 @@ def next_state(state: State | str, action: Action | str, *,
 
     ``resume`` needs ``resume_to``: the state the case was in before it was suspended.
     """
-    st, act = _as_state(state), _as_action(action)
+    st, act = _as_state(state), as_action(action)
     target = TRANSITIONS.get((st, act))
     if target is None:
         raise TransitionError(st, act, _ALLOWED[st])

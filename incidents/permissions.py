@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final, Iterable
 
-from incidents.lifecycle import PermissionDenied, ValidationFailed
+from incidents.lifecycle import PermissionDenied, ValidationFailed, as_action
 from incidents.model import ROLE_LABELS_ZH, Action, Role
 
 # --------------------------------------------------------------------------- case actions
@@ -40,13 +40,6 @@ DECISIONS: Final = frozenset({Action.APPROVE, Action.REJECT})
 REQUESTABLE: Final = frozenset().union(*REQUEST_ONLY.values())
 
 
-def _as_action(value: Action | str) -> Action:
-    try:
-        return Action(value)
-    except ValueError:
-        raise ValidationFailed(f"unknown action {value!r}", field="action") from None
-
-
 def _as_role(value: Role | str) -> Role:
     try:
         return Role(value)
@@ -55,7 +48,7 @@ def _as_role(value: Role | str) -> Role:
 
 
 def roles_for(action: Action | str) -> tuple[Role, ...]:
-    act = _as_action(action)
+    act = as_action(action)
     return tuple(r for r in Role if act in ROLE_ACTIONS[r])
 
 
@@ -65,7 +58,7 @@ def actions_for(role: Role | str) -> frozenset[Action]:
 
 def is_request_only(role: Role | str, action: Action | str) -> bool:
     """True when ``role`` may only ask for ``action`` (a department's extend/suspend)."""
-    return _as_action(action) in REQUEST_ONLY.get(_as_role(role), frozenset())
+    return as_action(action) in REQUEST_ONLY.get(_as_role(role), frozenset())
 
 
 def _same_department(a: Any, b: Any) -> bool:
@@ -81,7 +74,7 @@ def check_permission(role: Role | str, action: Action | str, *,
     Department users act only on cases of their own department; a department user
     without a department may do nothing.
     """
-    r, act = _as_role(role), _as_action(action)
+    r, act = _as_role(role), as_action(action)
     label = ROLE_LABELS_ZH.get(r, "")
     if act not in ROLE_ACTIONS[r]:
         who = ", ".join(x.value for x in roles_for(act)) or "nobody"
