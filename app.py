@@ -1,18 +1,25 @@
 """CityOps composition root: configuration, extensions, the Dash shell, CLI commands.
 
     create_app(overrides=None)   config layering: DEFAULTS → CITYOPS_* environment → overrides
-    server = app.server          for gunicorn (gunicorn -w 4 app:server)
+    server = app.server          for gunicorn (gunicorn -w 4 app:server), built on first access
     python app.py                development server on http://127.0.0.1:8050
+
+Importing this module builds nothing: ``app`` and ``server`` are made by ``create_app()`` the first
+time someone asks for them (PEP 562 module ``__getattr__``), so tests and tools can import
+``load_config`` and ``DEFAULTS`` without a database, a pack or Dash.
 """
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dash import Dash
-from flask import Flask
+if TYPE_CHECKING:
+    from dash import Dash
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent
 INSTANCE = ROOT / "instance"
@@ -31,6 +38,7 @@ DEFAULTS: dict[str, object] = {
     "DEMO_SEED": 20261122,
     "DEMO_HISTORY_DAYS": 90,
     "DEMO_TICK_SECONDS": 5.0,
+    "DEMO_DAILY_CASES": 0.0,    # demo feed: cases a day, city-wide; 0 = the pack's [demo] daily_cases
     "WALL_REFRESH_SECONDS": 5.0,
     "INGEST_MIN_DATE": "1990-01-01",   # feed timestamps before this are placeholders: quarantined
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
@@ -45,8 +53,14 @@ DEFAULTS: dict[str, object] = {
     "RATELIMIT_STORAGE_URL": "",     # "" = the CACHE_URL's Redis when it is redis://…, else in-process
     "TRUSTED_PROXIES": 0,            # reverse proxies in front whose X-Forwarded-For/Proto/Host count
     "FRAME_ANCESTORS": "'self'",     # CSP frame-ancestors: who may embed the pages ('none', 'self', URLs)
-    "HOST": "127.0.0.1",
-    "PORT": 8050,
+    "PUSH_FEEDS": "",           # push ingestion: "feed=mapping,feed2=mapping2" (or a dict in overrides)
+    "PUSH_MAX_BYTES": 5 * 1024 * 1024,  # push ingestion: larger bodies are refused with 413
+    "OPEN311_CONTACT": "",      # Open311 discovery "contact"; "" = the 12345 hotline
+    "OPEN311_KEY_SERVICE": "",  # Open311 discovery "key_service"; "" = how to get a token here
+    "PDF_FONT": "",             # a TrueType CJK font for the PDF brief; "" = the usual system paths
+    "RATELIMIT_KEY_PREFIX": "cityops",  # prefix of the login counters' keys (several apps on one Redis)
+    "HOST": "127.0.0.1",        # python app.py: the address to listen on
+    "PORT": 8050,               # python app.py: the port to listen on
     "TESTING": False,
 }
 
@@ -96,6 +110,9 @@ def _instance_secret() -> str:
 
 
 def create_app(overrides: dict | None = None) -> Dash:
+    from dash import Dash
+    from flask import Flask
+
     from dashboards import _exports, _login, _shell
     from data_sources import api, cache, metrics, open311, runtime, security, web
     from data_sources.feeds import push
@@ -144,8 +161,21 @@ def _make_default_app():
     return create_app()
 
 
-app = _make_default_app()
-server = app.server
+_default_lock = threading.Lock()
+
+
+def __getattr__(name: str):
+    """``app`` and ``server`` are built on first access (``gunicorn app:server``, ``flask --app app``)."""
+    if name not in ("app", "server"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _default_lock:
+        if "app" not in globals():
+            built = _make_default_app()
+            # both at once: `flask --app app` looks for a Flask instance among the module's globals
+            globals().update(app=built, server=built.server)
+    return globals()[name]
+
 
 if __name__ == "__main__":
-    app.run(host=server.config["HOST"], port=int(server.config["PORT"]), debug=False)
+    app = _make_default_app()
+    app.run(host=app.server.config["HOST"], port=int(app.server.config["PORT"]), debug=False)

@@ -115,7 +115,7 @@ def cjk_font() -> str:
     from reportlab.pdfbase.ttfonts import TTFont
     if FONT_NAME in pdfmetrics.getRegisteredFontNames():
         return FONT_NAME
-    configured = current_app.config.get("PDF_FONT") or os.environ.get("CITYOPS_PDF_FONT")
+    configured = current_app.config.get("PDF_FONT")   # app.DEFAULTS: CITYOPS_PDF_FONT reaches it
     for path in ([configured] if configured else []) + list(CJK_FONTS):
         if path and os.path.exists(path):
             pdfmetrics.registerFont(TTFont(FONT_NAME, path, subfontIndex=0))
