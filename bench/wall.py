@@ -32,7 +32,7 @@ def _capture(engine):
 
 def cold_warm_floor(server, runs: int = 5) -> dict:
     from data_sources.db import get_db
-    from incidents import queries_wall
+    from incidents.queries import wall as queries_wall
     db = get_db(server)
     cold, floor, warm = [], [], []
     with server.app_context():

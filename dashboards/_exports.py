@@ -2,7 +2,7 @@
 (the KPIs and the cases behind them), for ``from``/``to`` (ISO dates or datetimes; without an
 offset: city time) and ``as_of`` (default: now, to the minute) — the page's export links carry the
 page's own three values, so a file shows exactly what the page showed. Both render the same
-``queries_brief.brief`` the page renders, with the page's formatting (``_brief_view``)."""
+``incidents.queries.brief.brief`` the page renders, with the page's formatting (``_brief_view``)."""
 from __future__ import annotations
 
 import io
@@ -18,7 +18,7 @@ from flask_login import current_user
 from dashboards import _brief_view as bv
 from dashboards._components import PAGE_ROLES, city_tz
 from incidents import kpis
-from incidents import queries_brief as qb
+from incidents.queries import brief as qb
 from incidents.model import STATE_LABELS_ZH
 
 PDF = "application/pdf"
@@ -102,7 +102,7 @@ def export_xlsx():
 
 
 def _title() -> str:
-    from incidents.queries import city_info
+    from incidents.queries.reference import city_info
     return f"{city_info().title} 城市运行指标简报"
 
 

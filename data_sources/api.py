@@ -38,7 +38,8 @@ from incidents import bounds, permissions, services
 from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
-from incidents.queries import feed_health, light_expr
+from incidents.queries._common import RUNNING_STATES, light_expr
+from incidents.queries.feeds import feed_health
 from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ ALL_ROLES: tuple[Role, ...] = tuple(Role)
 CREATORS = tuple(permissions.CREATE_ROLES)
 #: roles that see reporters' names and phone numbers unmasked
 #: the states whose deadline clock runs, so the traffic light means something
-RUNNING = (State.DISPATCHED.value, State.IN_PROGRESS.value)
 #: how far in the future a reported_at may lie (clock skew of a feed)
 FUTURE_SKEW = timedelta(minutes=5)
 #: query parameters any endpoint accepts besides its own (the gate reads ?lang=)
@@ -591,7 +591,7 @@ def _visibility(user) -> list:
 
 
 def _light_column(now: datetime):
-    return sql_case((Incident.state.in_(RUNNING), light_expr(now)), else_=null())
+    return sql_case((Incident.state.in_(RUNNING_STATES), light_expr(now)), else_=null())
 
 
 _PRIORITY_RANK = sql_case({p.value: i for i, p in enumerate(Priority)}, value=Incident.priority, else_=-1)
@@ -629,7 +629,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
     if query.priority:
         conds.append(Incident.priority.in_([p.value for p in query.priority]))
     if query.light:
-        conds.append(Incident.state.in_(RUNNING))
+        conds.append(Incident.state.in_(RUNNING_STATES))
         conds.append(light_expr(now).in_([lt.value for lt in query.light]))
     if query.q:
         conds.append(or_(Incident.title.icontains(query.q, autoescape=True),
@@ -1030,7 +1030,7 @@ def kpi_report_out(report) -> KpiReportOut:
                                "drill filter; per department or district with the 综合指标值 ranking",
        roles=KPI_ROLES, query=KpiQuery, response=KpiReportOut)
 def get_kpis(user, now: datetime, *, query: KpiQuery) -> KpiReportOut:
-    from incidents.queries import kpi_report
+    from incidents.queries.brief import kpi_report
     start, end = _aware(query.from_), _aware(query.to)
     if not start < end:
         raise ApiError(400, "bad_request", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})",

@@ -8,7 +8,7 @@ from typing import Optional
 
 from data_sources.db import session_scope
 from incidents import services
-from incidents.queries import case_rules
+from incidents.queries.reference import case_rules
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,7 @@ def test_the_workbench_refuses_a_case_id_beyond_64_bit_and_accepts_the_bounds(se
 
 
 def test_the_workbench_search_box_takes_a_nul_or_a_huge_number(server):
-    from incidents.queries import search_conditions
+    from incidents.queries.cases import search_conditions
     from sqlalchemy import func, select
     with get_db(server).session_scope() as s:
         for q in (NUL, str(BIG), "#" + str(HUGE), "\ud800"):

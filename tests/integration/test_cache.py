@@ -6,7 +6,8 @@ from sqlalchemy import event
 
 from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import queries_wall, services
+from incidents import services
+from incidents.queries import wall as queries_wall
 from tests.conftest import REDIS_URL, build_app
 from tests.integration.helpers import NOW
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from data_sources.db import get_db
 from data_sources.feeds import simulator
-from incidents import queries_wall
+from incidents.queries import wall as queries_wall
 from incidents.model import Channel
 from incidents.tables import DemoStep, Incident, IncidentEvent
 from tests.integration.helpers import NOW

@@ -31,7 +31,7 @@ from data_sources.feeds.files import read_records
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
 from incidents import kpis
-from incidents.queries import kpi_report, load_kpi_frames
+from incidents.queries.brief import kpi_report, load_kpi_frames
 from incidents.tables import Incident
 from tests.conftest import BACKENDS, build_app, database_url
 

@@ -1,0 +1,42 @@
+"""SQL pieces every read model shares: the state groups as stored values, the data version the
+memo keys carry, time buckets, the traffic light as SQL, and the loaded pack's runtime."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case
+
+from data_sources.db import session_scope
+from incidents.model import Light, State
+from incidents.services import data_version
+from incidents.tables import Incident
+
+#: states of an open case, as stored (``State.open_states``)
+OPEN_STATES = [s.value for s in State.open_states()]
+#: states whose deadline clock runs: the case is with a department (``State.running_states``)
+RUNNING_STATES = [s.value for s in State.running_states()]
+
+
+def runtime():
+    """The loaded pack, calendar and case rules of the current app."""
+    from flask import current_app
+    from data_sources.runtime import get_runtime
+    return get_runtime(current_app)
+
+
+def current_version() -> int:
+    with session_scope() as s:
+        return data_version(s)
+
+
+def time_bucket(now: datetime, seconds: int = 60) -> int:
+    return int(now.timestamp()) // seconds
+
+
+def light_expr(now: datetime):
+    """SQL CASE giving the traffic light of a case with a running clock."""
+    return case((Incident.deadline < now, Light.RED.value),
+                (Incident.warn_at < now, Light.YELLOW.value),
+                else_=Light.GREEN.value)
+
+
