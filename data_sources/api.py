@@ -27,7 +27,7 @@ from flask_login import current_user
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import case as sql_case
-from sqlalchemy import false, func, null, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from werkzeug.exceptions import HTTPException
@@ -38,7 +38,8 @@ from incidents import bounds, permissions, services
 from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
-from incidents.queries._common import RUNNING_STATES, light_expr
+from incidents.queries import cases as case_queries
+from incidents.queries._common import RUNNING_STATES, light_expr, running_light_expr
 from incidents.queries.feeds import feed_health
 from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
 
@@ -582,16 +583,8 @@ def _aware(value: Optional[datetime]) -> Optional[datetime]:
 
 
 def _visibility(user) -> list:
-    """Department users see their own department's cases only."""
-    if user.role == Role.DEPARTMENT:
-        if not user.department_code:
-            return [false()]
-        return [Incident.department_code == user.department_code]
-    return []
-
-
-def _light_column(now: datetime):
-    return sql_case((Incident.state.in_(RUNNING_STATES), light_expr(now)), else_=null())
+    """Department users see their own department's cases only (the workbench's rule)."""
+    return case_queries.scope_conditions(user.role, user.department_code)
 
 
 _PRIORITY_RANK = sql_case({p.value: i for i, p in enumerate(Priority)}, value=Incident.priority, else_=-1)
@@ -653,7 +646,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
                    Department.name.label("department_name"), Incident.district_code,
                    district.name.label("district_name"), Incident.grid_code, grid.name.label("grid_name"),
                    Incident.address, Incident.lon, Incident.lat, Incident.reported_at,
-                   Incident.dispatched_at, Incident.deadline, _light_column(now).label("light"),
+                   Incident.dispatched_at, Incident.deadline, running_light_expr(now).label("light"),
                    Incident.supervise_level)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
@@ -669,7 +662,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
 
 
 def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool = False) -> IncidentDetail:
-    row = s.execute(select(Incident, _light_column(now)).where(Incident.id == incident_id, *(
+    row = s.execute(select(Incident, running_light_expr(now)).where(Incident.id == incident_id, *(
         [] if created_by_caller else _visibility(user)))).first()
     if row is None:
         # another department's case answers as if it did not exist
@@ -692,9 +685,7 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
 
     reporter_name, reporter_phone = reporter_view(case.reporter_name, case.reporter_phone, user.role)
     state = State(case.state)
-    requests = s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
-                         .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
-                                   CaseRequest.id.desc())).all()
+    requests = case_queries.requests_of(s, incident_id)
     actions = permissions.available_actions(
         user.role, state, user_department=user.department_code, case_department=case.department_code,
         pending=[r.kind for r in requests if r.status == RequestStatus.PENDING.value])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case
+from sqlalchemy import case, null
 
 from data_sources.db import session_scope
 from incidents.model import Light, State
@@ -40,3 +40,8 @@ def light_expr(now: datetime):
                 else_=Light.GREEN.value)
 
 
+
+
+def running_light_expr(now: datetime):
+    """The traffic light of a case with a running clock, NULL for every other case."""
+    return case((Incident.state.in_(RUNNING_STATES), light_expr(now)), else_=null())

@@ -196,12 +196,16 @@ def request_row(r: CaseRequest) -> dict:
             "decision_note": r.decision_note or ""}
 
 
+def requests_of(s: Session, incident_id: int) -> list[CaseRequest]:
+    """Every request of a case, pending first, then the newest (the case panel and the API)."""
+    return list(s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
+                          .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
+                                    CaseRequest.id.desc())).all())
+
+
 def case_requests(s: Session, incident_id: int) -> list[dict]:
     """Every request of a case, pending first, then the newest."""
-    rows = s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
-                     .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
-                               CaseRequest.id.desc())).all()
-    return [request_row(r) for r in rows]
+    return [request_row(r) for r in requests_of(s, incident_id)]
 
 
 def pending_requests_of(s: Session, incident_ids: list[int]) -> dict[int, list[dict]]:
