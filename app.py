@@ -114,8 +114,9 @@ def create_app(overrides: dict | None = None) -> Dash:
     from flask import Flask
 
     from dashboards import _exports, _login, _shell
-    from data_sources import api, cache, metrics, open311, runtime, security, web
+    from data_sources import api, metrics, open311, runtime, security, web
     from data_sources.feeds import push
+    from data_sources.store import cache
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))

@@ -31,7 +31,7 @@ CASES = [
 def run(backend: str, url: str, cases: int, repeats: int) -> None:
     from app import create_app
     from bench.actions import prepare
-    from data_sources.db import get_db
+    from data_sources.store.db import get_db
     from incidents.queries import cases as case_queries
     pack, rules = load_rules()
     prepare(url, cases, pack, rules, rebuild=False, pool_per_action=10)

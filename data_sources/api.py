@@ -32,8 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from werkzeug.exceptions import HTTPException
 
-from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
+from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from incidents import bounds, permissions, services
 from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
 from incidents.permissions import reporter_view

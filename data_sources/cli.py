@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import click
 from flask import Flask
 
-from data_sources.db import session_scope
+from data_sources.store.db import session_scope
 from incidents.lifecycle import DomainError
 
 

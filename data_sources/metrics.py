@@ -36,7 +36,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 
 PATH = "/metrics"
 DASH_CALLBACK_PATH = "/_dash-update-component"

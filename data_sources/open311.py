@@ -36,8 +36,8 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import func, select
 
-from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
+from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from incidents import auth, bounds, permissions, services
 from incidents.lifecycle import DomainError
 from incidents.model import Channel, Role, State, TimeUnit

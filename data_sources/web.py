@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from data_sources import security
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 from incidents.model import Role
 from incidents.tables import ApiToken, User

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from data_sources.db import session_scope
+from data_sources.store.db import session_scope
 from incidents import services
 from incidents.queries.reference import case_rules
 

@@ -31,11 +31,11 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from data_sources.api import error_response, unavailable_response
-from data_sources.db import get_db, is_unavailable
 from data_sources.feeds.files import json_records, ndjson_records
 from data_sources.feeds.mappings import MAPPINGS
 from data_sources.ingest import Ingestor, earliest_from
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db, is_unavailable
 from incidents import permissions
 from incidents.auth import FEED_NAME   # also a cursor / source key
 from incidents.lifecycle import PermissionDenied

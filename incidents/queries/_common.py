@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import case, null
 
-from data_sources.db import session_scope
+from data_sources.store.db import session_scope
 from incidents.model import Light, State
 from incidents.services import data_version
 from incidents.tables import Incident

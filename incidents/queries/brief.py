@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, type_coerce, union
 from sqlalchemy.orm import Session
 
-from data_sources.cache import cache
-from data_sources.db import session_scope
+from data_sources.store.cache import cache
+from data_sources.store.db import session_scope
 from incidents import kpis
 from incidents.model import TimeUnit
 from incidents.queries._common import OPEN_STATES, current_version, runtime

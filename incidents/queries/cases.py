@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from data_sources.db import session_scope
+from data_sources.store.db import session_scope
 from incidents import bounds, permissions
 from incidents.model import Action, Light, RequestStatus, Role, State
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view

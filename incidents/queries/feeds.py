@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
-from data_sources.cache import cache
-from data_sources.db import session_scope
+from data_sources.store.cache import cache
+from data_sources.store.db import session_scope
 from incidents.queries._common import current_version, time_bucket
 from incidents.tables import FeedRun, Incident
 

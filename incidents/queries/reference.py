@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from data_sources.cache import cache
-from data_sources.db import session_scope
+from data_sources.store.cache import cache
+from data_sources.store.db import session_scope
 from incidents.queries._common import runtime
 from incidents.tables import Area, Department
 

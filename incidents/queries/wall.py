@@ -13,8 +13,8 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from data_sources.cache import cache
-from data_sources.db import session_scope
+from data_sources.store.cache import cache
+from data_sources.store.db import session_scope
 from incidents.kpis import MIN_RANKING_VOLUME
 from incidents.model import Light, Priority, State
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr, time_bucket

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import services
 from incidents.queries import brief as brief_queries, cases as case_queries
 from incidents.lifecycle import NotFound, PermissionDenied, StaleVersion, ValidationFailed

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from data_sources.db import EXTENSION_KEY, Database, get_db
+from data_sources.store.db import EXTENSION_KEY, Database, get_db
 from incidents import bounds
 from incidents.tables import Incident
 from tests.integration.helpers import login

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards import _brief_view as bv
-from data_sources.db import get_db
 from data_sources.feeds.service_rates import seed_kpis, seed_service_rates
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import kpis
 from incidents.queries import brief as qb
 from tests.integration.helpers import login

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import services
 from incidents.queries import wall as queries_wall
 from tests.conftest import REDIS_URL, build_app

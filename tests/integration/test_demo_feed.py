@@ -5,8 +5,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
 from data_sources.feeds import simulator
+from data_sources.store.db import get_db
 from incidents.queries import wall as queries_wall
 from incidents.model import Channel
 from incidents.tables import DemoStep, Incident, IncidentEvent

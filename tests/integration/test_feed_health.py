@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 from incidents.queries.feeds import feed_health_rows
 from incidents.tables import FeedRun, Incident, User

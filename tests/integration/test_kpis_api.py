@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from data_sources.db import get_db
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.queries.brief import kpi_report
 from tests.integration.helpers import login
 

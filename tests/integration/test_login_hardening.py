@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 from tests.conftest import REDIS_URL, build_app
 from tests.integration.helpers import NOW, PASSWORD, add_user, csrf_token, login, post_login

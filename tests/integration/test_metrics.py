@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from data_sources.db import get_db
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import FeedRun, Incident, Quarantine
 from tests.conftest import build_app, database_url
 from tests.integration.helpers import login

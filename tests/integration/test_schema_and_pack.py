@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
-from data_sources.db import get_db, make_engine
 from data_sources.seed import init_db
+from data_sources.store.db import get_db, make_engine
 from incidents.tables import Area, Base, Category, Department, Meta, RoutingRule
 from tests.conftest import PG_URL, build_app, pg_test_url, reset_postgres
 

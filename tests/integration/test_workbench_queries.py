@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import services
 from incidents.queries import cases as case_queries
 from incidents.model import Priority, Role, State
