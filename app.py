@@ -44,7 +44,7 @@ DEFAULTS: dict[str, object] = {
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
     "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
     "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
-    # login and session hardening (data_sources.security)
+    # login and session hardening (data_sources.web.security)
     "SESSION_COOKIE_SECURE": False,  # true behind HTTPS: the session cookie is never sent in clear
     "SESSION_IDLE_MINUTES": 240.0,   # a session unused this long ends
     "SESSION_LIFETIME_HOURS": 12.0,  # and any session (kiosk walls aside) ends this long after login
@@ -114,9 +114,9 @@ def create_app(overrides: dict | None = None) -> Dash:
     from flask import Flask
 
     from dashboards import _exports, _login, _shell
-    from data_sources import api, metrics, open311, runtime, security, web
-    from data_sources.feeds import push
+    from data_sources import runtime
     from data_sources.store import cache
+    from data_sources.web import api, gate, metrics, open311, push, security
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -126,7 +126,7 @@ def create_app(overrides: dict | None = None) -> Dash:
 
     runtime.init_app(server)       # database, pack, case rules
     cache.init_app(server)
-    web.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
+    gate.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
     api.init_app(server)           # REST API v1 under /api/v1
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)

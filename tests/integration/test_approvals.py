@@ -319,7 +319,7 @@ def _workbench(server, who: tuple, pending: dict, seen: dict, note: str = "", ho
     ``run_action`` → ``commands.act`` → ``services.act``, as the logged-in user ``who``."""
     from flask_login import login_user
     from dashboards import _case
-    from data_sources.web import SessionUser
+    from data_sources.web.gate import SessionUser
     with server.test_request_context("/_dash-update-component", method="POST"):
         login_user(SessionUser(*who))
         _case.guard_actions()

@@ -186,7 +186,7 @@ def _confirm(server, username: str, role: str, cid: int, version: int, action: s
     incidents.commands.perform → services), as ``username``; answers the result's status."""
     from flask_login import login_user
     from dashboards import _case
-    from data_sources.web import SessionUser
+    from data_sources.web.gate import SessionUser
     from incidents.model import Role
     with server.test_request_context("/_dash-update-component", method="POST"):
         login_user(SessionUser(1, username, Role(role), None, username))

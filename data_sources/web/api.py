@@ -5,7 +5,7 @@ roles and the pydantic models that validate its query string and body and shape 
 the same entries register the Flask views and generate the OpenAPI 3.1 document at
 ``/api/v1/openapi.json`` (``openapi_document()``), so the document cannot drift from the code.
 
-Auth: the gate in ``data_sources.web`` lets through a session cookie or ``Authorization: Bearer``
+Auth: the gate in ``data_sources.web.gate`` lets through a session cookie or ``Authorization: Bearer``
 token and answers 401 otherwise; every endpoint then checks the role itself, and the case
 services check the permission of every action again. Errors are always
 ``{"error": {"code": …, "message": …}}``. Writes go through ``incidents.services`` inside one

@@ -2,7 +2,7 @@
 
 Without a session, every page shows the login page and every API or Dash callback
 answers 401. Permission per role is then checked by each page, callback and endpoint.
-Login attempts are throttled and the login/logout forms carry a CSRF token (data_sources.security);
+Login attempts are throttled and the login/logout forms carry a CSRF token (data_sources.web.security);
 a session ends at logout, after SESSION_IDLE_MINUTES without a request, SESSION_LIFETIME_HOURS after
 login, or when its user's session epoch moves on ("log out everywhere", a password reset).
 """
@@ -20,8 +20,8 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from data_sources import security
 from data_sources.store.db import get_db
+from data_sources.web import security
 from incidents import auth
 from incidents.model import Role
 from incidents.tables import ApiToken, User
@@ -29,7 +29,7 @@ from incidents.tables import ApiToken, User
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz", "/map/style.json")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
 #: Open311 GeoReport v2 is public: GET answers carry no personal data, and a POST is refused by
-#: data_sources.open311 itself unless its form field api_key is a valid API token
+#: data_sources.web.open311 itself unless its form field api_key is a valid API token
 OPEN311_PREFIX = "/open311/v2/"
 
 #: /readyz waits this long for the database's answer, then says 503

@@ -9,7 +9,7 @@ record too, so the sender can fix and resend. Pushing the same records again cha
 Which mapping a feed's records are in: the ``PUSH_FEEDS`` config (``{"feed": "mapping"}`` or
 ``"feed=mapping,feed2=mapping2"``), else the feed's own name when it is a mapping
 (``nyc311``, ``sf311``, ``open311``, ``native``), else ``native``; ``?mapping=NAME`` chooses
-one for an unconfigured feed. Auth as the rest of /api/v1 (the gate in ``data_sources.web``);
+one for an unconfigured feed. Auth as the rest of /api/v1 (the gate in ``data_sources.web.gate``);
 viewers and leaders may not push (403), and a token bound to feeds (``create-token --feed``) writes
 only those (403). Each record is applied only if the pushing user may make every change it brings
 to that case (``incidents.permissions``: a department on its own cases, an inspector verification
@@ -30,12 +30,12 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from data_sources.api import error_response, unavailable_response
 from data_sources.feeds.files import json_records, ndjson_records
 from data_sources.feeds.mappings import MAPPINGS
 from data_sources.ingest import Ingestor, earliest_from
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db, is_unavailable
+from data_sources.web.api import error_response, unavailable_response
 from incidents import permissions
 from incidents.auth import FEED_NAME   # also a cursor / source key
 from incidents.lifecycle import PermissionDenied
