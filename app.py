@@ -116,7 +116,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     from dashboards import _exports, _login, _shell
     from data_sources import runtime
     from data_sources.store import cache
-    from data_sources.web import api, gate, metrics, open311, push, security
+    from data_sources.web import api, exports, gate, metrics, open311, push, security
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -130,7 +130,8 @@ def create_app(overrides: dict | None = None) -> Dash:
     api.init_app(server)           # REST API v1 under /api/v1
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)
-    _exports.init_app(server)      # /brief/export.pdf and /brief/export.xlsx
+    exports.init_app(server, render_pdf=_exports.brief_pdf, render_xlsx=_exports.brief_xlsx,
+                     font_missing=_exports.FontMissing)   # /brief/export.pdf and /brief/export.xlsx
     metrics.init_app(server)       # /metrics (Prometheus text; a token or an allow-list)
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),

@@ -19,12 +19,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import wraps
-from typing import Annotated, Any, Callable, ClassVar, Literal, Optional
+from typing import Any, Callable, ClassVar, Literal, Optional
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, jsonify, request
 from flask_login import current_user
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, or_, select
@@ -33,9 +33,11 @@ from sqlalchemy.orm import aliased
 from werkzeug.exceptions import HTTPException
 
 from data_sources.runtime import get_runtime
-from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
+from data_sources.store.db import get_db, is_unavailable
+from data_sources.web.errors import (ErrorResponse, ResponseModel, UtcDateTime, domain_error_response,
+                                     error_response, http_error_response, unavailable_response)
 from incidents import bounds, permissions, services
-from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
+from incidents.lifecycle import DomainError, ValidationFailed
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
 from incidents.queries import cases as case_queries
@@ -57,22 +59,9 @@ FUTURE_SKEW = timedelta(minutes=5)
 #: query parameters any endpoint accepts besides its own (the gate reads ?lang=)
 COMMON_QUERY = frozenset({"lang"})
 
-DOMAIN_STATUS = {"forbidden": 403, "stale_version": 409, "invalid_transition": 422,
-                 "not_found": 404, "invalid": 422}
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-              422: "invalid", 500: "internal_error"}
 
 
 # =========================================================================== models
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-#: answers carry every time in UTC ("…Z"), whatever the zone of the value they were built from
-UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
 
 
 class _In(BaseModel):
@@ -80,27 +69,7 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class ErrorBody(_Out):
-    code: str = Field(description="machine-readable: bad_request, unauthorized, forbidden, not_found, "
-                                  "duplicate, stale_version, invalid_transition, invalid, …")
-    message: str
-    field: Optional[str] = Field(None, description="the request field at fault, when there is one")
-    details: Optional[list[dict[str, Any]]] = Field(None, description="bad_request: one entry per field error")
-    changed_by: Optional[str] = Field(None, description="stale_version: who changed the case")
-    changed_at: Optional[UtcDateTime] = Field(None, description="stale_version: when (UTC)")
-    allowed: Optional[list[str]] = Field(None, description="invalid_transition: actions allowed in the current state")
-    id: Optional[int] = Field(None, description="duplicate: the id of the existing case")
-
-
-class ErrorResponse(_Out):
-    error: ErrorBody
-
-
-class CodeName(_Out):
+class CodeName(ResponseModel):
     code: str
     name: Optional[str] = None
 
@@ -130,7 +99,7 @@ class IncidentListQuery(_In):
     sort: SortKey = Field("-reported_at", description="sort key; a leading '-' sorts descending")
 
 
-class IncidentSummary(_Out):
+class IncidentSummary(ResponseModel):
     id: int
     version: int
     source: str
@@ -157,14 +126,14 @@ class IncidentSummary(_Out):
     supervise_level: int
 
 
-class IncidentPage(_Out):
+class IncidentPage(ResponseModel):
     items: list[IncidentSummary]
     page: int
     per_page: int
     total: int = Field(description="cases matching the filters, over all pages")
 
 
-class TimelineEvent(_Out):
+class TimelineEvent(ResponseModel):
     id: int
     at: UtcDateTime
     actor: str
@@ -176,7 +145,7 @@ class TimelineEvent(_Out):
     payload: Optional[dict[str, Any]]
 
 
-class Counters(_Out):
+class Counters(ResponseModel):
     rework: int
     returns: int
     reassignments: int
@@ -185,7 +154,7 @@ class Counters(_Out):
     suspended_hours: float
 
 
-class CaseRequestOut(_Out):
+class CaseRequestOut(ResponseModel):
     id: int = Field(description="send it as case_request_id with approve / reject")
     kind: Action = Field(description="what the department asks for: extend or suspend")
     status: RequestStatus = Field(description="pending (待审批), approved or rejected; only an approved request "
@@ -201,7 +170,7 @@ class CaseRequestOut(_Out):
     decision_note: str
 
 
-class IncidentDetail(_Out):
+class IncidentDetail(ResponseModel):
     id: int
     version: int = Field(description="send it back with an action (optimistic locking)")
     source: str
@@ -287,7 +256,7 @@ class ActionRequest(_In):
                                       description="idempotency key: a retry with the same id is applied once")
 
 
-class ActionResult(_Out):
+class ActionResult(ResponseModel):
     id: int
     state: State
     version: int
@@ -298,7 +267,7 @@ class ActionResult(_Out):
         "unchanged until a dispatcher approves) or decided (approve / reject)"))
 
 
-class DepartmentOut(_Out):
+class DepartmentOut(ResponseModel):
     code: str
     name: str
     name_en: str
@@ -307,11 +276,11 @@ class DepartmentOut(_Out):
     parent_code: Optional[str]
 
 
-class DepartmentList(_Out):
+class DepartmentList(ResponseModel):
     items: list[DepartmentOut]
 
 
-class CategoryOut(_Out):
+class CategoryOut(ResponseModel):
     code: str
     kind: str
     major_code: str
@@ -323,7 +292,7 @@ class CategoryOut(_Out):
     urgent: bool
 
 
-class CategoryList(_Out):
+class CategoryList(ResponseModel):
     items: list[CategoryOut]
 
 
@@ -333,7 +302,7 @@ class AreasQuery(_In):
     geometry: bool = Field(False, description="include the GeoJSON geometry (WGS84)")
 
 
-class AreaOut(_Out):
+class AreaOut(ResponseModel):
     code: str
     name: str
     level: str
@@ -343,11 +312,11 @@ class AreaOut(_Out):
     geometry: Optional[dict[str, Any]] = None
 
 
-class AreaList(_Out):
+class AreaList(ResponseModel):
     items: list[AreaOut]
 
 
-class FeedHealthOut(_Out):
+class FeedHealthOut(ResponseModel):
     feed: str = Field(description="the cases' source (feed runs: their source label, else their feed name)")
     status: Literal["ok", "late", "silent"] = Field(
         description="silent: nothing for 3 usual intervals (when something usually arrives at this hour); "
@@ -366,7 +335,7 @@ class FeedHealthOut(_Out):
     last_error_at: Optional[UtcDateTime]
 
 
-class FeedList(_Out):
+class FeedList(ResponseModel):
     as_of: UtcDateTime
     items: list[FeedHealthOut]
 
@@ -378,30 +347,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-def error_response(status: int, code: str, message: str, *, headers: Optional[dict] = None, **extra: Any):
-    """The one JSON error builder of the HTTP doors: ``{"error": {"code": …, "message": …}}``."""
-    body = ErrorBody(code=code, message=message, **extra)
-    return jsonify(error=body.model_dump(mode="json", exclude_none=True)), status, headers or {}
-
-
-def unavailable_response():
-    """The database is away (refused, timed out, pool exhausted): 503, try again shortly."""
-    return error_response(503, "unavailable", "the database is not reachable at the moment; try again shortly",
-                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-
-def _domain_error(exc: DomainError):
-    extra: dict[str, Any] = {}
-    if isinstance(exc, StaleVersion):
-        extra["changed_by"] = exc.changed_by
-        extra["changed_at"] = exc.changed_at if isinstance(exc.changed_at, datetime) else None
-    elif isinstance(exc, TransitionError):
-        extra["allowed"] = [a.value for a in exc.allowed]
-    elif isinstance(exc, ValidationFailed) and exc.field:
-        extra["field"] = exc.field
-    return error_response(DOMAIN_STATUS.get(exc.code, 422), exc.code, exc.message, **extra)
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, list[dict]]:
@@ -419,23 +364,18 @@ def _on_api_error(exc: ApiError):
 
 @bp.errorhandler(DomainError)
 def _on_domain_error(exc: DomainError):
-    return _domain_error(exc)
+    return domain_error_response(exc)
 
 
 @bp.errorhandler(Exception)
 def _on_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
-        return _http_error(exc)
+        return http_error_response(exc)
     if is_unavailable(exc):
         log.warning("API %s %s: database unavailable: %s", request.method, request.path, type(exc).__name__)
         return unavailable_response()
     log.exception("API error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "internal error; it has been logged")
-
-
-def _http_error(exc: HTTPException):
-    code = exc.code or 500
-    return error_response(code, HTTP_CODES.get(code, "http_error"), exc.description or exc.name)
 
 
 # =========================================================================== the route table
@@ -920,7 +860,7 @@ def init_app(server: Flask) -> None:
     def _api_http_errors(exc: HTTPException):
         """Unknown paths and wrong methods under /api/ answer JSON too; elsewhere Flask's default."""
         if request.path.startswith("/api/"):
-            return _http_error(exc)
+            return http_error_response(exc)
         return exc
 
 
@@ -939,7 +879,7 @@ class KpiQuery(_In):
                                                         "later events are ignored")
 
 
-class KpiOut(_Out):
+class KpiOut(ResponseModel):
     code: str
     name: str
     name_en: str
@@ -954,13 +894,13 @@ class KpiOut(_Out):
     drill: dict[str, Any] = Field(description="the filter that identifies the cases behind the number")
 
 
-class KpiGroupOut(_Out):
+class KpiGroupOut(ResponseModel):
     code: str
     name: Optional[str]
     kpis: list[KpiOut]
 
 
-class RankRowOut(_Out):
+class RankRowOut(ResponseModel):
     rank: Optional[int]
     code: str
     name: str
@@ -974,7 +914,7 @@ class RankRowOut(_Out):
     reason: str = Field(description="why a group is unranked")
 
 
-class RankingOut(_Out):
+class RankingOut(ResponseModel):
     by: str
     min_volume: int
     weights: dict[str, float]
@@ -985,7 +925,7 @@ class RankingOut(_Out):
     black: list[RankRowOut] = Field(description="黑榜: worst")
 
 
-class KpiReportOut(_Out):
+class KpiReportOut(ResponseModel):
     start: UtcDateTime
     end: UtcDateTime
     as_of: UtcDateTime

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from data_sources.store.db import get_db
 from data_sources.web import security
+from data_sources.web.errors import error_response
 from incidents import auth
 from incidents.model import Role
 from incidents.tables import ApiToken, User
@@ -142,7 +143,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         if current_user.is_authenticated:
             return None
         if path.startswith(MACHINE_PREFIXES):
-            return jsonify(error={"code": "unauthorized", "message": "login required"}), 401
+            return error_response(401, "unauthorized", "login required")
         return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/?=&"))
 
     @server.get("/login")
@@ -195,7 +196,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             # the form was stale (its session expired) or forged: a fresh form, nobody logged in
             return login_page(next_url=_safe_next(request.form.get("next")), error="form_expired",
                               username=(request.form.get("username") or "").strip()), 400
-        return jsonify(error={"code": "csrf_failed", "message": exc.description}), 400
+        return error_response(400, "csrf_failed", exc.description)
 
     @server.get("/")
     def _root():
