@@ -1,9 +1,11 @@
 """Feed CLI: ``flask --app app import incidents FILE --mapping NAME``, ``import service-rates FILE``,
 ``import kpis FILE``, ``replay FILE --mapping NAME --speed N [--limit K]`` and
-``flask --app app quarantine list|show ID|retry [ID…|--all]``."""
+``flask --app app quarantine list|show ID|retry [ID…|--all]`` and ``simulate [--once]`` (the demo feed
+in the foreground)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import click
@@ -201,3 +203,21 @@ def register(server: Flask) -> None:
             click.echo("nothing to retry")
         for summary in out:
             _summary(summary)
+
+    @server.cli.command("simulate")
+    @click.option("--once", is_flag=True, help="One tick, then exit.")
+    def simulate_cmd(once):
+        """Run the demo feed in the foreground."""
+        from data_sources.feeds import simulator
+        from data_sources.store.db import session_scope
+
+        def _now() -> datetime:
+            return datetime.now(timezone.utc)
+        sim = simulator.build(server)
+        while True:
+            with session_scope(server) as s:
+                out = simulator.tick(s, sim, _now())
+            click.echo(f"{_now():%H:%M:%S} {out}")
+            if once:
+                return
+            time.sleep(float(server.config["DEMO_TICK_SECONDS"]))
