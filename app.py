@@ -125,6 +125,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     server.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
     runtime.init_app(server)       # database, pack, case rules
+    hand_city_to_domain(server)    # the domain gets this app's pack, calendar and case rules
     cache.init_app(server)
     gate.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
     api.init_app(server)           # REST API v1 under /api/v1
@@ -151,6 +152,32 @@ def create_app(overrides: dict | None = None) -> Dash:
         from data_sources.feeds import simulator
         server.before_request(lambda: simulator.ensure_background(server))
     return app
+
+
+def hand_city_to_domain(server: Flask) -> None:
+    """Whenever an app context of ``server`` is entered, the domain gets this app's city (pack,
+    calendar, case rules: ``incidents.city``) until the context is left, so that several apps can
+    live in one process (the tests build many, two at a time in some)."""
+    from flask import appcontext_pushed
+    appcontext_pushed.connect(_hand_in_city, server)
+    server.teardown_appcontext(_take_back_city)
+
+
+def _hand_in_city(server: Flask, **_kw) -> None:
+    from flask import g
+
+    from data_sources.runtime import get_runtime
+    from incidents import city
+    g.cityops_city_token = city.hand_in(get_runtime(server))
+
+
+def _take_back_city(_exc) -> None:
+    from flask import g
+
+    from incidents import city
+    token = g.pop("cityops_city_token", None)
+    if token is not None:
+        city.take_back(token)
 
 
 def register_cli(server: Flask) -> None:

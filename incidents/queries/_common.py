@@ -1,5 +1,5 @@
 """SQL pieces every read model shares: the state groups as stored values, the data version the
-memo keys carry, time buckets, the traffic light as SQL, and the loaded pack's runtime."""
+memo keys carry, time buckets, the traffic light as SQL, and the city handed in (``incidents.city``)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import case, null
 
 from data_sources.store.db import session_scope
+from incidents import city
 from incidents.model import Light, State
 from incidents.services import data_version
 from incidents.tables import Incident
@@ -18,10 +19,8 @@ RUNNING_STATES = [s.value for s in State.running_states()]
 
 
 def runtime():
-    """The loaded pack, calendar and case rules of the current app."""
-    from flask import current_app
-    from data_sources.runtime import get_runtime
-    return get_runtime(current_app)
+    """The loaded pack, calendar and case rules handed in by the composition root (incidents.city)."""
+    return city.current()
 
 
 def current_version() -> int:
