@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-unit test-integration test-browser init-db browser-deps fonts bench clean
+.PHONY: run test lint-imports test-unit test-integration test-browser init-db browser-deps fonts bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,14 @@ init-db: $(VENV)/.deps
 run: fonts init-db
 	$(BIN)/python app.py
 
-## make test: unit + integration (SQLite, and PostgreSQL/Redis when CITYOPS_TEST_DATABASE_URL is set) + browser
-test: $(VENV)/.dev-deps browser-deps fonts
+## make test: the import contracts (.importlinter), then unit + integration (SQLite, and PostgreSQL/Redis
+## when CITYOPS_TEST_DATABASE_URL is set) + browser
+test: $(VENV)/.dev-deps browser-deps fonts lint-imports
 	$(BIN)/python -m pytest -q tests
+
+## make lint-imports: the import direction of DESIGN.md §1 (doors → domain → plumbing), as import-linter contracts
+lint-imports: $(VENV)/.dev-deps
+	$(BIN)/lint-imports
 
 test-unit: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest -q tests/unit

@@ -1,18 +1,25 @@
 """CityOps composition root: configuration, extensions, the Dash shell, CLI commands.
 
     create_app(overrides=None)   config layering: DEFAULTS → CITYOPS_* environment → overrides
-    server = app.server          for gunicorn (gunicorn -w 4 app:server)
+    server = app.server          for gunicorn (gunicorn -w 4 app:server), built on first access
     python app.py                development server on http://127.0.0.1:8050
+
+Importing this module builds nothing: ``app`` and ``server`` are made by ``create_app()`` the first
+time someone asks for them (PEP 562 module ``__getattr__``), so tests and tools can import
+``load_config`` and ``DEFAULTS`` without a database, a pack or Dash.
 """
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dash import Dash
-from flask import Flask
+if TYPE_CHECKING:
+    from dash import Dash
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent
 INSTANCE = ROOT / "instance"
@@ -31,12 +38,13 @@ DEFAULTS: dict[str, object] = {
     "DEMO_SEED": 20261122,
     "DEMO_HISTORY_DAYS": 90,
     "DEMO_TICK_SECONDS": 5.0,
+    "DEMO_DAILY_CASES": 0.0,    # demo feed: cases a day, city-wide; 0 = the pack's [demo] daily_cases
     "WALL_REFRESH_SECONDS": 5.0,
     "INGEST_MIN_DATE": "1990-01-01",   # feed timestamps before this are placeholders: quarantined
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
     "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
     "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
-    # login and session hardening (data_sources.security)
+    # login and session hardening (data_sources.web.security)
     "SESSION_COOKIE_SECURE": False,  # true behind HTTPS: the session cookie is never sent in clear
     "SESSION_IDLE_MINUTES": 240.0,   # a session unused this long ends
     "SESSION_LIFETIME_HOURS": 12.0,  # and any session (kiosk walls aside) ends this long after login
@@ -45,8 +53,14 @@ DEFAULTS: dict[str, object] = {
     "RATELIMIT_STORAGE_URL": "",     # "" = the CACHE_URL's Redis when it is redis://…, else in-process
     "TRUSTED_PROXIES": 0,            # reverse proxies in front whose X-Forwarded-For/Proto/Host count
     "FRAME_ANCESTORS": "'self'",     # CSP frame-ancestors: who may embed the pages ('none', 'self', URLs)
-    "HOST": "127.0.0.1",
-    "PORT": 8050,
+    "PUSH_FEEDS": "",           # push ingestion: "feed=mapping,feed2=mapping2" (or a dict in overrides)
+    "PUSH_MAX_BYTES": 5 * 1024 * 1024,  # push ingestion: larger bodies are refused with 413
+    "OPEN311_CONTACT": "",      # Open311 discovery "contact"; "" = the 12345 hotline
+    "OPEN311_KEY_SERVICE": "",  # Open311 discovery "key_service"; "" = how to get a token here
+    "PDF_FONT": "",             # a TrueType CJK font for the PDF brief; "" = the usual system paths
+    "RATELIMIT_KEY_PREFIX": "cityops",  # prefix of the login counters' keys (several apps on one Redis)
+    "HOST": "127.0.0.1",        # python app.py: the address to listen on
+    "PORT": 8050,               # python app.py: the port to listen on
     "TESTING": False,
 }
 
@@ -96,9 +110,13 @@ def _instance_secret() -> str:
 
 
 def create_app(overrides: dict | None = None) -> Dash:
+    from dash import Dash
+    from flask import Flask
+
     from dashboards import _exports, _login, _shell
-    from data_sources import api, cache, metrics, open311, runtime, security, web
-    from data_sources.feeds import push
+    from data_sources import runtime
+    from data_sources.store import cache
+    from data_sources.web import api, exports, gate, metrics, open311, push, security
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -107,12 +125,14 @@ def create_app(overrides: dict | None = None) -> Dash:
     server.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
     runtime.init_app(server)       # database, pack, case rules
+    hand_city_to_domain(server)    # the domain gets this app's pack, calendar and case rules
     cache.init_app(server)
-    web.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
+    gate.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
     api.init_app(server)           # REST API v1 under /api/v1
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)
-    _exports.init_app(server)      # /brief/export.pdf and /brief/export.xlsx
+    exports.init_app(server, render_pdf=_exports.brief_pdf, render_xlsx=_exports.brief_xlsx,
+                     font_missing=_exports.FontMissing)   # /brief/export.pdf and /brief/export.xlsx
     metrics.init_app(server)       # /metrics (Prometheus text; a token or an allow-list)
 
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(ROOT / "dashboards"),
@@ -134,6 +154,32 @@ def create_app(overrides: dict | None = None) -> Dash:
     return app
 
 
+def hand_city_to_domain(server: Flask) -> None:
+    """Whenever an app context of ``server`` is entered, the domain gets this app's city (pack,
+    calendar, case rules: ``incidents.city``) until the context is left, so that several apps can
+    live in one process (the tests build many, two at a time in some)."""
+    from flask import appcontext_pushed
+    appcontext_pushed.connect(_hand_in_city, server)
+    server.teardown_appcontext(_take_back_city)
+
+
+def _hand_in_city(server: Flask, **_kw) -> None:
+    from flask import g
+
+    from data_sources.runtime import get_runtime
+    from incidents import city
+    g.cityops_city_token = city.hand_in(get_runtime(server))
+
+
+def _take_back_city(_exc) -> None:
+    from flask import g
+
+    from incidents import city
+    token = g.pop("cityops_city_token", None)
+    if token is not None:
+        city.take_back(token)
+
+
 def register_cli(server: Flask) -> None:
     from data_sources import cli
     cli.register(server)
@@ -144,8 +190,21 @@ def _make_default_app():
     return create_app()
 
 
-app = _make_default_app()
-server = app.server
+_default_lock = threading.Lock()
+
+
+def __getattr__(name: str):
+    """``app`` and ``server`` are built on first access (``gunicorn app:server``, ``flask --app app``)."""
+    if name not in ("app", "server"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _default_lock:
+        if "app" not in globals():
+            built = _make_default_app()
+            # both at once: `flask --app app` looks for a Flask instance among the module's globals
+            globals().update(app=built, server=built.server)
+    return globals()[name]
+
 
 if __name__ == "__main__":
-    app.run(host=server.config["HOST"], port=int(server.config["PORT"]), debug=False)
+    app = _make_default_app()
+    app.run(host=app.server.config["HOST"], port=int(app.server.config["PORT"]), debug=False)

@@ -41,9 +41,9 @@ def pg_url(admin_url: str = PG_ADMIN_URL, name: str = PG_DB) -> str:
 def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_action: int, echo=print):
     """Schema, pack, and at least ``n_cases`` cases with open pools; returns the Database."""
     from bench import datagen
-    from data_sources import migrate
-    from data_sources.db import Database
     from data_sources.seed import install_pack
+    from data_sources.store import migrate
+    from data_sources.store.db import Database
 
     if rebuild:
         _drop(url)

@@ -1,5 +1,5 @@
 """The leaders' brief for a quarter over a database of N cases: server time of
-``incidents.queries_brief.brief`` (every KPI, both rankings, the series, 环比 and 同比, the KPI
+``incidents.queries.brief.brief`` (every KPI, both rankings, the series, 环比 and 同比, the KPI
 feed) cold (cache cleared) and warm (memoized), the page's render callback, a card's
 drill-through, and the PDF and Excel exports.
 
@@ -36,11 +36,11 @@ def _timed(fn, runs: int = 1) -> tuple[float, object]:
 def run(backend: str, url: str, args) -> None:
     from app import create_app
     from bench.actions import prepare
-    from data_sources.cache import cache
-    from data_sources.db import get_db
     from data_sources.feeds.service_rates import seed_kpis, seed_service_rates
+    from data_sources.store.cache import cache
+    from data_sources.store.db import get_db
     from incidents import auth
-    from incidents import queries_brief as qb
+    from incidents.queries import brief as qb
 
     pack, rules = load_rules()
     prepare(url, args.cases, pack, rules, rebuild=False, pool_per_action=10)

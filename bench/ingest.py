@@ -104,9 +104,9 @@ def _fresh_sqlite(path: str) -> str:
 
 
 def _prepare(url: str, pack):
-    from data_sources import migrate
-    from data_sources.db import Database
     from data_sources.seed import install_pack
+    from data_sources.store import migrate
+    from data_sources.store.db import Database
     db = Database(url)
     migrate.upgrade(db.engine)
     with db.session_scope() as s:

@@ -31,8 +31,8 @@ CASES = [
 def run(backend: str, url: str, cases: int, repeats: int) -> None:
     from app import create_app
     from bench.actions import prepare
-    from data_sources.db import get_db
-    from incidents import queries
+    from data_sources.store.db import get_db
+    from incidents.queries import cases as case_queries
     pack, rules = load_rules()
     prepare(url, cases, pack, rules, rebuild=False, pool_per_action=10)
     app = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "bench", "DEMO_FEED": False})
@@ -42,7 +42,7 @@ def run(backend: str, url: str, cases: int, repeats: int) -> None:
             for _ in range(repeats):
                 now = datetime.now(timezone.utc)
                 t0 = time.perf_counter()
-                page = queries.queue_page(now, **{"start": 0, "end": 100, **kw})
+                page = case_queries.queue_page(now, **{"start": 0, "end": 100, **kw})
                 times.append(time.perf_counter() - t0)
                 rows, total = len(page.rows), page.total
             times.sort()

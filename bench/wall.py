@@ -31,8 +31,8 @@ def _capture(engine):
 
 
 def cold_warm_floor(server, runs: int = 5) -> dict:
-    from data_sources.db import get_db
-    from incidents import queries_wall
+    from data_sources.store.db import get_db
+    from incidents.queries import wall as queries_wall
     db = get_db(server)
     cold, floor, warm = [], [], []
     with server.app_context():
@@ -92,7 +92,7 @@ def refresh_bytes(app, client) -> dict:
 
 
 def screens(app, server, n: int, seconds: float, every: float, writes_per_minute: float) -> dict:
-    from data_sources.db import get_db
+    from data_sources.store.db import get_db
     from sqlalchemy import event
     engine = get_db(server).engine
     count = {"q": 0}
@@ -152,7 +152,7 @@ def screens(app, server, n: int, seconds: float, every: float, writes_per_minute
 def run(backend: str, url: str, args) -> None:
     from app import create_app
     from bench.actions import prepare
-    from data_sources.db import get_db
+    from data_sources.store.db import get_db
     from incidents import auth
     pack, rules = load_rules()
     prepare(url, args.cases, pack, rules, rebuild=False, pool_per_action=10)

@@ -1,6 +1,6 @@
 """How the brief writes its numbers, shared by the page, the PDF and the Excel export so that all
 three show the same text: values with units, targets, changes (环比/同比), the period line and
-the sparkline. Formatting only: every number comes from ``incidents.kpis`` via ``queries_brief``."""
+the sparkline. Formatting only: every number comes from ``incidents.kpis`` via ``incidents.queries.brief``."""
 from __future__ import annotations
 
 import base64

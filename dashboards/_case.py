@@ -22,9 +22,10 @@ from dashboards import _theme as th
 from dashboards._components import allowed, local_time
 from dashboards._figures import channel_label, state_label
 from dashboards._i18n import TEXT, t
-from incidents import commands, queries, services
+from incidents import commands, services
 from incidents.lifecycle import DomainError, StaleVersion
 from incidents.model import Role
+from incidents.queries import cases, reference
 
 #: the keyboard shortcut of each action (also shown on its button)
 KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_pass": "p",
@@ -80,7 +81,7 @@ def panel(*, closable: bool) -> html.Div:
 def action_form() -> html.Div:
     def field(name, label, control):
         return html.Label(className="form-field", id=f"case-field-{name}", children=[html.Span(label), control])
-    depts = [{"label": f"{n}", "value": c} for c, n in queries.department_options()]
+    depts = [{"label": f"{n}", "value": c} for c, n in reference.department_options()]
     return html.Div(id=ids.CASE_FORM, className="case-form hidden", children=[
         html.Div(id=ids.CASE_FORM_TITLE, className="case-form-title"),
         field("reason", t("reason"), dcc.Dropdown(id=ids.CASE_REASON, clearable=False, searchable=False,
@@ -102,7 +103,7 @@ def action_form() -> html.Div:
 def load(incident_id) -> dict | None:
     if incident_id in (None, ""):
         return None
-    return queries.case_detail(datetime.now(timezone.utc), int(incident_id), rules=queries.case_rules(),
+    return cases.case_detail(datetime.now(timezone.utc), int(incident_id), rules=reference.case_rules(),
                                role=str(current_user.role), department_code=current_user.department_code)
 
 
@@ -244,8 +245,8 @@ def timeline(events: list[dict]) -> html.Ol:
 
 
 def case_map(d: dict) -> go.Figure:
-    city = queries.city_info()
-    shapes = queries.district_shapes(city.name)
+    city = reference.city_info()
+    shapes = reference.district_shapes(city.name)
     lons, lats = [], []
     for f in shapes["features"]:
         if f["id"] == d["district_code"]:

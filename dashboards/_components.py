@@ -9,8 +9,9 @@ from flask_login import current_user
 
 from dashboards import _theme as th
 from dashboards._i18n import t
-from incidents import permissions, queries
+from incidents import permissions
 from incidents.model import Role
+from incidents.queries import reference
 
 # which roles may open which page (incidents.permissions); checked on the server when the page is built
 PAGE_ROLES = {
@@ -53,7 +54,7 @@ def local_time(dt: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
 
 
 def city_tz() -> str:
-    return queries.city_info().timezone
+    return reference.city_info().timezone
 
 
 def pct(x: float | None) -> str:

@@ -1,108 +1,35 @@
-"""The brief's exports: ``/brief/export.pdf`` (A4, the CJK font embedded) and ``/brief/export.xlsx``
-(the KPIs and the cases behind them), for ``from``/``to`` (ISO dates or datetimes; without an
-offset: city time) and ``as_of`` (default: now, to the minute) — the page's export links carry the
-page's own three values, so a file shows exactly what the page showed. Both render the same
-``queries_brief.brief`` the page renders, with the page's formatting (``_brief_view``)."""
+"""The brief's exports rendered: the PDF (A4, the CJK font embedded) and the Excel file (the KPIs
+and the cases behind them). Both render the same ``incidents.queries.brief.brief`` the page
+renders, with the page's formatting (``_brief_view``); the download routes ``/brief/export.pdf``
+and ``/brief/export.xlsx`` are a door, in ``data_sources.web.exports``."""
 from __future__ import annotations
 
 import io
 import numbers
 import os
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timezone
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, jsonify, request, send_file
-from flask_login import current_user
+from flask import current_app
 
 from dashboards import _brief_view as bv
-from dashboards._components import PAGE_ROLES, city_tz
+from dashboards._components import city_tz
 from incidents import kpis
-from incidents import queries_brief as qb
 from incidents.model import STATE_LABELS_ZH
 
-PDF = "application/pdf"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: TrueType CJK fonts from Debian packages (reportlab embeds TrueType outlines only); the first found is used
 CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
              "/usr/share/fonts/truetype/arphic/uming.ttc")
 FONT_NAME = "CityOpsCJK"
 
 
-class BadRequest(Exception):
-    def __init__(self, code: int, kind: str, message: str):
-        super().__init__(message)
-        self.status, self.kind, self.message = code, kind, message
-
-
-def init_app(server: Flask) -> None:
-    server.add_url_rule("/brief/export.pdf", "brief_export_pdf", export_pdf)
-    server.add_url_rule("/brief/export.xlsx", "brief_export_xlsx", export_xlsx)
-    server.register_error_handler(BadRequest, lambda e: (jsonify(error={"code": e.kind, "message": e.message}),
-                                                         e.status))
-
-
-def _check_role() -> None:
-    if not current_user.is_authenticated:
-        raise BadRequest(401, "unauthorized", "login required")
-    if current_user.role not in PAGE_ROLES["brief"]:
-        raise BadRequest(403, "forbidden", "your role may not export the brief")
-
-
-def _instant(value: str, name: str, tz: str, *, end: bool = False) -> datetime:
-    """An ISO date (the whole day: its midnight, or the next one for an inclusive end) or datetime."""
-    try:
-        if len(value) == 10:
-            d = date.fromisoformat(value)
-            return datetime.combine(d + timedelta(days=1) if end else d, time(0), ZoneInfo(tz))
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(400, "bad_request", f"'{name}' is not an ISO date or datetime: {value!r}")
-    return dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo(tz))
-
-
-def params() -> tuple[datetime, datetime, datetime]:
-    """(from, to, as_of) of an export request. A date ``to`` is inclusive (``to=2026-11-30`` ends
-    at 12-01 00:00); a datetime ``to`` is the exclusive end, as the page's links give it."""
-    tz = city_tz()
-    args = request.args
-    missing = [k for k in ("from", "to") if not args.get(k)]
-    if missing:
-        raise BadRequest(400, "bad_request", f"missing query parameter(s): {', '.join(missing)} (ISO dates)")
-    start = _instant(args["from"], "from", tz)
-    end = _instant(args["to"], "to", tz, end=True)
-    if not start < end:
-        raise BadRequest(400, "bad_request", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
-    if end - start > timedelta(days=366 * 3):
-        raise BadRequest(400, "bad_request", "a brief covers at most 3 years")
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    as_of = _instant(args["as_of"], "as_of", tz) if args.get("as_of") else now
-    return start, end, as_of
-
-
-def _filename(start: datetime, end: datetime, ext: str) -> str:
-    tz = city_tz()
-    return f"cityops-brief-{bv.local(start, tz, '%Y%m%d')}-{bv.local(end - timedelta(seconds=1), tz, '%Y%m%d')}.{ext}"
-
-
-def export_pdf():
-    _check_role()
-    start, end, as_of = params()
-    data = brief_pdf(qb.brief(start, end, as_of))
-    return send_file(io.BytesIO(data), mimetype=PDF, download_name=_filename(start, end, "pdf"))
-
-
-def export_xlsx():
-    _check_role()
-    start, end, as_of = params()
-    b = qb.brief(start, end, as_of)
-    rows, flags = qb.case_table(start, end, as_of)
-    data = brief_xlsx(b, rows, flags)
-    return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True, download_name=_filename(start, end, "xlsx"))
+class FontMissing(RuntimeError):
+    """No CJK TrueType font for the PDF: a setup error (the export door answers 503 font_missing)."""
 
 
 def _title() -> str:
-    from incidents.queries import city_info
+    from incidents.queries.reference import city_info
     return f"{city_info().title} 城市运行指标简报"
 
 
@@ -115,13 +42,13 @@ def cjk_font() -> str:
     from reportlab.pdfbase.ttfonts import TTFont
     if FONT_NAME in pdfmetrics.getRegisteredFontNames():
         return FONT_NAME
-    configured = current_app.config.get("PDF_FONT") or os.environ.get("CITYOPS_PDF_FONT")
+    configured = current_app.config.get("PDF_FONT")   # app.DEFAULTS: CITYOPS_PDF_FONT reaches it
     for path in ([configured] if configured else []) + list(CJK_FONTS):
         if path and os.path.exists(path):
             pdfmetrics.registerFont(TTFont(FONT_NAME, path, subfontIndex=0))
             return FONT_NAME
-    raise BadRequest(503, "font_missing", "no CJK TrueType font installed for the PDF: run `make fonts` "
-                                          "(apt-get install fonts-wqy-zenhei) or set CITYOPS_PDF_FONT")
+    raise FontMissing("no CJK TrueType font installed for the PDF: run `make fonts` "
+                      "(apt-get install fonts-wqy-zenhei) or set CITYOPS_PDF_FONT")
 
 
 def _spark(values, target=None, width=70, height=16):
@@ -403,4 +330,4 @@ def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
             return fh.read()
 
 
-__all__ = ["brief_pdf", "brief_xlsx", "init_app", "params"]
+__all__ = ["FontMissing", "brief_pdf", "brief_xlsx"]

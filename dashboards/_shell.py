@@ -10,8 +10,8 @@ from flask_wtf.csrf import generate_csrf
 from dashboards import _ids as ids
 from dashboards._components import PAGE_ROLES
 from dashboards._i18n import lang, t
-from incidents import queries
 from incidents.model import ROLE_LABELS_ZH
+from incidents.queries import reference
 
 NAV = [("wall", "/wall", "nav_wall"), ("brief", "/brief", "nav_brief"), ("dispatch", "/dispatch", "nav_dispatch")]
 
@@ -20,7 +20,7 @@ def layout():
     if not current_user.is_authenticated:
         # the gate redirects page requests to /login; this only shows for direct layout fetches
         return html.Div(id="shell-anon")
-    city = queries.city_info()
+    city = reference.city_info()
     role = current_user.role
     links = [dcc.Link(t(key), href=href, className="nav-link", id=f"nav-{page}")
              for page, href, key in NAV if role in PAGE_ROLES[page]]

@@ -2,7 +2,7 @@
 a card per KPI of DESIGN §6 (value, target, change, sparkline, 口径 with numerator and
 denominator; a click lists the cases behind it), rankings with grades, 红黑榜, 一网通办 by
 department and the KPI feed. Exports: /brief/export.pdf and /brief/export.xlsx with the same
-``from``/``to``/``as_of``. Every number comes from ``incidents.queries_brief``."""
+``from``/``to``/``as_of``. Every number comes from ``incidents.queries.brief``."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -15,7 +15,7 @@ from dashboards import _ids as ids
 from dashboards._components import allowed, city_tz, forbidden, local_time, panel
 from dashboards._figures import state_label
 from dashboards._i18n import lang, t
-from incidents import queries_brief as qb
+from incidents.queries import brief as qb
 from incidents.kpis import Period
 
 dash.register_page(__name__, path="/brief", name="领导简报", order=1, title="领导简报 · CityOps")

@@ -17,13 +17,14 @@ from dashboards import _theme as th
 from dashboards._components import allowed, forbidden, local_time
 from dashboards._figures import state_label
 from dashboards._i18n import t
-from incidents import commands, queries
+from incidents import commands
 from incidents.lifecycle import DomainError
 from incidents.model import Role
+from incidents.queries import cases, reference
 
 dash.register_page(__name__, path="/dispatch", name="派遣工作台", order=2, title="派遣工作台 · CityOps")
 
-VIEWS = queries.QUEUE_VIEWS
+VIEWS = cases.QUEUE_VIEWS
 POLL_MS = 4000
 BLOCK = 100
 
@@ -68,11 +69,11 @@ def layout(**_kwargs):
         return forbidden()
     header = []
     if current_user.role == Role.DEPARTMENT:
-        names = queries.department_names(queries.city_info().name)
+        names = reference.department_names(reference.city_info().name)
         header.append(html.Span(t("my_department", name=names.get(current_user.department_code, "")),
                                 className="my-dept"))
     depts = [{"label": t("bulk_suggested"), "value": ""}] + [
-        {"label": n, "value": c} for c, n in queries.department_options()]
+        {"label": n, "value": c} for c, n in reference.department_options()]
     grid = dag.AgGrid(
         id=ids.DISPATCH_GRID, className="dispatch-grid", rowModelType="infinite", columnDefs=_columns(),
         defaultColDef={"sortable": True, "resizable": True, "suppressHeaderMenuButton": False},
@@ -125,11 +126,11 @@ def row_of(r: dict) -> dict:
 
 
 def fetch_block(request: dict, view: str, search: str | None) -> tuple[dict, str]:
-    page = queries.queue_page(
+    page = cases.queue_page(
         datetime.now(timezone.utc), view=view if view in VIEWS else "my_todo", role=str(current_user.role),
         department_code=current_user.department_code, q=search or "", sort_model=request.get("sortModel"),
         filter_model=request.get("filterModel"), start=request.get("startRow", 0),
-        end=request.get("endRow", BLOCK), calendar=queries.case_rules().calendar)
+        end=request.get("endRow", BLOCK), calendar=reference.case_rules().calendar)
     return {"rowData": [row_of(r) for r in page.rows], "rowCount": page.total}, t("total_cases", n=f"{page.total:,}")
 
 
@@ -164,7 +165,7 @@ def get_rows(request, view, search):
 def poll_version(_n, seen):
     if not allowed("dispatch"):
         _case.abort(403)
-    version = queries.current_version()
+    version = cases.queue_version()
     return no_update if version == seen else version
 
 

@@ -24,8 +24,9 @@ from dashboards._components import allowed, forbidden, graph, local_time, panel,
 from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_plan, state_label, wall_map_base,
                                  wall_map_full, wall_map_layers, wall_map_patch)
 from dashboards._i18n import t
-from incidents import commands, permissions, queries, queries_wall, services
+from incidents import commands, kpis, permissions, services
 from incidents.lifecycle import DomainError
+from incidents.queries import reference, wall
 
 log = logging.getLogger(__name__)
 dash.register_page(__name__, path="/wall", name="态势大屏", order=0, title="态势大屏 · CityOps")
@@ -38,7 +39,7 @@ def layout(**_kwargs):
     if not allowed("wall"):
         return forbidden()
     every = float(current_app.config["WALL_REFRESH_SECONDS"]) * 1000
-    city = queries.city_info()
+    city = reference.city_info()
     first = _first_render(city)
     return html.Div(className="wall", id="wall", children=[
         dcc.Interval(id=ids.WALL_TICK, interval=every),
@@ -49,7 +50,7 @@ def layout(**_kwargs):
         html.Div(className="wall-grid", children=[
             panel(t("by_state"), graph(ids.WALL_STATES, figure=first["states"]), cls="p-states", id_="wall-p-states"),
             panel(t("channels"), graph(ids.WALL_CHANNELS, figure=first["channels"]), cls="p-channels", id_="wall-p-channels"),
-            panel(t("dept_on_time", n=queries_wall.DEPARTMENT_MIN_VOLUME),
+            panel(t("dept_on_time", n=kpis.MIN_RANKING_VOLUME),
                   html.Div(first["depts"], id="wall-depts", className="bars"), cls="p-depts", id_="wall-p-depts"),
             html.Div(className="panel p-map", children=[
                 html.Div(className="map-head", children=[
@@ -80,9 +81,9 @@ def _first_render(city) -> dict:
              "cats": {}, "feeds": [], "alarms": [], "updated": "", "title": t("map_title"),
              "map": wall_map_base(view)}
     try:
-        data = queries_wall.wall_data(datetime.now(timezone.utc), city.timezone,
+        data = wall.wall_data(datetime.now(timezone.utc), city.timezone,
                                       every=current_app.config["WALL_REFRESH_SECONDS"])
-    except queries_wall.Unavailable:
+    except wall.Unavailable:
         return {**empty, "banner": t("stale_db", t="—"), "banner_cls": "wall-banner stale"}
     out = render(data, city, DEFAULT_LAYERS, 1.0, None, first=True)
     keys = ["tiles", "map", "states", "channels", "depts", "trend", "cats", "feeds", "alarms", "updated",
@@ -120,10 +121,10 @@ def refresh(_n, layers_on, district, scale, seen, last_ok):
         raise dash.exceptions.PreventUpdate
     now = datetime.now(timezone.utc)
     try:
-        city = queries.city_info()
-        data = queries_wall.wall_data(now, city.timezone, every=current_app.config["WALL_REFRESH_SECONDS"],
+        city = reference.city_info()
+        data = wall.wall_data(now, city.timezone, every=current_app.config["WALL_REFRESH_SECONDS"],
                                       district=district)
-    except queries_wall.Unavailable as exc:  # the database is away: say so, keep what is on screen, retry next tick
+    except wall.Unavailable as exc:  # the database is away: say so, keep what is on screen, retry next tick
         log.warning("wall refresh failed: %s", exc)
         banner = t("stale_db", t=local_time(datetime.fromisoformat(last_ok), "%H:%M:%S") if last_ok else "—")
         return (no_update,) * 10 + (banner, "wall-banner stale", no_update, no_update, no_update, no_update)
@@ -134,8 +135,8 @@ def render(data, city, layers_on, scale, seen, *, first: bool = False):
     view_scale, scale = scale, max(scale, 1.0)   # the map zooms with the screen; type never shrinks
     structure = [sorted(layers_on), data.district, round(view_scale, 2)]
     plan = map_plan(layers_on, data.district)
-    shapes = queries.district_shapes(city.name)
-    grids = queries_wall.grid_shapes(data.district or "") if ("grid" in layers_on or data.district) else {"features": []}
+    shapes = reference.district_shapes(city.name)
+    grids = wall.grid_shapes(data.district or "") if ("grid" in layers_on or data.district) else {"features": []}
     if first:
         fig = wall_map_full(plan, data, district_shapes=shapes, grid_shapes=grids, view=_view(city, None))
     elif seen and seen.get("structure") == structure:
@@ -172,7 +173,7 @@ def drill(click, _back):
         return None
     point = (click or {}).get("points", [{}])[0]
     code = point.get("location")
-    if code and code in {f["id"] for f in queries.district_shapes(queries.city_info().name)["features"]}:
+    if code and code in {f["id"] for f in reference.district_shapes(reference.city_info().name)["features"]}:
         return code
     raise dash.exceptions.PreventUpdate
 
@@ -213,9 +214,9 @@ def _tiles(d):
     if d.online:
         ratio, day = d.online
         online = tile(f"{t('online_rate')}（{t('last_7_days')}）", pct(ratio.value),
-                      tone="good" if (ratio.value or 0) >= queries_wall.ONLINE_RATE_TARGET else "warn",
+                      tone="good" if (ratio.value or 0) >= wall.ONLINE_RATE_TARGET else "warn",
                       title=f"网办率 = 网上办理 {ratio.numerator:,} ÷ 办件总数 {ratio.denominator:,}；"
-                            f"{t('target')} ≥ {queries_wall.ONLINE_RATE_TARGET:.0%}（截至 {day} 的近7天一网通办数据）")
+                            f"{t('target')} ≥ {wall.ONLINE_RATE_TARGET:.0%}（截至 {day} 的近7天一网通办数据）")
     tiles = [
         tile(t("today_reported"), d.today["reported"], t("cases_unit"), title="上报数：今日0时起上报的案件数"),
         tile(t("today_registered"), d.today["registered"], t("cases_unit"), title="立案数：今日0时起立案的案件数"),

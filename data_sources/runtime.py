@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from data_sources.db import EXTENSION_KEY, Database
 from data_sources.packs import Pack, load_pack
+from data_sources.store.db import EXTENSION_KEY, Database
 from incidents import sla
 from incidents.routing import AreaIndex, Router, Rule
 from incidents.services import CaseRules

@@ -10,8 +10,8 @@ from shapely.geometry import mapping
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from data_sources import migrate
 from data_sources.packs import Pack
+from data_sources.store import migrate
 from incidents import auth
 from incidents.model import Role
 from incidents.services import bump_data_version
@@ -94,9 +94,9 @@ def create_demo_users(session: Session, pack: Pack, now: datetime) -> list[tuple
 
 
 def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime | None = None) -> dict:
-    from data_sources.db import get_db
     from data_sources.feeds import simulator
     from data_sources.runtime import get_runtime
+    from data_sources.store.db import get_db
 
     now = now or datetime.now(timezone.utc)
     db = get_db(server)

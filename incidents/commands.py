@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from data_sources.db import session_scope
+from data_sources.store.db import session_scope
 from incidents import services
-from incidents.queries import case_rules
+from incidents.queries.reference import case_rules
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """KPIs (DESIGN §6): pure functions over frames with a fixed ``as_of``. Pure: stdlib + pandas.
 
-Two frames describe the cases (the loaders in :mod:`incidents.queries` build them with SQL):
+Two frames describe the cases (the loaders in :mod:`incidents.queries.brief` build them with SQL):
 
 * ``cases``: one row per case — ``id``, ``reported_at``, ``district_code``, ``department_code``,
   ``state``, ``deadline``, ``on_time`` (the columns as they are *now*), and for rebuilding a
@@ -29,10 +29,12 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from incidents.model import State
+
 UTC = timezone.utc
 
-WITH_DEPARTMENT = ("dispatched", "in_progress")
-OPEN_RUNNING = WITH_DEPARTMENT
+#: the department's clock runs (or is paused) in these states (``incidents.model`` is their home)
+WITH_DEPARTMENT = tuple(s.value for s in State.running_states())
 CLOCK_STARTS = ("dispatch", "reassign", "verify_fail")
 CLOCK_STOPS = ("return", "reopen")
 REWORK_ACTIONS = ("verify_fail", "reopen")
@@ -46,7 +48,9 @@ ON_TIME_CHANGERS = ("verify_fail", "reopen", "resolve")
 
 GRADES = ((90.0, "A"), (75.0, "B"), (60.0, "C"), (40.0, "D"))
 DEFAULT_WEIGHTS = {"closure_rate": 0.3, "on_time_disposal_rate": 0.3, "rework": 0.3, "volume": 0.1}
-DEFAULT_MIN_VOLUME = 20
+#: a group (department, district) with fewer cases than this is listed apart, never ranked: the one
+#: home of the rule for the brief, the API, the exports and the wall's department ranking
+MIN_RANKING_VOLUME = 20
 UNASSIGNED = "(未派遣)"
 
 
@@ -428,7 +432,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     f["closed_on_time"] = f["closed"] & f["on_time_final"]
 
     overdue = {}
-    running = f["state"].isin(OPEN_RUNNING)
+    running = f["state"].isin(WITH_DEPARTMENT)
     held = f["state"].eq("suspended") & f["suspended_from"].isin(WITH_DEPARTMENT)
     stored_deadline = c["deadline"].reindex(f.index).to_dict()
     later_deadline = dict(zip(f.index, later_deadline))
@@ -600,7 +604,7 @@ def composite_score(closure_rate: float, on_time_disposal_rate: float, rework_ra
 
 
 def rank_groups(groups: dict[str, dict[str, KpiResult]], *, by: str, names: Optional[dict[str, str]] = None,
-                min_volume: int = DEFAULT_MIN_VOLUME, weights: Optional[dict] = None, top_n: int = 3) -> Ranking:
+                min_volume: int = MIN_RANKING_VOLUME, weights: Optional[dict] = None, top_n: int = 3) -> Ranking:
     """综合指标值 ranking. Volume = the group's 立案 cohort (结案率's denominator); a group below
     ``min_volume`` (or without a 按期处置率) is listed as unranked, never at the top."""
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
@@ -661,7 +665,7 @@ def composite_results(ranking: Ranking, period: Period, as_of: datetime) -> dict
 def kpi_report(cases: pd.DataFrame, events: pd.DataFrame, rates: Optional[pd.DataFrame], period: Period,
                as_of: datetime, *, tz: str, cal=None, targets: Optional[dict] = None,
                weights: Optional[dict] = None, group_by: Optional[str] = None,
-               names: Optional[dict[str, str]] = None, min_volume: int = DEFAULT_MIN_VOLUME,
+               names: Optional[dict[str, str]] = None, min_volume: int = MIN_RANKING_VOLUME,
                top_n: int = 3) -> KpiReport:
     """Every KPI of DESIGN §6 for ``period`` at ``as_of``; with ``group_by`` (department |
     district) the same per group and the 综合指标值 ranking."""
@@ -882,7 +886,7 @@ class Brief:
 def brief_figures(cases: pd.DataFrame, events: pd.DataFrame, rates: pd.DataFrame, period: Period, as_of: datetime,
                   *, tz: str, cal=None, targets: Optional[dict] = None, weights: Optional[dict] = None,
                   department_names: Optional[dict[str, str]] = None,
-                  district_names: Optional[dict[str, str]] = None, min_volume: int = DEFAULT_MIN_VOLUME,
+                  district_names: Optional[dict[str, str]] = None, min_volume: int = MIN_RANKING_VOLUME,
                   top_n: int = 3):
     """The period's two grouped reports (department, district), the KPI series and the case
     flags (:func:`case_flags` of the case KPIs), computing the case facts once; the reports

@@ -31,6 +31,11 @@ class State(StrEnum):
     def open_states(cls) -> tuple["State", ...]:
         return tuple(s for s in cls if s.is_open)
 
+    @classmethod
+    def running_states(cls) -> tuple["State", ...]:
+        """States whose deadline clock runs (the case is with a department): the traffic light's."""
+        return tuple(s for s in cls if s.is_with_department)
+
 
 class Action(StrEnum):
     REGISTER = "register"

@@ -20,7 +20,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from data_sources.db import make_engine
+    from data_sources.store.db import make_engine
     engine = make_engine(os.environ.get("CITYOPS_DATABASE_URL", "sqlite:///instance/cityops.db"))
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata,

@@ -45,7 +45,7 @@ def pg_test_url() -> str:
         import atexit
         from sqlalchemy import text
         from sqlalchemy.engine import make_url
-        from data_sources.db import make_engine, normalise_url
+        from data_sources.store.db import make_engine, normalise_url
         name = f"cityops_test_{os.getpid()}"
         admin = make_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -63,7 +63,7 @@ def pg_test_url() -> str:
 
 def reset_postgres(url: str) -> None:
     from sqlalchemy import text
-    from data_sources.db import make_engine
+    from data_sources.store.db import make_engine
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -105,7 +105,7 @@ def db_url(backend, tmp_path) -> str:
 def app(db_url):
     app = build_app(db_url)
     yield app
-    from data_sources.db import get_db
+    from data_sources.store.db import get_db
     get_db(app.server).dispose()
 
 

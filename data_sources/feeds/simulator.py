@@ -430,7 +430,7 @@ def _run(server, lock_handle) -> None:
         log.info("demo feed started: about %.0f cases a day, tick every %.0f s", sim.daily, period)
         while True:
             try:
-                from data_sources.db import session_scope
+                from data_sources.store.db import session_scope
                 with session_scope(server) as s:
                     out = tick(s, sim, datetime.now(timezone.utc))
                 if out["created"] or out["applied"]:
@@ -441,8 +441,8 @@ def _run(server, lock_handle) -> None:
 
 
 def build(server) -> Simulator:
-    from data_sources.db import session_scope
     from data_sources.runtime import get_runtime
+    from data_sources.store.db import session_scope
     rt = get_runtime(server)
     with session_scope(server) as s:
         cats = s.scalars(select(Category)).all()

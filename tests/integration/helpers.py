@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 
 PASSWORD = "correct-horse-battery"

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, update
 
-from data_sources import api
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
+from data_sources.web import api
 from incidents import auth, services
 from incidents.model import Role, State
 from incidents.services import Actor

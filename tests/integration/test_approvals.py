@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import queries, services
+from data_sources.store.db import get_db
+from incidents import services
+from incidents.queries import brief as brief_queries, cases as case_queries
 from incidents.lifecycle import NotFound, PermissionDenied, StaleVersion, ValidationFailed
 from incidents.model import Role, State
 from incidents.services import Actor
@@ -180,10 +181,10 @@ def test_the_workbench_detail_offers_requests_and_decisions_by_role(server):
     rid = act(server, DEPT_USER, cid, "extend", hours=4).request.id
     with server.app_context():
         rules = get_runtime(server).rules
-        dept = queries.case_detail(NOW, cid, rules=rules, role="department", department_code=DEPT)
-        disp = queries.case_detail(NOW, cid, rules=rules, role="dispatcher", department_code=None)
-        pend = queries.queue_page(NOW, view="pending_approval", role="dispatcher", end=100)
-        todo = queries.queue_page(NOW, view="my_todo", role="dispatcher", end=100)
+        dept = case_queries.case_detail(NOW, cid, rules=rules, role="department", department_code=DEPT)
+        disp = case_queries.case_detail(NOW, cid, rules=rules, role="dispatcher", department_code=None)
+        pend = case_queries.queue_page(NOW, view="pending_approval", role="dispatcher", end=100)
+        todo = case_queries.queue_page(NOW, view="my_todo", role="dispatcher", end=100)
     assert set(dept["actions"]) == {"resolve", "return", "suspend"}        # extend: already asked
     assert dept["request_only"] == ["suspend"] and not dept["may_decide"]
     assert [(r["id"], r["status"]) for r in dept["requests"]] == [(rid, "pending")]
@@ -288,8 +289,8 @@ def test_the_extension_rate_counts_approved_extensions_only(server):
     act(server, DISPATCHER, direct, "extend", at=at, hours=4)
     start, end = NOW - timedelta(days=1), NOW + timedelta(days=1)
     with server.app_context():
-        k = queries.kpi_report(start, end, NOW).kpis["extension_rate"]
-        by_dept = queries.kpi_report(start, end, NOW, group_by="department").groups[DEPT]["extension_rate"]
+        k = brief_queries.kpi_report(start, end, NOW).kpis["extension_rate"]
+        by_dept = brief_queries.kpi_report(start, end, NOW, group_by="department").groups[DEPT]["extension_rate"]
     assert (k.numerator, k.denominator) == (2, 5)         # the approved request + the dispatcher's own
     assert k.value == pytest.approx(0.4)
     assert (by_dept.numerator, by_dept.denominator) == (2, 5)
@@ -298,7 +299,7 @@ def test_the_extension_rate_counts_approved_extensions_only(server):
     from incidents import kpis
     rt = get_runtime(server)
     with server.app_context(), get_db(server).session_scope() as s:
-        cases, events, _ = queries.load_kpi_frames(s, start, end, NOW, priority_factors=rt.pack.priority_factors,
+        cases, events, _ = brief_queries.load_kpi_frames(s, start, end, NOW, priority_factors=rt.pack.priority_factors,
                                                    hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
         before = kpis._facts(cases, events, kpis.Period(start, end), NOW, rt.calendar)[1]
         stored = {cid: s.get(Incident, cid).deadline for cid in (approved, rejected, pending, direct)}
@@ -318,7 +319,7 @@ def _workbench(server, who: tuple, pending: dict, seen: dict, note: str = "", ho
     ``run_action`` → ``commands.act`` → ``services.act``, as the logged-in user ``who``."""
     from flask_login import login_user
     from dashboards import _case
-    from data_sources.web import SessionUser
+    from data_sources.web.gate import SessionUser
     with server.test_request_context("/_dash-update-component", method="POST"):
         login_user(SessionUser(*who))
         _case.guard_actions()

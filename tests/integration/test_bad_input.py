@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from data_sources.db import EXTENSION_KEY, Database, get_db
+from data_sources.store.db import EXTENSION_KEY, Database, get_db
 from incidents import bounds
 from incidents.tables import Incident
 from tests.integration.helpers import login
@@ -186,7 +186,7 @@ def _confirm(server, username: str, role: str, cid: int, version: int, action: s
     incidents.commands.perform → services), as ``username``; answers the result's status."""
     from flask_login import login_user
     from dashboards import _case
-    from data_sources.web import SessionUser
+    from data_sources.web.gate import SessionUser
     from incidents.model import Role
     with server.test_request_context("/_dash-update-component", method="POST"):
         login_user(SessionUser(1, username, Role(role), None, username))
@@ -217,7 +217,7 @@ def test_the_workbench_refuses_a_case_id_beyond_64_bit_and_accepts_the_bounds(se
 
 
 def test_the_workbench_search_box_takes_a_nul_or_a_huge_number(server):
-    from incidents.queries import search_conditions
+    from incidents.queries.cases import search_conditions
     from sqlalchemy import func, select
     with get_db(server).session_scope() as s:
         for q in (NUL, str(BIG), "#" + str(HUGE), "\ud800"):

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards import _brief_view as bv
-from data_sources.db import get_db
 from data_sources.feeds.service_rates import seed_kpis, seed_service_rates
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import kpis
-from incidents import queries_brief as qb
+from incidents.queries import brief as qb
 from tests.integration.helpers import login
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -297,7 +297,7 @@ def test_the_period_presets_in_city_time():
 def test_the_sql_prefilter_keeps_every_case_a_kpi_needs(seeded, start, end, as_of):
     """The loader fetches only the cases a period can need; the KPIs equal those over every case."""
     from data_sources.runtime import get_runtime
-    from incidents.queries import kpi_report, load_kpi_frames
+    from incidents.queries.brief import kpi_report, load_kpi_frames
     rt = get_runtime(seeded.server)
     kw = dict(priority_factors=rt.pack.priority_factors, hours_per_day=rt.calendar.hours_per_day,
               tz=rt.pack.timezone)

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import queries, services
+from data_sources.store.db import get_db
+from incidents import services
+from incidents.queries import wall as queries_wall
 from tests.conftest import REDIS_URL, build_app
 from tests.integration.helpers import NOW
 
@@ -35,17 +36,17 @@ def test_many_screens_share_one_computation_and_a_write_shows_at_once(cached_app
     server = cached_app.server
     counter = _count_queries(get_db(server).engine)
     with server.app_context():
-        first = queries.wall_snapshot(NOW, "Asia/Shanghai")
+        first = queries_wall.wall_data(NOW, "Asia/Shanghai")
         cold = counter["q"]
         for _ in range(20):  # twenty screens polling
-            assert queries.wall_snapshot(NOW, "Asia/Shanghai") == first
+            assert queries_wall.wall_data(NOW, "Asia/Shanghai") == first
         warm = counter["q"] - cold
         assert cold > 5 and warm == 20  # one data-version read per screen, nothing else
         rules = get_runtime(server).rules
         with get_db(server).session_scope() as s:
             services.create_case(s, rules, source="t", external_id="1", channel="12345", title="新案件",
                                  reported_at=NOW, now=NOW, category_code="E0101", lon=120.15, lat=30.25)
-        after = queries.wall_snapshot(NOW, "Asia/Shanghai")
+        after = queries_wall.wall_data(NOW, "Asia/Shanghai")
     assert after.version > first.version
     assert sum(after.by_state.values()) == sum(first.by_state.values()) + 1
 
@@ -62,8 +63,8 @@ def test_two_databases_never_share_cached_answers(tmp_path):
     with get_db(b.server).session_scope() as s:  # same data version number, different data
         services.bump_data_version(s)
     with a.server.app_context():
-        in_a = queries.wall_snapshot(NOW, "Asia/Shanghai")
+        in_a = queries_wall.wall_data(NOW, "Asia/Shanghai")
     with b.server.app_context():
-        in_b = queries.wall_snapshot(NOW, "Asia/Shanghai")
+        in_b = queries_wall.wall_data(NOW, "Asia/Shanghai")
     assert in_a.version == in_b.version
     assert sum(in_a.by_state.values()) == 1 and sum(in_b.by_state.values()) == 0

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import services
 from incidents.lifecycle import PermissionDenied, StaleVersion, TransitionError
 from incidents.model import Role, State

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import services
 from incidents.lifecycle import DomainError, StaleVersion
 from incidents.model import Role, State

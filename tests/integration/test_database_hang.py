@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from data_sources.db import Database, get_db, is_unavailable, normalise_url
+from data_sources.store.db import Database, get_db, is_unavailable, normalise_url
 from tests.conftest import PG_URL, build_app, pg_test_url, reset_postgres
 from tests.integration.helpers import login
 from tests.integration.test_api import client_for, make_case

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
 from data_sources.feeds import simulator
-from incidents import queries
+from data_sources.store.db import get_db
+from incidents.queries import wall as queries_wall
 from incidents.model import Channel
 from incidents.tables import DemoStep, Incident, IncidentEvent
 from tests.integration.helpers import NOW
@@ -33,7 +33,7 @@ def test_history_is_deterministic_and_realistic(server, tmp_path):
     assert set(channels) == {c.value for c in Channel}
     assert unlocated < out["cases"] * 0.02  # every demo point falls inside the city
     with server.app_context():
-        lights = queries.light_counts(get_db(server).sessions(), NOW)
+        lights = queries_wall.lights_of_running_cases(get_db(server).sessions(), NOW)
     assert lights["red"] > 0 and lights["yellow"] > 0 and lights["green"] > lights["red"]
     # the same seed gives the same cases
     from tests.conftest import build_app
@@ -60,15 +60,15 @@ def test_a_live_tick_adds_cases_and_moves_planned_ones_through_the_services(serv
     assert again["created"] == 0 and again["applied"] == 0
 
 
-def test_the_wall_snapshot_counts_match_the_table(server):
+def test_the_wall_figures_match_the_table(server):
     _seed(server, days=1)
     with server.app_context(), server.test_request_context():
-        snap = queries.wall_snapshot(NOW, "Asia/Shanghai")
+        snap = queries_wall.wall_data(NOW, "Asia/Shanghai")
     with get_db(server).session_scope() as s:
         total = s.scalar(select(func.count()).select_from(Incident))
         open_n = s.scalar(select(func.count()).select_from(Incident)
                           .where(Incident.state.not_in(["closed", "voided"])))
     assert sum(snap.by_state.values()) == total
-    assert sum(snap.open_by_district.values()) <= open_n
-    assert len(snap.points) == min(open_n, queries.MAX_POINTS)
+    assert sum(snap.by_area.values()) <= open_n and snap.open_total == open_n
+    assert len(snap.points) == min(open_n, queries_wall.MAX_POINTS)
     assert len(snap.hourly) == 24 and sum(n for _, n in snap.hourly) > 0

@@ -1,4 +1,4 @@
-"""Feed health (incidents.queries.feed_health, GET /api/v1/feeds) from hand-built cases and feed runs."""
+"""Feed health (incidents.queries.feeds.feed_health, GET /api/v1/feeds) from hand-built cases and feed runs."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
-from incidents.queries import feed_health_rows
+from incidents.queries.feeds import feed_health_rows
 from incidents.tables import FeedRun, Incident, User
 from tests.conftest import BACKENDS, build_app, database_url
 from tests.integration.helpers import NOW

@@ -13,10 +13,10 @@ from tests.conftest import SHARED_DATA
 from sqlalchemy import func, select
 
 from data_sources.coords import wgs84_to_bd09, wgs84_to_gcj02
-from data_sources.db import get_db
 from data_sources.feeds.files import read_records
 from data_sources.ingest import ingest, retry_quarantined
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
 from tests.conftest import build_app
 

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from data_sources.db import get_db
 from data_sources.feeds.open311_client import Open311Client, pull_open311
 from data_sources.feeds.pull import HttpClient
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import Incident
 from tests.conftest import build_app
 from tests.integration.test_feeds import DATA, _open311_pack

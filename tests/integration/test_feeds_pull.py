@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
 from data_sources.feeds.pull import HttpClient, PullSource, load_cursor, pull
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import FeedRun, Incident
 
 WEST_LAKE = (120.1593, 30.2585)

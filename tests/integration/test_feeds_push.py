@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 from incidents.tables import FeedRun, Incident
 

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
 from data_sources.feeds.files import read_records
 from data_sources.feeds.replay import replay
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import Incident
 
 WEST_LAKE = (120.1593, 30.2585)

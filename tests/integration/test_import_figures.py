@@ -8,7 +8,7 @@ from datetime import date
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents.tables import FeedRun, KpiIndicator, KpiValue, Quarantine, ServiceRate
 
 SR_HEADER = ["department_code", "day", "item_code", "item_name", "total", "online", "completed", "on_time",

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
 from data_sources.feeds.files import read_records
 from data_sources.feeds.mappings import Native
 from data_sources.ingest import RUN_OWNER, Ingestor, ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import FeedRun, Incident, Quarantine
 
 NOW = datetime(2026, 11, 18, 2, 0, tzinfo=timezone.utc)

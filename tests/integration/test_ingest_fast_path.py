@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import Text, cast, func, select
 
-from data_sources.db import get_db
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import services
 from incidents.tables import FeedRun, Incident, IncidentEvent, Meta, Quarantine
 from tests.conftest import PG_URL, build_app, pg_test_url
@@ -38,7 +38,7 @@ def pair(backend, tmp_path):
             pytest.skip("PostgreSQL: set CITYOPS_TEST_DATABASE_URL to run (CI does)")
         from sqlalchemy import text
         from sqlalchemy.engine import make_url
-        from data_sources.db import make_engine
+        from data_sources.store.db import make_engine
         from tests.conftest import reset_postgres
         first = pg_test_url()
         reset_postgres(first)

@@ -1,4 +1,4 @@
-"""GET /api/v1/kpis: the same numbers as incidents.queries.kpi_report, roles, bad dates."""
+"""GET /api/v1/kpis: the same numbers as incidents.queries.brief.kpi_report, roles, bad dates."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,10 +6,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from data_sources.db import get_db
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
-from incidents.queries import kpi_report
+from data_sources.store.db import get_db
+from incidents.queries.brief import kpi_report
 from tests.integration.helpers import login
 
 SH = ZoneInfo("Asia/Shanghai")

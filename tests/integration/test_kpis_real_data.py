@@ -26,12 +26,12 @@ import pytest
 from tests.conftest import SHARED_DATA
 from sqlalchemy import select
 
-from data_sources.db import get_db
 from data_sources.feeds.files import read_records
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents import kpis
-from incidents.queries import kpi_report, load_kpi_frames
+from incidents.queries.brief import kpi_report, load_kpi_frames
 from incidents.tables import Incident
 from tests.conftest import BACKENDS, build_app, database_url
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents.tables import User
 from tests.integration.helpers import PASSWORD, add_user, login, post_login, csrf_token
 
@@ -42,7 +42,7 @@ def test_readyz_reports_an_unreachable_database(tmp_path):
     app = build_app(f"sqlite:///{tmp_path / 'r.db'}")
     get_db(app.server).engine.dispose()
     # point the app at a database server that is not there (nothing listens on port 9)
-    from data_sources.db import Database, EXTENSION_KEY
+    from data_sources.store.db import Database, EXTENSION_KEY
     app.server.extensions[EXTENSION_KEY] = Database("postgresql://postgres@127.0.0.1:9/none?connect_timeout=2")
     resp = app.server.test_client().get("/readyz")
     assert resp.status_code == 503 and resp.get_json()["status"] == "unavailable"

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 from tests.conftest import REDIS_URL, build_app
 from tests.integration.helpers import NOW, PASSWORD, add_user, csrf_token, login, post_login
@@ -100,7 +100,7 @@ def test_successful_logins_are_not_counted(limited):
 
 
 def test_limiter_storage_follows_the_settings():
-    from data_sources.security import limiter_storage_uri
+    from data_sources.web.security import limiter_storage_uri
     assert limiter_storage_uri({"CACHE_URL": "", "RATELIMIT_STORAGE_URL": ""}) == "memory://"
     assert limiter_storage_uri({"CACHE_URL": "redis://r:6379/0", "RATELIMIT_STORAGE_URL": ""}) == "redis://r:6379/0"
     assert limiter_storage_uri({"CACHE_URL": "simple", "RATELIMIT_STORAGE_URL": ""}) == "memory://"

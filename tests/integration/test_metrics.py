@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from data_sources.db import get_db
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
 from incidents.tables import FeedRun, Incident, Quarantine
 from tests.conftest import build_app, database_url
 from tests.integration.helpers import login
@@ -97,7 +97,7 @@ def test_the_database_figures_equal_the_database(app):
 
 
 def test_callbacks_are_timed_by_their_output_id_and_cache_lookups_counted(app, monkeypatch):
-    from incidents.queries import department_names
+    from incidents.queries.reference import department_names
     client = login(app.server, "m-lead", "leader")
     output = "..brief-body.children...brief-period-text.children...brief-pdf.href...brief-xlsx.href.."
     store = {"from": "2026-11-01T00:00:00+08:00", "to": "2026-12-01T00:00:00+08:00",
@@ -120,7 +120,7 @@ def test_callbacks_are_timed_by_their_output_id_and_cache_lookups_counted(app, m
     assert value(after, count, output=output) - value(before, count, output=output) == 1
     assert value(after, count, output="<unknown>") - value(before, count, output="<unknown>") == 1
     assert not any(dict(k[1]).get("output") == "made-up-id.children" for k in after)
-    fn = "incidents.queries.department_names"
+    fn = "incidents.queries.reference.department_names"
     cache = "cityops_cache_requests_total"
     assert value(after, cache, function=fn, result="miss") - value(before, cache, function=fn, result="miss") == 1
     assert value(after, cache, function=fn, result="hit") - value(before, cache, function=fn, result="hit") == 1

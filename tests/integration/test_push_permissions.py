@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 from incidents import auth
 from incidents.tables import Department, Incident, IncidentEvent, Quarantine
 

@@ -5,10 +5,11 @@ import json
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+import pytest
 from sqlalchemy import func, inspect, select
 
-from data_sources.db import get_db, make_engine
 from data_sources.seed import init_db
+from data_sources.store.db import get_db, make_engine
 from incidents.tables import Area, Base, Category, Department, Meta, RoutingRule
 from tests.conftest import PG_URL, build_app, pg_test_url, reset_postgres
 
@@ -99,3 +100,27 @@ def test_init_db_cli_prints_demo_passwords_once(tmp_path, monkeypatch):
     from tests.integration.helpers import post_login
     resp = post_login(app.server.test_client(), "leader", password)
     assert resp.status_code == 302 and resp.headers["Location"] == "/brief"
+
+
+def test_each_app_hands_the_domain_its_own_city_even_two_at_once(tmp_path):
+    import contextvars
+
+
+    from app import create_app
+    from data_sources.runtime import get_runtime
+    from incidents.queries import reference
+    base = {"TESTING": True, "SECRET_KEY": "test-secret", "DEMO_FEED": False}
+    a = create_app({**base, "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"})
+    b = create_app({**base, "DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}", "PACK": "nyc"})
+    with a.server.app_context():
+        assert reference.city_info().name == "hangzhou"
+        with b.server.app_context():
+            assert reference.city_info().name == "nyc"
+            assert reference.case_rules() is get_runtime(b.server).rules
+        assert reference.city_info().name == "hangzhou"   # back to the outer app's city
+        assert reference.case_rules() is get_runtime(a.server).rules
+    with b.server.test_request_context():
+        assert reference.city_info().timezone == get_runtime(b.server).pack.timezone
+    # outside every app context the domain has no city, and says so
+    with pytest.raises(RuntimeError, match="no city handed to the domain"):
+        contextvars.Context().run(reference.city_info)

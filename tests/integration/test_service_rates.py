@@ -5,10 +5,10 @@ from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
-from data_sources.db import get_db
 from data_sources.feeds import service_rates as sr
 from data_sources.runtime import get_runtime
 from data_sources.seed import init_db
+from data_sources.store.db import get_db
 from incidents.tables import Incident, KpiIndicator, KpiValue, ServiceRate
 from tests.integration.helpers import NOW
 

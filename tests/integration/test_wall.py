@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import auth, queries_wall, services
+from data_sources.store.db import get_db
+from incidents import auth, services
+from incidents.queries import wall as queries_wall
 from incidents.lifecycle import PermissionDenied
 from incidents.model import Role
 from incidents.services import Actor

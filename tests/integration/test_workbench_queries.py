@@ -1,4 +1,4 @@
-"""The workbench's queue page query and case detail (incidents.queries.queue_page / case_detail),
+"""The workbench's queue page query and case detail (incidents.case_queries.queue_page / case_detail),
 on SQLite and PostgreSQL: every view's filter, sorting by each sortable column, search, column
 filters, paging totals, and department scoping."""
 from __future__ import annotations
@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from data_sources.db import get_db
 from data_sources.runtime import get_runtime
-from incidents import queries, services
+from data_sources.store.db import get_db
+from incidents import services
+from incidents.queries import cases as case_queries
 from incidents.model import Priority, Role, State
 from incidents.tables import Incident
 from tests.integration.helpers import NOW
@@ -71,7 +72,7 @@ def cases(server):
 def page(server, **kw):
     kw.setdefault("end", 500)
     with server.app_context():
-        return queries.queue_page(NOW, calendar=get_runtime(server).calendar, **kw)
+        return case_queries.queue_page(NOW, calendar=get_runtime(server).calendar, **kw)
 
 
 def names_of(cases, result) -> set[str]:
@@ -183,10 +184,10 @@ def test_a_department_sees_only_its_own_cases(server, cases):
 def test_case_detail_hides_other_departments_cases_and_masks_the_reporter(server, cases):
     with server.app_context():
         rules = get_runtime(server).rules
-        other = queries.case_detail(NOW, cases["yellow"], rules=rules, role="department", department_code=OWN)
-        mine = queries.case_detail(NOW, cases["red"], rules=rules, role="department", department_code=OWN)
-        disp = queries.case_detail(NOW, cases["registered"], rules=rules, role="dispatcher", department_code=None)
-        viewer = queries.case_detail(NOW, cases["registered"], rules=rules, role="viewer", department_code=None)
+        other = case_queries.case_detail(NOW, cases["yellow"], rules=rules, role="department", department_code=OWN)
+        mine = case_queries.case_detail(NOW, cases["red"], rules=rules, role="department", department_code=OWN)
+        disp = case_queries.case_detail(NOW, cases["registered"], rules=rules, role="dispatcher", department_code=None)
+        viewer = case_queries.case_detail(NOW, cases["registered"], rules=rules, role="viewer", department_code=None)
     assert other is None
     assert mine["reporter_phone"] == "138****5678" and mine["reporter_name"] == "王**"
     assert set(mine["actions"]) == {"resolve", "return", "extend", "suspend"}

@@ -1,6 +1,11 @@
 """Config layering: defaults → CITYOPS_* environment → overrides."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from app import DEFAULTS, load_config
@@ -34,3 +39,42 @@ def test_a_bad_boolean_in_the_environment_is_a_clear_error():
 
 def test_every_default_has_an_environment_name():
     assert all(k.isupper() for k in DEFAULTS)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# a setting read anywhere: config.get("KEY"), config["KEY"], cfg.get("KEY"), cfg["KEY"] (not a write)
+_READ = re.compile(r"""\b(?:config|cfg)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']\s*(?:\](?!\s*=[^=])|[,)])""")
+
+
+def _settings_read_in_code() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for folder in ("app.py", "data_sources", "dashboards", "incidents", "layers"):
+        path = ROOT / folder
+        for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
+            for key in _READ.findall(file.read_text(encoding="utf-8")):
+                found.setdefault(key, str(file.relative_to(ROOT)))
+    return found
+
+
+def test_every_setting_read_in_the_code_is_a_default_and_a_readme_row():
+    found = _settings_read_in_code()
+    assert {"PUSH_FEEDS", "PUSH_MAX_BYTES", "DEMO_DAILY_CASES", "PDF_FONT", "HOST", "PORT"} <= set(found)
+    assert {k: f for k, f in found.items() if k not in DEFAULTS} == {}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [k for k in DEFAULTS if f"| `CITYOPS_{k}` |" not in readme] == []
+
+
+def test_every_default_reaches_its_setting_from_the_environment():
+    typed = {bool: "true", int: "7", float: "2.5", str: "x"}
+    for key, default in DEFAULTS.items():
+        if key == "DEMO_FEED":
+            continue   # None: a boolean, tested above
+        cfg = load_config(environ={f"CITYOPS_{key}": typed[type(default)]})
+        assert cfg[key] == type(default)(typed[type(default)]) if type(default) is not bool else cfg[key] is True
+
+
+def test_importing_app_builds_nothing():
+    # a fresh interpreter: another test may already have built the default app in this one
+    code = ("import sys, app; assert 'app' not in vars(app) and 'server' not in vars(app), 'built'; "
+            "assert 'dash' not in sys.modules and 'flask' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

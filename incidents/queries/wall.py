@@ -13,16 +13,16 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from data_sources.cache import cache
-from data_sources.db import session_scope
+from data_sources.store.cache import cache
+from data_sources.store.db import session_scope
+from incidents.kpis import MIN_RANKING_VOLUME
 from incidents.model import Light, Priority, State
-from incidents.queries import (MAX_POINTS, OPEN_STATES, _bucket, current_version, feed_health_rows,
-                               light_expr)
+from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr, time_bucket
+from incidents.queries.feeds import feed_health_rows
 from incidents.tables import (AlarmAck, Area, Category, Department, Incident, IncidentEvent,
                               ServiceRate)
 
-RUNNING = [State.DISPATCHED.value, State.IN_PROGRESS.value]
-DEPARTMENT_MIN_VOLUME = 20      # departments with fewer dispatched cases in the window are not ranked
+MAX_POINTS = 4000  # never ship more raw points than a browser map renders briskly
 DEPARTMENT_WINDOW = timedelta(days=7)
 ALARM_WINDOW = timedelta(hours=2)
 ONLINE_RATE_TARGET = 0.85
@@ -81,7 +81,7 @@ class Unavailable(Exception):
 def wall_data(now: datetime, tz: str, *, every: float = 5, district: Optional[str] = None) -> WallData:
     every = max(int(every), 1)
     try:
-        key = (current_version(), _bucket(now, every), every, tz, district or "")
+        key = (current_version(), time_bucket(now, every), every, tz, district or "")
         # single flight: when many screens miss the cache at once, one computes and the others wait
         # for it and read the cache, instead of all running the same aggregates together
         with _STRIPES[hash(key) % len(_STRIPES)]:
@@ -126,7 +126,7 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
 def lights_of_running_cases(s, now, where=()) -> dict[str, int]:
     """Cases with a running clock (dispatched, in progress) by traffic light: the wall's and /metrics' figure."""
     lt = light_expr(now)
-    rows = s.execute(select(lt, func.count()).where(Incident.state.in_(RUNNING), *where).group_by(lt)).all()
+    rows = s.execute(select(lt, func.count()).where(Incident.state.in_(RUNNING_STATES), *where).group_by(lt)).all()
     out = {x.value: 0 for x in Light}
     out.update(dict(rows))
     return out
@@ -169,7 +169,7 @@ def _online(s, now, tz) -> Optional[tuple[Ratio, str]]:
 def _points(s, now, where) -> list[dict]:
     """The most urgent open cases first, capped: the grid layer shows the rest as density."""
     lt = light_expr(now)
-    running = Incident.state.in_(RUNNING)
+    running = Incident.state.in_(RUNNING_STATES)
     rank = case((and_(running, lt == Light.RED.value), 0), (Incident.priority != Priority.NORMAL.value, 1),
                 (and_(running, lt == Light.YELLOW.value), 2), else_=3)
     rows = s.execute(select(Incident.id, Incident.lon, Incident.lat, Incident.state, Incident.title,
@@ -177,7 +177,7 @@ def _points(s, now, where) -> list[dict]:
                      .where(Incident.state.in_(OPEN_STATES), Incident.lon.is_not(None), *where)
                      .order_by(rank, Incident.reported_at.desc()).limit(MAX_POINTS)).all()
     return [{"id": i, "lon": round(lo, 5), "lat": round(la, 5), "title": t, "priority": p,
-             "light": light if st in RUNNING else "none"} for i, lo, la, st, t, p, light in rows]
+             "light": light if st in RUNNING_STATES else "none"} for i, lo, la, st, t, p, light in rows]
 
 
 def _hourly(s, now, where) -> list[tuple[datetime, int]]:
@@ -205,7 +205,7 @@ def _departments(s, now, where, limit: int = 6) -> list[tuple[str, Ratio]]:
                      .join(Department, Department.code == Incident.department_code)
                      .where(Incident.resolved_at >= now - DEPARTMENT_WINDOW, Incident.resolved_at <= now, *where)
                      .group_by(Department.name)).all()
-    ranked = [(name, Ratio(int(ok or 0), int(n))) for name, n, ok in rows if n >= DEPARTMENT_MIN_VOLUME]
+    ranked = [(name, Ratio(int(ok or 0), int(n))) for name, n, ok in rows if n >= MIN_RANKING_VOLUME]
     ranked.sort(key=lambda r: (-(r[1].value or 0), -r[1].denominator))
     if len(ranked) <= limit:
         return ranked
@@ -227,7 +227,7 @@ def _alarms(s, now, where, feeds, limit: int = 12) -> list[Alarm]:
                        .order_by(Incident.reported_at.desc()).limit(50)).all()
     out += [Alarm(f"urgent:{i}", "urgent", at, t, case_id=i) for i, at, t, _p in urgent]
     red = s.execute(select(Incident.id, Incident.deadline, Incident.title)
-                    .where(Incident.state.in_(RUNNING), Incident.deadline >= since, Incident.deadline <= now, *where)
+                    .where(Incident.state.in_(RUNNING_STATES), Incident.deadline >= since, Incident.deadline <= now, *where)
                     .order_by(Incident.deadline.desc()).limit(200)).all()
     out += _fold([Alarm(f"red:{i}", "red", at, t, case_id=i) for i, at, t in red], "red", now)
     sup = s.execute(select(IncidentEvent.incident_id, IncidentEvent.at, Incident.title)

@@ -12,7 +12,7 @@
 
 The counters and histograms are updated by every request (Flask's request signals, so even a
 request the login gate turned away is counted); the database figures are computed at scrape time
-by ``incidents.queries_ops`` (a few GROUP BY counts). Reading is guarded: a client in
+by ``incidents.queries.ops`` (a few GROUP BY counts). Reading is guarded: a client in
 ``METRICS_ALLOW`` (addresses or networks; loopback by default) or one sending ``Authorization:
 Bearer <METRICS_TOKEN>``; anyone else gets 403. The login gate lets /metrics through to this guard.
 
@@ -36,7 +36,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
-from data_sources.db import get_db
+from data_sources.store.db import get_db
 
 PATH = "/metrics"
 DASH_CALLBACK_PATH = "/_dash-update-component"
@@ -135,7 +135,7 @@ class DatabaseFigures:
         yield pool
         up = GaugeMetricFamily("cityops_database_up", "1 when the scrape-time database queries answered")
         try:
-            from incidents.queries_ops import ops_figures
+            from incidents.queries.ops import ops_figures
             with db.session_scope() as s:
                 figures = ops_figures(s, datetime.now(timezone.utc))
         except SQLAlchemyError:

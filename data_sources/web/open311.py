@@ -8,7 +8,7 @@
     GET  requests/<id>.{json,xml}              one service request
     POST requests.{json,xml}                   create one (form-encoded, api_key required)
 
-Reading is public (the gate in ``data_sources.web`` lets /open311/v2/ through) and answers never
+Reading is public (the gate in ``data_sources.web.gate`` lets /open311/v2/ through) and answers never
 carry personal data: no reporter name, phone or e-mail; phone and ID-card numbers a citizen typed
 into free text are masked by ``incidents.permissions.mask_personal_text`` (the rule the API applies
 for viewers); coordinates are rounded to about 100 m. With the setting ``OPEN311_REQUIRE_KEY`` every
@@ -36,8 +36,8 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import func, select
 
-from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
+from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from incidents import auth, bounds, permissions, services
 from incidents.lifecycle import DomainError
 from incidents.model import Channel, Role, State, TimeUnit

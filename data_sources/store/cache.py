@@ -26,5 +26,5 @@ def init_app(app) -> None:
         cfg = {"CACHE_TYPE": "NullCache"}
     else:
         cfg = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300, "CACHE_THRESHOLD": 2000}
-    cfg["CACHE_ENABLE_SIGNALS"] = True  # hits and misses are counted by /metrics (data_sources.metrics)
+    cfg["CACHE_ENABLE_SIGNALS"] = True  # hits and misses are counted by /metrics (data_sources.web.metrics)
     cache.init_app(app, config=cfg)

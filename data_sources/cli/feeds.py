@@ -1,9 +1,11 @@
 """Feed CLI: ``flask --app app import incidents FILE --mapping NAME``, ``import service-rates FILE``,
 ``import kpis FILE``, ``replay FILE --mapping NAME --speed N [--limit K]`` and
-``flask --app app quarantine list|show ID|retry [ID…|--all]``."""
+``flask --app app quarantine list|show ID|retry [ID…|--all]`` and ``simulate [--once]`` (the demo feed
+in the foreground)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import click
@@ -46,10 +48,10 @@ def register(server: Flask) -> None:
     @click.option("--batch-size", default=1000, show_default=True)
     def import_incidents(file, mapping_name, source_label, fmt, encoding, crs, batch_size):
         """Import incident records from FILE (CSV, XLSX, JSON, NDJSON) through a named mapping."""
-        from data_sources.db import get_db
         from data_sources.feeds.files import count_records, read_records
         from data_sources.ingest import earliest_from, ingest
         from data_sources.runtime import get_runtime
+        from data_sources.store.db import get_db
         rt = get_runtime(server)
         try:
             records = read_records(file, fmt=fmt, encoding=encoding)
@@ -79,9 +81,9 @@ def register(server: Flask) -> None:
         """Import 一网通办 service-rate rows (department_code, day, item_code, item_name, total, online,
         completed, on_time, rating_1..rating_5, bad_rectified) from a CSV or XLSX FILE."""
         from pathlib import Path
-        from data_sources.db import get_db
         from data_sources.feeds.figures import import_service_rates
         from data_sources.runtime import get_runtime
+        from data_sources.store.db import get_db
         records, total = _figure_records(file)
         departments = {d.code for d in get_runtime(server).pack.departments}
         with click.progressbar(length=total or 0, label=f"importing {file}", show_pos=True) as bar:
@@ -96,8 +98,8 @@ def register(server: Flask) -> None:
         """Import KPI values (indicator_code, name, unit, direction, target, period, period_start,
         dimension, value) from a CSV or XLSX FILE; indicators are created or updated."""
         from pathlib import Path
-        from data_sources.db import get_db
         from data_sources.feeds.figures import import_kpis
+        from data_sources.store.db import get_db
         records, total = _figure_records(file)
         with click.progressbar(length=total or 0, label=f"importing {file}", show_pos=True) as bar:
             summary, indicators = import_kpis(get_db(server), records, source=source_label or Path(file).name,
@@ -118,10 +120,10 @@ def register(server: Flask) -> None:
     def replay_cmd(file, mapping_name, speed, limit, source_label, fmt, crs):
         """Play FILE as a live feed at ×N speed, keeping the time offsets between its records."""
         import time as _time
-        from data_sources.db import get_db
         from data_sources.feeds.files import read_records
         from data_sources.feeds.replay import replay
         from data_sources.runtime import get_runtime
+        from data_sources.store.db import get_db
         if speed <= 0:
             raise click.BadParameter("must be positive", param_hint="--speed")
         rt = get_runtime(server)
@@ -152,7 +154,7 @@ def register(server: Flask) -> None:
     @click.option("--status", default="new", show_default=True, help="new | retried | all")
     @click.option("--limit", default=50, show_default=True)
     def quarantine_list(feed, status, limit):
-        from data_sources.db import session_scope
+        from data_sources.store.db import session_scope
         from incidents.tables import Quarantine
         with session_scope(server) as s:
             q = select(Quarantine).order_by(Quarantine.id)
@@ -171,7 +173,7 @@ def register(server: Flask) -> None:
     @quarantine_group.command("show")
     @click.argument("qid", type=int)
     def quarantine_show(qid):
-        from data_sources.db import session_scope
+        from data_sources.store.db import session_scope
         from incidents.tables import Quarantine
         with session_scope(server) as s:
             r = s.get(Quarantine, qid)
@@ -189,9 +191,9 @@ def register(server: Flask) -> None:
     @click.option("--all", "all_", is_flag=True, help="Retry every new quarantine row.")
     def quarantine_retry(ids, all_):
         """Run the mapping again on quarantined records (after fixing the pack's mapping.csv, say)."""
-        from data_sources.db import get_db
         from data_sources.ingest import retry_quarantined
         from data_sources.runtime import get_runtime
+        from data_sources.store.db import get_db
         if not ids and not all_:
             raise click.UsageError("give quarantine ids or --all")
         rt = get_runtime(server)
@@ -201,3 +203,21 @@ def register(server: Flask) -> None:
             click.echo("nothing to retry")
         for summary in out:
             _summary(summary)
+
+    @server.cli.command("simulate")
+    @click.option("--once", is_flag=True, help="One tick, then exit.")
+    def simulate_cmd(once):
+        """Run the demo feed in the foreground."""
+        from data_sources.feeds import simulator
+        from data_sources.store.db import session_scope
+
+        def _now() -> datetime:
+            return datetime.now(timezone.utc)
+        sim = simulator.build(server)
+        while True:
+            with session_scope(server) as s:
+                out = simulator.tick(s, sim, _now())
+            click.echo(f"{_now():%H:%M:%S} {out}")
+            if once:
+                return
+            time.sleep(float(server.config["DEMO_TICK_SECONDS"]))

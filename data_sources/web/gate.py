@@ -2,7 +2,7 @@
 
 Without a session, every page shows the login page and every API or Dash callback
 answers 401. Permission per role is then checked by each page, callback and endpoint.
-Login attempts are throttled and the login/logout forms carry a CSRF token (data_sources.security);
+Login attempts are throttled and the login/logout forms carry a CSRF token (data_sources.web.security);
 a session ends at logout, after SESSION_IDLE_MINUTES without a request, SESSION_LIFETIME_HOURS after
 login, or when its user's session epoch moves on ("log out everywhere", a password reset).
 """
@@ -22,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from data_sources import security
-from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
+from data_sources.store.db import get_db, is_unavailable
+from data_sources.web import security
+from data_sources.web.errors import error_response, unavailable_response
 from incidents import auth, bounds
 from incidents.model import Role
 from incidents.tables import ApiToken, User
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz", "/map/style.json")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
 #: Open311 GeoReport v2 is public: GET answers carry no personal data, and a POST is refused by
-#: data_sources.open311 itself unless its form field api_key is a valid API token
+#: data_sources.web.open311 itself unless its form field api_key is a valid API token
 OPEN311_PREFIX = "/open311/v2/"
 
 #: /readyz waits this long for the database's answer, then says 503
@@ -146,7 +147,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         if current_user.is_authenticated:
             return None
         if path.startswith(MACHINE_PREFIXES):
-            return jsonify(error={"code": "unauthorized", "message": "login required"}), 401
+            return error_response(401, "unauthorized", "login required")
         return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/?=&"))
 
     @server.get("/login")
@@ -204,9 +205,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             return exc
         if is_unavailable(exc):
             log.warning("database unavailable on %s: %s", request.path, type(exc).__name__)
-            return (jsonify(error={"code": "unavailable", "message": "the database is not answering; try again "
-                                                                     "in a few seconds"}),
-                    503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return unavailable_response()
         log.exception("unhandled error on %s", request.path)
         return InternalServerError(original_exception=exc)
 
@@ -216,7 +215,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             # the form was stale (its session expired) or forged: a fresh form, nobody logged in
             return login_page(next_url=_safe_next(request.form.get("next")), error="form_expired",
                               username=(request.form.get("username") or "").strip()), 400
-        return jsonify(error={"code": "csrf_failed", "message": exc.description}), 400
+        return error_response(400, "csrf_failed", exc.description)
 
     @server.get("/")
     def _root():

@@ -6,7 +6,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(connection=None) -> Config:
@@ -18,7 +18,7 @@ def alembic_config(connection=None) -> Config:
 
 
 def upgrade(engine, revision: str = "head") -> None:
-    from data_sources.db import unbounded
+    from data_sources.store.db import unbounded
     with engine.begin() as conn, unbounded(conn):   # building an index may take longer than a request
         command.upgrade(alembic_config(conn), revision)
 

@@ -1,35 +1,38 @@
-"""Flask CLI commands (`flask --app app …`), registered by app.py."""
+"""Users and tokens: ``create-user``, ``logout-everywhere``, ``create-token``, ``create-kiosk``,
+``revoke-token``."""
 from __future__ import annotations
 
 import getpass
 import sys
-import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Iterator
 
 import click
 from flask import Flask
 
-from data_sources.db import session_scope
+from data_sources.store.db import session_scope
 from incidents.lifecycle import DomainError
+from incidents.model import Role
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def register(server: Flask) -> None:
-    @server.cli.command("init-db")
-    @click.option("--demo/--no-demo", default=None,
-                  help="Seed demo history and demo users (default: only on the embedded SQLite default).")
-    def init_db_cmd(demo):
-        """Apply migrations and load the configured city pack."""
-        from data_sources.seed import init_db
-        init_db(server, echo=click.echo, seed_demo=demo)
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """A refused command (unknown user, weak password …) is a one-line error, not a traceback."""
+    try:
+        yield
+    except DomainError as exc:
+        raise click.ClickException(str(exc))
 
+
+def register(server: Flask) -> None:
     @server.cli.command("create-user")
     @click.argument("name")
-    @click.option("--role", required=True, type=click.Choice(["viewer", "leader", "dispatcher", "department",
-                                                             "inspector", "admin"]))
+    @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
     @click.option("--department", default=None, help="Department code (for department users).")
     @click.option("--password-stdin", is_flag=True,
                   help="Read the password from the first line of standard input instead of prompting.")
@@ -61,12 +64,10 @@ def register(server: Flask) -> None:
                 raise click.ClickException(problem)
             if password != getpass.getpass("Repeat: "):
                 raise click.ClickException("the passwords differ")
-        try:
+        with _domain_errors():
             with session_scope(server) as s:
                 create_user(s, name, role, password=password, now=_now(), department_code=department,
                             replace=replace)
-        except DomainError as exc:
-            raise click.ClickException(str(exc))
         click.echo(f"user {name} ({role}) saved")
 
     @server.cli.command("logout-everywhere")
@@ -74,11 +75,9 @@ def register(server: Flask) -> None:
     def logout_everywhere_cmd(user):
         """End every open session of USER, on every browser (API tokens stay: see revoke-token)."""
         from incidents.auth import end_all_sessions
-        try:
+        with _domain_errors():
             with session_scope(server) as s:
                 end_all_sessions(s, user)
-        except DomainError as exc:
-            raise click.ClickException(str(exc))
         click.echo(f"every session of {user} ended")
 
     @server.cli.command("create-token")
@@ -89,11 +88,9 @@ def register(server: Flask) -> None:
     def create_token_cmd(user, name, feeds):
         """Print a new API token for USER (shown once; only its hash is kept)."""
         from incidents.auth import create_token
-        try:
+        with _domain_errors():
             with session_scope(server) as s:
                 token = create_token(s, user, now=_now(), name=name, feeds=list(feeds) or None)
-        except DomainError as exc:
-            raise click.ClickException(str(exc))
         click.echo(token)
 
     @server.cli.command("create-kiosk")
@@ -104,11 +101,9 @@ def register(server: Flask) -> None:
         """Print a wall URL for a kiosk PC (read-only; revoke with revoke-token kiosk-NAME). The wall
         exchanges the token for a session cookie on first load and drops it from the address bar."""
         from incidents.auth import create_kiosk
-        try:
+        with _domain_errors():
             with session_scope(server) as s:
                 token = create_kiosk(s, name, now=_now(), days=days)
-        except DomainError as exc:
-            raise click.ClickException(str(exc))
         click.echo(f"http://{server.config['HOST']}:{server.config['PORT']}/wall?kiosk={token}")
 
     @server.cli.command("revoke-token")
@@ -116,26 +111,7 @@ def register(server: Flask) -> None:
     def revoke_token_cmd(user):
         """Revoke every API token of USER."""
         from incidents.auth import revoke_tokens
-        try:
+        with _domain_errors():
             with session_scope(server) as s:
                 n = revoke_tokens(s, user, now=_now())
-        except DomainError as exc:
-            raise click.ClickException(str(exc))
         click.echo(f"{n} token(s) revoked")
-
-    @server.cli.command("simulate")
-    @click.option("--once", is_flag=True, help="One tick, then exit.")
-    def simulate_cmd(once):
-        """Run the demo feed in the foreground."""
-        from data_sources.feeds import simulator
-        sim = simulator.build(server)
-        while True:
-            with session_scope(server) as s:
-                out = simulator.tick(s, sim, _now())
-            click.echo(f"{_now():%H:%M:%S} {out}")
-            if once:
-                return
-            time.sleep(float(server.config["DEMO_TICK_SECONDS"]))
-
-    from data_sources import cli_feeds
-    cli_feeds.register(server)

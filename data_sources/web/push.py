@@ -9,7 +9,7 @@ record too, so the sender can fix and resend. Pushing the same records again cha
 Which mapping a feed's records are in: the ``PUSH_FEEDS`` config (``{"feed": "mapping"}`` or
 ``"feed=mapping,feed2=mapping2"``), else the feed's own name when it is a mapping
 (``nyc311``, ``sf311``, ``open311``, ``native``), else ``native``; ``?mapping=NAME`` chooses
-one for an unconfigured feed. Auth as the rest of /api/v1 (the gate in ``data_sources.web``);
+one for an unconfigured feed. Auth as the rest of /api/v1 (the gate in ``data_sources.web.gate``);
 viewers and leaders may not push (403), and a token bound to feeds (``create-token --feed``) writes
 only those (403). Each record is applied only if the pushing user may make every change it brings
 to that case (``incidents.permissions``: a department on its own cases, an inspector verification
@@ -30,12 +30,12 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from data_sources.api import error_response, unavailable_response
-from data_sources.db import get_db, is_unavailable
 from data_sources.feeds.files import json_records, ndjson_records
 from data_sources.feeds.mappings import MAPPINGS
 from data_sources.ingest import Ingestor, earliest_from
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db, is_unavailable
+from data_sources.web.errors import error_response, http_error_response, unavailable_response
 from incidents import permissions
 from incidents.auth import FEED_NAME   # also a cursor / source key
 from incidents.lifecycle import PermissionDenied
@@ -60,25 +60,24 @@ class PushError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-_error = error_response   # the one JSON error builder of the HTTP doors
+#: push answers these HTTP errors by name, any other as http_error (as it always did)
+_HTTP_CODES = {413: "too_large", 405: "method_not_allowed", 404: "not_found"}
 
 
 @bp.errorhandler(PushError)
 def _on_push_error(exc: PushError):
-    return _error(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message)
 
 
 @bp.errorhandler(Exception)
 def _on_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
-        code = exc.code or 500
-        return _error(code, {413: "too_large", 405: "method_not_allowed", 404: "not_found"}.get(code, "http_error"),
-                      exc.description or exc.name)
+        return http_error_response(exc, _HTTP_CODES)
     if is_unavailable(exc):
         log.warning("push ingestion on %s: database unavailable: %s", request.path, type(exc).__name__)
         return unavailable_response()
     log.exception("push ingestion failed on %s", request.path)
-    return _error(500, "internal_error", "internal error; it has been logged")
+    return error_response(500, "internal_error", "internal error; it has been logged")
 
 
 def configured_feeds(config) -> dict[str, str]:

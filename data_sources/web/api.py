@@ -5,7 +5,7 @@ roles and the pydantic models that validate its query string and body and shape 
 the same entries register the Flask views and generate the OpenAPI 3.1 document at
 ``/api/v1/openapi.json`` (``openapi_document()``), so the document cannot drift from the code.
 
-Auth: the gate in ``data_sources.web`` lets through a session cookie or ``Authorization: Bearer``
+Auth: the gate in ``data_sources.web.gate`` lets through a session cookie or ``Authorization: Bearer``
 token and answers 401 otherwise; every endpoint then checks the role itself, and the case
 services check the permission of every action again. Errors are always
 ``{"error": {"code": …, "message": …}}``. Writes go through ``incidents.services`` inside one
@@ -19,26 +19,30 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import wraps
-from typing import Annotated, Any, Callable, ClassVar, Literal, Optional
+from typing import Any, Callable, ClassVar, Literal, Optional
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, jsonify, request
 from flask_login import current_user
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import case as sql_case
-from sqlalchemy import false, func, null, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from werkzeug.exceptions import HTTPException
 
-from data_sources.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db, is_unavailable
+from data_sources.web.errors import (ErrorResponse, ResponseModel, UtcDateTime, domain_error_response,
+                                     error_response, http_error_response, unavailable_response)
 from incidents import bounds, permissions, services
-from incidents.lifecycle import DomainError, StaleVersion, TransitionError, ValidationFailed
+from incidents.lifecycle import DomainError, ValidationFailed
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
-from incidents.queries import feed_health, light_expr
+from incidents.queries import cases as case_queries
+from incidents.queries._common import RUNNING_STATES, light_expr, running_light_expr
+from incidents.queries.feeds import feed_health
 from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
 
 log = logging.getLogger(__name__)
@@ -50,28 +54,14 @@ ALL_ROLES: tuple[Role, ...] = tuple(Role)
 CREATORS = tuple(permissions.CREATE_ROLES)
 #: roles that see reporters' names and phone numbers unmasked
 #: the states whose deadline clock runs, so the traffic light means something
-RUNNING = (State.DISPATCHED.value, State.IN_PROGRESS.value)
 #: how far in the future a reported_at may lie (clock skew of a feed)
 FUTURE_SKEW = timedelta(minutes=5)
 #: query parameters any endpoint accepts besides its own (the gate reads ?lang=)
 COMMON_QUERY = frozenset({"lang"})
 
-DOMAIN_STATUS = {"forbidden": 403, "stale_version": 409, "invalid_transition": 422,
-                 "not_found": 404, "invalid": 422}
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-              422: "invalid", 500: "internal_error"}
 
 
 # =========================================================================== models
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-#: answers carry every time in UTC ("…Z"), whatever the zone of the value they were built from
-UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
 
 
 class _In(BaseModel):
@@ -79,27 +69,7 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class ErrorBody(_Out):
-    code: str = Field(description="machine-readable: bad_request, unauthorized, forbidden, not_found, "
-                                  "duplicate, stale_version, invalid_transition, invalid, …")
-    message: str
-    field: Optional[str] = Field(None, description="the request field at fault, when there is one")
-    details: Optional[list[dict[str, Any]]] = Field(None, description="bad_request: one entry per field error")
-    changed_by: Optional[str] = Field(None, description="stale_version: who changed the case")
-    changed_at: Optional[UtcDateTime] = Field(None, description="stale_version: when (UTC)")
-    allowed: Optional[list[str]] = Field(None, description="invalid_transition: actions allowed in the current state")
-    id: Optional[int] = Field(None, description="duplicate: the id of the existing case")
-
-
-class ErrorResponse(_Out):
-    error: ErrorBody
-
-
-class CodeName(_Out):
+class CodeName(ResponseModel):
     code: str
     name: Optional[str] = None
 
@@ -129,7 +99,7 @@ class IncidentListQuery(_In):
     sort: SortKey = Field("-reported_at", description="sort key; a leading '-' sorts descending")
 
 
-class IncidentSummary(_Out):
+class IncidentSummary(ResponseModel):
     id: int
     version: int
     source: str
@@ -156,14 +126,14 @@ class IncidentSummary(_Out):
     supervise_level: int
 
 
-class IncidentPage(_Out):
+class IncidentPage(ResponseModel):
     items: list[IncidentSummary]
     page: int
     per_page: int
     total: int = Field(description="cases matching the filters, over all pages")
 
 
-class TimelineEvent(_Out):
+class TimelineEvent(ResponseModel):
     id: int
     at: UtcDateTime
     actor: str
@@ -175,7 +145,7 @@ class TimelineEvent(_Out):
     payload: Optional[dict[str, Any]]
 
 
-class Counters(_Out):
+class Counters(ResponseModel):
     rework: int
     returns: int
     reassignments: int
@@ -184,7 +154,7 @@ class Counters(_Out):
     suspended_hours: float
 
 
-class CaseRequestOut(_Out):
+class CaseRequestOut(ResponseModel):
     id: int = Field(description="send it as case_request_id with approve / reject")
     kind: Action = Field(description="what the department asks for: extend or suspend")
     status: RequestStatus = Field(description="pending (待审批), approved or rejected; only an approved request "
@@ -200,7 +170,7 @@ class CaseRequestOut(_Out):
     decision_note: str
 
 
-class IncidentDetail(_Out):
+class IncidentDetail(ResponseModel):
     id: int
     version: int = Field(description="send it back with an action (optimistic locking)")
     source: str
@@ -286,7 +256,7 @@ class ActionRequest(_In):
                                       description="idempotency key: a retry with the same id is applied once")
 
 
-class ActionResult(_Out):
+class ActionResult(ResponseModel):
     id: int
     state: State
     version: int
@@ -297,7 +267,7 @@ class ActionResult(_Out):
         "unchanged until a dispatcher approves) or decided (approve / reject)"))
 
 
-class DepartmentOut(_Out):
+class DepartmentOut(ResponseModel):
     code: str
     name: str
     name_en: str
@@ -306,11 +276,11 @@ class DepartmentOut(_Out):
     parent_code: Optional[str]
 
 
-class DepartmentList(_Out):
+class DepartmentList(ResponseModel):
     items: list[DepartmentOut]
 
 
-class CategoryOut(_Out):
+class CategoryOut(ResponseModel):
     code: str
     kind: str
     major_code: str
@@ -322,7 +292,7 @@ class CategoryOut(_Out):
     urgent: bool
 
 
-class CategoryList(_Out):
+class CategoryList(ResponseModel):
     items: list[CategoryOut]
 
 
@@ -332,7 +302,7 @@ class AreasQuery(_In):
     geometry: bool = Field(False, description="include the GeoJSON geometry (WGS84)")
 
 
-class AreaOut(_Out):
+class AreaOut(ResponseModel):
     code: str
     name: str
     level: str
@@ -342,11 +312,11 @@ class AreaOut(_Out):
     geometry: Optional[dict[str, Any]] = None
 
 
-class AreaList(_Out):
+class AreaList(ResponseModel):
     items: list[AreaOut]
 
 
-class FeedHealthOut(_Out):
+class FeedHealthOut(ResponseModel):
     feed: str = Field(description="the cases' source (feed runs: their source label, else their feed name)")
     status: Literal["ok", "late", "silent"] = Field(
         description="silent: nothing for 3 usual intervals (when something usually arrives at this hour); "
@@ -365,7 +335,7 @@ class FeedHealthOut(_Out):
     last_error_at: Optional[UtcDateTime]
 
 
-class FeedList(_Out):
+class FeedList(ResponseModel):
     as_of: UtcDateTime
     items: list[FeedHealthOut]
 
@@ -377,30 +347,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-def error_response(status: int, code: str, message: str, *, headers: Optional[dict] = None, **extra: Any):
-    """The one JSON error builder of the HTTP doors: ``{"error": {"code": …, "message": …}}``."""
-    body = ErrorBody(code=code, message=message, **extra)
-    return jsonify(error=body.model_dump(mode="json", exclude_none=True)), status, headers or {}
-
-
-def unavailable_response():
-    """The database is away (refused, timed out, pool exhausted): 503, try again shortly."""
-    return error_response(503, "unavailable", "the database is not reachable at the moment; try again shortly",
-                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-
-def _domain_error(exc: DomainError):
-    extra: dict[str, Any] = {}
-    if isinstance(exc, StaleVersion):
-        extra["changed_by"] = exc.changed_by
-        extra["changed_at"] = exc.changed_at if isinstance(exc.changed_at, datetime) else None
-    elif isinstance(exc, TransitionError):
-        extra["allowed"] = [a.value for a in exc.allowed]
-    elif isinstance(exc, ValidationFailed) and exc.field:
-        extra["field"] = exc.field
-    return error_response(DOMAIN_STATUS.get(exc.code, 422), exc.code, exc.message, **extra)
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, list[dict]]:
@@ -418,23 +364,18 @@ def _on_api_error(exc: ApiError):
 
 @bp.errorhandler(DomainError)
 def _on_domain_error(exc: DomainError):
-    return _domain_error(exc)
+    return domain_error_response(exc)
 
 
 @bp.errorhandler(Exception)
 def _on_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
-        return _http_error(exc)
+        return http_error_response(exc)
     if is_unavailable(exc):
         log.warning("API %s %s: database unavailable: %s", request.method, request.path, type(exc).__name__)
         return unavailable_response()
     log.exception("API error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "internal error; it has been logged")
-
-
-def _http_error(exc: HTTPException):
-    code = exc.code or 500
-    return error_response(code, HTTP_CODES.get(code, "http_error"), exc.description or exc.name)
 
 
 # =========================================================================== the route table
@@ -582,16 +523,8 @@ def _aware(value: Optional[datetime]) -> Optional[datetime]:
 
 
 def _visibility(user) -> list:
-    """Department users see their own department's cases only."""
-    if user.role == Role.DEPARTMENT:
-        if not user.department_code:
-            return [false()]
-        return [Incident.department_code == user.department_code]
-    return []
-
-
-def _light_column(now: datetime):
-    return sql_case((Incident.state.in_(RUNNING), light_expr(now)), else_=null())
+    """Department users see their own department's cases only (the workbench's rule)."""
+    return case_queries.scope_conditions(user.role, user.department_code)
 
 
 _PRIORITY_RANK = sql_case({p.value: i for i, p in enumerate(Priority)}, value=Incident.priority, else_=-1)
@@ -629,7 +562,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
     if query.priority:
         conds.append(Incident.priority.in_([p.value for p in query.priority]))
     if query.light:
-        conds.append(Incident.state.in_(RUNNING))
+        conds.append(Incident.state.in_(RUNNING_STATES))
         conds.append(light_expr(now).in_([lt.value for lt in query.light]))
     if query.q:
         conds.append(or_(Incident.title.icontains(query.q, autoescape=True),
@@ -653,7 +586,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
                    Department.name.label("department_name"), Incident.district_code,
                    district.name.label("district_name"), Incident.grid_code, grid.name.label("grid_name"),
                    Incident.address, Incident.lon, Incident.lat, Incident.reported_at,
-                   Incident.dispatched_at, Incident.deadline, _light_column(now).label("light"),
+                   Incident.dispatched_at, Incident.deadline, running_light_expr(now).label("light"),
                    Incident.supervise_level)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
@@ -669,7 +602,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
 
 
 def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool = False) -> IncidentDetail:
-    row = s.execute(select(Incident, _light_column(now)).where(Incident.id == incident_id, *(
+    row = s.execute(select(Incident, running_light_expr(now)).where(Incident.id == incident_id, *(
         [] if created_by_caller else _visibility(user)))).first()
     if row is None:
         # another department's case answers as if it did not exist
@@ -692,9 +625,7 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
 
     reporter_name, reporter_phone = reporter_view(case.reporter_name, case.reporter_phone, user.role)
     state = State(case.state)
-    requests = s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
-                         .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
-                                   CaseRequest.id.desc())).all()
+    requests = case_queries.requests_of(s, incident_id)
     actions = permissions.available_actions(
         user.role, state, user_department=user.department_code, case_department=case.department_code,
         pending=[r.kind for r in requests if r.status == RequestStatus.PENDING.value])
@@ -929,7 +860,7 @@ def init_app(server: Flask) -> None:
     def _api_http_errors(exc: HTTPException):
         """Unknown paths and wrong methods under /api/ answer JSON too; elsewhere Flask's default."""
         if request.path.startswith("/api/"):
-            return _http_error(exc)
+            return http_error_response(exc)
         return exc
 
 
@@ -948,7 +879,7 @@ class KpiQuery(_In):
                                                         "later events are ignored")
 
 
-class KpiOut(_Out):
+class KpiOut(ResponseModel):
     code: str
     name: str
     name_en: str
@@ -963,13 +894,13 @@ class KpiOut(_Out):
     drill: dict[str, Any] = Field(description="the filter that identifies the cases behind the number")
 
 
-class KpiGroupOut(_Out):
+class KpiGroupOut(ResponseModel):
     code: str
     name: Optional[str]
     kpis: list[KpiOut]
 
 
-class RankRowOut(_Out):
+class RankRowOut(ResponseModel):
     rank: Optional[int]
     code: str
     name: str
@@ -983,7 +914,7 @@ class RankRowOut(_Out):
     reason: str = Field(description="why a group is unranked")
 
 
-class RankingOut(_Out):
+class RankingOut(ResponseModel):
     by: str
     min_volume: int
     weights: dict[str, float]
@@ -994,7 +925,7 @@ class RankingOut(_Out):
     black: list[RankRowOut] = Field(description="黑榜: worst")
 
 
-class KpiReportOut(_Out):
+class KpiReportOut(ResponseModel):
     start: UtcDateTime
     end: UtcDateTime
     as_of: UtcDateTime
@@ -1030,7 +961,7 @@ def kpi_report_out(report) -> KpiReportOut:
                                "drill filter; per department or district with the 综合指标值 ranking",
        roles=KPI_ROLES, query=KpiQuery, response=KpiReportOut)
 def get_kpis(user, now: datetime, *, query: KpiQuery) -> KpiReportOut:
-    from incidents.queries import kpi_report
+    from incidents.queries.brief import kpi_report
     start, end = _aware(query.from_), _aware(query.to)
     if not start < end:
         raise ApiError(400, "bad_request", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})",

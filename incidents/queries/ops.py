@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from incidents.queries_wall import lights_of_running_cases
+from incidents.queries.wall import lights_of_running_cases
 from incidents.tables import FeedRun, Quarantine
 
 

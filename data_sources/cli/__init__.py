@@ -1,0 +1,17 @@
+"""Flask CLI commands (``flask --app app …``), one module per subject, registered by app.py:
+
+    database.py  init-db
+    users.py     create-user, logout-everywhere, create-token, create-kiosk, revoke-token
+    feeds.py     import incidents|service-rates|kpis, replay, quarantine list|show|retry, simulate
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from data_sources.cli import database, feeds, users
+
+
+def register(server: Flask) -> None:
+    database.register(server)
+    users.register(server)
+    feeds.register(server)

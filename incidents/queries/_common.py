@@ -1,0 +1,46 @@
+"""SQL pieces every read model shares: the state groups as stored values, the data version the
+memo keys carry, time buckets, the traffic light as SQL, and the city handed in (``incidents.city``)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, null
+
+from data_sources.store.db import session_scope
+from incidents import city
+from incidents.model import Light, State
+from incidents.services import data_version
+from incidents.tables import Incident
+
+#: states of an open case, as stored (``State.open_states``)
+OPEN_STATES = [s.value for s in State.open_states()]
+#: states whose deadline clock runs: the case is with a department (``State.running_states``)
+RUNNING_STATES = [s.value for s in State.running_states()]
+
+
+def runtime():
+    """The loaded pack, calendar and case rules handed in by the composition root (incidents.city)."""
+    return city.current()
+
+
+def current_version() -> int:
+    with session_scope() as s:
+        return data_version(s)
+
+
+def time_bucket(now: datetime, seconds: int = 60) -> int:
+    return int(now.timestamp()) // seconds
+
+
+def light_expr(now: datetime):
+    """SQL CASE giving the traffic light of a case with a running clock."""
+    return case((Incident.deadline < now, Light.RED.value),
+                (Incident.warn_at < now, Light.YELLOW.value),
+                else_=Light.GREEN.value)
+
+
+
+
+def running_light_expr(now: datetime):
+    """The traffic light of a case with a running clock, NULL for every other case."""
+    return case((Incident.state.in_(RUNNING_STATES), light_expr(now)), else_=null())

@@ -1,0 +1,290 @@
+"""Read model of the workbench (工作台): the queue (ready-made views, department scope, quick
+search, the grid's column filters and sort, one page at a time, all in the database) and the
+case panel (timeline, requests, suggestion, near duplicates, the actions the role may take)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, false, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from data_sources.store.db import session_scope
+from incidents import bounds, permissions
+from incidents.model import Action, Light, RequestStatus, Role, State
+from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
+from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr
+from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
+
+
+#: "my to-do" by role: what waits for this role's next action
+TODO_STATES = {
+    "dispatcher": [State.REPORTED.value, State.REGISTERED.value],
+    "department": [State.DISPATCHED.value, State.IN_PROGRESS.value],
+    "inspector": [State.RESOLVED.value],
+}
+
+#: the workbench's ready-made views (my_todo depends on the role, see :func:`view_conditions`)
+QUEUE_VIEWS = ("my_todo", "pending_approval", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
+               "pending_verify", "supervised", "suspended")
+
+
+def queue_version() -> int:
+    """The data version: it moves with every write, and the queue reloads when it does."""
+    return current_version()
+
+
+def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
+    """SQL conditions of one ready-made view (unknown view: nothing, not everything)."""
+    lt = light_expr(now)
+    waiting = Incident.id.in_(select(CaseRequest.incident_id).where(CaseRequest.status == RequestStatus.PENDING.value))
+    if view == "my_todo":
+        if role == "leader":
+            return [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0]
+        todo = Incident.state.in_(TODO_STATES.get(role or "", OPEN_STATES))
+        # a dispatcher's to-do includes the departments' requests waiting for a decision
+        return [or_(todo, waiting) if role == "dispatcher" else todo]
+    return {
+        "all_open": [Incident.state.in_(OPEN_STATES)],
+        "pending_register": [Incident.state == State.REPORTED.value],
+        "pending_dispatch": [Incident.state == State.REGISTERED.value],
+        "yellow": [Incident.state.in_(RUNNING_STATES), lt == Light.YELLOW.value],
+        "red": [Incident.state.in_(RUNNING_STATES), lt == Light.RED.value],
+        "pending_verify": [Incident.state == State.RESOLVED.value],
+        "supervised": [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0],
+        "suspended": [Incident.state == State.SUSPENDED.value],
+        # 待审批: cases with a department's request waiting for a dispatcher
+        "pending_approval": [waiting],
+    }.get(view, [false()])
+
+
+def scope_conditions(role: str | None, department_code: str | None) -> list:
+    """Department users see their own department's cases only (other roles: everything)."""
+    if role == "department":
+        return [Incident.department_code == department_code] if department_code else [false()]
+    return []
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[dict]
+    total: int
+
+
+def _queue_columns():
+    district = aliased(Area)
+    priority_rank = case({p: i for i, p in enumerate(("normal", "urgent", "emergency"))},
+                         value=Incident.priority, else_=-1)
+    state_rank = case({s.value: i for i, s in enumerate(State)}, value=Incident.state, else_=99)
+    return district, {
+        "id": Incident.id, "reported_at": Incident.reported_at, "title": Incident.title,
+        "category": Category.name, "state": state_rank, "priority": priority_rank,
+        "department": Department.name, "district": district.name, "remaining": Incident.deadline,
+        "light": Incident.deadline, "deadline": Incident.deadline, "supervise_level": Incident.supervise_level,
+    }
+
+
+#: text filters of the grid's columns (AG Grid filterModel) → the column they search
+_TEXT_FILTERS = {"title": Incident.title, "address": Incident.address}
+
+
+def _filter_conditions(filter_model: dict | None, columns: dict) -> list:
+    """AG Grid's filterModel (text and number filters) as SQL; unknown columns are ignored."""
+    conds = []
+    for col, f in (filter_model or {}).items():
+        if not isinstance(f, dict):
+            continue
+        kind, value = f.get("type"), f.get("filter")
+        if value is None or value == "":
+            continue
+        if col == "id":
+            try:
+                n = int(value)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            n = max(-bounds.MAX_ID - 1, min(n, bounds.MAX_ID + 1))   # beyond any id, inside 64 bits
+            conds.append({"equals": Incident.id == n, "greaterThan": Incident.id > n,
+                          "lessThan": Incident.id < n}.get(kind, Incident.id == n))
+            continue
+        target = _TEXT_FILTERS.get(col) or (columns.get(col) if col in ("category", "department", "district") else None)
+        if target is None:
+            continue
+        text = str(value)[:100]
+        if kind == "equals":
+            conds.append(target == text)
+        elif kind == "startsWith":
+            conds.append(target.istartswith(text, autoescape=True))
+        elif kind == "notContains":
+            conds.append(or_(target.is_(None), ~target.icontains(text, autoescape=True)))
+        else:
+            conds.append(target.icontains(text, autoescape=True))
+    return conds
+
+
+def search_conditions(q: str | None) -> list:
+    """The quick search box: a case number, or words in title, address or description."""
+    q = bounds.searchable(q)[:100]
+    if not q:
+        return []
+    text = q.lstrip("#")
+    alternatives = [Incident.title.icontains(q, autoescape=True), Incident.address.icontains(q, autoescape=True),
+                    Incident.description.icontains(q, autoescape=True)]
+    if text.isdecimal() and not bounds.id_fault(int(text)):
+        alternatives.append(Incident.id == int(text))
+    return [or_(*alternatives)]
+
+
+def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None,
+               department_code: str | None = None, q: str = "", sort_model: list | None = None,
+               filter_model: dict | None = None, start: int = 0, end: int = 100,
+               calendar=None) -> QueuePage:
+    """One block of the workbench queue: view + scope + search + column filters + sort + one page,
+    all in the database (the grid's infinite row model asks for rows ``start``..``end``).
+    ``calendar`` (a WorkCalendar) adds each running case's remaining working hours as of ``now``."""
+    district, columns = _queue_columns()
+    conds = (view_conditions(view, now, role) + scope_conditions(role, department_code)
+             + search_conditions(q) + _filter_conditions(filter_model, columns))
+    order = []
+    for item in (sort_model or [])[:3]:
+        col = columns.get(item.get("colId"))
+        if col is None:
+            continue
+        desc = item.get("sort") == "desc"
+        if col is Incident.deadline:
+            order.append(Incident.deadline.is_(None))  # no deadline: last either way
+        order.append(col.desc() if desc else col.asc())
+    if not order:
+        order = [Incident.deadline.is_(None), Incident.deadline.asc(), Incident.reported_at.desc()]
+    order.append(Incident.id.desc())
+    start = max(int(start or 0), 0)
+    size = min(max(int(end or 0) - start, 1), 500)
+    lt = light_expr(now)
+    stmt = (select(Incident.id, Incident.version, Incident.title, Incident.state, Incident.priority,
+                   Incident.reported_at, Incident.deadline, Incident.supervise_level, Incident.address,
+                   Incident.department_code, Incident.district_code, Incident.category_code,
+                   Category.name.label("category"), Category.time_unit, Department.name.label("department"),
+                   district.name.label("district"), lt.label("light"))
+            .outerjoin(Category, Category.code == Incident.category_code)
+            .outerjoin(Department, Department.code == Incident.department_code)
+            .outerjoin(district, district.code == Incident.district_code)
+            .where(*conds).order_by(*order).offset(start).limit(size))
+    count = (select(func.count()).select_from(Incident)
+             .outerjoin(Category, Category.code == Incident.category_code)
+             .outerjoin(Department, Department.code == Incident.department_code)
+             .outerjoin(district, district.code == Incident.district_code).where(*conds))
+    with session_scope() as s:
+        rows = [dict(r._mapping) for r in s.execute(stmt).all()]
+        total = s.scalar(count) or 0
+        waiting = pending_requests_of(s, [r["id"] for r in rows])
+    for r in rows:
+        r["requests"] = waiting.get(r["id"], [])
+        running = r["state"] in RUNNING_STATES and r["deadline"] is not None
+        r["light"] = r["light"] if running else None
+        r["remaining_hours"] = None
+        if running and calendar is not None:
+            from incidents.sla import remaining_working_hours
+            r["remaining_hours"] = round(remaining_working_hours(r["deadline"], now, calendar,
+                                                                 time_unit=r["time_unit"]), 2)
+    return QueuePage(rows=rows, total=int(total))
+
+
+def request_row(r: CaseRequest) -> dict:
+    """One request as the screens and the API show it."""
+    return {"id": r.id, "kind": r.kind, "status": r.status, "hours": r.hours, "reason": r.reason,
+            "note": r.note or "", "department_code": r.department_code, "requested_by": r.requested_by,
+            "requested_at": r.requested_at, "decided_by": r.decided_by, "decided_at": r.decided_at,
+            "decision_note": r.decision_note or ""}
+
+
+def requests_of(s: Session, incident_id: int) -> list[CaseRequest]:
+    """Every request of a case, pending first, then the newest (the case panel and the API)."""
+    return list(s.scalars(select(CaseRequest).where(CaseRequest.incident_id == incident_id)
+                          .order_by((CaseRequest.status == RequestStatus.PENDING.value).desc(),
+                                    CaseRequest.id.desc())).all())
+
+
+def case_requests(s: Session, incident_id: int) -> list[dict]:
+    """Every request of a case, pending first, then the newest."""
+    return [request_row(r) for r in requests_of(s, incident_id)]
+
+
+def pending_requests_of(s: Session, incident_ids: list[int]) -> dict[int, list[dict]]:
+    """The pending requests of the given cases (one query for a block of the queue)."""
+    if not incident_ids:
+        return {}
+    out: dict[int, list[dict]] = {}
+    for r in s.scalars(select(CaseRequest).where(CaseRequest.incident_id.in_(incident_ids),
+                                                 CaseRequest.status == RequestStatus.PENDING.value)
+                       .order_by(CaseRequest.id)):
+        out.setdefault(r.incident_id, []).append(request_row(r))
+    return out
+
+
+def case_detail(now: datetime, incident_id: int, *, rules, role: str, department_code: str | None) -> dict | None:
+    """Everything the case panel shows, or None when the case does not exist *or* the user may not
+    see it (another department's case answers as if it did not exist). Reporter data masked
+    unless the role may see it; the actions offered are those the state and the role allow."""
+    from incidents.services import near_duplicates, suggest_department
+    with session_scope() as s:
+        row = s.execute(select(Incident).where(Incident.id == int(incident_id),
+                                               *scope_conditions(role, department_code))).first()
+        if row is None:
+            return None
+        c = row[0]
+        events = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == c.id)
+                           .order_by(IncidentEvent.id)).all()
+        names = dict(s.execute(select(Department.code, Department.name)).all())
+        area = dict(s.execute(select(Area.code, Area.name).where(Area.code.in_(
+            [x for x in (c.district_code, c.grid_code) if x]))).all())
+        cat = s.get(Category, c.category_code) if c.category_code else None
+        suggestion = suggest_department(s, rules, c)
+        dups = near_duplicates(s, c) if State(c.state).is_open else []
+        reporter_name, reporter_phone = reporter_view(c.reporter_name, c.reporter_phone, role)
+        private = Role(str(role)) in PERSONAL_DATA_ROLES
+        running = c.state in RUNNING_STATES and c.deadline is not None
+        remaining = None
+        if running:
+            from incidents.sla import remaining_working_hours
+            remaining = round(remaining_working_hours(c.deadline, now, rules.calendar,
+                                                      time_unit=cat.time_unit if cat else None), 2)
+        requests = case_requests(s, c.id)
+        pending = [r["kind"] for r in requests if r["status"] == RequestStatus.PENDING.value]
+        actions = [a.value for a in permissions.available_actions(
+            role, c.state, user_department=department_code, case_department=c.department_code, pending=pending)]
+        return {
+            "id": c.id, "version": c.version, "state": c.state, "title": c.title,
+            "description": c.description or "", "address": c.address or "", "lon": c.lon, "lat": c.lat,
+            "channel": c.channel, "source": c.source, "priority": c.priority,
+            "category": cat.name if cat else None, "category_code": c.category_code,
+            "district_code": c.district_code, "district": area.get(c.district_code),
+            "grid_code": c.grid_code, "grid": area.get(c.grid_code),
+            "department_code": c.department_code, "department": names.get(c.department_code),
+            "reporter_name": reporter_name, "reporter_phone": reporter_phone,
+            "reporter_masked": not private,
+            "reported_at": c.reported_at, "dispatched_at": c.dispatched_at, "deadline": c.deadline,
+            "light": light_of(c, now) if running else None, "remaining_hours": remaining,
+            "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
+            "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,
+            "updated_at": c.updated_at, "updated_by": c.updated_by or "",
+            "suggestion": {"department_code": suggestion.department_code,
+                           "department": names.get(suggestion.department_code, suggestion.department_code),
+                           "reason": suggestion.reason},
+            "duplicates": [{"id": d.id, "title": d.title, "state": d.state, "distance_m": round(dist),
+                            "reported_at": d.reported_at} for d, dist in dups],
+            "actions": actions,
+            # the actions this role only asks for (a department's extend / suspend): "申请…" buttons
+            "request_only": [a for a in actions if permissions.is_request_only(role, a)],
+            "may_decide": permissions.may(role, Action.APPROVE),
+            "requests": requests,
+            "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "from_state": e.from_state,
+                          "to_state": e.to_state, "department": names.get(e.department_code),
+                          "note": e.note or "", "payload": e.payload or {}} for e in events],
+        }
+
+
+def light_of(case: Incident, now: datetime) -> str:
+    if case.deadline is not None and case.deadline < now:
+        return Light.RED.value
+    if case.warn_at is not None and case.warn_at < now:
+        return Light.YELLOW.value
+    return Light.GREEN.value
