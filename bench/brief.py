@@ -36,7 +36,7 @@ def _timed(fn, runs: int = 1) -> tuple[float, object]:
 def run(backend: str, url: str, args) -> None:
     from app import create_app
     from bench.actions import prepare
-    from data_sources.feeds.service_rates import seed_kpis, seed_service_rates
+    from data_sources.feeds.demo_service_rates import seed_kpis, seed_service_rates
     from data_sources.store.cache import cache
     from data_sources.store.db import get_db
     from incidents import auth

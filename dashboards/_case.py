@@ -24,7 +24,6 @@ from dashboards._figures import channel_label, state_label
 from dashboards._i18n import TEXT, t
 from incidents import commands, services
 from incidents.lifecycle import DomainError, StaleVersion
-from incidents.model import Role
 from incidents.queries import cases, reference
 
 #: the keyboard shortcut of each action (also shown on its button)
@@ -43,7 +42,7 @@ VOID_REASONS = ("duplicate", "invalid", "not_ours")
 
 
 def actor() -> services.Actor:
-    return services.Actor(current_user.username, Role(current_user.role), current_user.department_code)
+    return services.Actor.of(current_user)
 
 
 def guard() -> None:

@@ -139,8 +139,8 @@ def bulk_dispatch(rows: list[dict], department: str | None) -> str:
     ok = bad = 0
     for r in rows or []:
         try:
-            commands.perform(_case.actor(), int(r["id"]), "dispatch", version=int(r["version"]),
-                                           now=datetime.now(timezone.utc), department=department or None)
+            commands.act(_case.actor(), int(r["id"]), "dispatch", version=int(r["version"]),
+                         now=datetime.now(timezone.utc), department=department or None)
             ok += 1
         except DomainError:
             bad += 1

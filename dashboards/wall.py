@@ -184,7 +184,7 @@ def acknowledge(clicks):
     """An operator acknowledges an alarm: recorded with who and when; it leaves every wall at the next refresh."""
     if not ctx.triggered_id or not any(clicks) or not current_user.is_authenticated:
         raise dash.exceptions.PreventUpdate
-    actor = services.Actor(current_user.username, current_user.role, current_user.department_code)
+    actor = services.Actor.of(current_user)
     try:
         commands.acknowledge_alarm(actor, ctx.triggered_id["key"], now=datetime.now(timezone.utc))
     except DomainError:

@@ -120,7 +120,7 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
             echo(f"demo history: {result['history']}")
     with db.session_scope() as s:
         # 一网通办 / 好差评 figures and the KPI feed (idempotent: only missing rows are inserted)
-        from data_sources.feeds import service_rates
+        from data_sources.feeds import demo_service_rates as service_rates
         result["service_rates"] = service_rates.seed_demo(
             s, rt.pack, now, int(server.config["DEMO_HISTORY_DAYS"]), int(server.config["DEMO_SEED"]),
             is_workday=rt.calendar.is_workday)

@@ -22,12 +22,6 @@ class Done:
     request_status: Optional[str] = None   # pending | approved | rejected
 
 
-def perform(actor: services.Actor, incident_id: int, action: str, *, now: datetime, **fields) -> tuple[str, int]:
-    """One ``services.perform``; answers the case's new (state, version); raises the lifecycle's errors."""
-    done = act(actor, incident_id, action, now=now, **fields)
-    return done.state, done.version
-
-
 def act(actor: services.Actor, incident_id: int, action: str, *, now: datetime, **fields) -> Done:
     """One ``services.act``: the case's new state and version, and the request it filed or decided."""
     with session_scope() as s:

@@ -30,6 +30,11 @@ class Actor:
     role: Role
     department_code: Optional[str] = None
 
+    @classmethod
+    def of(cls, user) -> "Actor":
+        """The actor a signed-in user (anything with username, role, department_code) acts as."""
+        return cls(user.username, Role(user.role), user.department_code)
+
 
 @dataclass
 class CaseRules:

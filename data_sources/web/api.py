@@ -534,7 +534,7 @@ _SORT_COLUMNS = {"id": Incident.id, "reported_at": Incident.reported_at, "deadli
 
 
 def _actor(user) -> services.Actor:
-    return services.Actor(user.username, Role(user.role), user.department_code)
+    return services.Actor.of(user)
 
 
 # =========================================================================== incidents

@@ -168,7 +168,7 @@ def push_records(feed: str):
     rt = get_runtime()
     # every record is applied only as far as this user may act on that case (incidents.permissions);
     # the events name the user as actor and the feed (and token) as the channel
-    principal = Actor(current_user.username, current_user.role, current_user.department_code)
+    principal = Actor.of(current_user)
     token = getattr(current_user, "token_name", None)
     run = Ingestor(get_db(), rt.rules, rt.pack, MAPPINGS[mapping], feed_name=feed, source_label=feed,
                    now=datetime.now(timezone.utc), principal=principal,

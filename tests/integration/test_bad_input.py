@@ -1,6 +1,6 @@
 """Bad input answers 4xx with the error envelope, never 500 (issue 11, item 4), through every door:
 the REST API, push ingestion, Open311 POST, and the workbench's Dash callback (which calls
-incidents.commands.perform → services, where the same bounds hold). And while the database
+incidents.commands.act → services, where the same bounds hold). And while the database
 refuses connections, the HTTP doors answer 503 with Retry-After."""
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ DASH_CASES = [
 
 def _confirm(server, username: str, role: str, cid: int, version: int, action: str, values: dict) -> str:
     """What the workbench's confirm callback does with the form (dashboards._case.run_action:
-    incidents.commands.perform → services), as ``username``; answers the result's status."""
+    incidents.commands.act → services), as ``username``; answers the result's status."""
     from flask_login import login_user
     from dashboards import _case
     from data_sources.web.gate import SessionUser

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards import _brief_view as bv
-from data_sources.feeds.service_rates import seed_kpis, seed_service_rates
+from data_sources.feeds.demo_service_rates import seed_kpis, seed_service_rates
 from data_sources.ingest import ingest
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db

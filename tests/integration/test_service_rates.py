@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
-from data_sources.feeds import service_rates as sr
+from data_sources.feeds import demo_service_rates as sr
 from data_sources.runtime import get_runtime
 from data_sources.seed import init_db
 from data_sources.store.db import get_db

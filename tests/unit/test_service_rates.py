@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from data_sources.feeds import service_rates as sr
+from data_sources.feeds import demo_service_rates as sr
 from data_sources.packs import load_pack
 
 START, END = date(2026, 9, 1), date(2026, 10, 31)   # includes the 国庆 holidays
