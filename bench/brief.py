@@ -48,7 +48,7 @@ def run(backend: str, url: str, args) -> None:
     server = app.server
     today = datetime.now(timezone.utc).date()
     with get_db(server).session_scope() as s:
-        seed_service_rates(s, pack.departments, today - timedelta(days=400), today, seed=11)
+        seed_service_rates(s, pack, today - timedelta(days=400), today, seed=11)
         seed_kpis(s, today - timedelta(days=400), today, seed=11)
         auth.create_user(s, "bench-leader", "leader", password="bench-password-1", now=datetime.now(timezone.utc),
                          replace=True)

@@ -10,6 +10,8 @@ A pack lives in ``data_sources/packs/<name>/`` (see DESIGN.md §7)::
                       dup_radius_m,dup_window_h,demo_weight,urgent
     routing.csv       id,category_code,area_code,department_code,note
     calendar.csv      optional: date,is_workday,note (overrides of the holiday source)
+    service_items.csv optional: department,code,name,daily,online_bias (一网通办 items per department;
+                      department ``*-SUFFIX`` = every district department ending in -SUFFIX)
 
 Every coordinate of a pack (geometry, ``center``, ``demo.hotspots``) is in the pack's ``crs``
 (WGS84, GCJ02 or BD09); the loader converts them to WGS84, the only CRS used inside CityOps.
@@ -120,6 +122,19 @@ class RoutingRule:
     note: str
 
 
+@dataclass(frozen=True)
+class ServiceItem:
+    """A government-service item (事项) a department handles: ``department`` is a department code,
+    or ``*-SUFFIX`` for every district department whose code ends in ``-SUFFIX``. ``daily`` is the
+    usual number of cases on a working day; ``online_bias`` shifts the item's online rate."""
+
+    department: str
+    code: str
+    name: str
+    daily: float
+    online_bias: float = 0.0
+
+
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
 @dataclass(frozen=True, eq=False)
 class Pack:
@@ -143,6 +158,7 @@ class Pack:
     categories: tuple[Category, ...]
     routing_rules: tuple[RoutingRule, ...]
     path: Path
+    service_items: tuple["ServiceItem", ...] = ()   # 一网通办 items per department (service_items.csv)
 
     # cached_property writes to the instance __dict__ directly, which a frozen dataclass allows.
     @cached_property
@@ -600,6 +616,29 @@ def _load_routing(
     return tuple(rules)
 
 
+def _load_service_items(folder: Path, dept_codes: set[str]) -> tuple[ServiceItem, ...]:
+    filename = "service_items.csv"
+    items: list[ServiceItem] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in _read_csv(folder, filename, ("department", "code", "name", "daily", "online_bias"),
+                               required=False):
+        where = f"{filename} line {line}"
+        dept, code, name = _need(where, row, "department"), _need(where, row, "code"), _need(where, row, "name")
+        if not dept.startswith("*-") and dept not in dept_codes:
+            raise PackError(f"{where}: department {dept} is not in departments.csv (or write *-SUFFIX)")
+        try:
+            daily, bias = float(_need(where, row, "daily")), float(row.get("online_bias") or 0)
+        except ValueError:
+            raise PackError(f"{where}: daily and online_bias must be numbers") from None
+        if not (daily >= 0 and -1 < bias < 1):
+            raise PackError(f"{where}: daily must be >= 0 and online_bias between -1 and 1")
+        if (dept, code) in seen:
+            raise PackError(f"{where}: item {code} of {dept} is listed twice (also line {seen[dept, code]})")
+        seen[dept, code] = line
+        items.append(ServiceItem(dept, code, name, daily, bias))
+    return tuple(items)
+
+
 def _load_calendar(folder: Path) -> dict[dt.date, bool]:
     filename = "calendar.csv"
     out: dict[dt.date, bool] = {}
@@ -669,14 +708,15 @@ def load_pack(name_or_path: str | Path) -> Pack:
         raise PackError(f"pack.toml: triage_department {triage} is not in departments.csv")
 
     demo = _demo(conf, to_wgs84)
-    weights = demo.get("district_weights", {})
-    if not isinstance(weights, dict):
-        raise PackError("pack.toml: demo.district_weights must be a table of district code = weight")
-    for code, weight in weights.items():
-        if code not in district_codes:
-            raise PackError(f"pack.toml: demo.district_weights {code} is not a district in areas.geojson")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise PackError(f"pack.toml: demo.district_weights {code} must be a number >= 0 (got {weight!r})")
+    for table in ("district_weights", "service_district_scale"):
+        weights = demo.get(table, {})
+        if not isinstance(weights, dict):
+            raise PackError(f"pack.toml: demo.{table} must be a table of district code = number")
+        for code, weight in weights.items():
+            if code not in district_codes:
+                raise PackError(f"pack.toml: demo.{table} {code} is not a district in areas.geojson")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise PackError(f"pack.toml: demo.{table} {code} must be a number >= 0 (got {weight!r})")
 
     return Pack(
         name=name,
@@ -699,6 +739,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         categories=categories,
         routing_rules=routing,
         path=folder,
+        service_items=_load_service_items(folder, dept_codes),
     )
 
 

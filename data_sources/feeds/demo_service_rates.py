@@ -1,12 +1,13 @@
-"""Demo government-service feeds: 一网通办 / 好差评 figures and city KPI values (Hangzhou).
+"""Demo government-service feeds: 一网通办 / 好差评 figures and city KPI values.
 
 Deterministic with a seed: every (department, day, service item) row is drawn from its own
 generator seeded by ``f"{seed}:{department}:{day}:{item}"``, so a re-seed over an overlapping
 range draws the same numbers, and inserts are idempotent (existing keys are left alone).
 
-Which departments run government services, and which items, is data here (``CITY_ITEMS``
-per Hangzhou department code, ``DISTRICT_ITEMS`` per district department code suffix): only
-departments of the given pack that match are generated, so another pack simply gets none.
+Which departments run government services, and which items, is pack data (``service_items.csv``:
+per department code, or ``*-SUFFIX`` for every district department with that code suffix; the
+district departments' volume scale in ``pack.toml`` ``[demo.service_district_scale]``): a pack
+without the file simply gets none.
 
 Per row: ``total`` cases, ``online`` handled online (网办率: most departments 86–97 %, a few
 below the 85 % target), ``completed``, ``on_time`` (按时办结率 ~ 97–99.5 %), ratings ★1–★5 of
@@ -37,53 +38,13 @@ RECTIFY_SHARE = 0.93              # bad ratings rectified within 15 working days
 UNDER_TARGET = 3                  # departments whose 网办率 sits below the 85 % target
 
 
-@dataclass(frozen=True)
-class Item:
-    code: str
-    name: str
-    daily: float                  # cases on a working day (mean)
-    online_bias: float = 0.0      # this item's online rate against its department's
-
-
-# 事项 per city bureau (Hangzhou department codes) ------------------------------------------
-CITY_ITEMS: dict[str, list[Item]] = {
-    "HZ-SCJGJ": [Item("QYKB", "企业开办（设立登记）", 60, 0.03), Item("SPJYXK", "食品经营许可", 25),
-                 Item("TZSBSYDJ", "特种设备使用登记", 12, -0.04), Item("YPLSXK", "药品零售企业许可", 6, -0.02),
-                 Item("GGSCBA", "广告发布登记", 4, 0.02)],
-    "HZ-ZJJ": [Item("JZGCSGXK", "建筑工程施工许可", 14, -0.03), Item("SPFYSXK", "商品房预售许可", 3, -0.06),
-               Item("JGYSBA", "建设工程竣工验收备案", 9), Item("JZYZZ", "建筑业企业资质核准", 5, 0.02)],
-    "HZ-GHZYJ": [Item("JSGCGHXK", "建设工程规划许可", 8, -0.02), Item("JSYDGHXK", "建设用地规划许可", 3, -0.04),
-                 Item("BDCDJ", "不动产登记（转移登记）", 180, 0.02), Item("YDYSXZ", "用地预审与选址意见书", 2, -0.05),
-                 Item("BDCDY", "不动产登记资料查询", 120, 0.04)],
-    "HZ-JTJ": [Item("DLYSJYXK", "道路运输经营许可", 10), Item("CYZGZ", "道路货物运输驾驶员从业资格", 30, 0.03),
-               Item("WYCYSZ", "网络预约出租汽车运输证", 40, 0.04), Item("GLCXYS", "公路超限运输许可", 15, 0.02),
-               Item("ZYWJGL", "占用、挖掘公路许可", 3, -0.05)],
-    "HZ-STHJJ": [Item("PWXK", "排污许可", 12, 0.01), Item("HPSP", "建设项目环境影响评价文件审批", 5, -0.03),
-                 Item("WXFWJYXK", "危险废物经营许可", 1, -0.06), Item("FSAQXK", "辐射安全许可", 3)],
-    "HZ-CGJ": [Item("HWGGSP", "户外广告设置审批", 8, -0.02), Item("JZLJCZ", "城市建筑垃圾处置核准", 10),
-               Item("LSZYDL", "临时占用城市道路审批", 12, -0.03), Item("RQJYXK", "燃气经营许可", 1, -0.05),
-               Item("ZPSSSZ", "店招店牌设置备案", 15, 0.03)],
-    "HZ-LYSLJ": [Item("QSXK", "取水许可", 3, -0.02), Item("HDJSFA", "河道管理范围内建设项目方案审批", 2, -0.04),
-                 Item("LMCFXK", "林木采伐许可", 6, 0.02)],
-    "HZ-YLWWJ": [Item("LDZYSP", "临时占用城市绿地审批", 3), Item("SMQYSP", "砍伐、迁移城市树木审批", 5, -0.02),
-                 Item("WWXSSP", "文物保护单位修缮方案审批", 1, -0.06)],
-}
-# 事项 per district department, by code suffix (330106-SCJG = 西湖区 市场监管分局) ---------------
-DISTRICT_ITEMS: dict[str, list[Item]] = {
-    "SCJG": [Item("QYKB", "企业开办（设立登记）", 35, 0.03), Item("GTHDJ", "个体工商户登记", 28, 0.02),
-             Item("SPJYXK", "食品经营许可", 18), Item("YPLSXK", "药品零售企业许可", 3, -0.03),
-             Item("QYZXDJ", "企业注销登记", 9, -0.01)],
-}
-#: districts differ in size: the share of a city-wide district department's volume
-DISTRICT_SCALE = {"330102": 1.2, "330105": 1.3, "330106": 1.3, "330108": 1.2, "330109": 1.4, "330110": 1.5,
-                  "330111": 0.7, "330112": 0.6, "330113": 0.9, "330114": 0.9, "330122": 0.4, "330127": 0.35,
-                  "330182": 0.4}
-
-
-def items_for(code: str, district_code: Optional[str] = None) -> list[Item]:
-    if code in CITY_ITEMS:
-        return CITY_ITEMS[code]
-    return DISTRICT_ITEMS.get(code.rsplit("-", 1)[-1], []) if district_code else []
+def items_for(pack, code: str, district_code: Optional[str] = None) -> list:
+    """The pack's service items of department ``code`` (``service_items.csv``): its own, else, for a
+    district department, those written for every district department with its code suffix."""
+    own = [i for i in pack.service_items if i.department == code]
+    if own or not district_code:
+        return own
+    return [i for i in pack.service_items if i.department == "*-" + code.rsplit("-", 1)[-1]]
 
 
 def _default_is_workday(d: date) -> bool:
@@ -131,19 +92,22 @@ def department_online_rates(codes: list[str], seed: int) -> dict[str, float]:
     return {c: (rng.uniform(0.76, 0.83) if c in low else rng.uniform(0.86, 0.97)) for c in ordered}
 
 
-def generate_service_rates(pack_departments, start_date: date, end_date: date, seed: int, *,
+def generate_service_rates(pack, start_date: date, end_date: date, seed: int, *,
                            is_workday: Optional[Callable[[date], bool]] = None) -> list[dict]:
-    """Rows for ServiceRate (as dicts), one per department, day and service item."""
+    """Rows for ServiceRate (as dicts), one per department, day and service item of the pack."""
     is_workday = is_workday or _default_is_workday
-    depts = [(d.code, getattr(d, "district_code", None)) for d in pack_departments]
-    depts = [(c, dc) for c, dc in depts if items_for(c, dc)]
-    base_online = department_online_rates([c for c, _ in depts], seed)
+    depts = [(d.code, getattr(d, "district_code", None)) for d in pack.departments]
+    depts = [(c, dc, items_for(pack, c, dc)) for c, dc in depts]
+    depts = [(c, dc, items) for c, dc, items in depts if items]
+    base_online = department_online_rates([c for c, _, _ in depts], seed)
+    district_scale = pack.demo.get("service_district_scale", {})
     workdays = {d: is_workday(d) for d in _days(start_date, end_date)}
     rows = []
-    for code, district in depts:
-        scale = DISTRICT_SCALE.get(district or "", 1.0) if code not in CITY_ITEMS else 1.0
+    for code, district, items in depts:
+        shared = items[0].department.startswith("*-")   # a district department's share of the city-wide mean
+        scale = float(district_scale.get(district or "", 1.0)) if shared else 1.0
         for day, working in workdays.items():
-            for item in items_for(code, district):
+            for item in items:
                 rng = random.Random(f"{seed}:{code}:{day.isoformat()}:{item.code}")
                 online_p = min(base_online[code] + item.online_bias + rng.uniform(-0.02, 0.02), 0.995)
                 mean = item.daily * scale * (rng.uniform(0.8, 1.2) if working else 0.12)
@@ -170,11 +134,11 @@ def generate_service_rates(pack_departments, start_date: date, end_date: date, s
     return rows
 
 
-def seed_service_rates(session: Session, pack_departments, start_date: date, end_date: date, seed: int, *,
+def seed_service_rates(session: Session, pack, start_date: date, end_date: date, seed: int, *,
                        is_workday: Optional[Callable[[date], bool]] = None) -> int:
     """Bulk-inserts the rows of ``generate_service_rates`` that are not there yet (unique
     department, day, item); returns how many were inserted."""
-    rows = generate_service_rates(pack_departments, start_date, end_date, seed, is_workday=is_workday)
+    rows = generate_service_rates(pack, start_date, end_date, seed, is_workday=is_workday)
     if not rows:
         return 0
     existing = set(session.execute(
@@ -318,6 +282,6 @@ def seed_demo(session: Session, pack, now: datetime, days: int, seed: int, *,
     from zoneinfo import ZoneInfo
     end = now.astimezone(ZoneInfo(pack.timezone)).date() - timedelta(days=1)
     start = end - timedelta(days=days - 1)
-    rates = seed_service_rates(session, pack.departments, start, end, seed, is_workday=is_workday)
+    rates = seed_service_rates(session, pack, start, end, seed, is_workday=is_workday)
     kpis = seed_kpis(session, start, end, seed)
     return {"service_rates": rates, "kpi_values": kpis}

@@ -45,7 +45,7 @@ def _seed(app):
                   "lon": PLACES["330106-CGJ"][0], "lat": PLACES["330106-CGJ"][1], "state": "duplicate"}, n + 1))
     ingest(db, rt.rules, rt.pack, recs, "native", now=datetime(2024, 6, 1, tzinfo=SH))
     with db.session_scope() as s:
-        seed_service_rates(s, rt.pack.departments, date(2024, 4, 1), date(2024, 5, 9), seed=3)
+        seed_service_rates(s, rt.pack, date(2024, 4, 1), date(2024, 5, 9), seed=3)
         seed_kpis(s, date(2024, 4, 1), date(2024, 5, 9), seed=3)
 
 

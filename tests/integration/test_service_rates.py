@@ -22,19 +22,19 @@ def _counts(server) -> tuple[int, int, int, int]:
 
 
 def test_reseeding_inserts_nothing_twice_and_keeps_the_figures(server):
-    departments = get_runtime(server).pack.departments
+    pack = get_runtime(server).pack
     start, end = date(2026, 11, 1), date(2026, 11, 14)
     with get_db(server).session_scope() as s:
-        inserted = sr.seed_service_rates(s, departments, start, end, seed=3)
-        assert inserted == len(sr.generate_service_rates(departments, start, end, seed=3)) > 0
+        inserted = sr.seed_service_rates(s, pack, start, end, seed=3)
+        assert inserted == len(sr.generate_service_rates(pack, start, end, seed=3)) > 0
         assert sr.seed_kpis(s, start, end, seed=3) > 0
     first = _counts(server)
     with get_db(server).session_scope() as s:
-        assert sr.seed_service_rates(s, departments, start, end, seed=3) == 0
+        assert sr.seed_service_rates(s, pack, start, end, seed=3) == 0
         assert sr.seed_kpis(s, start, end, seed=3) == 0
         # an overlapping, longer range adds only the new days
-        more = sr.seed_service_rates(s, departments, start, end + timedelta(days=1), seed=3)
-    assert more == len(sr.generate_service_rates(departments, end + timedelta(days=1), end + timedelta(days=1), 3))
+        more = sr.seed_service_rates(s, pack, start, end + timedelta(days=1), seed=3)
+    assert more == len(sr.generate_service_rates(pack, end + timedelta(days=1), end + timedelta(days=1), 3))
     assert _counts(server)[0] == first[0] + more
     with get_db(server).session_scope() as s:
         # 网办率 of the KPI feed is computed from the service rows

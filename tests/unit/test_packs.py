@@ -13,7 +13,7 @@ import shapely
 from shapely.geometry import Point
 
 from data_sources.coords import gcj02_to_wgs84
-from data_sources.packs import Area, Category, Department, Pack, PackError, RoutingRule, load_pack
+from data_sources.packs import Area, Category, Department, Pack, PackError, RoutingRule, ServiceItem, load_pack
 
 HANGZHOU_DISTRICTS = {
     "330102": "上城区",
@@ -54,8 +54,9 @@ def test_dataclasses_have_exactly_the_agreed_fields():
     assert names(Pack) == (
         "name", "title", "title_en", "timezone", "crs", "center", "zoom", "office_hours", "holiday_source",
         "calendar_overrides", "triage_department", "kpi_targets", "kpi_weights", "priority_factors", "demo",
-        "departments", "areas", "categories", "routing_rules", "path",
+        "departments", "areas", "categories", "routing_rules", "path", "service_items",
     )  # fmt: skip
+    assert names(ServiceItem) == ("department", "code", "name", "daily", "online_bias")
 
 
 def test_hangzhou_pack_loads_by_name_and_by_path(hangzhou):
@@ -293,6 +294,29 @@ def test_a_valid_tiny_pack_loads(tmp_path):
     assert pack.routing_rules[2] == RoutingRule("3", "E0101", "D1", "T-D1", "district one")
     assert pack.calendar_overrides == {}
     assert pack.path == (tmp_path / "tiny").resolve()
+
+
+def test_service_items_are_pack_data_and_checked(tmp_path):
+    folder = write_pack(tmp_path / "tiny")
+    (folder / "service_items.csv").write_text("department,code,name,daily,online_bias\n"
+                                              "T-D1,QYKB,企业开办,12,0.03\n*-CG,LSZY,临时占道,3,\n", encoding="utf-8")
+    pack = load_pack(str(folder))
+    assert pack.service_items == (ServiceItem("T-D1", "QYKB", "企业开办", 12.0, 0.03),
+                                  ServiceItem("*-CG", "LSZY", "临时占道", 3.0, 0.0))
+    assert load_pack(str(write_pack(tmp_path / "none"))).service_items == ()   # the file is optional
+    for bad, says in (("NOPE,QYKB,企业开办,12,0\n", "NOPE is not in departments.csv"),
+                      ("T-D1,QYKB,企业开办,many,0\n", "must be numbers"),
+                      ("T-D1,QYKB,企业开办,12,0\nT-D1,QYKB,again,1,0\n", "listed twice")):
+        (folder / "service_items.csv").write_text("department,code,name,daily,online_bias\n" + bad, encoding="utf-8")
+        with pytest.raises(PackError, match=says):
+            load_pack(str(folder))
+
+
+def test_hangzhou_service_items_come_from_its_pack(hangzhou):
+    city = [i for i in hangzhou.service_items if not i.department.startswith("*-")]
+    assert {i.department for i in city} <= {d.code for d in hangzhou.departments} and len(city) >= 30
+    assert any(i.department == "*-SCJG" for i in hangzhou.service_items)
+    assert set(hangzhou.demo["service_district_scale"]) <= {a.code for a in hangzhou.districts()}
 
 
 def test_calendar_overrides_are_read(tmp_path):

@@ -13,22 +13,22 @@ START, END = date(2026, 9, 1), date(2026, 10, 31)   # includes the 国庆 holida
 
 
 @pytest.fixture(scope="module")
-def departments():
-    return load_pack("hangzhou").departments
+def pack():
+    return load_pack("hangzhou")
 
 
 @pytest.fixture(scope="module")
-def rows(departments):
-    return sr.generate_service_rates(departments, START, END, seed=7)
+def rows(pack):
+    return sr.generate_service_rates(pack, START, END, seed=7)
 
 
-def test_the_same_seed_draws_the_same_rows_and_another_seed_does_not(departments, rows):
-    assert sr.generate_service_rates(departments, START, END, seed=7) == rows
-    assert sr.generate_service_rates(departments, START, END, seed=8) != rows
+def test_the_same_seed_draws_the_same_rows_and_another_seed_does_not(pack, rows):
+    assert sr.generate_service_rates(pack, START, END, seed=7) == rows
+    assert sr.generate_service_rates(pack, START, END, seed=8) != rows
 
 
-def test_a_row_does_not_depend_on_the_range_it_was_drawn_in(departments, rows):
-    one_day = sr.generate_service_rates(departments, date(2026, 10, 8), date(2026, 10, 8), seed=7)
+def test_a_row_does_not_depend_on_the_range_it_was_drawn_in(pack, rows):
+    one_day = sr.generate_service_rates(pack, date(2026, 10, 8), date(2026, 10, 8), seed=7)
     assert one_day == [r for r in rows if r["day"] == date(2026, 10, 8)]
 
 
@@ -44,8 +44,8 @@ def test_every_row_is_consistent(rows):
     assert len(keys) == len(set(keys))
 
 
-def test_only_service_departments_of_the_pack_get_3_to_6_items(departments, rows):
-    codes = {d.code for d in departments}
+def test_only_service_departments_of_the_pack_get_3_to_6_items(pack, rows):
+    codes = {d.code for d in pack.departments}
     per_dept = defaultdict(set)
     for r in rows:
         per_dept[r["department_code"]].add(r["item_code"])
