@@ -461,6 +461,12 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
                 data[name] = values
         else:
             data[name] = request.args.get(name)
+    return _validated(model, data)
+
+
+def _validated(model: type[BaseModel], data: dict) -> BaseModel:
+    """``data`` (query or body) as ``model``: text the database cannot store, or a field that does not
+    validate, is a 400 naming the field."""
     _refuse_bad_text(data)
     try:
         return model.model_validate(data)
@@ -481,12 +487,7 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
         raise ApiError(400, "bad_request", "malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "the request body must be a JSON object")
-    _refuse_bad_text(data)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        message, details = _validation_message(exc)
-        raise ApiError(400, "bad_request", message, details=details) from None
+    return _validated(model, data)
 
 
 def _not_json(constant: str):
