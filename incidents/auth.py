@@ -150,14 +150,21 @@ def _live(row: Optional[ApiToken], now: datetime) -> bool:
     return row is not None and (row.expires_at is None or row.expires_at > now)
 
 
-def user_for_token(session: Session, token: str, *, now: Optional[datetime] = None) -> Optional[User]:
-    """The active user a token belongs to; None when the token is unknown, revoked or expired."""
+def token_and_user(session: Session, token: str, *,
+                   now: Optional[datetime] = None) -> tuple[Optional[ApiToken], Optional[User]]:
+    """The live token row and its active user; (None, None) when the token is unknown, revoked or
+    expired, or its user inactive. The row says what the token is bound to (name, feeds)."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token),
                                                 ApiToken.revoked_at.is_(None)))
     if not _live(row, now or _utcnow()):
-        return None
+        return None, None
     user = session.get(User, row.user_id)
-    return user if user is not None and user.active else None
+    return (row, user) if user is not None and user.active else (None, None)
+
+
+def user_for_token(session: Session, token: str, *, now: Optional[datetime] = None) -> Optional[User]:
+    """The active user a token belongs to; None when the token is unknown, revoked or expired."""
+    return token_and_user(session, token, now=now)[1]
 
 
 def token_digest(token: str) -> str:

@@ -177,25 +177,20 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
     action = parse_action(action)
     _check_bounds(action, incident_id, department=department, note=note, reason=reason, hours=hours,
                   duplicate_of=duplicate_of, level=level, request_id=request_id)
-    if request_id:  # a retried request: applied once, answered with the case as it is now
-        seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
-        if seen is not None:
-            if seen.incident_id != incident_id:
-                raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
-            case = session.get(Incident, incident_id)
-            permissions.check_permission(actor.role, action, user_department=actor.department_code,
-                                       case_department=case.department_code)
-            return Outcome(case, _request_of(session, seen))
+    seen = _applied_as(session, request_id, incident_id)
+    if seen is not None:   # a retried request: applied once, answered with the case as it is now
+        case = session.get(Incident, incident_id)
+        permissions.check_permission(actor.role, action, user_department=actor.department_code,
+                                     case_department=case.department_code)
+        return Outcome(case, _request_of(session, seen))
     case = session.get(Incident, incident_id)
     if case is None:
         raise NotFound(f"case {incident_id} does not exist")
     permissions.check_permission(actor.role, action, user_department=actor.department_code,
                                case_department=case.department_code)
     if version != case.version:
-        seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id)) \
-            if request_id else None
-        if seen is not None and seen.incident_id == incident_id:
-            # a retry of a request applied meanwhile (a racing first try): its answer
+        seen = _applied_as(session, request_id, incident_id)
+        if seen is not None:   # a retry of a request applied meanwhile (a racing first try): its answer
             return Outcome(case, _request_of(session, seen))
         raise StaleVersion(changed_by=case.updated_by, changed_at=case.updated_at)
     category = session.get(Category, case.category_code) if case.category_code else None
@@ -225,22 +220,17 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
     except (StaleDataError, IntegrityError) as exc:
         # someone else's write landed between our read and our write: tell who, from a fresh session
         with Session(session.get_bind()) as other:
-            used = other.scalar(select(IncidentEvent.incident_id)
-                                .where(IncidentEvent.request_id == request_id)) if request_id else None
-            if isinstance(exc, IntegrityError) and used is None:
+            # the unique request id turns a race of one request on two cases into one success and a
+            # ValidationFailed here; a retry that raced the first application on this case gets its answer
+            first = _applied_as(other, request_id, incident_id)
+            if isinstance(exc, IntegrityError) and first is None:
                 raise
-            if used is not None and used != incident_id:
-                # the unique request id turned a race of one request on two cases into one success
-                raise ValidationFailed(f"request id {request_id!r} was already used for case {used}") from None
-            if used == incident_id:
-                # a retry that raced the first application of the same request: that one won, so this
-                # one answers what it answered (the case as it is now); this transaction is dead
+            if first is not None:   # that one won: this answers what it answered; this transaction is dead
                 fresh = other.get(Incident, incident_id)
-                first = _request_of(other, other.scalar(select(IncidentEvent)
-                                                        .where(IncidentEvent.request_id == request_id)))
+                request = _request_of(other, first)
                 other.expunge_all()
                 session.rollback()
-                return Outcome(fresh, first)
+                return Outcome(fresh, request)
             fresh = other.get(Incident, incident_id)
             raise StaleVersion(changed_by=fresh.updated_by if fresh else "?",
                                changed_at=fresh.updated_at if fresh else None) from None
@@ -249,6 +239,17 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
 
 
 # --------------------------------------------------------------------------- requests and approvals
+
+def _applied_as(session: Session, request_id: Optional[str], incident_id: int) -> Optional[IncidentEvent]:
+    """The event an idempotency key was already applied as on this case (None: not yet); a key
+    already used on another case is a ValidationFailed."""
+    if not request_id:
+        return None
+    seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
+    if seen is not None and seen.incident_id != incident_id:
+        raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
+    return seen
+
 
 def _request_of(session: Session, event: IncidentEvent) -> Optional[CaseRequest]:
     rid = (event.payload or {}).get("case_request_id")

@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlparse
 from flask import Flask, abort, jsonify, redirect, request, session
 from flask_wtf.csrf import CSRFError, generate_csrf
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -27,7 +26,7 @@ from data_sources.web import security
 from data_sources.web.errors import error_response, unavailable_response
 from incidents import auth, bounds
 from incidents.model import Role
-from incidents.tables import ApiToken, User
+from incidents.tables import User
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +118,11 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
             return None
         token = header[len("Bearer "):].strip()
         with get_db(server).session_scope() as s:
-            user = auth.user_for_token(s, token)
+            row, user = auth.token_and_user(s, token)
             if user is None:
                 return None
             who = SessionUser.of(user)
-            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == auth.token_digest(token)))
-            if row is not None:
-                who.token_name, who.token_feeds = row.name or f"token-{row.id}", row.feeds
+            who.token_name, who.token_feeds = row.name or f"token-{row.id}", row.feeds
             return who
 
     @server.before_request
