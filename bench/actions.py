@@ -84,6 +84,13 @@ def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_acti
             for table in ("incidents", "incident_events"):
                 conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                      f"(SELECT COALESCE(MAX(id), 1) FROM {table}))")
+    from incidents import facts
+    from incidents.tables import CaseFact
+    from sqlalchemy import func, select
+    with db.session_scope() as s:     # the generator writes cases and events; their fact rows come from them
+        if (s.scalar(select(func.count()).select_from(CaseFact)) or 0) != datagen.counts(s)[0]:
+            t0 = time.perf_counter()
+            echo(f"data: fact rows for {facts.rebuild(s):,} cases in {time.perf_counter() - t0:.1f} s")
     with db.session_scope() as s:
         have, _, n_events = datagen.counts(s)
     echo(f"data: {have:,} cases, ~{n_events:,} events in {db.engine.dialect.name} ({_where(url)})")

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import EARLIEST, UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import bounds, permissions, services
+from incidents import bounds, facts, permissions, services
 from incidents.lifecycle import DomainError, PermissionDenied
 from incidents.model import Action, State
 from incidents.services import CaseRules
@@ -439,7 +439,8 @@ class _Run:
                        voided_at=None, suspended_at=None, allowed_hours=None, warn_at=None, deadline=None,
                        on_time=None, void_reason=None, duplicate_of=None, supervise_level=0, rework_count=0,
                        return_count=0, reassign_count=0, extension_count=0, extension_hours=0.0,
-                       suspended_hours=0.0, updated_at=self.now, updated_by=self.actor, version=1)
+                       suspended_hours=0.0, first_dispatched_at=None, handling_hours=None, updated_at=self.now,
+                       updated_by=self.actor, version=1)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]
         for action, at, params in self._plan(inc):
@@ -462,6 +463,7 @@ class _Run:
                 ev["incident_id"] = cid
                 rows.append(ev)
         _bulk_insert(s, IncidentEvent.__table__, _EVENT_COLUMNS, rows)
+        facts.refresh(s, ids.values())
 
     # the reference: every new case built through services.apply_action on an ORM object
     def _new_case_via_services(self, item: Item, inc: IncomingCase) -> tuple[dict, list[dict]]:
@@ -476,7 +478,7 @@ class _Run:
                         state_before_suspend=None)
         for name in ("registered_at", "dispatched_at", "signed_at", "resolved_at", "closed_at", "voided_at",
                      "suspended_at", "allowed_hours", "warn_at", "deadline", "on_time", "void_reason",
-                     "duplicate_of", "department_code"):
+                     "duplicate_of", "department_code", "first_dispatched_at", "handling_hours"):
             setattr(case, name, None)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]
@@ -498,6 +500,7 @@ class _Run:
                 ev["incident_id"] = cid
                 rows.append(ev)
         s.execute(IncidentEvent.__table__.insert(), rows)
+        facts.refresh(s, new_ids)
 
     def _update_steps(self, case: Incident, inc: IncomingCase, diff: dict) -> tuple[list, list[str]]:
         """The actions that bring a known case to the source's state, and notes on what is kept."""

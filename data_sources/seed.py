@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
 from data_sources.store import migrate
-from incidents import auth
+from incidents import auth, facts
 from incidents.model import Role
 from incidents.services import bump_data_version
 from incidents.tables import Area, Category, Department, Incident, Meta, RoutingRule, User
@@ -105,6 +105,8 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
     result: dict = {}
     with db.session_scope() as s:
         result["pack"] = install_pack(s, rt.pack)
+        if facts.backfill_milestones(s, rt.calendar):    # cases from before the fact table (0004)
+            facts.rebuild(s)
     echo(f"pack {rt.pack.name}: {result['pack']}")
     if seed_demo is None:
         seed_demo = db.is_sqlite  # the embedded default; production databases get no demo data

@@ -475,45 +475,72 @@ def _drill(period: Period, as_of: datetime, cohort: str, *, numerator: Optional[
     return d
 
 
+#: what a case KPI counts, summed over cases (:func:`case_sums`); every case KPI is built from these
+#: sums (:func:`case_kpis_from_sums`), so the reference (frames) and the fact table's SQL path
+#: (:mod:`incidents.queries.kpi_facts`) share one definition of each KPI
+CASE_SUMS = ("reported", "registered", "dispatched", "closed", "reg", "reg_closed", "reg_closed_on_time",
+             "reg_reworked", "disp", "disp_on_time", "disp_accurate", "disp_extended", "overdue", "handled",
+             "handled_hours")
+
+
+def case_sums(facts: pd.DataFrame) -> dict[str, float]:
+    """The :data:`CASE_SUMS` of ``facts`` (a frame of :func:`case_facts`)."""
+    def n(mask) -> int:
+        return int(mask.sum())
+    if not len(facts):
+        return dict.fromkeys(CASE_SUMS, 0)
+    reg, disp = facts["reg_cohort"], facts["disp_cohort"]
+    handled = disp & facts["resolved_final"]
+    return {"reported": n(facts["reported_in"]), "registered": n(facts["registered_in"]),
+            "dispatched": n(facts["dispatched_in"]), "closed": n(facts["closed_in"]), "reg": n(reg),
+            "reg_closed": n(reg & facts["closed"]), "reg_closed_on_time": n(reg & facts["closed_on_time"]),
+            "reg_reworked": n(reg & facts["reworked"]), "disp": n(disp), "disp_on_time": n(disp & facts["on_time_final"]),
+            "disp_accurate": n(disp & facts["accurate"]), "disp_extended": n(disp & facts["extended"]),
+            "overdue": n(facts["overdue"]), "handled": n(handled),
+            "handled_hours": float(facts.loc[handled, "handling_hours"].sum()) if handled.any() else 0.0}
+
+
+def add_sums(*many: dict) -> dict[str, float]:
+    return {k: sum(m.get(k, 0) for m in many) for k in CASE_SUMS}
+
+
 def case_kpis(facts: pd.DataFrame, period: Period, as_of: datetime, targets: Optional[dict] = None,
               group: Optional[dict] = None) -> dict[str, KpiResult]:
     """The case KPIs of DESIGN §6 over ``facts`` (already restricted to a group, if any)."""
-    t = targets or {}
+    return case_kpis_from_sums(case_sums(facts), period, as_of, targets, group)
 
-    def n(mask) -> int:
-        return int(mask.sum())
+
+def case_kpis_from_sums(sums: dict, period: Period, as_of: datetime, targets: Optional[dict] = None,
+                        group: Optional[dict] = None) -> dict[str, KpiResult]:
+    """The case KPIs of DESIGN §6 from their :data:`CASE_SUMS`."""
+    t = targets or {}
 
     def dr(cohort, numerator=None, voided=False):
         return _drill(period, as_of, cohort, numerator=numerator, exclude_voided=voided, group=group)
 
-    reg, disp = facts["reg_cohort"], facts["disp_cohort"]
+    def r(code, num, den, drill, **kw):
+        return _result(code, int(sums[num]), None if den is None else int(sums[den]), targets=t, drill=drill, **kw)
+
     out = {
-        "reported_count": _result("reported_count", n(facts["reported_in"]), None, targets=t, drill=dr("reported")),
-        "registered_count": _result("registered_count", n(facts["registered_in"]), None, targets=t,
-                                    drill=dr("registered_event")),
-        "dispatched_count": _result("dispatched_count", n(facts["dispatched_in"]), None, targets=t,
-                                    drill=dr("dispatched_event")),
-        "closed_count": _result("closed_count", n(facts["closed_in"]), None, targets=t, drill=dr("closed_event")),
-        "closure_rate": _result("closure_rate", n(reg & facts["closed"]), n(reg), targets=t,
-                                drill=dr("registered", "closed", True)),
-        "on_time_closure_rate": _result("on_time_closure_rate", n(reg & facts["closed_on_time"]), n(reg), targets=t,
-                                        drill=dr("registered", "closed_on_time", True)),
-        "on_time_disposal_rate": _result("on_time_disposal_rate", n(disp & facts["on_time_final"]), n(disp),
-                                         targets=t, drill=dr("dispatched", "resolved_on_time", True)),
-        "rework_rate": _result("rework_rate", n(reg & facts["reworked"]), n(reg), targets=t,
-                               drill=dr("registered", "reworked", True)),
-        "accurate_dispatch_rate": _result("accurate_dispatch_rate", n(disp & facts["accurate"]), n(disp), targets=t,
-                                          drill=dr("dispatched", "never_returned_or_reassigned", True)),
-        "extension_rate": _result("extension_rate", n(disp & facts["extended"]), n(disp), targets=t,
-                                  drill=dr("dispatched", "extended", True)),
-        "overdue_open_count": _result("overdue_open_count", n(facts["overdue"]), None, targets=t,
-                                      drill=dr("open_overdue")),
+        "reported_count": r("reported_count", "reported", None, dr("reported")),
+        "registered_count": r("registered_count", "registered", None, dr("registered_event")),
+        "dispatched_count": r("dispatched_count", "dispatched", None, dr("dispatched_event")),
+        "closed_count": r("closed_count", "closed", None, dr("closed_event")),
+        "closure_rate": r("closure_rate", "reg_closed", "reg", dr("registered", "closed", True)),
+        "on_time_closure_rate": r("on_time_closure_rate", "reg_closed_on_time", "reg",
+                                  dr("registered", "closed_on_time", True)),
+        "on_time_disposal_rate": r("on_time_disposal_rate", "disp_on_time", "disp",
+                                   dr("dispatched", "resolved_on_time", True)),
+        "rework_rate": r("rework_rate", "reg_reworked", "reg", dr("registered", "reworked", True)),
+        "accurate_dispatch_rate": r("accurate_dispatch_rate", "disp_accurate", "disp",
+                                    dr("dispatched", "never_returned_or_reassigned", True)),
+        "extension_rate": r("extension_rate", "disp_extended", "disp", dr("dispatched", "extended", True)),
+        "overdue_open_count": r("overdue_open_count", "overdue", None, dr("open_overdue")),
     }
-    handled = facts.loc[disp & facts["resolved_final"], "handling_hours"]
-    total = float(handled.sum()) if len(handled) else 0.0
-    out["mean_handling_hours"] = _result("mean_handling_hours", round(total, 6), int(len(handled)), targets=t,
+    handled, total = int(sums["handled"]), float(sums["handled_hours"])
+    out["mean_handling_hours"] = _result("mean_handling_hours", round(total, 6), handled, targets=t,
                                          drill=dr("dispatched", "resolved", True),
-                                         value=round(total / len(handled), 4) if len(handled) else None)
+                                         value=round(total / handled, 4) if handled else None)
     return out
 
 
@@ -680,30 +707,43 @@ def kpi_report(cases: pd.DataFrame, events: pd.DataFrame, rates: Optional[pd.Dat
 def _report(facts: pd.DataFrame, rates: pd.DataFrame, period: Period, as_of: datetime, *, tz: str,
             targets: Optional[dict], weights: Optional[dict], group_by: Optional[str],
             names: Optional[dict[str, str]], min_volume: int, top_n: int) -> KpiReport:
-    kpis = {**case_kpis(facts, period, as_of, targets), **service_kpis(rates, period, tz, targets)}
+    groups = None
+    if group_by is not None:
+        col = "department_code" if group_by == "department" else "district_code"
+        keys = facts[col].fillna(UNASSIGNED) if len(facts) else pd.Series(dtype=object)
+        groups = {code: case_sums(facts[keys == code]) for code in sorted(set(keys))}
+    return report_from_sums(case_sums(facts), groups, rates, period, as_of, tz=tz, targets=targets, weights=weights,
+                            group_by=group_by, names=names, min_volume=min_volume, top_n=top_n)
+
+
+def report_from_sums(total: dict, groups: Optional[dict[str, dict]], rates: pd.DataFrame, period: Period,
+                     as_of: datetime, *, tz: str, targets: Optional[dict], weights: Optional[dict] = None,
+                     group_by: Optional[str] = None, names: Optional[dict[str, str]] = None,
+                     min_volume: int = MIN_RANKING_VOLUME, top_n: int = 3) -> KpiReport:
+    """:func:`kpi_report` from the :data:`CASE_SUMS` of the whole period (``total``) and of each
+    group (``groups``: department or district code, :data:`UNASSIGNED` for none → sums)."""
+    rates = rates if rates is not None else pd.DataFrame(columns=list(SERVICE_RATE_COLUMNS))
+    kpis = {**case_kpis_from_sums(total, period, as_of, targets), **service_kpis(rates, period, tz, targets)}
     report = KpiReport(start=period.start, end=period.end, as_of=_utc(as_of), kpis=kpis, group_by=group_by)
     if group_by is None:
         return report
-    col = "department_code" if group_by == "department" else "district_code"
-    keys = facts[col].fillna(UNASSIGNED) if len(facts) else pd.Series(dtype=object)
-    groups: dict[str, dict[str, KpiResult]] = {}
-    for code in sorted(set(keys)):
-        sub = facts[keys == code]
+    out: dict[str, dict[str, KpiResult]] = {}
+    for code in sorted(groups or {}):
         g = {group_by: code}
-        groups[code] = case_kpis(sub, period, as_of, targets, group=g)
+        out[code] = case_kpis_from_sums(groups[code], period, as_of, targets, group=g)
         if group_by == "department":
-            groups[code].update(service_kpis(rates[rates["department_code"] == code] if len(rates) else rates,
-                                             period, tz, targets, group=g))
+            out[code].update(service_kpis(rates[rates["department_code"] == code] if len(rates) else rates,
+                                          period, tz, targets, group=g))
     if group_by == "department" and len(rates):
         # departments that run government services but had no case in the period
-        for code in sorted(set(rates["department_code"]) - set(groups)):
+        for code in sorted(set(rates["department_code"]) - set(out)):
             g = {group_by: code}
-            groups[code] = {**case_kpis(facts.iloc[0:0], period, as_of, targets, group=g),
-                            **service_kpis(rates[rates["department_code"] == code], period, tz, targets, group=g)}
-    ranking = rank_groups(groups, by=group_by, names=names, min_volume=min_volume, weights=weights, top_n=top_n)
+            out[code] = {**case_kpis_from_sums(dict.fromkeys(CASE_SUMS, 0), period, as_of, targets, group=g),
+                         **service_kpis(rates[rates["department_code"] == code], period, tz, targets, group=g)}
+    ranking = rank_groups(out, by=group_by, names=names, min_volume=min_volume, weights=weights, top_n=top_n)
     for code, res in composite_results(ranking, period, as_of).items():
-        groups[code]["composite_score"] = res
-    return replace(report, groups=groups, ranking=ranking)
+        out[code]["composite_score"] = res
+    return replace(report, groups=out, ranking=ranking)
 
 
 # =========================================================================== the brief (trends, comparisons)
@@ -742,16 +782,31 @@ def kpi_series(facts: pd.DataFrame, before: pd.DataFrame, reported_at: pd.Series
     """Each KPI's value per bucket, equal to the KPI of that sub-period at the same ``as_of``
     (only the cohorts depend on the period); None for buckets that begin after ``as_of``.
     超期未处置数 is a state at ``as_of``, not a flow: it has no series."""
-    out: dict[str, list[Optional[float]]] = {c: [] for c in CASE_KPIS + SERVICE_KPIS}
+    return series_from_sums(bucket_sums(facts, before, reported_at, buckets), rates, buckets, as_of, tz=tz)
+
+
+def bucket_sums(facts: pd.DataFrame, before: pd.DataFrame, reported_at: pd.Series,
+                buckets: list[Period]) -> list[dict[str, float]]:
+    """The :data:`CASE_SUMS` of each bucket (the facts' cohorts set to that sub-period)."""
     g = facts.copy(deep=False)
-    as_of = _utc(as_of)
+    out = []
     for b in buckets:
+        _set_period(g, before, reported_at, b)
+        out.append(case_sums(g))
+    return out
+
+
+def series_from_sums(sums: list[dict], rates: pd.DataFrame, buckets: list[Period], as_of: datetime, *,
+                     tz: str) -> dict[str, list[Optional[float]]]:
+    """:func:`kpi_series` from each bucket's :data:`CASE_SUMS`."""
+    out: dict[str, list[Optional[float]]] = {c: [] for c in CASE_KPIS + SERVICE_KPIS}
+    as_of = _utc(as_of)
+    for b, bs in zip(buckets, sums):
         if b.start > as_of:       # not begun yet: no value (a count of 0 would read as a fall)
             for values in out.values():
                 values.append(None)
             continue
-        _set_period(g, before, reported_at, b)
-        for code, r in {**case_kpis(g, b, as_of), **service_kpis(rates, b, tz)}.items():
+        for code, r in {**case_kpis_from_sums(bs, b, as_of), **service_kpis(rates, b, tz)}.items():
             out[code].append(r.value)
     out.pop("overdue_open_count")
     return out
@@ -902,7 +957,8 @@ def brief_figures(cases: pd.DataFrame, events: pd.DataFrame, rates: pd.DataFrame
     return by_dept, by_district, buckets, series, flags
 
 
-__all__ = ["CASE_KPIS", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",
+__all__ = ["CASE_KPIS", "CASE_SUMS", "add_sums", "bucket_sums", "case_kpis_from_sums", "case_sums",
+           "report_from_sums", "series_from_sums", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",
            "Period", "RankRow", "Ranking", "SERVICE_KPIS", "UNASSIGNED", "brief_figures", "case_facts", "case_flags", "case_kpis",
            "change", "comparisons", "composite_score", "deadline_in_force", "drill_ids", "grade_for",
            "indicator_results", "kpi_report", "kpi_series", "period_buckets", "previous_period", "rank_groups",

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from incidents import bounds, lifecycle, permissions, sla
+from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (facts: its flush hook)
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
@@ -405,6 +405,8 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
             case.reassign_count += 1
             payload["from_department"] = case.department_code
         case.department_code = department
+        if action == Action.DISPATCH and case.first_dispatched_at is None:
+            case.first_dispatched_at = now
         _start_clock(case, category, rules, now)
     elif action == Action.REGISTER:
         case.registered_at = now
@@ -442,19 +444,22 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
     elif action == Action.RESOLVE:
         case.resolved_at = now
         case.on_time = case.deadline is None or now <= case.deadline
+        # 平均处置时长 counts office time from the first dispatch, whatever the category's clock
+        case.handling_hours = (rules.calendar.working_hours_between(case.first_dispatched_at, now)
+                               if case.first_dispatched_at is not None else None)
     elif action == Action.VERIFY_PASS:
         case.closed_at = now
     elif action == Action.VERIFY_FAIL:
         case.rework_count += 1
         case.resolved_at = None
-        case.on_time = None
+        case.on_time = case.handling_hours = None
         _start_clock(case, category, rules, now)
     elif action == Action.REOPEN:
         if case.closed_at and now - case.closed_at > timedelta(days=rules.reopen_window_days):
             raise ValidationFailed(f"reopen is allowed within {rules.reopen_window_days:g} days of closing")
         case.rework_count += 1
         case.closed_at = case.resolved_at = None
-        case.on_time = None
+        case.on_time = case.handling_hours = None
         case.department_code = None
         case.deadline = case.warn_at = case.allowed_hours = None
     elif action == Action.SUPERVISE:

@@ -185,11 +185,54 @@ class Incident(Base):
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_hours: Mapped[float] = mapped_column(Float, default=0.0)
     suspended_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    # KPI milestones the transition keeps (DESIGN §6): the first dispatch (the 按期处置 cohort), and
+    # the working hours from it to the final resolve (平均处置时长; None while not resolved)
+    first_dispatched_at: Mapped[Optional[datetime]]
+    handling_hours: Mapped[Optional[float]] = mapped_column(Float)
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(60), default="")
 
     events: Mapped[list["IncidentEvent"]] = relationship(
         back_populates="incident", order_by="IncidentEvent.id", lazy="raise_on_sql")
+
+
+class CaseFact(Base):
+    """One narrow row per case with what the KPIs read (DESIGN §2, §6), kept in the transaction of
+    every write by :mod:`incidents.facts`: the KPI read model aggregates these with SQL instead of
+    replaying the timeline. It holds the case as it is now; a KPI at an earlier ``as_of`` reads a
+    row only if ``updated_at <= as_of`` (nothing changed since) and replays the rest's events."""
+
+    __tablename__ = "case_facts"
+    __table_args__ = (Index("ix_case_facts_reported_at", "reported_at"),
+                      Index("ix_case_facts_registered_at", "registered_at"),
+                      Index("ix_case_facts_first_dispatched_at", "first_dispatched_at"),
+                      Index("ix_case_facts_state_deadline", "state", "deadline"),
+                      Index("ix_case_facts_updated_at", "updated_at"))
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True, autoincrement=False)
+    # what the case is now, where and whose
+    state: Mapped[str] = mapped_column(String(16))
+    state_before_suspend: Mapped[Optional[str]] = mapped_column(String(16))
+    department_code: Mapped[Optional[str]] = mapped_column(String(40))
+    district_code: Mapped[Optional[str]] = mapped_column(String(20))
+    grid_code: Mapped[Optional[str]] = mapped_column(String(20))
+    category_code: Mapped[Optional[str]] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    # the milestones the cohorts hang on, the clock in force, and the last change
+    reported_at: Mapped[datetime]
+    registered_at: Mapped[Optional[datetime]]
+    first_dispatched_at: Mapped[Optional[datetime]]
+    resolved_at: Mapped[Optional[datetime]]                          # the final resolve, with
+    on_time: Mapped[Optional[bool]] = mapped_column(Boolean)          # its on-time and
+    handling_hours: Mapped[Optional[float]] = mapped_column(Float)    # its working hours from the first dispatch
+    deadline: Mapped[Optional[datetime]]
+    suspended_at: Mapped[Optional[datetime]]
+    updated_at: Mapped[datetime]
+    # what happened on the way
+    reworked: Mapped[bool] = mapped_column(Boolean)
+    misdispatched: Mapped[bool] = mapped_column(Boolean)
+    extended: Mapped[bool] = mapped_column(Boolean)
 
 
 class IncidentEvent(Base):

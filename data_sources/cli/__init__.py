@@ -1,6 +1,6 @@
 """Flask CLI commands (``flask --app app …``), one module per subject, registered by app.py:
 
-    database.py  init-db
+    database.py  init-db, facts rebuild
     users.py     create-user, logout-everywhere, create-token, create-kiosk, revoke-token
     feeds.py     import incidents|service-rates|kpis, replay, quarantine list|show|retry, simulate
 """

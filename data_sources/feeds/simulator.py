@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
-from incidents import services
+from incidents import facts, services
 from incidents.lifecycle import DomainError, next_state
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
 from incidents.services import Actor, CaseRules
@@ -320,6 +320,7 @@ def _write_batch(session: Session, sim: Simulator, planned: list[PlannedCase], n
             steps.append({"incident_id": cid, "due_at": st.at, "action": st.action.value,
                           "payload": {"role": st.role.value, **st.params}})
     session.execute(IncidentEvent.__table__.insert(), rows)
+    facts.refresh(session, ids)
     if steps:
         session.execute(DemoStep.__table__.insert(), steps)
     return len(ids), len(rows), len(steps)

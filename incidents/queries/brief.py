@@ -1,6 +1,7 @@
 """Read model of the leaders' brief (/brief, its PDF and Excel exports) and of ``/api/v1/kpis``:
-every number comes from :mod:`incidents.kpis` over the frames :func:`load_kpi_frames` loads (the
-same functions for the page, the API and the exports, so they agree by construction).
+every number is a SQL aggregate over the per-case fact rows (:mod:`incidents.queries.kpi_facts`),
+turned into results by :mod:`incidents.kpis` — the same path for the page, the API and the
+exports, so they agree by construction.
 
 A brief is a picture of one instant, ``as_of``: the KPI functions ignore every event after it,
 so the memo key is the period and ``as_of`` — not the data version, which the live feeds move
@@ -16,14 +17,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Optional
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, type_coerce, union
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from data_sources.store.cache import cache
 from data_sources.store.db import session_scope
 from incidents import kpis
-from incidents.model import TimeUnit
-from incidents.queries._common import OPEN_STATES, current_version, runtime
+from incidents.queries import kpi_facts
+from incidents.queries._common import current_version, runtime
+from incidents.queries.kpi_facts import load_kpi_frames  # noqa: F401 (the reference, for tests)
 from incidents.tables import (Area, Category, Department, Incident, IncidentEvent, KpiIndicator, KpiValue,
                               ServiceRate)
 
@@ -63,125 +64,6 @@ def preset_period(preset: str, now: datetime, tz: str, *, start: Optional[date] 
 
 # --------------------------------------------------------------------------- KPI frames and report (DESIGN §6)
 
-#: events that change nothing the KPIs read (no state, clock or department change): a department's
-#: request and a rejection leave the case as it was; an approval counts as what it approved
-KPI_SKIPPED_ACTIONS = ("update", "supervise", "request", "reject")
-
-
-def _kpi_relevant(start: datetime, end: datetime, as_of: datetime):
-    """Ids of the cases a period can need, reported by ``as_of``: the cohorts need only cases
-    with an event in ``[start, end)`` up to ``as_of`` (reported, registered, dispatched or closed
-    in it); 超期未处置数 needs every case open at ``as_of``: those open now and those changed
-    after ``as_of`` (``updated_at`` is the time of a case's last write, never before its last
-    event). Nothing else: not a case settled before the start, nor one reported after the end
-    and settled before ``as_of``.
-
-    A UNION of three id sets, each on an index, not one WHERE with ``OR id IN (…)``: PostgreSQL
-    cannot hash a subplan that large inside an OR and re-runs it per row (minutes at 1M cases)."""
-    open_now = select(Incident.id.label("id")).where(Incident.reported_at <= as_of, Incident.state.in_(OPEN_STATES))
-    touched = (select(IncidentEvent.incident_id.label("id"))
-               .where(IncidentEvent.at >= start, IncidentEvent.at < end, IncidentEvent.at <= as_of))
-    changed_later = select(Incident.id.label("id")).where(Incident.reported_at <= as_of, Incident.updated_at > as_of)
-    ids = union(open_now, touched, changed_later).subquery("kpi_relevant")
-    return select(ids.c.id)
-
-
-def _frame(s: Session, stmt, names: list[str], datetimes: tuple[str, ...] = ()):
-    """A frame from a Core select, built column-wise; the datetime columns come as the database
-    has them (strings on SQLite, naive datetimes on PostgreSQL: both naive UTC) and are parsed
-    vectorised — per-row type processing cost more than the query on 100k+ rows."""
-    import pandas as pd
-    result = s.connection().execute(stmt)
-    try:
-        rows = result.cursor.fetchall()      # plain tuples: no Row objects for 100k+ rows
-    finally:
-        result.close()
-    cols = list(zip(*rows)) if rows else [()] * len(names)
-    df = pd.DataFrame({n: pd.Series(c, dtype=object) for n, c in zip(names, cols)})
-    for n in datetimes:
-        df[n] = pd.to_datetime(df[n], utc=True, format="ISO8601")
-    return df
-
-
-def _raw(col):
-    """A datetime column without per-row conversion (see :func:`_frame`)."""
-    return type_coerce(col, String).label(col.key)
-
-
-def load_kpi_frames(s: Session, start: datetime, end: datetime, as_of: datetime, *,
-                    priority_factors: dict[str, float], hours_per_day: float, tz: str):
-    """(cases, events, service_rates) frames for :func:`incidents.kpis.kpi_report`, fetched with SQL
-    filters and only the columns the formulas read."""
-    # the ids once into a temporary table: the cases, the events and the extensions join it
-    ids = _relevant_ids_table(s, _kpi_relevant(start, end, as_of))
-    frames = _kpi_frames(s, select(ids.c.id), start, end, priority_factors=priority_factors,
-                         hours_per_day=hours_per_day, tz=tz)
-    ids.drop(s.connection())      # (on an error the rollback takes it away)
-    return frames
-
-
-_IDS_METADATA = None
-
-
-def _relevant_ids_table(s: Session, relevant):
-    """A per-connection temporary table ``kpi_relevant_ids`` filled from ``relevant``."""
-    global _IDS_METADATA
-    if _IDS_METADATA is None:
-        _IDS_METADATA = Table("kpi_relevant_ids", MetaData(), Column("id", Integer, primary_key=True, autoincrement=False),
-                              prefixes=["TEMPORARY"])
-    table = _IDS_METADATA
-    conn = s.connection()
-    table.drop(conn, checkfirst=True)
-    table.create(conn)
-    conn.execute(insert(table).from_select(["id"], relevant))
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("ANALYZE kpi_relevant_ids")   # temp tables have no statistics otherwise
-    return table
-
-
-def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priority_factors: dict[str, float],
-                hours_per_day: float, tz: str):
-    import pandas as pd
-
-    cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
-                             Incident.state, _raw(Incident.deadline), Incident.on_time, Incident.priority,
-                             Category.time_limit, Category.time_unit)
-                   .outerjoin(Category, Category.code == Incident.category_code)
-                   .where(Incident.id.in_(relevant)),
-                   ["id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
-                    "priority", "time_limit", "time_unit"], ("reported_at", "deadline"))
-    if len(cases):
-        cases["id"] = cases["id"].astype("int64")
-        per_day = cases["time_unit"].eq(TimeUnit.WORK_DAYS.value).map({True: hours_per_day, False: 1.0})
-        factor = cases["priority"].map(lambda p: float(priority_factors.get(p, 1.0)))
-        cases["base_hours"] = cases["time_limit"].astype(float) * per_day.astype(float) * factor.astype(float)
-        cases["natural"] = cases["time_unit"].eq(TimeUnit.NATURAL_HOURS.value)
-    else:
-        cases["base_hours"], cases["natural"] = pd.Series(dtype=float), pd.Series(dtype=bool)
-    events = _frame(s, select(IncidentEvent.incident_id, IncidentEvent.id, _raw(IncidentEvent.at), IncidentEvent.action,
-                              IncidentEvent.from_state, IncidentEvent.to_state, IncidentEvent.department_code)
-                    .where(IncidentEvent.incident_id.in_(relevant),
-                           IncidentEvent.action.not_in(KPI_SKIPPED_ACTIONS)),
-                    ["incident_id", "id", "at", "action", "from_state", "to_state", "department_code"], ("at",))
-    if len(events):
-        events["incident_id"] = events["incident_id"].astype("int64")
-        events["id"] = events["id"].astype("int64")
-    # extend hours, and what an approval approved (kpis: an approve event counts as its ``kind``)
-    payloads = dict(s.execute(select(IncidentEvent.id, IncidentEvent.payload)
-                              .where(IncidentEvent.action.in_(("extend", kpis.APPROVE)),
-                                     IncidentEvent.incident_id.in_(relevant))).all())
-    hours = {i: float((p or {}).get("hours") or 0.0) for i, p in payloads.items()}
-    kinds = {i: (p or {}).get("kind") for i, p in payloads.items()}
-    events["hours"] = events["id"].map(hours).astype(float) if len(events) else pd.Series(dtype=float)
-    events["kind"] = events["id"].map(kinds) if len(events) else pd.Series(dtype=object)
-
-    first, last = kpis.service_days(kpis.Period(start, end), tz)
-    rate_cols = [getattr(ServiceRate, c) for c in kpis.SERVICE_RATE_COLUMNS]
-    rates = pd.DataFrame(s.execute(select(*rate_cols).where(ServiceRate.day >= first, ServiceRate.day < last)).all(),
-                         columns=list(kpis.SERVICE_RATE_COLUMNS))
-    return cases, events, rates
-
-
 def kpi_report(from_: datetime, to: datetime, as_of: datetime, group_by: str | None = None):
     """Every KPI of DESIGN §6 for ``[from_, to)`` at ``as_of`` (aware datetimes), optionally per
     department or district with the 综合指标值 ranking: the one function the brief page, the API
@@ -199,24 +81,22 @@ def _kpi_report(version: int, start_iso: str, end_iso: str, as_of_iso: str, grou
     pack = rt.pack
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
     with session_scope() as s:
-        cases, events, rates = load_kpi_frames(s, start, end, as_of, priority_factors=pack.priority_factors,
-                                               hours_per_day=rt.calendar.hours_per_day, tz=pack.timezone)
+        ps = _sums(s, kpis.Period(start, end), as_of)
         names = None
         if group_by == "department":
             names = dict(s.execute(select(Department.code, Department.name)).all())
         elif group_by == "district":
             names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
-    return kpis.kpi_report(cases, events, rates, kpis.Period(start, end), as_of, tz=pack.timezone, cal=rt.calendar,
-                           targets=pack.kpi_targets, weights=pack.kpi_weights or None, group_by=group_by,
-                           names=names, min_volume=kpis.MIN_RANKING_VOLUME)
+    return kpi_facts.report(ps, tz=pack.timezone, targets=pack.kpi_targets, weights=pack.kpi_weights or None,
+                            group_by=group_by, names=names)
 
 
 # --------------------------------------------------------------------------- the brief
 
-def _frames(s, start: datetime, end: datetime, as_of: datetime):
+def _sums(s, period: kpis.Period, as_of: datetime, buckets=None) -> kpi_facts.PeriodSums:
     rt = runtime()
-    return load_kpi_frames(s, start, end, as_of, priority_factors=rt.pack.priority_factors,
-                           hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
+    return kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
+                                 hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets)
 
 
 def _indicator_frames(s, end: datetime, tz: str):
@@ -255,31 +135,30 @@ def _brief(start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
 
 
 def _compute(start_iso: str, end_iso: str, as_of_iso: str):
-    """(the brief, its compact case flags)."""
+    """(the brief, its compact case flags): SQL sums over the fact rows (incidents.queries.kpi_facts)."""
     rt = runtime()
     pack, tz = rt.pack, rt.pack.timezone
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
     period = kpis.Period(start, end)
-    kw = dict(tz=tz, cal=rt.calendar, targets=pack.kpi_targets)
+    kw = dict(tz=tz, targets=pack.kpi_targets, weights=pack.kpi_weights or None)
+    buckets = kpis.period_buckets(period, tz)
     with session_scope() as s:
-        cases, events, rates = _frames(s, start, end, as_of)
+        ps = _sums(s, period, as_of, buckets)
         dept_names = dict(s.execute(select(Department.code, Department.name)).all())
         district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
-        by_dept, by_district, buckets, series, flags = kpis.brief_figures(
-            cases, events, rates, period, as_of, weights=pack.kpi_weights or None, department_names=dept_names,
-            district_names=district_names, min_volume=kpis.MIN_RANKING_VOLUME, **kw)
-        del cases, events
-        reports = []
-        for cmp in kpis.comparisons(period, as_of, tz):
-            c, e, r = _frames(s, cmp.period.start, cmp.period.end, cmp.as_of)
-            reports.append(kpis.kpi_report(c, e, r, cmp.period, cmp.as_of, **kw))
+        by_dept = kpi_facts.report(ps, group_by="department", names=dept_names, **kw)
+        by_district = kpi_facts.report(ps, group_by="district", names=district_names, **kw)
+        flags = kpi_facts.case_flags(s, ps, {c: by_dept.kpis[c] for c in kpis.CASE_KPIS})
+        series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=tz)
+        reports = [kpi_facts.report(_sums(s, cmp.period, cmp.as_of), **kw)
+                   for cmp in kpis.comparisons(period, as_of, tz)]
         ind, vals = _indicator_frames(s, end, tz)
     indicators = kpis.indicator_results(ind, vals, period, tz)
     prev = kpis.Period(reports[0].start, reports[0].end)
     prev_ind = {r.code: r.value for r in kpis.indicator_results(ind, vals, prev, tz)}
     return kpis.Brief(report=by_dept, districts=by_district, previous=reports[0], last_year=reports[1],
                       buckets=buckets, series=series, indicators=indicators,
-                      indicators_previous=prev_ind), _compact(flags)
+                      indicators_previous=prev_ind), flags
 
 
 # --------------------------------------------------------------------------- drill-through
@@ -319,12 +198,6 @@ _CODES = {"": 0, "D": 1, "N": 2}
 
 def _flags_key(start_iso: str, end_iso: str, as_of_iso: str) -> str:
     return f"brief-flags:{start_iso}:{end_iso}:{as_of_iso}"
-
-
-def _compact(flags):
-    """The case flags as int8 (0 none, 1 denominator only, 2 numerator): a quarter of 1M cases is
-    ~100k rows × 12 bytes."""
-    return flags.replace(_CODES).astype("int8") if len(flags) else flags.astype("int8")
 
 
 def case_flags(start_iso: str, end_iso: str, as_of_iso: str):

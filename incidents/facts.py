@@ -1,0 +1,147 @@
+"""The per-case KPI facts (``case_facts``, DESIGN §2 and §6), kept in the transaction of every write.
+
+A fact row is a projection of the case row: the milestones and flags the KPIs read (report,
+register, first dispatch and final resolve times, the deadline in force, state, department, area,
+category, on-time, reworked / misdispatched / extended, working hours to resolve). The transition
+(:func:`incidents.services.transition`) keeps those columns on the case; this module copies them
+into the narrow fact table with one ``INSERT … SELECT … ON CONFLICT`` per write:
+
+* every ORM flush of a case (the services, the ingest's updates) refreshes its row through a
+  session hook, so no door can forget it;
+* bulk Core inserts (the ingest's fast path, the demo history) call :func:`refresh` with the ids
+  they wrote.
+
+:func:`rebuild` writes every row again (the migration's backfill, ``flask … facts rebuild``) and
+:func:`differences` says which stored rows disagree with the case rows.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from sqlalchemy import and_, bindparam, delete, event, func, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from incidents.tables import CaseFact, Incident, IncidentEvent
+
+#: the fact columns in table order, and how each is computed from the case row
+_I = Incident
+_SOURCES = {
+    "incident_id": _I.id, "reported_at": _I.reported_at, "registered_at": _I.registered_at,
+    "first_dispatched_at": _I.first_dispatched_at, "resolved_at": _I.resolved_at, "deadline": _I.deadline,
+    "suspended_at": _I.suspended_at, "updated_at": _I.updated_at, "state": _I.state,
+    "state_before_suspend": _I.state_before_suspend, "department_code": _I.department_code,
+    "district_code": _I.district_code, "grid_code": _I.grid_code, "category_code": _I.category_code,
+    "channel": _I.channel, "priority": _I.priority, "on_time": _I.on_time,
+    "reworked": _I.rework_count > 0, "misdispatched": (_I.return_count + _I.reassign_count) > 0,
+    "extended": _I.extension_count > 0, "handling_hours": _I.handling_hours,
+}
+COLUMNS = tuple(_SOURCES)
+_SLICE = 5000      # ids per statement (PostgreSQL takes at most 65,535 parameters)
+
+
+def _upsert(session: Session, where) -> None:
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(CaseFact).from_select(list(COLUMNS), select(*_SOURCES.values()).where(where))
+    stmt = stmt.on_conflict_do_update(index_elements=[CaseFact.incident_id],
+                                      set_={c: stmt.excluded[c] for c in COLUMNS if c != "incident_id"})
+    conn.execute(stmt)
+
+
+def refresh(session: Session, ids: Iterable[int]) -> None:
+    """Write the fact rows of these cases from their case rows (in the caller's transaction)."""
+    ids = sorted({int(i) for i in ids})
+    for i in range(0, len(ids), _SLICE):
+        _upsert(session, Incident.id.in_(ids[i:i + _SLICE]))
+
+
+def rebuild(session: Session) -> int:
+    """Every fact row again from the case rows; returns the number of cases."""
+    _upsert(session, true())       # (SQLite: an INSERT … SELECT needs a WHERE before ON CONFLICT)
+    session.connection().execute(delete(CaseFact).where(CaseFact.incident_id.not_in(select(Incident.id))))
+    return int(session.scalar(select(func.count()).select_from(CaseFact)) or 0)
+
+
+def backfill_milestones(session: Session, calendar, *, every: bool = False, batch: int = 20000) -> int:
+    """The case milestones the facts read that come from the timeline: the first dispatch (a SQL
+    ``MIN`` over the events) and, for resolved and closed cases, the working hours from it to the
+    final resolve (needs the pack's calendar, so ``init-db`` runs this after the migrations for the
+    cases from before them). Only the cases that lack them, or ``every`` case; returns how many
+    cases' milestones changed."""
+    first = (select(func.min(IncidentEvent.at)).where(IncidentEvent.incident_id == Incident.id,
+                                                     IncidentEvent.action == "dispatch")
+             .scalar_subquery())
+    t = Incident.__table__
+    conn = session.connection()
+    scope = t.c.first_dispatched_at.is_(None) & t.c.dispatched_at.isnot(None)
+    if every:
+        scope = t.c.first_dispatched_at.is_distinct_from(first)
+    changed = int(conn.execute(update(t).where(scope).values(first_dispatched_at=first)).rowcount or 0)
+    done = t.c.resolved_at.isnot(None) & t.c.first_dispatched_at.isnot(None) & t.c.state.in_(("resolved", "closed"))
+    after = 0
+    while True:
+        rows = conn.execute(select(t.c.id, t.c.first_dispatched_at, t.c.resolved_at, t.c.handling_hours)
+                            .where(done if every else done & t.c.handling_hours.is_(None), t.c.id > after)
+                            .order_by(t.c.id).limit(batch)).all()
+        if not rows:
+            return changed
+        import pandas as pd
+        hours = calendar.working_hours_between_many(pd.Series([_aware(r[1]) for r in rows]),
+                                                    pd.Series([_aware(r[2]) for r in rows]))
+        new = [{"b_id": r[0], "b_h": float(h)} for r, h in zip(rows, hours)
+               if r[3] is None or abs(float(r[3]) - float(h)) > 1e-6]
+        if new:
+            conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(handling_hours=bindparam("b_h")), new)
+        changed += len(new)
+        after = rows[-1][0]
+
+
+def _aware(value):
+    """A Core read of a naive-UTC column (the ORM's UTCDateTime is not applied to ``Table`` reads)."""
+    from datetime import timezone
+    if isinstance(value, str):
+        from datetime import datetime
+        value = datetime.fromisoformat(value)
+    return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def differences(session: Session, *, limit: int = 20) -> tuple[int, list[int]]:
+    """(how many cases' fact rows differ from what their case rows say — a missing row counts —,
+    the first ``limit`` of their ids)."""
+    f = CaseFact
+    expected = select(*[v.label(k) for k, v in _SOURCES.items()]).subquery("expected")
+    differs = or_(f.incident_id.is_(None), *[
+        ~and_(getattr(f, c).is_(None), getattr(expected.c, c).is_(None)) & (
+            getattr(f, c).is_(None) | getattr(expected.c, c).is_(None) | (getattr(f, c) != getattr(expected.c, c)))
+        for c in COLUMNS if c != "incident_id"])
+    stmt = select(expected.c.incident_id).outerjoin(f, f.incident_id == expected.c.incident_id).where(differs)
+    n = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    ids = [int(i) for i in session.scalars(stmt.order_by(expected.c.incident_id).limit(limit))]
+    return n, ids
+
+
+# --------------------------------------------------------------------------- every ORM write
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context, _instances) -> None:
+    """A case deleted through the ORM loses its fact row first."""
+    gone = [o.id for o in session.deleted if isinstance(o, Incident) and o.id is not None]
+    if gone:
+        session.connection().execute(delete(CaseFact).where(CaseFact.incident_id.in_(gone)))
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context) -> None:
+    """The cases this flush wrote (new or changed ORM rows) get their fact rows in the same
+    transaction."""
+    written: list[int] = [o.id for o in (*session.new, *session.dirty)
+                          if isinstance(o, Incident) and o.id is not None and o not in session.deleted]
+    if written:
+        refresh(session, written)
+
+
+def fact_of(session: Session, incident_id: int) -> Optional[CaseFact]:
+    return session.get(CaseFact, incident_id)

@@ -1,0 +1,359 @@
+"""The one KPI path (DESIGN §2, "one number, one path"): every case KPI — the brief's cards, its
+comparisons, series, rankings and drill-through, ``/api/v1/kpis``, both exports, the wall's
+超期未处置 — is a SQL aggregate over the per-case fact rows (``case_facts``, kept at write time by
+:mod:`incidents.facts`), summed into :data:`incidents.kpis.CASE_SUMS` and turned into results by
+the same functions as the reference (:func:`incidents.kpis.case_kpis_from_sums`).
+
+``as_of`` through the milestones: a fact row holds the case as it is now, which is the case at
+``as_of`` whenever nothing changed since (``updated_at <= as_of``; ``updated_at`` is never before a
+case's last event). The few cases that did change after ``as_of`` — a handful for a brief of
+today, the cases in flight at the time for a comparison period — are replayed from their events
+by the reference (:func:`incidents.kpis.case_facts`) and added in. The reference frames loader
+(:func:`load_kpi_frames`) lives here too: the tests hold this path equal to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, exists, func, insert, or_, select,
+                        type_coerce, union)
+from sqlalchemy.orm import Session
+
+from incidents import kpis
+from incidents.model import State, TimeUnit
+from incidents.queries._common import OPEN_STATES, RUNNING_STATES
+from incidents.tables import CaseFact as F
+from incidents.tables import Category, Incident, IncidentEvent, ServiceRate
+
+E = IncidentEvent
+#: events that change nothing the KPIs read (no state, clock or department change): a department's
+#: request and a rejection leave the case as it was; an approval counts as what it approved
+KPI_SKIPPED_ACTIONS = ("update", "supervise", "request", "reject")
+_EVENT_COUNTS = {"dispatch": "dispatched", "verify_pass": "closed"}
+VOIDED, CLOSED, SUSPENDED = State.VOIDED.value, State.CLOSED.value, State.SUSPENDED.value
+DONE = (State.RESOLVED.value, State.CLOSED.value)
+
+
+# --------------------------------------------------------------------------- the conditions, once
+
+def _within(col, lo: datetime, hi: datetime):
+    return and_(col >= lo, col < hi)
+
+
+def settled(as_of: datetime):
+    """Fact rows that describe their case at ``as_of``: reported by then, unchanged since."""
+    return and_(F.reported_at <= as_of, F.updated_at <= as_of)
+
+
+def as_of_conditions(as_of: datetime) -> dict:
+    """What a settled fact row says at ``as_of``, whatever the period (``kpis._facts``' columns)."""
+    resolved_final = and_(F.state.in_(DONE), F.resolved_at.isnot(None))
+    on_time_final = and_(resolved_final, F.on_time.is_not(False))
+    running = F.state.in_(RUNNING_STATES)
+    held = and_(F.state == SUSPENDED, F.state_before_suspend.in_(RUNNING_STATES))
+    closed = F.state == CLOSED
+    return {"closed": closed, "closed_on_time": and_(closed, on_time_final), "on_time_final": on_time_final,
+            "resolved_final": resolved_final, "reworked": F.reworked.is_(True),
+            "accurate": F.misdispatched.is_(False), "extended": F.extended.is_(True),
+            "overdue": and_(F.deadline.isnot(None), or_(and_(running, F.deadline < as_of),
+                                                       and_(held, F.deadline < F.suspended_at)))}
+
+
+def period_conditions(lo: datetime, hi: datetime) -> dict:
+    """The cohorts of ``[lo, hi)`` (``kpis._set_period``); the event counts are :func:`_event_in`."""
+    live = F.state != VOIDED
+    return {"reported_in": _within(F.reported_at, lo, hi), "registered_in": _within(F.registered_at, lo, hi),
+            "reg_cohort": and_(_within(F.registered_at, lo, hi), live),
+            "disp_cohort": and_(_within(F.first_dispatched_at, lo, hi), live)}
+
+
+def _event_in(action: str, lo: datetime, hi: datetime):
+    return exists().where(E.incident_id == F.incident_id, E.action == action, _within(E.at, lo, hi))
+
+
+def _one(cond):
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def _sum_columns(c: dict, p: dict) -> dict:
+    """SQL for each of :data:`kpis.CASE_SUMS` but the event counts, from the conditions."""
+    reg, disp = p["reg_cohort"], p["disp_cohort"]
+    handled = and_(disp, c["resolved_final"])
+    return {"reported": _one(p["reported_in"]), "registered": _one(p["registered_in"]), "reg": _one(reg),
+            "reg_closed": _one(and_(reg, c["closed"])), "reg_closed_on_time": _one(and_(reg, c["closed_on_time"])),
+            "reg_reworked": _one(and_(reg, c["reworked"])), "disp": _one(disp),
+            "disp_on_time": _one(and_(disp, c["on_time_final"])), "disp_accurate": _one(and_(disp, c["accurate"])),
+            "disp_extended": _one(and_(disp, c["extended"])), "overdue": _one(c["overdue"]),
+            "handled": _one(handled),
+            "handled_hours": func.coalesce(func.sum(case((handled, F.handling_hours), else_=None)), 0.0)}
+
+
+def _bucket(col, buckets: list[kpis.Period]):
+    return case(*[(col < b.end, i) for i, b in enumerate(buckets)], else_=None)
+
+
+# --------------------------------------------------------------------------- sums of one period
+
+@dataclass
+class PeriodSums:
+    """The :data:`kpis.CASE_SUMS` of one period at one ``as_of``: per (department, district) —
+    :data:`kpis.UNASSIGNED` for none —, per bucket when asked, and the replayed cases' facts."""
+
+    period: kpis.Period
+    as_of: datetime
+    groups: dict[tuple[str, str], dict] = field(default_factory=dict)
+    buckets: Optional[list[dict]] = None
+    replayed: object = None          # kpis facts frame of the cases changed after as_of
+    rates: object = None
+
+    def total(self) -> dict:
+        return kpis.add_sums(*self.groups.values())
+
+    def by(self, group_by: str) -> dict[str, dict]:
+        i = 0 if group_by == "department" else 1
+        out: dict[str, list] = {}
+        for key, sums in self.groups.items():
+            out.setdefault(key[i], []).append(sums)
+        return {k: kpis.add_sums(*v) for k, v in out.items()}
+
+
+def _key(dept, district) -> tuple[str, str]:
+    return (dept if dept is not None else kpis.UNASSIGNED, district if district is not None else kpis.UNASSIGNED)
+
+
+def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
+                hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None) -> PeriodSums:
+    lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
+    c, p = as_of_conditions(as_of), period_conditions(lo, hi)
+    cols = _sum_columns(c, p)
+    out = PeriodSums(period, as_of)
+    base = settled(as_of)
+    # one scan of the period's rows (and the open ones for 超期未处置), grouped by department × district
+    for row in s.execute(select(F.department_code, F.district_code, *[v.label(k) for k, v in cols.items()])
+                         .where(base, or_(p["reported_in"], p["registered_in"],
+                                          _within(F.first_dispatched_at, lo, hi), c["overdue"]))
+                         .group_by(F.department_code, F.district_code)):
+        out.groups[_key(row[0], row[1])] = {**dict(zip(cols, row[2:])), "dispatched": 0, "closed": 0}
+    for dept, district, action, n in s.execute(
+            select(F.department_code, F.district_code, E.action, func.count(func.distinct(E.incident_id)))
+            .select_from(E).join(F, F.incident_id == E.incident_id)
+            .where(base, E.action.in_(tuple(_EVENT_COUNTS)), _within(E.at, lo, hi))
+            .group_by(F.department_code, F.district_code, E.action)):
+        g = out.groups.setdefault(_key(dept, district), dict.fromkeys(kpis.CASE_SUMS, 0))
+        g[_EVENT_COUNTS[action]] = n
+    if buckets is not None:
+        out.buckets = _bucket_sums(s, base, c, lo, hi, buckets)
+    replayed = _replay(s, period, as_of, cal=cal, priority_factors=priority_factors, hours_per_day=hours_per_day,
+                       tz=tz)
+    out.rates = replayed.pop("rates")
+    if replayed["facts"] is not None and len(replayed["facts"]):
+        f = replayed["facts"]
+        out.replayed = f
+        keys = list(zip(f["department_code"].fillna(kpis.UNASSIGNED), f["district_code"].fillna(kpis.UNASSIGNED)))
+        for key in sorted(set(keys)):
+            mask = [k == key for k in keys]
+            out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(f[mask]))
+        if buckets is not None:
+            extra = kpis.bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
+            out.buckets = [kpis.add_sums(a, b) for a, b in zip(out.buckets, extra)]
+    for g in out.groups.values():
+        for k in kpis.CASE_SUMS:
+            g[k] = float(g[k]) if k == "handled_hours" else int(g[k])
+    return out
+
+
+def _bucket_sums(s: Session, base, c: dict, lo: datetime, hi: datetime, buckets: list[kpis.Period]) -> list[dict]:
+    """Each bucket's sums: one grouped query per milestone a cohort hangs on, one for the events."""
+    out = [dict.fromkeys(kpis.CASE_SUMS, 0) for _ in buckets]
+    whole = period_conditions(lo, hi)
+    cols = _sum_columns(c, whole)
+    for milestone, names in ((F.reported_at, ("reported",)),
+                             (F.registered_at, ("registered", "reg", "reg_closed", "reg_closed_on_time", "reg_reworked")),
+                             (F.first_dispatched_at, ("disp", "disp_on_time", "disp_accurate", "disp_extended",
+                                                      "handled", "handled_hours"))):
+        b = _bucket(milestone, buckets)
+        for row in s.execute(select(b, *[cols[n] for n in names]).where(base, _within(milestone, lo, hi)).group_by(b)):
+            if row[0] is not None:
+                out[int(row[0])].update(zip(names, row[1:]))
+    b = _bucket(E.at, buckets)
+    for i, action, n in s.execute(select(b, E.action, func.count(func.distinct(E.incident_id))).select_from(E)
+                                  .join(F, F.incident_id == E.incident_id)
+                                  .where(base, E.action.in_(tuple(_EVENT_COUNTS)), _within(E.at, lo, hi))
+                                  .group_by(b, E.action)):
+        if i is not None:
+            out[int(i)][_EVENT_COUNTS[action]] = n
+    return out
+
+
+def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict, hours_per_day: float,
+            tz: str) -> dict:
+    """The reference facts of the cases changed after ``as_of`` (and the period's service rates)."""
+    changed = select(F.incident_id.label("id")).where(F.reported_at <= as_of, F.updated_at > as_of)
+    ids = _relevant_ids_table(s, changed)
+    cases, events, rates = _kpi_frames(s, select(ids.c.id), period.start, period.end,
+                                       priority_factors=priority_factors, hours_per_day=hours_per_day, tz=tz)
+    ids.drop(s.connection())
+    if not len(cases):
+        return {"facts": None, "rates": rates}
+    f, before, reported_at = kpis._facts(cases, events, period, as_of, cal)
+    return {"facts": f, "before": before, "reported_at": reported_at, "rates": rates}
+
+
+def report(ps: PeriodSums, *, tz: str, targets: dict, weights: Optional[dict] = None,
+           group_by: Optional[str] = None, names: Optional[dict] = None) -> kpis.KpiReport:
+    return kpis.report_from_sums(ps.total(), ps.by(group_by) if group_by else None, ps.rates, ps.period, ps.as_of,
+                                 tz=tz, targets=targets, weights=weights, group_by=group_by, names=names,
+                                 min_volume=kpis.MIN_RANKING_VOLUME)
+
+
+# --------------------------------------------------------------------------- the cases behind each number
+
+_COHORT_SQL = {"reported": "reported_in", "registered_event": "registered_in", "registered": "reg_cohort",
+               "dispatched": "disp_cohort"}
+_NUMERATOR_SQL = {"closed": "closed", "closed_on_time": "closed_on_time", "resolved_on_time": "on_time_final",
+                  "reworked": "reworked", "never_returned_or_reassigned": "accurate", "extended": "extended",
+                  "resolved": "resolved_final"}
+
+
+def case_flags(s: Session, ps: PeriodSums, results: dict[str, kpis.KpiResult]):
+    """One row per case behind any of ``results`` (case KPIs), an int8 column per KPI: 2 counted in
+    the numerator (for counts: counted), 1 in the denominator only, 0 not behind it — the
+    settled rows by SQL, the replayed ones by the reference (:func:`incidents.kpis.case_flags`)."""
+    import pandas as pd
+    lo, hi, as_of = ps.period.start, ps.period.end, ps.as_of
+    c, p = as_of_conditions(as_of), period_conditions(lo, hi)
+    cohorts = {**{k: p[v] for k, v in _COHORT_SQL.items()}, "dispatched_event": _event_in("dispatch", lo, hi),
+               "closed_event": _event_in("verify_pass", lo, hi), "open_overdue": c["overdue"]}
+    cols, wanted = [], []
+    for code, res in results.items():
+        cohort = cohorts[res.drill["cohort"]]
+        num = res.drill.get("numerator")
+        cols.append(case((and_(cohort, c[_NUMERATOR_SQL[num]]), 2), (cohort, 1), else_=0) if num
+                    else case((cohort, 2), else_=0))
+        wanted.append(cohort)
+    rows = s.execute(select(F.incident_id, *cols).where(settled(as_of), or_(*wanted))).all()
+    codes = list(results)
+    flags = pd.DataFrame([r[1:] for r in rows], index=pd.Index([r[0] for r in rows], name="id", dtype="int64"),
+                         columns=codes).astype("int8")
+    if ps.replayed is not None:
+        ref = kpis.case_flags(ps.replayed, results).replace({"": 0, "D": 1, "N": 2}).astype("int8")
+        flags = pd.concat([flags, ref[codes]])
+    return flags[(flags != 0).any(axis=1)].sort_index() if len(flags) else flags
+
+
+# --------------------------------------------------------------------------- the reference frames
+
+def _frame(s: Session, stmt, names: list[str], datetimes: tuple[str, ...] = ()):
+    """A frame from a Core select, built column-wise; the datetime columns come as the database
+    has them (strings on SQLite, naive datetimes on PostgreSQL: both naive UTC) and are parsed
+    vectorised — per-row type processing cost more than the query on 100k+ rows."""
+    import pandas as pd
+    result = s.connection().execute(stmt)
+    try:
+        rows = result.cursor.fetchall()      # plain tuples: no Row objects for 100k+ rows
+    finally:
+        result.close()
+    cols = list(zip(*rows)) if rows else [()] * len(names)
+    df = pd.DataFrame({n: pd.Series(c, dtype=object) for n, c in zip(names, cols)})
+    for n in datetimes:
+        df[n] = pd.to_datetime(df[n], utc=True, format="ISO8601")
+    return df
+
+
+def _raw(col):
+    """A datetime column without per-row conversion (see :func:`_frame`)."""
+    return type_coerce(col, String).label(col.key)
+
+
+_IDS_METADATA = None
+
+
+def _relevant_ids_table(s: Session, relevant):
+    """A per-connection temporary table ``kpi_relevant_ids`` filled from ``relevant``."""
+    global _IDS_METADATA
+    if _IDS_METADATA is None:
+        _IDS_METADATA = Table("kpi_relevant_ids", MetaData(), Column("id", Integer, primary_key=True, autoincrement=False),
+                              prefixes=["TEMPORARY"])
+    table = _IDS_METADATA
+    conn = s.connection()
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    conn.execute(insert(table).from_select(["id"], relevant))
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE kpi_relevant_ids")   # temp tables have no statistics otherwise
+    return table
+
+
+def _kpi_relevant(start: datetime, end: datetime, as_of: datetime):
+    """Ids of the cases a period can need, reported by ``as_of``: the cohorts need only cases
+    with an event in ``[start, end)`` up to ``as_of`` (reported, registered, dispatched or closed
+    in it); 超期未处置数 needs every case open at ``as_of``: those open now and those changed
+    after ``as_of`` (``updated_at`` is the time of a case's last write, never before its last
+    event). Nothing else: not a case settled before the start, nor one reported after the end
+    and settled before ``as_of``.
+
+    A UNION of three id sets, each on an index, not one WHERE with ``OR id IN (…)``: PostgreSQL
+    cannot hash a subplan that large inside an OR and re-runs it per row (minutes at 1M cases)."""
+    open_now = select(Incident.id.label("id")).where(Incident.reported_at <= as_of, Incident.state.in_(OPEN_STATES))
+    touched = (select(IncidentEvent.incident_id.label("id"))
+               .where(IncidentEvent.at >= start, IncidentEvent.at < end, IncidentEvent.at <= as_of))
+    changed_later = select(Incident.id.label("id")).where(Incident.reported_at <= as_of, Incident.updated_at > as_of)
+    ids = union(open_now, touched, changed_later).subquery("kpi_relevant")
+    return select(ids.c.id)
+
+
+def load_kpi_frames(s: Session, start: datetime, end: datetime, as_of: datetime, *,
+                    priority_factors: dict[str, float], hours_per_day: float, tz: str):
+    """(cases, events, service_rates) frames for :func:`incidents.kpis.kpi_report`, fetched with SQL
+    filters and only the columns the formulas read."""
+    # the ids once into a temporary table: the cases, the events and the extensions join it
+    ids = _relevant_ids_table(s, _kpi_relevant(start, end, as_of))
+    frames = _kpi_frames(s, select(ids.c.id), start, end, priority_factors=priority_factors,
+                         hours_per_day=hours_per_day, tz=tz)
+    ids.drop(s.connection())      # (on an error the rollback takes it away)
+    return frames
+
+
+def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priority_factors: dict[str, float],
+                hours_per_day: float, tz: str):
+    import pandas as pd
+
+    cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
+                             Incident.state, _raw(Incident.deadline), Incident.on_time, Incident.priority,
+                             Category.time_limit, Category.time_unit)
+                   .outerjoin(Category, Category.code == Incident.category_code)
+                   .where(Incident.id.in_(relevant)),
+                   ["id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
+                    "priority", "time_limit", "time_unit"], ("reported_at", "deadline"))
+    if len(cases):
+        cases["id"] = cases["id"].astype("int64")
+        per_day = cases["time_unit"].eq(TimeUnit.WORK_DAYS.value).map({True: hours_per_day, False: 1.0})
+        factor = cases["priority"].map(lambda p: float(priority_factors.get(p, 1.0)))
+        cases["base_hours"] = cases["time_limit"].astype(float) * per_day.astype(float) * factor.astype(float)
+        cases["natural"] = cases["time_unit"].eq(TimeUnit.NATURAL_HOURS.value)
+    else:
+        cases["base_hours"], cases["natural"] = pd.Series(dtype=float), pd.Series(dtype=bool)
+    events = _frame(s, select(IncidentEvent.incident_id, IncidentEvent.id, _raw(IncidentEvent.at), IncidentEvent.action,
+                              IncidentEvent.from_state, IncidentEvent.to_state, IncidentEvent.department_code)
+                    .where(IncidentEvent.incident_id.in_(relevant),
+                           IncidentEvent.action.not_in(KPI_SKIPPED_ACTIONS)),
+                    ["incident_id", "id", "at", "action", "from_state", "to_state", "department_code"], ("at",))
+    if len(events):
+        events["incident_id"] = events["incident_id"].astype("int64")
+        events["id"] = events["id"].astype("int64")
+    # extend hours, and what an approval approved (kpis: an approve event counts as its ``kind``)
+    payloads = dict(s.execute(select(IncidentEvent.id, IncidentEvent.payload)
+                              .where(IncidentEvent.action.in_(("extend", kpis.APPROVE)),
+                                     IncidentEvent.incident_id.in_(relevant))).all())
+    hours = {i: float((p or {}).get("hours") or 0.0) for i, p in payloads.items()}
+    kinds = {i: (p or {}).get("kind") for i, p in payloads.items()}
+    events["hours"] = events["id"].map(hours).astype(float) if len(events) else pd.Series(dtype=float)
+    events["kind"] = events["id"].map(kinds) if len(events) else pd.Series(dtype=object)
+
+    first, last = kpis.service_days(kpis.Period(start, end), tz)
+    rate_cols = [getattr(ServiceRate, c) for c in kpis.SERVICE_RATE_COLUMNS]
+    rates = pd.DataFrame(s.execute(select(*rate_cols).where(ServiceRate.day >= first, ServiceRate.day < last)).all(),
+                         columns=list(kpis.SERVICE_RATE_COLUMNS))
+    return cases, events, rates

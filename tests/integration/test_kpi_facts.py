@@ -1,0 +1,235 @@
+"""The fast KPI path (SQL over the per-case fact rows, incidents.queries.kpi_facts) equals the
+reference (incidents.kpis over every case's events), case by case: on demo history, at the
+present and at earlier instants (the cases changed since are replayed), for random legal action
+sequences (hypothesis), and the fact rows themselves equal what the case rows say."""
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from data_sources.feeds import simulator
+from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
+from incidents import facts, kpis, lifecycle, services
+from incidents.model import Action, Role, State
+from incidents.queries import kpi_facts
+from incidents.services import Actor
+
+UTC = timezone.utc
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _reference(s, rt, period, as_of, group_by=None):
+    kw = dict(priority_factors=rt.pack.priority_factors, hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
+    cases, events, rates = kpi_facts.load_kpi_frames(s, ORIGIN, as_of, as_of, **kw)
+    f, before, reported_at = kpis._facts(cases, events, period, as_of, rt.calendar)
+    report = kpis.kpi_report(cases, events, rates, period, as_of, tz=rt.pack.timezone, cal=rt.calendar,
+                             targets=rt.pack.kpi_targets, group_by=group_by)
+    return report, f, before, reported_at, rates
+
+
+def _fast(s, rt, period, as_of, group_by=None, buckets=None):
+    ps = kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
+                               hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets)
+    return ps, kpi_facts.report(ps, tz=rt.pack.timezone, targets=rt.pack.kpi_targets, group_by=group_by)
+
+
+def _same(got: dict, want: dict, where: str) -> None:
+    for code in kpis.CASE_KPIS:
+        g, w = got[code], want[code]
+        assert g.denominator == w.denominator, (where, code)
+        assert math.isclose(g.numerator, w.numerator, rel_tol=1e-9, abs_tol=1e-6), (where, code, g.numerator, w.numerator)
+
+
+def _check(s, rt, period, as_of):
+    for group_by in (None, "department", "district"):
+        want = _reference(s, rt, period, as_of, group_by)[0]
+        got = _fast(s, rt, period, as_of, group_by)[1]
+        _same(got.kpis, want.kpis, f"{period} at {as_of}")
+        if group_by:
+            # the reference over every case also lists the groups of cases nothing in the period
+            # counts (all zero); the fast path lists the groups with something to count
+            assert set(got.groups) <= set(want.groups)
+            for code, results in want.groups.items():
+                if code in got.groups:
+                    _same(got.groups[code], results, f"{group_by} {code}")
+                else:
+                    assert all(not results[c].numerator and not results[c].denominator for c in kpis.CASE_KPIS), code
+            assert [(r.code, r.score, r.rank) for r in got.ranking.ranked] == \
+                [(r.code, r.score, r.rank) for r in want.ranking.ranked]
+
+
+@pytest.fixture
+def demo(app):
+    """Five days of simulated city history (the demo feed's generator) up to NOW."""
+    server = app.server
+    with server.app_context(), get_db(server).session_scope() as s:
+        simulator.seed_history(s, simulator.build(server), NOW, 5)
+    return app
+
+
+def test_the_fact_rows_are_what_the_case_rows_say(demo):
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        n, ids = facts.differences(s)
+        assert (n, ids) == (0, [])
+        count = s.scalar(kpi_facts.select(kpi_facts.func.count()).select_from(kpi_facts.F))
+        assert count > 1000
+
+
+@pytest.mark.parametrize("days_back,length_days,offset_hours", [
+    (0, 1, 0),          # today, seen now
+    (7, 7, 0),          # the last week, seen now
+    (3, 2, -30),        # two days seen 30 hours ago: the cases changed since are replayed
+    (5, 5, -60),        # the whole history seen 2.5 days ago
+])
+def test_the_fast_path_equals_the_reference_on_demo_history(demo, days_back, length_days, offset_hours):
+    rt = get_runtime(demo.server)
+    start = (NOW - timedelta(days=days_back)).replace(hour=0, minute=0)
+    period = kpis.Period(start, start + timedelta(days=length_days))
+    as_of = NOW + timedelta(hours=offset_hours)
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        _check(s, rt, period, as_of)
+        if offset_hours:   # the replay path really ran
+            ps, _ = _fast(s, rt, period, as_of)
+            assert ps.replayed is not None and len(ps.replayed) > 0
+
+
+def test_series_and_case_flags_equal_the_reference(demo):
+    rt = get_runtime(demo.server)
+    period = kpis.Period(NOW - timedelta(days=6), NOW + timedelta(days=1))
+    as_of = NOW - timedelta(hours=20)
+    buckets = kpis.period_buckets(period, rt.pack.timezone)
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        report, f, before, reported_at, rates = _reference(s, rt, period, as_of)
+        want_series = kpis.kpi_series(f, before, reported_at, rates, buckets, as_of, tz=rt.pack.timezone)
+        want_flags = kpis.case_flags(f, {c: report.kpis[c] for c in kpis.CASE_KPIS})
+        ps, got = _fast(s, rt, period, as_of, buckets=buckets)
+        got_series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=rt.pack.timezone)
+        got_flags = kpi_facts.case_flags(s, ps, {c: got.kpis[c] for c in kpis.CASE_KPIS})
+    for code, values in want_series.items():
+        assert got_series[code] == pytest.approx(values, nan_ok=True), code
+    labels = {0: "", 1: "D", 2: "N"}
+    assert sorted(got_flags.index) == sorted(want_flags.index)
+    assert (got_flags.loc[want_flags.index].apply(lambda c: c.map(labels)) == want_flags).all().all()
+
+
+# --------------------------------------------------------------------------- any legal action sequence
+
+ROLE_OF = {Action.REGISTER: Role.DISPATCHER, Action.VOID: Role.DISPATCHER, Action.DISPATCH: Role.DISPATCHER,
+           Action.REASSIGN: Role.DISPATCHER, Action.MERGE: Role.DISPATCHER, Action.REOPEN: Role.DISPATCHER,
+           Action.EXTEND: Role.DISPATCHER, Action.SUSPEND: Role.DISPATCHER, Action.RESUME: Role.DISPATCHER,
+           Action.SIGN: Role.DEPARTMENT, Action.RETURN: Role.DEPARTMENT, Action.RESOLVE: Role.DEPARTMENT,
+           Action.VERIFY_PASS: Role.INSPECTOR, Action.VERIFY_FAIL: Role.INSPECTOR, Action.SUPERVISE: Role.LEADER}
+DEPTS = ("330106-CGJ", "330105-CGJ")
+#: the actions that end a case or change nothing are drawn less often, so that sequences go far
+RARE = {Action.SUPERVISE: 0.1, Action.VOID: 0.1, Action.MERGE: 0.1}
+_RUNS = itertools.count()   # hypothesis replays an example: each run its own external ids
+
+
+def _play(s, rt, rng: random.Random, n_cases: int, steps: int, t0: datetime, tag: str) -> datetime:
+    """``n_cases`` new cases and ``steps`` random legal actions on them at increasing times."""
+    t = t0
+    ids = []
+    for i in range(n_cases):
+        case = services.create_case(s, rt.rules, source="hyp", external_id=f"{tag}-{i}", channel="12345",
+                                    title="占道经营", reported_at=t, now=t, category_code="C0101",
+                                    lon=120.13 + rng.random() / 50, lat=30.27 + rng.random() / 50)
+        ids.append(case.id)
+    for _ in range(steps):
+        t += timedelta(minutes=rng.choice((7, 45, 190, 600, 1500)))
+        cid = rng.choice(ids)
+        case = s.get(services.Incident, cid)
+        allowed = [a for a in lifecycle.allowed_actions(State(case.state)) if a in ROLE_OF]
+        if not allowed:
+            continue
+        action = rng.choices(allowed, weights=[RARE.get(a, 1.0) for a in allowed])[0]
+        dept = case.department_code or rng.choice(DEPTS)
+        params = {}
+        if action in (Action.DISPATCH, Action.REASSIGN):
+            params["department"] = rng.choice([d for d in DEPTS if d != case.department_code])
+        elif action in (Action.VOID, Action.RETURN, Action.SUSPEND):
+            params["reason"] = "invalid"
+        elif action == Action.EXTEND:
+            params["hours"] = rng.choice((2.0, 8.0))
+        elif action == Action.MERGE:
+            others = [i for i in ids if i != cid]
+            if not others:
+                continue
+            params["duplicate_of"] = others[0]
+        actor = Actor("u", ROLE_OF[action], dept if ROLE_OF[action] == Role.DEPARTMENT else None)
+        try:
+            services.act(s, rt.rules, actor, cid, action, version=case.version, now=t, **params)
+        except lifecycle.DomainError:
+            continue
+    return t
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), steps=st.integers(10, 120), cut=st.floats(0.0, 1.2),
+       begin=st.floats(0.0, 1.0), span=st.sampled_from((6, 24, 72, 240, 2400)))
+def test_any_legal_action_sequence_gives_the_reference_numbers_at_any_as_of(app, seed, steps, cut, begin, span):
+    rt = get_runtime(app.server)
+    rng = random.Random(seed)
+    t0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC) + timedelta(days=seed % 40)
+    with app.server.app_context(), get_db(app.server).session_scope() as s:
+        end = _play(s, rt, rng, 6, steps, t0, f"h{next(_RUNS)}")
+        assert facts.differences(s) == (0, [])
+        as_of = t0 + (end - t0) * cut + timedelta(seconds=1)
+        start = t0 + (end - t0) * begin * begin - timedelta(hours=1)    # early periods more often
+        _check(s, rt, kpis.Period(start, start + timedelta(hours=span)), as_of)
+
+
+# --------------------------------------------------------------------------- backfill and rebuild
+
+def test_the_migration_and_init_db_backfill_the_facts_of_an_older_database(demo):
+    """A database from before the fact table (0003) gets every fact row and milestone back, from
+    the events, by ``init-db``: the numbers are those of before."""
+    from data_sources.seed import init_db
+    from data_sources.store import migrate
+    rt = get_runtime(demo.server)
+    period, as_of = kpis.Period(NOW - timedelta(days=4), NOW), NOW
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        before = _fast(s, rt, period, as_of, "department")[1]
+    engine = get_db(demo.server).engine
+    from alembic import command
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0003")
+    init_db(demo.server, echo=lambda *_: None, seed_demo=False)
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        assert facts.differences(s) == (0, [])
+        after = _fast(s, rt, period, as_of, "department")[1]
+        _check(s, rt, period, as_of)
+    _same(after.kpis, before.kpis, "after the backfill")
+    assert {c: after.groups[c]["mean_handling_hours"].numerator for c in after.groups} == \
+        pytest.approx({c: before.groups[c]["mean_handling_hours"].numerator for c in before.groups})
+
+
+def test_facts_rebuild_reports_and_repairs_what_differs(demo):
+    from sqlalchemy import text
+    engine = get_db(demo.server).engine
+    with engine.begin() as conn:
+        victims = [r[0] for r in conn.execute(text("SELECT incident_id FROM case_facts WHERE state = 'closed' "
+                                                   "ORDER BY incident_id LIMIT 2"))]
+        conn.execute(text("UPDATE case_facts SET state = 'dispatched' WHERE incident_id = :i"), {"i": victims[0]})
+        conn.execute(text("DELETE FROM case_facts WHERE incident_id = :i"), {"i": victims[1]})
+        conn.execute(text("UPDATE incidents SET handling_hours = 999 WHERE id = :i"), {"i": victims[0]})
+    runner = demo.server.test_cli_runner()
+    checked = runner.invoke(args=["facts", "rebuild", "--check"])
+    assert checked.exit_code == 1
+    assert "fact rows that differ from their cases: 2" in checked.output
+    assert f"{victims[0]}, {victims[1]}" in checked.output
+    done = runner.invoke(args=["facts", "rebuild"])
+    assert done.exit_code == 0, done.output
+    assert "recomputed from the events: 1" in done.output
+    assert "differing now: 0" in done.output
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        assert facts.differences(s) == (0, [])
+        assert s.get(services.Incident, victims[0]).handling_hours != 999
+    assert runner.invoke(args=["facts", "rebuild", "--check"]).exit_code == 0
