@@ -103,6 +103,17 @@ RESUME_PREVIOUS: Final = _Marker("RESUME_PREVIOUS")  # back to the state before 
 _S, _A = State, Action
 _E = TypeVar("_E", bound=Enum)
 
+# What a case a department holds (dispatched, or signed for: in progress) allows, in that order.
+_WITH_DEPARTMENT: Final[dict[Action, State | _Marker]] = {
+    _A.RESOLVE: _S.RESOLVED,
+    _A.RETURN: _S.REGISTERED,
+    _A.REASSIGN: _S.DISPATCHED,
+    _A.EXTEND: STAYS,
+    _A.SUSPEND: _S.SUSPENDED,
+    _A.MERGE: _S.VOIDED,
+    _A.SUPERVISE: STAYS,
+}
+
 # Written state by state, the main forward action first (the order allowed_actions returns).
 TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.REPORTED, _A.REGISTER): _S.REGISTERED,
@@ -117,21 +128,9 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.REGISTERED, _A.SUPERVISE): STAYS,
 
     (_S.DISPATCHED, _A.SIGN): _S.IN_PROGRESS,
-    (_S.DISPATCHED, _A.RESOLVE): _S.RESOLVED,
-    (_S.DISPATCHED, _A.RETURN): _S.REGISTERED,
-    (_S.DISPATCHED, _A.REASSIGN): _S.DISPATCHED,
-    (_S.DISPATCHED, _A.EXTEND): STAYS,
-    (_S.DISPATCHED, _A.SUSPEND): _S.SUSPENDED,
-    (_S.DISPATCHED, _A.MERGE): _S.VOIDED,
-    (_S.DISPATCHED, _A.SUPERVISE): STAYS,
+    **{(_S.DISPATCHED, a): to for a, to in _WITH_DEPARTMENT.items()},
 
-    (_S.IN_PROGRESS, _A.RESOLVE): _S.RESOLVED,
-    (_S.IN_PROGRESS, _A.RETURN): _S.REGISTERED,
-    (_S.IN_PROGRESS, _A.REASSIGN): _S.DISPATCHED,
-    (_S.IN_PROGRESS, _A.EXTEND): STAYS,
-    (_S.IN_PROGRESS, _A.SUSPEND): _S.SUSPENDED,
-    (_S.IN_PROGRESS, _A.MERGE): _S.VOIDED,
-    (_S.IN_PROGRESS, _A.SUPERVISE): STAYS,
+    **{(_S.IN_PROGRESS, a): to for a, to in _WITH_DEPARTMENT.items()},
 
     (_S.RESOLVED, _A.VERIFY_PASS): _S.CLOSED,
     (_S.RESOLVED, _A.VERIFY_FAIL): _S.DISPATCHED,   # 返工: same department, rework +1
