@@ -19,9 +19,9 @@ import json
 import math
 from collections import Counter
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterable, Literal, Optional
+from typing import Annotated, Any, Callable, Iterable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select, tuple_
 
 from data_sources.feeds.base import UNREADABLE, blank, parse_number
@@ -63,15 +63,29 @@ def _count(value) -> int:
     return int(n)
 
 
+def _text(v) -> str:
+    return "" if blank(v) else str(v).strip()
+
+
+def _required_day(v) -> date:
+    if blank(v):
+        raise ValueError("is missing")
+    return _day(v)
+
+
+_Text = Annotated[str, BeforeValidator(_text)]            # a text cell: blank is "", else stripped
+_Day = Annotated[date, BeforeValidator(_required_day)]    # a date cell that must be there
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
 
 class ServiceRateRow(_Row):
-    department_code: str = Field(min_length=1, max_length=40)
-    day: date
-    item_code: str = Field(min_length=1, max_length=40)
-    item_name: str = Field("", max_length=120)
+    department_code: _Text = Field(min_length=1, max_length=40)
+    day: _Day
+    item_code: _Text = Field(min_length=1, max_length=40)
+    item_name: _Text = Field("", max_length=120)
     total: int = 0
     online: int = 0
     completed: int = 0
@@ -82,18 +96,6 @@ class ServiceRateRow(_Row):
     rating_4: int = 0
     rating_5: int = 0
     bad_rectified: int = 0
-
-    @field_validator("department_code", "item_code", "item_name", mode="before")
-    @classmethod
-    def _text(cls, v):
-        return "" if blank(v) else str(v).strip()
-
-    @field_validator("day", mode="before")
-    @classmethod
-    def _date(cls, v):
-        if blank(v):
-            raise ValueError("is missing")
-        return _day(v)
 
     @field_validator(*COUNT_COLUMNS, mode="before")
     @classmethod
@@ -120,14 +122,14 @@ _QUARTER_MONTHS = (1, 4, 7, 10)
 
 
 class KpiRow(_Row):
-    indicator_code: str = Field(min_length=1, max_length=40)
-    name: str = Field(min_length=1, max_length=80)
-    unit: str = Field("", max_length=20)
+    indicator_code: _Text = Field(min_length=1, max_length=40)
+    name: _Text = Field(min_length=1, max_length=80)
+    unit: _Text = Field("", max_length=20)
     direction: Literal["up", "down"] = "up"
     target: Optional[float] = None
     period: Literal["day", "month", "quarter", "year"] = "day"
-    period_start: date
-    dimension: str = Field("", max_length=60)
+    period_start: _Day
+    dimension: _Text = Field("", max_length=60)
     value: float
 
     @model_validator(mode="before")
@@ -137,22 +139,10 @@ class KpiRow(_Row):
             data = {**data, "indicator_code": data["code"]}
         return data
 
-    @field_validator("indicator_code", "name", "unit", "dimension", mode="before")
-    @classmethod
-    def _text(cls, v):
-        return "" if blank(v) else str(v).strip()
-
     @field_validator("direction", "period", mode="before")
     @classmethod
     def _lower(cls, v):
         return str(v).strip().lower()
-
-    @field_validator("period_start", mode="before")
-    @classmethod
-    def _date(cls, v):
-        if blank(v):
-            raise ValueError("is missing")
-        return _day(v)
 
     @field_validator("target", "value", mode="before")
     @classmethod
