@@ -138,26 +138,13 @@ def _write_sqlite(engine, source, count, batch, progress):
         ins_c = f"INSERT INTO incidents ({', '.join(CASE_COLS)}) VALUES ({', '.join('?' * len(CASE_COLS))})"
         ins_e = (f"INSERT INTO incident_events ({', '.join(EVENT_COLS)}) "
                  f"VALUES ({', '.join('?' * len(EVENT_COLS))})")
-        n_c = n_e = 0
-        cases, events = [], []
-        t0 = time.perf_counter()
 
-        def flush():
+        def flush(cases, events):
             con.executemany(ins_c, cases)
             con.executemany(ins_e, events)
             con.commit()
 
-        for case, evs in source:
-            cases.append([_iso(v) for v in case])
-            events.extend([_iso(v) for v in ev] for ev in evs)
-            if len(cases) >= batch:
-                flush()
-                n_c, n_e = n_c + len(cases), n_e + len(events)
-                cases, events = [], []
-                _progress(progress, n_c, count, t0)
-        if cases:
-            flush()
-            n_c, n_e = n_c + len(cases), n_e + len(events)
+        n_c, n_e = _in_batches(source, batch, flush, count, progress, row=lambda r: [_iso(v) for v in r])
         con.execute("PRAGMA synchronous=NORMAL")
         return n_c, n_e
     finally:
@@ -168,11 +155,8 @@ def _write_postgresql(engine, source, count, batch, progress):
     raw = engine.raw_connection()
     try:
         con = raw.driver_connection
-        n_c = n_e = 0
-        t0 = time.perf_counter()
-        cases, events = [], []
 
-        def flush():
+        def flush(cases, events):
             with con.cursor() as cur:
                 with cur.copy(f"COPY incidents ({', '.join(CASE_COLS)}) FROM STDIN") as cp:
                     for r in cases:
@@ -182,17 +166,7 @@ def _write_postgresql(engine, source, count, batch, progress):
                         cp.write_row(r)
             con.commit()
 
-        for case, evs in source:
-            cases.append(case)
-            events.extend(evs)
-            if len(cases) >= batch:
-                flush()
-                n_c, n_e = n_c + len(cases), n_e + len(events)
-                cases, events = [], []
-                _progress(progress, n_c, count, t0)
-        if cases:
-            flush()
-            n_c, n_e = n_c + len(cases), n_e + len(events)
+        n_c, n_e = _in_batches(source, batch, flush, count, progress)
         with con.cursor() as cur:
             for table in ("incidents", "incident_events"):
                 cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -203,6 +177,26 @@ def _write_postgresql(engine, source, count, batch, progress):
         return n_c, n_e
     finally:
         raw.close()
+
+
+def _in_batches(source, batch, flush, count, progress, row=lambda r: r) -> tuple[int, int]:
+    """``flush(cases, events)`` for every ``batch`` cases of ``source`` with their events, each row as
+    ``row`` makes it for the writer; returns (cases, events) written."""
+    n_c = n_e = 0
+    t0 = time.perf_counter()
+    cases, events = [], []
+    for case, evs in source:
+        cases.append(row(case))
+        events.extend(row(ev) for ev in evs)
+        if len(cases) >= batch:
+            flush(cases, events)
+            n_c, n_e = n_c + len(cases), n_e + len(events)
+            cases, events = [], []
+            _progress(progress, n_c, count, t0)
+    if cases:
+        flush(cases, events)
+        n_c, n_e = n_c + len(cases), n_e + len(events)
+    return n_c, n_e
 
 
 def _progress(progress, done, total, t0):

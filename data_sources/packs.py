@@ -254,6 +254,23 @@ def _read_csv(folder: Path, filename: str, columns: tuple[str, ...], *, required
         raise PackError(f"{filename}: malformed CSV ({exc})") from None
 
 
+def _once(where: str, lines: dict, key: Any, line: int, what: str) -> None:
+    """Note that ``key`` stands on ``line``; PackError "``what`` (also line N)" when an earlier line has it."""
+    if key in lines:
+        raise PackError(f"{where}: {what} (also line {lines[key]})")
+    lines[key] = line
+
+
+def _keyed_rows(folder: Path, filename: str, columns: tuple[str, ...], lines: dict[str, int], what: str):
+    """(line, where, key, row) for each row of a file whose first column is a key no two rows share
+    (PackError "duplicate ``what`` KEY (also line N)"); ``lines`` gets each key's line."""
+    for line, row in _read_csv(folder, filename, columns):
+        where = f"{filename} line {line}"
+        key = _need(where, row, columns[0])
+        _once(where, lines, key, line, f"duplicate {what} {key}")
+        yield line, where, key, row
+
+
 def _need(where: str, row: dict, column: str) -> str:
     value = row.get(column, "")
     if not value:
@@ -484,12 +501,7 @@ def _load_departments(folder: Path, district_codes: set[str]) -> tuple[Departmen
     columns = ("code", "name", "name_en", "level", "district_code", "parent_code")
     depts: list[Department] = []
     lines: dict[str, int] = {}
-    for line, row in _read_csv(folder, filename, columns):
-        where = f"{filename} line {line}"
-        code = _need(where, row, "code")
-        if code in lines:
-            raise PackError(f"{where}: duplicate department code {code} (also line {lines[code]})")
-        lines[code] = line
+    for line, where, code, row in _keyed_rows(folder, filename, columns, lines, "department code"):
         level = _choice(where, row, "level", DEPARTMENT_LEVELS)
         district = _blank(row["district_code"])
         if district is not None and district not in district_codes:
@@ -527,14 +539,9 @@ def _load_categories(folder: Path) -> tuple[Category, ...]:
     cats: list[Category] = []
     lines: dict[str, int] = {}
     majors: dict[str, tuple[str, str, int]] = {}  # major_code -> (kind, major_name, line)
-    for line, row in _read_csv(folder, filename, columns):
-        where = f"{filename} line {line}"
-        code = _need(where, row, "code")
+    for line, where, code, row in _keyed_rows(folder, filename, columns, lines, "category code"):
         if code == ANY_CATEGORY:
             raise PackError(f"{where}: '*' is reserved for routing and cannot be a category code")
-        if code in lines:
-            raise PackError(f"{where}: duplicate category code {code} (also line {lines[code]})")
-        lines[code] = line
         kind = _choice(where, row, "kind", CATEGORY_KINDS)
         major_code = _need(where, row, "major_code")
         major_name = _need(where, row, "major_name")
@@ -580,12 +587,7 @@ def _load_routing(
     major = {c.major_code for c in categories}
     rules: list[RoutingRule] = []
     lines: dict[str, int] = {}
-    for line, row in _read_csv(folder, filename, columns):
-        where = f"{filename} line {line}"
-        rule_id = _need(where, row, "id")
-        if rule_id in lines:
-            raise PackError(f"{where}: duplicate rule id {rule_id} (also line {lines[rule_id]})")
-        lines[rule_id] = line
+    for line, where, rule_id, row in _keyed_rows(folder, filename, columns, lines, "rule id"):
         category = _need(where, row, "category_code")
         if category != ANY_CATEGORY and category not in small and category not in major:
             raise PackError(
@@ -632,9 +634,7 @@ def _load_service_items(folder: Path, dept_codes: set[str]) -> tuple[ServiceItem
             raise PackError(f"{where}: daily and online_bias must be numbers") from None
         if not (daily >= 0 and -1 < bias < 1):
             raise PackError(f"{where}: daily must be >= 0 and online_bias between -1 and 1")
-        if (dept, code) in seen:
-            raise PackError(f"{where}: item {code} of {dept} is listed twice (also line {seen[dept, code]})")
-        seen[dept, code] = line
+        _once(where, seen, (dept, code), line, f"item {code} of {dept} is listed twice")
         items.append(ServiceItem(dept, code, name, daily, bias))
     return tuple(items)
 
@@ -650,9 +650,7 @@ def _load_calendar(folder: Path) -> dict[dt.date, bool]:
             day = dt.date.fromisoformat(raw)
         except ValueError:
             raise PackError(f"{where}: date {raw!r} is not an ISO date (YYYY-MM-DD)") from None
-        if day in lines:
-            raise PackError(f"{where}: date {raw} is listed twice (also line {lines[day]})")
-        lines[day] = line
+        _once(where, lines, day, line, f"date {raw} is listed twice")
         out[day] = _boolean(where, row, "is_workday")
     return out
 
@@ -810,9 +808,7 @@ def load_mapping(pack: Pack) -> MappingTable:
         kind = _choice(where, row, "kind", MAPPING_KINDS)
         value = _need(where, row, "value")
         key = (kind, value.casefold())
-        if key in seen:
-            raise PackError(f"{where}: {kind} {value!r} is mapped twice (also line {seen[key]})")
-        seen[key] = line
+        _once(where, seen, key, line, f"{kind} {value!r} is mapped twice")
         dept, cat = _blank(row["department_code"]), _blank(row["category_code"])
         if dept is None and cat is None:
             raise PackError(f"{where}: {kind} {value!r} maps to nothing: give a department_code or a category_code")

@@ -854,10 +854,8 @@ INDICATOR_VALUE_COLUMNS = ("indicator_code", "period_start", "dimension", "value
 
 
 @dataclass(frozen=True)
-class IndicatorResult:
-    """A KPI-feed indicator over a brief period. Daily indicators: the mean of the days in the
-    period (the sum for counts in 件); monthly/quarterly/yearly ones: the latest value whose
-    period began before the brief's end."""
+class IndicatorDefinition:
+    """What a KPI-feed indicator is: the fields of INDICATOR_COLUMNS."""
 
     code: str
     name: str
@@ -865,8 +863,16 @@ class IndicatorResult:
     unit: str
     direction: str
     target: Optional[float]
-    group: str
     period: str                   # day | month | quarter | year
+    group: str
+
+
+@dataclass(frozen=True)
+class IndicatorResult(IndicatorDefinition):
+    """A KPI-feed indicator over a brief period. Daily indicators: the mean of the days in the
+    period (the sum for counts in 件); monthly/quarterly/yearly ones: the latest value whose
+    period began before the brief's end."""
+
     value: Optional[float]
     covers: str                   # what the value covers, e.g. "2026-11-01 至 2026-11-21 日均" or "2026年10月"
     n: int                        # values behind it
@@ -906,8 +912,8 @@ def indicator_results(indicators: pd.DataFrame, values: pd.DataFrame, period: Pe
             last = end - timedelta(days=1)
             covers = f"{first.isoformat()} 至 {last.isoformat()} {'合计' if total else '日均'}"
             formula = (f"{ind.name} = 统计期内每日数值之{'和' if total else '算术平均'}（{len(vals)} 天有数据）")
-            out.append(IndicatorResult(ind.code, ind.name, ind.name_en, ind.unit, ind.direction, target, ind.group,
-                                       ind.period, value, covers, len(vals), vals, formula))
+            out.append(IndicatorResult(ind.code, ind.name, ind.name_en, ind.unit, ind.direction, target, ind.period,
+                                       ind.group, value, covers, len(vals), vals, formula))
             continue
         upto = mine.assign(d=days)[days < end].sort_values("d") if len(mine) else mine
         if len(upto):
@@ -917,8 +923,8 @@ def indicator_results(indicators: pd.DataFrame, values: pd.DataFrame, period: Pe
             value, covers = None, "—"
         series = [float(x) for x in upto["value"].tail(12)] if len(upto) else []
         formula = f"{ind.name} = 统计期结束前最近一期（{covers}）的数值（按{ {'month': '月', 'quarter': '季度', 'year': '年'}.get(ind.period, ind.period)}报送）"
-        out.append(IndicatorResult(ind.code, ind.name, ind.name_en, ind.unit, ind.direction, target, ind.group,
-                                   ind.period, value, covers, 1 if value is not None else 0, series, formula))
+        out.append(IndicatorResult(ind.code, ind.name, ind.name_en, ind.unit, ind.direction, target, ind.period,
+                                   ind.group, value, covers, 1 if value is not None else 0, series, formula))
     return out
 
 
@@ -960,6 +966,6 @@ def brief_figures(cases: pd.DataFrame, events: pd.DataFrame, rates: pd.DataFrame
 __all__ = ["CASE_KPIS", "CASE_SUMS", "add_sums", "bucket_sums", "case_kpis_from_sums", "case_sums",
            "report_from_sums", "series_from_sums", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",
            "Period", "RankRow", "Ranking", "SERVICE_KPIS", "UNASSIGNED", "brief_figures", "case_facts", "case_flags", "case_kpis",
-           "change", "comparisons", "composite_score", "deadline_in_force", "drill_ids", "grade_for",
+           "IndicatorDefinition", "change", "comparisons", "composite_score", "deadline_in_force", "drill_ids", "grade_for",
            "indicator_results", "kpi_report", "kpi_series", "period_buckets", "previous_period", "rank_groups",
            "same_period_last_year", "service_days", "service_kpis"]

@@ -6,7 +6,8 @@ DESIGN §3. Screens and services never hard-code which action is legal where: th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from enum import Enum
+from typing import Final, TypeVar
 
 from incidents.model import STATE_LABELS_ZH, Action, Role, State
 
@@ -100,6 +101,18 @@ STAYS: Final = _Marker("STAYS")                 # the state does not change
 RESUME_PREVIOUS: Final = _Marker("RESUME_PREVIOUS")  # back to the state before suspend
 
 _S, _A = State, Action
+_E = TypeVar("_E", bound=Enum)
+
+# What a case a department holds (dispatched, or signed for: in progress) allows, in that order.
+_WITH_DEPARTMENT: Final[dict[Action, State | _Marker]] = {
+    _A.RESOLVE: _S.RESOLVED,
+    _A.RETURN: _S.REGISTERED,
+    _A.REASSIGN: _S.DISPATCHED,
+    _A.EXTEND: STAYS,
+    _A.SUSPEND: _S.SUSPENDED,
+    _A.MERGE: _S.VOIDED,
+    _A.SUPERVISE: STAYS,
+}
 
 # Written state by state, the main forward action first (the order allowed_actions returns).
 TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
@@ -115,21 +128,9 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.REGISTERED, _A.SUPERVISE): STAYS,
 
     (_S.DISPATCHED, _A.SIGN): _S.IN_PROGRESS,
-    (_S.DISPATCHED, _A.RESOLVE): _S.RESOLVED,
-    (_S.DISPATCHED, _A.RETURN): _S.REGISTERED,
-    (_S.DISPATCHED, _A.REASSIGN): _S.DISPATCHED,
-    (_S.DISPATCHED, _A.EXTEND): STAYS,
-    (_S.DISPATCHED, _A.SUSPEND): _S.SUSPENDED,
-    (_S.DISPATCHED, _A.MERGE): _S.VOIDED,
-    (_S.DISPATCHED, _A.SUPERVISE): STAYS,
+    **{(_S.DISPATCHED, a): to for a, to in _WITH_DEPARTMENT.items()},
 
-    (_S.IN_PROGRESS, _A.RESOLVE): _S.RESOLVED,
-    (_S.IN_PROGRESS, _A.RETURN): _S.REGISTERED,
-    (_S.IN_PROGRESS, _A.REASSIGN): _S.DISPATCHED,
-    (_S.IN_PROGRESS, _A.EXTEND): STAYS,
-    (_S.IN_PROGRESS, _A.SUSPEND): _S.SUSPENDED,
-    (_S.IN_PROGRESS, _A.MERGE): _S.VOIDED,
-    (_S.IN_PROGRESS, _A.SUPERVISE): STAYS,
+    **{(_S.IN_PROGRESS, a): to for a, to in _WITH_DEPARTMENT.items()},
 
     (_S.RESOLVED, _A.VERIFY_PASS): _S.CLOSED,
     (_S.RESOLVED, _A.VERIFY_FAIL): _S.DISPATCHED,   # 返工: same department, rework +1
@@ -152,19 +153,21 @@ _ALLOWED: dict[State, tuple[Action, ...]] = {
 }
 
 
-def _as_state(value: State | str) -> State:
+def as_member(kind: type[_E], value: _E | str, field: str) -> _E:
+    """``value`` as a member of the enum ``kind``; ValidationFailed on ``field`` when it names none."""
     try:
-        return State(value)
+        return kind(value)
     except ValueError:
-        raise ValidationFailed(f"unknown state {value!r}", field="state") from None
+        raise ValidationFailed(f"unknown {field} {value!r}", field=field) from None
+
+
+def _as_state(value: State | str) -> State:
+    return as_member(State, value, "state")
 
 
 def as_action(value: Action | str) -> Action:
     """``value`` as an Action; ValidationFailed when it names none."""
-    try:
-        return Action(value)
-    except ValueError:
-        raise ValidationFailed(f"unknown action {value!r}", field="action") from None
+    return as_member(Action, value, "action")
 
 
 def allowed_actions(state: State | str) -> tuple[Action, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final, Iterable
 
-from incidents.lifecycle import PermissionDenied, ValidationFailed, as_action
+from incidents.lifecycle import PermissionDenied, as_action, as_member
 from incidents.model import ROLE_LABELS_ZH, Action, Role
 
 # --------------------------------------------------------------------------- case actions
@@ -41,10 +41,7 @@ REQUESTABLE: Final = frozenset().union(*REQUEST_ONLY.values())
 
 
 def _as_role(value: Role | str) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        raise ValidationFailed(f"unknown role {value!r}", field="role") from None
+    return as_member(Role, value, "role")
 
 
 def roles_for(action: Action | str) -> tuple[Role, ...]:

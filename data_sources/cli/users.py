@@ -10,6 +10,7 @@ from typing import Iterator
 
 import click
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from data_sources.store.db import session_scope
 from incidents.lifecycle import DomainError
@@ -21,10 +22,12 @@ def _now() -> datetime:
 
 
 @contextmanager
-def _domain_errors() -> Iterator[None]:
-    """A refused command (unknown user, weak password …) is a one-line error, not a traceback."""
+def _command_session(server: Flask) -> Iterator[Session]:
+    """The command's one transaction. A refused command (unknown user, weak password …) is a
+    one-line error, not a traceback."""
     try:
-        yield
+        with session_scope(server) as s:
+            yield s
     except DomainError as exc:
         raise click.ClickException(str(exc))
 
@@ -64,10 +67,9 @@ def register(server: Flask) -> None:
                 raise click.ClickException(problem)
             if password != getpass.getpass("Repeat: "):
                 raise click.ClickException("the passwords differ")
-        with _domain_errors():
-            with session_scope(server) as s:
-                create_user(s, name, role, password=password, now=_now(), department_code=department,
-                            replace=replace)
+        with _command_session(server) as s:
+            create_user(s, name, role, password=password, now=_now(), department_code=department,
+                        replace=replace)
         click.echo(f"user {name} ({role}) saved")
 
     @server.cli.command("logout-everywhere")
@@ -75,9 +77,8 @@ def register(server: Flask) -> None:
     def logout_everywhere_cmd(user):
         """End every open session of USER, on every browser (API tokens stay: see revoke-token)."""
         from incidents.auth import end_all_sessions
-        with _domain_errors():
-            with session_scope(server) as s:
-                end_all_sessions(s, user)
+        with _command_session(server) as s:
+            end_all_sessions(s, user)
         click.echo(f"every session of {user} ended")
 
     @server.cli.command("create-token")
@@ -88,9 +89,8 @@ def register(server: Flask) -> None:
     def create_token_cmd(user, name, feeds):
         """Print a new API token for USER (shown once; only its hash is kept)."""
         from incidents.auth import create_token
-        with _domain_errors():
-            with session_scope(server) as s:
-                token = create_token(s, user, now=_now(), name=name, feeds=list(feeds) or None)
+        with _command_session(server) as s:
+            token = create_token(s, user, now=_now(), name=name, feeds=list(feeds) or None)
         click.echo(token)
 
     @server.cli.command("create-kiosk")
@@ -101,9 +101,8 @@ def register(server: Flask) -> None:
         """Print a wall URL for a kiosk PC (read-only; revoke with revoke-token kiosk-NAME). The wall
         exchanges the token for a session cookie on first load and drops it from the address bar."""
         from incidents.auth import create_kiosk
-        with _domain_errors():
-            with session_scope(server) as s:
-                token = create_kiosk(s, name, now=_now(), days=days)
+        with _command_session(server) as s:
+            token = create_kiosk(s, name, now=_now(), days=days)
         click.echo(f"http://{server.config['HOST']}:{server.config['PORT']}/wall?kiosk={token}")
 
     @server.cli.command("revoke-token")
@@ -111,7 +110,6 @@ def register(server: Flask) -> None:
     def revoke_token_cmd(user):
         """Revoke every API token of USER."""
         from incidents.auth import revoke_tokens
-        with _domain_errors():
-            with session_scope(server) as s:
-                n = revoke_tokens(s, user, now=_now())
+        with _command_session(server) as s:
+            n = revoke_tokens(s, user, now=_now())
         click.echo(f"{n} token(s) revoked")

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Optional
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from incidents.kpis import IndicatorDefinition
 from incidents.tables import KpiIndicator, KpiValue, ServiceRate
 
 SOURCE = "demo"
@@ -155,15 +156,7 @@ def seed_service_rates(session: Session, pack, start_date: date, end_date: date,
 
 
 @dataclass(frozen=True)
-class Indicator:
-    code: str
-    name: str
-    name_en: str
-    unit: str
-    direction: str
-    target: Optional[float]
-    period: str
-    group: str
+class Indicator(IndicatorDefinition):
     base: float                   # typical value
     spread: float                 # noise around it
 

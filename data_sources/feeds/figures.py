@@ -19,9 +19,9 @@ import json
 import math
 from collections import Counter
 from datetime import date, datetime, timezone
-from typing import Callable, Iterable, Literal, Optional
+from typing import Annotated, Any, Callable, Iterable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select, tuple_
 
 from data_sources.feeds.base import UNREADABLE, blank, parse_number
@@ -63,15 +63,29 @@ def _count(value) -> int:
     return int(n)
 
 
+def _text(v) -> str:
+    return "" if blank(v) else str(v).strip()
+
+
+def _required_day(v) -> date:
+    if blank(v):
+        raise ValueError("is missing")
+    return _day(v)
+
+
+_Text = Annotated[str, BeforeValidator(_text)]            # a text cell: blank is "", else stripped
+_Day = Annotated[date, BeforeValidator(_required_day)]    # a date cell that must be there
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
 
 class ServiceRateRow(_Row):
-    department_code: str = Field(min_length=1, max_length=40)
-    day: date
-    item_code: str = Field(min_length=1, max_length=40)
-    item_name: str = Field("", max_length=120)
+    department_code: _Text = Field(min_length=1, max_length=40)
+    day: _Day
+    item_code: _Text = Field(min_length=1, max_length=40)
+    item_name: _Text = Field("", max_length=120)
     total: int = 0
     online: int = 0
     completed: int = 0
@@ -82,18 +96,6 @@ class ServiceRateRow(_Row):
     rating_4: int = 0
     rating_5: int = 0
     bad_rectified: int = 0
-
-    @field_validator("department_code", "item_code", "item_name", mode="before")
-    @classmethod
-    def _text(cls, v):
-        return "" if blank(v) else str(v).strip()
-
-    @field_validator("day", mode="before")
-    @classmethod
-    def _date(cls, v):
-        if blank(v):
-            raise ValueError("is missing")
-        return _day(v)
 
     @field_validator(*COUNT_COLUMNS, mode="before")
     @classmethod
@@ -120,14 +122,14 @@ _QUARTER_MONTHS = (1, 4, 7, 10)
 
 
 class KpiRow(_Row):
-    indicator_code: str = Field(min_length=1, max_length=40)
-    name: str = Field(min_length=1, max_length=80)
-    unit: str = Field("", max_length=20)
+    indicator_code: _Text = Field(min_length=1, max_length=40)
+    name: _Text = Field(min_length=1, max_length=80)
+    unit: _Text = Field("", max_length=20)
     direction: Literal["up", "down"] = "up"
     target: Optional[float] = None
     period: Literal["day", "month", "quarter", "year"] = "day"
-    period_start: date
-    dimension: str = Field("", max_length=60)
+    period_start: _Day
+    dimension: _Text = Field("", max_length=60)
     value: float
 
     @model_validator(mode="before")
@@ -137,22 +139,10 @@ class KpiRow(_Row):
             data = {**data, "indicator_code": data["code"]}
         return data
 
-    @field_validator("indicator_code", "name", "unit", "dimension", mode="before")
-    @classmethod
-    def _text(cls, v):
-        return "" if blank(v) else str(v).strip()
-
     @field_validator("direction", "period", mode="before")
     @classmethod
     def _lower(cls, v):
         return str(v).strip().lower()
-
-    @field_validator("period_start", mode="before")
-    @classmethod
-    def _date(cls, v):
-        if blank(v):
-            raise ValueError("is missing")
-        return _day(v)
 
     @field_validator("target", "value", mode="before")
     @classmethod
@@ -222,6 +212,24 @@ class _FigureRun:
         run.heartbeat_at = datetime.now(timezone.utc)
         assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined
 
+    def run(self, records: Iterable[tuple[dict, int]], write: Callable[[Any, list, Counter], None],
+            progress: Optional[Callable[[int], None]]) -> RunSummary:
+        """``write(session, batch, counts)`` for each batch of ``records``, a transaction a batch whose
+        counts it adds to the run; finishes the run "ok", or "failed" with the error (then raises it)."""
+        try:
+            for batch in _batches(records, BATCH):
+                with self.scope() as s:
+                    counts: Counter = Counter()
+                    write(s, batch, counts)
+                    s.flush()
+                    self.add(s, counts, len(batch))
+                if progress:
+                    progress(len(batch))
+        except Exception as exc:
+            self.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        return self.finish("ok")
+
     def finish(self, status: str, error: str = "") -> RunSummary:
         with self.scope() as s:
             run = s.get(FeedRun, self.run_id)
@@ -250,53 +258,45 @@ def import_service_rates(db, records: Iterable[tuple[dict, int]], *, departments
     now = now or datetime.now(timezone.utc)
     fr = _FigureRun(db, SERVICE_RATES_FEED, source, now)
     seen: dict[tuple, int] = {}
-    try:
-        for batch in _batches(records, BATCH):
-            with fr.scope() as s:
-                counts: Counter = Counter()
-                good: list[tuple[dict, int, ServiceRateRow]] = []
-                for raw, line in batch:
-                    try:
-                        row = _validate(ServiceRateRow, raw)
-                        if departments is not None and row.department_code not in departments:
-                            raise RowRejected(f"department_code: {row.department_code!r} is not a department "
-                                              "of the pack")
-                        key = (row.department_code, row.day, row.item_code)
-                        if key in seen:
-                            raise RowRejected(f"duplicate key {row.department_code}/{row.day}/{row.item_code} "
-                                              f"in this file (first on line {seen[key]})")
-                        seen[key] = line
-                        good.append((raw, line, row))
-                    except RowRejected as exc:
-                        fr.quarantine(s, raw, line, str(exc), counts)
-                keys = [(r.department_code, r.day, r.item_code) for _, _, r in good]
-                existing = {}
-                for i in range(0, len(keys), 300):
-                    for sr in s.scalars(select(ServiceRate).where(
-                            tuple_(ServiceRate.department_code, ServiceRate.day, ServiceRate.item_code)
-                            .in_(keys[i:i + 300]))):
-                        existing[(sr.department_code, sr.day, sr.item_code)] = sr
-                for raw, line, row in good:
-                    values = row.model_dump()
-                    sr = existing.get((row.department_code, row.day, row.item_code))
-                    if sr is None:
-                        s.add(ServiceRate(**values, source=source[:40]))
-                        counts["inserted"] += 1
-                    elif any(getattr(sr, k) != v for k, v in values.items()):
-                        for k, v in values.items():
-                            setattr(sr, k, v)
-                        sr.source = source[:40]
-                        counts["updated"] += 1
-                    else:
-                        counts["unchanged"] += 1
-                s.flush()
-                fr.add(s, counts, len(batch))
-            if progress:
-                progress(len(batch))
-    except Exception as exc:
-        fr.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    return fr.finish("ok")
+
+    def write(s, batch, counts: Counter) -> None:
+        good: list[tuple[dict, int, ServiceRateRow]] = []
+        for raw, line in batch:
+            try:
+                row = _validate(ServiceRateRow, raw)
+                if departments is not None and row.department_code not in departments:
+                    raise RowRejected(f"department_code: {row.department_code!r} is not a department "
+                                      "of the pack")
+                key = (row.department_code, row.day, row.item_code)
+                if key in seen:
+                    raise RowRejected(f"duplicate key {row.department_code}/{row.day}/{row.item_code} "
+                                      f"in this file (first on line {seen[key]})")
+                seen[key] = line
+                good.append((raw, line, row))
+            except RowRejected as exc:
+                fr.quarantine(s, raw, line, str(exc), counts)
+        keys = [(r.department_code, r.day, r.item_code) for _, _, r in good]
+        existing = {}
+        for i in range(0, len(keys), 300):
+            for sr in s.scalars(select(ServiceRate).where(
+                    tuple_(ServiceRate.department_code, ServiceRate.day, ServiceRate.item_code)
+                    .in_(keys[i:i + 300]))):
+                existing[(sr.department_code, sr.day, sr.item_code)] = sr
+        for raw, line, row in good:
+            values = row.model_dump()
+            sr = existing.get((row.department_code, row.day, row.item_code))
+            if sr is None:
+                s.add(ServiceRate(**values, source=source[:40]))
+                counts["inserted"] += 1
+            elif any(getattr(sr, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(sr, k, v)
+                sr.source = source[:40]
+                counts["updated"] += 1
+            else:
+                counts["unchanged"] += 1
+
+    return fr.run(records, write, progress)
 
 
 def import_kpis(db, records: Iterable[tuple[dict, int]], *, source: str = "file", now: Optional[datetime] = None,
@@ -308,55 +308,47 @@ def import_kpis(db, records: Iterable[tuple[dict, int]], *, source: str = "file"
     seen: dict[tuple, int] = {}
     indicators: Counter = Counter()
     touched: set[str] = set()
-    try:
-        for batch in _batches(records, BATCH):
-            with fr.scope() as s:
-                counts: Counter = Counter()
-                for raw, line in batch:
-                    try:
-                        row = _validate(KpiRow, raw)
-                        key = (row.indicator_code, row.period_start, row.dimension)
-                        if key in seen:
-                            raise RowRejected(f"duplicate key {row.indicator_code}/{row.period_start}/"
-                                              f"{row.dimension or '-'} in this file (first on line {seen[key]})")
-                        seen[key] = line
-                    except RowRejected as exc:
-                        fr.quarantine(s, raw, line, str(exc), counts)
-                        continue
-                    meta = dict(name=row.name, unit=row.unit, direction=row.direction, target=row.target,
-                                period=row.period)
-                    ind = s.get(KpiIndicator, row.indicator_code)
-                    if ind is None:
-                        s.add(KpiIndicator(code=row.indicator_code, name_en="", group="", **meta))
-                        s.flush()
-                        indicators["created"] += 1
-                        touched.add(row.indicator_code)
-                    elif any(getattr(ind, k) != v for k, v in meta.items()):
-                        for k, v in meta.items():
-                            setattr(ind, k, v)
-                        if row.indicator_code not in touched:
-                            indicators["updated"] += 1
-                            touched.add(row.indicator_code)
-                    kv = s.scalar(select(KpiValue).where(KpiValue.indicator_code == row.indicator_code,
-                                                         KpiValue.period_start == row.period_start,
-                                                         KpiValue.dimension == row.dimension))
-                    if kv is None:
-                        s.add(KpiValue(indicator_code=row.indicator_code, period_start=row.period_start,
-                                       dimension=row.dimension, value=row.value))
-                        counts["inserted"] += 1
-                    elif kv.value != row.value:
-                        kv.value = row.value
-                        counts["updated"] += 1
-                    else:
-                        counts["unchanged"] += 1
+
+    def write(s, batch, counts: Counter) -> None:
+        for raw, line in batch:
+            try:
+                row = _validate(KpiRow, raw)
+                key = (row.indicator_code, row.period_start, row.dimension)
+                if key in seen:
+                    raise RowRejected(f"duplicate key {row.indicator_code}/{row.period_start}/"
+                                      f"{row.dimension or '-'} in this file (first on line {seen[key]})")
+                seen[key] = line
+            except RowRejected as exc:
+                fr.quarantine(s, raw, line, str(exc), counts)
+                continue
+            meta = dict(name=row.name, unit=row.unit, direction=row.direction, target=row.target,
+                        period=row.period)
+            ind = s.get(KpiIndicator, row.indicator_code)
+            if ind is None:
+                s.add(KpiIndicator(code=row.indicator_code, name_en="", group="", **meta))
                 s.flush()
-                fr.add(s, counts, len(batch))
-            if progress:
-                progress(len(batch))
-    except Exception as exc:
-        fr.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    return fr.finish("ok"), indicators
+                indicators["created"] += 1
+                touched.add(row.indicator_code)
+            elif any(getattr(ind, k) != v for k, v in meta.items()):
+                for k, v in meta.items():
+                    setattr(ind, k, v)
+                if row.indicator_code not in touched:
+                    indicators["updated"] += 1
+                    touched.add(row.indicator_code)
+            kv = s.scalar(select(KpiValue).where(KpiValue.indicator_code == row.indicator_code,
+                                                 KpiValue.period_start == row.period_start,
+                                                 KpiValue.dimension == row.dimension))
+            if kv is None:
+                s.add(KpiValue(indicator_code=row.indicator_code, period_start=row.period_start,
+                               dimension=row.dimension, value=row.value))
+                counts["inserted"] += 1
+            elif kv.value != row.value:
+                kv.value = row.value
+                counts["updated"] += 1
+            else:
+                counts["unchanged"] += 1
+
+    return fr.run(records, write, progress), indicators
 
 
 __all__ = ["KPIS_FEED", "SERVICE_RATES_FEED", "KpiRow", "ServiceRateRow", "import_kpis", "import_service_rates"]

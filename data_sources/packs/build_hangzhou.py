@@ -44,22 +44,14 @@ from data_sources.coords import gcj02_to_wgs84, transform_geometry  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "hangzhou" / "areas.geojson"
 
-# adcode -> grid cell size in km (band).
-DISTRICTS: dict[str, float] = {
-    "330102": 1.0,  # 上城区
-    "330105": 1.0,  # 拱墅区
-    "330106": 1.0,  # 西湖区
-    "330108": 1.0,  # 滨江区
-    "330109": 3.0,  # 萧山区
-    "330110": 3.0,  # 余杭区
-    "330113": 3.0,  # 临平区
-    "330114": 3.0,  # 钱塘区
-    "330111": 8.0,  # 富阳区
-    "330112": 8.0,  # 临安区
-    "330122": 8.0,  # 桐庐县
-    "330127": 8.0,  # 淳安县
-    "330182": 8.0,  # 建德市
+# grid cell size in km (band) -> the districts' adcodes
+BANDS: dict[float, tuple[str, ...]] = {
+    1.0: ("330102", "330105", "330106", "330108"),            # 上城区 拱墅区 西湖区 滨江区
+    3.0: ("330109", "330110", "330113", "330114"),            # 萧山区 余杭区 临平区 钱塘区
+    8.0: ("330111", "330112", "330122", "330127", "330182"),  # 富阳区 临安区 桐庐县 淳安县 建德市
 }
+# adcode -> grid cell size in km (band), in the order above.
+DISTRICTS: dict[str, float] = {code: km for km, codes in BANDS.items() for code in codes}
 
 SIMPLIFY_DEG = 0.002
 PRECISION_DEG = 1e-5

@@ -9,6 +9,15 @@ from incidents import auth
 
 PASSWORD = "correct-horse-battery"
 NOW = datetime(2026, 11, 18, 2, 0, tzinfo=timezone.utc)  # Wed 10:00 in Hangzhou
+WEST_LAKE = (120.1593, 30.2585)
+
+
+def push_record(external_id: str, *, reported_at: str, label: object = None, **fields) -> dict:
+    """A record as a feed pushes it (native mapping): road damage "道路破损 LABEL" (default label: the
+    external id) reported at West Lake; ``fields`` replace or add to it."""
+    return {"external_id": external_id, "title": f"道路破损 {external_id if label is None else label}",
+            "category_code": "C0101", "reported_at": reported_at, "lon": WEST_LAKE[0], "lat": WEST_LAKE[1],
+            **fields}
 
 
 def add_user(server, username: str, role: str, department: str | None = None) -> None:

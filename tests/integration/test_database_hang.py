@@ -49,8 +49,12 @@ def _unavailable(resp) -> None:
     assert int(resp.headers["Retry-After"]) > 0
 
 
-def _requests(server, cid: int, bearer, cookie) -> list:
-    """What clients do (each a callable answering a response)."""
+def _requests(server, name: str) -> list:
+    """What clients do (each a callable answering a response), on a dispatched case and with users
+    of their own (``name``: what the test calls them)."""
+    cid = make_case(server, "dispatched", ext=f"{name}-1")
+    bearer = client_for(server, f"{name}-disp", "dispatcher")
+    cookie = login(server, f"{name}-cookie", "dispatcher")
     anon = server.test_client()
     return [
         lambda: bearer.get("/api/v1/incidents"),
@@ -80,10 +84,7 @@ def _all_recover(server, pool, calls) -> None:
 def test_a_database_that_stops_answering_gives_503_fast_and_recovers_by_itself(proxied):
     app, proxy = proxied
     server = app.server
-    cid = make_case(server, "dispatched", ext="hang-1")
-    bearer = client_for(server, "hang-disp", "dispatcher")
-    cookie = login(server, "hang-cookie", "dispatcher")
-    calls = _requests(server, cid, bearer, cookie)
+    calls = _requests(server, "hang")
     with ThreadPoolExecutor(max_workers=8) as pool:
         _all_recover(server, pool, calls)        # warm: pooled connections exist
 
@@ -105,10 +106,7 @@ def test_a_database_that_stops_answering_gives_503_fast_and_recovers_by_itself(p
 def test_a_database_that_refuses_connections_gives_503_and_recovers_by_itself(proxied):
     app, proxy = proxied
     server = app.server
-    cid = make_case(server, "dispatched", ext="down-1")
-    bearer = client_for(server, "down-disp", "dispatcher")
-    cookie = login(server, "down-cookie", "dispatcher")
-    calls = _requests(server, cid, bearer, cookie)
+    calls = _requests(server, "down")
     with ThreadPoolExecutor(max_workers=4) as pool:
         _all_recover(server, pool, calls)
         proxy.stop()

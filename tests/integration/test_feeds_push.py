@@ -11,16 +11,13 @@ from sqlalchemy import func, select
 from data_sources.store.db import get_db
 from incidents import auth
 from incidents.tables import FeedRun, Incident
+from tests.integration.helpers import push_record
 
-WEST_LAKE = (120.1593, 30.2585)
 URL = "/api/v1/feeds/partner-a/records"
 
 
 def _rec(i, **kw):
-    base = {"external_id": f"PU{i}", "title": f"道路破损 {i}", "category_code": "C0101",
-            "reported_at": "2024-05-06 09:00", "lon": WEST_LAKE[0], "lat": WEST_LAKE[1]}
-    base.update(kw)
-    return base
+    return push_record(f"PU{i}", label=i, reported_at="2024-05-06 09:00", **kw)
 
 
 @pytest.fixture

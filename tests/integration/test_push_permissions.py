@@ -12,16 +12,13 @@ from sqlalchemy import select
 from data_sources.store.db import get_db
 from incidents import auth
 from incidents.tables import Department, Incident, IncidentEvent, Quarantine
+from tests.integration.helpers import push_record
 
-WEST_LAKE = (120.1593, 30.2585)
 FEED = "/api/v1/feeds/demo/records?mapping=native"
 
 
 def _rec(ext, **kw):
-    base = {"external_id": ext, "title": f"道路破损 {ext}", "category_code": "C0101",
-            "reported_at": "2026-11-16 09:00", "lon": WEST_LAKE[0], "lat": WEST_LAKE[1]}
-    base.update(kw)
-    return base
+    return push_record(ext, reported_at="2026-11-16 09:00", **kw)
 
 
 @pytest.fixture

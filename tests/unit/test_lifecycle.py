@@ -23,31 +23,22 @@ from incidents.model import STATE_LABELS_ZH, Action, Role, State
 S, A = State, Action
 SAME = "same"  # expectation marker: the state does not change
 
-# Written independently of incidents.lifecycle.TRANSITIONS, straight from DESIGN §3.
+# Written independently of incidents.lifecycle.TRANSITIONS, straight from DESIGN §3, action by action.
+IN_HAND = (S.DISPATCHED, S.IN_PROGRESS)  # a department holds the case (dispatched, or signed for)
 EXPECTED: dict[tuple[State, Action], State | str] = {
     (S.REPORTED, A.REGISTER): S.REGISTERED,
-    (S.REPORTED, A.VOID): S.VOIDED,
-    (S.REGISTERED, A.VOID): S.VOIDED,
+    **{(s, A.VOID): S.VOIDED for s in (S.REPORTED, S.REGISTERED)},
     (S.REGISTERED, A.DISPATCH): S.DISPATCHED,
     (S.DISPATCHED, A.SIGN): S.IN_PROGRESS,
-    (S.DISPATCHED, A.RETURN): S.REGISTERED,
-    (S.IN_PROGRESS, A.RETURN): S.REGISTERED,
-    (S.DISPATCHED, A.REASSIGN): S.DISPATCHED,
-    (S.IN_PROGRESS, A.REASSIGN): S.DISPATCHED,
-    (S.DISPATCHED, A.EXTEND): SAME,
-    (S.IN_PROGRESS, A.EXTEND): SAME,
-    (S.REGISTERED, A.SUSPEND): S.SUSPENDED,
-    (S.DISPATCHED, A.SUSPEND): S.SUSPENDED,
-    (S.IN_PROGRESS, A.SUSPEND): S.SUSPENDED,
+    **{(s, A.RETURN): S.REGISTERED for s in IN_HAND},
+    **{(s, A.REASSIGN): S.DISPATCHED for s in IN_HAND},
+    **{(s, A.EXTEND): SAME for s in IN_HAND},
+    **{(s, A.SUSPEND): S.SUSPENDED for s in (S.REGISTERED, *IN_HAND)},
     (S.SUSPENDED, A.RESUME): S.DISPATCHED,  # with resume_to=DISPATCHED (see below)
-    (S.DISPATCHED, A.RESOLVE): S.RESOLVED,
-    (S.IN_PROGRESS, A.RESOLVE): S.RESOLVED,
+    **{(s, A.RESOLVE): S.RESOLVED for s in IN_HAND},
     (S.RESOLVED, A.VERIFY_PASS): S.CLOSED,
     (S.RESOLVED, A.VERIFY_FAIL): S.DISPATCHED,
-    (S.REPORTED, A.MERGE): S.VOIDED,
-    (S.REGISTERED, A.MERGE): S.VOIDED,
-    (S.DISPATCHED, A.MERGE): S.VOIDED,
-    (S.IN_PROGRESS, A.MERGE): S.VOIDED,
+    **{(s, A.MERGE): S.VOIDED for s in (S.REPORTED, S.REGISTERED, *IN_HAND)},
     (S.CLOSED, A.REOPEN): S.REGISTERED,
     **{(s, A.SUPERVISE): SAME for s in State if s.is_open},
 }

@@ -354,6 +354,14 @@ def _areas_with(change) -> dict:
     return areas
 
 
+def _toml_with(old: str, new: str) -> dict:
+    return dict(toml=PACK_TOML.format(crs="WGS84").replace(old, new))
+
+
+#: routing.csv routing only C0101 and the E01 major class, city-wide
+ROUTING_C0101_E01 = "id,category_code,area_code,department_code,note\n1,C0101,,T-CITY,x\n2,E01,,T-CITY,x\n"
+
+
 BROKEN = {
     "duplicate-area-code": (
         dict(areas=_areas_with(lambda f: f[3]["properties"].update(code="D10001"))),
@@ -436,15 +444,15 @@ BROKEN = {
         r"routing\.csv line 5: duplicate rule id 3",
     ),
     "category-not-routed": (
-        dict(routing="id,category_code,area_code,department_code,note\n1,C0101,,T-CITY,x\n2,E01,,T-CITY,x\n"),
+        dict(routing=ROUTING_C0101_E01),
         r"routing\.csv: no city-wide rule .* routes category E0401 路面塌陷",
     ),
     "category-routed-only-in-one-area": (
-        dict(routing="id,category_code,area_code,department_code,note\n1,C0101,,T-CITY,x\n2,E01,,T-CITY,x\n3,E04,D1,T-D1,x\n"),
+        dict(routing=ROUTING_C0101_E01 + "3,E04,D1,T-D1,x\n"),
         r"routing\.csv: no city-wide rule .* E0401",
     ),
     "triage-department-unknown": (
-        dict(toml=PACK_TOML.format(crs="WGS84").replace('"T-TRIAGE"', '"T-NOBODY"')),
+        _toml_with('"T-TRIAGE"', '"T-NOBODY"'),
         r"pack\.toml: triage_department T-NOBODY is not in departments\.csv",
     ),
     "crs-unknown": (
@@ -452,11 +460,11 @@ BROKEN = {
         r"pack\.toml: crs: unknown CRS 'EPSG:3857'",
     ),
     "timezone-unknown": (
-        dict(toml=PACK_TOML.format(crs="WGS84").replace("Asia/Shanghai", "Mars/Olympus")),
+        _toml_with("Asia/Shanghai", "Mars/Olympus"),
         r"pack\.toml: timezone 'Mars/Olympus'",
     ),
     "office-hours-reversed": (
-        dict(toml=PACK_TOML.format(crs="WGS84").replace('["13:00", "17:00"]', '["17:00", "13:00"]')),
+        _toml_with('["13:00", "17:00"]', '["17:00", "13:00"]'),
         r"pack\.toml: \[office_hours\] period 2: start 17:00 is not before end 13:00",
     ),
     "toml-syntax-error": (
