@@ -158,13 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=20000)
     p.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
     p.add_argument("--runs", type=int, default=3, help="cold runs per quarter (default 3)")
+    from bench.actions import PG_ADMIN_URL, PG_DB, SQLITE_PATH, pg_url
+    p.add_argument("--sqlite-path", default=SQLITE_PATH)
+    p.add_argument("--pg-database", default=PG_DB)
     args = p.parse_args(argv)
     header("leader brief for a quarter", argv)
-    from bench.actions import SQLITE_PATH, pg_url
     if args.db in ("sqlite", "both"):
-        run("sqlite", f"sqlite:///{SQLITE_PATH}", args)
+        run("sqlite", f"sqlite:///{args.sqlite_path}", args)
     if args.db in ("postgresql", "both"):
-        run("postgresql", pg_url(), args)
+        run("postgresql", pg_url(PG_ADMIN_URL, args.pg_database), args)
     return 0
 
 
