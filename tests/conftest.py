@@ -83,10 +83,12 @@ def database_url(backend: str, tmp_path: Path) -> str:
 
 def build_app(url: str, **overrides):
     """An app on ``url`` with migrations applied and the Hangzhou pack installed (no demo data)."""
+    import tempfile
     from app import create_app
     from data_sources.seed import init_db
+    # export jobs write beside their app's own database, never into the checkout's instance folder
     app = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test-secret",
-                      "DEMO_FEED": False, **overrides})
+                      "DEMO_FEED": False, "EXPORT_DIR": tempfile.mkdtemp(prefix="cityops-exports-"), **overrides})
     init_db(app.server, echo=lambda *_: None, seed_demo=False)
     return app
 
