@@ -46,7 +46,8 @@ def layout(preset: str | None = None, **_kwargs):
             dcc.DatePickerRange(id=ids.BRIEF_RANGE, display_format="YYYY-MM-DD", className="brief-range",
                                 start_date_id="brief-range-start", end_date_id="brief-range-end",
                                 start_date_placeholder_text=t("brief_from"),
-                                end_date_placeholder_text=t("brief_to"), minimum_nights=0),
+                                end_date_placeholder_text=t("brief_to"), minimum_nights=0,
+                                first_day_of_week=1, month_format="MMMM YYYY" if en else "YYYY 年 M 月"),
             html.Div(className="brief-exports", children=[
                 html.A(t("brief_pdf"), id=ids.BRIEF_PDF, className="btn-link", href="#", target="_blank"),
                 # a plain link for a script or a middle click; a click on the page starts the
@@ -68,8 +69,10 @@ def drawer() -> html.Aside:
     grid = dag.AgGrid(
         id=ids.BRIEF_DRILL_GRID, className="brief-drill-grid", rowModelType="infinite", columnDefs=_drill_columns(),
         defaultColDef={"sortable": False, "resizable": True}, getRowId="'' + params.data.id",
+        # one block request at a time: the grid answers each getRowsRequest through one prop, so a
+        # second request in flight (AG Grid's default is 2) would never hear back and stay "…"
         dashGridOptions={"theme": _grid_theme(), "cacheBlockSize": DRILL_BLOCK, "maxBlocksInCache": 50,
-                         "infiniteInitialRowCount": 1, "rowBuffer": 20,
+                         "maxConcurrentDatasourceRequests": 1, "infiniteInitialRowCount": 1, "rowBuffer": 20,
                          "rowClassRules": {"holding": "params.data && params.data.holding === true"},
                          "localeText": {"noRowsToShow": t("no_data"), "loadingOoo": "…"}},
         style={"height": "100%", "width": "100%"})
@@ -273,7 +276,8 @@ def spark(series, k, b):
     running = bv.running_bucket(b.buckets, b.report.as_of)
     n = bv.spark_points(series, running)
     if n < bv.MIN_SPARK_POINTS:
-        return html.Div(t("brief_few_points", n=n, min=bv.MIN_SPARK_POINTS), className="card-spark muted")
+        return html.Div(t("brief_few_points"), className="card-spark muted",
+                        title=t("brief_few_points_note", n=n, min=bv.MIN_SPARK_POINTS))
     return html.Img(src=bv.sparkline_svg(series, target=k.target, partial_from=running), className="card-spark",
                     title=t("brief_spark_note", n=len(series)))
 

@@ -485,7 +485,7 @@ def test_a_trend_line_needs_enough_finished_slices(seeded):
     card = next(_find(cards, lambda p: p.get("id") == {"type": "brief-card", "code": "closure_rate"}))
     assert len(b.buckets) < bv.MIN_SPARK_POINTS
     assert not list(_find(card, lambda p: str(p.get("src", "")).startswith("data:image/svg")))
-    assert "不足" in " ".join(_texts(card))
+    assert "时段不足" in " ".join(_texts(card))
     assert bv.spark_points([0.1, None, 0.3, 0.4, 0.5], partial_from=4) == 3
 
 
