@@ -297,7 +297,9 @@ def summary(b) -> dict[str, list[str]]:
         overall.append("与上一周期相比各项指标无明显变化（或上一周期无可比数据）。")
 
     problems, actions = [], []
-    for k in missed:
+    # the three furthest from their targets (in points for rates, relative for the rest)
+    missed.sort(key=lambda k: (-abs(k.value - k.target) / (1.0 if is_rate(k.unit) else abs(k.target) or 1.0), k.code))
+    for k in missed[:3]:
         gap = abs(k.value - k.target)
         gap_text = f"{100 * gap:.1f} 个百分点" if is_rate(k.unit) else with_unit(gap, k.unit)
         worst = _units(r, k.code)
@@ -309,13 +311,17 @@ def summary(b) -> dict[str, list[str]]:
                            f"力争达到 {target_text(k).replace('目标 ', '')}。")
         else:
             actions.append(f"分析{k.name}未达标原因，力争达到 {target_text(k).replace('目标 ', '')}。")
-    worse = [(k, text) for _, k, text, tone in moves if tone == "bad" and k not in missed][:2]
+    if missed[3:]:
+        problems.append(f"另有 {len(missed) - 3} 项未达标：" + "、".join(
+            f"{k.name} {with_unit(k.value, k.unit)}（目标 {target_text(k).replace('目标 ', '')}）" for k in missed[3:]) + "。")
+    overdue = [r.kpis[c] for c in CASE_CARDS if r.kpis[c].denominator is None and r.kpis[c].direction == "down"]
+    worse = [(k, text) for _, k, text, tone in moves if tone == "bad" and k not in missed and k not in overdue][:2]
     for k, text in worse:
         problems.append(f"{k.name}环比变差：{with_unit(k.value, k.unit)}（环比 {text}）。")
-    overdue = [r.kpis[c] for c in CASE_CARDS if r.kpis[c].denominator is None and r.kpis[c].direction == "down"]
     for k in overdue:
         if k.value:
-            problems.append(f"截至统计时点{k.name} {with_unit(k.value, k.unit)}。")
+            text = change_text(k.value, prev.kpis[k.code].value, k.unit)
+            problems.append(f"截至统计时点{k.name} {with_unit(k.value, k.unit)}" + ("" if text == "—" else f"（环比 {text}）") + "。")
             actions.append(f"对{k.name.replace('数', '')}的 {with_unit(k.value, k.unit)}案件逐件督办，明确办结时限。")
     rk = r.ranking
     if rk and rk.black:

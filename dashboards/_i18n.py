@@ -100,8 +100,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "brief_xlsx_failed": ("Excel 生成失败：{error}", "The Excel file failed: {error}"),
     "brief_xlsx_done": ("Excel 已生成，正在下载", "Excel file ready, downloading"),
     "brief_drill_close": ("关闭 ✕", "Close ✕"),
-    "brief_drill_more": ("此处列出前 {shown} 件（共 {total} 件），完整清单见 Excel 导出",
-                         "showing the first {shown} of {total}; the Excel export has them all"),
     "f_title": ("问题", "Problem"),
     "queue_title": ("待办队列", "Queue"),
     "col_id": ("案件号", "Case"),
