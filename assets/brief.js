@@ -1,4 +1,5 @@
-/* /brief: the Excel button starts a background export job (POST /brief/exports with the page's own
+/* /brief: a focused card opens its drawer with Enter or Space, Esc closes the drawer.
+   The Excel button starts a background export job (POST /brief/exports with the page's own
    from/to/as_of), shows its progress beside the button and downloads the file when it is done. The
    link's href stays a plain GET for a middle click or a script (it answers the file when the job
    finishes in time). Texts come from the button's data-* attributes (the page's language). */
@@ -38,5 +39,15 @@
     const status = document.getElementById('brief-xlsx-status');
     run(a, status).catch(e => { if (status) { status.textContent = fill(a.dataset.failed, {error: e.message}); } })
       .finally(() => { a.dataset.busy = ''; });
+  });
+  document.addEventListener('keydown', function (ev) {
+    const drawer = document.getElementById('brief-drill');
+    if (ev.key === 'Escape' && drawer && drawer.classList.contains('open')) {
+      const close = document.getElementById('brief-drill-close');
+      if (close) { close.click(); }
+      return;
+    }
+    const card = ev.target && ev.target.closest && ev.target.closest('.brief-card.drillable');
+    if (card && (ev.key === 'Enter' || ev.key === ' ')) { ev.preventDefault(); card.click(); }
   });
 })();

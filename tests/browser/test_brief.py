@@ -75,6 +75,11 @@ def test_a_card_click_opens_the_drawer_with_every_case_and_leaves_the_page_as_it
     # the last case too: the grid asks the server for the block it scrolls to
     page.evaluate("n => dash_ag_grid.getApi('brief-drill-grid').ensureIndexVisible(n - 1, 'bottom')", den)
     page.wait_for_selector(f"#brief-drill-grid .ag-row[row-index='{den - 1}'] .ag-cell[col-id='title']:not(:empty)")
+    page.keyboard.press("Escape")                                        # Esc closes it
+    page.wait_for_selector("#brief-drill:not(.open)", state="attached")
+    page.focus(card)                                                     # a focused card opens with Enter
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#brief-drill.open")
     page.click("#brief-drill-close")
     page.wait_for_selector("#brief-drill:not(.open)", state="attached")
     assert page.evaluate("() => window.__cards.isConnected")
