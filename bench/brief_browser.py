@@ -8,6 +8,7 @@ thing is drawn:
     period  a click on 本月 until the cards of the new period are drawn
     drill   a click on the 结案率 card until the drawer's first rows of cases are drawn
             (the rest of the page is not sent again: that is what the figure shows)
+    drill_last  the drawer scrolled to its last case until that row is drawn
 
     python -m bench.brief_browser --days 90 --runs 3
 
@@ -86,7 +87,7 @@ def _cards_drawn(page) -> None:
 
 
 def measure(base: str, browser, runs: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"load_cold": [], "load": [], "period": [], "drill": []}
+    out: dict[str, list[float]] = {"load_cold": [], "load": [], "period": [], "drill": [], "drill_last": []}
     for i in range(runs):
         ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN",
                                   timezone_id="Asia/Shanghai")
@@ -106,6 +107,13 @@ def measure(base: str, browser, runs: int) -> dict[str, list[float]]:
         page.wait_for_selector("#brief-drill.open #brief-drill-grid .ag-row[row-index='0'] "
                                ".ag-cell[col-id='title']:not(:empty)")
         out["drill"].append(time.perf_counter() - t)
+        # the last case behind the number: the grid asks for the block it scrolls to
+        n = page.evaluate("() => dash_ag_grid.getApi('brief-drill-grid').getDisplayedRowCount()")
+        t = time.perf_counter()
+        page.evaluate("n => dash_ag_grid.getApi('brief-drill-grid').ensureIndexVisible(n - 1, 'bottom')", n)
+        page.wait_for_selector(f"#brief-drill-grid .ag-row[row-index='{n - 1}'] .ag-cell[col-id='title']:not(:empty)")
+        out["drill_last"].append(time.perf_counter() - t)
+        out["drill_rows"] = [float(n)]
         ctx.close()
     if not out["load"]:
         out["load"] = out["load_cold"]
@@ -142,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=20)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    rows = int(got.pop("drill_rows", [0])[0])
     for name, values in got.items():
         print(f"  {name:10s} " + " ".join(f"{v:.2f}" for v in values) + f"  (median {statistics.median(values):.2f} s)")
     med = {k: statistics.median(v) for k, v in got.items()}
     print(f"  drill ÷ load (warm): {med['drill'] / med['load']:.2f} — the drawer draws without the page")
+    print(f"  drill_last: the block of the last of {rows:,} cases behind 结案率 (本月)")
     print(f"RESULT brief_load_browser_s={med['load']:.2f} brief_load_cold_browser_s={med['load_cold']:.2f} "
-          f"brief_period_browser_s={med['period']:.2f} brief_drill_browser_s={med['drill']:.2f}")
+          f"brief_period_browser_s={med['period']:.2f} brief_drill_browser_s={med['drill']:.2f} "
+          f"brief_drill_last_browser_s={med['drill_last']:.2f}")
     return 0
 
 
