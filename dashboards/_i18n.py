@@ -89,7 +89,7 @@ TEXT: dict[str, tuple[str, str]] = {
                          "numerator {num} ÷ denominator {den} (✓ counted in the numerator)"),
     "brief_drill_in": ("计入分子", "In numerator"),
     "brief_drill_mark": ("标记", "Mark"),
-    "brief_drill_holding": ("拉低指标", "Holds it back"),
+    "brief_drill_holding": ("拉低指标", "Holds back"),
     "brief_drill_holding_tip": ("这件案件使该指标变差（未计入分子的率、计入分子的返工/延期/超期）",
                                 "This case makes the number worse"),
     "brief_formula": ("口径 ⓘ", "Definition ⓘ"),

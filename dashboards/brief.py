@@ -98,7 +98,7 @@ def _drill_columns() -> list[dict]:
     return [
         {"field": "id", "headerName": t("col_id"), "width": 100, "cellRenderer": "markdown",
          "valueGetter": {"function": "params.data ? '[' + params.data.id + '](/incidents/' + params.data.id + ')' : ''"}},
-        {"field": "mark", "headerName": t("brief_drill_mark"), "width": 120, "tooltipField": "mark_tip",
+        {"field": "mark", "headerName": t("brief_drill_mark"), "width": 130, "tooltipField": "mark_tip",
          "cellClassRules": {"drill-holding": "params.data && params.data.holding === true",
                             "drill-counted": "params.data && params.data.in_numerator === true"}},
         {"field": "title", "headerName": t("f_title"), "flex": 2, "minWidth": 200, "tooltipField": "title"},
@@ -386,15 +386,15 @@ def open_drill(_clicks, data):
     except (ValueError, KeyError):
         raise dash.exceptions.PreventUpdate
     key = {"code": d.code, "from": data["from"], "to": data["to"], "as_of": data["as_of"]}
-    return drill_head(d), key, "brief-drill open"
+    return drill_head(d, qb.brief(start, end, as_of).report.kpis[d.code]), key, "brief-drill open"
 
 
-def drill_head(d) -> list:
+def drill_head(d, k) -> list:
     if d.denominator is None:
         summary = t("brief_drill_count", n=f"{d.numerator:,}")
     else:
         summary = t("brief_drill_rate", num=f"{d.numerator:,}", den=f"{d.denominator:,}")
-    return [html.H3(d.name, id="brief-drill-name"),
+    return [html.H3(k.name_en if lang() == "en" else k.name, id="brief-drill-name"),
             html.P(html.B(summary), id="brief-drill-summary"),
             html.P(d.formula, className="muted small", id="brief-drill-formula")]
 
