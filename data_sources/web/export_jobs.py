@@ -24,6 +24,8 @@ from typing import Any, Callable, Optional
 
 from flask import Flask
 
+from data_sources.store.db import is_unavailable
+
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -125,9 +127,14 @@ class Jobs:
                 os.replace(part, self.file_path(job))
                 self._update(job_id, state=DONE, stage="done", finished=time.time())
             except Exception as exc:  # a job's failure is its record's, never the process's
-                log.exception("export job %s failed", job_id)
                 part.unlink(missing_ok=True)
-                self._update(job_id, state=FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
+                if is_unavailable(exc):   # the database away or too slow: worth trying again shortly
+                    log.warning("export job %s: database unavailable (%s)", job_id, type(exc).__name__)
+                    self._update(job_id, state=FAILED, unavailable=True,
+                                 error="the database is not reachable at the moment; try again shortly")
+                else:
+                    log.exception("export job %s failed", job_id)
+                    self._update(job_id, state=FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
 
     def _sweep(self) -> None:
         """Removes the files of jobs finished (or failed) longer than ``keep_seconds`` ago."""

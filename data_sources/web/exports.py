@@ -27,7 +27,7 @@ from flask import Flask, current_app, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from data_sources.web import export_jobs
-from data_sources.web.errors import error_response
+from data_sources.web.errors import error_response, unavailable_response
 from incidents import permissions
 from incidents.queries import brief as qb
 from incidents.queries.reference import city_info
@@ -190,6 +190,8 @@ def export_xlsx():
     if job["state"] == export_jobs.DONE:
         return export_file(job["id"])
     if job["state"] == export_jobs.FAILED:
+        if job.get("unavailable"):
+            return unavailable_response()
         raise BadRequest(503, "export_failed", job.get("error") or "the export failed")
     view = _job_view(job)
     return jsonify(job=view, **view), 202, {"Location": view["status_url"], "Retry-After": "5"}
