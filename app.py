@@ -58,6 +58,9 @@ DEFAULTS: dict[str, object] = {
     "OPEN311_CONTACT": "",      # Open311 discovery "contact"; "" = the 12345 hotline
     "OPEN311_KEY_SERVICE": "",  # Open311 discovery "key_service"; "" = how to get a token here
     "PDF_FONT": "",             # a TrueType CJK font for the PDF brief; "" = the usual system paths
+    "EXPORT_DIR": "",           # where export jobs write their files; "" = instance/exports
+    "EXPORT_WAIT_SECONDS": 20.0,    # GET /brief/export.xlsx waits this long for its job, then answers 202
+    "EXPORT_KEEP_MINUTES": 60.0,    # a finished export file is removed this long after it was made
     "RATELIMIT_KEY_PREFIX": "cityops",  # prefix of the login counters' keys (several apps on one Redis)
     "HOST": "127.0.0.1",        # python app.py: the address to listen on
     "PORT": 8050,               # python app.py: the port to listen on

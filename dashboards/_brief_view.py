@@ -1,10 +1,11 @@
 """How the brief writes its numbers, shared by the page, the PDF and the Excel export so that all
 three show the same text: values with units, targets, changes (环比/同比), the period line and
-the sparkline. Formatting only: every number comes from ``incidents.kpis`` via ``incidents.queries.brief``."""
+the sparkline, the PDF's written summary, and what a picker choice means. Formatting only: every
+number comes from ``incidents.kpis`` via ``incidents.queries.brief``."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Optional
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,77 @@ SERVICE_CARDS = kpis.SERVICE_KPIS
 #: a change under 0.05 (percentage points or %) prints as 0.0: shown as no change, neither good nor bad
 FLAT = 0.0005
 PRESET_LABELS = {"today": ("今日", "Today"), "week": ("本周", "This week"), "month": ("本月", "This month"),
+                 "last_month": ("上月", "Last month"), "last30": ("近 30 天", "Last 30 days"),
                  "quarter": ("本季度", "This quarter"), "custom": ("自定义", "Custom")}
+#: what the brief opens on the first time (then the leader's last choice, kept in the browser):
+#: the last complete month, compared with the month before it, whole against whole
+DEFAULT_PRESET = "last_month"
+#: a trend line needs this many finished slices with a value; fewer say so instead of a line
+MIN_SPARK_POINTS = 4
+
+
+def leader_period(choice: str, now: datetime, tz: str, *, start: Optional[date] = None,
+                  end: Optional[date] = None) -> kpis.Period:
+    """The period a picker choice means in city time: the read model's presets, and the two
+    complete ones a leader asks for — 上月 (the last whole month) and 近 30 天 (the 30 whole days
+    before today) — as whole-day custom periods of the read model."""
+    from incidents.queries.brief import preset_period
+    d = now.astimezone(ZoneInfo(tz)).date()
+    if choice == "last_month":
+        last = d.replace(day=1) - timedelta(days=1)
+        return preset_period("custom", now, tz, start=last.replace(day=1), end=last)
+    if choice == "last30":
+        return preset_period("custom", now, tz, start=d - timedelta(days=30), end=d - timedelta(days=1))
+    return preset_period(choice, now, tz, start=start, end=end)
+
+
+def period_label(choice: str, start: datetime, end: datetime, as_of: datetime, tz: str, en: bool = False) -> str:
+    """The choice as a leader reads it; a period still running says how far it goes:
+    本月（截至 2 日）, 本周（截至周三）, 本季度（截至 12 月 2 日）, 今日（截至 14:35）."""
+    name = PRESET_LABELS.get(choice, PRESET_LABELS["custom"])[1 if en else 0]
+    if not (start <= as_of < end):
+        return name
+    at = as_of.astimezone(ZoneInfo(tz))
+    if en:
+        thru = {"today": at.strftime("%H:%M"), "week": at.strftime("%a"), "month": _ordinal(at.day)}.get(
+            choice, at.strftime("%b %-d"))
+        return {"today": "Today", "week": "Week to date", "month": "Month to date",
+                "quarter": "Quarter to date"}.get(choice, name) + f" (through {thru})"
+    thru = {"today": at.strftime("%H:%M"), "week": "周" + "一二三四五六日"[at.weekday()],
+            "month": f"{at.day} 日"}.get(choice, f"{at.month} 月 {at.day} 日")
+    return f"{name}（截至 {thru}）"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"the {n}{suffix}"
+
+
+def spark_points(values: Optional[list], partial_from: Optional[int] = None) -> int:
+    """Finished slices with a value: what a trend line would draw."""
+    cut = len(values or []) if partial_from is None else partial_from
+    return sum(1 for v in (values or [])[:cut] if v is not None)
+
+
+def holds_back(k, in_numerator: bool) -> Optional[bool]:
+    """Whether a case behind ``k`` holds the number back: for a rate where higher is better the
+    cases not (yet) in the numerator, where lower is better those in it; for a count where lower
+    is better (超期未处置数) every case counted; None where a single case neither helps nor hurts
+    (上报数, 平均处置时长)."""
+    if k.denominator is not None and is_rate(k.unit):
+        return (not in_numerator) if k.direction == "up" else in_numerator
+    if k.denominator is None and k.direction == "down":
+        return in_numerator
+    return None
+
+
+def excel_format(unit: str) -> str:
+    """The Excel number format that prints a value as :func:`number` does on the page."""
+    if is_rate(unit):
+        return "0.0%"
+    if unit == "件":
+        return "#,##0"
+    return "#,##0.0"
 
 
 def is_rate(unit: str) -> bool:
@@ -176,3 +247,89 @@ def running_bucket(buckets, as_of) -> Optional[int]:
         if b.start <= as_of < b.end:
             return i
     return None
+
+
+# --------------------------------------------------------------------------- the PDF's written summary
+
+def _units(report, code: str, n: int = 2) -> list[tuple[str, float]]:
+    """The ranked units (those with the minimum volume) worst at ``code``: (name, value)."""
+    rk = report.ranking
+    if rk is None:
+        return []
+    k = report.kpis[code]
+    names = {x.code: x.name for x in rk.ranked}
+    vals = [(names[c], ks[code].value) for c, ks in report.groups.items()
+            if c in names and code in ks and ks[code].value is not None]
+    worst = sorted(vals, key=lambda x: x[1], reverse=k.direction == "down")
+    if k.target is not None:
+        worst = [x for x in worst if (x[1] < k.target if k.direction == "up" else x[1] > k.target)]
+    return worst[:n]
+
+
+def summary(b) -> dict[str, list[str]]:
+    """本期总体情况 / 主要问题 / 下步建议, written from the brief's own numbers: the volumes and the
+    targets met, the largest moves against the previous period, the targets missed with the units
+    furthest behind, the lowest composite scores — each named with its number."""
+    r, prev = b.report, b.previous
+    codes = CASE_CARDS + SERVICE_CARDS
+    ks = [r.kpis[c] for c in codes]
+    with_target = [k for k in ks if k.met is not None]
+    missed = [k for k in with_target if not k.met]
+    overall = []
+    counts = [r.kpis[c] for c in CASE_CARDS if r.kpis[c].denominator is None and r.kpis[c].direction == "up"]
+    if counts:
+        overall.append("本期" + "、".join(f"{k.name} {with_unit(k.value, k.unit)}" for k in counts) + "。")
+    if with_target:
+        overall.append(f"有目标的 {len(with_target)} 项指标中达标 {len(with_target) - len(missed)} 项、"
+                       f"未达标 {len(missed)} 项。")
+    moves = []
+    for k in ks:
+        c = kpis.change(k.value, prev.kpis[k.code].value, k.unit)
+        if c is not None and abs(c) >= FLAT:
+            moves.append((abs(c), k, change_text(k.value, prev.kpis[k.code].value, k.unit),
+                          change_tone(k.value, prev.kpis[k.code].value, k.unit, k.direction)))
+    moves.sort(key=lambda m: (-m[0], m[1].code))
+    if moves:
+        overall.append("环比变化最大：" + "；".join(
+            f"{k.name} {with_unit(k.value, k.unit)}（环比 {text}，{'向好' if tone == 'good' else '变差'}）"
+            for _, k, text, tone in moves[:3]) + "。")
+    else:
+        overall.append("与上一周期相比各项指标无明显变化（或上一周期无可比数据）。")
+
+    problems, actions = [], []
+    # the three furthest from their targets (in points for rates, relative for the rest)
+    missed.sort(key=lambda k: (-abs(k.value - k.target) / (1.0 if is_rate(k.unit) else abs(k.target) or 1.0), k.code))
+    for k in missed[:3]:
+        gap = abs(k.value - k.target)
+        gap_text = f"{100 * gap:.1f} 个百分点" if is_rate(k.unit) else with_unit(gap, k.unit)
+        worst = _units(r, k.code)
+        who = ("，其中 " + "、".join(f"{n} {with_unit(v, k.unit)}" for n, v in worst)) if worst else ""
+        problems.append(f"{k.name} {with_unit(k.value, k.unit)}，未达目标 {target_text(k).replace('目标 ', '')}"
+                        f"（差 {gap_text}）{who}。")
+        if worst:
+            actions.append(f"督促 {'、'.join(n for n, _ in worst)} 提升{k.name}，"
+                           f"力争达到 {target_text(k).replace('目标 ', '')}。")
+        else:
+            actions.append(f"分析{k.name}未达标原因，力争达到 {target_text(k).replace('目标 ', '')}。")
+    if missed[3:]:
+        problems.append(f"另有 {len(missed) - 3} 项未达标：" + "、".join(
+            f"{k.name} {with_unit(k.value, k.unit)}（目标 {target_text(k).replace('目标 ', '')}）" for k in missed[3:]) + "。")
+    overdue = [r.kpis[c] for c in CASE_CARDS if r.kpis[c].denominator is None and r.kpis[c].direction == "down"]
+    worse = [(k, text) for _, k, text, tone in moves if tone == "bad" and k not in missed and k not in overdue][:2]
+    for k, text in worse:
+        problems.append(f"{k.name}环比变差：{with_unit(k.value, k.unit)}（环比 {text}）。")
+    for k in overdue:
+        if k.value:
+            text = change_text(k.value, prev.kpis[k.code].value, k.unit)
+            problems.append(f"截至统计时点{k.name} {with_unit(k.value, k.unit)}" + ("" if text == "—" else f"（环比 {text}）") + "。")
+            actions.append(f"对{k.name.replace('数', '')}的 {with_unit(k.value, k.unit)}案件逐件督办，明确办结时限。")
+    rk = r.ranking
+    if rk and rk.black:
+        worst_units = "、".join(f"{x.name} {x.score:.1f} 分（{x.grade}）" for x in rk.black)
+        problems.append(f"综合指标值最低的单位：{worst_units}。")
+        actions.append(f"对黑榜单位 {'、'.join(x.name for x in rk.black)} 开展督导，逐项对照结案率、按期处置率和返工率整改。")
+    if rk and rk.red:
+        actions.append(f"总结推广红榜单位 {'、'.join(f'{x.name}（{x.score:.1f} 分）' for x in rk.red[:2])} 的做法。")
+    if not problems:
+        problems.append("各项有目标的指标均已达标。")
+    return {"本期总体情况": overall, "主要问题": problems, "下步建议": actions or ["保持现有工作力度。"]}

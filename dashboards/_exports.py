@@ -105,6 +105,13 @@ def brief_pdf(b: kpis.Brief) -> bytes:
              _text(f"统计期：{bv.period_text(r.start, r.end, tz)}　　统计时点：{bv.local(r.as_of, tz)}（{tz}）", base),
              _text(f"环比：{bv.period_text(b.previous.start, b.previous.end, tz)}　　同比：{bv.period_text(b.last_year.start, b.last_year.end, tz)}"
                        "（对比期取相同进度，在相应时点统计）", small), Spacer(1, 4)]
+    # the page a leader reads first: the period in three short paragraphs, written from its numbers
+    lead = ParagraphStyle("lead", parent=base, fontSize=9.5, leading=14, leftIndent=8, bulletIndent=0)
+    box = []
+    for heading, lines in bv.summary(b).items():
+        box.append(_text(heading, h2))
+        box += [Paragraph(xml_escape(line), lead, bulletText="•") for line in lines]
+    story += box + [Spacer(1, 6)]
 
     def kpi_table(codes):
         rows = [["指标", "数值", "目标", "环比", "同比", "分子 ÷ 分母", "走势"]]
@@ -202,132 +209,192 @@ def brief_pdf(b: kpis.Brief) -> bytes:
 # =========================================================================== Excel
 
 
-def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags) -> bytes:
+#: what a cell shows where there is nothing to compare with (no earlier period, no denominator):
+#: the page's "—", never a 0 that reads as a value
+MISSING = "—"
+
+
+def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags, path=None, progress=None):
     """Sheets: 概览 (the KPIs with target, 环比, 同比, numerator, denominator, 口径), 走势, 部门排名,
     区县排名, 一网通办, 其他指标 and 案件清单 (one row per case behind a case KPI, a column per
-    KPI: 分子 / 分母). Values are numbers (rates as fractions formatted as %), times city-local.
-    XlsxWriter in constant-memory mode: a quarter's 100k-row case list streams to disk row by row."""
+    KPI: 分子 / 分母). Values are numbers formatted as the page prints them (rates as fractions
+    in 0.0%, counts #,##0, hours and scores #,##0.0, times yyyy-mm-dd hh:mm in city time), "—"
+    where there is no comparison. XlsxWriter in constant-memory mode: each row goes to disk as it
+    is written, so a quarter's 100k-row case list costs one row of memory. Writes ``path`` (and
+    answers the number of case rows), or answers the file's bytes without one; ``progress(done,
+    total)`` hears how far the case list is."""
     import tempfile
+
+    if path is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "brief.xlsx")
+            brief_xlsx(b, case_rows, flags, out, progress)
+            with open(out, "rb") as fh:
+                return fh.read()
     import xlsxwriter
 
     tz = city_tz()
     z = ZoneInfo(tz)
     r = b.report
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "brief.xlsx")
-        # and, should a write() slip in one day, the workbook still turns no string into a formula or URL
-        wb = xlsxwriter.Workbook(path, {"constant_memory": True, "tmpdir": tmp, "strings_to_formulas": False,
-                                        "strings_to_urls": False, "strings_to_numbers": False})
-        bold = wb.add_format({"bold": True, "bg_color": "#DCE6F2"})
-        title_fmt = wb.add_format({"bold": True, "font_size": 14})
-        fmt = {"%": wb.add_format({"num_format": "0.0%"}), "float": wb.add_format({"num_format": "#,##0.0"}),
-               "int": wb.add_format({"num_format": "#,##0"}),
-               "time": wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})}
+    # and, should a write() slip in one day, the workbook still turns no string into a formula or URL
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "tmpdir": os.path.dirname(str(path)) or None,
+                                         "strings_to_formulas": False, "strings_to_urls": False,
+                                         "strings_to_numbers": False})
+    bold = wb.add_format({"bold": True, "bg_color": "#DCE6F2"})
+    title_fmt = wb.add_format({"bold": True, "font_size": 14})
+    right = wb.add_format({"align": "right"})
+    by_unit: dict[str, object] = {}
 
-        class Sheet:
-            def __init__(self, title, widths):
-                self.ws = wb.add_worksheet(title)
-                self.row = 0
-                for i, w in enumerate(widths):
-                    self.ws.set_column(i, i, w)
+    def uf(unit):
+        """The number format of a value in ``unit``, as the page prints it."""
+        code = bv.excel_format(unit)
+        if code not in by_unit:
+            by_unit[code] = wb.add_format({"num_format": code})
+        return by_unit[code]
+    fmt = {"%": uf("%"), "float": uf("工作小时"), "int": uf("件"),
+           "time": wb.add_format({"num_format": "yyyy-mm-dd hh:mm"}),
+           "day": wb.add_format({"num_format": "yyyy-mm-dd"})}
 
-            def put(self, values, *, fmts=None, style=None):
-                for col, v in enumerate(values):
-                    f = style or (fmts[col] if fmts and col < len(fmts) else None)
-                    if v is None:
-                        if f is not None:
-                            self.ws.write_blank(self.row, col, None, f)
-                        continue
-                    if isinstance(v, datetime):
-                        self.ws.write_datetime(self.row, col, v, fmt["time"])
-                    elif isinstance(v, bool):
-                        self.ws.write_boolean(self.row, col, v, f)
-                    elif f is None and isinstance(v, float):
-                        self.ws.write_number(self.row, col, v, fmt["float"])
-                    elif f is None and isinstance(v, int):
-                        self.ws.write_number(self.row, col, v, fmt["int"])
-                    elif isinstance(v, numbers.Number):
-                        self.ws.write_number(self.row, col, v, f)
-                    else:
-                        # text is text: a title "=HYPERLINK(…)" or "=cmd|' /C calc'!A0" stays visible
-                        # text, never a formula, a DDE link or a URL (write() would make it one)
-                        self.ws.write_string(self.row, col, str(v), f)
-                self.row += 1
+    class Sheet:
+        def __init__(self, title, widths):
+            self.ws = wb.add_worksheet(title)
+            self.row = 0
+            for i, w in enumerate(widths):
+                self.ws.set_column(i, i, w)
 
-        def pf(unit):
-            return fmt["%"] if unit == "%" else None
+        def put(self, values, *, fmts=None, style=None, missing=()):
+            """``missing``: the columns where None means "no comparison": they show "—"."""
+            for col, v in enumerate(values):
+                f = style or (fmts[col] if fmts and col < len(fmts) else None)
+                if v is None:
+                    if col in missing:
+                        self.ws.write_string(self.row, col, MISSING, right)
+                    elif f is not None:
+                        self.ws.write_blank(self.row, col, None, f)
+                    continue
+                if isinstance(v, datetime):
+                    self.ws.write_datetime(self.row, col, v, f or fmt["time"])
+                elif isinstance(v, bool):
+                    self.ws.write_boolean(self.row, col, v, f)
+                elif f is None and isinstance(v, float) and not float(v).is_integer():
+                    self.ws.write_number(self.row, col, v, fmt["float"])
+                elif f is None and isinstance(v, numbers.Number):
+                    self.ws.write_number(self.row, col, v, fmt["int"])
+                elif isinstance(v, numbers.Number):
+                    self.ws.write_number(self.row, col, v, f)
+                else:
+                    # text is text: a title "=HYPERLINK(…)" or "=cmd|' /C calc'!A0" stays visible
+                    # text, never a formula, a DDE link or a URL (write() would make it one)
+                    self.ws.write_string(self.row, col, str(v), f)
+            self.row += 1
 
-        def naive(dt):
-            return dt.astimezone(z).replace(tzinfo=None) if dt is not None else None
+    def naive(dt):
+        return dt.astimezone(z).replace(tzinfo=None) if dt is not None else None
 
-        ws = Sheet("概览", [16, 18, 12, 8, 10, 8, 12, 14, 12, 14, 12, 12, 90])
-        ws.put([_title()], style=title_fmt)
-        ws.put(["统计期", bv.period_text(r.start, r.end, tz), "", "统计时点", bv.local(r.as_of, tz), "", tz])
-        ws.put(["环比期", bv.period_text(b.previous.start, b.previous.end, tz), "", "同比期",
-                bv.period_text(b.last_year.start, b.last_year.end, tz)])
+    ws = Sheet("概览", [16, 18, 12, 8, 10, 8, 12, 14, 12, 14, 12, 12, 90])
+    ws.put([_title()], style=title_fmt)
+    ws.put(["统计期", bv.period_text(r.start, r.end, tz), "", "统计时点", bv.local(r.as_of, tz), "", tz])
+    ws.put(["环比期", bv.period_text(b.previous.start, b.previous.end, tz), "", "同比期",
+            bv.period_text(b.last_year.start, b.last_year.end, tz)])
+    ws.put([])
+    ws.put(["编码", "指标", "数值", "单位", "目标", "达标", "环比期数值", "环比变化", "同比期数值", "同比变化",
+            "分子", "分母", "口径"], style=bold)
+    for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
+        k = r.kpis[code]
+        p, ly = b.previous.kpis[code].value, b.last_year.kpis[code].value
+        u = uf(k.unit)
+        ratio = uf("工作小时") if code == "mean_handling_hours" else fmt["int"]
+        ws.put([code, k.name, k.value, k.unit, k.target, None if k.met is None else ("是" if k.met else "否"), p,
+                bv.change_text(k.value, p, k.unit), ly, bv.change_text(k.value, ly, k.unit),
+                k.numerator, k.denominator, k.formula], fmts=[None, None, u, None, u, None, u, right, u, right,
+                                                            ratio, fmt["int"]],
+               missing=(2, 6, 8, 11))
+
+    codes = list(b.series)
+    ws = Sheet("走势", [18] + [14] * len(codes))
+    ws.put(["时段开始"] + [r.kpis[c].name for c in codes], style=bold)
+    whole_days = all(bv.local(x.start, tz, "%H:%M") == "00:00" for x in b.buckets)
+    for i, bucket in enumerate(b.buckets):
+        ws.put([naive(bucket.start)] + [b.series[c][i] for c in codes],
+               fmts=[fmt["day"] if whole_days else fmt["time"]] + [uf(r.kpis[c].unit) for c in codes],
+               missing=range(1, len(codes) + 1))
+
+    for title, report, label in (("部门排名", r, "部门"), ("区县排名", b.districts, "区县")):
+        ws = Sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8, 30])
+        ws.put(["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级",
+                "未参与排名原因"], style=bold)
+        rk = report.ranking
+        for x in rk.ranked + rk.unranked:
+            ws.put([x.rank, x.code, x.name, x.volume, x.closure_rate, x.on_time_disposal_rate, x.rework_rate,
+                    x.volume_score, x.score, x.grade, x.reason],
+                   fmts=[fmt["int"], None, None, fmt["int"], fmt["%"], fmt["%"], fmt["%"], fmt["%"], uf("分")],
+                   missing=(0, 4, 5, 6, 7, 8, 9))
         ws.put([])
-        ws.put(["编码", "指标", "数值", "单位", "目标", "达标", "环比期数值", "环比变化", "同比期数值", "同比变化",
-                "分子", "分母", "口径"], style=bold)
-        for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
-            k = r.kpis[code]
-            p, ly = b.previous.kpis[code].value, b.last_year.kpis[code].value
-            u = pf(k.unit)
-            ws.put([code, k.name, k.value, k.unit, k.target, None if k.met is None else ("是" if k.met else "否"), p,
-                    bv.change_text(k.value, p, k.unit), ly, bv.change_text(k.value, ly, k.unit),
-                    k.numerator, k.denominator, k.formula], fmts=[None, None, u, None, u, None, u, None, u])
+        ws.put([rk.formula])
+        ws.put(["红榜"] + [x.name for x in rk.red])
+        ws.put(["黑榜"] + [x.name for x in rk.black])
 
-        codes = list(b.series)
-        ws = Sheet("走势", [18] + [14] * len(codes))
-        ws.put(["时段开始"] + [r.kpis[c].name for c in codes], style=bold)
-        for i, bucket in enumerate(b.buckets):
-            ws.put([naive(bucket.start)] + [b.series[c][i] for c in codes],
-                   fmts=[None] + [pf(r.kpis[c].unit) for c in codes])
+    ws = Sheet("一网通办", [14, 34, 12, 12, 10, 10, 10, 12])
+    ws.put(["编码", "部门", "办件量", "网办件数", "网办率", "目标", "好评率", "按时办结率"], style=bold)
+    for x in bv.service_rows(r):
+        ws.put([x["code"], x["name"], x["total"], x["online"], x["online_rate"], x["target"], x["good_rating_rate"],
+                x["on_time_completion_rate"]], fmts=[None, None, fmt["int"], fmt["int"]] + [fmt["%"]] * 4,
+               missing=(4, 6, 7))
 
-        for title, report, label in (("部门排名", r, "部门"), ("区县排名", b.districts, "区县")):
-            ws = Sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8, 30])
-            ws.put(["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级",
-                    "未参与排名原因"], style=bold)
-            rk = report.ranking
-            for x in rk.ranked + rk.unranked:
-                ws.put([x.rank, x.code, x.name, x.volume, x.closure_rate, x.on_time_disposal_rate, x.rework_rate,
-                        x.volume_score, x.score, x.grade, x.reason],
-                       fmts=[None, None, None, None, fmt["%"], fmt["%"], fmt["%"]])
-            ws.put([])
-            ws.put([rk.formula])
-            ws.put(["红榜"] + [x.name for x in rk.red])
-            ws.put(["黑榜"] + [x.name for x in rk.black])
+    ws = Sheet("其他指标", [12, 24, 28, 12, 10, 10, 12, 30, 60])
+    ws.put(["分组", "编码", "指标", "数值", "单位", "目标", "环比期数值", "数据期", "口径"], style=bold)
+    for x in b.indicators:
+        u = uf(x.unit)
+        ws.put([x.group, x.code, x.name, x.value, x.unit, x.target, b.indicators_previous.get(x.code), x.covers,
+                x.formula], fmts=[None, None, None, u, None, u, u], missing=(3, 6))
 
-        ws = Sheet("一网通办", [14, 34, 12, 12, 10, 10, 10, 12])
-        ws.put(["编码", "部门", "办件量", "网办件数", "网办率", "目标", "好评率", "按时办结率"], style=bold)
-        for x in bv.service_rows(r):
-            ws.put([x["code"], x["name"], x["total"], x["online"], x["online_rate"], x["target"], x["good_rating_rate"],
-                    x["on_time_completion_rate"]], fmts=[None, None, None, None] + [fmt["%"]] * 4)
+    case_codes = list(flags.columns)
+    ws = Sheet("案件清单", [10, 36, 18, 12, 26, 10, 17, 17, 17] + [10] * len(case_codes))
+    ws.put(["每行一件案件；各指标列：分子 = 计入该指标分子，分母 = 仅在分母中。筛选某列即得该指标背后的案件。"])
+    ws.put(["案件号", "问题", "类别", "区县", "部门", "状态", "上报时间", "处置时限", "结案时间"]
+           + [r.kpis[c].name for c in case_codes], style=bold)
+    ws.ws.autofilter(1, 0, 1 + len(case_rows), 8 + len(case_codes))
+    ws.ws.freeze_panes(2, 1)
+    label = {"N": "分子", "D": "分母"}
+    states = {s.value: name for s, name in STATE_LABELS_ZH.items()}
+    columns = [flags[c].to_numpy() for c in case_codes]
+    position = _positions(flags.index)
+    total = len(case_rows)
+    for done, row in enumerate(case_rows, start=1):
+        at = position(row["id"])
+        marks = [label.get(col[at]) if at is not None else None for col in columns]
+        ws.put([row["id"], row["title"], row["category"], row["district"], row["department"],
+                states.get(row["state"], row["state"]), naive(row["reported_at"]), naive(row["deadline"]),
+                naive(row["closed_at"])] + marks, fmts=[fmt["int"]])
+        if progress is not None and (done % 1000 == 0 or done == total):
+            progress(done, total)
+    if progress is not None and total == 0:
+        progress(0, 0)
+    wb.close()
+    return total
 
-        ws = Sheet("其他指标", [12, 24, 28, 12, 10, 10, 12, 30, 60])
-        ws.put(["分组", "编码", "指标", "数值", "单位", "目标", "环比期数值", "数据期", "口径"], style=bold)
-        for x in b.indicators:
-            u = pf(x.unit)
-            ws.put([x.group, x.code, x.name, x.value, x.unit, x.target, b.indicators_previous.get(x.code), x.covers,
-                    x.formula], fmts=[None, None, None, u, None, u, u])
 
-        case_codes = list(flags.columns)
-        ws = Sheet("案件清单", [10, 36, 18, 12, 26, 10, 17, 17, 17] + [10] * len(case_codes))
-        ws.put(["每行一件案件；各指标列：分子 = 计入该指标分子，分母 = 仅在分母中。筛选某列即得该指标背后的案件。"])
-        ws.put(["案件号", "问题", "类别", "区县", "部门", "状态", "上报时间", "处置时限", "结案时间"]
-               + [r.kpis[c].name for c in case_codes], style=bold)
-        ws.ws.autofilter(1, 0, 1 + len(case_rows), 8 + len(case_codes))
-        ws.ws.freeze_panes(2, 1)
-        label = {"N": "分子", "D": "分母"}
-        by_id = flags.to_dict(orient="index")
-        states = {s.value: name for s, name in STATE_LABELS_ZH.items()}
-        for row in case_rows:
-            f = by_id.get(row["id"], {})
-            ws.put([row["id"], row["title"], row["category"], row["district"], row["department"],
-                    states.get(row["state"], row["state"]), naive(row["reported_at"]), naive(row["deadline"]),
-                    naive(row["closed_at"])] + [label.get(f.get(c, "")) for c in case_codes])
-        wb.close()
-        with open(path, "rb") as fh:
-            return fh.read()
+def _positions(index):
+    """``position(case_id)``: the row of ``case_id`` in the flags. The case rows come in the flags'
+    own order, so a cursor walking forward finds each at once and builds no id table as large as
+    the list; rows in another order fall back to the index's lookup."""
+    ids = index.to_numpy()
+    state = {"at": 0, "ordered": True}
+
+    def position(case_id):
+        if state["ordered"]:
+            at = state["at"]
+            while at < len(ids) and int(ids[at]) != case_id:
+                at += 1
+            if at < len(ids):
+                state["at"] = at + 1
+                return at
+            state["ordered"] = False
+        try:
+            return index.get_loc(case_id)
+        except KeyError:
+            return None
+    return position
 
 
 __all__ = ["FontMissing", "brief_pdf", "brief_xlsx"]

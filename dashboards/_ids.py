@@ -25,6 +25,11 @@ BRIEF_BODY = "brief-body"
 BRIEF_DRILL = "brief-drill"
 BRIEF_DRILL_CLOSE = "brief-drill-close"
 BRIEF_CARD = "brief-card"              # pattern-matching type, with "code"
+BRIEF_CHOICE = "brief-choice"          # local store: the leader's last picker choice {preset, start, end}
+BRIEF_DRILL_HEAD = "brief-drill-head"  # the drawer's title, numbers and 口径
+BRIEF_DRILL_KEY = "brief-drill-key"    # store: {code, from, to, as_of} of the open drawer
+BRIEF_DRILL_GRID = "brief-drill-grid"  # the drawer's case list (AG Grid, infinite row model)
+BRIEF_XLSX_STATUS = "brief-xlsx-status"
 
 DISPATCH_VIEW = "dispatch-view"
 DISPATCH_TABLE = "dispatch-table"

@@ -1,17 +1,22 @@
-"""/brief — the leaders' KPI brief: a period (today, week, month, quarter, custom) with 环比 and 同比,
-a card per KPI of DESIGN §6 (value, target, change, sparkline, 口径 with numerator and
-denominator; a click lists the cases behind it), rankings with grades, 红黑榜, 一网通办 by
-department and the KPI feed. Exports: /brief/export.pdf and /brief/export.xlsx with the same
-``from``/``to``/``as_of``. Every number comes from ``incidents.queries.brief``."""
+"""/brief — the leaders' KPI brief: a period (the last complete month by default, then the leader's
+last choice; today, week, month, quarter, the last 30 days, custom dates) with 环比 and 同比, a card
+per KPI of DESIGN §6 (value, target, change, a sparkline when there are enough slices, numerator and
+denominator, its 口径 as a tooltip), rankings with grades, 红黑榜, 一网通办 by department and the KPI
+feed. A card click opens the drawer: its own callbacks, which touch nothing but the drawer, list
+every case behind the number block by block (AG Grid, infinite row model), those holding it back
+marked. Exports: /brief/export.pdf and the Excel file built by a background job (/brief/exports),
+with the same ``from``/``to``/``as_of``. Every number comes from ``incidents.queries.brief``."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
 import dash
+import dash_ag_grid as dag
 from dash import ALL, Input, Output, State, ctx, dcc, html
 
 from dashboards import _brief_view as bv
 from dashboards import _ids as ids
+from dashboards import _theme as th
 from dashboards._components import allowed, city_tz, forbidden, local_time, panel
 from dashboards._figures import state_label
 from dashboards._i18n import lang, t
@@ -20,60 +25,155 @@ from incidents.kpis import Period
 
 dash.register_page(__name__, path="/brief", name="领导简报", order=1, title="领导简报 · CityOps")
 
+DRILL_BLOCK = 100         # drawer rows fetched per block
+DRILL_MAX_BLOCK = 500     # the most a (crafted) block request gets: the API's per-page bound
 
-def layout(preset: str = "month", **_kwargs):
+
+def layout(preset: str | None = None, **_kwargs):
     if not allowed("brief"):
         return forbidden()
     en = lang() == "en"
-    preset = preset if preset in qb.PRESETS else "month"
+    preset = preset if preset in bv.PRESET_LABELS else None    # None: the leader's last choice (restored below)
     return html.Div(className="brief", children=[
         dcc.Interval(id=ids.BRIEF_TICK, interval=300_000),
         dcc.Store(id=ids.BRIEF_PERIOD),
+        dcc.Store(id=ids.BRIEF_CHOICE, storage_type="local"),
         html.Div(className="brief-head", children=[
             html.H2(t("brief_title")),
             dcc.RadioItems(id=ids.BRIEF_PRESET, value=preset, className="views brief-presets", inline=True,
                            options=[{"label": v[1] if en else v[0], "value": k}
                                     for k, v in bv.PRESET_LABELS.items()]),
             dcc.DatePickerRange(id=ids.BRIEF_RANGE, display_format="YYYY-MM-DD", className="brief-range",
+                                start_date_id="brief-range-start", end_date_id="brief-range-end",
                                 start_date_placeholder_text=t("brief_from"),
-                                end_date_placeholder_text=t("brief_to"), minimum_nights=0),
+                                end_date_placeholder_text=t("brief_to"), minimum_nights=0,
+                                first_day_of_week=1, month_format="MMMM YYYY" if en else "YYYY 年 M 月"),
             html.Div(className="brief-exports", children=[
                 html.A(t("brief_pdf"), id=ids.BRIEF_PDF, className="btn-link", href="#", target="_blank"),
-                html.A(t("brief_xlsx"), id=ids.BRIEF_XLSX, className="btn-link", href="#")]),
+                # a plain link for a script or a middle click; a click on the page starts the
+                # background job instead and shows its progress (assets/brief.js)
+                html.A(t("brief_xlsx"), id=ids.BRIEF_XLSX, className="btn-link", href="#",
+                       **{"data-running": t("brief_xlsx_running"), "data-failed": t("brief_xlsx_failed"),
+                          "data-done": t("brief_xlsx_done")}),
+                html.Span(id=ids.BRIEF_XLSX_STATUS, className="brief-xlsx-status muted", role="status")]),
         ]),
         html.Div(id=ids.BRIEF_PERIOD_TEXT, className="brief-period muted"),
         dcc.Loading(type="dot", color="#35a7ff", children=html.Div(id=ids.BRIEF_BODY)),
-        html.Div(id=ids.BRIEF_DRILL, className="brief-drill"),
+        drawer(),
     ])
+
+
+def drawer() -> html.Aside:
+    """Built once with the page and only shown and hidden: a card click fills its head and points
+    its grid at the card's cases; nothing else on the page is sent again."""
+    grid = dag.AgGrid(
+        id=ids.BRIEF_DRILL_GRID, className="brief-drill-grid", rowModelType="infinite", columnDefs=_drill_columns(),
+        defaultColDef={"sortable": False, "resizable": True}, getRowId="'' + params.data.id",
+        # one block request at a time: the grid answers each getRowsRequest through one prop, so a
+        # second request in flight (AG Grid's default is 2) would never hear back and stay "…"
+        dashGridOptions={"theme": _grid_theme(), "cacheBlockSize": DRILL_BLOCK, "maxBlocksInCache": 50,
+                         "maxConcurrentDatasourceRequests": 1, "infiniteInitialRowCount": 1, "rowBuffer": 20,
+                         "rowClassRules": {"holding": "params.data && params.data.holding === true"},
+                         "localeText": {"noRowsToShow": t("no_data"), "loadingOoo": "…"}},
+        style={"height": "100%", "width": "100%"})
+    return html.Aside(id=ids.BRIEF_DRILL, className="brief-drill", children=[
+        dcc.Store(id=ids.BRIEF_DRILL_KEY),
+        html.Div(className="panel table-panel", children=[
+            html.Div(className="panel-title", children=[
+                html.Span(t("brief_drill_title"), id="brief-drill-title"),
+                html.Button(t("brief_drill_close"), id=ids.BRIEF_DRILL_CLOSE, className="btn-link drill-close",
+                            n_clicks=0)]),
+            html.Div(id=ids.BRIEF_DRILL_HEAD, className="brief-drill-head"),
+            html.Div(grid, className="brief-drill-body", id="brief-drill-table")])])
+
+
+def _grid_theme() -> dict:
+    return {"function": (f"themeQuartz.withParams({{backgroundColor: '{th.PANEL}', foregroundColor: '{th.TEXT}', "
+                         f"accentColor: '{th.ACCENT}', headerBackgroundColor: '#102640', borderColor: '{th.GRID}', "
+                         f"oddRowBackgroundColor: '#0f2139', fontSize: 14, rowHeight: 32, headerHeight: 34, "
+                         f"fontFamily: \"{th.FONT}\"}})")}
+
+
+def _drill_columns() -> list[dict]:
+    return [
+        {"field": "id", "headerName": t("col_id"), "width": 100, "cellRenderer": "markdown",
+         "valueGetter": {"function": "params.data ? '[' + params.data.id + '](/incidents/' + params.data.id + ')' : ''"}},
+        {"field": "mark", "headerName": t("brief_drill_mark"), "width": 130, "tooltipField": "mark_tip",
+         "cellClassRules": {"drill-holding": "params.data && params.data.holding === true",
+                            "drill-counted": "params.data && params.data.in_numerator === true"}},
+        {"field": "title", "headerName": t("f_title"), "flex": 2, "minWidth": 200, "tooltipField": "title"},
+        {"field": "category", "headerName": t("f_category"), "width": 130},
+        {"field": "district", "headerName": t("district"), "width": 100},
+        {"field": "department", "headerName": t("department"), "flex": 1, "minWidth": 150},
+        {"field": "state", "headerName": t("f_state"), "width": 90},
+        {"field": "reported_at", "headerName": t("f_reported"), "width": 120},
+        {"field": "deadline", "headerName": t("f_deadline"), "width": 120},
+    ]
 
 
 # --------------------------------------------------------------------------- period
 
+# the leader's last choice, read where dcc.Store(storage_type="local") keeps it, before the first
+# period is computed (an address with ?preset=… wins; a first visit gets bv.DEFAULT_PRESET)
+dash.clientside_callback(
+    """function(_id, current) {
+        const nu = window.dash_clientside.no_update;
+        if (current) { return [nu, nu, nu]; }
+        let c = null;
+        try { c = JSON.parse(window.localStorage.getItem('%s')); } catch (e) { c = null; }
+        const presets = %s;
+        if (!c || presets.indexOf(c.preset) < 0) { return ['%s', nu, nu]; }
+        if (c.preset === 'custom') { return [c.preset, c.start || nu, c.end || nu]; }
+        return [c.preset, nu, nu];
+    }""" % (ids.BRIEF_CHOICE, list(bv.PRESET_LABELS), bv.DEFAULT_PRESET),
+    Output(ids.BRIEF_PRESET, "value", allow_duplicate=True), Output(ids.BRIEF_RANGE, "start_date", allow_duplicate=True),
+    Output(ids.BRIEF_RANGE, "end_date", allow_duplicate=True),
+    Input(ids.BRIEF_PRESET, "id"), State(ids.BRIEF_PRESET, "value"), prevent_initial_call="initial_duplicate")
+
+# 自定义 opens the date picker (a click on its first field is what opens it)
+dash.clientside_callback(
+    """function(preset) {
+        if (preset === 'custom' && dash_clientside.callback_context.triggered.length) {
+            setTimeout(function () {
+                const el = document.getElementById('brief-range-start');
+                if (el) { el.focus(); el.click(); }
+            }, 0);
+        }
+        return window.dash_clientside.no_update;
+    }""",
+    Output(ids.BRIEF_RANGE, "className"), Input(ids.BRIEF_PRESET, "value"), prevent_initial_call=True)
+
+
 @dash.callback(Output(ids.BRIEF_PERIOD, "data"), Output(ids.BRIEF_RANGE, "start_date"),
                Output(ids.BRIEF_RANGE, "end_date"), Output(ids.BRIEF_PRESET, "value"),
+               Output(ids.BRIEF_CHOICE, "data"),
                Input(ids.BRIEF_PRESET, "value"), Input(ids.BRIEF_RANGE, "start_date"),
                Input(ids.BRIEF_RANGE, "end_date"), Input(ids.BRIEF_TICK, "n_intervals"))
 def choose_period(preset, start_date, end_date, _n):
-    if not allowed("brief"):
-        raise dash.exceptions.PreventUpdate
-    now = qb.floor_as_of(datetime.now(timezone.utc))
-    tz = city_tz()
+    if not allowed("brief") or preset is None and ctx.triggered_id != ids.BRIEF_RANGE:
+        raise dash.exceptions.PreventUpdate       # (no choice yet: the restore above is about to give one)
     if ctx.triggered_id == ids.BRIEF_RANGE:
         if not (start_date and end_date):
             raise dash.exceptions.PreventUpdate
         preset = "custom"
+    return period_for(preset, start_date, end_date, datetime.now(timezone.utc))
+
+
+def period_for(preset: str, start_date, end_date, now: datetime) -> tuple:
+    """The page's period store, the picker's dates and the choice to remember, for a choice."""
+    now, tz = qb.floor_as_of(now), city_tz()
+    if preset == "custom" and not (start_date and end_date):
+        raise dash.exceptions.PreventUpdate       # 自定义 picked, dates still to come
     try:
-        if preset == "custom":
-            period = qb.preset_period("custom", now, tz, start=date.fromisoformat(str(start_date)[:10]),
-                                      end=date.fromisoformat(str(end_date)[:10]))
-        else:
-            period = qb.preset_period(preset or "month", now, tz)
+        period = bv.leader_period(preset, now, tz, start=date.fromisoformat(str(start_date)[:10]) if start_date else None,
+                                  end=date.fromisoformat(str(end_date)[:10]) if end_date else None)
     except (ValueError, TypeError):
         raise dash.exceptions.PreventUpdate
     first = bv.local(period.start, tz, "%Y-%m-%d")
     last = bv.local(period.end - timedelta(seconds=1), tz, "%Y-%m-%d")      # the inclusive end date
+    choice = {"preset": preset, "start": first, "end": last} if preset == "custom" else {"preset": preset}
     return ({"from": period.start.isoformat(), "to": period.end.isoformat(), "as_of": now.isoformat(),
-             "preset": preset}, first, last, preset)
+             "preset": preset}, first, last, preset, choice)
 
 
 def _period(data) -> tuple[datetime, datetime, datetime]:
@@ -97,7 +197,7 @@ def render(data):
     start, end, as_of = _period(data)
     b = qb.brief(start, end, as_of)
     q = export_query(start, end, as_of)
-    return body(b), period_line(b), f"/brief/export.pdf?{q}", f"/brief/export.xlsx?{q}"
+    return body(b), period_line(b, data.get("preset")), f"/brief/export.pdf?{q}", f"/brief/export.xlsx?{q}"
 
 
 def export_query(start: datetime, end: datetime, as_of: datetime) -> str:
@@ -105,11 +205,15 @@ def export_query(start: datetime, end: datetime, as_of: datetime) -> str:
     return urlencode({"from": start.isoformat(), "to": end.isoformat(), "as_of": as_of.isoformat()})
 
 
-def period_line(b) -> list:
+def period_line(b, preset: str | None = None) -> list:
     tz, en = city_tz(), lang() == "en"
     r, p, ly = b.report, b.previous, b.last_year
     colon = ": " if en else "："
-    return [html.Span(f"{t('brief_period')}{colon}{bv.period_text(r.start, r.end, tz, en)}", className="brief-period-main"),
+    label = bv.period_label(preset or "custom", r.start, r.end, r.as_of, tz, en)
+    running = r.start <= r.as_of < r.end
+    return [html.Span([html.B(label, id="brief-period-label", className="running" if running else ""), "  ",
+                       f"{t('brief_period')}{colon}{bv.period_text(r.start, r.end, tz, en)}"],
+                      className="brief-period-main"),
             html.Span(f"{t('brief_as_of')} {local_time(r.as_of, '%Y-%m-%d %H:%M')}", id="brief-as-of"),
             html.Span(f"{t('brief_mom')}{colon}{bv.period_text(p.start, p.end, tz, en)}", title=t("brief_compare_note")),
             html.Span(f"{t('brief_yoy')}{colon}{bv.period_text(ly.start, ly.end, tz, en)}", title=t("brief_compare_note"))]
@@ -155,16 +259,27 @@ def card(b, code: str) -> html.Div:
                   html.Span([t("brief_yoy"), " ", html.B(bv.change_text(k.value, ly, k.unit, en))],
                             className=f"chg {bv.change_tone(k.value, ly, k.unit, k.direction)}")],
                  className="card-changes"),
-        html.Img(src=bv.sparkline_svg(series, target=k.target, partial_from=bv.running_bucket(b.buckets, b.report.as_of)),
-                 className="card-spark",
-                 title=t("brief_spark_note", n=len(series))) if series else
-        html.Div(t("brief_no_series"), className="card-spark muted"),
-        html.Div(bv.ratio_text(k, en), className="card-ratio"),
-        html.Div(k.formula, className="card-formula"),
+        spark(series, k, b),
+        html.Div([html.Span(bv.ratio_text(k, en), className="card-ratio"),
+                  html.Span(t("brief_formula"), className="card-formula-mark", title=k.formula)],
+                 className="card-foot"),
     ]
     kw = {"n_clicks": 0, "role": "button", "tabIndex": "0"} if drillable else {}
     return html.Div(children, id={"type": ids.BRIEF_CARD, "code": code}, title=k.formula,
                     className=f"brief-card {tone}{' drillable' if drillable else ''}", **kw)
+
+
+def spark(series, k, b):
+    """The trend line when the period has enough finished slices with a value, else why not."""
+    if series is None:
+        return html.Div(t("brief_no_series"), className="card-spark muted")
+    running = bv.running_bucket(b.buckets, b.report.as_of)
+    n = bv.spark_points(series, running)
+    if n < bv.MIN_SPARK_POINTS:
+        return html.Div(t("brief_few_points"), className="card-spark muted",
+                        title=t("brief_few_points_note", n=n, min=bv.MIN_SPARK_POINTS))
+    return html.Img(src=bv.sparkline_svg(series, target=k.target, partial_from=running), className="card-spark",
+                    title=t("brief_spark_note", n=len(series)))
 
 
 def _pct(x) -> str:
@@ -253,51 +368,90 @@ def indicators(b) -> html.Div:
     return html.Div(panels, className="brief-indicators", id="brief-indicators")
 
 
-# --------------------------------------------------------------------------- drill-through
+# --------------------------------------------------------------------------- drill-through (the drawer)
 
-@dash.callback(Output(ids.BRIEF_DRILL, "children"),
+@dash.callback(Output(ids.BRIEF_DRILL_HEAD, "children"), Output(ids.BRIEF_DRILL_KEY, "data"),
+               Output(ids.BRIEF_DRILL, "className", allow_duplicate=True),
                Input({"type": ids.BRIEF_CARD, "code": ALL}, "n_clicks"), State(ids.BRIEF_PERIOD, "data"),
                prevent_initial_call=True)
-def drill(_clicks, data):
+def open_drill(_clicks, data):
     if not allowed("brief"):
         raise dash.exceptions.PreventUpdate
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not (ctx.triggered and ctx.triggered[0].get("value")):
-        raise dash.exceptions.PreventUpdate
+        raise dash.exceptions.PreventUpdate       # (new cards after a period change: not a click)
     start, end, as_of = _period(data)
     try:
-        d = qb.drill(start, end, as_of, str(trig.get("code")))
+        d = qb.drill(start, end, as_of, str(trig.get("code")), limit=0)
     except (ValueError, KeyError):
         raise dash.exceptions.PreventUpdate
-    return drill_panel(d)
+    key = {"code": d.code, "from": data["from"], "to": data["to"], "as_of": data["as_of"]}
+    return drill_head(d, qb.brief(start, end, as_of).report.kpis[d.code]), key, "brief-drill open"
 
 
-def drill_panel(d) -> html.Div:
+def drill_head(d, k) -> list:
     if d.denominator is None:
         summary = t("brief_drill_count", n=f"{d.numerator:,}")
     else:
         summary = t("brief_drill_rate", num=f"{d.numerator:,}", den=f"{d.denominator:,}")
-    head = html.Tr([html.Th("#"), html.Th(t("brief_drill_in")), html.Th(t("f_title")), html.Th(t("f_category")),
-                    html.Th(t("district")), html.Th(t("department")), html.Th(t("f_state")),
-                    html.Th(t("f_reported")), html.Th(t("f_deadline"))])
-    rows = [html.Tr([html.Td(html.A(r["id"], href=f"/incidents/{r['id']}")),
-                     html.Td("✓" if r["in_numerator"] else "", className="tick"),
-                     html.Td(r["title"]), html.Td(r["category"]), html.Td(r["district"]), html.Td(r["department"]),
-                     html.Td(state_label(r["state"])), html.Td(local_time(r["reported_at"])),
-                     html.Td(local_time(r["deadline"]))]) for r in d.rows]
-    shown = len(d.rows)
-    total = d.denominator if d.denominator is not None else d.numerator
-    more = t("brief_drill_more", shown=f"{shown:,}", total=f"{total:,}") if total > shown else ""
-    return panel(f"{d.name} · {t('brief_drill_title')}", html.Div([
-        html.Button(t("brief_drill_close"), id=ids.BRIEF_DRILL_CLOSE, className="btn-link drill-close", n_clicks=0),
-        html.P([html.B(summary), " ", html.Span(more, className="muted")], id="brief-drill-summary"),
-        html.P(d.formula, className="muted small"),
-        html.Div(html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="brief-drill-table"),
-                 className="scroll drill-scroll")]), cls="table-panel", id_="brief-drill-panel")
+    return [html.H3(k.name_en if lang() == "en" else k.name, id="brief-drill-name"),
+            html.P(html.B(summary), id="brief-drill-summary"),
+            html.P(d.formula, className="muted small", id="brief-drill-formula")]
 
+
+@dash.callback(Output(ids.BRIEF_DRILL_GRID, "getRowsResponse"), Input(ids.BRIEF_DRILL_GRID, "getRowsRequest"),
+               State(ids.BRIEF_DRILL_KEY, "data"))
+def drill_rows(request, key):
+    if not allowed("brief"):
+        raise dash.exceptions.PreventUpdate
+    if not request:
+        raise dash.exceptions.PreventUpdate
+    if not key:
+        return {"rowData": [], "rowCount": 0}      # the drawer has not been opened yet
+    start, end, as_of = _period(key)
+    return drill_block(start, end, as_of, str(key.get("code")), request.get("startRow"), request.get("endRow"))
+
+
+def drill_block(start: datetime, end: datetime, as_of: datetime, code: str, first, last) -> dict:
+    """Rows ``[first, last)`` of the cases behind ``code`` (those holding the number back first)
+    and how many there are. The read model's drill lists from the top, so a block asks it for
+    its rows up to ``last`` and keeps the tail."""
+    try:
+        first = max(0, int(first or 0))
+        last = min(max(first + 1, int(last or first + DRILL_BLOCK)), first + DRILL_MAX_BLOCK)
+    except (TypeError, ValueError):
+        raise dash.exceptions.PreventUpdate
+    try:
+        d = qb.drill(start, end, as_of, code, limit=last)
+        k = qb.brief(start, end, as_of).report.kpis[code]
+    except (ValueError, KeyError):
+        raise dash.exceptions.PreventUpdate
+    total = d.denominator if d.denominator is not None else d.numerator
+    return {"rowData": [drill_row(r, k) for r in d.rows[first:last]], "rowCount": total}
+
+
+def drill_row(r: dict, k) -> dict:
+    holding = bv.holds_back(k, r["in_numerator"])
+    mark = t("brief_drill_holding") if holding else (t("brief_drill_in") if r["in_numerator"] else "")
+    return {"id": r["id"], "in_numerator": bool(r["in_numerator"]), "holding": bool(holding),
+            "mark": ("▼ " if holding else "✓ " if r["in_numerator"] else "") + mark,
+            "mark_tip": t("brief_drill_holding_tip") if holding else "",
+            "title": r["title"], "category": r["category"] or "—", "district": r["district"] or "—",
+            "department": r["department"] or "—", "state": state_label(r["state"]),
+            "reported_at": local_time(r["reported_at"]), "deadline": local_time(r["deadline"])}
+
+
+# a new card in the drawer: the grid forgets the last one's blocks and asks from the top
+dash.clientside_callback(
+    """function(key) {
+        try { const api = dash_ag_grid.getApi('%s'); api.purgeInfiniteCache(); api.ensureIndexVisible(0, 'top'); }
+        catch (e) { /* the grid is not ready yet: its first request reads the key anyway */ }
+        return window.dash_clientside.no_update;
+    }""" % ids.BRIEF_DRILL_GRID,
+    Output(ids.BRIEF_DRILL_GRID, "id"), Input(ids.BRIEF_DRILL_KEY, "data"), prevent_initial_call=True)
 
 # closing the drawer is the browser's business: nothing to check or fetch
 dash.clientside_callback(
-    "function(n) { return n ? null : window.dash_clientside.no_update; }",
-    Output(ids.BRIEF_DRILL, "children", allow_duplicate=True), Input(ids.BRIEF_DRILL_CLOSE, "n_clicks"),
+    "function(n) { return n ? 'brief-drill' : window.dash_clientside.no_update; }",
+    Output(ids.BRIEF_DRILL, "className", allow_duplicate=True), Input(ids.BRIEF_DRILL_CLOSE, "n_clicks"),
     prevent_initial_call=True)

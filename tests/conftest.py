@@ -83,10 +83,15 @@ def database_url(backend: str, tmp_path: Path) -> str:
 
 def build_app(url: str, **overrides):
     """An app on ``url`` with migrations applied and the Hangzhou pack installed (no demo data)."""
+    import tempfile
+    import uuid
     from app import create_app
     from data_sources.seed import init_db
+    # export jobs write into a folder of this app's own (made by the first job), never into the
+    # checkout's instance folder, nor into another app's
+    exports = f"{tempfile.gettempdir()}/cityops-test-exports-{uuid.uuid4().hex}"
     app = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test-secret",
-                      "DEMO_FEED": False, **overrides})
+                      "DEMO_FEED": False, "EXPORT_DIR": exports, **overrides})
     init_db(app.server, echo=lambda *_: None, seed_demo=False)
     return app
 

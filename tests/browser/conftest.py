@@ -66,6 +66,7 @@ def _app_env(db_path: Path, port: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
     env.update({
         "CITYOPS_DATABASE_URL": f"sqlite:///{db_path}",
+        "CITYOPS_EXPORT_DIR": str(db_path.parent / "exports"),
         "CITYOPS_PORT": str(port),
         "CITYOPS_HOST": "127.0.0.1",
         "CITYOPS_SECRET_KEY": "browser-test-secret-key",

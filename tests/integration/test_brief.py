@@ -139,7 +139,10 @@ def test_the_page_shows_the_numbers_of_the_brief(seeded):
         card = next(_find(body, lambda p, c=code: p.get("id") == {"type": "brief-card", "code": c}))
         text = " ".join(_texts(card))
         assert bv.number(k.value, k.unit) in text and bv.ratio_text(k) in text, (code, text)
-        assert k.name in text and k.formula in text
+        assert k.name in text and k.formula not in text                 # 口径 is a tooltip, not text
+        assert card["props"]["title"] == k.formula
+        mark = next(_find(card, lambda p: p.get("className") == "card-formula-mark"))
+        assert mark["props"]["title"] == k.formula
         assert bv.change_text(k.value, b.previous.kpis[code].value, k.unit) in text
     table = next(_find(body, lambda p: p.get("id") == "brief-rank-department"))
     text = " ".join(_texts(table))
@@ -149,29 +152,85 @@ def test_the_page_shows_the_numbers_of_the_brief(seeded):
     assert "2024-05-06 至 2024-05-08" in " ".join(_texts(out["brief-period-text"]["children"]))
 
 
+def _outputs(client, needle: str) -> str:
+    """The output string of the callback whose outputs name ``needle`` (as the browser reads it
+    from /_dash-dependencies: an allow_duplicate output carries a suffix)."""
+    deps = client.get("/_dash-dependencies").json
+    return next(d["output"] for d in deps if needle in d["output"])
+
+
+CARD_CLICK = [{"id": {"type": "brief-card", "code": "closure_rate"}, "property": "n_clicks", "value": 1}]
+
+
+def _open_drawer(client, code: str = "closure_rate"):
+    click = [{"id": {"type": "brief-card", "code": code}, "property": "n_clicks", "value": 1}]
+    return _dash(client, _outputs(client, "brief-drill-head.children"), click,
+                 [{"id": "brief-period", "property": "data", "value": STORE}])
+
+
+def _rows(client, key: dict, first: int, last: int):
+    return _dash(client, "brief-drill-grid.getRowsResponse",
+                 [{"id": "brief-drill-grid", "property": "getRowsRequest", "value": {"startRow": first, "endRow": last}}],
+                 [{"id": "brief-drill-key", "property": "data", "value": key}])
+
+
 def test_a_viewer_cannot_render_or_drill_the_brief_through_crafted_callbacks(seeded):
+    leader = login(seeded.server, "boss", "leader")
     viewer = login(seeded.server, "vic", "viewer")
     assert _dash(viewer, RENDER, [{"id": "brief-period", "property": "data", "value": STORE}]).status_code == 204
-    resp = _dash(viewer, "brief-drill.children",
-                 [{"id": {"type": "brief-card", "code": "closure_rate"}, "property": "n_clicks", "value": 1}],
-                 [{"id": "brief-period", "property": "data", "value": STORE}])
+    drawer = _outputs(leader, "brief-drill-head.children")
+    resp = _dash(viewer, drawer, CARD_CLICK, [{"id": "brief-period", "property": "data", "value": STORE}])
+    assert resp.status_code == 204
+    key = {"code": "closure_rate", **{k: STORE[k] for k in ("from", "to", "as_of")}}
+    assert _rows(viewer, key, 0, 100).status_code == 204
+    period = _outputs(leader, "brief-period.data")
+    resp = _dash(viewer, period, [{"id": "brief-preset", "property": "value", "value": "month"},
+                                  {"id": "brief-range", "property": "start_date", "value": None},
+                                  {"id": "brief-range", "property": "end_date", "value": None},
+                                  {"id": "brief-tick", "property": "n_intervals", "value": None}])
     assert resp.status_code == 204
 
 
-def test_clicking_a_card_lists_the_cases_behind_the_number(seeded):
+def test_a_card_click_answers_only_the_drawer_which_pages_through_every_case(seeded):
     b = _brief(seeded)
     client = login(seeded.server, "boss", "leader")
-    resp = _dash(client, "brief-drill.children",
-                 [{"id": {"type": "brief-card", "code": "closure_rate"}, "property": "n_clicks", "value": 1}],
-                 [{"id": "brief-period", "property": "data", "value": STORE}])
+    resp = _open_drawer(client)
     assert resp.status_code == 200, resp.data[:300]
-    panel = resp.json["response"]["brief-drill"]["children"]
+    out = resp.json["response"]
+    assert set(out) == {"brief-drill-head", "brief-drill-key", "brief-drill"}      # nothing else of the page
+    assert out["brief-drill"]["className"] == "brief-drill open"
     k = b.report.kpis["closure_rate"]
-    rows = list(_find(panel, lambda p: "href" in p and str(p["href"]).startswith("/incidents/")))
-    assert len(rows) == k.denominator
-    ticks = [t for t in _texts(next(_find(panel, lambda p: p.get("id") == "brief-drill-table"))) if t == "✓"]
-    assert len(ticks) == k.numerator
-    assert f"{int(k.numerator):,}" in " ".join(_texts(panel))
+    head = " ".join(_texts(out["brief-drill-head"]["children"]))
+    assert f"{int(k.numerator):,}" in head and f"{int(k.denominator):,}" in head and k.formula in head
+    key = out["brief-drill-key"]["data"]
+    assert key["code"] == "closure_rate"
+    rows, step = [], 7                     # small blocks: the seed's 54 cases take eight of them
+    while True:
+        page = _rows(client, key, len(rows), len(rows) + step)
+        assert page.status_code == 200, page.data[:300]
+        got = page.json["response"]["brief-drill-grid"]["getRowsResponse"]
+        assert got["rowCount"] == k.denominator
+        if not got["rowData"]:
+            break
+        rows += got["rowData"]
+    assert len(rows) == k.denominator and len({r["id"] for r in rows}) == len(rows)
+    assert sum(r["in_numerator"] for r in rows) == k.numerator
+    # 结案率: the cases not closed hold it back, are marked, and come first
+    holding = [r["holding"] for r in rows]
+    assert holding == [not r["in_numerator"] for r in rows]
+    assert holding == sorted(holding, reverse=True) and any(holding)
+    assert all("拉低指标" in r["mark"] for r in rows if r["holding"])
+
+
+def test_the_drawer_of_a_count_lists_its_cases_and_a_crafted_block_is_bounded(seeded):
+    b = _brief(seeded)
+    client = login(seeded.server, "boss", "leader")
+    key = _open_drawer(client, "reported_count").json["response"]["brief-drill-key"]["data"]
+    got = _rows(client, key, 0, 10_000_000).json["response"]["brief-drill-grid"]["getRowsResponse"]
+    assert got["rowCount"] == b.report.kpis["reported_count"].value == 55
+    assert len(got["rowData"]) == 55 and not any(r["holding"] for r in got["rowData"])   # a count up: no blame
+    assert _rows(client, {**key, "code": "online_rate"}, 0, 10).status_code == 204     # not from cases
+    assert _rows(client, {**key, "as_of": "not a time"}, 0, 10).status_code == 204
 
 
 def test_drill_ids_are_the_cases_of_the_numerator_and_the_cohort(seeded):
@@ -217,19 +276,16 @@ def test_the_pdf_is_a4_with_an_embedded_chinese_font_and_the_same_numbers(seeded
 
 
 def test_the_excel_file_has_the_kpis_and_case_lists_that_add_up(seeded):
-    from openpyxl import load_workbook
     b = _brief(seeded)
-    client = login(seeded.server, "boss", "leader")
-    resp = client.get(f"/brief/export.xlsx?{_q()}")
-    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
-    wb = load_workbook(io.BytesIO(resp.data))
+    wb = _workbook(seeded)
     assert wb.sheetnames == ["概览", "走势", "部门排名", "区县排名", "一网通办", "其他指标", "案件清单"]
     rows = {r[0]: r for r in wb["概览"].iter_rows(min_row=6, values_only=True) if r[0]}
     for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
         k = b.report.kpis[code]
         # Excel keeps 15 significant digits
-        assert rows[code][2] == pytest.approx(k.value, rel=1e-12), code
-        assert rows[code][10] == pytest.approx(k.numerator) and rows[code][11] == k.denominator, code
+        assert rows[code][2] == (pytest.approx(k.value, rel=1e-12) if k.value is not None else "—"), code
+        assert rows[code][10] == pytest.approx(k.numerator), code
+        assert rows[code][11] == (k.denominator if k.denominator is not None else "—"), code
     cases = list(wb["案件清单"].iter_rows(min_row=2, values_only=True))
     header, cases = cases[0], cases[1:]
     for code in kpis.CASE_KPIS:
@@ -341,13 +397,17 @@ def _name_things_like_an_attacker(app):
     return ids[:len(FORMULA_TITLES)]
 
 
-def test_excel_cells_with_formula_looking_text_stay_text(seeded):
+def _workbook(app):
+    """The Excel file of the test period as a leader downloads it, opened with openpyxl."""
     from openpyxl import load_workbook
+    resp = login(app.server, "boss", "leader").get(f"/brief/export.xlsx?{_q()}")
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"], resp.data[:300]
+    return load_workbook(io.BytesIO(resp.data))
+
+
+def test_excel_cells_with_formula_looking_text_stay_text(seeded):
     ids = _name_things_like_an_attacker(seeded)
-    client = login(seeded.server, "boss", "leader")
-    resp = client.get(f"/brief/export.xlsx?{_q()}")
-    assert resp.status_code == 200
-    wb = load_workbook(io.BytesIO(resp.data))
+    wb = _workbook(seeded)
     formulas = [(ws.title, c.coordinate, c.value) for ws in wb for row in ws.iter_rows() for c in row
                 if c.data_type == "f"]
     assert formulas == []
@@ -371,3 +431,214 @@ def test_the_pdf_shows_markup_looking_names_as_written(seeded):
     flat = "".join(text.split())
     assert "".join(MARKUP.split()) in flat                              # the indicator's name, verbatim
     assert "".join(("=" + MARKUP).split()) in flat                      # the department's name, verbatim
+
+
+# --------------------------------------------------------------------------- the period a leader opens on
+
+def test_the_brief_opens_on_the_last_complete_month_and_flags_a_month_to_date(seeded):
+    now = datetime(2026, 12, 2, 10, 20, tzinfo=SH)
+    tz = "Asia/Shanghai"
+    assert bv.DEFAULT_PRESET == "last_month"
+
+    def days(choice):
+        p = bv.leader_period(choice, now, tz)
+        return p.start.astimezone(SH).date().isoformat(), p.end.astimezone(SH).date().isoformat()
+    assert days("last_month") == ("2026-11-01", "2026-12-01")               # whole, finished
+    assert days("last30") == ("2026-11-02", "2026-12-02")                   # 30 whole days before today
+    assert days("month") == ("2026-12-01", "2027-01-01")
+    month = bv.leader_period("month", now, tz)
+    assert bv.period_label("month", month.start, month.end, now, tz) == "本月（截至 2 日）"
+    assert bv.period_label("month", month.start, month.end, now, tz, en=True) == "Month to date (through the 2nd)"
+    last = bv.leader_period("last_month", now, tz)
+    assert bv.period_label("last_month", last.start, last.end, now, tz) == "上月"     # finished: no flag
+
+    # through the page's own callbacks: no choice yet → nothing computed (the browser restores
+    # the remembered one or the default first); a choice → its period, remembered as the choice
+    from dashboards import brief as page
+    client = login(seeded.server, "boss", "leader")
+    period = _outputs(client, "brief-period.data")
+    inputs = [{"id": "brief-preset", "property": "value", "value": None},
+              {"id": "brief-range", "property": "start_date", "value": None},
+              {"id": "brief-range", "property": "end_date", "value": None},
+              {"id": "brief-tick", "property": "n_intervals", "value": None}]
+    assert _dash(client, period, inputs).status_code == 204
+    inputs[0]["value"] = "last_month"
+    resp = _dash(client, period, inputs)
+    assert resp.status_code == 200, resp.data[:300]
+    out = resp.json["response"]
+    assert out["brief-choice"]["data"] == {"preset": "last_month"}
+    store = out["brief-period"]["data"]
+    assert datetime.fromisoformat(store["to"]).astimezone(SH).day == 1       # ends on a first of the month
+
+    with seeded.server.test_request_context():
+        data = dict(page.period_for("month", None, None, datetime(2024, 5, 2, 2, 0, tzinfo=timezone.utc))[0])
+    body = _dash(client, RENDER, [{"id": "brief-period", "property": "data", "value": data}]).json["response"]
+    text = " ".join(_texts(body["brief-period-text"]["children"]))
+    assert "本月（截至 2 日）" in text and "2024-05-01 至 2024-05-31" in text
+
+
+def test_a_trend_line_needs_enough_finished_slices(seeded):
+    b = _brief(seeded)                                  # three days: three slices, fewer than the minimum
+    client = login(seeded.server, "boss", "leader")
+    body = _dash(client, RENDER, [{"id": "brief-period", "property": "data", "value": STORE}]).json["response"]
+    cards = body["brief-body"]["children"]
+    card = next(_find(cards, lambda p: p.get("id") == {"type": "brief-card", "code": "closure_rate"}))
+    assert len(b.buckets) < bv.MIN_SPARK_POINTS
+    assert not list(_find(card, lambda p: str(p.get("src", "")).startswith("data:image/svg")))
+    assert "时段不足" in " ".join(_texts(card))
+    assert bv.spark_points([0.1, None, 0.3, 0.4, 0.5], partial_from=4) == 3
+
+
+# --------------------------------------------------------------------------- the PDF's summary
+
+def test_the_pdf_opens_with_a_summary_naming_the_largest_move_a_missed_target_and_the_worst_unit(seeded):
+    from pypdf import PdfReader
+    b = _brief(seeded)
+    client = login(seeded.server, "boss", "leader")
+    resp = client.get(f"/brief/export.pdf?{_q()}")
+    assert resp.status_code == 200
+    first = "".join(PdfReader(io.BytesIO(resp.data)).pages[0].extract_text().split())
+    for heading in ("本期总体情况", "主要问题", "下步建议"):
+        assert heading in first
+    assert first.index("本期总体情况") < first.index("主要问题") < first.index("下步建议") < first.index("一、案件办理")
+    r = b.report
+    missed = [r.kpis[c] for c in bv.CASE_CARDS + bv.SERVICE_CARDS if r.kpis[c].met is False]
+    assert missed, "the seed misses some targets"
+    problems = first[first.index("主要问题"):first.index("下步建议")]
+    for k in missed:                                   # every target missed, named with its number
+        assert "".join(f"{k.name}{bv.with_unit(k.value, k.unit)}".split()) in problems, k.code
+    k = max(missed, key=lambda k: abs(k.value - k.target))
+    assert "".join(f"{k.name}{bv.with_unit(k.value, k.unit)}，未达目标".split()) in problems
+    worst = r.ranking.black[0]
+    assert f"{worst.name}{worst.score:.1f}分" in first
+    with seeded.server.test_request_context():
+        s = bv.summary(b)
+    moves = [x for x in s["本期总体情况"] if x.startswith("环比变化最大")]
+    changes = [(abs(kpis.change(r.kpis[c].value, b.previous.kpis[c].value, r.kpis[c].unit) or 0), c)
+               for c in bv.CASE_CARDS + bv.SERVICE_CARDS]
+    top = r.kpis[max(changes, key=lambda x: (x[0], -ord(x[1][0])))[1]]
+    if moves:
+        assert top.name in moves[0]
+        assert "".join(moves[0].split()) in first
+
+
+# --------------------------------------------------------------------------- Excel as the page prints it
+
+def test_excel_numbers_are_formatted_as_on_the_page_with_a_dash_where_nothing_compares(seeded):
+    b = _brief(seeded)
+    wb = _workbook(seeded)
+    ws = wb["概览"]
+    rows = {row[0].value: row for row in ws.iter_rows(min_row=6) if row[0].value}
+    want = {"%": "0.0%", "件": "#,##0", "工作小时": "#,##0.0"}
+    for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
+        k, row = b.report.kpis[code], rows[code]
+        if k.value is not None:
+            assert row[2].number_format == want[k.unit], code
+        prev = b.previous.kpis[code].value
+        if prev is None:
+            assert row[6].value == "—", code                           # no earlier figure: a dash, not 0
+        else:
+            assert row[6].number_format == want[k.unit] and row[6].value == pytest.approx(prev), code
+        assert row[7].value == bv.change_text(k.value, prev, k.unit)
+        if k.denominator is None:
+            assert row[11].value == "—", code
+    assert any(b.previous.kpis[c].value is None for c in bv.CASE_CARDS), "the seed has an empty earlier period"
+    cases = wb["案件清单"]
+    first = next(cases.iter_rows(min_row=3, max_row=3))
+    assert first[6].number_format == "yyyy-mm-dd hh:mm" and first[6].is_date
+    assert wb["走势"]["A2"].number_format == "yyyy-mm-dd"                  # day slices: dates
+    ranked = [row for row in wb["部门排名"].iter_rows(min_row=2) if isinstance(row[0].value, int)]
+    assert ranked and ranked[0][4].number_format == "0.0%" and ranked[0][8].number_format == "#,##0.0"
+
+
+# --------------------------------------------------------------------------- the export job
+
+def _job(client, query: str | None = None):
+    resp = client.post(f"/brief/exports?{query or _q()}")
+    assert resp.status_code == 202, resp.data[:300]
+    job = resp.json["job"]
+    assert resp.headers["Location"] == job["status_url"]
+    for _ in range(300):
+        if job["state"] in ("done", "failed"):
+            return job
+        import time
+        time.sleep(0.1)
+        job = client.get(job["status_url"]).json["job"]
+    raise AssertionError(f"the job did not finish: {job}")
+
+
+def test_the_excel_job_starts_reports_progress_and_downloads(seeded):
+    from openpyxl import load_workbook
+    client = login(seeded.server, "boss", "leader")
+    job = _job(client)
+    assert job["state"] == "done", job
+    assert job["progress"] == 1.0 and job["rows_done"] == job["rows_total"] and job["rows_total"] > 0
+    again = client.post(f"/brief/exports?{_q()}").json["job"]
+    assert again["id"] == job["id"]                                      # the same asker, period: the same file
+    resp = client.get(job["download_url"])
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
+    assert resp.is_streamed or resp.direct_passthrough                   # from disk, not built in memory
+    wb = load_workbook(io.BytesIO(resp.get_data()))
+    assert wb["案件清单"].max_row - 2 == job["rows_total"]
+    resp.close()
+    # a script's GET waits for the job; a job longer than the wait answers 202 with where to look
+    seeded.server.config["EXPORT_WAIT_SECONDS"] = 0
+    other = "from=2024-05-06&to=2024-05-07&as_of=2024-05-10T12:00:00"
+    resp = client.get(f"/brief/export.xlsx?{other}")
+    assert resp.status_code in (200, 202)
+    if resp.status_code == 202:
+        assert resp.headers["Location"] == resp.json["job"]["status_url"] and resp.headers["Retry-After"]
+    assert client.get("/brief/exports/nonexistent-job").status_code == 404
+
+
+@pytest.mark.parametrize("role", ["viewer", "department"])
+def test_the_export_job_is_refused_to_roles_without_the_brief_at_every_step(seeded, role):
+    leader = login(seeded.server, "boss", "leader")
+    job = _job(leader)
+    other = login(seeded.server, f"u-{role}", role, "330106-CGJ" if role == "department" else None)
+    assert other.post(f"/brief/exports?{_q()}").status_code == 403
+    assert other.get(job["status_url"]).status_code == 403
+    assert other.get(job["download_url"]).status_code == 403
+    # a second leader does not get the first one's file either
+    second = login(seeded.server, "boss2", "leader")
+    assert second.get(job["status_url"]).status_code == 404
+    assert second.get(job["download_url"]).status_code == 404
+    anon = seeded.server.test_client()
+    assert anon.post(f"/brief/exports?{_q()}").status_code in (302, 401)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])      # the writer's memory: no database needed twice
+def test_the_excel_case_list_is_written_row_by_row_in_constant_memory(seeded, tmp_path, monkeypatch):
+    """Memory bounded: XlsxWriter's constant-memory mode flushes each row to disk as it is written;
+    the workbook holds one row, so 20,000 case rows cost hardly more to write than 2,000."""
+    import tracemalloc
+
+    import pandas as pd
+    import xlsxwriter
+    from dashboards import _exports
+
+    b = _brief(seeded)
+    options = []
+    real = xlsxwriter.Workbook
+
+    def spy(path, opts=None):
+        options.append(dict(opts or {}))
+        return real(path, opts)
+    monkeypatch.setattr(xlsxwriter, "Workbook", spy)
+
+    def peak(n: int) -> int:
+        t0 = datetime(2024, 5, 6, 1, 0, tzinfo=timezone.utc)
+        rows = [dict(id=i, title=f"占道经营 {i}", category="占道经营", district="西湖区", department="西湖区城管局",
+                     state="closed", reported_at=t0, deadline=t0, closed_at=t0) for i in range(1, n + 1)]
+        flags = pd.DataFrame({c: ["N"] * n for c in kpis.CASE_KPIS}, index=range(1, n + 1))
+        seen = []
+        with seeded.server.test_request_context():
+            tracemalloc.start()
+            _exports.brief_xlsx(b, rows, flags, tmp_path / f"{n}.xlsx", lambda done, total: seen.append(done))
+            _, top = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert seen[-1] == n and len(seen) >= n // 1000
+        return top
+    small, big = peak(2_000), peak(20_000)
+    assert all(o.get("constant_memory") for o in options)
+    assert big < 2.5 * small, (small, big)          # not ten times: the rows do not pile up
