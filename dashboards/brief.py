@@ -414,20 +414,19 @@ def drill_rows(request, key):
 
 def drill_block(start: datetime, end: datetime, as_of: datetime, code: str, first, last) -> dict:
     """Rows ``[first, last)`` of the cases behind ``code`` (those holding the number back first)
-    and how many there are. The read model's drill lists from the top, so a block asks it for
-    its rows up to ``last`` and keeps the tail."""
+    and how many there are."""
     try:
         first = max(0, int(first or 0))
         last = min(max(first + 1, int(last or first + DRILL_BLOCK)), first + DRILL_MAX_BLOCK)
     except (TypeError, ValueError):
         raise dash.exceptions.PreventUpdate
     try:
-        d = qb.drill(start, end, as_of, code, limit=last)
+        d = qb.drill(start, end, as_of, code, limit=last - first, offset=first)
         k = qb.brief(start, end, as_of).report.kpis[code]
     except (ValueError, KeyError):
         raise dash.exceptions.PreventUpdate
     total = d.denominator if d.denominator is not None else d.numerator
-    return {"rowData": [drill_row(r, k) for r in d.rows[first:last]], "rowCount": total}
+    return {"rowData": [drill_row(r, k) for r in d.rows], "rowCount": total}
 
 
 def drill_row(r: dict, k) -> dict:

@@ -128,14 +128,11 @@ def brief(from_: datetime, to: datetime, as_of: datetime) -> kpis.Brief:
 
 @cache.memoize(timeout=900)
 def _brief(start_iso: str, end_iso: str, as_of_iso: str) -> kpis.Brief:
-    b, flags = _compute(start_iso, end_iso, as_of_iso)
-    # who is behind each number, kept beside the brief for the drill-through and the Excel file
-    cache.set(_flags_key(start_iso, end_iso, as_of_iso), flags, timeout=FLAGS_TIMEOUT)
-    return b
+    return _compute(start_iso, end_iso, as_of_iso)
 
 
 def _compute(start_iso: str, end_iso: str, as_of_iso: str):
-    """(the brief, its compact case flags): SQL sums over the fact rows (incidents.queries.kpi_facts)."""
+    """The brief: SQL sums over the fact rows (incidents.queries.kpi_facts)."""
     rt = runtime()
     pack, tz = rt.pack, rt.pack.timezone
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
@@ -148,7 +145,6 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
         district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
         by_dept = kpi_facts.report(ps, group_by="department", names=dept_names, **kw)
         by_district = kpi_facts.report(ps, group_by="district", names=district_names, **kw)
-        flags = kpi_facts.case_flags(s, ps, {c: by_dept.kpis[c] for c in kpis.CASE_KPIS})
         series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=tz)
         reports = [kpi_facts.report(_sums(s, cmp.period, cmp.as_of), **kw)
                    for cmp in kpis.comparisons(period, as_of, tz)]
@@ -158,7 +154,7 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
     prev_ind = {r.code: r.value for r in kpis.indicator_results(ind, vals, prev, tz)}
     return kpis.Brief(report=by_dept, districts=by_district, previous=reports[0], last_year=reports[1],
                       buckets=buckets, series=series, indicators=indicators,
-                      indicators_previous=prev_ind), flags
+                      indicators_previous=prev_ind)
 
 
 # --------------------------------------------------------------------------- drill-through
@@ -173,8 +169,10 @@ class Drill:
     formula: str
 
 
-def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *, limit: int = DRILL_ROWS) -> Drill:
-    """The cases behind one case KPI of the brief."""
+def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *, limit: int = DRILL_ROWS,
+          offset: int = 0) -> Drill:
+    """The cases behind one case KPI of the brief: rows ``offset`` … ``offset + limit`` of them,
+    those holding the number back first (a scrolling list asks block by block)."""
     if code not in kpis.CASE_KPIS:
         raise ValueError(f"{code!r} is not computed from cases")
     period = kpis.Period(from_, to)
@@ -185,7 +183,8 @@ def drill(from_: datetime, to: datetime, as_of: datetime, code: str, *, limit: i
     # the cases that hold a number back first: for "higher is better" the ones not (yet) in the
     # numerator (not closed, late …), for "lower is better" and counts the ones counted
     ordered = rest + num if res.direction == "up" and res.denominator is not None else num + rest
-    rows = case_rows(ordered[:limit])
+    offset = max(int(offset), 0)
+    rows = case_rows(ordered[offset:offset + max(int(limit), 0)])
     for r in rows:
         r["in_numerator"] = r["id"] in in_num
     return Drill(code=code, name=res.name, numerator=len(num), denominator=len(den) if res.denominator is not None
@@ -201,15 +200,20 @@ def _flags_key(start_iso: str, end_iso: str, as_of_iso: str) -> str:
 
 
 def case_flags(start_iso: str, end_iso: str, as_of_iso: str):
-    """The compact case flags of a brief: from the cache (the brief put them there) or, after an
-    eviction, computed again with the brief."""
+    """Who is behind each case KPI of a brief (:func:`kpi_facts.case_flags`, int8 per KPI),
+    computed when a drill or the Excel file first asks and kept beside the brief."""
     key = _flags_key(start_iso, end_iso, as_of_iso)
     got = cache.get(key)
     if got is None:
-        _brief(start_iso, end_iso, as_of_iso)       # memoized: computing the brief stores its flags
-        got = cache.get(key)
-    if got is None:                                 # the brief was cached but its flags were evicted
-        _b, got = _compute(start_iso, end_iso, as_of_iso)
+        results = {c: _brief(start_iso, end_iso, as_of_iso).report.kpis[c] for c in kpis.CASE_KPIS}
+        rt = runtime()
+        period, as_of = kpis.Period(datetime.fromisoformat(start_iso), datetime.fromisoformat(end_iso)), \
+            datetime.fromisoformat(as_of_iso)
+        with session_scope() as s:
+            replayed = kpi_facts.replayed_facts(s, period, as_of, cal=rt.calendar,
+                                                priority_factors=rt.pack.priority_factors,
+                                                hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
+            got = kpi_facts.case_flags(s, period, as_of, results, replayed=replayed)
         cache.set(key, got, timeout=FLAGS_TIMEOUT)
     return got
 
@@ -252,5 +256,21 @@ def case_table(from_: datetime, to: datetime, as_of: datetime):
     brief(from_, to, as_of)
     flags = case_flags(period.start.isoformat(), period.end.isoformat(), kpis._utc(as_of).isoformat())
     labels = {v: k for k, v in _CODES.items()}
-    rows = case_rows([int(i) for i in flags.index])
-    return rows, flags.apply(lambda col: col.map(labels))
+    return CaseRows([int(i) for i in flags.index]), flags.apply(lambda col: col.map(labels))
+
+
+class CaseRows:
+    """The case rows of some ids, read from the database a slice at a time as they are iterated:
+    an export of any size holds one slice of rows in memory, not the whole list."""
+
+    SLICE = 5000
+
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        for i in range(0, len(self.ids), self.SLICE):
+            yield from case_rows(self.ids[i:i + self.SLICE])

@@ -217,30 +217,50 @@ _NUMERATOR_SQL = {"closed": "closed", "closed_on_time": "closed_on_time", "resol
                   "resolved": "resolved_final"}
 
 
-def case_flags(s: Session, ps: PeriodSums, results: dict[str, kpis.KpiResult]):
+def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[str, kpis.KpiResult], *,
+               replayed=None):
     """One row per case behind any of ``results`` (case KPIs), an int8 column per KPI: 2 counted in
     the numerator (for counts: counted), 1 in the denominator only, 0 not behind it — the
-    settled rows by SQL, the replayed ones by the reference (:func:`incidents.kpis.case_flags`)."""
+    settled rows by SQL (one scan of the period's fact rows on their indexes, one of its events),
+    the cases changed after ``as_of`` by the reference (:func:`incidents.kpis.case_flags` over
+    ``replayed``, the facts frame of :func:`PeriodSums`)."""
+    import numpy as np
     import pandas as pd
-    lo, hi, as_of = ps.period.start, ps.period.end, ps.as_of
+    lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
     c, p = as_of_conditions(as_of), period_conditions(lo, hi)
-    cohorts = {**{k: p[v] for k, v in _COHORT_SQL.items()}, "dispatched_event": _event_in("dispatch", lo, hi),
-               "closed_event": _event_in("verify_pass", lo, hi), "open_overdue": c["overdue"]}
-    cols, wanted = [], []
+    names = {**{k: p[v] for k, v in _COHORT_SQL.items()}, "open_overdue": c["overdue"],
+             **{v: c[v] for v in set(_NUMERATOR_SQL.values())}}
+    cols = list(names)
+    rows = s.execute(select(F.incident_id, *[case((v, 1), else_=0) for v in names.values()])
+                     .where(settled(as_of), or_(p["reported_in"], p["registered_in"],
+                                                _within(F.first_dispatched_at, lo, hi), c["overdue"]))).all()
+    frame = pd.DataFrame(np.array([r[1:] for r in rows], dtype=bool).reshape(len(rows), len(cols)), columns=cols,
+                         index=pd.Index([r[0] for r in rows], dtype="int64", name="id"))
+    # the event cohorts: cases with a dispatch / a closure in the period
+    events = s.execute(select(E.incident_id, E.action).join(F, F.incident_id == E.incident_id)
+                       .where(settled(as_of), E.action.in_(tuple(_EVENT_COUNTS)), _within(E.at, lo, hi))
+                       .group_by(E.incident_id, E.action)).all()
+    frame = frame.reindex(frame.index.union(pd.Index(sorted({e[0] for e in events}), dtype="int64")), fill_value=False)
+    for action, cohort in (("dispatch", "dispatched_event"), ("verify_pass", "closed_event")):
+        frame[cohort] = frame.index.isin([e[0] for e in events if e[1] == action])
+    out = {}
     for code, res in results.items():
-        cohort = cohorts[res.drill["cohort"]]
+        cohort = frame[res.drill["cohort"]].to_numpy()
         num = res.drill.get("numerator")
-        cols.append(case((and_(cohort, c[_NUMERATOR_SQL[num]]), 2), (cohort, 1), else_=0) if num
-                    else case((cohort, 2), else_=0))
-        wanted.append(cohort)
-    rows = s.execute(select(F.incident_id, *cols).where(settled(as_of), or_(*wanted))).all()
-    codes = list(results)
-    flags = pd.DataFrame([r[1:] for r in rows], index=pd.Index([r[0] for r in rows], name="id", dtype="int64"),
-                         columns=codes).astype("int8")
-    if ps.replayed is not None:
-        ref = kpis.case_flags(ps.replayed, results).replace({"": 0, "D": 1, "N": 2}).astype("int8")
-        flags = pd.concat([flags, ref[codes]])
+        inner = cohort & frame[_NUMERATOR_SQL[num]].to_numpy() if num else cohort
+        out[code] = np.where(inner, 2, np.where(cohort, 1, 0)).astype("int8")
+    flags = pd.DataFrame(out, index=frame.index, columns=list(results))
+    if replayed is not None and len(replayed):
+        ref = kpis.case_flags(replayed, results).replace({"": 0, "D": 1, "N": 2}).astype("int8")
+        flags = pd.concat([flags, ref[list(results)]])
     return flags[(flags != 0).any(axis=1)].sort_index() if len(flags) else flags
+
+
+def replayed_facts(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
+                   hours_per_day: float, tz: str):
+    """The reference facts frame of the cases changed after ``as_of`` (None when there are none)."""
+    return _replay(s, period, kpis._utc(as_of), cal=cal, priority_factors=priority_factors,
+                   hours_per_day=hours_per_day, tz=tz)["facts"]
 
 
 # --------------------------------------------------------------------------- the reference frames

@@ -112,7 +112,8 @@ def test_series_and_case_flags_equal_the_reference(demo):
         want_flags = kpis.case_flags(f, {c: report.kpis[c] for c in kpis.CASE_KPIS})
         ps, got = _fast(s, rt, period, as_of, buckets=buckets)
         got_series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=rt.pack.timezone)
-        got_flags = kpi_facts.case_flags(s, ps, {c: got.kpis[c] for c in kpis.CASE_KPIS})
+        got_flags = kpi_facts.case_flags(s, period, as_of, {c: got.kpis[c] for c in kpis.CASE_KPIS},
+                                         replayed=ps.replayed)
     for code, values in want_series.items():
         assert got_series[code] == pytest.approx(values, nan_ok=True), code
     labels = {0: "", 1: "D", 2: "N"}
