@@ -151,10 +151,9 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     if replayed["facts"] is not None and len(replayed["facts"]):
         f = replayed["facts"]
         out.replayed = f
-        keys = list(zip(f["department_code"].fillna(kpis.UNASSIGNED), f["district_code"].fillna(kpis.UNASSIGNED)))
-        for key in sorted(set(keys)):
-            mask = [k == key for k in keys]
-            out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(f[mask]))
+        keys = [f["department_code"].fillna(kpis.UNASSIGNED), f["district_code"].fillna(kpis.UNASSIGNED)]
+        for key, part in f.groupby(keys, sort=True):
+            out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(part))
         if buckets is not None:
             extra = kpis.bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
             out.buckets = [kpis.add_sums(a, b) for a, b in zip(out.buckets, extra)]
