@@ -1,0 +1,27 @@
+"""Callbacks whose rendered answer many screens share (data_sources.web.answers serves it).
+
+    @dash.callback(...)
+    @shared(refresh_key)
+    def refresh(n, layers, ...): ...
+
+``refresh_key`` takes the callback's arguments and answers the key of its answer — everything the
+answer depends on — or None when this request must not share one (the caller may not see the
+page, an input is out of bounds). It runs on every request, before any cached answer is served.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+_ATTRIBUTE = "shared_answer_key"
+
+
+def shared(key_fn: Callable[..., Optional[tuple]]):
+    def mark(callback):
+        setattr(callback, _ATTRIBUTE, key_fn)   # dash.callback's wrapper keeps it (functools.wraps)
+        return callback
+    return mark
+
+
+def key_of(callback) -> Optional[Callable[..., Optional[tuple]]]:
+    """The key function of a registered Dash callback, None when its answer is not shared."""
+    return getattr(callback, _ATTRIBUTE, None)
