@@ -5,8 +5,12 @@
     def refresh(n, layers, ...): ...
 
 ``refresh_key`` takes the callback's arguments and answers the key of its answer — everything the
-answer depends on — or None when this request must not share one (the caller may not see the
-page, an input is out of bounds). It runs on every request, before any cached answer is served.
+answer depends on — as a pair ``(asked, moment)``: what is asked (inputs, language, what the
+caller's role shows) and the data clock it is answered at (data version, refresh bucket); or None
+when this request must not share one (the caller may not see the page, an input is out of
+bounds). It runs on every request, before any cached answer is served. While one request
+computes the answer of a new moment, others asking the same get the latest answer to the same
+question (one refresh older) instead of waiting.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from typing import Callable, Optional
 _ATTRIBUTE = "shared_answer_key"
 
 
-def shared(key_fn: Callable[..., Optional[tuple]]):
+def shared(key_fn: Callable[..., Optional[tuple[tuple, tuple]]]):
     def mark(callback):
         setattr(callback, _ATTRIBUTE, key_fn)   # dash.callback's wrapper keeps it (functools.wraps)
         return callback

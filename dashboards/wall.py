@@ -143,7 +143,8 @@ class Ask(NamedTuple):   # (a dataclass needs its module in sys.modules, which D
 
 
 def refresh_key(_n, layers_on, district, scale, seen, _last_ok):
-    """Everything a refresh's answer depends on: screens asking alike share one rendered answer."""
+    """Everything a refresh's answer depends on, as (what is asked, at which data clock): screens
+    asking alike share one rendered answer."""
     try:
         ask = _ask(layers_on, district, scale, seen)
     except wall.Unavailable:
@@ -151,8 +152,8 @@ def refresh_key(_n, layers_on, district, scale, seen, _last_ok):
     if ask is None:
         return None
     can_ack = current_user.role in permissions.ACK_ROLES   # the ticker's acknowledge buttons
-    return ("wall.refresh", ask.clock.version, ask.clock.as_of.isoformat(), ask.every, ask.layers, ask.district,
-            round(ask.scale, 2), ask.mode, lang(), can_ack)
+    asked = ("wall.refresh", ask.every, ask.layers, ask.district, round(ask.scale, 2), ask.mode, lang(), can_ack)
+    return asked, (ask.clock.version, ask.clock.as_of.isoformat())
 
 
 @dash.callback(

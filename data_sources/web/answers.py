@@ -3,17 +3,18 @@ wall's refresh), computed once and served as bytes to every screen that asks for
 
 A page marks such a callback with a *key function* (``dashboards._answers.shared``): called with
 the callback's own arguments, it answers the key of the answer — everything the answer depends on
-(data version, refresh bucket, layers, language, the caller's role where it shows …) — or None
-when this request must not share (the caller may not see the page, an input out of bounds, the
-database away). The key function runs on every request, so the page's permission check does too:
+— as ``(asked, moment)``: what is asked (layers, language, the caller's role where it shows …) and
+the data clock (data version, refresh bucket); or None when this request must not share (the
+caller may not see the page, an input out of bounds, the database away). The key function runs on every request, so the page's permission check does too:
 a cached answer is only ever served to a caller whose own key function said yes.
 
 In front of Dash's ``/_dash-update-component`` view: a request for a marked callback whose key
 is in the cache (flask-caching: in-process, or Redis shared by every worker and node) gets the
 stored bytes, already compressed (brotli or gzip, as the client accepts), without running the
 callback; on a miss one request computes (single flight across workers: a short lock entry in
-the same cache; the others wait for its answer) and stores the identity, gzip and brotli bodies.
-Anything else goes to Dash untouched.
+the same cache) and stores the identity, gzip and brotli bodies; meanwhile the others asking the
+same get the latest answer to the same question (a refresh older: the next poll brings the new
+one) or, when there is none, wait for it. Anything else goes to Dash untouched.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import gzip
 import hashlib
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import brotli
 from flask import Flask, Response, request
@@ -62,7 +63,7 @@ def init_app(server: Flask, dash_app, *, key_of: Callable[[Callable], Optional[K
     server.view_functions[endpoint] = view
 
 
-def _answer_key(dash_app, key_of) -> Optional[str]:
+def _answer_key(dash_app, key_of) -> Optional["Key"]:
     if (request.content_length or 0) > MAX_BODY:
         return None
     body = request.get_json(silent=True, cache=True)
@@ -78,8 +79,14 @@ def _answer_key(dash_app, key_of) -> Optional[str]:
     key = fn(*[x.get("value") for x in items])
     if key is None:
         return None
-    digest = hashlib.sha1(repr((body["output"], key)).encode()).hexdigest()
-    return f"answer:{digest}"
+    asked, moment = key
+    digest = hashlib.sha1(repr((body["output"], asked)).encode()).hexdigest()
+    return Key(f"answer:{digest}:{hashlib.sha1(repr(moment).encode()).hexdigest()}", f"answer-latest:{digest}")
+
+
+class Key(NamedTuple):
+    answer: str     # this question at this moment
+    latest: str     # the latest moment answered for this question: the key of its answer
 
 
 def _encoding() -> str:
@@ -95,22 +102,27 @@ def _respond(body: bytes, encoding: str) -> Response:
     return resp
 
 
-def _answer(key: str, dispatch, ttl: int, levels: dict) -> Response:
+def _answer(key: Key, dispatch, ttl: int, levels: dict) -> Response:
     encoding = _encoding()
-    hit = cache.get(f"{key}:{encoding}")
+    hit = cache.get(f"{key.answer}:{encoding}")
     if hit is not None:
         return _respond(hit, encoding)
-    lock = f"{key}:computing"
+    lock = f"{key.answer}:computing"
     deadline = time.monotonic() + LOCK_SECONDS
     owner = cache.add(lock, 1, timeout=LOCK_SECONDS)
-    while not owner and time.monotonic() < deadline:   # another request is computing it: wait for it
+    if not owner:   # another request is computing it: the latest answer to the same question meanwhile
+        latest = cache.get(key.latest)
+        hit = cache.get(f"{latest}:{encoding}") if latest else None
+        if hit is not None:
+            return _respond(hit, encoding)
+    while not owner and time.monotonic() < deadline:   # none yet: wait for the one being computed
         time.sleep(POLL_SECONDS)
-        hit = cache.get(f"{key}:{encoding}")
+        hit = cache.get(f"{key.answer}:{encoding}")
         if hit is not None:
             return _respond(hit, encoding)
         owner = cache.add(lock, 1, timeout=LOCK_SECONDS)  # it gave up (an error, no update): our turn
     try:
-        hit = cache.get(f"{key}:{encoding}")   # stored between our first look and taking the lock
+        hit = cache.get(f"{key.answer}:{encoding}")   # stored between our first look and taking the lock
         if hit is not None:
             return _respond(hit, encoding)
         resp = dispatch()
@@ -119,7 +131,8 @@ def _answer(key: str, dispatch, ttl: int, levels: dict) -> Response:
         plain = resp.get_data()
         bodies = {"identity": plain, "gzip": gzip.compress(plain, levels["gzip"]),
                   "br": brotli.compress(plain, quality=levels["br"])}
-        cache.set_many({f"{key}:{enc}": b for enc, b in bodies.items()}, timeout=ttl)
+        cache.set_many({f"{key.answer}:{enc}": b for enc, b in bodies.items()}, timeout=ttl)
+        cache.set(key.latest, key.answer, timeout=ttl)
         return _respond(bodies[encoding], encoding)
     finally:
         if owner:

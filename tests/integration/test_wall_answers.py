@@ -101,6 +101,34 @@ def test_screens_that_saw_different_answers_each_get_what_they_need(app, renders
     assert len(renders) == 3                             # full, idle, patch: one rendering each
 
 
+def test_while_one_screen_computes_a_new_answer_the_others_get_the_latest_at_once(app, renders, monkeypatch):
+    import threading
+    import dashboards.wall as page
+    server = app.server
+    one, two = login(server, "hall-1", "viewer"), login(server, "hall-2", "viewer")
+    before = _ask(one, app)
+    _new_case(server, "4")
+    computing, release = threading.Event(), threading.Event()
+    counted = page.render
+
+    def slow(*args, **kw):
+        computing.set()
+        release.wait(10)
+        return counted(*args, **kw)
+    monkeypatch.setattr(page, "render", slow)
+    got = {}
+    worker = threading.Thread(target=lambda: got.setdefault("new", _ask(one, app)))
+    worker.start()
+    assert computing.wait(10)
+    meanwhile = _ask(two, app)                       # the same question while it is being computed
+    release.set()
+    worker.join(10)
+    assert meanwhile.data == before.data             # the latest answer, at once
+    assert _answer(got["new"])["wall-seen"]["data"]["version"] > _answer(before)["wall-seen"]["data"]["version"]
+    assert _ask(two, app).data == got["new"].data     # and the new one from the next poll on
+    assert len(renders) == 2
+
+
 def test_a_data_change_yields_a_new_answer(app, renders):
     server = app.server
     screen = login(server, "hall-1", "viewer")
