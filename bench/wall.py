@@ -7,6 +7,16 @@ p95 latency), with a writer changing the data as a live feed does.
     python -m bench.wall --cases 20000 --db sqlite --screens 50 --seconds 60
 
 The data comes from bench.actions (same databases: /tmp/cityops-bench.db, PostgreSQL cityops_bench).
+
+``--http``: over real HTTP against gunicorn (the README's production line) + Redis + PostgreSQL
+(database ``cityops_bench_wall``, Redis db 12): N screens (``--screens-list 10,50,100``) polling
+the refresh callback every 5 s as browsers do (each sends the ``wall-seen`` it was last given,
+accepts br/gzip), a writer acting through the API (12 writes/min), and per phase the screens' p95,
+the writer's p95 against the writer alone, bytes per refresh, and the gunicorn processes' CPU per
+refresh against the floor: the same screens polling a static answer of the same bytes behind the
+same login (a route the bench adds, ``bench.wall_server``).
+
+    python -m bench.wall --http --cases 100000 --seconds 40
 """
 from __future__ import annotations
 
@@ -186,8 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--every", type=float, default=5)
     p.add_argument("--writes-per-minute", type=float, default=12)
+    p.add_argument("--http", action="store_true", help="real HTTP: gunicorn + Redis + PostgreSQL")
+    p.add_argument("--screens-list", default="10,50,100", help="--http: screen counts, one phase each")
+    p.add_argument("--workers", type=int, default=2, help="--http: gunicorn workers (gthread)")
+    p.add_argument("--threads", type=int, default=8, help="--http: threads per gunicorn worker")
     args = p.parse_args(argv)
-    header("wall refresh", argv)
+    header("wall refresh" + (" over HTTP (gunicorn + Redis + PostgreSQL)" if args.http else ""), argv)
+    if args.http:
+        from bench import wall_http
+        return wall_http.run(args)
     from bench.actions import SQLITE_PATH, pg_url
     if args.db in ("sqlite", "both"):
         run("sqlite", f"sqlite:///{SQLITE_PATH}", args)
