@@ -28,6 +28,7 @@ import brotli
 from flask import Flask, Response, request
 
 from data_sources.store.cache import cache
+from data_sources.web import compression
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,12 @@ def init_app(server: Flask, dash_app, *, key_of: Callable[[Callable], Optional[K
     endpoint = dash_app.config.routes_pathname_prefix + DASH_CALLBACK_PATH.lstrip("/")
     dispatch = server.view_functions[endpoint]
     ttl = max(int(server.config.get("ANSWER_CACHE_SECONDS") or 0), 0)
-    levels = {"gzip": int(server.config.get("COMPRESS_LEVEL", 6)), "br": int(server.config.get("COMPRESS_BR_LEVEL", 5))}
 
     def view():
         key = _answer_key(dash_app, key_of) if ttl else None
         if key is None:
             return dispatch()
-        return _answer(key, dispatch, ttl, levels)
+        return _answer(key, dispatch, ttl)
 
     view.__name__ = dispatch.__name__     # "dispatch" (Flask-WTF exemptions key on the view's name)
     view.__qualname__ = dispatch.__qualname__
@@ -102,7 +102,7 @@ def _respond(body: bytes, encoding: str) -> Response:
     return resp
 
 
-def _answer(key: Key, dispatch, ttl: int, levels: dict) -> Response:
+def _answer(key: Key, dispatch, ttl: int) -> Response:
     encoding = _encoding()
     hit = cache.get(f"{key.answer}:{encoding}")
     if hit is not None:
@@ -129,8 +129,8 @@ def _answer(key: Key, dispatch, ttl: int, levels: dict) -> Response:
         if not _shareable(resp):
             return resp
         plain = resp.get_data()
-        bodies = {"identity": plain, "gzip": gzip.compress(plain, levels["gzip"]),
-                  "br": brotli.compress(plain, quality=levels["br"])}
+        bodies = {"identity": plain, "gzip": gzip.compress(plain, compression.GZIP_LEVEL),
+                  "br": brotli.compress(plain, quality=compression.BR_QUALITY)}
         cache.set_many({f"{key.answer}:{enc}": b for enc, b in bodies.items()}, timeout=ttl)
         cache.set(key.latest, key.answer, timeout=ttl)
         return _respond(bodies[encoding], encoding)

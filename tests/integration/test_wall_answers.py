@@ -17,6 +17,16 @@ from tests.conftest import REDIS_URL, build_app
 from tests.integration.helpers import count_statements, login
 
 LAYERS = ["districts", "points"]
+#: an hour-long refresh bucket: the requests of one test fall in the same bucket (a 5 s one would
+#: be crossed now and then, and the second screen would rightly get a new answer)
+EVERY = 3600.0
+
+
+@pytest.fixture
+def app(db_url):
+    app = build_app(db_url, WALL_REFRESH_SECONDS=EVERY)
+    yield app
+    get_db(app.server).dispose()
 
 
 def _body(app, *, layers=LAYERS, seen=None, district=None, scale=1.0) -> dict:
@@ -66,7 +76,7 @@ def _count_renders(monkeypatch) -> list:
 
 
 def _new_case(server, ext: str, **kw):
-    now = datetime.now(timezone.utc) - timedelta(minutes=1)   # before the refresh bucket's start
+    now = datetime.now(timezone.utc) - timedelta(minutes=61)   # before the refresh bucket's start
     with get_db(server).session_scope() as s:
         services.create_case(s, get_runtime(server).rules, source="t", external_id=ext, channel="12345",
                              title=f"新案件{ext}", reported_at=now, now=now, category_code="E0101",
@@ -192,7 +202,7 @@ def test_with_redis_the_answer_is_kept_where_every_worker_reads_it(tmp_path, mon
     import redis
     store = redis.Redis.from_url(REDIS_URL)
     store.flushdb()
-    app = build_app(f"sqlite:///{tmp_path / 'w.db'}", CACHE_URL=REDIS_URL)
+    app = build_app(f"sqlite:///{tmp_path / 'w.db'}", CACHE_URL=REDIS_URL, WALL_REFRESH_SECONDS=EVERY)
     renders = _count_renders(monkeypatch)
     a = _ask(login(app.server, "hall-1", "viewer"), app, "gzip")
     assert len([k for k in store.scan_iter("*answer:*")]) == 3    # identity, gzip and brotli bodies
