@@ -104,7 +104,8 @@ def refresh_bytes(app, client) -> dict:
 def screens(app, server, n: int, seconds: float, every: float, writes_per_minute: float) -> dict:
     from data_sources.store.db import get_db
     from sqlalchemy import event
-    engine = get_db(server).engine
+    db = get_db(server)
+    engines = list({id(e): e for e in (db.engine, db.read_engine)}.values())   # writes and the read models' pool
     count = {"q": 0}
     lock = threading.Lock()
 
@@ -115,7 +116,8 @@ def screens(app, server, n: int, seconds: float, every: float, writes_per_minute
     seen = refresh_bytes(app, clients[0])["seen"]
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
-    event.listen(engine, "before_cursor_execute", on_query)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_query)
 
     def screen(c, offset):
         time.sleep(offset)
@@ -153,7 +155,8 @@ def screens(app, server, n: int, seconds: float, every: float, writes_per_minute
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
-    event.remove(engine, "before_cursor_execute", on_query)
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", on_query)
     latencies.sort()
     return {"requests": len(latencies), "queries_per_min": count["q"] * 60 / elapsed,
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
