@@ -73,9 +73,14 @@ def cold_warm_floor(server, runs: int = 5) -> dict:
 def _refresh_body(app, seen) -> dict:
     key = next(k for k in app.callback_map if "wall-tiles.children" in k)
     outputs = [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in key.strip(".").split("...")]
-    return {"output": key, "outputs": outputs,
+    return refresh_body(key, outputs, seen)
+
+
+def refresh_body(output: str, outputs: list, seen, layers=("districts", "points")) -> dict:
+    """The refresh callback's request as a browser on the wall sends it (``seen``: its wall-seen)."""
+    return {"output": output, "outputs": outputs,
             "inputs": [{"id": "wall-tick", "property": "n_intervals", "value": 1},
-                       {"id": "wall-layers", "property": "value", "value": ["districts", "points"]},
+                       {"id": "wall-layers", "property": "value", "value": list(layers)},
                        {"id": "wall-district", "property": "data", "value": None}],
             "state": [{"id": "wall-scale", "property": "data", "value": 1.0},
                       {"id": "wall-seen", "property": "data", "value": seen},

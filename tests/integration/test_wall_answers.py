@@ -209,3 +209,16 @@ def test_with_redis_the_answer_is_kept_where_every_worker_reads_it(tmp_path, mon
     b = _ask(login(app.server, "hall-2", "viewer"), app, "gzip")
     assert a.status_code == b.status_code == 200 and a.data == b.data
     assert len(renders) == 1
+
+
+def test_the_wall_reads_through_a_pool_of_its_own_and_leaves_the_write_pool_to_writes(app):
+    from sqlalchemy import event
+    from incidents.queries import wall as queries_wall
+    db = get_db(app.server)
+    assert db.read_engine is not db.engine and db.read_engine.pool.size() == 4   # DB_READ_POOL_SIZE
+    sent = {"write": 0, "read": 0}
+    event.listen(db.engine, "before_cursor_execute", lambda *a, **k: sent.__setitem__("write", sent["write"] + 1))
+    event.listen(db.read_engine, "before_cursor_execute", lambda *a, **k: sent.__setitem__("read", sent["read"] + 1))
+    with app.server.app_context():
+        queries_wall.wall_data(datetime.now(timezone.utc), "Asia/Shanghai", every=EVERY)
+    assert sent["write"] == 0 and sent["read"] > 10
