@@ -150,7 +150,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     _shell.register_callbacks(app)
     security.SecurityHeaders(server, app)  # CSP (with the hashes of Dash's inline scripts) and co.
     compression.init_app(server)   # br/gzip for JSON answers, pages and assets (Flask-Compress)
-    answers.init_app(server, app, key_of=_answers.key_of)  # the wall's refresh: one rendered answer for many screens
+    answers.init_app(server, app, key_of=_answers.key_of, is_private=_answers.is_private)  # the wall's refresh: one rendered answer for many screens
     register_cli(server)
     if cfg["DEMO_FEED"] and not cfg["TESTING"]:
         # started by the first request, so CLI commands that import the app don't run it

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from flask import g
+
 _ATTRIBUTE = "shared_answer_key"
 
 
@@ -29,3 +31,13 @@ def shared(key_fn: Callable[..., Optional[tuple[tuple, tuple]]]):
 def key_of(callback) -> Optional[Callable[..., Optional[tuple]]]:
     """The key function of a registered Dash callback, None when its answer is not shared."""
     return getattr(callback, _ATTRIBUTE, None)
+
+
+def keep_private() -> None:
+    """This request's answer is for this caller alone (e.g. a stale banner naming the time its own
+    screen last had data): it is not stored for others."""
+    g.cityops_answer_private = True
+
+
+def is_private() -> bool:
+    return bool(g.get("cityops_answer_private"))

@@ -21,7 +21,7 @@ from flask_login import current_user
 
 from dashboards import _ids as ids
 from dashboards import _theme as th
-from dashboards._answers import shared
+from dashboards._answers import keep_private, shared
 from dashboards._components import allowed, forbidden, graph, local_time, panel, pct, tile
 from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_plan, state_label, wall_map_base,
                                  wall_map_full, wall_map_layers, wall_map_patch)
@@ -114,16 +114,23 @@ def _ask(layers_on, district, scale, seen) -> "Ask | None":
     the caller may not see the wall or an input is out of bounds."""
     if not allowed("wall"):
         return None
+    asked = (layers_on, district, scale, seen)
     memo = g.get("wall_ask")
-    if memo is not None and memo[0] == (layers_on, district, scale, seen):
+    if memo is not None and memo[0] == asked:
+        if isinstance(memo[1], wall.Unavailable):
+            raise memo[1]   # the database is away: one wait per request, not one per question
         return memo[1]
     layers = _bounded_layers(layers_on)
     if layers is None or not _bounded_district(district) or not _bounded_scale(scale) or not _bounded_seen(seen):
         return None
     every = current_app.config["WALL_REFRESH_SECONDS"]
-    clock = wall.clock(datetime.now(timezone.utc), every)   # wall.Unavailable: the caller says so
+    try:
+        clock = wall.clock(datetime.now(timezone.utc), every)
+    except wall.Unavailable as exc:   # the caller says so
+        g.wall_ask = (asked, exc)
+        raise
     ask = Ask(layers, district or None, float(scale or 1.0), seen, clock, every)
-    g.wall_ask = ((layers_on, district, scale, seen), ask)
+    g.wall_ask = (asked, ask)
     return ask
 
 
@@ -177,6 +184,7 @@ def refresh(_n, layers_on, district, scale, seen, last_ok):
                               version=ask.clock.version)
     except wall.Unavailable as exc:  # the database is away: say so, keep what is on screen, retry next tick
         log.warning("wall refresh failed: %s", exc)
+        keep_private()   # it names the time this screen last had data
         banner = t("stale_db", t=local_time(datetime.fromisoformat(last_ok), "%H:%M:%S") if last_ok else "—")
         return (no_update,) * 10 + (banner, "wall-banner stale", no_update, no_update, no_update, no_update)
     return render(data, city, list(ask.layers), ask.scale, seen)

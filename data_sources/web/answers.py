@@ -44,9 +44,11 @@ POLL_SECONDS = 0.02
 KeyOf = Callable[..., Optional[tuple]]
 
 
-def init_app(server: Flask, dash_app, *, key_of: Callable[[Callable], Optional[KeyOf]]) -> None:
+def init_app(server: Flask, dash_app, *, key_of: Callable[[Callable], Optional[KeyOf]],
+             is_private: Callable[[], bool]) -> None:
     """Put the shared-answer cache in front of ``dash_app``'s callback view; ``key_of(callback)``
-    gives a callback's key function, or None for a callback whose answer is not shared."""
+    gives a callback's key function, or None for a callback whose answer is not shared;
+    ``is_private()``, asked after the callback ran, says it answered for this caller alone."""
     endpoint = dash_app.config.routes_pathname_prefix + DASH_CALLBACK_PATH.lstrip("/")
     dispatch = server.view_functions[endpoint]
     ttl = max(int(server.config.get("ANSWER_CACHE_SECONDS") or 0), 0)
@@ -55,7 +57,7 @@ def init_app(server: Flask, dash_app, *, key_of: Callable[[Callable], Optional[K
         key = _answer_key(dash_app, key_of) if ttl else None
         if key is None:
             return dispatch()
-        return _answer(key, dispatch, ttl)
+        return _answer(key, dispatch, ttl, is_private)
 
     view.__name__ = dispatch.__name__     # "dispatch" (Flask-WTF exemptions key on the view's name)
     view.__qualname__ = dispatch.__qualname__
@@ -102,7 +104,7 @@ def _respond(body: bytes, encoding: str) -> Response:
     return resp
 
 
-def _answer(key: Key, dispatch, ttl: int) -> Response:
+def _answer(key: Key, dispatch, ttl: int, is_private: Callable[[], bool]) -> Response:
     encoding = _encoding()
     hit = cache.get(f"{key.answer}:{encoding}")
     if hit is not None:
@@ -126,7 +128,7 @@ def _answer(key: Key, dispatch, ttl: int) -> Response:
         if hit is not None:
             return _respond(hit, encoding)
         resp = dispatch()
-        if not _shareable(resp):
+        if is_private() or not _shareable(resp):
             return resp
         plain = resp.get_data()
         bodies = {"identity": plain, "gzip": gzip.compress(plain, compression.GZIP_LEVEL),

@@ -180,6 +180,20 @@ def test_a_caller_without_permission_is_refused_even_when_the_answer_is_cached(a
     assert len(renders) == 1
 
 
+def test_a_stale_banner_is_for_its_own_screen_alone(app, monkeypatch):
+    from incidents.queries import wall as queries_wall
+    screen = login(app.server, "hall-1", "viewer")
+    real = queries_wall.wall_data
+
+    def away(*_a, **_k):
+        raise queries_wall.Unavailable("OperationalError")
+    monkeypatch.setattr(queries_wall, "wall_data", away)   # the version was read, then the database went
+    stale = _answer(_ask(screen, app))
+    assert stale["wall-banner"]["className"] == "wall-banner stale" and "wall-tiles" not in stale
+    monkeypatch.setattr(queries_wall, "wall_data", real)
+    assert "wall-tiles" in _answer(_ask(screen, app))        # not the banner kept for everyone
+
+
 def test_answers_are_compressed_when_the_client_accepts_it(app):
     server = app.server
     screen = login(server, "hall-1", "viewer")
