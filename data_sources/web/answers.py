@@ -82,7 +82,10 @@ def _answer_key(dash_app, key_of) -> Optional["Key"]:
     if key is None:
         return None
     asked, moment = key
-    digest = hashlib.sha1(repr((body["output"], asked)).encode()).hexdigest()
+    # what Dash builds the answer from besides the values: the ids it answers for (a crafted list
+    # of outputs must get an answer of its own, never replace the one every screen gets)
+    shape = (body["output"], repr(body.get("outputs")), [(x.get("id"), x.get("property")) for x in items])
+    digest = hashlib.sha1(repr((shape, asked)).encode()).hexdigest()
     return Key(f"answer:{digest}:{hashlib.sha1(repr(moment).encode()).hexdigest()}", f"answer-latest:{digest}")
 
 

@@ -180,6 +180,15 @@ def test_a_caller_without_permission_is_refused_even_when_the_answer_is_cached(a
     assert len(renders) == 1
 
 
+def test_a_crafted_request_cannot_replace_the_answer_every_screen_gets(app):
+    server = app.server
+    crafted, screen = login(server, "hall-1", "viewer"), login(server, "hall-2", "viewer")
+    body = _body(app)
+    body["outputs"] = [dict(o, id="x-" + o["id"]) for o in body["outputs"]]   # answers for other ids
+    crafted.post("/_dash-update-component", json=body)   # (Dash refuses it; and its key is its own)
+    assert "wall-tiles" in _answer(_ask(screen, app))
+
+
 def test_a_stale_banner_is_for_its_own_screen_alone(app, monkeypatch):
     from incidents.queries import wall as queries_wall
     screen = login(app.server, "hall-1", "viewer")
