@@ -44,6 +44,9 @@ DEFAULTS: dict[str, object] = {
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
     "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
     "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
+    "READ_DATABASE_URL": "",        # the polled read models (the wall) read here: a replica; "" = DATABASE_URL
+    "DB_READ_POOL_SIZE": 4,         # connections of the read models' own pool (per worker); 0 = share the write pool
+    "ANSWER_CACHE_SECONDS": 60,     # how long a shared rendered answer (the wall's refresh) is kept; 0 = not shared
     # login and session hardening (data_sources.web.security)
     "SESSION_COOKIE_SECURE": False,  # true behind HTTPS: the session cookie is never sent in clear
     "SESSION_IDLE_MINUTES": 240.0,   # a session unused this long ends
@@ -116,10 +119,10 @@ def create_app(overrides: dict | None = None) -> Dash:
     from dash import Dash
     from flask import Flask
 
-    from dashboards import _exports, _login, _shell
+    from dashboards import _answers, _exports, _login, _shell
     from data_sources import runtime
     from data_sources.store import cache
-    from data_sources.web import api, exports, gate, metrics, open311, push, security
+    from data_sources.web import answers, api, compression, exports, gate, metrics, open311, push, security
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -149,6 +152,8 @@ def create_app(overrides: dict | None = None) -> Dash:
     app.layout = _shell.layout
     _shell.register_callbacks(app)
     security.SecurityHeaders(server, app)  # CSP (with the hashes of Dash's inline scripts) and co.
+    compression.init_app(server)   # br/gzip for JSON answers, pages and assets (Flask-Compress)
+    answers.init_app(server, app, key_of=_answers.key_of, is_private=_answers.is_private)  # the wall's refresh: one rendered answer for many screens
     register_cli(server)
     if cfg["DEMO_FEED"] and not cfg["TESTING"]:
         # started by the first request, so CLI commands that import the app don't run it

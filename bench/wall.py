@@ -7,6 +7,16 @@ p95 latency), with a writer changing the data as a live feed does.
     python -m bench.wall --cases 20000 --db sqlite --screens 50 --seconds 60
 
 The data comes from bench.actions (same databases: /tmp/cityops-bench.db, PostgreSQL cityops_bench).
+
+``--http``: over real HTTP against gunicorn (the README's production line) + Redis + PostgreSQL
+(database ``cityops_bench_wall``, Redis db 12): N screens (``--screens-list 10,50,100``) polling
+the refresh callback every 5 s as browsers do (each sends the ``wall-seen`` it was last given,
+accepts br/gzip), a writer acting through the API (12 writes/min), and per phase the screens' p95,
+the writer's p95 against the writer alone, bytes per refresh, and the gunicorn processes' CPU per
+refresh against the floor: the same screens polling a static answer of the same bytes behind the
+same login (a route the bench adds, ``bench.wall_server``).
+
+    python -m bench.wall --http --cases 100000 --seconds 40
 """
 from __future__ import annotations
 
@@ -63,9 +73,14 @@ def cold_warm_floor(server, runs: int = 5) -> dict:
 def _refresh_body(app, seen) -> dict:
     key = next(k for k in app.callback_map if "wall-tiles.children" in k)
     outputs = [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in key.strip(".").split("...")]
-    return {"output": key, "outputs": outputs,
+    return refresh_body(key, outputs, seen)
+
+
+def refresh_body(output: str, outputs: list, seen, layers=("districts", "points")) -> dict:
+    """The refresh callback's request as a browser on the wall sends it (``seen``: its wall-seen)."""
+    return {"output": output, "outputs": outputs,
             "inputs": [{"id": "wall-tick", "property": "n_intervals", "value": 1},
-                       {"id": "wall-layers", "property": "value", "value": ["districts", "points"]},
+                       {"id": "wall-layers", "property": "value", "value": list(layers)},
                        {"id": "wall-district", "property": "data", "value": None}],
             "state": [{"id": "wall-scale", "property": "data", "value": 1.0},
                       {"id": "wall-seen", "property": "data", "value": seen},
@@ -94,7 +109,8 @@ def refresh_bytes(app, client) -> dict:
 def screens(app, server, n: int, seconds: float, every: float, writes_per_minute: float) -> dict:
     from data_sources.store.db import get_db
     from sqlalchemy import event
-    engine = get_db(server).engine
+    db = get_db(server)
+    engines = list({id(e): e for e in (db.engine, db.read_engine)}.values())   # writes and the read models' pool
     count = {"q": 0}
     lock = threading.Lock()
 
@@ -105,7 +121,8 @@ def screens(app, server, n: int, seconds: float, every: float, writes_per_minute
     seen = refresh_bytes(app, clients[0])["seen"]
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
-    event.listen(engine, "before_cursor_execute", on_query)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_query)
 
     def screen(c, offset):
         time.sleep(offset)
@@ -143,7 +160,8 @@ def screens(app, server, n: int, seconds: float, every: float, writes_per_minute
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
-    event.remove(engine, "before_cursor_execute", on_query)
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", on_query)
     latencies.sort()
     return {"requests": len(latencies), "queries_per_min": count["q"] * 60 / elapsed,
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
@@ -186,8 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--every", type=float, default=5)
     p.add_argument("--writes-per-minute", type=float, default=12)
+    p.add_argument("--http", action="store_true", help="real HTTP: gunicorn + Redis + PostgreSQL")
+    p.add_argument("--screens-list", default="10,50,100", help="--http: screen counts, one phase each")
+    p.add_argument("--workers", type=int, default=2, help="--http: gunicorn workers (gthread)")
+    p.add_argument("--threads", type=int, default=8, help="--http: threads per gunicorn worker")
     args = p.parse_args(argv)
-    header("wall refresh", argv)
+    header("wall refresh" + (" over HTTP (gunicorn + Redis + PostgreSQL)" if args.http else ""), argv)
+    if args.http:
+        from bench import wall_http
+        return wall_http.run(args)
     from bench.actions import SQLITE_PATH, pg_url
     if args.db in ("sqlite", "both"):
         run("sqlite", f"sqlite:///{SQLITE_PATH}", args)

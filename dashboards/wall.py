@@ -12,18 +12,20 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timezone
+from typing import NamedTuple, Optional
 
 import dash
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
-from flask import current_app
+from flask import current_app, g
 from flask_login import current_user
 
 from dashboards import _ids as ids
 from dashboards import _theme as th
+from dashboards._answers import keep_private, shared
 from dashboards._components import allowed, forbidden, graph, local_time, panel, pct, tile
 from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_plan, state_label, wall_map_base,
                                  wall_map_full, wall_map_layers, wall_map_patch)
-from dashboards._i18n import t
+from dashboards._i18n import lang, t
 from incidents import commands, kpis, permissions, services
 from incidents.lifecycle import DomainError
 from incidents.queries import reference, wall
@@ -106,6 +108,61 @@ dash.clientside_callback(
     Output("wall-scale", "data"), Input("wall", "id"))
 
 
+def _ask(layers_on, district, scale, seen) -> "Ask | None":
+    """What a refresh asks for, bounded, with the data clock it is answered at (read once per request:
+    the key of the shared answer and the answer itself are of the same version and bucket); None when
+    the caller may not see the wall or an input is out of bounds."""
+    if not allowed("wall"):
+        return None
+    asked = (layers_on, district, scale, seen)
+    memo = g.get("wall_ask")
+    if memo is not None and memo[0] == asked:
+        if isinstance(memo[1], wall.Unavailable):
+            raise memo[1]   # the database is away: one wait per request, not one per question
+        return memo[1]
+    layers = _bounded_layers(layers_on)
+    if layers is None or not _bounded_district(district) or not _bounded_scale(scale) or not _bounded_seen(seen):
+        return None
+    every = current_app.config["WALL_REFRESH_SECONDS"]
+    try:
+        clock = wall.clock(datetime.now(timezone.utc), every)
+    except wall.Unavailable as exc:   # the caller says so
+        g.wall_ask = (asked, exc)
+        raise
+    ask = Ask(layers, district or None, float(scale or 1.0), seen, clock, every)
+    g.wall_ask = (asked, ask)
+    return ask
+
+
+class Ask(NamedTuple):   # (a dataclass needs its module in sys.modules, which Dash's page loader skips)
+    layers: tuple
+    district: Optional[str]
+    scale: float
+    seen: Optional[dict]
+    clock: wall.Clock
+    every: float
+
+    @property
+    def mode(self) -> str:
+        """"layers" (the map's traces change), "patch" (numbers and points) or "idle" (only the time line)."""
+        return _mode(self.seen, _structure(list(self.layers), self.district, self.scale),
+                     self.clock.version, self.clock.as_of)
+
+
+def refresh_key(_n, layers_on, district, scale, seen, _last_ok):
+    """Everything a refresh's answer depends on, as (what is asked, at which data clock): screens
+    asking alike share one rendered answer."""
+    try:
+        ask = _ask(layers_on, district, scale, seen)
+    except wall.Unavailable:
+        return None    # the database is away: each screen gets its own stale banner
+    if ask is None:
+        return None
+    can_ack = current_user.role in permissions.ACK_ROLES   # the ticker's acknowledge buttons
+    asked = ("wall.refresh", ask.every, ask.layers, ask.district, round(ask.scale, 2), ask.mode, lang(), can_ack)
+    return asked, (ask.clock.version, ask.clock.as_of.isoformat())
+
+
 @dash.callback(
     Output(ids.WALL_TILES, "children"), Output(ids.WALL_MAP, "figure"), Output(ids.WALL_STATES, "figure"),
     Output(ids.WALL_CHANNELS, "figure"), Output("wall-depts", "children"), Output(ids.WALL_TREND, "figure"),
@@ -116,42 +173,77 @@ dash.clientside_callback(
     Input(ids.WALL_TICK, "n_intervals"), Input("wall-layers", "value"), Input("wall-district", "data"),
     State("wall-scale", "data"), State("wall-seen", "data"), State("wall-last-ok", "data"),
     prevent_initial_call=True)
+@shared(refresh_key)
 def refresh(_n, layers_on, district, scale, seen, last_ok):
-    if not allowed("wall"):
-        raise dash.exceptions.PreventUpdate
-    now = datetime.now(timezone.utc)
     try:
+        ask = _ask(layers_on, district, scale, seen)
+        if ask is None:
+            raise dash.exceptions.PreventUpdate
         city = reference.city_info()
-        data = wall.wall_data(now, city.timezone, every=current_app.config["WALL_REFRESH_SECONDS"],
-                                      district=district)
+        data = wall.wall_data(ask.clock.as_of, city.timezone, every=ask.every, district=ask.district,
+                              version=ask.clock.version)
     except wall.Unavailable as exc:  # the database is away: say so, keep what is on screen, retry next tick
         log.warning("wall refresh failed: %s", exc)
+        keep_private()   # it names the time this screen last had data
         banner = t("stale_db", t=local_time(datetime.fromisoformat(last_ok), "%H:%M:%S") if last_ok else "—")
         return (no_update,) * 10 + (banner, "wall-banner stale", no_update, no_update, no_update, no_update)
-    return render(data, city, layers_on or [], scale or 1.0, seen)
+    return render(data, city, list(ask.layers), ask.scale, seen)
+
+
+def _structure(layers_on, district, view_scale) -> list:
+    return [sorted(layers_on), district, round(view_scale, 2)]
+
+
+def _mode(seen, structure, version, as_of) -> str:
+    if not seen or seen.get("structure") != structure:
+        return "layers"
+    same_minute = (seen.get("as_of") or "")[:16] == as_of.isoformat()[:16]
+    # lights change with the clock: the map is refreshed at least once a minute
+    return "idle" if seen.get("version") == version and same_minute else "patch"
+
+
+def _bounded_layers(layers_on):
+    if layers_on is None:
+        return ()
+    if not isinstance(layers_on, list) or len(layers_on) > len(LAYERS) or not all(x in LAYERS for x in layers_on):
+        return None
+    return tuple(layers_on)
+
+
+def _bounded_district(district) -> bool:
+    return district is None or (isinstance(district, str) and 0 < len(district) <= 32
+                                and district.replace("-", "").replace("_", "").replace(".", "").isalnum())
+
+
+def _bounded_scale(scale) -> bool:
+    return scale is None or (isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                             and math.isfinite(scale) and 0.1 <= scale <= 10)
+
+
+def _bounded_seen(seen) -> bool:
+    return seen is None or (isinstance(seen, dict) and len(repr(seen)) <= 1000)
 
 
 def render(data, city, layers_on, scale, seen, *, first: bool = False):
     view_scale, scale = scale, max(scale, 1.0)   # the map zooms with the screen; type never shrinks
-    structure = [sorted(layers_on), data.district, round(view_scale, 2)]
+    structure = _structure(layers_on, data.district, view_scale)
     plan = map_plan(layers_on, data.district)
     shapes = reference.district_shapes(city.name)
     grids = wall.grid_shapes(data.district or "") if ("grid" in layers_on or data.district) else {"features": []}
-    if first:
+    mode = "first" if first else _mode(seen, structure, data.version, data.as_of)
+    if mode == "first":
         fig = wall_map_full(plan, data, district_shapes=shapes, grid_shapes=grids, view=_view(city, None))
-    elif seen and seen.get("structure") == structure:
-        same_minute = (seen.get("as_of") or "")[:16] == data.as_of.isoformat()[:16]
-        if seen.get("version") == data.version and same_minute:
-            fig = no_update  # lights change with the clock: the map is refreshed at least once a minute
-        else:
-            fig = wall_map_patch(plan, data, district_shapes=shapes, grid_shapes=grids)
+    elif mode == "idle":
+        fig = no_update
+    elif mode == "patch":
+        fig = wall_map_patch(plan, data, district_shapes=shapes, grid_shapes=grids)
     else:
         fig = wall_map_layers(plan, data, district_shapes=shapes, grid_shapes=grids,
                               view=_view(city, data.district, view_scale, shapes), scale=scale)
     updated = f"{t('updated_at')} {local_time(data.as_of, '%H:%M:%S')}"
     silent = [f["feed"] for f in data.feeds if f["status"] == "silent"]
     banner, banner_cls = (t("stale_feed", feeds="、".join(silent)), "wall-banner warn") if silent else ("", "wall-banner hidden")
-    if fig is no_update and not first:  # nothing changed: the time line moves, a stale banner goes
+    if mode == "idle":  # nothing changed: the time line moves, a stale banner goes
         return (no_update,) * 9 + (updated, banner, banner_cls) + (no_update, data.as_of.isoformat()) + (no_update,) * 2
     names = {f["id"]: f["properties"]["name"] for f in shapes["features"]}
     title = f"{t('map_title')} · {names.get(data.district, '')}" if data.district else f"{t('map_title')} · {t('drill_hint')}"

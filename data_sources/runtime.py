@@ -60,7 +60,9 @@ def init_app(server) -> None:
     cfg = server.config
     server.extensions[EXTENSION_KEY] = Database(cfg["DATABASE_URL"], connect_timeout=cfg.get("DB_CONNECT_TIMEOUT"),
                                                 statement_timeout=cfg.get("DB_STATEMENT_TIMEOUT"),
-                                                pool_timeout=cfg.get("DB_POOL_TIMEOUT"))
+                                                pool_timeout=cfg.get("DB_POOL_TIMEOUT"),
+                                                read_url=cfg.get("READ_DATABASE_URL") or None,
+                                                read_pool_size=cfg.get("DB_READ_POOL_SIZE"))
     server.extensions[PACK_KEY] = runtime_for(server.config["PACK"])
 
 

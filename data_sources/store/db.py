@@ -61,29 +61,36 @@ def _positive(seconds: Optional[float]) -> Optional[float]:
 
 
 def make_engine(url: str, *, connect_timeout: Optional[float] = None, statement_timeout: Optional[float] = None,
-                pool_timeout: Optional[float] = None) -> Engine:
-    """An engine on ``url``; each timeout in seconds, None or 0 = not bounded (tools, benchmarks)."""
+                pool_timeout: Optional[float] = None, pool_size: Optional[int] = None) -> Engine:
+    """An engine on ``url``; each timeout in seconds, None or 0 = not bounded (tools, benchmarks);
+    ``pool_size`` = a pool of exactly that many connections (no overflow), None = 10 + 20 overflow."""
     url = normalise_url(url)
     u = make_url(url)
     connect_timeout, statement_timeout = _positive(connect_timeout), _positive(statement_timeout)
     pool_args = {"pool_timeout": float(pool_timeout)} if _positive(pool_timeout) else {}
+    if pool_size:
+        pool_args.update(pool_size=int(pool_size), max_overflow=0)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         lock_wait = statement_timeout or 10.0
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": lock_wait},
-                               **(pool_args if u.database and u.database != ":memory:" else {}))
+                               **(pool_args if not _in_memory(u) else {}))
         event.listen(engine, "connect", _sqlite_pragmas(lock_wait))
         if statement_timeout:
             _sqlite_statement_deadline(engine, statement_timeout)
         return engine
     connect_args = _pg_connect_args(u, connect_timeout, statement_timeout)
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args,
-                           **pool_args)
+    engine = create_engine(url, pool_pre_ping=True, **{"pool_size": 10, "max_overflow": 20, **pool_args},
+                           connect_args=connect_args)
     if statement_timeout or connect_timeout:
         _bound_pg_waits(engine, statement=statement_timeout and statement_timeout + WAIT_GRACE_SECONDS,
                         ping=connect_timeout)
     return engine
+
+
+def _in_memory(u) -> bool:
+    return u.get_backend_name() == "sqlite" and (not u.database or u.database == ":memory:")
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -226,12 +233,26 @@ def unbounded(conn) -> Iterator[None]:
 
 
 class Database:
+    """``engine`` for writes and everything else; ``read_engine`` (``read_scope``) for the read
+    models that many screens poll: a pool of its own (``read_pool_size`` connections, on
+    ``read_url`` — a replica — or the same database), so polling screens can never take the
+    connections that writes need. ``read_pool_size`` 0 and no ``read_url``: one pool for both."""
+
     def __init__(self, url: str, *, connect_timeout: Optional[float] = None,
-                 statement_timeout: Optional[float] = None, pool_timeout: Optional[float] = None):
+                 statement_timeout: Optional[float] = None, pool_timeout: Optional[float] = None,
+                 read_url: Optional[str] = None, read_pool_size: Optional[int] = None):
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, connect_timeout=connect_timeout, statement_timeout=statement_timeout,
                                   pool_timeout=pool_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        read_url = normalise_url(read_url) if read_url else None
+        if (read_url or read_pool_size) and not (read_url is None and _in_memory(make_url(self.url))):
+            self.read_engine = make_engine(read_url or self.url, connect_timeout=connect_timeout,
+                                           statement_timeout=statement_timeout, pool_timeout=pool_timeout,
+                                           pool_size=read_pool_size or None)
+        else:
+            self.read_engine = self.engine
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._ping_lock = threading.Lock()
         self._ping_thread: Optional[threading.Thread] = None
         self._ping_outcome: dict = {}
@@ -250,6 +271,16 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def read_scope(self) -> Iterator[Session]:
+        """A session on the read pool, for read models: nothing written, nothing committed."""
+        session = self.read_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def ping(self, timeout: Optional[float] = None) -> None:
@@ -284,6 +315,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 def get_db(app=None) -> Database:
@@ -296,4 +329,10 @@ def get_db(app=None) -> Database:
 @contextmanager
 def session_scope(app=None) -> Iterator[Session]:
     with get_db(app).session_scope() as session:
+        yield session
+
+
+@contextmanager
+def read_scope(app=None) -> Iterator[Session]:
+    with get_db(app).read_scope() as session:
         yield session

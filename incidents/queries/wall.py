@@ -14,11 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from data_sources.store.cache import cache
-from data_sources.store.db import session_scope
+from data_sources.store.db import read_scope
 from incidents.kpis import MIN_RANKING_VOLUME
 from incidents.model import Light, Priority, State
-from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr, time_bucket
+from incidents.queries._common import OPEN_STATES, RUNNING_STATES, light_expr, time_bucket
 from incidents.queries.feeds import feed_health_rows
+from incidents.services import data_version
 from incidents.tables import (AlarmAck, Area, Category, Department, Incident, IncidentEvent,
                               ServiceRate)
 
@@ -78,10 +79,33 @@ class Unavailable(Exception):
     """The database cannot be reached: the wall says so and keeps what it shows."""
 
 
-def wall_data(now: datetime, tz: str, *, every: float = 5, district: Optional[str] = None) -> WallData:
+@dataclass(frozen=True)
+class Clock:
+    """What a wall answer is of: the data version and the refresh bucket (``as_of``)."""
+    version: int
+    as_of: datetime
+
+
+def clock(now: datetime, every: float = 5) -> Clock:
+    """The data version (read on the read pool, like the data) and the start of ``now``'s refresh bucket."""
     every = max(int(every), 1)
     try:
-        key = (current_version(), time_bucket(now, every), every, tz, district or "")
+        with read_scope() as s:
+            version = data_version(s)
+    except SQLAlchemyError as exc:
+        raise Unavailable(type(exc).__name__) from exc
+    return Clock(version, datetime.fromtimestamp(time_bucket(now, every) * every, tz=timezone.utc))
+
+
+def wall_data(now: datetime, tz: str, *, every: float = 5, district: Optional[str] = None,
+              version: Optional[int] = None) -> WallData:
+    """The wall's figures at ``now``'s refresh bucket; ``version`` = the data version already read
+    for this answer (``clock``), else it is read here."""
+    every = max(int(every), 1)
+    if version is None:
+        version = clock(now, every).version
+    try:
+        key = (version, time_bucket(now, every), every, tz, district or "")
         # single flight: when many screens miss the cache at once, one computes and the others wait
         # for it and read the cache, instead of all running the same aggregates together
         with _STRIPES[hash(key) % len(_STRIPES)]:
@@ -93,7 +117,7 @@ def wall_data(now: datetime, tz: str, *, every: float = 5, district: Optional[st
 @cache.memoize(timeout=300)
 def _wall_data(version: int, bucket: int, every: int, tz: str, district: str) -> WallData:
     now = datetime.fromtimestamp(bucket * every, tz=timezone.utc)
-    with session_scope() as s:
+    with read_scope() as s:
         return build(s, now, tz, version=version, district=district or None)
 
 
@@ -260,7 +284,7 @@ def grid_shapes(district: str) -> dict:
 @cache.memoize(timeout=3600)
 def _grid_shapes(district: str) -> dict:
     import json
-    with session_scope() as s:
+    with read_scope() as s:
         q = select(Area.code, Area.name, Area.geometry).where(Area.level == "grid")
         if district:
             q = q.where(Area.parent_code == district)

@@ -46,3 +46,16 @@ def login(server, username: str, role: str, department: str | None = None):
     resp = post_login(client, username)
     assert resp.status_code == 302, resp.data
     return client
+
+
+def count_statements(server) -> dict:
+    """SQL statements sent from now on, on the write pool and the read models' pool alike: ``["q"]``."""
+    from sqlalchemy import event
+    db = get_db(server)
+    n = {"q": 0}
+
+    def _count(*_a, **_k):
+        n["q"] += 1
+    for engine in {id(e): e for e in (db.engine, db.read_engine)}.values():
+        event.listen(engine, "before_cursor_execute", _count)
+    return n

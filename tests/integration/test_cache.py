@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
-
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db
 from incidents import services
 from incidents.queries import wall as queries_wall
 from tests.conftest import REDIS_URL, build_app
-from tests.integration.helpers import NOW
+from tests.integration.helpers import NOW, count_statements
 
 
 @pytest.fixture(params=["simple", "redis"])
@@ -23,18 +21,9 @@ def cached_app(request, tmp_path):
     return build_app(f"sqlite:///{tmp_path / 'c.db'}")
 
 
-def _count_queries(engine):
-    n = {"q": 0}
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _count(*_a, **_k):
-        n["q"] += 1
-    return n
-
-
 def test_many_screens_share_one_computation_and_a_write_shows_at_once(cached_app):
     server = cached_app.server
-    counter = _count_queries(get_db(server).engine)
+    counter = count_statements(server)
     with server.app_context():
         first = queries_wall.wall_data(NOW, "Asia/Shanghai")
         cold = counter["q"]

@@ -14,7 +14,7 @@ from incidents.lifecycle import PermissionDenied
 from incidents.model import Role
 from incidents.services import Actor
 from incidents.tables import AlarmAck
-from tests.integration.helpers import NOW
+from tests.integration.helpers import NOW, count_statements
 
 DISPATCHER = Actor("disp", Role.DISPATCHER)
 TZ = "Asia/Shanghai"
@@ -98,10 +98,7 @@ def test_a_kiosk_url_opens_the_wall_read_only_and_revoking_ends_it(server):
 
 
 def test_the_wall_answers_the_same_to_many_screens_from_one_computation(server):
-    from sqlalchemy import event
-    engine = get_db(server).engine
-    n = {"q": 0}
-    event.listen(engine, "before_cursor_execute", lambda *a, **k: n.__setitem__("q", n["q"] + 1))
+    n = count_statements(server)
     with server.app_context():
         first = queries_wall.wall_data(NOW, TZ, every=5)
         cold = n["q"]
