@@ -44,7 +44,7 @@ DEFAULTS: dict[str, object] = {
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)
     "DB_STATEMENT_TIMEOUT": 20.0,   # seconds a statement may run (SQLite: also the lock wait); 0 = no limit
     "DB_POOL_TIMEOUT": 10.0,        # seconds to wait for a free pooled connection
-    "READ_DATABASE_URL": "",        # the polled read models (the wall) read here: a replica; "" = DATABASE_URL
+    "READ_DATABASE_URL": "",        # the read models (wall, brief, KPIs, feeds) read here: a replica; "" = DATABASE_URL
     "DB_READ_POOL_SIZE": 4,         # connections of the read models' own pool (per worker); 0 = share the write pool
     "ANSWER_CACHE_SECONDS": 60,     # how long a shared rendered answer (the wall's refresh) is kept; 0 = not shared
     # login and session hardening (data_sources.web.security)

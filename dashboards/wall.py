@@ -310,20 +310,24 @@ def _tiles(d):
                       title=f"网办率 = 网上办理 {ratio.numerator:,} ÷ 办件总数 {ratio.denominator:,}；"
                             f"{t('target')} ≥ {wall.ONLINE_RATE_TARGET:.0%}（截至 {day} 的近7天一网通办数据）")
     tiles = [
-        tile(t("today_reported"), d.today["reported"], t("cases_unit"), title="上报数：今日0时起上报的案件数"),
-        tile(t("today_registered"), d.today["registered"], t("cases_unit"), title="立案数：今日0时起立案的案件数"),
-        tile(t("today_closed"), d.today["closed"], t("cases_unit"), title="结案数：今日0时起核查结案的案件数"),
+        tile(t("today_reported"), d.today["reported"], t("cases_unit"), title=_formula("reported_count")),
+        tile(t("today_registered"), d.today["registered"], t("cases_unit"), title=_formula("registered_count")),
+        tile(t("today_closed"), d.today["closed"], t("cases_unit"), title=_formula("closed_count")),
         tile(t("closure_today"), pct(d.closure.value),
-             title=f"结案率 = 今日立案（不含作废）且已结案 {d.closure.numerator:,} ÷ 今日立案（不含作废）{d.closure.denominator:,}"),
+             title=f"{_formula('closure_rate')}（今日：{d.closure.numerator:,} ÷ {d.closure.denominator:,}）"),
         tile(t("on_time_today"), pct(d.on_time.value),
-             title=f"按期处置率 = 今日派遣且按期处置 {d.on_time.numerator:,} ÷ 今日派遣 {d.on_time.denominator:,}"),
-        tile(t("overdue"), d.lights.get("red", 0), t("cases_unit"), tone="alarm",
-             title="超期未处置数：已派遣、尚未处置且已超过处置时限的案件"),
+             title=f"{_formula('on_time_disposal_rate')}（今日：{d.on_time.numerator:,} ÷ {d.on_time.denominator:,}）"),
+        tile(t("overdue"), d.overdue, t("cases_unit"), tone="alarm", title=_formula("overdue_open_count")),
         tile(t("yellow"), d.lights.get("yellow", 0), t("cases_unit"), tone="warn",
              title="即将超期：已派遣、尚未处置且已用时限超过80%的案件"),
         tile(t("open_cases"), d.open_total, t("cases_unit"), title="在办案件：除已结案、已作废外的全部案件"),
     ]
     return tiles + ([online] if online else [])
+
+
+def _formula(code: str) -> str:
+    """A tile's 口径: the brief's formula of the KPI it shows (the same number by the same path)."""
+    return kpis.DEFINITIONS[code][4]
 
 
 def _states(d, scale):

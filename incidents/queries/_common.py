@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import case, null
 
-from data_sources.store.db import session_scope
+from data_sources.store.db import read_scope
 from incidents import city
 from incidents.model import Light, State
 from incidents.services import data_version
@@ -24,7 +24,8 @@ def runtime():
 
 
 def current_version() -> int:
-    with session_scope() as s:
+    """The data version as the read models see it (on the read pool, a replica's when there is one)."""
+    with read_scope() as s:
         return data_version(s)
 
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from data_sources.store.cache import cache
-from data_sources.store.db import session_scope
+from data_sources.store.db import read_scope
 from incidents import kpis
 from incidents.queries import kpi_facts
 from incidents.queries._common import current_version, runtime
@@ -80,7 +80,7 @@ def _kpi_report(version: int, start_iso: str, end_iso: str, as_of_iso: str, grou
     rt = runtime()
     pack = rt.pack
     start, end, as_of = (datetime.fromisoformat(v) for v in (start_iso, end_iso, as_of_iso))
-    with session_scope() as s:
+    with read_scope() as s:
         ps = _sums(s, kpis.Period(start, end), as_of)
         names = None
         if group_by == "department":
@@ -139,7 +139,7 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
     period = kpis.Period(start, end)
     kw = dict(tz=tz, targets=pack.kpi_targets, weights=pack.kpi_weights or None)
     buckets = kpis.period_buckets(period, tz)
-    with session_scope() as s:
+    with read_scope() as s:
         ps = _sums(s, period, as_of, buckets)
         dept_names = dict(s.execute(select(Department.code, Department.name)).all())
         district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
@@ -209,7 +209,7 @@ def case_flags(start_iso: str, end_iso: str, as_of_iso: str):
         rt = runtime()
         period, as_of = kpis.Period(datetime.fromisoformat(start_iso), datetime.fromisoformat(end_iso)), \
             datetime.fromisoformat(as_of_iso)
-        with session_scope() as s:
+        with read_scope() as s:
             replayed = kpi_facts.replayed_facts(s, period, as_of, cal=rt.calendar,
                                                 priority_factors=rt.pack.priority_factors,
                                                 hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
@@ -238,7 +238,7 @@ def case_rows(ids: list[int]) -> list[dict]:
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Area, Area.code == Incident.district_code)
             .outerjoin(Department, Department.code == Incident.department_code))
-    with session_scope() as s:
+    with read_scope() as s:
         # in slices: one IN list per 5,000 ids (PostgreSQL takes at most 65,535 parameters)
         for i in range(0, len(ids), 5000):
             for r in s.execute(stmt.where(Incident.id.in_(ids[i:i + 5000]))):

@@ -9,7 +9,7 @@ from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from data_sources.store.cache import cache
-from data_sources.store.db import session_scope
+from data_sources.store.db import read_scope
 from incidents.queries._common import current_version, time_bucket
 from incidents.tables import FeedRun, Incident
 
@@ -52,7 +52,7 @@ def feed_health(now: datetime) -> list[FeedHealth]:
 @cache.memoize(timeout=120)
 def _feed_health(version: int, bucket: int) -> list[FeedHealth]:
     now = datetime.fromtimestamp(bucket * 15, tz=timezone.utc)
-    with session_scope() as s:
+    with read_scope() as s:
         return feed_health_rows(s, now)
 
 

@@ -189,11 +189,10 @@ def _bucket_sums(s: Session, base, c: dict, lo: datetime, hi: datetime, buckets:
 def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict, hours_per_day: float,
             tz: str) -> dict:
     """The reference facts of the cases changed after ``as_of`` (and the period's service rates)."""
-    changed = select(F.incident_id.label("id")).where(F.reported_at <= as_of, F.updated_at > as_of)
-    ids = _relevant_ids_table(s, changed)
-    cases, events, rates = _kpi_frames(s, select(ids.c.id), period.start, period.end,
+    # a plain sub-select (on the updated_at index), no temporary table: a read replica takes no writes
+    changed = select(F.incident_id).where(F.reported_at <= as_of, F.updated_at > as_of)
+    cases, events, rates = _kpi_frames(s, changed, period.start, period.end,
                                        priority_factors=priority_factors, hours_per_day=hours_per_day, tz=tz)
-    ids.drop(s.connection())
     if not len(cases):
         return {"facts": None, "rates": rates}
     f, before, reported_at = kpis._facts(cases, events, period, as_of, cal)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from data_sources.store.cache import cache
-from data_sources.store.db import session_scope
+from data_sources.store.db import read_scope
 from incidents.queries._common import runtime
 from incidents.tables import Area, Department
 
@@ -16,7 +16,7 @@ from incidents.tables import Area, Department
 def district_shapes(version_of_pack: str) -> dict:
     """GeoJSON FeatureCollection of the districts (for choropleth and outlines)."""
     import json
-    with session_scope() as s:
+    with read_scope() as s:
         rows = s.execute(select(Area.code, Area.name, Area.geometry, Area.centroid_lon, Area.centroid_lat)
                          .where(Area.level == "district").order_by(Area.code)).all()
     return {"type": "FeatureCollection",
@@ -26,7 +26,7 @@ def district_shapes(version_of_pack: str) -> dict:
 
 @cache.memoize(timeout=3600)
 def department_names(version_of_pack: str) -> dict[str, str]:
-    with session_scope() as s:
+    with read_scope() as s:
         return dict(s.execute(select(Department.code, Department.name)).all())
 
 
@@ -48,7 +48,7 @@ def city_info() -> CityInfo:
 
 def department_options() -> list[tuple[str, str]]:
     """(code, name) of every department, by code (the dispatch dropdown)."""
-    with session_scope() as s:
+    with read_scope() as s:
         return [(c, n) for c, n in s.execute(select(Department.code, Department.name).order_by(Department.code))]
 
 

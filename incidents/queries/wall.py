@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 
 from data_sources.store.cache import cache
 from data_sources.store.db import read_scope
+from incidents import kpis
 from incidents.kpis import MIN_RANKING_VOLUME
 from incidents.model import Light, Priority, State
-from incidents.queries._common import OPEN_STATES, RUNNING_STATES, light_expr, time_bucket
+from incidents.queries import kpi_facts
+from incidents.queries._common import OPEN_STATES, RUNNING_STATES, light_expr, runtime, time_bucket
 from incidents.queries.feeds import feed_health_rows
 from incidents.services import data_version
 from incidents.tables import (AlarmAck, Area, Category, Department, Incident, IncidentEvent,
@@ -68,6 +70,7 @@ class WallData:
     top_categories: list[tuple[str, int]]
     channels: dict[str, int]
     departments: list[tuple[str, Ratio]]          # on-time disposal rate, min volume, best first
+    overdue: int = 0                              # 超期未处置数 at as_of, the brief's number (kpi_facts)
     feeds: list[dict] = field(default_factory=list)
     alarms: list[Alarm] = field(default_factory=list)
 
@@ -132,10 +135,12 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
                                            .group_by(col)).all() if k}
     grid_counts = open_by(Incident.grid_code)
     by_area = grid_counts if district else open_by(Incident.district_code)
+    today = _today_kpis(s, start, now, district)
     return WallData(
         version=version, as_of=now, district=district,
-        today=_today(s, start, now, where), closure=_closure(s, start, now, where),
-        on_time=_on_time(s, start, now, where), lights=lights,
+        today={key: int(today[code].numerator) for key, code in TODAY_COUNTS.items()},
+        closure=_ratio(today["closure_rate"]), on_time=_ratio(today["on_time_disposal_rate"]),
+        overdue=int(today["overdue_open_count"].numerator), lights=lights,
         open_total=sum(n for st, n in by_state.items() if st in OPEN_STATES),
         online=_online(s, now, tz), by_state=by_state, by_area=by_area, grid_counts=grid_counts,
         points=_points(s, now, where), hourly=_hourly(s, now, where),
@@ -156,27 +161,24 @@ def lights_of_running_cases(s, now, where=()) -> dict[str, int]:
     return out
 
 
-def _today(s, start, now, where) -> dict[str, int]:
-    out = {}
-    for key, col in (("reported", Incident.reported_at), ("registered", Incident.registered_at),
-                     ("dispatched", Incident.dispatched_at), ("closed", Incident.closed_at)):
-        out[key] = s.scalar(select(func.count()).where(col >= start, col <= now, *where)) or 0
-    return out
+#: the wall's counts of today, as the brief names them
+TODAY_COUNTS = {"reported": "reported_count", "registered": "registered_count", "dispatched": "dispatched_count",
+                "closed": "closed_count"}
 
 
-def _closure(s, start, now, where) -> Ratio:
-    """结案率 (today): registered today, not voided; of them closed by now."""
-    n, closed = s.execute(select(func.count(), func.sum(case((Incident.closed_at <= now, 1), else_=0)))
-                          .where(Incident.registered_at >= start, Incident.registered_at <= now,
-                                 Incident.state != State.VOIDED.value, *where)).one()
-    return Ratio(int(closed or 0), int(n or 0))
+def _today_kpis(s, start: datetime, now: datetime, district: Optional[str]) -> dict:
+    """Today's case KPIs at ``now`` for the city or one district: the brief's fact-based path
+    (kpi_facts), so a tile and a brief card of the same name show the same number."""
+    rt = runtime()
+    period = kpis.Period(start, start + timedelta(days=1))
+    ps = kpi_facts.period_sums(s, period, now, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
+                               hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
+    sums = ps.by("district").get(district, dict.fromkeys(kpis.CASE_SUMS, 0)) if district else ps.total()
+    return kpis.case_kpis_from_sums(sums, period, now, rt.pack.kpi_targets)
 
 
-def _on_time(s, start, now, where) -> Ratio:
-    """按期处置率 (today): dispatched today; of them resolved on time (by now)."""
-    n, ok = s.execute(select(func.count(), func.sum(case((Incident.on_time.is_(True), 1), else_=0)))
-                      .where(Incident.dispatched_at >= start, Incident.dispatched_at <= now, *where)).one()
-    return Ratio(int(ok or 0), int(n or 0))
+def _ratio(result) -> Ratio:
+    return Ratio(int(result.numerator), int(result.denominator or 0))
 
 
 def _online(s, now, tz) -> Optional[tuple[Ratio, str]]:

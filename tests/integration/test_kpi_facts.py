@@ -234,3 +234,61 @@ def test_facts_rebuild_reports_and_repairs_what_differs(demo):
         assert facts.differences(s) == (0, [])
         assert s.get(services.Incident, victims[0]).handling_hours != 999
     assert runner.invoke(args=["facts", "rebuild", "--check"]).exit_code == 0
+
+
+# --------------------------------------------------------------------------- one number, one path
+
+def test_the_wall_and_the_brief_show_the_same_numbers_for_the_same_labels(demo):
+    """超期未处置 and today's counts and rates: the wall's tiles are the brief's KPIs of today at the
+    wall's instant — a suspended case that was overdue when suspended counts on both."""
+    from incidents.queries import brief as qb
+    from incidents.queries import wall as queries_wall
+    rt = get_runtime(demo.server)
+    tz = rt.pack.timezone
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        late = s.scalars(kpi_facts.select(services.Incident).where(services.Incident.state == "dispatched",
+                                                                   services.Incident.deadline < NOW)
+                         .limit(1)).one()
+        services.act(s, rt.rules, Actor("x", Role.DISPATCHER), late.id, "suspend", version=late.version,
+                     now=NOW - timedelta(minutes=1), reason="weather")
+    with demo.server.test_request_context():
+        wall = queries_wall.wall_data(NOW, tz, every=5)
+        today = qb.preset_period("today", NOW, tz)
+        k = qb.kpi_report(today.start, today.end, wall.as_of).kpis
+        district = next(iter(wall.by_area))
+        west = queries_wall.wall_data(NOW, tz, every=5, district=district)
+        kd = qb.kpi_report(today.start, today.end, wall.as_of, group_by="district").groups[district]
+    assert wall.overdue == k["overdue_open_count"].numerator > wall.lights["red"]   # the held one counts
+    assert wall.today == {key: k[code].numerator for key, code in queries_wall.TODAY_COUNTS.items()}
+    assert (wall.closure.numerator, wall.closure.denominator) == \
+        (k["closure_rate"].numerator, k["closure_rate"].denominator)
+    assert (wall.on_time.numerator, wall.on_time.denominator) == \
+        (k["on_time_disposal_rate"].numerator, k["on_time_disposal_rate"].denominator)
+    assert west.overdue == kd["overdue_open_count"].numerator
+    assert west.today["reported"] == kd["reported_count"].numerator
+
+
+def test_the_read_models_read_through_the_read_database(tmp_path):
+    """With CITYOPS_READ_DATABASE_URL set, the brief and the KPIs are read there (a replica): a
+    case written to the primary after the copy is not in them until the replica has it."""
+    import shutil
+    from tests.conftest import build_app
+    from incidents.queries import brief as qb
+    primary, replica = tmp_path / "primary.db", tmp_path / "replica.db"
+    app = build_app(f"sqlite:///{primary}")
+    rt = get_runtime(app.server)
+    with app.server.app_context(), get_db(app.server).session_scope() as s:
+        _play(s, rt, random.Random(1), 5, 30, NOW - timedelta(days=2), "r1")
+    get_db(app.server).dispose()
+    shutil.copy(primary, replica)
+    app = build_app(f"sqlite:///{primary}", READ_DATABASE_URL=f"sqlite:///{replica}")
+    rt = get_runtime(app.server)
+    with app.server.app_context(), get_db(app.server).session_scope() as s:
+        _play(s, rt, random.Random(2), 3, 0, NOW - timedelta(hours=5), "r2")     # three more, primary only
+    period = kpis.Period(NOW - timedelta(days=3), NOW)
+    with app.server.test_request_context():
+        seen = qb.kpi_report(period.start, period.end, NOW).kpis["reported_count"].numerator
+        with get_db(app.server).session_scope() as s:
+            on_primary = _fast(s, rt, period, NOW)[1].kpis["reported_count"].numerator
+    assert (seen, on_primary) == (5, 8)
+    get_db(app.server).dispose()

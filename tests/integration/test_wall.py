@@ -31,7 +31,14 @@ def _dispatched(s, rules, ext, at):
     return services.perform(s, rules, DISPATCHER, c.id, "dispatch", version=c.version, now=at)
 
 
-def test_the_wall_counts_today_lights_and_drills_into_a_district(server):
+@pytest.fixture
+def city(server):
+    """The wall's read model asks the city (pack, calendar) the app hands in, as a request would."""
+    with server.app_context():
+        yield
+
+
+def test_the_wall_counts_today_lights_and_drills_into_a_district(server, city):
     rules = get_runtime(server).rules
     with get_db(server).session_scope() as s:
         _case(s, rules, "a")
@@ -54,7 +61,7 @@ def test_the_wall_counts_today_lights_and_drills_into_a_district(server):
     assert any(a.kind == "red" and a.case_id == late.id for a in data.alarms) is False  # red 10 days ago: not new
 
 
-def test_alarms_fold_and_an_acknowledged_alarm_leaves(server):
+def test_alarms_fold_and_an_acknowledged_alarm_leaves(server, city):
     rules = get_runtime(server).rules
     with get_db(server).session_scope() as s:
         urgent = _case(s, rules, "u", priority="urgent", at=NOW - timedelta(minutes=5))
