@@ -34,6 +34,7 @@ _SOURCES = {
     "channel": _I.channel, "priority": _I.priority, "on_time": _I.on_time,
     "reworked": _I.rework_count > 0, "misdispatched": (_I.return_count + _I.reassign_count) > 0,
     "extended": _I.extension_count > 0, "handling_hours": _I.handling_hours,
+    "first_closed_at": _I.first_closed_at, "dispatches": _I.dispatch_count, "closures": _I.close_count,
 }
 COLUMNS = tuple(_SOURCES)
 _SLICE = 5000      # ids per statement (PostgreSQL takes at most 65,535 parameters)
@@ -66,20 +67,18 @@ def rebuild(session: Session) -> int:
 
 
 def backfill_milestones(session: Session, calendar, *, every: bool = False, batch: int = 20000) -> int:
-    """The case milestones the facts read that come from the timeline: the first dispatch (a SQL
-    ``MIN`` over the events) and, for resolved and closed cases, the working hours from it to the
-    final resolve (needs the pack's calendar, so ``init-db`` runs this after the migrations for the
-    cases from before them). Only the cases that lack them, or ``every`` case; returns how many
-    cases' milestones changed."""
-    first = (select(func.min(IncidentEvent.at)).where(IncidentEvent.incident_id == Incident.id,
-                                                     IncidentEvent.action == "dispatch")
-             .scalar_subquery())
+    """The case milestones the facts read that come from the timeline: with ``every``, the first
+    dispatch and closure and how many there were (SQL over the events); and, for resolved and
+    closed cases, the working hours from the first dispatch to the final resolve (needs the pack's
+    calendar, so ``init-db`` runs this after the migrations for the cases from before them) — only
+    where they lack them, or for ``every`` case. Returns how many cases' milestones changed."""
     t = Incident.__table__
     conn = session.connection()
-    scope = t.c.first_dispatched_at.is_(None) & t.c.dispatched_at.isnot(None)
-    if every:
-        scope = t.c.first_dispatched_at.is_distinct_from(first)
-    changed = int(conn.execute(update(t).where(scope).values(first_dispatched_at=first)).rowcount or 0)
+    changed = 0
+    if every:    # (migration 0004 filled these from the events; a rebuild checks them all again)
+        for column, value in _from_timeline(t).items():
+            changed += int(conn.execute(update(t).where(t.c[column].is_distinct_from(value))
+                                        .values({column: value})).rowcount or 0)
     done = t.c.resolved_at.isnot(None) & t.c.first_dispatched_at.isnot(None) & t.c.state.in_(("resolved", "closed"))
     after = 0
     while True:
@@ -97,6 +96,17 @@ def backfill_milestones(session: Session, calendar, *, every: bool = False, batc
             conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(handling_hours=bindparam("b_h")), new)
         changed += len(new)
         after = rows[-1][0]
+
+
+def _from_timeline(t) -> dict:
+    """The case columns that are a fact of the timeline, as correlated SQL over the events."""
+    def of(agg, action):
+        e = IncidentEvent.__table__
+        return select(agg(e.c.at) if agg is not func.count else func.count()).where(
+            e.c.incident_id == t.c.id, e.c.action == action).scalar_subquery()
+    return {"first_dispatched_at": of(func.min, "dispatch"), "first_closed_at": of(func.min, "verify_pass"),
+            "dispatch_count": func.nullif(of(func.count, "dispatch"), 0),
+            "close_count": func.nullif(of(func.count, "verify_pass"), 0)}
 
 
 def _aware(value):

@@ -405,8 +405,10 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
             case.reassign_count += 1
             payload["from_department"] = case.department_code
         case.department_code = department
-        if action == Action.DISPATCH and case.first_dispatched_at is None:
-            case.first_dispatched_at = now
+        if action == Action.DISPATCH:
+            case.dispatch_count = (getattr(case, "dispatch_count", None) or 0) + 1
+            if case.first_dispatched_at is None:
+                case.first_dispatched_at = now
         _start_clock(case, category, rules, now)
     elif action == Action.REGISTER:
         case.registered_at = now
@@ -449,6 +451,9 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
                                if case.first_dispatched_at is not None else None)
     elif action == Action.VERIFY_PASS:
         case.closed_at = now
+        case.close_count = (getattr(case, "close_count", None) or 0) + 1
+        if getattr(case, "first_closed_at", None) is None:
+            case.first_closed_at = now
     elif action == Action.VERIFY_FAIL:
         case.rework_count += 1
         case.resolved_at = None

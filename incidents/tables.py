@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, TypeDecorator, UniqueConstraint)
+                        Text, TypeDecorator, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -189,6 +189,11 @@ class Incident(Base):
     # the working hours from it to the final resolve (平均处置时长; None while not resolved)
     first_dispatched_at: Mapped[Optional[datetime]]
     handling_hours: Mapped[Optional[float]] = mapped_column(Float)
+    # how often it was dispatched and closed (None = never) and its first closure: a case counted once
+    # in 派遣数 / 结案数 is told by these alone; only the few dispatched or closed twice ask the timeline
+    dispatch_count: Mapped[Optional[int]] = mapped_column(Integer)
+    close_count: Mapped[Optional[int]] = mapped_column(Integer)
+    first_closed_at: Mapped[Optional[datetime]]
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(60), default="")
 
@@ -207,7 +212,10 @@ class CaseFact(Base):
                       Index("ix_case_facts_registered_at", "registered_at"),
                       Index("ix_case_facts_first_dispatched_at", "first_dispatched_at"),
                       Index("ix_case_facts_state_deadline", "state", "deadline"),
-                      Index("ix_case_facts_updated_at", "updated_at"))
+                      Index("ix_case_facts_updated_at", "updated_at"),
+                      Index("ix_case_facts_repeated", "incident_id",
+                            sqlite_where=text("dispatches > 1 OR closures > 1"),
+                            postgresql_where=text("dispatches > 1 OR closures > 1")))
 
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True, autoincrement=False)
     # what the case is now, where and whose
@@ -233,6 +241,9 @@ class CaseFact(Base):
     reworked: Mapped[bool] = mapped_column(Boolean)
     misdispatched: Mapped[bool] = mapped_column(Boolean)
     extended: Mapped[bool] = mapped_column(Boolean)
+    first_closed_at: Mapped[Optional[datetime]]
+    dispatches: Mapped[Optional[int]] = mapped_column(Integer)
+    closures: Mapped[Optional[int]] = mapped_column(Integer)
 
 
 class IncidentEvent(Base):

@@ -25,8 +25,7 @@ from incidents import kpis
 from incidents.queries import kpi_facts
 from incidents.queries._common import current_version, runtime
 from incidents.queries.kpi_facts import load_kpi_frames  # noqa: F401 (the reference, for tests)
-from incidents.tables import (Area, Category, Department, Incident, IncidentEvent, KpiIndicator, KpiValue,
-                              ServiceRate)
+from incidents.tables import Area, Category, Department, Incident, KpiIndicator, KpiValue
 
 PRESETS = ("today", "week", "month", "quarter", "custom")
 AS_OF_STEP = timedelta(minutes=5)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, exists, func, insert, or_, select,
+from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, insert, or_, select,
                         type_coerce, union)
 from sqlalchemy.orm import Session
 
@@ -62,36 +62,59 @@ def as_of_conditions(as_of: datetime) -> dict:
 
 
 def period_conditions(lo: datetime, hi: datetime) -> dict:
-    """The cohorts of ``[lo, hi)`` (``kpis._set_period``); the event counts are :func:`_event_in`."""
+    """The cohorts of ``[lo, hi)`` (``kpis._set_period``); the event counts come from the
+    first dispatch and closure (and the timeline of the cases with several)."""
     live = F.state != VOIDED
     return {"reported_in": _within(F.reported_at, lo, hi), "registered_in": _within(F.registered_at, lo, hi),
             "reg_cohort": and_(_within(F.registered_at, lo, hi), live),
             "disp_cohort": and_(_within(F.first_dispatched_at, lo, hi), live)}
 
 
-def _event_in(action: str, lo: datetime, hi: datetime):
-    return exists().where(E.incident_id == F.incident_id, E.action == action, _within(E.at, lo, hi))
-
-
 def _one(cond):
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-def _sum_columns(c: dict, p: dict) -> dict:
-    """SQL for each of :data:`kpis.CASE_SUMS` but the event counts, from the conditions."""
-    reg, disp = p["reg_cohort"], p["disp_cohort"]
-    handled = and_(disp, c["resolved_final"])
-    return {"reported": _one(p["reported_in"]), "registered": _one(p["registered_in"]), "reg": _one(reg),
-            "reg_closed": _one(and_(reg, c["closed"])), "reg_closed_on_time": _one(and_(reg, c["closed_on_time"])),
-            "reg_reworked": _one(and_(reg, c["reworked"])), "disp": _one(disp),
-            "disp_on_time": _one(and_(disp, c["on_time_final"])), "disp_accurate": _one(and_(disp, c["accurate"])),
-            "disp_extended": _one(and_(disp, c["extended"])), "overdue": _one(c["overdue"]),
-            "handled": _one(handled),
-            "handled_hours": func.coalesce(func.sum(case((handled, F.handling_hours), else_=None)), 0.0)}
+def _bucket(col, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+    """The index of the bucket ``col`` falls in, NULL outside ``[lo, hi)``."""
+    return case((or_(col < lo, col >= hi, col.is_(None)), None),
+                *[(col < b.end, i) for i, b in enumerate(buckets)], else_=None)
 
 
-def _bucket(col, buckets: list[kpis.Period]):
-    return case(*[(col < b.end, i) for i, b in enumerate(buckets)], else_=None)
+#: what a fact row adds to its group of the scan, by what it is at ``as_of`` (the period comes
+#: from the group's bucket columns): rows, live rows (not voided) and the live rows' flags
+_FLAGS = ("closed", "closed_on_time", "reworked", "on_time_final", "accurate", "extended", "resolved_final")
+#: which CASE_SUMS a cohort's bucket column carries: cohort sum name → the flag it counts
+_REG = {"reg_closed": "closed", "reg_closed_on_time": "closed_on_time", "reg_reworked": "reworked"}
+_DISP = {"disp_on_time": "on_time_final", "disp_accurate": "accurate", "disp_extended": "extended",
+         "handled": "resolved_final"}
+
+
+def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+    """One pass over the settled fact rows of ``[lo, hi)`` (and the overdue ones), grouped by
+    department, district and the bucket of each milestone a cohort hangs on."""
+    c = as_of_conditions(as_of)
+    live = F.state != VOIDED
+    keys = [F.department_code, F.district_code] + [_bucket(m, lo, hi, buckets) for m in
+                                                   (F.reported_at, F.registered_at, F.first_dispatched_at,
+                                                    F.first_closed_at)]
+    cols = [func.count(), _one(live), *[_one(and_(live, c[f])) for f in _FLAGS],
+            func.coalesce(func.sum(case((and_(live, c["resolved_final"]), F.handling_hours), else_=None)), 0.0),
+            _one(c["overdue"]), _one(F.dispatches == 1), _one(F.closures == 1)]
+    where = and_(settled(as_of), or_(*[_within(m, lo, hi) for m in (F.reported_at, F.registered_at,
+                                                                    F.first_dispatched_at, F.first_closed_at)],
+                                     c["overdue"]))
+    return s.execute(select(*keys, *cols).where(where).group_by(*keys)).all()
+
+
+def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+    """The cases dispatched or closed more than once (a partial index finds them): their dispatch
+    and closure events in ``[lo, hi)``, as (department, district, action, bucket, case)."""
+    b = _bucket(E.at, lo, hi, buckets)
+    return s.execute(select(F.department_code, F.district_code, E.action, b, E.incident_id).distinct()
+                     .select_from(F).join(E, E.incident_id == F.incident_id)
+                     .where(or_(F.dispatches > 1, F.closures > 1), settled(as_of), _within(E.at, lo, hi),
+                            or_(and_(E.action == "dispatch", F.dispatches > 1),
+                                and_(E.action == "verify_pass", F.closures > 1)))).all()
 
 
 # --------------------------------------------------------------------------- sums of one period
@@ -123,28 +146,49 @@ def _key(dept, district) -> tuple[str, str]:
     return (dept if dept is not None else kpis.UNASSIGNED, district if district is not None else kpis.UNASSIGNED)
 
 
+def _zero() -> dict:
+    return dict.fromkeys(kpis.CASE_SUMS, 0)
+
+
 def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
                 hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None) -> PeriodSums:
     lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
-    c, p = as_of_conditions(as_of), period_conditions(lo, hi)
-    cols = _sum_columns(c, p)
     out = PeriodSums(period, as_of)
-    base = settled(as_of)
-    # one scan of the period's rows (and the open ones for 超期未处置), grouped by department × district
-    for row in s.execute(select(F.department_code, F.district_code, *[v.label(k) for k, v in cols.items()])
-                         .where(base, or_(p["reported_in"], p["registered_in"],
-                                          _within(F.first_dispatched_at, lo, hi), c["overdue"]))
-                         .group_by(F.department_code, F.district_code)):
-        out.groups[_key(row[0], row[1])] = {**dict(zip(cols, row[2:])), "dispatched": 0, "closed": 0}
-    for dept, district, action, n in s.execute(
-            select(F.department_code, F.district_code, E.action, func.count(func.distinct(E.incident_id)))
-            .select_from(E).join(F, F.incident_id == E.incident_id)
-            .where(base, E.action.in_(tuple(_EVENT_COUNTS)), _within(E.at, lo, hi))
-            .group_by(F.department_code, F.district_code, E.action)):
-        g = out.groups.setdefault(_key(dept, district), dict.fromkeys(kpis.CASE_SUMS, 0))
-        g[_EVENT_COUNTS[action]] = n
+    scan_buckets = buckets or [period]
+    by_bucket = [_zero() for _ in scan_buckets]
+    for row in _scan(s, as_of, lo, hi, scan_buckets):
+        dept, district, b_rep, b_reg, b_disp, b_close = row[:6]
+        n, live, *flags = row[6:]
+        flagged = dict(zip(_FLAGS, flags[:len(_FLAGS)]))
+        hours, overdue, single_dispatch, single_close = flags[len(_FLAGS):]
+        add = {"overdue": overdue}
+        per_bucket = []
+        if b_rep is not None:
+            per_bucket.append((b_rep, {"reported": n}))
+        if b_reg is not None:
+            per_bucket.append((b_reg, {"registered": n, "reg": live, **{k: flagged[f] for k, f in _REG.items()}}))
+        if b_disp is not None:
+            per_bucket.append((b_disp, {"disp": live, **{k: flagged[f] for k, f in _DISP.items()},
+                                        "handled_hours": hours, "dispatched": single_dispatch}))
+        if b_close is not None:
+            per_bucket.append((b_close, {"closed": single_close}))
+        g = out.groups.setdefault(_key(dept, district), _zero())
+        for i, sums in [(None, add)] + per_bucket:
+            for k, v in sums.items():
+                g[k] += v
+                if i is not None:
+                    by_bucket[int(i)][k] += v
+    # the cases dispatched or closed more than once count once per period, once per bucket
+    seen: set = set()
+    for dept, district, action, b, cid in _repeated(s, as_of, lo, hi, scan_buckets):
+        name = _EVENT_COUNTS[action]
+        if (name, cid) not in seen:
+            seen.add((name, cid))
+            out.groups.setdefault(_key(dept, district), _zero())[name] += 1
+        if b is not None:
+            by_bucket[int(b)][name] += 1
     if buckets is not None:
-        out.buckets = _bucket_sums(s, base, c, lo, hi, buckets)
+        out.buckets = by_bucket
     replayed = _replay(s, period, as_of, cal=cal, priority_factors=priority_factors, hours_per_day=hours_per_day,
                        tz=tz)
     out.rates = replayed.pop("rates")
@@ -157,32 +201,9 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
         if buckets is not None:
             extra = kpis.bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
             out.buckets = [kpis.add_sums(a, b) for a, b in zip(out.buckets, extra)]
-    for g in out.groups.values():
+    for g in [*out.groups.values(), *(out.buckets or [])]:
         for k in kpis.CASE_SUMS:
             g[k] = float(g[k]) if k == "handled_hours" else int(g[k])
-    return out
-
-
-def _bucket_sums(s: Session, base, c: dict, lo: datetime, hi: datetime, buckets: list[kpis.Period]) -> list[dict]:
-    """Each bucket's sums: one grouped query per milestone a cohort hangs on, one for the events."""
-    out = [dict.fromkeys(kpis.CASE_SUMS, 0) for _ in buckets]
-    whole = period_conditions(lo, hi)
-    cols = _sum_columns(c, whole)
-    for milestone, names in ((F.reported_at, ("reported",)),
-                             (F.registered_at, ("registered", "reg", "reg_closed", "reg_closed_on_time", "reg_reworked")),
-                             (F.first_dispatched_at, ("disp", "disp_on_time", "disp_accurate", "disp_extended",
-                                                      "handled", "handled_hours"))):
-        b = _bucket(milestone, buckets)
-        for row in s.execute(select(b, *[cols[n] for n in names]).where(base, _within(milestone, lo, hi)).group_by(b)):
-            if row[0] is not None:
-                out[int(row[0])].update(zip(names, row[1:]))
-    b = _bucket(E.at, buckets)
-    for i, action, n in s.execute(select(b, E.action, func.count(func.distinct(E.incident_id))).select_from(E)
-                                  .join(F, F.incident_id == E.incident_id)
-                                  .where(base, E.action.in_(tuple(_EVENT_COUNTS)), _within(E.at, lo, hi))
-                                  .group_by(b, E.action)):
-        if i is not None:
-            out[int(i)][_EVENT_COUNTS[action]] = n
     return out
 
 
@@ -219,7 +240,8 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
                replayed=None):
     """One row per case behind any of ``results`` (case KPIs), an int8 column per KPI: 2 counted in
     the numerator (for counts: counted), 1 in the denominator only, 0 not behind it — the
-    settled rows by SQL (one scan of the period's fact rows on their indexes, one of its events),
+    settled rows by SQL (one scan of the period's fact rows, and the events of the few cases dispatched or
+    closed more than once),
     the cases changed after ``as_of`` by the reference (:func:`incidents.kpis.case_flags` over
     ``replayed``, the facts frame of :func:`PeriodSums`)."""
     import numpy as np
@@ -227,20 +249,21 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
     lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
     c, p = as_of_conditions(as_of), period_conditions(lo, hi)
     names = {**{k: p[v] for k, v in _COHORT_SQL.items()}, "open_overdue": c["overdue"],
-             **{v: c[v] for v in set(_NUMERATOR_SQL.values())}}
+             **{v: c[v] for v in set(_NUMERATOR_SQL.values())},
+             "dispatched_event": and_(F.dispatches == 1, _within(F.first_dispatched_at, lo, hi)),
+             "closed_event": and_(F.closures == 1, _within(F.first_closed_at, lo, hi))}
     cols = list(names)
+    milestones = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_closed_at)
     rows = s.execute(select(F.incident_id, *[case((v, 1), else_=0) for v in names.values()])
-                     .where(settled(as_of), or_(p["reported_in"], p["registered_in"],
-                                                _within(F.first_dispatched_at, lo, hi), c["overdue"]))).all()
+                     .where(settled(as_of), or_(*[_within(m, lo, hi) for m in milestones], c["overdue"]))).all()
     frame = pd.DataFrame(np.array([r[1:] for r in rows], dtype=bool).reshape(len(rows), len(cols)), columns=cols,
                          index=pd.Index([r[0] for r in rows], dtype="int64", name="id"))
-    # the event cohorts: cases with a dispatch / a closure in the period
-    events = s.execute(select(E.incident_id, E.action).join(F, F.incident_id == E.incident_id)
-                       .where(settled(as_of), E.action.in_(tuple(_EVENT_COUNTS)), _within(E.at, lo, hi))
-                       .group_by(E.incident_id, E.action)).all()
-    frame = frame.reindex(frame.index.union(pd.Index(sorted({e[0] for e in events}), dtype="int64")), fill_value=False)
+    # the cases dispatched or closed more than once: their events in the period say
+    repeated = _repeated(s, as_of, lo, hi, [period])
+    frame = frame.reindex(frame.index.union(pd.Index(sorted({r[4] for r in repeated}), dtype="int64")),
+                          fill_value=False)
     for action, cohort in (("dispatch", "dispatched_event"), ("verify_pass", "closed_event")):
-        frame[cohort] = frame.index.isin([e[0] for e in events if e[1] == action])
+        frame.loc[sorted({r[4] for r in repeated if r[2] == action}), cohort] = True
     out = {}
     for code, res in results.items():
         cohort = frame[res.drill["cohort"]].to_numpy()

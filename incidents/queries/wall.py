@@ -17,7 +17,7 @@ from data_sources.store.cache import cache
 from data_sources.store.db import read_scope
 from incidents import kpis
 from incidents.kpis import MIN_RANKING_VOLUME
-from incidents.model import Light, Priority, State
+from incidents.model import Light, Priority
 from incidents.queries import kpi_facts
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES, light_expr, runtime, time_bucket
 from incidents.queries.feeds import feed_health_rows
