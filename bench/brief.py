@@ -147,10 +147,42 @@ def run(backend: str, url: str, args) -> None:
             print(f"[{backend}]   export {ext}: {t:.2f} s (brief warm), {len(resp.data):,} bytes, HTTP {resp.status_code}")
             exports[f"{label}:{ext}"] = t
     get_db(server).dispose()
+    xlsx_rss, xlsx_rows, xlsx_s = _xlsx_in_a_fresh_process(url, last, now)
+    print(f"[{backend}]   Excel of the last complete quarter in a fresh process: {xlsx_rows:,} case rows in "
+          f"{xlsx_s:.2f} s, peak RSS {xlsx_rss:.0f} MB (the brief, the flags and the file)")
     cold, floor, warm = results["last complete quarter"]
     print(f"RESULT backend={backend} cases={args.cases} brief_cold_s={cold:.3f} brief_floor_s={floor:.3f} "
           f"brief_cold_over_floor={cold / floor:.2f} brief_warm_ms={warm * 1000:.2f} "
-          f"xlsx_s={exports['last complete quarter:xlsx']:.2f} pdf_s={exports['last complete quarter:pdf']:.2f}")
+          f"xlsx_s={exports['last complete quarter:xlsx']:.2f} pdf_s={exports['last complete quarter:pdf']:.2f} "
+          f"xlsx_fresh_s={xlsx_s:.2f} xlsx_peak_rss_mb={xlsx_rss:.0f}")
+
+
+_XLSX_JOB = """
+import json, resource, sys, tempfile, time
+from datetime import datetime
+from app import create_app
+from dashboards._exports import brief_xlsx
+from incidents.queries import brief as qb
+start, end, as_of = (datetime.fromisoformat(v) for v in sys.argv[2:5])
+server = create_app({"DATABASE_URL": sys.argv[1], "TESTING": True, "SECRET_KEY": "bench", "DEMO_FEED": False}).server
+t0 = time.perf_counter()
+with server.test_request_context(), tempfile.TemporaryDirectory() as tmp:
+    rows, flags = qb.case_table(start, end, as_of)
+    n = brief_xlsx(qb.brief(start, end, as_of), rows, flags, tmp + "/q.xlsx")
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rows": n,
+                  "seconds": time.perf_counter() - t0}))
+"""
+
+
+def _xlsx_in_a_fresh_process(url: str, period, as_of) -> tuple[float, int, float]:
+    """The Excel export of ``period`` as the export job makes it, alone in a new process: its peak
+    resident memory is the export's (brief, case flags, the rows streamed into the file)."""
+    import json
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", _XLSX_JOB, url, period.start.isoformat(), period.end.isoformat(),
+                          as_of.isoformat()], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return got["rss_mb"], got["rows"], got["seconds"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,9 @@ def refresh(session: Session, ids: Iterable[int]) -> None:
 def rebuild(session: Session) -> int:
     """Every fact row again from the case rows; returns the number of cases."""
     _upsert(session, true())       # (SQLite: an INSERT … SELECT needs a WHERE before ON CONFLICT)
-    session.connection().execute(delete(CaseFact).where(CaseFact.incident_id.not_in(select(Incident.id))))
+    conn = session.connection()
+    conn.execute(delete(CaseFact).where(CaseFact.incident_id.not_in(select(Incident.id))))
+    conn.exec_driver_sql("ANALYZE case_facts")     # fresh statistics: the KPI scans pick their indexes by them
     return int(session.scalar(select(func.count()).select_from(CaseFact)) or 0)
 
 

@@ -211,6 +211,7 @@ class CaseFact(Base):
     __table_args__ = (Index("ix_case_facts_reported_at", "reported_at"),
                       Index("ix_case_facts_registered_at", "registered_at"),
                       Index("ix_case_facts_first_dispatched_at", "first_dispatched_at"),
+                      Index("ix_case_facts_first_closed_at", "first_closed_at"),
                       Index("ix_case_facts_state_deadline", "state", "deadline"),
                       Index("ix_case_facts_updated_at", "updated_at"),
                       Index("ix_case_facts_repeated", "incident_id",

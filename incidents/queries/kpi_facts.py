@@ -42,9 +42,20 @@ def _within(col, lo: datetime, hi: datetime):
     return and_(col >= lo, col < hi)
 
 
-def settled(as_of: datetime):
-    """Fact rows that describe their case at ``as_of``: reported by then, unchanged since."""
+def settled(as_of: datetime, dialect: str = ""):
+    """Fact rows that describe their case at ``as_of``: reported by then, unchanged since. For a
+    scan whose other terms pick the rows, on SQLite the two columns are written ``+col`` (SQLite's
+    no-op that keeps a term off an index): else its planner walks ``updated_at <= as_of`` — every
+    row — instead of the milestone indexes."""
+    if dialect == "sqlite":
+        return and_(_unindexed(F.reported_at) <= as_of, _unindexed(F.updated_at) <= as_of)
     return and_(F.reported_at <= as_of, F.updated_at <= as_of)
+
+
+def _unindexed(col):
+    from sqlalchemy.sql import operators
+    from sqlalchemy.sql.expression import UnaryExpression
+    return UnaryExpression(col, operator=operators.custom_op("+"), type_=col.type)
 
 
 def as_of_conditions(as_of: datetime) -> dict:
@@ -57,8 +68,8 @@ def as_of_conditions(as_of: datetime) -> dict:
     return {"closed": closed, "closed_on_time": and_(closed, on_time_final), "on_time_final": on_time_final,
             "resolved_final": resolved_final, "reworked": F.reworked.is_(True),
             "accurate": F.misdispatched.is_(False), "extended": F.extended.is_(True),
-            "overdue": and_(F.deadline.isnot(None), or_(and_(running, F.deadline < as_of),
-                                                       and_(held, F.deadline < F.suspended_at)))}
+            # one OR of two index-able terms (state, deadline), so a scan can OR it with the milestones
+            "overdue": or_(and_(running, F.deadline < as_of), and_(held, F.deadline < F.suspended_at))}
 
 
 def period_conditions(lo: datetime, hi: datetime) -> dict:
@@ -100,9 +111,9 @@ def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list
     cols = [func.count(), _one(live), *[_one(and_(live, c[f])) for f in _FLAGS],
             func.coalesce(func.sum(case((and_(live, c["resolved_final"]), F.handling_hours), else_=None)), 0.0),
             _one(c["overdue"]), _one(F.dispatches == 1), _one(F.closures == 1)]
-    where = and_(settled(as_of), or_(*[_within(m, lo, hi) for m in (F.reported_at, F.registered_at,
-                                                                    F.first_dispatched_at, F.first_closed_at)],
-                                     c["overdue"]))
+    where = and_(settled(as_of, s.get_bind().dialect.name),
+                 or_(*[_within(m, lo, hi) for m in (F.reported_at, F.registered_at, F.first_dispatched_at,
+                                                    F.first_closed_at)], *c["overdue"].clauses))
     return s.execute(select(*keys, *cols).where(where).group_by(*keys)).all()
 
 
@@ -255,7 +266,8 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
     cols = list(names)
     milestones = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_closed_at)
     rows = s.execute(select(F.incident_id, *[case((v, 1), else_=0) for v in names.values()])
-                     .where(settled(as_of), or_(*[_within(m, lo, hi) for m in milestones], c["overdue"]))).all()
+                     .where(settled(as_of, s.get_bind().dialect.name),
+                            or_(*[_within(m, lo, hi) for m in milestones], *c["overdue"].clauses))).all()
     frame = pd.DataFrame(np.array([r[1:] for r in rows], dtype=bool).reshape(len(rows), len(cols)), columns=cols,
                          index=pd.Index([r[0] for r in rows], dtype="int64", name="id"))
     # the cases dispatched or closed more than once: their events in the period say

@@ -48,7 +48,7 @@ def upgrade() -> None:
                     *[_col(n, sa.Boolean()) for n in ('on_time', 'reworked', 'misdispatched', 'extended')],
                     _col('handling_hours', sa.Float()), _col('first_closed_at', sa.DateTime()),
                     _col('dispatches', sa.Integer()), _col('closures', sa.Integer()))
-    for name in ('reported_at', 'registered_at', 'first_dispatched_at', 'updated_at'):
+    for name in ('reported_at', 'registered_at', 'first_dispatched_at', 'first_closed_at', 'updated_at'):
         op.create_index(f'ix_case_facts_{name}', 'case_facts', [name])
     op.create_index('ix_case_facts_state_deadline', 'case_facts', ['state', 'deadline'])
     repeated = sa.text('dispatches > 1 OR closures > 1')     # the few the timeline is asked about
