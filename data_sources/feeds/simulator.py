@@ -28,6 +28,7 @@ from sqlalchemy import Boolean, delete, func, select
 from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
+from data_sources.store.db import bulk_load
 from incidents import facts, services
 from incidents.lifecycle import DomainError, next_state
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
@@ -354,9 +355,22 @@ def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, 
     are written with one driver ``executemany`` per table and their fact rows refreshed.
     ``progress`` is called after each batch with the counts so far."""
     first, last = plan_history(sim, now, days)
+    services.bump_data_version(session)     # (this write opens the transaction the bulk load runs in)
+    session.flush()
     conn = session.connection()
     writer = _Rows(conn)
     next_id = int(session.scalar(select(func.coalesce(func.max(Incident.id), 0))) or 0) + 1
+    with bulk_load(conn, ["incidents", "incident_events", "case_facts", "demo_steps"]):
+        done = _generate(session, conn, sim, writer, now, first, last, next_id, batch, progress)
+    if conn.dialect.name == "postgresql" and done.cases:   # explicit ids: move the id sequence past them
+        conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
+                             "(SELECT max(id) FROM incidents))")
+    _set_slot(session, last)
+    return {"cases": done.cases, "events": done.events, "planned_steps": done.planned_steps}
+
+
+def _generate(session: Session, conn, sim: Simulator, writer: _Rows, now: datetime, first: int, last: int,
+              next_id: int, batch: int, progress) -> HistoryProgress:
     done = HistoryProgress(0, last - first, 0, 0, 0, time.monotonic())
     route_memo: dict = {}
     pending: list[PlannedCase] = []
@@ -377,12 +391,7 @@ def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, 
             flush(slot + 1)
     if pending or progress is not None:
         flush(last)
-    if conn.dialect.name == "postgresql" and done.cases:   # explicit ids: move the id sequence past them
-        conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
-                             "(SELECT max(id) FROM incidents))")
-    _set_slot(session, last)
-    services.bump_data_version(session)
-    return {"cases": done.cases, "events": done.events, "planned_steps": done.planned_steps}
+    return done
 
 
 @dataclass
