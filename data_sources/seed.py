@@ -34,6 +34,10 @@ class ConsoleProgress:
 
     def __call__(self, p) -> None:
         import time
+        if p.stage != "cases":
+            self.stream.write(f"demo history: building the indexes of {p.cases:,} cases and {p.events:,} events …\n")
+            self.stream.flush()
+            return
         elapsed = max(time.monotonic() - p.started, 1e-9)
         left = elapsed * (1 - p.fraction) / p.fraction if p.fraction > 0 else float("nan")
         done = int(self.WIDTH * p.fraction)

@@ -353,7 +353,8 @@ def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, 
     The bulk path: each case's steps go through :func:`incidents.services.transition` on a plain
     draft (so its row and events are what the services would write), and every ``batch`` cases
     are written with one driver ``executemany`` per table and their fact rows refreshed.
-    ``progress`` is called after each batch with the counts so far."""
+    ``progress`` is called after each batch with the counts so far, and once more (stage
+    ``indexes``) when only the indexes are left to build."""
     first, last = plan_history(sim, now, days)
     services.bump_data_version(session)     # (this write opens the transaction the bulk load runs in)
     session.flush()
@@ -362,6 +363,9 @@ def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, 
     next_id = int(session.scalar(select(func.coalesce(func.max(Incident.id), 0))) or 0) + 1
     with bulk_load(conn, ["incidents", "incident_events", "case_facts", "demo_steps"]):
         done = _generate(session, conn, sim, writer, now, first, last, next_id, batch, progress)
+        if progress is not None:
+            done.stage = "indexes"
+            progress(done)
     if conn.dialect.name == "postgresql" and done.cases:   # explicit ids: move the id sequence past them
         conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
                              "(SELECT max(id) FROM incidents))")
@@ -404,6 +408,7 @@ class HistoryProgress:
     events: int
     planned_steps: int
     started: float         # time.monotonic() at the start
+    stage: str = "cases"   # then "indexes": every case is written, the indexes are being built
 
     @property
     def fraction(self) -> float:

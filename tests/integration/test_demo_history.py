@@ -84,8 +84,15 @@ def test_the_history_is_what_the_services_would_write(server, tmp_path):
 
 
 def test_progress_is_reported_with_growing_counts(server):
-    seen = []
-    _, out = _seed(server, batch=500, progress=lambda p: seen.append((p.slots, p.cases, p.events, p.fraction)))
+    seen, stages = [], []
+
+    def progress(p):
+        stages.append(p.stage)
+        if p.stage == "cases":
+            seen.append((p.slots, p.cases, p.events, p.fraction))
+
+    _, out = _seed(server, batch=500, progress=progress)
+    assert stages[-1] == "indexes" and set(stages[:-1]) == {"cases"}
     assert len(seen) > 3
     assert [s for s, *_ in seen] == sorted({s for s, *_ in seen})          # strictly increasing
     assert [c for _, c, _, _ in seen] == sorted(c for _, c, _, _ in seen) and seen[0][1] > 0
@@ -102,3 +109,5 @@ def test_the_console_progress_line_says_counts_rate_and_time_left():
     assert len(lines) == 3 and lines[0].startswith("demo history  25%")
     assert "1,000 cases, 5,500 events" in lines[0] and "cases/s" in lines[0] and "ETA 30s" in lines[0]
     assert lines[-1].startswith("demo history 100%") and "ETA 0s" in lines[-1]
+    progress(simulator.HistoryProgress(100, 100, 4000, 22000, 0, started, stage="indexes"))
+    assert stream.getvalue().splitlines()[-1] == "demo history: building the indexes of 4,000 cases and 22,000 events …"
