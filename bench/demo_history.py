@@ -56,22 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     def echo(line: str = "") -> None:
         if line.startswith("demo history:"):      # seed_history has returned (indexes built)
             marks["history_end"] = time.monotonic()
-        lines.append(line)
+        lines.append(f"{time.monotonic() - t0:6.1f} s  {line}")
 
     t0 = time.monotonic()
     result = init_db(server, echo=echo, seed_demo=True, now=datetime.now(timezone.utc), progress=on_progress)
+    returned = time.monotonic() - t0
+    get_db(server).dispose()        # the last connection closes: SQLite checkpoints the WAL into the file
     total = time.monotonic() - t0
-    get_db(server).dispose()
-    for line in lines:
-        if line.strip() and not line.startswith("  "):      # not the demo passwords
+    for line in lines:          # what init-db said, at the second it said it (not the demo passwords)
+        if line[10:].strip() and not line[10:].startswith("  "):
             print(line)
+    print(f"{returned:6.1f} s  init-db returned (after the demo users and ANALYZE)")
+    print(f"{total:6.1f} s  connections closed (the WAL checkpointed into the database file)")
     h = result.get("history", {"cases": 0, "events": 0, "planned_steps": 0})
     history = marks.get("history_end", t0) - marks.get("history_start", t0)
     size = sum(os.path.getsize(path + x) for x in ("", "-wal") if os.path.exists(path + x)) / 1e6
     print(f"cases {h['cases']:,}, events {h['events']:,}, planned steps {h['planned_steps']:,}, "
           f"service rates {result['service_rates']['service_rates']:,}, KPI values {result['service_rates']['kpi_values']:,}")
     print(f"history (generate + write + facts + indexes) {history:.1f} s = {h['cases'] / max(history, 1e-9):,.0f} cases/s; "
-          f"init-db as a whole {total:.1f} s; database {size:,.0f} MB ({path})")
+          f"init-db as a whole, connections closed {total:.1f} s; database {size:,.0f} MB ({path})")
     print(f"RESULT demo_days={args.days} demo_cases={h['cases']} demo_events={h['events']} "
           f"demo_seconds={total:.1f} history_seconds={history:.1f} cases_per_s={h['cases'] / max(history, 1e-9):.0f}")
     if not args.keep:
