@@ -31,6 +31,7 @@ class ConsoleProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._tenth = -1
+        self._longest = 0
 
     def __call__(self, p) -> None:
         import time
@@ -44,8 +45,9 @@ class ConsoleProgress:
         line = (f"demo history {p.fraction:4.0%} [{'#' * done}{'.' * (self.WIDTH - done)}] "
                 f"{p.cases:,} cases, {p.events:,} events, {p.cases / elapsed:,.0f} cases/s, "
                 f"{_duration(elapsed)} elapsed, ETA {_duration(left)}")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if p.fraction >= 1 else ""))
+        if self.tty:    # padded to the longest line so far: a shorter one leaves nothing behind
+            self._longest = max(self._longest, len(line))
+            self.stream.write("\r" + line.ljust(self._longest) + ("\n" if p.fraction >= 1 else ""))
         elif int(p.fraction * 10) > self._tenth:
             self._tenth = int(p.fraction * 10)
             self.stream.write(line + "\n")
