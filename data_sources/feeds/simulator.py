@@ -3,7 +3,9 @@
 Deterministic with a seed: arrivals are drawn per 5-minute slot from a generator seeded by
 (seed, slot), and each case's whole future (register, dispatch, sign, resolve, verify, with
 the odd void, return, extension, suspension, rework and 督办) is planned when it arrives.
-History (``seed_history``) applies the planned steps that lie in the past in bulk and keeps
+History (``seed_history``) applies the planned steps that lie in the past in bulk (through
+``services.transition`` on plain drafts, written with driver ``executemany`` while the tables'
+indexes wait: 400 days ≈ 450,000 cases in about a minute and a half on two cores) and keeps
 the rest as ``demo_steps``; the live feed (``tick``) adds the new slots' cases and applies
 due steps through ``incidents.services`` like any user would. A step that no longer fits
 (someone acted on the case by hand) drops the rest of that case's plan.
