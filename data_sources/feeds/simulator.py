@@ -220,10 +220,15 @@ class Simulator:
     # ------------------------------------------------------------------ actors
     @staticmethod
     def actor(role: Role, department: Optional[str]) -> Actor:
-        names = {Role.DISPATCHER: "sim-dispatcher", Role.INSPECTOR: "sim-inspector", Role.LEADER: "sim-leader"}
-        if role == Role.DEPARTMENT:
-            return Actor(f"sim-{department}", role, department)
-        return Actor(names[role], role)
+        return Actor(actor_name(role, department), role, department if role == Role.DEPARTMENT else None)
+
+
+_ACTOR_NAMES = {Role.DISPATCHER: "sim-dispatcher", Role.INSPECTOR: "sim-inspector", Role.LEADER: "sim-leader"}
+
+
+def actor_name(role: Role, department: Optional[str]) -> str:
+    """Who the simulator acts as: a department's own user, else one user per role."""
+    return f"sim-{department}" if role == Role.DEPARTMENT else _ACTOR_NAMES[role]
 
 
 def _feasible(steps: list[Step]) -> list[Step]:
@@ -441,8 +446,7 @@ def _write_batch(session: Session, conn, sim: Simulator, writer: _Rows, planned:
             if step.at > now:
                 steps.extend(writer.step(case_id, st) for st in pc.steps[i:])
                 break
-            actor = (f"sim-{case.department_code}" if step.role == Role.DEPARTMENT
-                     else Simulator.actor(step.role, None).username)
+            actor = actor_name(step.role, case.department_code)
             events.append(writer.event(transition(case, pc.category, rules, actor, step.action, step.at,
                                                   route=route, **_params(step))))
             n += 1
