@@ -111,3 +111,18 @@ def test_the_console_progress_line_says_counts_rate_and_time_left():
     assert lines[-1].startswith("demo history 100%") and "ETA 0s" in lines[-1]
     progress(simulator.HistoryProgress(100, 100, 4000, 22000, 0, started, stage="indexes"))
     assert stream.getvalue().splitlines()[-1] == "demo history: building the indexes of 4,000 cases and 22,000 events …"
+
+
+def test_the_bulk_load_gives_the_tables_their_indexes_back(server):
+    from sqlalchemy import inspect
+    tables = ("incidents", "incident_events", "case_facts", "demo_steps")
+
+    def indexes():
+        engine = get_db(server).engine
+        return {t: sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspect(engine).get_indexes(t))
+                for t in tables}
+
+    before = indexes()
+    assert len(before["incidents"]) >= 10
+    _seed(server)
+    assert indexes() == before
