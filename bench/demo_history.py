@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from data_sources.seed import ConsoleProgress, init_db
     from data_sources.store.db import get_db
 
-    folder = tempfile.mkdtemp(prefix="cityops-demo-")
+    folder = "" if args.keep else tempfile.mkdtemp(prefix="cityops-demo-")
     path = args.keep or os.path.join(folder, "cityops.db")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
