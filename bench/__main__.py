@@ -2,14 +2,14 @@
 
 Bigger runs: ``python -m bench.actions --cases 1000000 --db both``, ``python -m bench.routing``,
 ``python -m bench.ingest --records 1000000 --db both``, ``python -m bench.queue --cases 1000000 --db both``,
-``python -m bench.wall --cases 1000000 --db sqlite``.
+``python -m bench.wall --cases 1000000 --db sqlite``, ``python -m bench.demo_history --days 400``.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-from bench import actions, ingest, queue, routing, wall
+from bench import actions, demo_history, ingest, queue, routing, wall
 
 
 def main() -> int:
@@ -23,6 +23,8 @@ def main() -> int:
     queue.main(["--cases", "20000", "--db", backends, "--repeats", "10"])
     print()
     wall.main(["--cases", "20000", "--db", "sqlite", "--screens", "10", "--seconds", "15"])
+    print()
+    demo_history.main(["--days", "14"])
     return 0
 
 

@@ -20,6 +20,47 @@ from incidents.tables import Area, Category, Department, Incident, Meta, Routing
 PACK_KEY = "pack"
 
 
+class ConsoleProgress:
+    """The demo history's progress on a console: one line with a bar, the counts, the rate and the
+    time left, redrawn in place (``\\r``) on a terminal; a line per tenth elsewhere (logs, CI)."""
+
+    WIDTH = 24
+
+    def __init__(self, stream=None):
+        import sys
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._tenth = -1
+        self._longest = 0
+
+    def __call__(self, p) -> None:
+        import time
+        if p.stage != "cases":
+            self.stream.write(f"demo history: building the indexes of {p.cases:,} cases and {p.events:,} events …\n")
+            self.stream.flush()
+            return
+        elapsed = max(time.monotonic() - p.started, 1e-9)
+        left = elapsed * (1 - p.fraction) / p.fraction if p.fraction > 0 else float("nan")
+        done = int(self.WIDTH * p.fraction)
+        line = (f"demo history {p.fraction:4.0%} [{'#' * done}{'.' * (self.WIDTH - done)}] "
+                f"{p.cases:,} cases, {p.events:,} events, {p.cases / elapsed:,.0f} cases/s, "
+                f"{_duration(elapsed)} elapsed, ETA {_duration(left)}")
+        if self.tty:    # padded to the longest line so far: a shorter one leaves nothing behind
+            self._longest = max(self._longest, len(line))
+            self.stream.write("\r" + line.ljust(self._longest) + ("\n" if p.fraction >= 1 else ""))
+        elif int(p.fraction * 10) > self._tenth:
+            self._tenth = int(p.fraction * 10)
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:   # NaN: not known yet
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
 def _upsert(session: Session, model, rows: list[dict], key: str = "code") -> None:
     """Insert new rows in bulk and update only the rows that changed (a re-run is cheap)."""
     existing = {getattr(o, key): o for o in session.scalars(select(model))}
@@ -93,7 +134,10 @@ def create_demo_users(session: Session, pack: Pack, now: datetime) -> list[tuple
     return out
 
 
-def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime | None = None) -> dict:
+def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime | None = None,
+            progress=None) -> dict:
+    """``progress``: called with the demo history's :class:`simulator.HistoryProgress` after
+    each batch (the CLI passes a :class:`ConsoleProgress`)."""
     from data_sources.feeds import simulator
     from data_sources.runtime import get_runtime
     from data_sources.store.db import get_db
@@ -118,7 +162,7 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
             sim = simulator.build(server)
             days = int(server.config["DEMO_HISTORY_DAYS"])
             echo(f"generating {days} days of demo history (about {sim.daily:.0f} cases a day) …")
-            result["history"] = simulator.seed_history(s, sim, now, days)
+            result["history"] = simulator.seed_history(s, sim, now, days, progress=progress)
             echo(f"demo history: {result['history']}")
     with db.session_scope() as s:
         # 一网通办 / 好差评 figures and the KPI feed (idempotent: only missing rows are inserted)

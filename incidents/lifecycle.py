@@ -155,6 +155,8 @@ _ALLOWED: dict[State, tuple[Action, ...]] = {
 
 def as_member(kind: type[_E], value: _E | str, field: str) -> _E:
     """``value`` as a member of the enum ``kind``; ValidationFailed on ``field`` when it names none."""
+    if type(value) is kind:     # already a member: the transitions' hot path (Enum() costs a µs)
+        return value
     try:
         return kind(value)
     except ValueError:

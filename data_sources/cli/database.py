@@ -11,8 +11,8 @@ def register(server: Flask) -> None:
                   help="Seed demo history and demo users (default: only on the embedded SQLite default).")
     def init_db_cmd(demo):
         """Apply migrations and load the configured city pack."""
-        from data_sources.seed import init_db
-        init_db(server, echo=click.echo, seed_demo=demo)
+        from data_sources.seed import ConsoleProgress, init_db
+        init_db(server, echo=click.echo, seed_demo=demo, progress=ConsoleProgress())
 
     @server.cli.group("facts")
     def facts_group():

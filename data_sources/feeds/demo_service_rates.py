@@ -17,8 +17,9 @@ days, so weekends and holidays see only online applications, at a fraction of th
 
 KPI feed: ``KPI_INDICATORS`` (rates are fractions with unit "%", shown ×100) and their
 ``KpiValue`` rows: daily for the day-period indicators (网办率 and 好评率 are computed from the
-service-rate rows, so the two feeds agree), monthly for the last 12 months, quarterly for the
-last 8 completed quarters.
+service-rate rows, so the two feeds agree), monthly for the last 12 months and quarterly for the
+last 8 completed quarters, or for every month and quarter of the span when it is longer (13 months
+of demo history: a 同比 for every month).
 """
 from __future__ import annotations
 
@@ -220,14 +221,15 @@ def _service_day_rates(session: Session, start: date, end: date) -> dict[date, t
 def generate_kpi_values(start_date: date, end_date: date, seed: int,
                         service_days: Optional[dict[date, tuple[float, float]]] = None) -> list[dict]:
     service_days = service_days or {}
+    months = (end_date.year - start_date.year) * 12 + end_date.month - start_date.month + 1   # the span's
     rows = []
     for ind in KPI_INDICATORS:
         if ind.period == "day":
             periods = list(_days(start_date, end_date))
         elif ind.period == "month":
-            periods = _month_starts(end_date, 12)
+            periods = _month_starts(end_date, max(12, months))
         else:
-            periods = _completed_quarter_starts(end_date, 8)
+            periods = _completed_quarter_starts(end_date, max(8, months // 3 + 1))
         for p in periods:
             if ind.code == "online_rate" and p in service_days:
                 value = service_days[p][0]

@@ -3,33 +3,39 @@
 Deterministic with a seed: arrivals are drawn per 5-minute slot from a generator seeded by
 (seed, slot), and each case's whole future (register, dispatch, sign, resolve, verify, with
 the odd void, return, extension, suspension, rework and 督办) is planned when it arrives.
-History (``seed_history``) applies the planned steps that lie in the past in bulk and keeps
+History (``seed_history``) applies the planned steps that lie in the past in bulk (through
+``services.transition`` on plain drafts, written with driver ``executemany`` while the tables'
+indexes wait: 400 days ≈ 450,000 cases in about a minute and a half on two cores) and keeps
 the rest as ``demo_steps``; the live feed (``tick``) adds the new slots' cases and applies
 due steps through ``incidents.services`` like any user would. A step that no longer fits
 (someone acted on the case by hand) drops the rest of that case's plan.
 """
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import math
+import operator
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
 import shapely
-from sqlalchemy import delete, select
+from sqlalchemy import Boolean, delete, func, select
 from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
+from data_sources.store.db import bulk_load
 from incidents import facts, services
 from incidents.lifecycle import DomainError, next_state
 from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
 from incidents.services import Actor, CaseRules
-from incidents.tables import Category, DemoStep, Incident, IncidentEvent, Meta
+from incidents.tables import Category, DemoStep, Incident, Meta, UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ STREETS = ["延安路", "解放路", "庆春路", "凤起路", "体育场路", "
            "环城北路", "湖墅南路", "江南大道", "滨盛路", "市心路", "钱江路", "新业路", "学院路", "天目山路",
            "曙光路", "秋涛路", "德胜路", "艮山西路", "之江路", "九堡大道", "临平大道", "金沙大道"]
 SURNAMES = "王李张刘陈杨黄赵周吴徐孙朱马胡郭林何高罗"
+_CHANNEL_LIST = [c for c, _ in CHANNELS]
+_CHANNEL_CUM = list(itertools.accumulate(w for _, w in CHANNELS))
 
 
 @dataclass
@@ -85,11 +93,15 @@ class Simulator:
         self.hotspots = list(demo.get("hotspots", []))
         self.categories = sorted(categories, key=lambda c: c.code)
         self.cat_weights = [max(c.demo_weight, 0.0) for c in self.categories]
+        # cumulative weights once: rng.choices(cum_weights=…) draws exactly what weights=… draws
+        self._cat_cum = list(itertools.accumulate(self.cat_weights))
+        self._hot_cum = list(itertools.accumulate(float(x.get("weight", 1)) for x in self.hotspots))
         weights = {str(k): float(v) for k, v in (demo.get("district_weights") or {}).items()}
         grids = list(pack.grids())
         self.grids = grids
         self.grid_weights = [weights.get(g.parent_code, 0.01) / max(1, sum(1 for h in grids if h.parent_code == g.parent_code))
                              for g in grids]
+        self._grid_cum = list(itertools.accumulate(self.grid_weights))
         self.department_of_district = {}
         shapely.prepare([g.geometry for g in grids])
 
@@ -109,7 +121,7 @@ class Simulator:
     # ------------------------------------------------------------------ one case
     def plan(self, rng: random.Random, slot: int, i: int) -> PlannedCase:
         reported_at = datetime.fromtimestamp(slot * SLOT + rng.uniform(0, SLOT), tz=timezone.utc).replace(microsecond=0)
-        cat = rng.choices(self.categories, weights=self.cat_weights)[0]
+        cat = rng.choices(self.categories, cum_weights=self._cat_cum)[0]
         lon, lat = self._location(rng)
         channel = self._channel(rng, cat)
         priority = Priority.EMERGENCY if cat.urgent else (Priority.URGENT if rng.random() < 0.05 else Priority.NORMAL)
@@ -126,12 +138,12 @@ class Simulator:
 
     def _location(self, rng: random.Random) -> tuple[float, float]:
         if self.hotspots and rng.random() < self.hotspot_share:
-            h = rng.choices(self.hotspots, weights=[float(x.get("weight", 1)) for x in self.hotspots])[0]
+            h = rng.choices(self.hotspots, cum_weights=self._hot_cum)[0]
             r = float(h.get("radius_km", 1.0)) / 111.0
             ang, dist = rng.uniform(0, 2 * math.pi), abs(rng.gauss(0, r / 1.6))
             return (round(float(h["lon"]) + dist * math.cos(ang) / math.cos(math.radians(float(h["lat"]))), 6),
                     round(float(h["lat"]) + dist * math.sin(ang), 6))
-        g = rng.choices(self.grids, weights=self.grid_weights)[0]
+        g = rng.choices(self.grids, cum_weights=self._grid_cum)[0]
         minx, miny, maxx, maxy = g.geometry.bounds
         for _ in range(30):
             x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
@@ -146,7 +158,7 @@ class Simulator:
             return Channel.IOT
         if cat.major_code in ("E05",) and rng.random() < 0.3:
             return Channel.VIDEO
-        return rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
+        return rng.choices(_CHANNEL_LIST, cum_weights=_CHANNEL_CUM)[0]
 
     def _steps(self, rng: random.Random, cat: Category, priority: Priority, t0: datetime) -> list[Step]:
         steps: list[Step] = []
@@ -208,10 +220,15 @@ class Simulator:
     # ------------------------------------------------------------------ actors
     @staticmethod
     def actor(role: Role, department: Optional[str]) -> Actor:
-        names = {Role.DISPATCHER: "sim-dispatcher", Role.INSPECTOR: "sim-inspector", Role.LEADER: "sim-leader"}
-        if role == Role.DEPARTMENT:
-            return Actor(f"sim-{department}", role, department)
-        return Actor(names[role], role)
+        return Actor(actor_name(role, department), role, department if role == Role.DEPARTMENT else None)
+
+
+_ACTOR_NAMES = {Role.DISPATCHER: "sim-dispatcher", Role.INSPECTOR: "sim-inspector", Role.LEADER: "sim-leader"}
+
+
+def actor_name(role: Role, department: Optional[str]) -> str:
+    """Who the simulator acts as: a department's own user, else one user per role."""
+    return f"sim-{department}" if role == Role.DEPARTMENT else _ACTOR_NAMES[role]
 
 
 def _feasible(steps: list[Step]) -> list[Step]:
@@ -251,79 +268,196 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 # ---------------------------------------------------------------------- history (bulk)
 
-def _new_case(pc: PlannedCase, rules: CaseRules) -> Incident:
-    district, grid = rules.areas.locate(pc.lon, pc.lat)
-    return Incident(source=SOURCE, external_id=pc.external_id, channel=pc.channel.value, title=pc.title,
-                    description=pc.description, address=pc.address, lon=pc.lon, lat=pc.lat,
-                    district_code=district, grid_code=grid, category_code=pc.category.code,
-                    priority=pc.priority.value, state=State.REPORTED.value, reporter_name=pc.reporter_name,
-                    reporter_phone=pc.reporter_phone, reported_at=pc.reported_at, updated_at=pc.reported_at,
-                    updated_by="feed", version=1, supervise_level=0, rework_count=0, return_count=0,
-                    reassign_count=0, extension_count=0, extension_hours=0.0, suspended_hours=0.0)
+class _Draft:
+    """A case being generated: the case columns as plain attributes, which
+    :func:`incidents.services.transition` moves exactly as it moves an ``Incident`` (the ORM's
+    instrumented attributes and objects cost more than the transition itself)."""
+
+    __slots__ = tuple(c.key for c in Incident.__table__.columns)
+
+    def __init__(self, case_id: int, pc: PlannedCase, district: Optional[str], grid: Optional[str]):
+        self.id, self.source, self.external_id, self.channel = case_id, SOURCE, pc.external_id, pc.channel.value
+        self.title, self.description, self.address = pc.title, pc.description, pc.address
+        self.lon, self.lat, self.district_code, self.grid_code = pc.lon, pc.lat, district, grid
+        self.category_code, self.priority, self.state = pc.category.code, pc.priority.value, State.REPORTED.value
+        self.reporter_name, self.reporter_phone = pc.reporter_name, pc.reporter_phone
+        self.reported_at = self.updated_at = pc.reported_at
+        self.updated_by, self.version = "feed", 1
+        self.state_before_suspend = self.department_code = None
+        self.registered_at = self.dispatched_at = self.signed_at = self.resolved_at = None
+        self.closed_at = self.voided_at = self.suspended_at = None
+        self.allowed_hours = self.warn_at = self.deadline = self.on_time = None
+        self.void_reason = self.duplicate_of = self.first_dispatched_at = self.handling_hours = None
+        self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
+        self.extension_count = 0
+        self.extension_hours = self.suspended_hours = 0.0
 
 
-_CASE_COLUMNS = [c.key for c in Incident.__table__.columns if c.key != "id"]
-_EVENT_COLUMNS = ["incident_id", "at", "actor", "action", "from_state", "to_state", "department_code", "note",
-                  "payload"]
+class _Rows:
+    """Case, event and demo-step rows as the driver takes them (executemany of plain tuples):
+    what SQLAlchemy's column types would bind — naive UTC timestamps (SQLite: its text form),
+    JSON as text (``null`` for None, as the JSON type writes it), booleans as SQLite integers."""
+
+    CASE_COLUMNS = tuple(c.key for c in Incident.__table__.columns)
+    EVENT_COLUMNS = ("incident_id", "at", "actor", "action", "from_state", "to_state", "department_code",
+                     "note", "payload")
+    STEP_COLUMNS = ("incident_id", "due_at", "action", "payload")
+
+    def __init__(self, conn):
+        self.sqlite = conn.dialect.name == "sqlite"
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        self.sql = {name: f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+                    for name, cols in (("incidents", self.CASE_COLUMNS), ("incident_events", self.EVENT_COLUMNS),
+                                       ("demo_steps", self.STEP_COLUMNS))}
+        columns = Incident.__table__.columns
+        self._case_times = [i for i, c in enumerate(columns) if isinstance(c.type, UTCDateTime)]
+        self._case_bools = [i for i, c in enumerate(columns) if isinstance(c.type, Boolean)] if self.sqlite else []
+        self._case_row = operator.attrgetter(*self.CASE_COLUMNS)
+        self._json: dict = {}
+
+    def time(self, value: Optional[datetime]):
+        if value is None:
+            return None
+        if value.tzinfo is not timezone.utc:
+            value = value.astimezone(timezone.utc)
+        return value.isoformat(" ", "microseconds")[:26] if self.sqlite else value.replace(tzinfo=None)
+
+    def json(self, value: Optional[dict]) -> str:
+        """json.dumps as the JSON type does it, memoised: the demo's payloads repeat."""
+        key = tuple(value.items()) if value else None
+        text = self._json.get(key)
+        if text is None:
+            text = self._json[key] = json.dumps(value)
+        return text
+
+    def case(self, draft: _Draft) -> tuple:
+        row = list(self._case_row(draft))
+        for i in self._case_times:
+            row[i] = self.time(row[i])
+        for i in self._case_bools:
+            if row[i] is not None:
+                row[i] = int(row[i])
+        return tuple(row)
+
+    def event(self, ev: dict) -> tuple:
+        return (ev["incident_id"], self.time(ev["at"]), ev["actor"], ev["action"], ev["from_state"], ev["to_state"],
+                ev["department_code"], ev["note"], self.json(ev["payload"]))
+
+    def step(self, incident_id: int, step: Step) -> tuple:
+        return (incident_id, self.time(step.at), step.action.value,
+                self.json({"role": step.role.value, **step.params}))
 
 
-def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, batch: int = 2000) -> dict:
-    """Generate ``days`` of cases up to ``now`` with their past steps applied; keep future steps."""
-    first = int((now - timedelta(days=days)).timestamp()) // SLOT
-    last = int(now.timestamp()) // SLOT
-    n_cases = n_events = n_steps = 0
+def plan_history(sim: Simulator, now: datetime, days: int) -> tuple[int, int]:
+    """The slots ``seed_history`` fills: [first, last)."""
+    return int((now - timedelta(days=days)).timestamp()) // SLOT, int(now.timestamp()) // SLOT
+
+
+def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, batch: int = 5000,
+                 progress: Optional[Callable[[HistoryProgress], None]] = None) -> dict:
+    """Generate ``days`` of cases up to ``now`` with their past steps applied; keep future steps.
+
+    The bulk path: each case's steps go through :func:`incidents.services.transition` on a plain
+    draft (so its row and events are what the services would write), and every ``batch`` cases
+    are written with one driver ``executemany`` per table and their fact rows refreshed.
+    ``progress`` is called after each batch with the counts so far, and once more (stage
+    ``indexes``) when only the indexes are left to build."""
+    first, last = plan_history(sim, now, days)
+    services.bump_data_version(session)     # (this write opens the transaction the bulk load runs in)
+    session.flush()
+    conn = session.connection()
+    writer = _Rows(conn)
+    next_id = int(session.scalar(select(func.coalesce(func.max(Incident.id), 0))) or 0) + 1
+    with bulk_load(conn, ["incidents", "incident_events", "case_facts", "demo_steps"]):
+        done = _generate(session, conn, sim, writer, now, first, last, next_id, batch, progress)
+        if progress is not None:
+            done.stage = "indexes"
+            progress(done)
+    if conn.dialect.name == "postgresql" and done.cases:   # explicit ids: move the id sequence past them
+        conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
+                             "(SELECT max(id) FROM incidents))")
+    _set_slot(session, last)
+    return {"cases": done.cases, "events": done.events, "planned_steps": done.planned_steps}
+
+
+def _generate(session: Session, conn, sim: Simulator, writer: _Rows, now: datetime, first: int, last: int,
+              next_id: int, batch: int, progress) -> HistoryProgress:
+    done = HistoryProgress(0, last - first, 0, 0, 0, time.monotonic())
+    route_memo: dict = {}
     pending: list[PlannedCase] = []
+
+    def flush(upto: int) -> None:
+        nonlocal next_id, pending
+        c, e, s = _write_batch(session, conn, sim, writer, pending, now, next_id, route_memo)
+        next_id += c
+        done.slots, done.cases, done.events, done.planned_steps = (
+            upto - first, done.cases + c, done.events + e, done.planned_steps + s)
+        pending = []
+        if progress is not None:
+            progress(done)
+
     for slot in range(first, last):
         pending.extend(sim.arrivals(slot))
         if len(pending) >= batch:
-            c, e, s = _write_batch(session, sim, pending, now)
-            n_cases, n_events, n_steps = n_cases + c, n_events + e, n_steps + s
-            pending = []
-    if pending:
-        c, e, s = _write_batch(session, sim, pending, now)
-        n_cases, n_events, n_steps = n_cases + c, n_events + e, n_steps + s
-    _set_slot(session, last)
-    services.bump_data_version(session)
-    return {"cases": n_cases, "events": n_events, "planned_steps": n_steps}
+            flush(slot + 1)
+    if pending or progress is not None:
+        flush(last)
+    return done
 
 
-def _write_batch(session: Session, sim: Simulator, planned: list[PlannedCase], now: datetime):
+@dataclass
+class HistoryProgress:
+    """How far ``seed_history`` is: slots of 5 minutes done of ``total_slots``, and what they made."""
+
+    slots: int
+    total_slots: int
+    cases: int
+    events: int
+    planned_steps: int
+    started: float         # time.monotonic() at the start
+    stage: str = "cases"   # then "indexes": every case is written, the indexes are being built
+
+    @property
+    def fraction(self) -> float:
+        return self.slots / self.total_slots if self.total_slots else 1.0
+
+
+def _write_batch(session: Session, conn, sim: Simulator, writer: _Rows, planned: list[PlannedCase], now: datetime, first_id: int,
+                 route_memo: dict) -> tuple[int, int, int]:
     rules = sim.rules
-    cases, events_per_case, future = [], [], []
-    for pc in planned:
-        case = _new_case(pc, rules)
-        evs = [dict(incident_id=None, at=pc.reported_at, actor="feed", action="report", from_state=None,
-                    to_state=State.REPORTED.value, department_code=None, note=pc.title,
-                    payload={"channel": pc.channel.value, "source": SOURCE})]
-        remaining = []
+    transition = services.transition
+
+    def route(category_code, district_code, grid_code):
+        key = (category_code, district_code, grid_code)
+        got = route_memo.get(key)
+        if got is None:
+            got = route_memo[key] = rules.router.route(category_code, district_code, grid_code)
+        return got
+
+    districts, grids = rules.areas.locate_many([pc.lon for pc in planned], [pc.lat for pc in planned])
+    cases, events, steps = [], [], []
+    for case_id, pc, district, grid in zip(itertools.count(first_id), planned, districts, grids):
+        case = _Draft(case_id, pc, district, grid)
+        events.append(writer.event(dict(incident_id=case_id, at=pc.reported_at, actor="feed", action="report",
+                                        from_state=None, to_state=State.REPORTED.value, department_code=None,
+                                        note=pc.title, payload={"channel": pc.channel.value, "source": SOURCE})))
+        n = 1
         for i, step in enumerate(pc.steps):
             if step.at > now:
-                remaining = pc.steps[i:]
+                steps.extend(writer.step(case_id, st) for st in pc.steps[i:])
                 break
-            actor = sim.actor(step.role, case.department_code)
-            ev = services.apply_action(case, pc.category, rules, actor.username, step.action, step.at,
-                                       **_params(step))
-            evs.append({k: getattr(ev, k) for k in _EVENT_COLUMNS})
-        case.version = len(evs)
-        cases.append({k: getattr(case, k) for k in _CASE_COLUMNS})
-        events_per_case.append(evs)
-        future.append(remaining)
-    # Core inserts (executemany): the ORM's bulk path would split rows with and without JSON payloads
-    table = Incident.__table__
-    ids = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), cases).scalars().all()
-    rows, steps = [], []
-    for cid, evs, rem in zip(ids, events_per_case, future):
-        for ev in evs:
-            ev["incident_id"] = cid
-            rows.append(ev)
-        for st in rem:
-            steps.append({"incident_id": cid, "due_at": st.at, "action": st.action.value,
-                          "payload": {"role": st.role.value, **st.params}})
-    session.execute(IncidentEvent.__table__.insert(), rows)
-    facts.refresh(session, ids)
+            actor = actor_name(step.role, case.department_code)
+            events.append(writer.event(transition(case, pc.category, rules, actor, step.action, step.at,
+                                                  route=route, **_params(step))))
+            n += 1
+        case.version = n
+        cases.append(writer.case(case))
+    conn.exec_driver_sql(writer.sql["incidents"], cases)
+    conn.exec_driver_sql(writer.sql["incident_events"], events)
     if steps:
-        session.execute(DemoStep.__table__.insert(), steps)
-    return len(ids), len(rows), len(steps)
+        conn.exec_driver_sql(writer.sql["demo_steps"], steps)
+    facts.refresh(session, range(first_id, first_id + len(cases)))
+    return len(cases), len(events), len(steps)
 
 
 def _params(step: Step) -> dict:

@@ -232,6 +232,35 @@ def unbounded(conn) -> Iterator[None]:
             raw.wait_limit = before
 
 
+@contextmanager
+def bulk_load(conn, tables: list[str]) -> Iterator[None]:
+    """A large load into ``tables`` in the open transaction of ``conn`` (SQLite; elsewhere only the
+    statement timeout is lifted): a large page cache while it runs, and the tables' secondary
+    indexes dropped and built again at the end from their own ``CREATE INDEX`` text — sorting
+    once beats keeping a dozen B-trees in order row by row. The DDL is part of the transaction,
+    so a rollback gives the indexes back. (WAL with ``synchronous=NORMAL`` syncs only at
+    checkpoints, and SQLite refuses to change it inside a transaction: it stays.)"""
+    with unbounded(conn):
+        raw = conn.connection.dbapi_connection
+        if conn.dialect.name != "sqlite" or not getattr(raw, "in_transaction", False):
+            yield
+            return
+        marks = ", ".join("?" * len(tables))
+        indexes = conn.exec_driver_sql(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            f"AND tbl_name IN ({marks}) ORDER BY tbl_name, name", tuple(tables)).all()
+        cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        conn.exec_driver_sql("PRAGMA cache_size=-262144")     # KiB: 256 MB while the load runs
+        try:
+            for name, _ in indexes:
+                conn.exec_driver_sql(f'DROP INDEX "{name}"')
+            yield
+            for _, sql in indexes:
+                conn.exec_driver_sql(sql)
+        finally:
+            conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
+
+
 class Database:
     """``engine`` for writes and everything else; ``read_engine`` (``read_scope``) for the read
     models that many screens poll: a pool of its own (``read_pool_size`` connections, on

@@ -49,7 +49,7 @@ def test_reseeding_inserts_nothing_twice_and_keeps_the_figures(server):
         assert s.get(KpiIndicator, "gdp_growth").period == "quarter"
 
 
-def test_init_db_seeds_90_days_of_service_rates_with_the_demo_data_once(server):
+def test_init_db_seeds_the_history_days_of_service_rates_with_the_demo_data_once(server):
     with get_db(server).session_scope() as s:
         # a demo case exists already: init_db skips the (slow) history and still seeds the rates
         s.add(Incident(source="demo", external_id="x", channel="grid", title="t", state="reported",
@@ -58,7 +58,8 @@ def test_init_db_seeds_90_days_of_service_rates_with_the_demo_data_once(server):
     assert out["service_rates"]["service_rates"] > 0 and out["service_rates"]["kpi_values"] > 0
     with get_db(server).session_scope() as s:
         first, last = s.execute(select(func.min(ServiceRate.day), func.max(ServiceRate.day))).one()
-    assert last == date(2026, 11, 17) and (last - first).days == 89   # up to yesterday, city time
+    days = int(server.config["DEMO_HISTORY_DAYS"])       # 400 by default: the cases' span, 13 months and more
+    assert last == date(2026, 11, 17) and (last - first).days == days - 1 and days >= 396   # up to yesterday, city time
     counts = _counts(server)
     again = init_db(server, echo=lambda *_: None, seed_demo=True, now=NOW)
     assert again["service_rates"] == {"service_rates": 0, "kpi_values": 0}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -86,3 +86,12 @@ def test_kpi_values_cover_each_indicator_period():
     assert all(0 <= v["value"] <= 1 for v in values
                if next(i for i in sr.KPI_INDICATORS if i.code == v["indicator_code"]).unit == "%")
     assert sr.generate_kpi_values(START, END, seed=7) == values
+
+
+def test_kpi_values_cover_every_month_of_a_history_longer_than_a_year():
+    end = date(2026, 11, 17)
+    values = sr.generate_kpi_values(end - timedelta(days=399), end, seed=7)
+    months = sorted(v["period_start"] for v in values if v["indicator_code"] == "cases_per_10k")
+    assert months[0] == date(2025, 10, 1) and months[-1] == date(2026, 11, 1) and len(months) == 14
+    quarters = sorted(v["period_start"] for v in values if v["indicator_code"] == "gdp_growth")
+    assert quarters[0] <= date(2025, 10, 1) and quarters[-1] == date(2026, 7, 1)
