@@ -1,11 +1,92 @@
-"""The idempotency keys of actions in their own table (event_requests, migration 0005) on both backends."""
+"""The case events partitioned by month on PostgreSQL (migration 0005, data_sources.store.partitions),
+and the idempotency keys of actions in their own table (event_requests) on both backends."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime, timedelta, timezone
 
-from data_sources.store.db import get_db
+import pytest
+from alembic import command
+from sqlalchemy import func, inspect, select, text
+
+from data_sources.runtime import get_runtime
+from data_sources.store import migrate, partitions
+from data_sources.store.db import get_db, unbounded
+from incidents import facts, services
+from incidents.model import Role
+from incidents.services import Actor
 from incidents.tables import EventRequest, Incident, IncidentEvent
 from tests.integration.test_api import client_for, make_case
+
+
+def _partition_of(server, event_id: int) -> str:
+    with get_db(server).engine.connect() as conn:
+        return conn.scalar(text("SELECT tableoid::regclass::text FROM incident_events WHERE id = :i"), {"i": event_id})
+
+
+def _last_event(server, cid: int) -> IncidentEvent:
+    with get_db(server).session_scope() as s:
+        event = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == cid)
+                          .order_by(IncidentEvent.id.desc())).first()
+        s.expunge(event)
+        return event
+
+
+def _act(server, cid: int, actor: Actor, action: str, at: datetime, **kw) -> IncidentEvent:
+    with get_db(server).session_scope() as s:
+        services.perform(s, get_runtime(server).rules, actor, cid, action, version=s.get(Incident, cid).version,
+                         now=at, **kw)
+    return _last_event(server, cid)
+
+
+def _supervise(server, cid: int, at: datetime, request_id: str) -> IncidentEvent:
+    """A 督办 (no state change) at ``at`` with an idempotency key."""
+    return _act(server, cid, Actor("boss", Role.LEADER), "supervise", at, level=1, request_id=request_id)
+
+
+def _events_and_keys(server) -> tuple[list, list]:
+    with get_db(server).engine.connect() as conn:
+        events = conn.execute(text("SELECT id, incident_id, at, actor, action, from_state, to_state, "
+                                   "department_code, note, request_id FROM incident_events ORDER BY id")).all()
+        keys = conn.execute(text("SELECT request_id, incident_id, event_id FROM event_requests "
+                                 "ORDER BY request_id")).all()
+    return events, keys
+
+
+def test_on_postgresql_the_events_table_is_partitioned_by_month_with_a_default(server, backend):
+    with get_db(server).engine.connect() as conn:
+        if backend == "sqlite":
+            assert not partitions.is_partitioned(conn)
+            return
+        strategy = conn.scalar(text("SELECT partstrat FROM pg_partitioned_table "
+                                    "WHERE partrelid = 'incident_events'::regclass"))
+        children = conn.scalars(text("SELECT inhrelid::regclass::text FROM pg_inherits "
+                                     "WHERE inhparent = 'incident_events'::regclass")).all()
+        sequence = conn.scalar(text("SELECT pg_get_serial_sequence('incident_events', 'id')"))
+    assert strategy == "r"
+    this = partitions.month_of(datetime.now(timezone.utc))
+    for ahead in range(partitions.MONTHS_AHEAD + 1):
+        assert partitions.partition_name(partitions.add_months(this, ahead)) in children
+    assert partitions.DEFAULT in children
+    assert sequence == "public.incident_events_id_seq"
+
+
+def test_an_event_lands_in_its_month_and_a_far_future_one_in_default_until_its_month_is_made(server, backend):
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL partitions the events; SQLite keeps one table")
+    cid = make_case(server, "registered", ext="P-1")
+    now_event = _last_event(server, cid)
+    assert _partition_of(server, now_event.id) == partitions.partition_name(partitions.month_of(now_event.at))
+    far = datetime.now(timezone.utc) + timedelta(days=3 * 366)
+    far_event = _supervise(server, cid, far, "far-1")
+    assert _partition_of(server, far_event.id) == partitions.DEFAULT
+    with get_db(server).engine.begin() as conn:
+        made = partitions.ensure_ahead(conn, datetime.now(timezone.utc))
+    month = partitions.partition_name(partitions.month_of(far))
+    assert month in made
+    assert _partition_of(server, far_event.id) == month           # moved out of DEFAULT
+    with get_db(server).session_scope() as s:                       # read by id, as before
+        assert s.get(IncidentEvent, far_event.id).request_id == "far-1"
+        assert s.get(EventRequest, "far-1").event_id == far_event.id
 
 
 def test_a_request_id_is_kept_in_event_requests_and_a_retry_is_applied_once(server):
@@ -23,3 +104,31 @@ def test_a_request_id_is_kept_in_event_requests_and_a_retry_is_applied_once(serv
         assert [e.action for e in events] == ["register"]
         assert (key.incident_id, key.event_id) == (cid, events[0].id)
         assert s.get(Incident, other).version == 1
+
+
+def test_upgrading_from_0004_keeps_every_event_key_and_fact(server, backend):
+    old_month = datetime.now(timezone.utc) - timedelta(days=120)
+    cids = [make_case(server, "in_progress", ext="M-1", at=old_month), make_case(server, "in_progress", ext="M-2")]
+    _supervise(server, cids[0], old_month + timedelta(hours=1), "mig-0")
+    _supervise(server, cids[1], datetime.now(timezone.utc), "mig-1")
+    before = _events_and_keys(server)
+    assert len(before[1]) == 2
+    engine = get_db(server).engine
+    with engine.begin() as conn, unbounded(conn):
+        command.downgrade(migrate.alembic_config(conn), "0004")
+    with engine.connect() as conn:
+        assert not partitions.is_partitioned(conn)
+        assert conn.scalar(text("SELECT count(*) FROM incident_events")) == len(before[0])
+        assert ["request_id"] in [u["column_names"] for u in inspect(conn).get_unique_constraints("incident_events")]
+        assert "event_requests" not in inspect(conn).get_table_names()
+    migrate.upgrade(engine)
+    assert _events_and_keys(server) == before
+    with engine.connect() as conn:
+        assert partitions.is_partitioned(conn) is (backend == "postgresql")
+        if backend == "postgresql":   # the months from the oldest event's on
+            assert partitions.partition_name(partitions.month_of(old_month)) in [m.name for m in partitions.months(conn)]
+    with get_db(server).session_scope() as s:
+        assert facts.differences(s)[0] == 0
+    before_ids = [e.id for e in before[0]]
+    assert _supervise(server, cids[1], datetime.now(timezone.utc), "mig-1").id == max(before_ids)  # a retry
+    assert _supervise(server, cids[1], datetime.now(timezone.utc), "mig-2").id == max(before_ids) + 1
