@@ -96,14 +96,14 @@ def create_demo_users(session: Session, pack: Pack, now: datetime) -> list[tuple
 def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime | None = None) -> dict:
     from data_sources.feeds import simulator
     from data_sources.runtime import get_runtime
-    from data_sources.store.db import get_db
+    from data_sources.store.db import get_db, unbounded
 
     now = now or datetime.now(timezone.utc)
     db = get_db(server)
     migrate.upgrade(db.engine)
     rt = get_runtime(server)
     result: dict = {}
-    with db.engine.begin() as conn:   # PostgreSQL: the events' months up to a year ahead
+    with db.engine.begin() as conn, unbounded(conn):   # PostgreSQL: the events' months up to a year ahead
         result["event_partitions"] = partitions.ensure_ahead(conn, now)
     with db.session_scope() as s:
         result["pack"] = install_pack(s, rt.pack)

@@ -7,7 +7,7 @@ every partition of the default schema as a table of its own.
 
 Months are made ahead (:func:`ensure_ahead`, called by ``init-db``), so a new event finds its month;
 an event of a month not made yet (far future, an old import) lands in DEFAULT and the next
-:func:`ensure_ahead` moves it into its month.
+:func:`ensure_ahead` moves it into its month. :func:`prune` drops whole months before a date.
 
 Plumbing: knows the table names, imports nothing of the project. Every function takes a connection
 in a transaction and does nothing on a database whose events are not partitioned (SQLite).
@@ -25,7 +25,7 @@ SCHEMA = "partitions"
 TABLE = "incident_events"
 DEFAULT = f"{SCHEMA}.{TABLE}_default"
 MONTHS_AHEAD = 12
-_LOCK = 0x1E7E_4A47   # one ensure at a time (pg_advisory_xact_lock)
+_LOCK = 0x1E7E_4A47   # one ensure or prune at a time (pg_advisory_xact_lock)
 _BOUND = re.compile(r"FROM \('(\d{4}-\d{2}-\d{2})[^']*'\) TO \('(\d{4}-\d{2}-\d{2})[^']*'\)")
 
 
@@ -114,3 +114,33 @@ def ensure_ahead(conn, now: datetime, months_ahead: int = MONTHS_AHEAD,
     wanted |= {month_of(d) for d in conn.scalars(text(f"SELECT DISTINCT date_trunc('month', at) FROM {DEFAULT}"))}
     return ensure_months(conn, wanted)
 
+
+@dataclass(frozen=True)
+class Pruned:
+    month: Month
+    events: int
+    open_cases: int      # cases in an open state with events in this month: the month is kept
+    dropped: bool
+
+
+def prune(conn, before: date, *, open_states: Iterable[str], dry_run: bool = False) -> list[Pruned]:
+    """Drop every monthly partition that ends on or before ``before`` (DETACH, then DROP) with the
+    idempotency keys of its events, unless one of its events belongs to a case whose state is in
+    ``open_states``: such a month is kept whole. ``dry_run`` only counts."""
+    if not is_partitioned(conn):
+        return []
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    states = list(open_states)
+    out = []
+    for month in (m for m in months(conn) if m.end <= before):
+        events = conn.scalar(text(f"SELECT count(*) FROM {month.name}"))
+        open_cases = conn.scalar(text(
+            f"SELECT count(DISTINCT e.incident_id) FROM {month.name} e JOIN incidents i ON i.id = e.incident_id "
+            f"WHERE i.state = ANY(:states)"), {"states": states})
+        drop = not open_cases and not dry_run
+        if drop:
+            conn.exec_driver_sql(f"DELETE FROM event_requests WHERE event_id IN (SELECT id FROM {month.name})")
+            conn.exec_driver_sql(f"ALTER TABLE {TABLE} DETACH PARTITION {month.name}")
+            conn.exec_driver_sql(f"DROP TABLE {month.name}")
+        out.append(Pruned(month, events, open_cases, drop))
+    return out

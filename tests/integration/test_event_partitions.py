@@ -2,7 +2,7 @@
 and the idempotency keys of actions in their own table (event_requests) on both backends."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from alembic import command
@@ -15,7 +15,7 @@ from incidents import facts, services
 from incidents.model import Role
 from incidents.services import Actor
 from incidents.tables import EventRequest, Incident, IncidentEvent
-from tests.integration.test_api import client_for, make_case
+from tests.integration.test_api import INSPECTOR, client_for, make_case
 
 
 def _partition_of(server, event_id: int) -> str:
@@ -132,3 +132,34 @@ def test_upgrading_from_0004_keeps_every_event_key_and_fact(server, backend):
     before_ids = [e.id for e in before[0]]
     assert _supervise(server, cids[1], datetime.now(timezone.utc), "mig-1").id == max(before_ids)  # a retry
     assert _supervise(server, cids[1], datetime.now(timezone.utc), "mig-2").id == max(before_ids) + 1
+
+
+def test_prune_drops_a_month_with_only_closed_cases_and_keeps_one_with_an_open_case(server, backend):
+    runner = server.test_cli_runner()
+    if backend == "sqlite":
+        result = runner.invoke(args=["events", "prune", "--before", "2025-01-01"])
+        assert result.exit_code != 0 and "PostgreSQL only" in result.output
+        return
+    closed = make_case(server, "resolved", ext="OLD-1", at=datetime(2025, 1, 10, 2, tzinfo=timezone.utc))
+    _supervise(server, closed, datetime(2025, 1, 20, 2, tzinfo=timezone.utc), "old-key")
+    _act(server, closed, INSPECTOR, "verify_pass", datetime(2025, 1, 21, 2, tzinfo=timezone.utc))
+    still_open = make_case(server, "in_progress", ext="OLD-2", at=datetime(2025, 2, 10, 2, tzinfo=timezone.utc))
+    assert runner.invoke(args=["events", "ensure"]).exit_code == 0   # the old months out of DEFAULT
+    jan, feb = (partitions.partition_name(date(2025, m, 1)) for m in (1, 2))
+
+    dry = runner.invoke(args=["events", "prune", "--before", "2025-03-01", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"{jan} 2025-01: 7 events, would drop" in dry.output
+    assert f"{feb} 2025-02: 4 events, kept: events of 1 open case(s)" in dry.output
+    assert "months dropped: 0, events dropped: 0, months kept for open cases: 1" in dry.output
+
+    done = runner.invoke(args=["events", "prune", "--before", "2025-03-01"])
+    assert done.exit_code == 0, done.output
+    assert f"{jan} 2025-01: 7 events, dropped" in done.output
+    assert "months dropped: 1, events dropped: 7, months kept for open cases: 1" in done.output
+    with get_db(server).session_scope() as s:
+        left = dict(s.execute(select(IncidentEvent.incident_id, func.count()).group_by(IncidentEvent.incident_id)).all())
+        assert closed not in left and left[still_open] == 4
+        assert s.get(EventRequest, "old-key") is None
+    with get_db(server).engine.connect() as conn:
+        assert jan not in [m.name for m in partitions.months(conn)]
