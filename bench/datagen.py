@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
+from data_sources.store import partitions
 from incidents import services
 from incidents.tables import Category, Incident, IncidentEvent, UTCDateTime
 
@@ -36,6 +37,7 @@ _EXT = CASE_COLS.index("external_id")
 _SRC = CASE_COLS.index("source")
 _EV_INC = EVENT_COLS.index("incident_id")
 _PAYLOAD = EVENT_COLS.index("payload")
+_EV_AT = EVENT_COLS.index("at")
 
 
 @dataclass
@@ -157,6 +159,8 @@ def _write_postgresql(engine, source, count, batch, progress):
         con = raw.driver_connection
 
         def flush(cases, events):
+            with engine.begin() as conn:   # each event into its month's partition, not into DEFAULT
+                partitions.ensure_months(conn, {partitions.month_of(r[_EV_AT]) for r in events})
             with con.cursor() as cur:
                 with cur.copy(f"COPY incidents ({', '.join(CASE_COLS)}) FROM STDIN") as cp:
                     for r in cases:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
-from data_sources.store import migrate
+from data_sources.store import migrate, partitions
 from incidents import auth, facts
 from incidents.model import Role
 from incidents.services import bump_data_version
@@ -140,13 +140,15 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
     each batch (the CLI passes a :class:`ConsoleProgress`)."""
     from data_sources.feeds import simulator
     from data_sources.runtime import get_runtime
-    from data_sources.store.db import get_db
+    from data_sources.store.db import get_db, unbounded
 
     now = now or datetime.now(timezone.utc)
     db = get_db(server)
     migrate.upgrade(db.engine)
     rt = get_runtime(server)
     result: dict = {}
+    with db.engine.begin() as conn, unbounded(conn):   # PostgreSQL: the events' months up to a year ahead
+        result["event_partitions"] = partitions.ensure_ahead(conn, now)
     with db.session_scope() as s:
         result["pack"] = install_pack(s, rt.pack)
         if facts.backfill_milestones(s, rt.calendar):    # cases from before the fact table (0004)

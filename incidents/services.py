@@ -19,7 +19,7 @@ from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
-from incidents.tables import CaseRequest, Category, Department, Incident, IncidentEvent, Meta
+from incidents.tables import CaseRequest, Category, Department, EventRequest, Incident, IncidentEvent, Meta
 
 DATA_VERSION_KEY = "data_version"
 
@@ -217,11 +217,15 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
             event.payload = {**(event.payload or {}), "case_request_id": req.id}
         session.add(event)
         session.flush()
+        if event.request_id:
+            session.add(EventRequest(request_id=event.request_id, incident_id=case.id, event_id=event.id))
+            session.flush()
     except (StaleDataError, IntegrityError) as exc:
         # someone else's write landed between our read and our write: tell who, from a fresh session
         with Session(session.get_bind()) as other:
-            # the unique request id turns a race of one request on two cases into one success and a
-            # ValidationFailed here; a retry that raced the first application on this case gets its answer
+            # the request id's key (event_requests) turns a race of one request on two cases into one
+            # success and a ValidationFailed here; a retry that raced the first application on this case
+            # gets its answer
             first = _applied_as(other, request_id, incident_id)
             if isinstance(exc, IntegrityError) and first is None:
                 raise
@@ -245,10 +249,13 @@ def _applied_as(session: Session, request_id: Optional[str], incident_id: int) -
     already used on another case is a ValidationFailed."""
     if not request_id:
         return None
-    seen = session.scalar(select(IncidentEvent).where(IncidentEvent.request_id == request_id))
-    if seen is not None and seen.incident_id != incident_id:
-        raise ValidationFailed(f"request id {request_id!r} was already used for case {seen.incident_id}")
-    return seen
+    key = session.get(EventRequest, request_id)
+    if key is None:
+        return None
+    if key.incident_id != incident_id:
+        raise ValidationFailed(f"request id {request_id!r} was already used for case {key.incident_id}")
+    return session.scalar(select(IncidentEvent).where(IncidentEvent.id == key.event_id,
+                                                      IncidentEvent.incident_id == incident_id))
 
 
 def _request_of(session: Session, event: IncidentEvent) -> Optional[CaseRequest]:

@@ -264,9 +264,21 @@ class IncidentEvent(Base):
     department_code: Mapped[Optional[str]] = mapped_column(String(40))
     note: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[Optional[dict[str, Any]]]
-    request_id: Mapped[Optional[str]] = mapped_column(String(80), unique=True)
+    # shown on the timeline; the key that makes it applied once is its EventRequest row (a month-
+    # partitioned table on PostgreSQL can hold no unique key without the month in it)
+    request_id: Mapped[Optional[str]] = mapped_column(String(80), index=True)
 
     incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class EventRequest(Base):
+    """An action's idempotency key and the event it was applied as: a retried request is applied once."""
+
+    __tablename__ = "event_requests"
+    request_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    # no foreign key: the events' primary key is (id, at) on PostgreSQL
+    event_id: Mapped[int] = mapped_column(Integer)
 
 
 class ServiceRate(Base):

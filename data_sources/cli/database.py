@@ -1,8 +1,13 @@
-"""The database: ``init-db`` (migrations, the city pack, demo history and users)."""
+"""The database: ``init-db`` (migrations, the city pack, demo history and users), the per-case
+fact rows, the events' monthly partitions."""
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import click
 from flask import Flask
+
+from data_sources.store import partitions
 
 
 def register(server: Flask) -> None:
@@ -37,3 +42,41 @@ def register(server: Flask) -> None:
             total = facts.rebuild(s)
             left, _ = facts.differences(s)
             click.echo(f"fact rows rebuilt: {total}; differing now: {left}")
+
+    @server.cli.group("events")
+    def events_group():
+        """The case events' monthly partitions (PostgreSQL; SQLite keeps one table)."""
+
+    @events_group.command("ensure")
+    @click.option("--months", default=12, show_default=True, help="Months ahead to make.")
+    def events_ensure(months):
+        """Make the monthly partitions up to MONTHS ahead, and move rows out of DEFAULT into their month."""
+        made = _in_partitions(lambda conn: partitions.ensure_ahead(conn, datetime.now(timezone.utc), months))
+        click.echo(f"partitions made: {len(made)}" + (f" ({', '.join(made)})" if made else ""))
+
+    @events_group.command("prune")
+    @click.option("--before", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+                  help="Drop the months that end on or before this date (YYYY-MM-DD).")
+    @click.option("--dry-run", is_flag=True, help="Only count; drop nothing.")
+    def events_prune(before, dry_run):
+        """Drop whole months of events (and their request keys) before a date; a month with an event
+        of a case still open is kept whole."""
+        from incidents.model import State
+        open_states = [s.value for s in State.open_states()]
+        done = _in_partitions(lambda conn: partitions.prune(conn, before.date(), open_states=open_states,
+                                                            dry_run=dry_run))
+        for p in done:
+            verdict = ("dropped" if p.dropped else f"kept: events of {p.open_cases} open case(s)" if p.open_cases
+                       else "would drop")
+            click.echo(f"{p.month.name} {p.month.start:%Y-%m}: {p.events} events, {verdict}")
+        dropped = [p for p in done if p.dropped]
+        click.echo(f"months dropped: {len(dropped)}, events dropped: {sum(p.events for p in dropped)}, "
+                   f"months kept for open cases: {sum(1 for p in done if p.open_cases)}")
+
+    def _in_partitions(work):
+        from data_sources.store.db import get_db, unbounded
+        # moving rows out of DEFAULT or counting a month may take longer than a request may wait
+        with get_db(server).engine.begin() as conn, unbounded(conn):
+            if not partitions.is_partitioned(conn):
+                raise click.ClickException("the events are partitioned on PostgreSQL only; nothing to do here")
+            return work(conn)
