@@ -37,7 +37,7 @@ fonts:
 init-db: $(VENV)/.deps
 	$(BIN)/flask --app app init-db
 
-## make run: install, build the database (first time: pack, 400 days of demo history, demo users), serve :8050
+## make run: install, build the database (first time: pack, 460 days of demo history, demo users), serve :8050
 run: fonts init-db
 	$(BIN)/python app.py
 

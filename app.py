@@ -36,7 +36,7 @@ DEFAULTS: dict[str, object] = {
     "METRICS_ALLOW": "127.0.0.1,::1",  # /metrics: client addresses or networks that may read it without the token
     "DEMO_FEED": None,          # None = on for the embedded default (SQLite), off otherwise
     "DEMO_SEED": 20261122,
-    "DEMO_HISTORY_DAYS": 400,   # 13 months and more: 同比 and 环比 on every brief card; ≈450,000 cases, 1½–2 min on 2 cores
+    "DEMO_HISTORY_DAYS": 460,   # back to last year's same quarter on any day: 同比 and 环比 on every card, 本季度 too
     "DEMO_TICK_SECONDS": 5.0,
     "DEMO_DAILY_CASES": 0.0,    # demo feed: cases a day, city-wide; 0 = the pack's [demo] daily_cases
     "WALL_REFRESH_SECONDS": 5.0,

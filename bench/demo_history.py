@@ -2,7 +2,7 @@
 (cases, their events, fact rows and planned steps; the 一网通办 service rates and KPI feed; the
 demo users), timed as a whole and by part.
 
-    python -m bench.demo_history --days 400          # the default first start (≈ 450,000 cases)
+    python -m bench.demo_history --days 460          # the default first start (≈ 520,000 cases)
     python -m bench.demo_history --days 30 --keep /tmp/demo.db
 
 Prints the counts, cases/s and seconds, and ends with
@@ -22,7 +22,7 @@ from bench._common import header
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--days", type=int, default=400)
+    ap.add_argument("--days", type=int, default=460)
     ap.add_argument("--pack", default="hangzhou")
     ap.add_argument("--seed", type=int, default=None, help="DEMO_SEED (default: the app's)")
     ap.add_argument("--keep", default="", help="write the database here and keep it (default: a temporary file)")

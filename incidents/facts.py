@@ -78,8 +78,12 @@ def backfill_milestones(session: Session, calendar, *, every: bool = False, batc
     conn = session.connection()
     changed = 0
     if every:    # (migration 0004 filled these from the events; a rebuild checks them all again)
+        e = IncidentEvent.__table__
+        # only where the timeline is whole: a case whose oldest months were pruned (flask events
+        # prune) has lost its report event and keeps the milestones it had
+        whole = select(e.c.id).where(e.c.incident_id == t.c.id, e.c.action == "report").exists()
         for column, value in _from_timeline(t).items():
-            changed += int(conn.execute(update(t).where(t.c[column].is_distinct_from(value))
+            changed += int(conn.execute(update(t).where(whole, t.c[column].is_distinct_from(value))
                                         .values({column: value})).rowcount or 0)
     done = t.c.resolved_at.isnot(None) & t.c.first_dispatched_at.isnot(None) & t.c.state.in_(("resolved", "closed"))
     after = 0
