@@ -214,3 +214,50 @@ def test_sf_month_kpis_match_the_raw_file(sf):
 
 def test_sf_month_kpis_mid_month(sf):
     check(sf, *SF_MONTH, datetime(2012, 9, 15, 12, tzinfo=LA), "sf", LA)
+
+
+# --------------------------------------------------------------------------- the fast path on real data
+
+AFTER_IMPORT = NOW + timedelta(days=1)   # every case settled: the KPIs come from the fact rows' SQL alone
+
+
+def _fast_equals_reference(app, start, end, as_of):
+    from incidents.queries import kpi_facts
+    rt = get_runtime(app.server)
+    kw = dict(priority_factors=rt.pack.priority_factors, hours_per_day=rt.calendar.hours_per_day, tz=rt.timezone)
+    period = kpis.Period(start, end)
+    with app.server.app_context(), get_db(app.server).session_scope() as s:
+        ps = kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, **kw)
+        assert ps.replayed is None                            # nothing replayed: the SQL path alone
+        got = kpi_facts.report(ps, tz=rt.timezone, targets=rt.pack.kpi_targets, group_by="department")
+        cases, events, rates = load_kpi_frames(s, datetime(2000, 1, 1, tzinfo=NY), as_of, as_of, **kw)
+    want = kpis.kpi_report(cases, events, rates, period, as_of, tz=rt.timezone, cal=rt.calendar,
+                           targets=rt.pack.kpi_targets, group_by="department")
+    for code in kpis.CASE_KPIS:
+        assert (got.kpis[code].numerator, got.kpis[code].denominator) == \
+            pytest.approx((want.kpis[code].numerator, want.kpis[code].denominator)), code
+        for dept, results in got.groups.items():
+            assert (results[code].numerator, results[code].denominator) == \
+                pytest.approx((want.groups[dept][code].numerator, want.groups[dept][code].denominator)), (dept, code)
+
+
+def test_nyc_day_from_the_fact_rows_matches_the_raw_file_and_the_reference(nyc):
+    check(nyc, *NYC_DAY, AFTER_IMPORT, "nyc", NY)
+    _fast_equals_reference(nyc, *NYC_DAY, AFTER_IMPORT)
+
+
+def test_sf_month_from_the_fact_rows_matches_the_raw_file_and_the_reference(sf):
+    check(sf, *SF_MONTH, AFTER_IMPORT, "sf", LA)
+    _fast_equals_reference(sf, *SF_MONTH, AFTER_IMPORT)
+    _fast_equals_reference(sf, datetime(2008, 1, 1, tzinfo=LA), datetime(2019, 1, 1, tzinfo=LA), AFTER_IMPORT)
+
+
+def test_chicago_and_bloomington_open311_from_the_fact_rows_equal_the_reference(tmp_path, backend):
+    from tests.integration.test_feeds import NOW as IMPORTED, _app, _open311_pack, _run
+    from tests.conftest import database_url as url_for
+    app, db, rt = _app(url_for(backend, tmp_path), PACK=str(_open311_pack(tmp_path)))
+    for name in ("chicago_requests_2014_extended", "bloomington_requests"):
+        _run(db, rt, read_records(DATA / f"open311_{name}.json"), "open311", source_label=name.split("_")[0])
+    _fast_equals_reference(app, datetime(2010, 1, 1, tzinfo=NY), datetime(2020, 1, 1, tzinfo=NY),
+                           IMPORTED + timedelta(days=1))
+    get_db(app.server).dispose()

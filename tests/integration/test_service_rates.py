@@ -58,7 +58,7 @@ def test_init_db_seeds_the_history_days_of_service_rates_with_the_demo_data_once
     assert out["service_rates"]["service_rates"] > 0 and out["service_rates"]["kpi_values"] > 0
     with get_db(server).session_scope() as s:
         first, last = s.execute(select(func.min(ServiceRate.day), func.max(ServiceRate.day))).one()
-    days = int(server.config["DEMO_HISTORY_DAYS"])       # 400 by default: the cases' span, 13 months and more
+    days = int(server.config["DEMO_HISTORY_DAYS"])       # 460 by default: the cases' span, back to last year's quarter
     assert last == date(2026, 11, 17) and (last - first).days == days - 1 and days >= 396   # up to yesterday, city time
     counts = _counts(server)
     again = init_db(server, echo=lambda *_: None, seed_demo=True, now=NOW)
