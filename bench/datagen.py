@@ -61,13 +61,13 @@ def _categories(pack) -> list[Category]:
 
 def make_templates(pack, rules, *, count: int, anchor: datetime, seed: int = 2026) -> list[Template]:
     """About ``count`` simulated cases reported in the week before ``anchor``, all steps applied."""
-    from data_sources.feeds.simulator import SLOT, Simulator, _new_case, _params
+    from data_sources.feeds.simulator import SLOT, Simulator, _Draft, _params
     sim = Simulator(pack, rules, _categories(pack), seed=seed, daily_cases=max(count / 7.0, 1.0))
     last = int(anchor.timestamp()) // SLOT
     out: list[Template] = []
     for slot in range(last - int(WEEK.total_seconds()) // SLOT, last):
         for pc in sim.arrivals(slot):
-            case = _new_case(pc, rules)
+            case = _Draft(0, pc, *rules.areas.locate(pc.lon, pc.lat))     # the demo history's draft case
             case.version = 1
             prefixes = [_case_row(case)]
             events = [(None, None, _naive(pc.reported_at), "feed", "report", None, "reported", None, pc.title,

@@ -10,12 +10,12 @@ from typing import Optional
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from incidents.lifecycle import ValidationFailed
 from incidents.model import Role
-from incidents.tables import ApiToken, Department, User
+from incidents.tables import ApiToken, Department, EndedSession, User
 
 _hasher = PasswordHasher()
 FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,32}$")
@@ -189,6 +189,24 @@ def end_all_sessions(session: Session, username: str) -> int:
     user.session_epoch = (user.session_epoch or 0) + 1
     session.flush()
     return user.session_epoch
+
+
+def new_session_id() -> str:
+    """The id a browser session carries in its signed cookie, for :func:`end_session`."""
+    return secrets.token_urlsafe(18)
+
+
+def end_session(session: Session, sid: str, *, now: datetime, keep: timedelta) -> None:
+    """A logout: this browser session's id is refused from now on (for ``keep``, the longest a
+    session can live; older ends are forgotten here)."""
+    session.execute(delete(EndedSession).where(EndedSession.ended_at < now - keep))
+    if session.get(EndedSession, sid) is None:
+        session.add(EndedSession(sid=sid, ended_at=now))
+        session.flush()
+
+
+def session_ended(session: Session, sid: Optional[str]) -> bool:
+    return bool(sid) and session.get(EndedSession, sid) is not None
 
 
 def create_kiosk(session: Session, name: str, *, now: datetime, days: Optional[float] = None) -> str:

@@ -104,6 +104,16 @@ class User(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class EndedSession(Base):
+    """A browser session ended by its own logout: its signed cookie, should an answer that was in
+    flight at the logout set it again (or anyone replay it), is refused until it would have
+    expired anyway. Rows older than the session lifetime are removed at the next logout."""
+
+    __tablename__ = "ended_sessions"
+    sid: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ApiToken(Base):
     """Bearer tokens for departments' own systems; only a hash is stored."""
 

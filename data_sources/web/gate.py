@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional
 from urllib.parse import parse_qsl, quote, urlencode, urlparse
 
@@ -106,6 +106,8 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
                 return None
             if session.get("epoch") != (user.session_epoch or 0):
                 return None  # logged out everywhere (or the password was reset) since this login
+            if auth.session_ended(s, session.get("sid")):
+                return None  # this session logged out: its cookie, set again by a late answer or replayed, is dead
             kiosk = session.get("kiosk")
             if kiosk and not auth.token_active(s, kiosk):
                 return None  # the wall PC's token was revoked or expired: its session ends with it
@@ -174,11 +176,20 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         _start_session(who, epoch)
         return redirect(next_url or LANDING[who.role])
 
+    def _end_this_session() -> None:
+        """Refuse this session's cookie from now on (server-side: an answer still in flight carries
+        it back to the browser after the logout's, and a copied cookie must not outlive it)."""
+        sid = session.get("sid")
+        if sid:
+            with get_db(server).session_scope() as s:
+                auth.end_session(s, sid, now=datetime.now(timezone.utc), keep=_longest_session(server.config))
+        logout_user()
+        session.clear()
+
     @server.post("/logout")
     def _logout():
         security.check_form_post()
-        logout_user()
-        session.clear()
+        _end_this_session()
         return redirect("/login")
 
     @server.post("/logout-everywhere")
@@ -190,8 +201,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         if not session.get("kiosk"):  # a passer-by at one wall must not end every wall of that kiosk
             with get_db(server).session_scope() as s:
                 auth.end_all_sessions(s, current_user.username)
-        logout_user()
-        session.clear()
+        _end_this_session()
         return redirect("/login")
 
     @server.errorhandler(Exception)
@@ -251,8 +261,16 @@ def _without_kiosk(full_path: str) -> str:
     return parsed.path + ("?" + query if query else "")
 
 
+def _longest_session(config) -> timedelta:
+    """The longest any session cookie can stay valid: the absolute lifetime, or the idle timeout
+    when that is longer (kiosk walls live by their token), with a day to spare."""
+    hours = max(float(config.get("SESSION_LIFETIME_HOURS") or 0), float(config.get("SESSION_IDLE_MINUTES") or 0) / 60)
+    return timedelta(hours=hours or 24 * 365) + timedelta(days=1)
+
+
 def _start_session(who: "SessionUser", epoch: int) -> None:
     session.permanent = True  # PERMANENT_SESSION_LIFETIME is the idle timeout
+    session["sid"] = auth.new_session_id()
     session["epoch"] = epoch
     session["login_at"] = time.time()
     # the session's CSRF secret is made now, in the login response, not by whichever page first

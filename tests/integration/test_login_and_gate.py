@@ -83,6 +83,20 @@ def test_logout_ends_the_session(server):
     assert client.get("/_dash-layout").status_code == 401
 
 
+def test_a_session_cookie_set_again_after_its_logout_is_refused_and_other_sessions_live_on(server):
+    """An answer still in flight at the logout sets the old cookie again (each answer renews it), or
+    someone replays a copied cookie: the logged-out session stays dead; the user's other browser
+    is not logged out."""
+    client = login(server, "erin", "dispatcher")
+    other = server.test_client()
+    post_login(other, "erin")
+    before = client.get_cookie("session").value
+    assert client.post("/logout", data={"csrf_token": csrf_token(client)}).headers["Location"] == "/login"
+    client.set_cookie("session", before)
+    assert client.get("/_dash-layout").status_code == 401
+    assert other.get("/_dash-layout").status_code == 200
+
+
 def test_passwords_are_stored_as_argon2_hashes(server):
     add_user(server, "dave", "inspector")
     with get_db(server).session_scope() as s:
