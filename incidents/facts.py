@@ -35,6 +35,7 @@ _SOURCES = {
     "reworked": _I.rework_count > 0, "misdispatched": (_I.return_count + _I.reassign_count) > 0,
     "extended": _I.extension_count > 0, "handling_hours": _I.handling_hours,
     "first_closed_at": _I.first_closed_at, "dispatches": _I.dispatch_count, "closures": _I.close_count,
+    "last_dispatched_at": _I.last_dispatched_at, "last_closed_at": _I.last_closed_at,
 }
 COLUMNS = tuple(_SOURCES)
 _SLICE = 5000      # ids per statement (PostgreSQL takes at most 65,535 parameters)
@@ -112,6 +113,7 @@ def _from_timeline(t) -> dict:
         return select(agg(e.c.at) if agg is not func.count else func.count()).where(
             e.c.incident_id == t.c.id, e.c.action == action).scalar_subquery()
     return {"first_dispatched_at": of(func.min, "dispatch"), "first_closed_at": of(func.min, "verify_pass"),
+            "last_dispatched_at": of(func.max, "dispatch"), "last_closed_at": of(func.max, "verify_pass"),
             "dispatch_count": func.nullif(of(func.count, "dispatch"), 0),
             "close_count": func.nullif(of(func.count, "verify_pass"), 0)}
 

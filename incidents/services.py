@@ -414,6 +414,7 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         case.department_code = department
         if action == Action.DISPATCH:
             case.dispatch_count = (getattr(case, "dispatch_count", None) or 0) + 1
+            case.last_dispatched_at = now
             if case.first_dispatched_at is None:
                 case.first_dispatched_at = now
         _start_clock(case, category, rules, now)
@@ -459,6 +460,7 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
     elif action == Action.VERIFY_PASS:
         case.closed_at = now
         case.close_count = (getattr(case, "close_count", None) or 0) + 1
+        case.last_closed_at = now
         if getattr(case, "first_closed_at", None) is None:
             case.first_closed_at = now
     elif action == Action.VERIFY_FAIL:

@@ -204,6 +204,8 @@ class Incident(Base):
     dispatch_count: Mapped[Optional[int]] = mapped_column(Integer)
     close_count: Mapped[Optional[int]] = mapped_column(Integer)
     first_closed_at: Mapped[Optional[datetime]]
+    last_dispatched_at: Mapped[Optional[datetime]]     # (two dispatches or closures: first and last tell)
+    last_closed_at: Mapped[Optional[datetime]]
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(60), default="")
 
@@ -222,11 +224,13 @@ class CaseFact(Base):
                       Index("ix_case_facts_registered_at", "registered_at"),
                       Index("ix_case_facts_first_dispatched_at", "first_dispatched_at"),
                       Index("ix_case_facts_first_closed_at", "first_closed_at"),
+                      Index("ix_case_facts_last_dispatched_at", "last_dispatched_at"),
+                      Index("ix_case_facts_last_closed_at", "last_closed_at"),
                       Index("ix_case_facts_state_deadline", "state", "deadline"),
                       Index("ix_case_facts_updated_at", "updated_at"),
                       Index("ix_case_facts_repeated", "incident_id",
-                            sqlite_where=text("dispatches > 1 OR closures > 1"),
-                            postgresql_where=text("dispatches > 1 OR closures > 1")))
+                            sqlite_where=text("dispatches > 2 OR closures > 2"),
+                            postgresql_where=text("dispatches > 2 OR closures > 2")))
 
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True, autoincrement=False)
     # what the case is now, where and whose
@@ -255,6 +259,8 @@ class CaseFact(Base):
     first_closed_at: Mapped[Optional[datetime]]
     dispatches: Mapped[Optional[int]] = mapped_column(Integer)
     closures: Mapped[Optional[int]] = mapped_column(Integer)
+    last_dispatched_at: Mapped[Optional[datetime]]
+    last_closed_at: Mapped[Optional[datetime]]
 
 
 class IncidentEvent(Base):

@@ -100,32 +100,36 @@ _DISP = {"disp_on_time": "on_time_final", "disp_accurate": "accurate", "disp_ext
          "handled": "resolved_final"}
 
 
+#: the milestones of a case the scan buckets: report, register, first dispatch and closure, and the
+#: last dispatch and closure (a case dispatched or closed twice is counted by its first and last)
+_MILESTONES = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_closed_at, F.last_dispatched_at,
+               F.last_closed_at)
+
+
 def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
     """One pass over the settled fact rows of ``[lo, hi)`` (and the overdue ones), grouped by
     department, district and the bucket of each milestone a cohort hangs on."""
     c = as_of_conditions(as_of)
     live = F.state != VOIDED
-    keys = [F.department_code, F.district_code] + [_bucket(m, lo, hi, buckets) for m in
-                                                   (F.reported_at, F.registered_at, F.first_dispatched_at,
-                                                    F.first_closed_at)]
+    keys = [F.department_code, F.district_code] + [_bucket(m, lo, hi, buckets) for m in _MILESTONES]
     cols = [func.count(), _one(live), *[_one(and_(live, c[f])) for f in _FLAGS],
             func.coalesce(func.sum(case((and_(live, c["resolved_final"]), F.handling_hours), else_=None)), 0.0),
-            _one(c["overdue"]), _one(F.dispatches == 1), _one(F.closures == 1)]
+            _one(c["overdue"]), _one(F.dispatches == 1), _one(F.dispatches == 2), _one(F.closures == 1),
+            _one(F.closures == 2)]
     where = and_(settled(as_of, s.get_bind().dialect.name),
-                 or_(*[_within(m, lo, hi) for m in (F.reported_at, F.registered_at, F.first_dispatched_at,
-                                                    F.first_closed_at)], *c["overdue"].clauses))
+                 or_(*[_within(m, lo, hi) for m in _MILESTONES], *c["overdue"].clauses))
     return s.execute(select(*keys, *cols).where(where).group_by(*keys)).all()
 
 
 def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
-    """The cases dispatched or closed more than once (a partial index finds them): their dispatch
-    and closure events in ``[lo, hi)``, as (department, district, action, bucket, case)."""
+    """The cases dispatched or closed more than twice (a partial index finds the few): their
+    dispatch and closure events in ``[lo, hi)``, as (department, district, action, bucket, case)."""
     b = _bucket(E.at, lo, hi, buckets)
     return s.execute(select(F.department_code, F.district_code, E.action, b, E.incident_id).distinct()
                      .select_from(F).join(E, E.incident_id == F.incident_id)
-                     .where(or_(F.dispatches > 1, F.closures > 1), settled(as_of), _within(E.at, lo, hi),
-                            or_(and_(E.action == "dispatch", F.dispatches > 1),
-                                and_(E.action == "verify_pass", F.closures > 1)))).all()
+                     .where(or_(F.dispatches > 2, F.closures > 2), settled(as_of), _within(E.at, lo, hi),
+                            or_(and_(E.action == "dispatch", F.dispatches > 2),
+                                and_(E.action == "verify_pass", F.closures > 2)))).all()
 
 
 # --------------------------------------------------------------------------- sums of one period
@@ -168,10 +172,10 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     scan_buckets = buckets or [period]
     by_bucket = [_zero() for _ in scan_buckets]
     for row in _scan(s, as_of, lo, hi, scan_buckets):
-        dept, district, b_rep, b_reg, b_disp, b_close = row[:6]
-        n, live, *flags = row[6:]
+        dept, district, b_rep, b_reg, b_disp, b_close, b_last_disp, b_last_close = row[:8]
+        n, live, *flags = row[8:]
         flagged = dict(zip(_FLAGS, flags[:len(_FLAGS)]))
-        hours, overdue, single_dispatch, single_close = flags[len(_FLAGS):]
+        hours, overdue, one_dispatch, two_dispatches, one_closure, two_closures = flags[len(_FLAGS):]
         add = {"overdue": overdue}
         per_bucket = []
         if b_rep is not None:
@@ -180,9 +184,16 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
             per_bucket.append((b_reg, {"registered": n, "reg": live, **{k: flagged[f] for k, f in _REG.items()}}))
         if b_disp is not None:
             per_bucket.append((b_disp, {"disp": live, **{k: flagged[f] for k, f in _DISP.items()},
-                                        "handled_hours": hours, "dispatched": single_dispatch}))
-        if b_close is not None:
-            per_bucket.append((b_close, {"closed": single_close}))
+                                        "handled_hours": hours}))
+        # 派遣数 / 结案数 count a case once a period and once a bucket: by its first and last event
+        for name, first, last, one, two in (("dispatched", b_disp, b_last_disp, one_dispatch, two_dispatches),
+                                            ("closed", b_close, b_last_close, one_closure, two_closures)):
+            if first is not None or last is not None:
+                add[name] = add.get(name, 0) + (one if first is not None else 0) + two
+            if first is not None:
+                by_bucket[int(first)][name] += one + two
+            if last is not None and last != first:
+                by_bucket[int(last)][name] += two
         g = out.groups.setdefault(_key(dept, district), _zero())
         for i, sums in [(None, add)] + per_bucket:
             for k, v in sums.items():
@@ -277,16 +288,15 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
     c, p = as_of_conditions(as_of), period_conditions(lo, hi)
     names = {**{k: p[v] for k, v in _COHORT_SQL.items()}, "open_overdue": c["overdue"],
              **{v: c[v] for v in set(_NUMERATOR_SQL.values())},
-             "dispatched_event": and_(F.dispatches == 1, _within(F.first_dispatched_at, lo, hi)),
-             "closed_event": and_(F.closures == 1, _within(F.first_closed_at, lo, hi))}
+             "dispatched_event": _first_or_last(F.dispatches, F.first_dispatched_at, F.last_dispatched_at, lo, hi),
+             "closed_event": _first_or_last(F.closures, F.first_closed_at, F.last_closed_at, lo, hi)}
     cols = list(names)
-    milestones = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_closed_at)
     rows = s.execute(select(F.incident_id, *[case((v, 1), else_=0) for v in names.values()])
                      .where(settled(as_of, s.get_bind().dialect.name),
-                            or_(*[_within(m, lo, hi) for m in milestones], *c["overdue"].clauses))).all()
+                            or_(*[_within(m, lo, hi) for m in _MILESTONES], *c["overdue"].clauses))).all()
     frame = pd.DataFrame(np.array([r[1:] for r in rows], dtype=bool).reshape(len(rows), len(cols)), columns=cols,
                          index=pd.Index([r[0] for r in rows], dtype="int64", name="id"))
-    # the cases dispatched or closed more than once: their events in the period say
+    # the cases dispatched or closed more than twice: their events in the period say
     repeated = _repeated(s, as_of, lo, hi, [period])
     frame = frame.reindex(frame.index.union(pd.Index(sorted({r[4] for r in repeated}), dtype="int64")),
                           fill_value=False)
@@ -303,6 +313,13 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
         ref = kpis.case_flags(replayed, results).replace({"": 0, "D": 1, "N": 2}).astype("int8")
         flags = pd.concat([flags, ref[list(results)]])
     return flags[(flags != 0).any(axis=1)].sort_index() if len(flags) else flags
+
+
+def _first_or_last(count, first, last, lo: datetime, hi: datetime):
+    """A case dispatched (closed) once or twice has such an event in ``[lo, hi)`` iff its first or
+    its last one is there."""
+    return or_(and_(count == 1, _within(first, lo, hi)),
+               and_(count == 2, or_(_within(first, lo, hi), _within(last, lo, hi))))
 
 
 def replayed_facts(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,

@@ -21,7 +21,8 @@ _TEXT = {'state': 16, 'state_before_suspend': 16, 'department_code': 40, 'distri
 _TIMES = ('reported_at', 'registered_at', 'first_dispatched_at', 'resolved_at', 'deadline', 'suspended_at',
           'updated_at')
 _MILESTONES = {'first_dispatched_at': sa.DateTime(), 'handling_hours': sa.Float(), 'dispatch_count': sa.Integer(),
-               'close_count': sa.Integer(), 'first_closed_at': sa.DateTime()}
+               'close_count': sa.Integer(), 'first_closed_at': sa.DateTime(), 'last_dispatched_at': sa.DateTime(),
+               'last_closed_at': sa.DateTime()}
 _REQUIRED = {'reported_at', 'updated_at', 'state', 'channel', 'priority', 'reworked', 'misdispatched', 'extended'}
 
 
@@ -36,6 +37,8 @@ def upgrade() -> None:
     # what the timeline says, once: first dispatch / closure and how many (NULL = none)
     for column, agg, action in (('first_dispatched_at', 'MIN(e.at)', 'dispatch'),
                                 ('first_closed_at', 'MIN(e.at)', 'verify_pass'),
+                                ('last_dispatched_at', 'MAX(e.at)', 'dispatch'),
+                                ('last_closed_at', 'MAX(e.at)', 'verify_pass'),
                                 ('dispatch_count', 'NULLIF(COUNT(*), 0)', 'dispatch'),
                                 ('close_count', 'NULLIF(COUNT(*), 0)', 'verify_pass')):
         op.execute(f"UPDATE incidents SET {column} = (SELECT {agg} FROM incident_events e "
@@ -47,20 +50,23 @@ def upgrade() -> None:
                     *[_col(n, sa.String(length=k)) for n, k in _TEXT.items()],
                     *[_col(n, sa.Boolean()) for n in ('on_time', 'reworked', 'misdispatched', 'extended')],
                     _col('handling_hours', sa.Float()), _col('first_closed_at', sa.DateTime()),
-                    _col('dispatches', sa.Integer()), _col('closures', sa.Integer()))
-    for name in ('reported_at', 'registered_at', 'first_dispatched_at', 'first_closed_at', 'updated_at'):
+                    _col('dispatches', sa.Integer()), _col('closures', sa.Integer()),
+                    _col('last_dispatched_at', sa.DateTime()), _col('last_closed_at', sa.DateTime()))
+    for name in ('reported_at', 'registered_at', 'first_dispatched_at', 'first_closed_at', 'last_dispatched_at',
+                 'last_closed_at', 'updated_at'):
         op.create_index(f'ix_case_facts_{name}', 'case_facts', [name])
     op.create_index('ix_case_facts_state_deadline', 'case_facts', ['state', 'deadline'])
-    repeated = sa.text('dispatches > 1 OR closures > 1')     # the few the timeline is asked about
+    repeated = sa.text('dispatches > 2 OR closures > 2')     # the few the timeline is asked about
     op.create_index('ix_case_facts_repeated', 'case_facts', ['incident_id'], sqlite_where=repeated,
                     postgresql_where=repeated)
     op.execute("INSERT INTO case_facts (incident_id, reported_at, registered_at, first_dispatched_at, resolved_at, "
                "deadline, suspended_at, updated_at, state, state_before_suspend, department_code, district_code, "
                "grid_code, category_code, channel, priority, on_time, reworked, misdispatched, extended, "
-               "handling_hours, first_closed_at, dispatches, closures) SELECT id, reported_at, registered_at, first_dispatched_at, resolved_at, deadline, "
+               "handling_hours, first_closed_at, dispatches, closures, last_dispatched_at, last_closed_at) SELECT id, reported_at, registered_at, first_dispatched_at, resolved_at, deadline, "
                "suspended_at, updated_at, state, state_before_suspend, department_code, district_code, grid_code, "
                "category_code, channel, priority, on_time, rework_count > 0, return_count + reassign_count > 0, "
-               "extension_count > 0, handling_hours, first_closed_at, dispatch_count, close_count FROM incidents")
+               "extension_count > 0, handling_hours, first_closed_at, dispatch_count, close_count, last_dispatched_at, "
+               "last_closed_at FROM incidents")
 
 
 def downgrade() -> None:
