@@ -99,6 +99,18 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def worker_rss_mb(pid: int) -> float:
+    """The largest resident set of the gunicorn workers (children of the master), in MB."""
+    sizes = [0.0]
+    for p in _children(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        sizes += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")]
+    return max(sizes)
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -272,6 +284,7 @@ def run(args) -> int:
         phases = {n: run_phase(f"{n} screens", port, proc.pid, clients[:n], args, spec, token, ids) for n in counts}
         top = max(counts)
         floor = run_phase(f"{top} screens, static", port, proc.pid, clients[:top], args, spec, token, ids, static=True)
+        rss = worker_rss_mb(proc.pid)     # after every phase: what a worker holds once the wall load has run
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -297,5 +310,5 @@ def run(args) -> int:
     p95 = {n: percentile(ph.latencies, 95) * 1e3 for n, ph in phases.items()}
     print("RESULT " + " ".join(f"wall_p95_ms_{n}={v:.1f}" for n, v in p95.items())
           + f" wall_cpu_over_static={cpu_wall / cpu_static:.2f} writer_p95_over_alone={writer_top / writer_alone:.2f}"
-          f" wall_bytes_per_refresh={sum(wall_top.bytes) / len(wall_top.bytes):.0f}")
+          f" wall_bytes_per_refresh={sum(wall_top.bytes) / len(wall_top.bytes):.0f} worker_rss_mb={rss:.0f}")
     return 0
