@@ -38,7 +38,8 @@ def pg_url(admin_url: str = PG_ADMIN_URL, name: str = PG_DB) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_action: int, echo=print):
+def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_action: int, echo=print,
+            per_week: int = 7000):
     """Schema, pack, and at least ``n_cases`` cases with open pools; returns the Database."""
     from bench import datagen
     from data_sources.seed import install_pack
@@ -61,7 +62,7 @@ def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_acti
     top_up = 5 * max(max(short.values()), 0) if max(short.values()) > 0 else 0
     if missing or top_up:
         t0 = time.perf_counter()
-        n_templates = datagen.templates_for(missing or top_up)
+        n_templates = datagen.templates_for(missing or top_up, per_week)
         templates = _TEMPLATES.get(n_templates) or _TEMPLATES.setdefault(n_templates, datagen.make_templates(
             pack, rules, count=n_templates, anchor=datetime.now(timezone.utc) - timedelta(days=7)))
         t1 = time.perf_counter()

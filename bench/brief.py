@@ -98,7 +98,7 @@ def run(backend: str, url: str, args) -> None:
     from incidents.queries import brief as qb
 
     pack, rules = load_rules()
-    prepare(url, args.cases, pack, rules, rebuild=False, pool_per_action=10)
+    prepare(url, args.cases, pack, rules, rebuild=False, pool_per_action=10, per_week=args.per_week)
     app = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "bench", "DEMO_FEED": False})
     server = app.server
     today = datetime.now(timezone.utc).date()
@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="cold runs per quarter (default 3)")
     from bench.actions import PG_ADMIN_URL, PG_DB, SQLITE_PATH, pg_url
     p.add_argument("--sqlite-path", default=SQLITE_PATH)
+    p.add_argument("--per-week", type=int, default=7000,
+                   help="cases a week in the generated data (7,000: the Hangzhou demo; 175,000: a megacity's "
+                        "25,000 a day, a quarter of about 2.3 million)")
     p.add_argument("--pg-database", default=PG_DB)
     args = p.parse_args(argv)
     header("leader brief for a quarter", argv)

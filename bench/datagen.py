@@ -217,9 +217,10 @@ def counts(session) -> tuple[int, int, int]:
     return n, max_c, max_e
 
 
-def templates_for(count: int) -> int:
-    """Templates to plan for ``count`` cases: up to 7,000 (a week at 1,000 cases a day)."""
-    return max(200, min(7000, int(math.ceil(count))))
+def templates_for(count: int, per_week: int = 7000) -> int:
+    """Templates to plan for ``count`` cases: up to ``per_week`` (the cases of one week: 7,000 is a week
+    at 1,000 cases a day, Hangzhou's demo; a megacity's hotline and grid take 150,000–200,000)."""
+    return max(200, min(per_week, int(math.ceil(count))))
 
 
 __all__ = ["make_templates", "rows", "write", "counts", "templates_for"]
