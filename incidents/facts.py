@@ -16,7 +16,7 @@ into the narrow fact table with one ``INSERT … SELECT … ON CONFLICT`` per wr
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable
 
 from sqlalchemy import and_, bindparam, delete, event, func, or_, select, true, update
 from sqlalchemy.orm import Session
@@ -160,7 +160,3 @@ def _after_flush(session: Session, _context) -> None:
                           if isinstance(o, Incident) and o.id is not None and o not in session.deleted]
     if written:
         refresh(session, written)
-
-
-def fact_of(session: Session, incident_id: int) -> Optional[CaseFact]:
-    return session.get(CaseFact, incident_id)
