@@ -441,6 +441,7 @@ class _Run:
                        return_count=0, reassign_count=0, extension_count=0, extension_hours=0.0,
                        suspended_hours=0.0, first_dispatched_at=None, handling_hours=None, dispatch_count=None,
                        close_count=None, first_closed_at=None, last_dispatched_at=None, last_closed_at=None,
+                       revised_at=None,
                        updated_at=self.now,
                        updated_by=self.actor, version=1)
         events = [self._report(item, inc)]
@@ -481,7 +482,7 @@ class _Run:
         for name in ("registered_at", "dispatched_at", "signed_at", "resolved_at", "closed_at", "voided_at",
                      "suspended_at", "allowed_hours", "warn_at", "deadline", "on_time", "void_reason",
                      "duplicate_of", "department_code", "first_dispatched_at", "handling_hours", "dispatch_count",
-                     "close_count", "first_closed_at", "last_dispatched_at", "last_closed_at"):
+                     "close_count", "first_closed_at", "last_dispatched_at", "last_closed_at", "revised_at"):
             setattr(case, name, None)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]

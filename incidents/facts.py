@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import and_, bindparam, delete, event, func, or_, select, true, update
+from sqlalchemy import and_, bindparam, case, delete, event, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from incidents.model import REVISING_ACTIONS, Action
 from incidents.tables import CaseFact, Incident, IncidentEvent
 
 #: the fact columns in table order, and how each is computed from the case row
@@ -28,7 +29,7 @@ _I = Incident
 _SOURCES = {
     "incident_id": _I.id, "reported_at": _I.reported_at, "registered_at": _I.registered_at,
     "first_dispatched_at": _I.first_dispatched_at, "resolved_at": _I.resolved_at, "deadline": _I.deadline,
-    "suspended_at": _I.suspended_at, "updated_at": _I.updated_at, "state": _I.state,
+    "suspended_at": _I.suspended_at, "revised_at": func.coalesce(_I.revised_at, _I.reported_at), "state": _I.state,
     "state_before_suspend": _I.state_before_suspend, "department_code": _I.department_code,
     "district_code": _I.district_code, "grid_code": _I.grid_code, "category_code": _I.category_code,
     "channel": _I.channel, "priority": _I.priority, "on_time": _I.on_time,
@@ -107,12 +108,19 @@ def backfill_milestones(session: Session, calendar, *, every: bool = False, batc
 
 
 def _from_timeline(t) -> dict:
-    """The case columns that are a fact of the timeline, as correlated SQL over the events."""
+    """The case columns that are a fact of the timeline, as correlated SQL over the events: the
+    first and last dispatch and closure, how many, and the last revising action."""
     def of(agg, action):
         e = IncidentEvent.__table__
         return select(agg(e.c.at) if agg is not func.count else func.count()).where(
             e.c.incident_id == t.c.id, e.c.action == action).scalar_subquery()
-    return {"first_dispatched_at": of(func.min, "dispatch"), "first_closed_at": of(func.min, "verify_pass"),
+    e = IncidentEvent.__table__
+    revising = sorted(a.value for a in (*REVISING_ACTIONS, Action.APPROVE))   # an approval applies an extension or suspension
+    # (the action inside the MAX: with an IN list in the WHERE, SQLite walks the action index per case)
+    revised = select(func.max(case((e.c.action.in_(revising), e.c.at)))).where(e.c.incident_id == t.c.id) \
+        .scalar_subquery()
+    return {"revised_at": revised,
+            "first_dispatched_at": of(func.min, "dispatch"), "first_closed_at": of(func.min, "verify_pass"),
             "last_dispatched_at": of(func.max, "dispatch"), "last_closed_at": of(func.max, "verify_pass"),
             "dispatch_count": func.nullif(of(func.count, "dispatch"), 0),
             "close_count": func.nullif(of(func.count, "verify_pass"), 0)}

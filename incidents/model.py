@@ -57,6 +57,15 @@ class Action(StrEnum):
     REJECT = "reject"            # … or turns it down
 
 
+#: actions after which a case's milestones alone (its register, first and last dispatch, final
+#: resolve, first and last closure) no longer tell what it was at an earlier instant: they send it
+#: back, aside or out, or move its clock. A case's ``revised_at`` is the time of its last one; at any
+#: instant after that, the KPIs read the case from its fact row with the later milestones masked,
+#: and only the cases revised after the instant are replayed from their events (DESIGN §6).
+REVISING_ACTIONS = frozenset({Action.RETURN, Action.REASSIGN, Action.EXTEND, Action.SUSPEND, Action.RESUME,
+                              Action.VOID, Action.MERGE, Action.VERIFY_FAIL, Action.REOPEN})
+
+
 class RequestStatus(StrEnum):
     """A department's request (``case_requests``): only an approved one changes the case."""
 

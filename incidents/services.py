@@ -17,7 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (facts: its flush hook)
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
-from incidents.model import Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
+from incidents.model import REVISING_ACTIONS, Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
 from incidents.tables import CaseRequest, Category, Department, EventRequest, Incident, IncidentEvent, Meta
 
@@ -482,6 +482,8 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
 
     if reason:
         payload["reason"] = reason
+    if action in REVISING_ACTIONS:
+        case.revised_at = now
     case.state = after
     case.updated_at = now
     case.updated_by = actor_name

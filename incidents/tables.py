@@ -206,6 +206,9 @@ class Incident(Base):
     first_closed_at: Mapped[Optional[datetime]]
     last_dispatched_at: Mapped[Optional[datetime]]     # (two dispatches or closures: first and last tell)
     last_closed_at: Mapped[Optional[datetime]]
+    # the time of its last revising action (model.REVISING_ACTIONS; None: none yet): after it, the
+    # milestones above tell what the case was at any instant
+    revised_at: Mapped[Optional[datetime]]
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(60), default="")
 
@@ -217,7 +220,8 @@ class CaseFact(Base):
     """One narrow row per case with what the KPIs read (DESIGN §2, §6), kept in the transaction of
     every write by :mod:`incidents.facts`: the KPI read model aggregates these with SQL instead of
     replaying the timeline. It holds the case as it is now; a KPI at an earlier ``as_of`` reads a
-    row only if ``updated_at <= as_of`` (nothing changed since) and replays the rest's events."""
+    row if ``revised_at <= as_of`` (nothing but forward milestones since, which it masks) and
+    replays the rest's events."""
 
     __tablename__ = "case_facts"
     __table_args__ = (Index("ix_case_facts_reported_at", "reported_at"),
@@ -227,7 +231,8 @@ class CaseFact(Base):
                       Index("ix_case_facts_last_dispatched_at", "last_dispatched_at"),
                       Index("ix_case_facts_last_closed_at", "last_closed_at"),
                       Index("ix_case_facts_state_deadline", "state", "deadline"),
-                      Index("ix_case_facts_updated_at", "updated_at"),
+                      Index("ix_case_facts_revised_at", "revised_at"),
+                      Index("ix_case_facts_resolved_at", "resolved_at"),
                       Index("ix_case_facts_repeated", "incident_id",
                             sqlite_where=text("dispatches > 2 OR closures > 2"),
                             postgresql_where=text("dispatches > 2 OR closures > 2")))
@@ -251,7 +256,8 @@ class CaseFact(Base):
     handling_hours: Mapped[Optional[float]] = mapped_column(Float)    # its working hours from the first dispatch
     deadline: Mapped[Optional[datetime]]
     suspended_at: Mapped[Optional[datetime]]
-    updated_at: Mapped[datetime]
+    # the last revising action (model.REVISING_ACTIONS), or the report when none
+    revised_at: Mapped[datetime]
     # what happened on the way
     reworked: Mapped[bool] = mapped_column(Boolean)
     misdispatched: Mapped[bool] = mapped_column(Boolean)

@@ -289,7 +289,7 @@ class _Draft:
         self.allowed_hours = self.warn_at = self.deadline = self.on_time = None
         self.void_reason = self.duplicate_of = self.first_dispatched_at = self.handling_hours = None
         self.dispatch_count = self.close_count = self.first_closed_at = None
-        self.last_dispatched_at = self.last_closed_at = None
+        self.last_dispatched_at = self.last_closed_at = self.revised_at = None
         self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
         self.extension_count = 0
         self.extension_hours = self.suspended_hours = 0.0

@@ -129,7 +129,10 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
     start = now.astimezone(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
     lights = lights_of_running_cases(s, now, where)
     feeds = feed_health_rows(s, now)
-    by_state = dict(s.execute(select(Incident.state, func.count()).where(*where).group_by(Incident.state)).all())
+    # the open cases only (the wall shows no other): an index range bounded by the cases in flight,
+    # not a GROUP BY over the whole history
+    by_state = dict(s.execute(select(Incident.state, func.count()).where(Incident.state.in_(OPEN_STATES), *where)
+                              .group_by(Incident.state)).all())
     def open_by(col):
         return {k: n for k, n in s.execute(select(col, func.count()).where(Incident.state.in_(OPEN_STATES), *where)
                                            .group_by(col)).all() if k}

@@ -17,7 +17,7 @@ from data_sources.feeds import simulator
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db
 from incidents import facts, kpis, lifecycle, services
-from incidents.model import Action, Role, State
+from incidents.model import REVISING_ACTIONS, Action, Role, State
 from incidents.queries import kpi_facts
 from incidents.services import Actor
 
@@ -99,6 +99,28 @@ def test_the_fast_path_equals_the_reference_on_demo_history(demo, days_back, len
         if offset_hours:   # the replay path really ran
             ps, _ = _fast(s, rt, period, as_of)
             assert ps.replayed is not None and len(ps.replayed) > 0
+
+
+def test_only_the_cases_revised_after_as_of_are_replayed(demo):
+    """A case that only went forward after ``as_of`` (registered, dispatched, signed, resolved,
+    closed) is read from its fact row with the later milestones masked; only the cases with a
+    revising action after ``as_of`` (a return, extension, rework …) are replayed."""
+    rt = get_runtime(demo.server)
+    as_of = NOW - timedelta(hours=40)
+    period = kpis.Period(NOW - timedelta(days=5), NOW)
+    revising = {a.value for a in (*REVISING_ACTIONS, Action.APPROVE)}
+    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+        E, I = services.IncidentEvent, services.Incident
+        later = s.execute(kpi_facts.select(E.incident_id, E.action).join(I, I.id == E.incident_id)
+                          .where(E.at > as_of, I.reported_at <= as_of)).all()
+        revised = {cid for cid, action in later if action in revising}
+        forward_only = {cid for cid, _ in later} - revised
+        replayed = kpi_facts.replayed_facts(s, period, as_of, cal=rt.calendar,
+                                            priority_factors=rt.pack.priority_factors,
+                                            hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
+        _check(s, rt, period, as_of)
+    assert revised and len(forward_only) > 5 * len(revised)     # the demo moves most cases forward only
+    assert set(replayed.index) == revised
 
 
 def test_series_and_case_flags_equal_the_reference(demo):
@@ -198,6 +220,8 @@ def test_the_migration_and_init_db_backfill_the_facts_of_an_older_database(demo)
     period, as_of = kpis.Period(NOW - timedelta(days=4), NOW), NOW
     with demo.server.app_context(), get_db(demo.server).session_scope() as s:
         before = _fast(s, rt, period, as_of, "department")[1]
+        revised = dict(s.execute(kpi_facts.select(services.Incident.id, services.Incident.revised_at)).all())
+    assert sum(v is not None for v in revised.values()) > 10       # the transitions kept it
     engine = get_db(demo.server).engine
     from alembic import command
     with engine.begin() as conn:
@@ -205,6 +229,8 @@ def test_the_migration_and_init_db_backfill_the_facts_of_an_older_database(demo)
     init_db(demo.server, echo=lambda *_: None, seed_demo=False)
     with demo.server.app_context(), get_db(demo.server).session_scope() as s:
         assert facts.differences(s) == (0, [])
+        # migration 0007 finds the last revising action of each case in its events
+        assert dict(s.execute(kpi_facts.select(services.Incident.id, services.Incident.revised_at)).all()) == revised
         after = _fast(s, rt, period, as_of, "department")[1]
         _check(s, rt, period, as_of)
     _same(after.kpis, before.kpis, "after the backfill")
