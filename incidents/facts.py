@@ -29,7 +29,7 @@ _I = Incident
 _SOURCES = {
     "incident_id": _I.id, "reported_at": _I.reported_at, "registered_at": _I.registered_at,
     "first_dispatched_at": _I.first_dispatched_at, "resolved_at": _I.resolved_at, "deadline": _I.deadline,
-    "suspended_at": _I.suspended_at, "revised_at": func.coalesce(_I.revised_at, _I.reported_at), "state": _I.state,
+    "suspended_at": _I.suspended_at, "revised_at": _I.revised_at, "state": _I.state,
     "state_before_suspend": _I.state_before_suspend, "department_code": _I.department_code,
     "district_code": _I.district_code, "grid_code": _I.grid_code, "category_code": _I.category_code,
     "channel": _I.channel, "priority": _I.priority, "on_time": _I.on_time,

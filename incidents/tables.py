@@ -256,8 +256,8 @@ class CaseFact(Base):
     handling_hours: Mapped[Optional[float]] = mapped_column(Float)    # its working hours from the first dispatch
     deadline: Mapped[Optional[datetime]]
     suspended_at: Mapped[Optional[datetime]]
-    # the last revising action (model.REVISING_ACTIONS), or the report when none
-    revised_at: Mapped[datetime]
+    # the last revising action (model.REVISING_ACTIONS; None: never revised, the index holds only the few)
+    revised_at: Mapped[Optional[datetime]]
     # what happened on the way
     reworked: Mapped[bool] = mapped_column(Boolean)
     misdispatched: Mapped[bool] = mapped_column(Boolean)

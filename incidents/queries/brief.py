@@ -92,10 +92,11 @@ def _kpi_report(version: int, start_iso: str, end_iso: str, as_of_iso: str, grou
 
 # --------------------------------------------------------------------------- the brief
 
-def _sums(s, period: kpis.Period, as_of: datetime, buckets=None) -> kpi_facts.PeriodSums:
+def _sums(s, period: kpis.Period, as_of: datetime, buckets=None, grouped: bool = True) -> kpi_facts.PeriodSums:
     rt = runtime()
     return kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
-                                 hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets)
+                                 hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets,
+                                 grouped=grouped)
 
 
 def _indicator_frames(s, end: datetime, tz: str):
@@ -145,7 +146,7 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
         by_dept = kpi_facts.report(ps, group_by="department", names=dept_names, **kw)
         by_district = kpi_facts.report(ps, group_by="district", names=district_names, **kw)
         series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=tz)
-        reports = [kpi_facts.report(_sums(s, cmp.period, cmp.as_of), **kw)
+        reports = [kpi_facts.report(_sums(s, cmp.period, cmp.as_of, grouped=False), **kw)
                    for cmp in kpis.comparisons(period, as_of, tz)]
         ind, vals = _indicator_frames(s, end, tz)
     indicators = kpis.indicator_results(ind, vals, period, tz)

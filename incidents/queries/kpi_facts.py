@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, insert, or_, select,
+from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, insert, null, or_, select,
                         type_coerce, union)
 from sqlalchemy.orm import Session
 
@@ -45,12 +45,13 @@ DONE = (State.RESOLVED.value, State.CLOSED.value)
 def settled(as_of: datetime, dialect: str = ""):
     """Fact rows that tell their case at ``as_of``: reported by then and not revised since (a
     revising action after ``as_of`` — :data:`incidents.model.REVISING_ACTIONS` — sends the case to
-    the replay). For a scan whose other terms pick the rows, on SQLite the two columns are written
-    ``+col`` (SQLite's no-op that keeps a term off an index): else its planner walks
-    ``revised_at <= as_of`` — nearly every row — instead of the milestone indexes."""
+    the replay; NULL: never revised). For a scan whose other terms pick the rows, on SQLite the two
+    columns are written ``+col`` (SQLite's no-op that keeps a term off an index): else its planner
+    walks an index of every row instead of the milestone indexes."""
     if dialect == "sqlite":
-        return and_(_unindexed(F.reported_at) <= as_of, _unindexed(F.revised_at) <= as_of)
-    return and_(F.reported_at <= as_of, F.revised_at <= as_of)
+        revised = _unindexed(F.revised_at)
+        return and_(_unindexed(F.reported_at) <= as_of, or_(revised.is_(None), revised <= as_of))
+    return and_(F.reported_at <= as_of, or_(F.revised_at.is_(None), F.revised_at <= as_of))
 
 
 def _unindexed(col):
@@ -144,19 +145,22 @@ _MILESTONES = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_cl
                F.last_closed_at)
 
 
-def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period], grouped: bool = True):
     """One pass over the settled fact rows of ``[lo, hi)`` (and the overdue ones), grouped by
-    department, district and the bucket of each milestone a cohort hangs on."""
+    department, district (unless not ``grouped``: NULL, NULL, a few dozen groups, no sort) and the
+    bucket of each milestone a cohort hangs on."""
     c = as_of_conditions(as_of)
     live = c["live"]
-    keys = [department_at(as_of), F.district_code] + [_bucket(m, lo, hi, as_of, buckets) for m in _MILESTONES]
+    milestones = [_bucket(m, lo, hi, as_of, buckets) for m in _MILESTONES]
+    units = [department_at(as_of), F.district_code] if grouped else [null(), null()]
+    keys = units + milestones
     cols = [func.count(), _one(live), *[_one(and_(live, c[f])) for f in _FLAGS],
             func.coalesce(func.sum(case((and_(live, c["resolved_final"]), F.handling_hours), else_=None)), 0.0),
             _one(c["overdue"]), _one(F.dispatches == 1), _one(F.dispatches == 2), _one(F.closures == 1),
             _one(F.closures == 2)]
     where = and_(settled(as_of, s.get_bind().dialect.name),
                  or_(*[_within(m, lo, hi, as_of) for m in _MILESTONES], *overdue_candidates(as_of)))
-    return s.execute(select(*keys, *cols).where(where).group_by(*keys)).all()
+    return s.execute(select(*keys, *cols).where(where).group_by(*(keys if grouped else milestones))).all()
 
 
 def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
@@ -166,7 +170,8 @@ def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: 
     b = _bucket(E.at, lo, hi, as_of, buckets)
     return s.execute(select(department_at(as_of), F.district_code, E.action, b, E.incident_id).distinct()
                      .select_from(F).join(E, E.incident_id == F.incident_id)
-                     .where(or_(F.dispatches > 2, F.closures > 2), settled(as_of), _within(E.at, lo, hi, as_of),
+                     .where(or_(F.dispatches > 2, F.closures > 2), settled(as_of, s.get_bind().dialect.name),
+                            _within(E.at, lo, hi, as_of),
                             or_(and_(E.action == "dispatch", F.dispatches > 2),
                                 and_(E.action == "verify_pass", F.closures > 2)))).all()
 
@@ -182,13 +187,16 @@ class PeriodSums:
     as_of: datetime
     groups: dict[tuple[str, str], dict] = field(default_factory=dict)
     buckets: Optional[list[dict]] = None
-    replayed: object = None          # kpis facts frame of the cases changed after as_of
+    replayed: object = None          # kpis facts frame of the cases revised after as_of
     rates: object = None
+    grouped: bool = True             # False: one group, the total (no department or district)
 
     def total(self) -> dict:
         return kpis.add_sums(*self.groups.values())
 
     def by(self, group_by: str) -> dict[str, dict]:
+        if not self.grouped:
+            raise ValueError("these sums were taken without departments and districts (grouped=False)")
         i = 0 if group_by == "department" else 1
         out: dict[str, list] = {}
         for key, sums in self.groups.items():
@@ -196,8 +204,12 @@ class PeriodSums:
         return {k: kpis.add_sums(*v) for k, v in out.items()}
 
 
-def _key(dept, district) -> tuple[str, str]:
+def _unit_key(dept, district) -> tuple[str, str]:
     return (dept if dept is not None else kpis.UNASSIGNED, district if district is not None else kpis.UNASSIGNED)
+
+
+def _total_key(_dept, _district) -> tuple[str, str]:
+    return ("*", "*")
 
 
 def _zero() -> dict:
@@ -205,12 +217,16 @@ def _zero() -> dict:
 
 
 def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
-                hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None) -> PeriodSums:
+                hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None,
+                grouped: bool = True) -> PeriodSums:
+    """The sums of ``period`` at ``as_of``, per department and district — or, not ``grouped``, the
+    total alone (a comparison card needs no more), which is cheaper to aggregate."""
     lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
-    out = PeriodSums(period, as_of)
+    out = PeriodSums(period, as_of, grouped=grouped)
+    _key = _unit_key if grouped else _total_key
     scan_buckets = buckets or [period]
     by_bucket = [_zero() for _ in scan_buckets]
-    for row in _scan(s, as_of, lo, hi, scan_buckets):
+    for row in _scan(s, as_of, lo, hi, scan_buckets, grouped):
         dept, district, b_rep, b_reg, b_disp, b_close, b_last_disp, b_last_close = row[:8]
         n, live, *flags = row[8:]
         flagged = dict(zip(_FLAGS, flags[:len(_FLAGS)]))
@@ -256,9 +272,13 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     if replayed["facts"] is not None and len(replayed["facts"]):
         f = replayed["facts"]
         out.replayed = f
-        keys = [f["department_code"].fillna(kpis.UNASSIGNED), f["district_code"].fillna(kpis.UNASSIGNED)]
-        for key, part in f.groupby(keys, sort=True):
-            out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(part))
+        if grouped:
+            keys = [f["department_code"].fillna(kpis.UNASSIGNED), f["district_code"].fillna(kpis.UNASSIGNED)]
+            for key, part in f.groupby(keys, sort=True):
+                out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(part))
+        else:
+            key = _total_key(None, None)
+            out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(f))
         if buckets is not None:
             extra = kpis.bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
             out.buckets = [kpis.add_sums(a, b) for a, b in zip(out.buckets, extra)]

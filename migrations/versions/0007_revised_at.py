@@ -2,8 +2,8 @@
 suspension, resume, void, merge, rework or reopen — incidents.model.REVISING_ACTIONS). A KPI at an
 earlier instant reads a fact row whenever the case was not revised since (its later milestones
 masked) instead of replaying every case written since, so the fact rows lose ``updated_at`` (and
-its index) for ``revised_at`` (the report time when never revised), and gain an index on the final
-resolve (the cases running at an earlier instant that are resolved now).
+its index) for ``revised_at`` (NULL when never revised: its index holds only the revised few), and
+gain an index on the final resolve (the cases running at an earlier instant that are resolved now).
 
 Revision ID: 0007
 Revises: 0006
@@ -30,10 +30,9 @@ def upgrade() -> None:
     op.drop_index('ix_case_facts_updated_at', table_name='case_facts')
     with op.batch_alter_table('case_facts') as batch_op:
         batch_op.add_column(sa.Column('revised_at', sa.DateTime(), nullable=True))
-    op.execute("UPDATE case_facts SET revised_at = COALESCE((SELECT i.revised_at FROM incidents i "
-               "WHERE i.id = case_facts.incident_id), reported_at)")
+    op.execute("UPDATE case_facts SET revised_at = i.revised_at FROM incidents i "
+               "WHERE i.id = case_facts.incident_id AND i.revised_at IS NOT NULL")
     with op.batch_alter_table('case_facts') as batch_op:
-        batch_op.alter_column('revised_at', existing_type=sa.DateTime(), nullable=False)
         batch_op.drop_column('updated_at')
     op.create_index('ix_case_facts_revised_at', 'case_facts', ['revised_at'])
     op.create_index('ix_case_facts_resolved_at', 'case_facts', ['resolved_at'])

@@ -36,8 +36,11 @@ def _reference(s, rt, period, as_of, group_by=None):
 
 
 def _fast(s, rt, period, as_of, group_by=None, buckets=None):
+    """The fast path; the total alone (``group_by`` None) as the brief's comparisons take it: without
+    departments and districts."""
     ps = kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
-                               hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets)
+                               hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets,
+                               grouped=group_by is not None or buckets is not None)
     return ps, kpi_facts.report(ps, tz=rt.pack.timezone, targets=rt.pack.kpi_targets, group_by=group_by)
 
 
