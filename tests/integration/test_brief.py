@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from types import SimpleNamespace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -105,7 +106,44 @@ STORE = {"from": START.isoformat(), "to": END.isoformat(), "as_of": AS_OF.isofor
 RENDER = "..brief-body.children...brief-period-text.children...brief-pdf.href...brief-xlsx.href.."
 
 
+def _markup(node: dict) -> dict:
+    """A block of server-written HTML (dashboards._markup: a Markdown component with raw HTML) as
+    the components it stands for: {"props": {attributes, "className", "children"}}, so that the
+    helpers below read it like the rest of the page."""
+    from html.parser import HTMLParser
+
+    class Tree(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.root = {"props": {"children": []}}
+            self.stack = [self.root]
+
+        def handle_starttag(self, tag, attrs):
+            props = {("className" if k == "class" else k): v for k, v in attrs}
+            el = {"type": tag, "props": {**props, "children": []}}
+            self.stack[-1]["props"]["children"].append(el)
+            if tag not in ("img", "br", "hr"):
+                self.stack.append(el)
+
+        def handle_endtag(self, tag):
+            self.stack.pop()
+
+        def handle_data(self, data):
+            self.stack[-1]["props"]["children"].append(data)
+
+    tree = Tree()
+    tree.feed(node["props"]["children"])
+    return tree.root
+
+
+def _is_markup(node) -> bool:
+    return (isinstance(node, dict) and node.get("type") == "Markdown"
+            and node.get("props", {}).get("dangerously_allow_html") is True)
+
+
 def _texts(node) -> list[str]:
+    if _is_markup(node):
+        return _texts(_markup(node))
     if isinstance(node, str):
         return [node]
     if isinstance(node, (int, float)):
@@ -118,7 +156,9 @@ def _texts(node) -> list[str]:
 
 
 def _find(node, pred):
-    if isinstance(node, list):
+    if _is_markup(node):
+        yield from _find(_markup(node), pred)
+    elif isinstance(node, list):
         for x in node:
             yield from _find(x, pred)
     elif isinstance(node, dict) and "props" in node:
@@ -150,6 +190,19 @@ def test_the_page_shows_the_numbers_of_the_brief(seeded):
         assert r.name in text and f"{r.score:.1f}" in text
     assert out["brief-pdf"]["href"] == f"/brief/export.pdf?{_q()}"
     assert "2024-05-06 至 2024-05-08" in " ".join(_texts(out["brief-period-text"]["children"]))
+
+
+def test_the_brief_writes_names_from_the_data_as_text(seeded):
+    from dashboards import brief as page
+    from dashboards._markup import Markup, tag
+    with seeded.server.test_request_context():
+        rows = page.red_black(SimpleNamespace(ranking=SimpleNamespace(
+            ranked=[SimpleNamespace(name='<img src=x onerror="alert(1)">', score=90.0, grade="A")],
+            red=[SimpleNamespace(name='<img src=x onerror="alert(1)">', score=90.0, grade="A")], black=[])))
+    html_ = rows.children
+    assert "<img" not in html_ and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html_
+    assert '<img src=x onerror="alert(1)">' in " ".join(_texts(rows.to_plotly_json()))     # shown as written
+    assert isinstance(tag("b", "x"), Markup) and "\n" not in tag("td", "a\nb", title="c\nd")
 
 
 def _outputs(client, needle: str) -> str:
