@@ -35,9 +35,10 @@ def layout(preset: str | None = None, **_kwargs):
         return forbidden()
     en = lang() == "en"
     preset = preset if preset in bv.PRESET_LABELS else None    # None: the leader's last choice (restored below)
+    first = first_view(preset)
     return html.Div(className="brief", children=[
         dcc.Interval(id=ids.BRIEF_TICK, interval=300_000),
-        dcc.Store(id=ids.BRIEF_PERIOD),
+        dcc.Store(id=ids.BRIEF_PERIOD, data=first["period"]),
         dcc.Store(id=ids.BRIEF_CHOICE, storage_type="local"),
         html.Div(className="brief-head", children=[
             html.H2(t("brief_title")),
@@ -45,23 +46,39 @@ def layout(preset: str | None = None, **_kwargs):
                            options=[{"label": v[1] if en else v[0], "value": k}
                                     for k, v in bv.PRESET_LABELS.items()]),
             dcc.DatePickerRange(id=ids.BRIEF_RANGE, display_format="YYYY-MM-DD", className="brief-range",
+                                start_date=first["start"], end_date=first["end"],
                                 start_date_id="brief-range-start", end_date_id="brief-range-end",
                                 start_date_placeholder_text=t("brief_from"),
                                 end_date_placeholder_text=t("brief_to"), minimum_nights=0,
                                 first_day_of_week=1, month_format="MMMM YYYY" if en else "YYYY 年 M 月"),
             html.Div(className="brief-exports", children=[
-                html.A(t("brief_pdf"), id=ids.BRIEF_PDF, className="btn-link", href="#", target="_blank"),
+                html.A(t("brief_pdf"), id=ids.BRIEF_PDF, className="btn-link", href=first["pdf"], target="_blank"),
                 # a plain link for a script or a middle click; a click on the page starts the
                 # background job instead and shows its progress (assets/brief.js)
-                html.A(t("brief_xlsx"), id=ids.BRIEF_XLSX, className="btn-link", href="#",
+                html.A(t("brief_xlsx"), id=ids.BRIEF_XLSX, className="btn-link", href=first["xlsx"],
                        **{"data-running": t("brief_xlsx_running"), "data-failed": t("brief_xlsx_failed"),
                           "data-done": t("brief_xlsx_done")}),
                 html.Span(id=ids.BRIEF_XLSX_STATUS, className="brief-xlsx-status muted", role="status")]),
         ]),
-        html.Div(id=ids.BRIEF_PERIOD_TEXT, className="brief-period muted"),
-        dcc.Loading(type="dot", color="#35a7ff", children=html.Div(id=ids.BRIEF_BODY)),
+        html.Div(first["period_text"], id=ids.BRIEF_PERIOD_TEXT, className="brief-period muted"),
+        dcc.Loading(type="dot", color="#35a7ff", children=html.Div(first["body"], id=ids.BRIEF_BODY)),
         drawer(),
     ])
+
+
+def first_view(preset: str | None) -> dict:
+    """What the page shows in its first answer. The period the address names (?preset=month) is
+    computed and drawn here, in the layout: no callback round trip before the cards. Without one
+    (the leader's last choice lives in the browser) the callbacks below choose it; the body then
+    waits as one block, which also has the browser fetch the renderer of such blocks meanwhile."""
+    empty = {"period": None, "start": None, "end": None, "pdf": "#", "xlsx": "#", "period_text": None,
+             "body": block(tag("div", "…", cls="brief-wait muted"))}
+    if preset is None or preset == "custom":
+        return empty
+    data, first, last, _preset, _choice = period_for(preset, None, None, datetime.now(timezone.utc))
+    body_, text, pdf, xlsx = render(data)
+    return {"period": data, "start": first, "end": last, "pdf": pdf, "xlsx": xlsx, "period_text": text,
+            "body": body_}
 
 
 def drawer() -> html.Aside:
@@ -149,15 +166,20 @@ dash.clientside_callback(
                Output(ids.BRIEF_RANGE, "end_date"), Output(ids.BRIEF_PRESET, "value"),
                Output(ids.BRIEF_CHOICE, "data"),
                Input(ids.BRIEF_PRESET, "value"), Input(ids.BRIEF_RANGE, "start_date"),
-               Input(ids.BRIEF_RANGE, "end_date"), Input(ids.BRIEF_TICK, "n_intervals"))
-def choose_period(preset, start_date, end_date, _n):
+               Input(ids.BRIEF_RANGE, "end_date"), Input(ids.BRIEF_TICK, "n_intervals"),
+               State(ids.BRIEF_PERIOD, "data"))
+def choose_period(preset, start_date, end_date, _n, shown):
     if not allowed("brief") or preset is None and ctx.triggered_id != ids.BRIEF_RANGE:
         raise dash.exceptions.PreventUpdate       # (no choice yet: the restore above is about to give one)
     if ctx.triggered_id == ids.BRIEF_RANGE:
         if not (start_date and end_date):
             raise dash.exceptions.PreventUpdate
         preset = "custom"
-    return period_for(preset, start_date, end_date, datetime.now(timezone.utc))
+    out = period_for(preset, start_date, end_date, datetime.now(timezone.utc))
+    if out[0] == shown:
+        # the period the page already shows (drawn with the layout): remember the choice, draw nothing again
+        return (dash.no_update, *out[1:])
+    return out
 
 
 def period_for(preset: str, start_date, end_date, now: datetime) -> tuple:

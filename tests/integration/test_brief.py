@@ -104,6 +104,7 @@ def _dash(client, output: str, inputs: list, state: list | None = None):
 
 STORE = {"from": START.isoformat(), "to": END.isoformat(), "as_of": AS_OF.isoformat(), "preset": "custom"}
 RENDER = "..brief-body.children...brief-period-text.children...brief-pdf.href...brief-xlsx.href.."
+SHOWN = [{"id": "brief-period", "property": "data", "value": None}]     # the period the page shows: none yet
 
 
 def _markup(node: dict) -> dict:
@@ -192,6 +193,34 @@ def test_the_page_shows_the_numbers_of_the_brief(seeded):
     assert "2024-05-06 至 2024-05-08" in " ".join(_texts(out["brief-period-text"]["children"]))
 
 
+def test_the_period_of_the_address_is_drawn_in_the_first_answer_and_not_again(seeded):
+    client = login(seeded.server, "boss", "leader")
+    route = [{"id": "_pages_location", "property": "pathname", "value": "/brief"},
+             {"id": "_pages_location", "property": "search", "value": "?preset=month"}]
+    resp = _dash(client, ".._pages_content.children..._pages_store.data..", route)
+    assert resp.status_code == 200, resp.data[:300]
+    page = resp.json["response"]["_pages_content"]["children"]
+    shown = next(_find(page, lambda p: p.get("id") == "brief-period"))["props"]["data"]
+    assert shown["preset"] == "month"
+    # the cards of the first answer are those the period's own callback draws
+    drawn = _dash(client, RENDER, [{"id": "brief-period", "property": "data", "value": shown}]).json["response"]
+    for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
+        def card(node, c=code):
+            return " ".join(_texts(next(_find(node, lambda p: p.get("id") == {"type": "brief-card", "code": c}))))
+        assert card(page) == card(drawn["brief-body"]["children"]), code
+    pdf = next(_find(page, lambda p: p.get("id") == "brief-pdf"))["props"]["href"]
+    assert pdf == drawn["brief-pdf"]["href"]
+    # the browser's first call of the period callback remembers the choice and draws nothing again
+    inputs = [{"id": "brief-preset", "property": "value", "value": "month"},
+              {"id": "brief-range", "property": "start_date", "value": None},
+              {"id": "brief-range", "property": "end_date", "value": None},
+              {"id": "brief-tick", "property": "n_intervals", "value": None}]
+    out = _dash(client, _outputs(client, "brief-period.data"), inputs,
+                [{"id": "brief-period", "property": "data", "value": shown}]).json["response"]
+    assert out["brief-choice"]["data"] == {"preset": "month"}
+    assert "brief-period" not in out
+
+
 def test_the_brief_writes_names_from_the_data_as_text(seeded):
     from dashboards import brief as page
     from dashboards._markup import Markup, tag
@@ -240,7 +269,7 @@ def test_a_viewer_cannot_render_or_drill_the_brief_through_crafted_callbacks(see
     resp = _dash(viewer, period, [{"id": "brief-preset", "property": "value", "value": "month"},
                                   {"id": "brief-range", "property": "start_date", "value": None},
                                   {"id": "brief-range", "property": "end_date", "value": None},
-                                  {"id": "brief-tick", "property": "n_intervals", "value": None}])
+                                  {"id": "brief-tick", "property": "n_intervals", "value": None}], SHOWN)
     assert resp.status_code == 204
 
 
@@ -514,9 +543,9 @@ def test_the_brief_opens_on_the_last_complete_month_and_flags_a_month_to_date(se
               {"id": "brief-range", "property": "start_date", "value": None},
               {"id": "brief-range", "property": "end_date", "value": None},
               {"id": "brief-tick", "property": "n_intervals", "value": None}]
-    assert _dash(client, period, inputs).status_code == 204
+    assert _dash(client, period, inputs, SHOWN).status_code == 204
     inputs[0]["value"] = "last_month"
-    resp = _dash(client, period, inputs)
+    resp = _dash(client, period, inputs, SHOWN)
     assert resp.status_code == 200, resp.data[:300]
     out = resp.json["response"]
     assert out["brief-choice"]["data"] == {"preset": "last_month"}
