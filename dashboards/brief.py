@@ -83,13 +83,15 @@ def first_view(preset: str | None) -> dict:
 
 def drawer() -> html.Aside:
     """Built once with the page and only shown and hidden: a card click fills its head and points
-    its grid at the card's cases; nothing else on the page is sent again. The grid itself comes a
-    second after the page, or with the first card opened if that is sooner (:func:`build_grid`):
+    its grid at the card's cases; nothing else on the page is sent again. The grid itself comes
+    once the cards are drawn, or with the first card opened if that is sooner (:func:`build_grid`):
     mounting AG Grid (its 230 kB script parsed, its sizes measured) took ~0.35 s of the page
     load's 1.2 s in headless Chromium, before the cards."""
     return html.Aside(id=ids.BRIEF_DRILL, className="brief-drill", children=[
         dcc.Store(id=ids.BRIEF_DRILL_KEY),
-        dcc.Interval(id=ids.BRIEF_DRILL_PREPARE, interval=1000, max_intervals=1),
+        # looks for the drawn cards 4 times a second, for 15 s at most (then the first card opened builds the grid)
+        dcc.Interval(id=ids.BRIEF_DRILL_PREPARE, interval=250, max_intervals=60),
+        dcc.Store(id=ids.BRIEF_CARDS_DRAWN),
         html.Div(className="panel table-panel", children=[
             html.Div(className="panel-title", children=[
                 html.Span(t("brief_drill_title"), id="brief-drill-title"),
@@ -427,10 +429,20 @@ def open_drill(_clicks, data):
     return drill_head(d, qb.brief(start, end, as_of).report.kpis[d.code]), key, "brief-drill open"
 
 
-@dash.callback(Output(ids.BRIEF_DRILL_TABLE, "children"), Input(ids.BRIEF_DRILL_PREPARE, "n_intervals"),
+# the cards drawn (their blocks are mounted when the Markdown script has come): time for the grid
+dash.clientside_callback(
+    """function(_n) {
+        const nu = window.dash_clientside.no_update;
+        return document.querySelector('#brief-case-cards .card-value') ? [true, true] : [nu, nu];
+    }""",
+    Output(ids.BRIEF_CARDS_DRAWN, "data"), Output(ids.BRIEF_DRILL_PREPARE, "disabled"),
+    Input(ids.BRIEF_DRILL_PREPARE, "n_intervals"), prevent_initial_call=True)
+
+
+@dash.callback(Output(ids.BRIEF_DRILL_TABLE, "children"), Input(ids.BRIEF_CARDS_DRAWN, "data"),
                Input(ids.BRIEF_DRILL_KEY, "data"), State(ids.BRIEF_DRILL_TABLE, "children"), prevent_initial_call=True)
-def build_grid(_n, _key, built):
-    """The drawer's grid, once: a second after the page or with the first card opened (a grid
+def build_grid(_drawn, _key, built):
+    """The drawer's grid, once: when the cards are drawn or with the first card opened (a grid
     made by the card's click asks its first rows with the key already set)."""
     if built or not allowed("brief"):
         raise dash.exceptions.PreventUpdate
