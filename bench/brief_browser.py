@@ -83,7 +83,10 @@ def _login(ctx, base: str):
 
 
 def _cards_drawn(page) -> None:
-    page.wait_for_selector("#brief-case-cards .brief-card .card-value")
+    """All 12 case cards show their number (not just the first one drawn)."""
+    page.wait_for_function("""() => {
+        const v = document.querySelectorAll('#brief-case-cards .brief-card .card-value');
+        return v.length === 12 && Array.from(v).every(e => e.textContent.trim() !== ''); }""")
 
 
 def measure(base: str, browser, runs: int) -> dict[str, list[float]]:

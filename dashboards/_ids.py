@@ -29,6 +29,9 @@ BRIEF_CHOICE = "brief-choice"          # local store: the leader's last picker c
 BRIEF_DRILL_HEAD = "brief-drill-head"  # the drawer's title, numbers and 口径
 BRIEF_DRILL_KEY = "brief-drill-key"    # store: {code, from, to, as_of} of the open drawer
 BRIEF_DRILL_GRID = "brief-drill-grid"  # the drawer's case list (AG Grid, infinite row model)
+BRIEF_DRILL_TABLE = "brief-drill-table"  # the drawer body: the grid comes once the cards are drawn
+BRIEF_DRILL_PREPARE = "brief-drill-prepare"  # interval: looks for the drawn cards, then stops
+BRIEF_CARDS_DRAWN = "brief-cards-drawn"      # store: set once the cards are drawn (builds the grid)
 BRIEF_XLSX_STATUS = "brief-xlsx-status"
 
 DISPATCH_VIEW = "dispatch-view"

@@ -20,6 +20,7 @@ from dashboards import _theme as th
 from dashboards._components import allowed, city_tz, forbidden, local_time, panel
 from dashboards._figures import state_label
 from dashboards._i18n import lang, t
+from dashboards._markup import Markup, block, tag
 from incidents.queries import brief as qb
 from incidents.kpis import Period
 
@@ -34,9 +35,10 @@ def layout(preset: str | None = None, **_kwargs):
         return forbidden()
     en = lang() == "en"
     preset = preset if preset in bv.PRESET_LABELS else None    # None: the leader's last choice (restored below)
+    first = first_view(preset)
     return html.Div(className="brief", children=[
         dcc.Interval(id=ids.BRIEF_TICK, interval=300_000),
-        dcc.Store(id=ids.BRIEF_PERIOD),
+        dcc.Store(id=ids.BRIEF_PERIOD, data=first["period"]),
         dcc.Store(id=ids.BRIEF_CHOICE, storage_type="local"),
         html.Div(className="brief-head", children=[
             html.H2(t("brief_title")),
@@ -44,29 +46,63 @@ def layout(preset: str | None = None, **_kwargs):
                            options=[{"label": v[1] if en else v[0], "value": k}
                                     for k, v in bv.PRESET_LABELS.items()]),
             dcc.DatePickerRange(id=ids.BRIEF_RANGE, display_format="YYYY-MM-DD", className="brief-range",
+                                start_date=first["start"], end_date=first["end"],
                                 start_date_id="brief-range-start", end_date_id="brief-range-end",
                                 start_date_placeholder_text=t("brief_from"),
                                 end_date_placeholder_text=t("brief_to"), minimum_nights=0,
                                 first_day_of_week=1, month_format="MMMM YYYY" if en else "YYYY 年 M 月"),
             html.Div(className="brief-exports", children=[
-                html.A(t("brief_pdf"), id=ids.BRIEF_PDF, className="btn-link", href="#", target="_blank"),
+                html.A(t("brief_pdf"), id=ids.BRIEF_PDF, className="btn-link", href=first["pdf"], target="_blank"),
                 # a plain link for a script or a middle click; a click on the page starts the
                 # background job instead and shows its progress (assets/brief.js)
-                html.A(t("brief_xlsx"), id=ids.BRIEF_XLSX, className="btn-link", href="#",
+                html.A(t("brief_xlsx"), id=ids.BRIEF_XLSX, className="btn-link", href=first["xlsx"],
                        **{"data-running": t("brief_xlsx_running"), "data-failed": t("brief_xlsx_failed"),
                           "data-done": t("brief_xlsx_done")}),
                 html.Span(id=ids.BRIEF_XLSX_STATUS, className="brief-xlsx-status muted", role="status")]),
         ]),
-        html.Div(id=ids.BRIEF_PERIOD_TEXT, className="brief-period muted"),
-        dcc.Loading(type="dot", color="#35a7ff", children=html.Div(id=ids.BRIEF_BODY)),
+        html.Div(first["period_text"], id=ids.BRIEF_PERIOD_TEXT, className="brief-period muted"),
+        dcc.Loading(type="dot", color="#35a7ff", children=html.Div(first["body"], id=ids.BRIEF_BODY)),
         drawer(),
     ])
 
 
+def first_view(preset: str | None) -> dict:
+    """What the page shows in its first answer. The period the address names (?preset=month) is
+    computed and drawn here, in the layout: no callback round trip before the cards. Without one
+    (the leader's last choice lives in the browser) the callbacks below choose it; the body then
+    waits as one block, which also has the browser fetch the renderer of such blocks meanwhile."""
+    empty = {"period": None, "start": None, "end": None, "pdf": "#", "xlsx": "#", "period_text": None,
+             "body": block(tag("div", "…", cls="brief-wait muted"))}
+    if preset is None or preset == "custom":
+        return empty
+    data, first, last, _preset, _choice = period_for(preset, None, None, datetime.now(timezone.utc))
+    body_, text, pdf, xlsx = render(data)
+    return {"period": data, "start": first, "end": last, "pdf": pdf, "xlsx": xlsx, "period_text": text,
+            "body": body_}
+
+
 def drawer() -> html.Aside:
     """Built once with the page and only shown and hidden: a card click fills its head and points
-    its grid at the card's cases; nothing else on the page is sent again."""
-    grid = dag.AgGrid(
+    its grid at the card's cases; nothing else on the page is sent again. The grid itself comes
+    once the cards are drawn, or with the first card opened if that is sooner (:func:`build_grid`):
+    mounting AG Grid (its 230 kB script parsed, its sizes measured) took ~0.35 s of the page
+    load's 1.2 s in headless Chromium, before the cards."""
+    return html.Aside(id=ids.BRIEF_DRILL, className="brief-drill", children=[
+        dcc.Store(id=ids.BRIEF_DRILL_KEY),
+        # looks for the drawn cards 4 times a second, for 15 s at most (then the first card opened builds the grid)
+        dcc.Interval(id=ids.BRIEF_DRILL_PREPARE, interval=250, max_intervals=60),
+        dcc.Store(id=ids.BRIEF_CARDS_DRAWN),
+        html.Div(className="panel table-panel", children=[
+            html.Div(className="panel-title", children=[
+                html.Span(t("brief_drill_title"), id="brief-drill-title"),
+                html.Button(t("brief_drill_close"), id=ids.BRIEF_DRILL_CLOSE, className="btn-link drill-close",
+                            n_clicks=0)]),
+            html.Div(id=ids.BRIEF_DRILL_HEAD, className="brief-drill-head"),
+            html.Div(className="brief-drill-body", id=ids.BRIEF_DRILL_TABLE)])])
+
+
+def drill_grid() -> dag.AgGrid:
+    return dag.AgGrid(
         id=ids.BRIEF_DRILL_GRID, className="brief-drill-grid", rowModelType="infinite", columnDefs=_drill_columns(),
         defaultColDef={"sortable": False, "resizable": True}, getRowId="'' + params.data.id",
         # one block request at a time: the grid answers each getRowsRequest through one prop, so a
@@ -76,15 +112,6 @@ def drawer() -> html.Aside:
                          "rowClassRules": {"holding": "params.data && params.data.holding === true"},
                          "localeText": {"noRowsToShow": t("no_data"), "loadingOoo": "…"}},
         style={"height": "100%", "width": "100%"})
-    return html.Aside(id=ids.BRIEF_DRILL, className="brief-drill", children=[
-        dcc.Store(id=ids.BRIEF_DRILL_KEY),
-        html.Div(className="panel table-panel", children=[
-            html.Div(className="panel-title", children=[
-                html.Span(t("brief_drill_title"), id="brief-drill-title"),
-                html.Button(t("brief_drill_close"), id=ids.BRIEF_DRILL_CLOSE, className="btn-link drill-close",
-                            n_clicks=0)]),
-            html.Div(id=ids.BRIEF_DRILL_HEAD, className="brief-drill-head"),
-            html.Div(grid, className="brief-drill-body", id="brief-drill-table")])])
 
 
 def _grid_theme() -> dict:
@@ -148,15 +175,20 @@ dash.clientside_callback(
                Output(ids.BRIEF_RANGE, "end_date"), Output(ids.BRIEF_PRESET, "value"),
                Output(ids.BRIEF_CHOICE, "data"),
                Input(ids.BRIEF_PRESET, "value"), Input(ids.BRIEF_RANGE, "start_date"),
-               Input(ids.BRIEF_RANGE, "end_date"), Input(ids.BRIEF_TICK, "n_intervals"))
-def choose_period(preset, start_date, end_date, _n):
+               Input(ids.BRIEF_RANGE, "end_date"), Input(ids.BRIEF_TICK, "n_intervals"),
+               State(ids.BRIEF_PERIOD, "data"))
+def choose_period(preset, start_date, end_date, _n, shown):
     if not allowed("brief") or preset is None and ctx.triggered_id != ids.BRIEF_RANGE:
         raise dash.exceptions.PreventUpdate       # (no choice yet: the restore above is about to give one)
     if ctx.triggered_id == ids.BRIEF_RANGE:
         if not (start_date and end_date):
             raise dash.exceptions.PreventUpdate
         preset = "custom"
-    return period_for(preset, start_date, end_date, datetime.now(timezone.utc))
+    out = period_for(preset, start_date, end_date, datetime.now(timezone.utc))
+    if out[0] == shown:
+        # the period the page already shows (drawn with the layout): remember the choice, draw nothing again
+        return (dash.no_update, *out[1:])
+    return out
 
 
 def period_for(preset: str, start_date, end_date, now: datetime) -> tuple:
@@ -243,129 +275,137 @@ def body(b) -> list:
 
 
 def card(b, code: str) -> html.Div:
+    """The card: a Dash component of its own (a click opens the drawer), what it shows one block."""
+    k = b.report.kpis[code]
+    tone = "" if k.met is None else ("met" if k.met else "missed")
+    drillable = code in bv.CASE_CARDS
+    kw = {"n_clicks": 0, "role": "button", "tabIndex": "0"} if drillable else {}
+    return html.Div(block(card_markup(b, code)), id={"type": ids.BRIEF_CARD, "code": code},
+                    title=k.formula, className=f"brief-card {tone}{' drillable' if drillable else ''}", **kw)
+
+
+def card_markup(b, code: str) -> Markup:
     en = lang() == "en"
     k = b.report.kpis[code]
     prev, ly = b.previous.kpis[code].value, b.last_year.kpis[code].value
     tone = "" if k.met is None else ("met" if k.met else "missed")
-    series = b.series.get(code)
-    drillable = code in bv.CASE_CARDS
-    children = [
-        html.Div([html.Span(k.name_en if en else k.name, className="card-name"),
-                  html.Span(bv.target_text(k, en), className=f"card-target {tone}")], className="card-top"),
-        html.Div([html.Span(bv.number(k.value, k.unit), className="card-value"),
-                  html.Span("%" if bv.is_rate(k.unit) else bv.unit_label(k.unit, en), className="card-unit")]),
-        html.Div([html.Span([t("brief_mom"), " ", html.B(bv.change_text(k.value, prev, k.unit, en))],
-                            className=f"chg {bv.change_tone(k.value, prev, k.unit, k.direction)}"),
-                  html.Span([t("brief_yoy"), " ", html.B(bv.change_text(k.value, ly, k.unit, en))],
-                            className=f"chg {bv.change_tone(k.value, ly, k.unit, k.direction)}")],
-                 className="card-changes"),
-        spark(series, k, b),
-        html.Div([html.Span(bv.ratio_text(k, en), className="card-ratio"),
-                  html.Span(t("brief_formula"), className="card-formula-mark", title=k.formula)],
-                 className="card-foot"),
-    ]
-    kw = {"n_clicks": 0, "role": "button", "tabIndex": "0"} if drillable else {}
-    return html.Div(children, id={"type": ids.BRIEF_CARD, "code": code}, title=k.formula,
-                    className=f"brief-card {tone}{' drillable' if drillable else ''}", **kw)
+    return tag("div", cls="card-in", children=[
+        tag("div", [tag("span", k.name_en if en else k.name, cls="card-name"),
+                    tag("span", bv.target_text(k, en), cls=f"card-target {tone}")], cls="card-top"),
+        tag("div", [tag("span", bv.number(k.value, k.unit), cls="card-value"),
+                    tag("span", "%" if bv.is_rate(k.unit) else bv.unit_label(k.unit, en), cls="card-unit")]),
+        tag("div", [tag("span", [t("brief_mom"), " ", tag("b", bv.change_text(k.value, prev, k.unit, en))],
+                        cls=f"chg {bv.change_tone(k.value, prev, k.unit, k.direction)}"),
+                    tag("span", [t("brief_yoy"), " ", tag("b", bv.change_text(k.value, ly, k.unit, en))],
+                        cls=f"chg {bv.change_tone(k.value, ly, k.unit, k.direction)}")], cls="card-changes"),
+        spark(b.series.get(code), k, b),
+        tag("div", [tag("span", bv.ratio_text(k, en), cls="card-ratio"),
+                    tag("span", t("brief_formula"), cls="card-formula-mark", title=k.formula)], cls="card-foot"),
+    ])
 
 
-def spark(series, k, b):
+def spark(series, k, b) -> Markup:
     """The trend line when the period has enough finished slices with a value, else why not."""
     if series is None:
-        return html.Div(t("brief_no_series"), className="card-spark muted")
+        return tag("div", t("brief_no_series"), cls="card-spark muted")
     running = bv.running_bucket(b.buckets, b.report.as_of)
     n = bv.spark_points(series, running)
     if n < bv.MIN_SPARK_POINTS:
-        return html.Div(t("brief_few_points"), className="card-spark muted",
-                        title=t("brief_few_points_note", n=n, min=bv.MIN_SPARK_POINTS))
-    return html.Img(src=bv.sparkline_svg(series, target=k.target, partial_from=running), className="card-spark",
-                    title=t("brief_spark_note", n=len(series)))
+        return tag("div", t("brief_few_points"), cls="card-spark muted",
+                   title=t("brief_few_points_note", n=n, min=bv.MIN_SPARK_POINTS))
+    return tag("img", src=bv.sparkline_svg(series, target=k.target, partial_from=running), cls="card-spark",
+               title=t("brief_spark_note", n=len(series)), alt="")
 
 
 def _pct(x) -> str:
     return bv.with_unit(x, "%")
 
 
-def ranking_table(report, by: str) -> html.Div:
+def ranking_table(report, by: str) -> dcc.Markdown:
     r = report.ranking
     if r is None:
-        return html.Div("—")
-    head = html.Tr([html.Th(t("brief_rank"), className="num"), html.Th(t(by)), html.Th(t("brief_volume"), className="num"),
-                    html.Th(t("closure_rate"), className="num"), html.Th(t("on_time_rate"), className="num"),
-                    html.Th(t("brief_rework"), className="num"), html.Th(t("brief_score"), className="num"),
-                    html.Th(t("brief_grade"))])
-    rows = [html.Tr([html.Td(x.rank, className="num"), html.Td(x.name), html.Td(f"{x.volume:,}", className="num"),
-                     html.Td(_pct(x.closure_rate), className="num"), html.Td(_pct(x.on_time_disposal_rate), className="num"),
-                     html.Td(_pct(x.rework_rate), className="num"), html.Td(f"{x.score:.1f}", className="num"),
-                     html.Td(html.Span(x.grade, className=f"grade g-{x.grade}"))]) for x in r.ranked]
-    rows += [html.Tr([html.Td("—", className="num"), html.Td(x.name), html.Td(f"{x.volume:,}", className="num"),
-                      html.Td(x.reason, colSpan=5, className="muted")], className="unranked") for x in r.unranked]
-    return html.Div([html.Table([html.Thead(head), html.Tbody(rows)], className="table",
-                                id=f"brief-rank-{by}")], className="scroll")
+        return block(tag("div", "—"))
+    num = "num"
+    head = tag("tr", [tag("th", t("brief_rank"), cls=num), tag("th", t(by)), tag("th", t("brief_volume"), cls=num),
+                      tag("th", t("closure_rate"), cls=num), tag("th", t("on_time_rate"), cls=num),
+                      tag("th", t("brief_rework"), cls=num), tag("th", t("brief_score"), cls=num),
+                      tag("th", t("brief_grade"))])
+    rows = [tag("tr", [tag("td", x.rank, cls=num), tag("td", x.name), tag("td", f"{x.volume:,}", cls=num),
+                       tag("td", _pct(x.closure_rate), cls=num), tag("td", _pct(x.on_time_disposal_rate), cls=num),
+                       tag("td", _pct(x.rework_rate), cls=num), tag("td", f"{x.score:.1f}", cls=num),
+                       tag("td", tag("span", x.grade, cls=f"grade g-{x.grade}"))]) for x in r.ranked]
+    rows += [tag("tr", [tag("td", "—", cls=num), tag("td", x.name), tag("td", f"{x.volume:,}", cls=num),
+                        tag("td", x.reason, colSpan=5, cls="muted")], cls="unranked") for x in r.unranked]
+    return block(tag("div", tag("table", [tag("thead", head), tag("tbody", rows)], cls="table", id=f"brief-rank-{by}"),
+                     cls="scroll"))
 
 
-def red_black(report) -> html.Div:
+def red_black(report) -> dcc.Markdown:
     r = report.ranking
     if r is None or not r.ranked:
-        return html.Div(t("brief_no_ranking"), className="muted")
+        return block(tag("div", t("brief_no_ranking"), cls="muted"))
 
     def lst(rows, cls):
-        return html.Ol([html.Li([html.Span(x.name), html.Span(f"{x.score:.1f} {t('brief_points')}", className="num"),
-                                 html.Span(x.grade, className=f"grade g-{x.grade}")]) for x in rows],
-                       className=f"rb-list {cls}")
-    return html.Div(className="red-black", id="brief-red-black", children=[
-        html.Div([html.H4(t("brief_red"), className="red"), lst(r.red, "red")]),
-        html.Div([html.H4(t("brief_black"), className="black"), lst(r.black, "black")]),
-    ])
+        return tag("ol", [tag("li", [tag("span", x.name), tag("span", f"{x.score:.1f} {t('brief_points')}", cls="num"),
+                                     tag("span", x.grade, cls=f"grade g-{x.grade}")]) for x in rows],
+                   cls=f"rb-list {cls}")
+    return block(tag("div", cls="red-black", id="brief-red-black", children=[
+        tag("div", [tag("h4", t("brief_red"), cls="red"), lst(r.red, "red")]),
+        tag("div", [tag("h4", t("brief_black"), cls="black"), lst(r.black, "black")]),
+    ]))
 
 
-def service_table(report) -> html.Div:
+def service_table(report) -> dcc.Markdown:
     rows = bv.service_rows(report)
     if not rows:
-        return html.Div(t("brief_no_services"), className="muted")
-    head = html.Tr([html.Th(t("department")), html.Th(t("brief_service_total"), className="num"),
-                    html.Th(t("brief_online_n"), className="num"), html.Th(t("brief_online_rate")),
-                    html.Th(t("brief_good_rate"), className="num"), html.Th(t("brief_on_time_completion"), className="num")])
+        return block(tag("div", t("brief_no_services"), cls="muted"))
+    num = "num"
+    head = tag("tr", [tag("th", t("department")), tag("th", t("brief_service_total"), cls=num),
+                      tag("th", t("brief_online_n"), cls=num), tag("th", t("brief_online_rate")),
+                      tag("th", t("brief_good_rate"), cls=num), tag("th", t("brief_on_time_completion"), cls=num)])
     body_rows = []
     for r in rows:
         width = max(0.0, min(1.0, r["online_rate"])) * 100
         mark = (r["target"] or 0) * 100
-        body_rows.append(html.Tr([
-            html.Td(r["name"]), html.Td(f"{r['total']:,}", className="num"), html.Td(f"{r['online']:,}", className="num"),
-            html.Td(html.Div(className=f"online-bar {'met' if r['met'] else 'missed'}", children=[
-                html.Div(className="online-bar-fill", style={"width": f"{width:.1f}%"}),
-                html.Div(className="online-bar-mark", style={"left": f"{mark:.1f}%"}),
-                html.Span(_pct(r["online_rate"]), className="online-bar-text")])),
-            html.Td(_pct(r["good_rating_rate"]), className="num"),
-            html.Td(_pct(r["on_time_completion_rate"]), className="num")]))
-    return html.Div([html.Table([html.Thead(head), html.Tbody(body_rows)], className="table",
-                                id="brief-online-table")], className="scroll")
+        body_rows.append(tag("tr", [
+            tag("td", r["name"]), tag("td", f"{r['total']:,}", cls=num), tag("td", f"{r['online']:,}", cls=num),
+            tag("td", tag("div", cls=f"online-bar {'met' if r['met'] else 'missed'}", children=[
+                tag("div", cls="online-bar-fill", style=f"width: {width:.1f}%"),
+                tag("div", cls="online-bar-mark", style=f"left: {mark:.1f}%"),
+                tag("span", _pct(r["online_rate"]), cls="online-bar-text")])),
+            tag("td", _pct(r["good_rating_rate"]), cls=num),
+            tag("td", _pct(r["on_time_completion_rate"]), cls=num)]))
+    return block(tag("div", tag("table", [tag("thead", head), tag("tbody", body_rows)], cls="table",
+                                id="brief-online-table"), cls="scroll"))
 
 
-def indicators(b) -> html.Div:
+def indicators(b) -> dcc.Markdown:
     en = lang() == "en"
     groups: dict[str, list] = {}
     for r in b.indicators:
         groups.setdefault(r.group or "—", []).append(r)
     if not groups:
-        return html.Div(t("brief_no_indicators"), className="muted")
+        return block(tag("div", t("brief_no_indicators"), cls="muted"))
     panels = []
     for group, items in groups.items():
         rows = []
         for r in items:
             prev = b.indicators_previous.get(r.code)
             tone = "" if r.met is None else ("met" if r.met else "missed")
-            rows.append(html.Tr([
-                html.Td(r.name_en if en else r.name, title=r.formula),
-                html.Td(bv.with_unit(r.value, r.unit, en), className=f"num {tone}"),
-                html.Td(bv.target_text(r, en), className="muted"),
-                html.Td(bv.change_text(r.value, prev, r.unit, en) if r.period == "day" else "",
-                        className=f"num chg {bv.change_tone(r.value, prev, r.unit, r.direction)}"),
-                html.Td(html.Img(src=bv.sparkline_svg(r.series, target=r.target, width=110, height=24))
-                        if len(r.series) > 1 else ""),
-                html.Td(r.covers, className="muted small")]))
-        panels.append(panel(group, html.Table(html.Tbody(rows), className="table"), cls="table-panel"))
-    return html.Div(panels, className="brief-indicators", id="brief-indicators")
+            rows.append(tag("tr", [
+                tag("td", r.name_en if en else r.name, title=r.formula),
+                tag("td", bv.with_unit(r.value, r.unit, en), cls=f"num {tone}"),
+                tag("td", bv.target_text(r, en), cls="muted"),
+                tag("td", bv.change_text(r.value, prev, r.unit, en) if r.period == "day" else "",
+                    cls=f"num chg {bv.change_tone(r.value, prev, r.unit, r.direction)}"),
+                tag("td", tag("img", src=bv.sparkline_svg(r.series, target=r.target, width=110, height=24), alt="")
+                    if len(r.series) > 1 else ""),
+                tag("td", r.covers, cls="muted small")]))
+        # the panel of dashboards._components.panel, as markup
+        panels.append(tag("div", cls="panel table-panel", children=[
+            tag("div", group, cls="panel-title"),
+            tag("div", tag("table", tag("tbody", rows), cls="table"), cls="panel-body")]))
+    return block(tag("div", panels, cls="brief-indicators", id="brief-indicators"))
 
 
 # --------------------------------------------------------------------------- drill-through (the drawer)
@@ -387,6 +427,26 @@ def open_drill(_clicks, data):
         raise dash.exceptions.PreventUpdate
     key = {"code": d.code, "from": data["from"], "to": data["to"], "as_of": data["as_of"]}
     return drill_head(d, qb.brief(start, end, as_of).report.kpis[d.code]), key, "brief-drill open"
+
+
+# the cards drawn (their blocks are mounted when the Markdown script has come): time for the grid
+dash.clientside_callback(
+    """function(_n) {
+        const nu = window.dash_clientside.no_update;
+        return document.querySelector('#brief-case-cards .card-value') ? [true, true] : [nu, nu];
+    }""",
+    Output(ids.BRIEF_CARDS_DRAWN, "data"), Output(ids.BRIEF_DRILL_PREPARE, "disabled"),
+    Input(ids.BRIEF_DRILL_PREPARE, "n_intervals"), prevent_initial_call=True)
+
+
+@dash.callback(Output(ids.BRIEF_DRILL_TABLE, "children"), Input(ids.BRIEF_CARDS_DRAWN, "data"),
+               Input(ids.BRIEF_DRILL_KEY, "data"), State(ids.BRIEF_DRILL_TABLE, "children"), prevent_initial_call=True)
+def build_grid(_drawn, _key, built):
+    """The drawer's grid, once: when the cards are drawn or with the first card opened (a grid
+    made by the card's click asks its first rows with the key already set)."""
+    if built or not allowed("brief"):
+        raise dash.exceptions.PreventUpdate
+    return drill_grid()
 
 
 def drill_head(d, k) -> list:

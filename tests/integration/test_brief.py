@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from types import SimpleNamespace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -103,9 +104,47 @@ def _dash(client, output: str, inputs: list, state: list | None = None):
 
 STORE = {"from": START.isoformat(), "to": END.isoformat(), "as_of": AS_OF.isoformat(), "preset": "custom"}
 RENDER = "..brief-body.children...brief-period-text.children...brief-pdf.href...brief-xlsx.href.."
+SHOWN = [{"id": "brief-period", "property": "data", "value": None}]     # the period the page shows: none yet
+
+
+def _markup(node: dict) -> dict:
+    """A block of server-written HTML (dashboards._markup: a Markdown component with raw HTML) as
+    the components it stands for: {"props": {attributes, "className", "children"}}, so that the
+    helpers below read it like the rest of the page."""
+    from html.parser import HTMLParser
+
+    class Tree(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.root = {"props": {"children": []}}
+            self.stack = [self.root]
+
+        def handle_starttag(self, tag, attrs):
+            props = {("className" if k == "class" else k): v for k, v in attrs}
+            el = {"type": tag, "props": {**props, "children": []}}
+            self.stack[-1]["props"]["children"].append(el)
+            if tag not in ("img", "br", "hr"):
+                self.stack.append(el)
+
+        def handle_endtag(self, tag):
+            self.stack.pop()
+
+        def handle_data(self, data):
+            self.stack[-1]["props"]["children"].append(data)
+
+    tree = Tree()
+    tree.feed(node["props"]["children"])
+    return tree.root
+
+
+def _is_markup(node) -> bool:
+    return (isinstance(node, dict) and node.get("type") == "Markdown"
+            and node.get("props", {}).get("dangerously_allow_html") is True)
 
 
 def _texts(node) -> list[str]:
+    if _is_markup(node):
+        return _texts(_markup(node))
     if isinstance(node, str):
         return [node]
     if isinstance(node, (int, float)):
@@ -118,7 +157,9 @@ def _texts(node) -> list[str]:
 
 
 def _find(node, pred):
-    if isinstance(node, list):
+    if _is_markup(node):
+        yield from _find(_markup(node), pred)
+    elif isinstance(node, list):
         for x in node:
             yield from _find(x, pred)
     elif isinstance(node, dict) and "props" in node:
@@ -150,6 +191,47 @@ def test_the_page_shows_the_numbers_of_the_brief(seeded):
         assert r.name in text and f"{r.score:.1f}" in text
     assert out["brief-pdf"]["href"] == f"/brief/export.pdf?{_q()}"
     assert "2024-05-06 至 2024-05-08" in " ".join(_texts(out["brief-period-text"]["children"]))
+
+
+def test_the_period_of_the_address_is_drawn_in_the_first_answer_and_not_again(seeded):
+    client = login(seeded.server, "boss", "leader")
+    route = [{"id": "_pages_location", "property": "pathname", "value": "/brief"},
+             {"id": "_pages_location", "property": "search", "value": "?preset=month"}]
+    resp = _dash(client, ".._pages_content.children..._pages_store.data..", route)
+    assert resp.status_code == 200, resp.data[:300]
+    page = resp.json["response"]["_pages_content"]["children"]
+    shown = next(_find(page, lambda p: p.get("id") == "brief-period"))["props"]["data"]
+    assert shown["preset"] == "month"
+    # the cards of the first answer are those the period's own callback draws
+    drawn = _dash(client, RENDER, [{"id": "brief-period", "property": "data", "value": shown}]).json["response"]
+    for code in bv.CASE_CARDS + bv.SERVICE_CARDS:
+        def card(node, c=code):
+            return " ".join(_texts(next(_find(node, lambda p: p.get("id") == {"type": "brief-card", "code": c}))))
+        assert card(page) == card(drawn["brief-body"]["children"]), code
+    pdf = next(_find(page, lambda p: p.get("id") == "brief-pdf"))["props"]["href"]
+    assert pdf == drawn["brief-pdf"]["href"]
+    # the browser's first call of the period callback remembers the choice and draws nothing again
+    inputs = [{"id": "brief-preset", "property": "value", "value": "month"},
+              {"id": "brief-range", "property": "start_date", "value": None},
+              {"id": "brief-range", "property": "end_date", "value": None},
+              {"id": "brief-tick", "property": "n_intervals", "value": None}]
+    out = _dash(client, _outputs(client, "brief-period.data"), inputs,
+                [{"id": "brief-period", "property": "data", "value": shown}]).json["response"]
+    assert out["brief-choice"]["data"] == {"preset": "month"}
+    assert "brief-period" not in out
+
+
+def test_the_brief_writes_names_from_the_data_as_text(seeded):
+    from dashboards import brief as page
+    from dashboards._markup import Markup, tag
+    with seeded.server.test_request_context():
+        rows = page.red_black(SimpleNamespace(ranking=SimpleNamespace(
+            ranked=[SimpleNamespace(name='<img src=x onerror="alert(1)">', score=90.0, grade="A")],
+            red=[SimpleNamespace(name='<img src=x onerror="alert(1)">', score=90.0, grade="A")], black=[])))
+    html_ = rows.children
+    assert "<img" not in html_ and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html_
+    assert '<img src=x onerror="alert(1)">' in " ".join(_texts(rows.to_plotly_json()))     # shown as written
+    assert isinstance(tag("b", "x"), Markup) and "\n" not in tag("td", "a\nb", title="c\nd")
 
 
 def _outputs(client, needle: str) -> str:
@@ -187,7 +269,7 @@ def test_a_viewer_cannot_render_or_drill_the_brief_through_crafted_callbacks(see
     resp = _dash(viewer, period, [{"id": "brief-preset", "property": "value", "value": "month"},
                                   {"id": "brief-range", "property": "start_date", "value": None},
                                   {"id": "brief-range", "property": "end_date", "value": None},
-                                  {"id": "brief-tick", "property": "n_intervals", "value": None}])
+                                  {"id": "brief-tick", "property": "n_intervals", "value": None}], SHOWN)
     assert resp.status_code == 204
 
 
@@ -461,9 +543,9 @@ def test_the_brief_opens_on_the_last_complete_month_and_flags_a_month_to_date(se
               {"id": "brief-range", "property": "start_date", "value": None},
               {"id": "brief-range", "property": "end_date", "value": None},
               {"id": "brief-tick", "property": "n_intervals", "value": None}]
-    assert _dash(client, period, inputs).status_code == 204
+    assert _dash(client, period, inputs, SHOWN).status_code == 204
     inputs[0]["value"] = "last_month"
-    resp = _dash(client, period, inputs)
+    resp = _dash(client, period, inputs, SHOWN)
     assert resp.status_code == 200, resp.data[:300]
     out = resp.json["response"]
     assert out["brief-choice"]["data"] == {"preset": "last_month"}
