@@ -122,6 +122,8 @@ def prepare_photo(data: bytes, name: str = "", *, max_bytes: int = DEFAULT_MAX_B
                                f"not the file name or type)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MediaTooLarge(f"{label}: too many pixels (over {max_pixels:,})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:   # a known format, cut short or broken
+        raise ValidationFailed(f"{label}: the image is damaged or truncated ({exc})", field="photo") from None
     with im:
         width, height = im.size
         if width * height > max_pixels:        # read from the header: nothing decoded yet
