@@ -318,3 +318,23 @@ def test_openapi_documents_multipart_photos_and_the_file_routes(server):
     assert "image/jpeg" in file_op["responses"]["200"]["content"] and "403" in file_op["responses"]
     assert "attachments" in doc["components"]["schemas"]["IncidentDetail"]["properties"]
     assert "media_urls" in doc["components"]["schemas"]["IncidentCreate"]["properties"]
+
+
+def test_pushed_records_bring_photo_urls_as_links_and_a_bad_url_is_quarantined(server):
+    from tests.integration.helpers import push_record
+    client = login(server, "ph-pusher", "dispatcher")
+    r = client.post("/api/v1/feeds/ph-feed/records", json=[
+        push_record("ph-push-1", reported_at="2026-11-18T09:00:00+08:00",
+                    media_urls=["https://cams.example.org/1.jpg", "https://cams.example.org/2.jpg"]),
+        push_record("ph-push-2", reported_at="2026-11-18T09:00:00+08:00", media_url="javascript:alert(1)"),
+        push_record("ph-push-3", reported_at="2026-11-18T09:00:00+08:00")])
+    body = r.get_json()
+    assert r.status_code == 200 and body["inserted"] == 2 and body["quarantined"] == 1, body
+    assert "media_url" in body["quarantined_records"][0]["reason"]
+    [case] = client.get("/api/v1/incidents?q=ph-push-1").get_json()["items"]
+    detail = client.get(f"/api/v1/incidents/{case['id']}").get_json()
+    assert [(a["stage"], a["kind"], a["url"]) for a in detail["attachments"]] == [
+        ("report", "link", "https://cams.example.org/1.jpg"), ("report", "link", "https://cams.example.org/2.jpg")]
+    report = detail["timeline"][0]
+    assert report["action"] == "report" and report["payload"]["links"] == 2
+    assert detail["attachments"][0]["event_id"] == report["id"]
