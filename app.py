@@ -62,6 +62,9 @@ DEFAULTS: dict[str, object] = {
     "OPEN311_KEY_SERVICE": "",  # Open311 discovery "key_service"; "" = how to get a token here
     "PDF_FONT": "",             # a TrueType CJK font for the PDF brief; "" = the usual system paths
     "EXPORT_DIR": "",           # where export jobs write their files; "" = instance/exports
+    "MEDIA_DIR": "",            # where case photos are stored; "" = instance/media (shared by every node)
+    "MEDIA_MAX_BYTES": 10 * 1024 * 1024,  # a photo upload over this is refused with 413
+    "MEDIA_MAX_PIXELS": 50_000_000,       # a photo over this many pixels (a decompression bomb) is refused with 413
     "EXPORT_WAIT_SECONDS": 20.0,    # GET /brief/export.xlsx waits this long for its job, then answers 202
     "EXPORT_KEEP_MINUTES": 60.0,    # a finished export file is removed this long after it was made
     "RATELIMIT_KEY_PREFIX": "cityops",  # prefix of the login counters' keys (several apps on one Redis)
@@ -121,7 +124,7 @@ def create_app(overrides: dict | None = None) -> Dash:
 
     from dashboards import _answers, _exports, _login, _shell
     from data_sources import runtime
-    from data_sources.store import cache
+    from data_sources.store import cache, media
     from data_sources.web import answers, api, compression, exports, gate, metrics, open311, push, security
 
     cfg = load_config(overrides)
@@ -133,6 +136,8 @@ def create_app(overrides: dict | None = None) -> Dash:
     runtime.init_app(server)       # database, pack, case rules
     hand_city_to_domain(server)    # the domain gets this app's pack, calendar and case rules
     cache.init_app(server)
+    media.init_app(server, cfg["MEDIA_DIR"] or str(INSTANCE / "media"),   # case photos (incidents.media)
+                   max_bytes=int(cfg["MEDIA_MAX_BYTES"]), max_pixels=int(cfg["MEDIA_MAX_PIXELS"]))
     gate.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
     api.init_app(server)           # REST API v1 under /api/v1
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)

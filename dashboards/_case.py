@@ -8,13 +8,15 @@ Every callback checks the user on the server; ``services.perform`` checks the ro
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import datetime, timezone
 
 import dash
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
-from flask import abort
+from flask import abort, current_app
 from flask_login import current_user
 
 from dashboards import _ids as ids
@@ -23,7 +25,8 @@ from dashboards._components import allowed, local_time
 from dashboards._figures import channel_label, state_label
 from dashboards._i18n import TEXT, t
 from incidents import commands, services
-from incidents.lifecycle import DomainError, StaleVersion
+from incidents.lifecycle import DomainError, StaleVersion, ValidationFailed
+from incidents.media import MAX_PER_ACTION, STAGE_OF_ACTION
 from incidents.queries import cases, reference
 
 #: the keyboard shortcut of each action (also shown on its button)
@@ -33,7 +36,9 @@ KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_p
 #: which fields each action asks for; the ones in NEEDS must be filled in
 FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "note"}, "reassign": {"dept", "note"},
           "return": {"note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
-          "supervise": {"level", "note"}, "verify_fail": {"note"}, "approve": {"note"}, "reject": {"note"}}
+          "supervise": {"level", "note"}, "verify_fail": {"note", "photos"}, "approve": {"note"}, "reject": {"note"},
+          # photos come with the department's 反馈 and the inspector's 核查 (incidents.media.STAGE_OF_ACTION)
+          **{a.value: {"note", "photos"} for a in STAGE_OF_ACTION if a.value != "verify_fail"}}
 NEEDS = {"void": "reason", "reassign": "dept", "return": "note", "extend": "hours", "suspend": "note",
          "merge": "dup", "verify_fail": "note", "reject": "note"}
 #: the actions that decide a department's request: offered beside the request, not in the action bar
@@ -81,6 +86,7 @@ def action_form() -> html.Div:
     def field(name, label, control):
         return html.Label(className="form-field", id=f"case-field-{name}", children=[html.Span(label), control])
     depts = [{"label": f"{n}", "value": c} for c, n in reference.department_options()]
+    max_bytes = int(current_app.config.get("MEDIA_MAX_BYTES") or 10 * 1024 * 1024)
     return html.Div(id=ids.CASE_FORM, className="case-form hidden", children=[
         html.Div(id=ids.CASE_FORM_TITLE, className="case-form-title"),
         field("reason", t("reason"), dcc.Dropdown(id=ids.CASE_REASON, clearable=False, searchable=False,
@@ -91,6 +97,12 @@ def action_form() -> html.Div:
         field("level", t("level"), dcc.Dropdown(id=ids.CASE_LEVEL, clearable=False, searchable=False, value=1,
                                                 options=[{"label": f"{n} 级" if n else "", "value": n} for n in (1, 2, 3)])),
         field("note", t("note"), dcc.Textarea(id=ids.CASE_NOTE, rows=2, maxLength=500)),
+        field("photos", t("upload_label", mb=f"{max_bytes / 1024 / 1024:g}", n=MAX_PER_ACTION), html.Div([
+            # the browser refuses larger files at once; the server checks size and type again (the bytes)
+            dcc.Upload(id=ids.CASE_PHOTOS, multiple=True, accept="image/jpeg,image/png,image/webp",
+                       max_size=max_bytes, className="photo-drop", className_active="photo-drop active",
+                       children=html.Span(t("upload_hint"))),
+            html.Div(id=ids.CASE_PHOTOS_LIST, className="photo-chosen")])),
         html.Div(className="form-buttons", children=[
             html.Button(t("confirm"), id=ids.CASE_CONFIRM, className="btn btn-primary", title="Ctrl+Enter"),
             html.Button(t("cancel"), id=ids.CASE_CANCEL, className="btn", title="Esc")]),
@@ -189,6 +201,7 @@ def render(d: dict) -> tuple:
         ]),
         html.P(d["description"], className="case-desc") if d["description"] else None,
         requests_section(d),
+        photos_section(d),
     ]
     request_only = set(d.get("request_only") or ())
     actions = [html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
@@ -218,6 +231,50 @@ def render(d: dict) -> tuple:
     return [b for b in body if b is not None], actions, more, case_map(d), store
 
 
+STAGES = ("report", "resolve", "verify")
+
+
+def photo_tile(a: dict) -> html.Div:
+    """A photo's thumbnail (a click opens the full photo), or a link (never shown as an image: the
+    browser would fetch it from elsewhere)."""
+    when = local_time(a["created_at"], "%m-%d %H:%M")
+    if a["kind"] == "photo":
+        return html.A(href=a["url"], target="_blank", rel="noopener", className="photo", title=t("photo_open"),
+                      children=[html.Img(src=a["thumbnail_url"], alt=a["name"] or f"#{a['id']}"),
+                                html.Span(f"{when} · {a['created_by']}", className="photo-meta")])
+    return html.A(href=a["url"], target="_blank", rel="noopener noreferrer nofollow", className="photo photo-link",
+                  children=[html.Span(t("photo_link"), className="photo-link-label"),
+                            html.Span(a["name"] or a["url"], className="photo-link-url"),
+                            html.Span(f"{when} · {a['created_by']}", className="photo-meta")])
+
+
+def photos_section(d: dict) -> html.Div | None:
+    """The case's photos and links by stage. While the case waits for 核查 (resolved), the report's
+    photos (before) and the resolve's (after) stand side by side for the inspector."""
+    items = d.get("attachments") or []
+    if not items and d["state"] != "resolved":
+        return None
+    if items and not d.get("may_see_media"):
+        n = sum(1 for a in items if a["kind"] == "photo")
+        return html.Div(className="case-section case-photos", children=[
+            html.H4(t("photos")), html.P(t("photos_hidden", n=n), className="muted")])
+    by_stage = {st: [a for a in items if a["stage"] == st] for st in STAGES}
+
+    def column(stage: str, label: str) -> html.Div:
+        tiles = [photo_tile(a) for a in by_stage[stage]] or [html.Span(t("photo_none"), className="muted photo-none")]
+        return html.Div(className=f"photo-col photo-{stage}", children=[html.Div(label, className="photo-col-head"),
+                                                                         html.Div(tiles, className="photo-tiles")])
+    if d["state"] == "resolved":      # 核查: before / after
+        cols = [column("report", t("photo_before")), column("resolve", t("photo_after"))]
+        if by_stage["verify"]:
+            cols.append(column("verify", t("stage_verify")))
+        return html.Div(className="case-section case-photos compare", children=[
+            html.H4(t("photo_compare")), html.Div(cols, className="photo-cols")])
+    cols = [column(st, t(f"stage_{st}")) for st in STAGES if by_stage[st]]
+    return html.Div(className="case-section case-photos", children=[
+        html.H4(t("photos")), html.Div(cols, className="photo-cols")])
+
+
 def timeline(events: list[dict]) -> html.Ol:
     items = []
     for e in events:
@@ -228,6 +285,10 @@ def timeline(events: list[dict]) -> html.Ol:
                 extra.append(f"{k}: {payload[k]}")
         if payload.get("requested_by"):
             extra.append(f"{t('requested_by')}: {payload['requested_by']}")
+        if payload.get("photos"):
+            extra.append(t("ev_photos", n=payload["photos"]))
+        if payload.get("links"):
+            extra.append(t("ev_links", n=payload["links"]))
         label = act_label(e["action"])
         if payload.get("kind") and e["action"] in ("request", *DECISIONS):
             label = f"{label}{kind_label(payload['kind'])}" + (f" #{payload['case_request_id']}"
@@ -296,8 +357,10 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
     if missing:
         return "incomplete", t(missing)
     try:
+        photos = _photos(values) if "photos" in FIELDS.get(action, ()) else []
         done = commands.act(
             actor(), int(seen["id"]), action, version=int(seen["version"]), now=datetime.now(timezone.utc),
+            photos=photos,
             department=values.get("dept") if "dept" in FIELDS.get(action, ()) else None,
             note=(values.get("note") or "").strip(),
             reason=values.get("reason") if action == "void" else None,
@@ -319,6 +382,22 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
         return "ok", t(f"request_{done.request_status}", kind=kind_label(done.request_kind), id=seen["id"],
                        state=state_label(done.state))
     return "ok", t("done_ok", action=act_label(action), id=seen["id"], state=state_label(done.state))
+
+
+def _photos(values: dict) -> list[tuple[str, bytes]]:
+    """The dcc.Upload's files as (name, bytes): its contents are data URLs ("data:…;base64,…").
+    What they are is decided by the server from the bytes (incidents.media), not by these URLs."""
+    contents, names = values.get("photos") or [], values.get("photo_names") or []
+    if isinstance(contents, str):
+        contents, names = [contents], [names] if isinstance(names, str) else names
+    out = []
+    for i, content in enumerate(contents):
+        try:
+            data = base64.b64decode(str(content).split(",", 1)[1], validate=True)
+        except (IndexError, binascii.Error, ValueError):
+            raise ValidationFailed(t("upload_bad"), field="photo") from None
+        out.append((str(names[i]) if i < len(names) and names[i] else "", data))
+    return out
 
 
 def _as_id(value) -> int | None:
@@ -355,9 +434,10 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
     """What the form shows for ``action``: (pending, form class, title, field classes…, dept, dup).
     ``case_request``: the request an approve / reject decides."""
     if not action or not seen:
-        return (None, "case-form hidden", "", *(["form-field hidden"] * 5), no_update, None, "", None, no_update)
+        return (None, "case-form hidden", "", *(["form-field hidden"] * len(FORM_FIELDS)), no_update, None, "", None,
+                no_update, None)
     fields = FIELDS.get(action, {"note"}) | {"note"}
-    cls = ["form-field" if f in fields else "form-field hidden" for f in ("reason", "dept", "hours", "dup", "level")]
+    cls = ["form-field" if f in fields else "form-field hidden" for f in FORM_FIELDS]
     dept = seen.get("suggested") if action == "dispatch" else None
     pending = {"action": action, "case": seen["id"], "request_id": uuid.uuid4().hex}
     title = f"{act_label(action, action in (seen.get('request_only') or ()))} · #{seen['id']}"
@@ -365,12 +445,14 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
         pending["case_request"] = case_request
         kind = (seen.get("requests") or {}).get(str(case_request), "")
         title = t("decide_title", action=act_label(action), kind=kind_label(kind), rid=case_request, id=seen["id"])
-    return (pending, "case-form", title, *cls, dept, target, "", None, "")  # "": the last result goes
+    return (pending, "case-form", title, *cls, dept, target, "", None, "", None)  # "": the last result goes
 
 
 # --------------------------------------------------------------------------- callbacks
 
-FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in ("reason", "dept", "hours", "dup", "level")]
+#: the form's optional fields, shown or hidden by the action chosen
+FORM_FIELDS = ("reason", "dept", "hours", "dup", "level", "photos")
+FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in FORM_FIELDS]
 
 
 @dash.callback(Output(ids.CASE_BODY, "children"), Output(ids.CASE_ACTIONS, "children"),
@@ -394,6 +476,7 @@ def show_case(incident_id, _done):
                Output(ids.CASE_FORM_TITLE, "children"), *FIELD_OUTPUTS,
                Output(ids.CASE_DEPT, "value"), Output(ids.CASE_DUP, "value"), Output(ids.CASE_NOTE, "value"),
                Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
+               Output(ids.CASE_PHOTOS, "contents"),
                Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
                Input({"type": ids.CASE_DECIDE, "action": ALL, "request": ALL}, "n_clicks"),
@@ -417,13 +500,22 @@ def choose_action(_acts, _merges, _decisions, _cancel, seen):
                State(ids.CASE_PENDING, "data"), State(ids.CASE_DATA, "data"), State(ids.CASE_DONE, "data"),
                State(ids.CASE_REASON, "value"), State(ids.CASE_NOTE, "value"), State(ids.CASE_HOURS, "value"),
                State(ids.CASE_DEPT, "value"), State(ids.CASE_DUP, "value"), State(ids.CASE_LEVEL, "value"),
+               State(ids.CASE_PHOTOS, "contents"), State(ids.CASE_PHOTOS, "filename"),
                prevent_initial_call=True)
-def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level):
+def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level, photos, photo_names):
     guard_actions()
     status, message = run_action(pending, seen, dict(reason=reason, note=note, hours=hours, dept=dept,
-                                                     dup=dup, level=level))
+                                                     dup=dup, level=level, photos=photos, photo_names=photo_names))
     reload = status in ("ok", "conflict")
     return message, (done or 0) + 1 if reload else no_update, f"case-result {status}"
+
+
+@dash.callback(Output(ids.CASE_PHOTOS_LIST, "children"), Input(ids.CASE_PHOTOS, "contents"),
+               State(ids.CASE_PHOTOS, "filename"), prevent_initial_call=True)
+def show_chosen_photos(contents, names):
+    guard()
+    names = [] if not contents else [names] if isinstance(names, str) else list(names or [])
+    return t("upload_chosen", n=len(names), names="、".join(str(n) for n in names)) if names else ""
 
 
 dash.clientside_callback(

@@ -45,11 +45,11 @@ from sqlalchemy.orm import Session
 
 from data_sources.feeds.base import EARLIEST, UNREADABLE, FeedContext, IncomingCase, Rejected
 from data_sources.packs import Pack
-from incidents import bounds, facts, permissions, services
+from incidents import bounds, facts, media, permissions, services
 from incidents.lifecycle import DomainError, PermissionDenied
 from incidents.model import Action, State
 from incidents.services import CaseRules
-from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
+from incidents.tables import CaseAttachment, FeedRun, Incident, IncidentEvent, Quarantine
 
 BATCH_SIZE = 1000
 _EVENT_COLUMNS = ("incident_id", "at", "actor", "action", "from_state", "to_state", "department_code", "note",
@@ -387,6 +387,10 @@ class _Run:
                 self._insert_fast(s, new_cases, new_events)
             else:
                 self._insert_reference(s, new_cases, new_events)
+            links = {inc.external_id: inc.media_urls for _, inc in accepted if inc.media_urls}
+            if links:
+                self._attach_links(s, {c["external_id"]: links[c["external_id"]]
+                                       for c in new_cases if c["external_id"] in links})
         # a record already waiting in quarantine (the same file imported again) keeps its one row
         raws = {id(item): _raw_json(item, self.source, self.mapping.name) for item, _ in rejected if not item.retry_of}
         waiting: dict[str, Quarantine] = {}
@@ -417,9 +421,24 @@ class _Run:
         districts, grids = self.rules.areas.locate_many([inc.lon for inc in placed], [inc.lat for inc in placed])
         return {inc.external_id: (d, g) for inc, d, g in zip(placed, districts, grids)}
 
+    def _attach_links(self, s: Session, links: dict[str, tuple[str, ...]]) -> None:
+        """The photo URLs of new cases, kept as links (never fetched) with their report event."""
+        ids = {ext: cid for cid, ext in _by_external_id(s, self.source, list(links), ("id", "external_id"))}
+        reports: dict[int, int] = {}
+        for clause in _where_in(s, IncidentEvent.incident_id, list(ids.values())):
+            reports.update(s.execute(select(IncidentEvent.incident_id, IncidentEvent.id)
+                                     .where(clause, IncidentEvent.action == "report")).all())
+        s.add_all(CaseAttachment(incident_id=ids[ext], event_id=reports.get(ids[ext]), stage="report", kind="link",
+                                 mime="", name=media.prepare_link(url).name, url=url, size=0,
+                                 created_by=self.actor, created_at=self.now)
+                  for ext, urls in links.items() if ext in ids for url in urls)
+        s.flush()
+
     def _report(self, item: Item, inc: IncomingCase) -> dict:
         payload = {"channel": inc.channel.value, "source": self.source, "feed_run": self.run_id,
                    "line": item.line, "source_status": inc.source_status}
+        if inc.media_urls:
+            payload["links"] = len(inc.media_urls)
         if inc.location_note:
             payload["location_note"] = inc.location_note
         if self.via:

@@ -74,6 +74,14 @@ class RequestStatus(StrEnum):
     REJECTED = "rejected"        # 已驳回
 
 
+class MediaStage(StrEnum):
+    """When a photo or link was attached to a case (incidents.media): with the report (the
+    citizen's or inspector's photo), with the department's resolve (after), or at verification."""
+    REPORT = "report"
+    RESOLVE = "resolve"
+    VERIFY = "verify"
+
+
 class Role(StrEnum):
     VIEWER = "viewer"
     LEADER = "leader"

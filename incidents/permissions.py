@@ -175,6 +175,39 @@ def require_feed(token_feeds: str | None, feed: str) -> None:
                                f"not {feed!r}")
 
 
+# --------------------------------------------------------------------------- seeing a case and its photos
+
+def may_see_case(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> bool:
+    """Department users see their own department's cases only; every other role sees every case
+    (the workbench's queue and case panel, the API's list and detail ask the same)."""
+    if _as_role(role) is Role.DEPARTMENT:
+        return _same_department(user_department, case_department)
+    return True
+
+
+#: photos can show faces, number plates and doors: the wall's viewers (and kiosk screens) see that a
+#: case has photos, not the photos
+MEDIA_ROLES: Final = frozenset({Role.LEADER, Role.DISPATCHER, Role.DEPARTMENT, Role.INSPECTOR, Role.ADMIN})
+
+
+def check_media(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> None:
+    """Raise :class:`PermissionDenied` unless ``role`` may open the photos of a case: a role that
+    may see the case, and one of ``MEDIA_ROLES``."""
+    require(role, MEDIA_ROLES, "open case photos")
+    if not may_see_case(role, user_department=user_department, case_department=case_department):
+        raise PermissionDenied(f"department '{user_department or '(none)'}' may not open the photos of a case "
+                               f"of department '{case_department if case_department is not None else '(none)'}'",
+                               role=_as_role(role))
+
+
+def may_see_media(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> bool:
+    try:
+        check_media(role, user_department=user_department, case_department=case_department)
+    except PermissionDenied:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- personal data
 
 #: roles that see a reporter's name and phone; everyone else sees them masked
@@ -211,7 +244,7 @@ def mask_personal_text(text: str | None, role=None) -> str:
     return _PHONE.sub(_phone, text)
 
 
-__all__ = ["ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
+__all__ = ["ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "MEDIA_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
            "REQUESTABLE", "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "available_actions",
-           "check_edit", "check_permission", "is_request_only",
+           "check_edit", "check_media", "check_permission", "is_request_only", "may_see_case", "may_see_media",
            "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]

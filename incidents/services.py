@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +19,10 @@ from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import REVISING_ACTIONS, Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
 from incidents.routing import AreaIndex, Router, Suggestion
-from incidents.tables import CaseRequest, Category, Department, EventRequest, Incident, IncidentEvent, Meta
+from incidents.media import STAGE_OF_ACTION, Attachment
+from incidents.model import MediaStage
+from incidents.tables import (CaseAttachment, CaseRequest, Category, Department, EventRequest, Incident,
+                              IncidentEvent, Meta)
 
 DATA_VERSION_KEY = "data_version"
 
@@ -108,8 +111,10 @@ def create_case(session: Session, rules: CaseRules, *, source: str, external_id:
                 title: str, reported_at: datetime, now: datetime, category_code: Optional[str] = None,
                 description: str = "", address: str = "", lon: Optional[float] = None,
                 lat: Optional[float] = None, priority: str = Priority.NORMAL,
-                reporter_name: str = "", reporter_phone: str = "", actor: str = "feed") -> Incident:
-    """A new case arrives from a feed in state ``reported``. Area codes are computed here, once."""
+                reporter_name: str = "", reporter_phone: str = "", actor: str = "feed",
+                attachments: Sequence[Attachment] = ()) -> Incident:
+    """A new case arrives from a feed in state ``reported``. Area codes are computed here, once.
+    ``attachments``: photos (already in the media store) and links that came with the report."""
     for name, value in (("source", source), ("external_id", external_id), ("title", title),
                         ("address", address), ("reporter_name", reporter_name),
                         ("reporter_phone", reporter_phone), ("category_code", category_code)):
@@ -130,9 +135,15 @@ def create_case(session: Session, rules: CaseRules, *, source: str, external_id:
                     updated_by=actor, version=1)
     session.add(case)
     session.flush()
-    session.add(IncidentEvent(incident_id=case.id, at=reported_at, actor=actor, action="report",
-                              from_state=None, to_state=State.REPORTED, note=title[:200],
-                              payload={"channel": channel, "source": source}))
+    report = IncidentEvent(incident_id=case.id, at=reported_at, actor=actor, action="report",
+                           from_state=None, to_state=State.REPORTED, note=title[:200],
+                           payload={"channel": channel, "source": source})
+    if attachments:
+        _count_in_payload(report, attachments)
+    session.add(report)
+    if attachments:
+        session.flush()
+        attach(session, case, report, MediaStage.REPORT, attachments, actor=actor, now=now)
     bump_data_version(session)
     return case
 
@@ -167,8 +178,13 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         version: int, now: datetime, department: Optional[str] = None, note: str = "",
         reason: Optional[str] = None, hours: Optional[float] = None,
         duplicate_of: Optional[int] = None, level: Optional[int] = None,
-        case_request_id: Optional[int] = None, request_id: Optional[str] = None) -> Outcome:
+        case_request_id: Optional[int] = None, request_id: Optional[str] = None,
+        attachments: Sequence[Attachment] = ()) -> Outcome:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction.
+
+    ``attachments``: photos (already in the media store) and links that come with a ``resolve``
+    (stage resolve, the "after") or a ``verify_pass`` / ``verify_fail`` (stage verify); any other
+    action takes none. A retried request records them no second time.
 
     An action the actor's role may only *request* (a department's ``extend`` / ``suspend``,
     :func:`permissions.is_request_only`) changes nothing but the case's timeline: it files a pending
@@ -177,6 +193,9 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
     action = parse_action(action)
     _check_bounds(action, incident_id, department=department, note=note, reason=reason, hours=hours,
                   duplicate_of=duplicate_of, level=level, request_id=request_id)
+    if attachments and action not in STAGE_OF_ACTION:
+        raise ValidationFailed(f"photos and links come with {', '.join(a.value for a in STAGE_OF_ACTION)}, "
+                               f"not with {action.value}", field="photo")
     seen = _applied_as(session, request_id, incident_id)
     if seen is not None:   # a retried request: applied once, answered with the case as it is now
         case = session.get(Incident, incident_id)
@@ -209,6 +228,8 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         event = apply_action(case, category, rules, actor.username, action, now, department=department,
                              note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level)
     event.request_id = request_id or None
+    if attachments:
+        _count_in_payload(event, attachments)
     try:
         if req is not None and req.id is None:
             # a new request: its row (and the case's guarded UPDATE) first, so the event can name its id
@@ -220,6 +241,8 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         if event.request_id:
             session.add(EventRequest(request_id=event.request_id, incident_id=case.id, event_id=event.id))
             session.flush()
+        if attachments:
+            attach(session, case, event, STAGE_OF_ACTION[action], attachments, actor=actor.username, now=now)
     except (StaleDataError, IntegrityError) as exc:
         # someone else's write landed between our read and our write: tell who, from a fresh session
         with Session(session.get_bind()) as other:
@@ -240,6 +263,38 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
                                changed_at=fresh.updated_at if fresh else None) from None
     bump_data_version(session)
     return Outcome(case, req)
+
+
+# --------------------------------------------------------------------------- attachments
+
+def attach(session: Session, case: Incident, event: IncidentEvent, stage: MediaStage,
+           items: Sequence[Attachment], *, actor: str, now: datetime) -> list[CaseAttachment]:
+    """Record photos (their files already in the media store) and links with ``event`` at
+    ``stage``. Permission is the action's (or the report's); the event's payload counts them."""
+    from incidents.media import check_count
+    check_count(list(items))
+    rows = []
+    for a in items:
+        if a.kind == "photo" and not a.storage_key:
+            raise ValidationFailed("a photo must be stored before it is attached", field="photo")
+        rows.append(CaseAttachment(incident_id=case.id, event_id=event.id, stage=MediaStage(stage).value,
+                                   kind=a.kind, mime=a.mime or "", name=a.name or "", url=a.url,
+                                   storage_key=a.storage_key, thumb_key=a.thumb_key, size=a.size or 0,
+                                   width=a.width, height=a.height, sha256=a.sha256, created_by=actor,
+                                   created_at=now))
+    session.add_all(rows)
+    session.flush()
+    for a, row in zip(items, rows):
+        a.attachment_id = row.id
+    return rows
+
+
+def _count_in_payload(event: IncidentEvent, items: Sequence[Attachment]) -> None:
+    """The timeline says how many photos and links came with the event (set before it is written)."""
+    photos = sum(1 for a in items if a.kind == "photo")
+    links = len(items) - photos
+    event.payload = {**(event.payload or {}), **({"photos": photos} if photos else {}),
+                     **({"links": links} if links else {})}
 
 
 # --------------------------------------------------------------------------- requests and approvals
@@ -542,6 +597,6 @@ def load_case(session: Session, incident_id: int) -> Incident:
     return case
 
 
-__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "bump_data_version", "create_case",
+__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "create_case",
            "data_version", "load_case", "near_duplicates", "pending_requests", "perform", "require_params",
            "set_deadline", "suggest_department"]

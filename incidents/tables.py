@@ -437,3 +437,29 @@ class CaseRequest(Base):
     decided_by: Mapped[Optional[str]] = mapped_column(String(60))
     decided_at: Mapped[Optional[datetime]]
     decision_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class CaseAttachment(Base):
+    """A photo or a link attached to a case (incidents.media) at one stage: with the report, with
+    the department's resolve (after) or at verification. A photo's files live in the media store
+    under ``storage_key`` / ``thumb_key`` (random names, never the client's file name); a link keeps
+    only its ``url`` (never fetched). ``event_id`` is the timeline event it came with."""
+
+    __tablename__ = "case_attachments"
+    __table_args__ = (Index("ix_case_attachments_incident", "incident_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    event_id: Mapped[Optional[int]] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(16))            # report | resolve | verify
+    kind: Mapped[str] = mapped_column(String(8))              # photo | link
+    mime: Mapped[str] = mapped_column(String(40), default="")
+    name: Mapped[str] = mapped_column(String(120), default="")  # the client's file name, display text only
+    url: Mapped[Optional[str]] = mapped_column(String(500))
+    storage_key: Mapped[Optional[str]] = mapped_column(String(80))
+    thumb_key: Mapped[Optional[str]] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    width: Mapped[Optional[int]] = mapped_column(Integer)
+    height: Mapped[Optional[int]] = mapped_column(Integer)
+    sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime]

@@ -90,8 +90,9 @@ def build_app(url: str, **overrides):
     # export jobs write into a folder of this app's own (made by the first job), never into the
     # checkout's instance folder, nor into another app's
     exports = f"{tempfile.gettempdir()}/cityops-test-exports-{uuid.uuid4().hex}"
+    media = f"{tempfile.gettempdir()}/cityops-test-media-{uuid.uuid4().hex}"   # case photos, likewise
     app = create_app({"DATABASE_URL": url, "TESTING": True, "SECRET_KEY": "test-secret",
-                      "DEMO_FEED": False, "EXPORT_DIR": exports, **overrides})
+                      "DEMO_FEED": False, "EXPORT_DIR": exports, "MEDIA_DIR": media, **overrides})
     init_db(app.server, echo=lambda *_: None, seed_demo=False)
     return app
 

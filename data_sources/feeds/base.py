@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from data_sources.coords import normalize_crs, to_wgs84
 from data_sources.packs import MappingTable, Pack, load_mapping
-from incidents import bounds
+from incidents import bounds, media
+from incidents.lifecycle import ValidationFailed
 from incidents.model import Channel, Priority, State
 
 UNREADABLE = "__unreadable__"
@@ -245,6 +246,20 @@ class IncomingCase(BaseModel):
     crs: Optional[str] = None              # per-record CRS; else the feed's
     location_note: Optional[str] = None    # why a record has no location (placeholder, missing)
     source_status: str = ""                # the status as the source said it
+    media_urls: tuple[str, ...] = ()       # photos the source keeps elsewhere: kept as links, never fetched
+
+    @field_validator("media_urls", mode="before")
+    @classmethod
+    def _media_urls(cls, v):
+        values = [] if blank(v) else [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else None
+        if values is None:
+            raise ValueError("must be a URL or a list of URLs")
+        values = [str(x).strip() for x in values if not blank(x)]
+        try:
+            media.check_count(values)
+            return tuple(media.prepare_link(u).url for u in values)
+        except ValidationFailed as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("external_id", mode="before")
     @classmethod

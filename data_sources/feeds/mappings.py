@@ -192,7 +192,8 @@ class Open311:
                       or _pack_department(ctx, _get(raw, "agency_responsible")),
                       channel=channel_of(ext.get("channel") or "open311"),
                       reported_at=_get(raw, "requested_datetime"), lon=_get(raw, "long", "lon"),
-                      lat=_get(raw, "lat"), source_status=str(_get(raw, "status") or ""))
+                      lat=_get(raw, "lat"), source_status=str(_get(raw, "status") or ""),
+                      media_urls=_get(raw, "media_url"))
         if blank(fields["lon"]) and blank(fields["lat"]):
             fields["location_note"] = "no coordinates in the source"
         return _finish(ctx, fields, state, void_reason, closed)
@@ -221,7 +222,8 @@ def _closing_note_time(raw: dict) -> Any:
 class Native:
     """Our own layout (exports, partner systems, the push API): external_id, title, description,
     address, category_code, department_code, state (our state names or common words), reported_at,
-    dispatched_at, closed_at, lon, lat, crs (per record, else the feed's), channel, priority."""
+    dispatched_at, closed_at, lon, lat, crs (per record, else the feed's), channel, priority,
+    media_urls (or media_url: photo URLs, kept as links with a new case's report)."""
 
     name = "native"
 
@@ -242,7 +244,8 @@ class Native:
                       reported_at=_get(raw, "reported_at", "created_at"),
                       lon=_get(raw, "lon", "longitude"), lat=_get(raw, "lat", "latitude"),
                       crs=_get(raw, "crs"), source_status=str(_get(raw, "state", "status") or ""),
-                      void_reason=_get(raw, "void_reason") or void_reason)
+                      void_reason=_get(raw, "void_reason") or void_reason,
+                      media_urls=_get(raw, "media_urls", "media_url"))
         return _finish(ctx, fields, state, fields["void_reason"], _get(raw, "closed_at", "resolved_at"),
                        _get(raw, "dispatched_at"))
 

@@ -22,7 +22,7 @@ from functools import wraps
 from typing import Any, Callable, ClassVar, Literal, Optional
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, jsonify, request, send_file
 from flask_login import current_user
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
@@ -34,15 +34,17 @@ from werkzeug.exceptions import HTTPException
 
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db, is_unavailable
+from data_sources.store.media import get_media_store
 from data_sources.web.errors import (ErrorResponse, ResponseModel, UtcDateTime, domain_error_response,
                                      error_response, http_error_response, unavailable_response)
-from incidents import bounds, permissions, services
+from incidents import bounds, commands, media, permissions, services
 from incidents.lifecycle import DomainError, ValidationFailed
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
 from incidents.queries import cases as case_queries
 from incidents.queries._common import RUNNING_STATES, light_expr, running_light_expr
 from incidents.queries.feeds import feed_health
+from incidents.queries import media as media_queries
 from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
 
 log = logging.getLogger(__name__)
@@ -170,6 +172,24 @@ class CaseRequestOut(ResponseModel):
     decision_note: str
 
 
+class AttachmentOut(ResponseModel):
+    id: int
+    stage: Literal["report", "resolve", "verify"] = Field(
+        description="report: came with the report; resolve: the department's 反馈 (after); verify: at 核查")
+    kind: Literal["photo", "link"] = Field(description="photo: stored here, EXIF (GPS included) removed; "
+                                                       "link: a URL the client gave, never fetched by the server")
+    mime: Optional[str] = Field(description="photo: image/jpeg or image/webp (re-encoded)")
+    name: str = Field(description="the client's file name, as display text")
+    url: str = Field(description="photo: this API's file URL (needs the same login as the case); link: the URL given")
+    thumbnail_url: Optional[str] = Field(description="photo: its thumbnail's URL")
+    width: Optional[int]
+    height: Optional[int]
+    size: Optional[int] = Field(description="photo: bytes of the stored file")
+    event_id: Optional[int] = Field(description="the timeline event it came with")
+    created_by: str
+    created_at: UtcDateTime
+
+
 class IncidentDetail(ResponseModel):
     id: int
     version: int = Field(description="send it back with an action (optimistic locking)")
@@ -211,6 +231,9 @@ class IncidentDetail(ResponseModel):
     counters: Counters
     actions: list[Action] = Field(description="what the caller may do now (state and role)")
     requests: list[CaseRequestOut] = Field(description="departments' extend / suspend requests, pending first")
+    attachments: list[AttachmentOut] = Field(
+        default_factory=list, description="photos and links by stage (report, resolve, verify); a photo's url "
+                                          "is served only to roles that may see the case (not to viewers)")
     timeline: list[TimelineEvent]
 
 
@@ -229,6 +252,9 @@ class IncidentCreate(_In):
     address: str = Field("", max_length=300)
     reporter_name: str = Field("", max_length=80)
     reporter_phone: str = Field("", max_length=40)
+    media_urls: list[str] = Field(default_factory=list, max_length=media.MAX_PER_ACTION, description=(
+        "URL references to photos kept elsewhere (http/https; stored as links, never fetched). With "
+        "multipart/form-data, photos go as file fields named photo (JPEG, PNG or WebP)"))
 
     @model_validator(mode="after")
     def _both_coordinates(self):
@@ -254,6 +280,9 @@ class ActionRequest(_In):
                                            "request (``requests`` in the case detail)")
     request_id: Optional[str] = Field(None, min_length=1, max_length=80,
                                       description="idempotency key: a retry with the same id is applied once")
+    media_urls: list[str] = Field(default_factory=list, max_length=media.MAX_PER_ACTION, description=(
+        "resolve, verify_pass, verify_fail: URL references to photos kept elsewhere (http/https; stored as links, never fetched). With "
+        "multipart/form-data, photos go as file fields named photo (JPEG, PNG or WebP)"))
 
 
 class ActionResult(ResponseModel):
@@ -393,6 +422,8 @@ class Route:
     response: Optional[type[BaseModel]]
     status: int
     errors: tuple[int, ...]
+    multipart: bool = False          # the body may also come as multipart/form-data with photo files
+    content: Optional[dict] = None   # the OpenAPI content of an answer that is not JSON (a file)
 
 
 ROUTES: list[Route] = []
@@ -401,15 +432,17 @@ ROUTES: list[Route] = []
 def route(method: str, path: str, *, summary: str, roles: tuple[Role, ...] = ALL_ROLES,
           query: Optional[type[BaseModel]] = None, body: Optional[type[BaseModel]] = None,
           response: Optional[type[BaseModel]] = None, status: int = 200,
-          errors: tuple[int, ...] = ()) -> Callable:
+          errors: tuple[int, ...] = (), multipart: bool = False, content: Optional[dict] = None) -> Callable:
     """Register a view under /api/v1 and record it for the OpenAPI document.
 
-    The view is called as ``fn(user, now, [query=…], [body=…], **path_params)`` and returns a
-    response model instance (answered with ``status``) or a ready Flask response.
+    The view is called as ``fn(user, now, [query=…], [body=…], [photos=…], **path_params)`` and
+    returns a response model instance (answered with ``status``) or a ready Flask response.
+    ``multipart``: the body may also be multipart/form-data, its fields the body model's and its
+    ``photo`` files handed to the view as ``photos`` [(file name, bytes)].
     """
     def deco(fn: Callable) -> Callable:
         ROUTES.append(Route(method.upper(), path, fn.__name__, summary, roles, query, body, response,
-                            status, errors))
+                            status, errors, multipart, content))
         rule = re.sub(r"\{(\w+)\}", r"<int:\1>", path)
 
         @wraps(fn)
@@ -422,8 +455,12 @@ def route(method: str, path: str, *, summary: str, roles: tuple[Role, ...] = ALL
             kwargs: dict[str, Any] = dict(path_params)
             if query is not None:
                 kwargs["query"] = _parse_query(query)
-            if body is not None:
+            if body is not None and multipart and request.mimetype == "multipart/form-data":
+                kwargs["body"], kwargs["photos"] = _parse_multipart(body)
+            elif body is not None:
                 kwargs["body"] = _parse_body(body)
+                if multipart:
+                    kwargs["photos"] = []
             result = fn(user, now, **kwargs)
             if isinstance(result, BaseModel):
                 return jsonify(result.model_dump(mode="json")), status
@@ -488,6 +525,47 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "the request body must be a JSON object")
     return _validated(model, data)
+
+
+#: the form fields of a multipart body that may repeat (a list field of the body model)
+_MULTI_FIELDS = {"media_urls": "media_urls", "media_url": "media_urls"}
+PHOTO_FIELD = "photo"
+
+
+def _parse_multipart(model: type[BaseModel]) -> tuple[BaseModel, list[tuple[str, bytes]]]:
+    """A multipart/form-data body: its text fields as ``model`` (empty ones left out, so their
+    defaults apply), its ``photo`` files as (file name, bytes). The whole body is bounded by the
+    media limits (a larger one is a 413 before it is read)."""
+    store = get_media_store()
+    limit = store.max_bytes * media.MAX_PER_ACTION + 1024 * 1024
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"a body of {request.content_length:,} bytes is over the limit of "
+                                         f"{limit:,} bytes ({media.MAX_PER_ACTION} photos of at most "
+                                         f"{store.max_bytes:,} bytes)")
+    request.max_content_length = limit
+    form, files = request.form, request.files
+    unknown = sorted(set(files) - {PHOTO_FIELD})
+    if unknown:
+        raise ApiError(400, "bad_request", f"unknown file field(s): {', '.join(unknown)}; photos go in "
+                                           f"'{PHOTO_FIELD}'", field=unknown[0])
+    data: dict[str, Any] = {}
+    for name in form:
+        values = [v for v in form.getlist(name) if v.strip()]
+        if name in _MULTI_FIELDS:
+            data.setdefault(_MULTI_FIELDS[name], []).extend(values)
+        elif len(values) > 1:
+            raise ApiError(400, "bad_request", f"{name}: given {len(values)} times", field=name)
+        elif values:
+            data[name] = values[0]
+    photos = [(f.filename or "", f.read(store.max_bytes + 1)) for f in files.getlist(PHOTO_FIELD)]
+    return _validated(model, data), photos
+
+
+def _attachments(photos: list[tuple[str, bytes]], urls: list[str]) -> list[media.Attachment]:
+    """The photos checked and re-encoded (415, 413, 422 for a bad one) and the links, before any
+    transaction opens."""
+    media.check_count([*photos, *urls])
+    return commands.prepare_photos(photos) + [media.prepare_link(u) for u in urls]
 
 
 def _not_json(constant: str):
@@ -649,6 +727,7 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
                           extension_hours=case.extension_hours, suspended_hours=case.suspended_hours),
         actions=actions,
         requests=[_request_out(r) for r in requests],
+        attachments=[AttachmentOut.model_validate(a) for a in media_queries.attachments_of(s, incident_id)],
         timeline=[TimelineEvent(id=e.id, at=e.at, actor=e.actor, action=e.action, from_state=e.from_state,
                                 to_state=e.to_state, department=code_name(e.department_code, Department),
                                 note=e.note or "", payload=e.payload) for e in events],
@@ -668,15 +747,17 @@ def get_incident(user, now: datetime, *, incident_id: int) -> IncidentDetail:
         return _detail(s, user, incident_id, now)
 
 
-@route("POST", "/incidents", summary="Create a case (state reported)", roles=CREATORS,
-       body=IncidentCreate, response=IncidentDetail, status=201, errors=(403, 409, 422))
-def create_incident(user, now: datetime, *, body: IncidentCreate) -> IncidentDetail:
+@route("POST", "/incidents", summary="Create a case (state reported), with photos (multipart) or photo URLs",
+       roles=CREATORS, body=IncidentCreate, response=IncidentDetail, status=201,
+       errors=(403, 409, 413, 415, 422), multipart=True)
+def create_incident(user, now: datetime, *, body: IncidentCreate, photos: list) -> IncidentDetail:
     reported_at = _aware(body.reported_at) or now
     if reported_at > now + FUTURE_SKEW:
         raise ValidationFailed(f"reported_at {reported_at.isoformat()} lies in the future", field="reported_at")
     rules = get_runtime().rules
+    items = _attachments(photos, body.media_urls)
     try:
-        with get_db().session_scope() as s:
+        with commands.stored(items) as attachments, get_db().session_scope() as s:
             existing = s.scalar(select(Incident.id).where(Incident.source == body.source,
                                                           Incident.external_id == body.external_id))
             if existing is not None:
@@ -687,7 +768,7 @@ def create_incident(user, now: datetime, *, body: IncidentCreate) -> IncidentDet
                 title=body.title, reported_at=reported_at, now=now, category_code=body.category_code,
                 description=body.description, address=body.address, lon=body.lon, lat=body.lat,
                 priority=body.priority.value, reporter_name=body.reporter_name,
-                reporter_phone=body.reporter_phone, actor=user.username)
+                reporter_phone=body.reporter_phone, actor=user.username, attachments=attachments)
             return _detail(s, user, case.id, now, created_by_caller=True)
     except IntegrityError:
         # a concurrent request with the same (source, external_id) won the race
@@ -695,19 +776,72 @@ def create_incident(user, now: datetime, *, body: IncidentCreate) -> IncidentDet
                                          f"{body.external_id!r} exists already") from None
 
 
-@route("POST", "/incidents/{incident_id}/actions", summary="Perform a lifecycle action (DESIGN §3)",
-       body=ActionRequest, response=ActionResult, errors=(403, 404, 409, 422))
-def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionRequest) -> ActionResult:
+@route("POST", "/incidents/{incident_id}/actions", summary="Perform a lifecycle action (DESIGN §3); resolve and "
+                                                           "verify_pass / verify_fail may bring photos (multipart) "
+                                                           "or photo URLs",
+       body=ActionRequest, response=ActionResult, errors=(403, 404, 409, 413, 415, 422), multipart=True)
+def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionRequest, photos: list) -> ActionResult:
     rules = get_runtime().rules
-    with get_db().session_scope() as s:
+    items = _attachments(photos, body.media_urls)
+    with commands.stored(items) as attachments, get_db().session_scope() as s:
         done = services.act(s, rules, _actor(user), incident_id, body.action, version=body.version,
                             now=now, department=body.department, note=body.note, reason=body.reason,
                             hours=body.hours, duplicate_of=body.duplicate_of, level=body.level,
-                            case_request_id=body.case_request_id, request_id=body.request_id)
+                            case_request_id=body.case_request_id, request_id=body.request_id,
+                            attachments=attachments)
         case = done.case
         return ActionResult(id=case.id, state=State(case.state), version=case.version,
                             department=case.department_code, deadline=case.deadline,
                             case_request=_request_out(done.request) if done.request else None)
+
+
+_FILE_CONTENT = {"image/jpeg": {"schema": {"type": "string", "contentMediaType": "image/jpeg"}},
+                 "image/webp": {"schema": {"type": "string", "contentMediaType": "image/webp"}}}
+#: how long a browser may keep a photo (private: never a shared cache; the photo never changes)
+FILE_MAX_AGE = 3600
+
+
+def _send_attachment(user, incident_id: int, attachment_id: int, variant: str):
+    """A stored photo or its thumbnail, only after ``incidents.permissions`` says this user may
+    open the photos of this case; an attachment id of another case answers 404."""
+    with get_db().session_scope() as s:
+        found = media_queries.stored_file(s, incident_id, attachment_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"case {incident_id} has no attachment {attachment_id}")
+    att, case_department = found
+    permissions.check_media(user.role, user_department=user.department_code, case_department=case_department)
+    if att.kind != "photo":
+        raise ApiError(404, "not_found", f"attachment {attachment_id} is a link, not a stored photo: {att.url}")
+    key = att.thumb_key if variant == "thumbnail" else att.storage_key
+    store = get_media_store()
+    try:
+        path = store.path(key)
+    except ValueError:
+        path = None
+    if path is None or not path.is_file():
+        log.warning("attachment %s of case %s: its file %s is missing from the media store",
+                    attachment_id, incident_id, key)
+        raise ApiError(404, "not_found", f"the file of attachment {attachment_id} is missing")
+    ext = path.suffix
+    resp = send_file(path, mimetype=att.mime, conditional=True, max_age=FILE_MAX_AGE, etag=True,
+                     download_name=f"case-{incident_id}-{attachment_id}{'-thumb' if variant == 'thumbnail' else ''}{ext}")
+    resp.cache_control.public = False
+    resp.cache_control.private = True
+    return resp
+
+
+@route("GET", "/incidents/{incident_id}/attachments/{attachment_id}/file",
+       summary="A case's stored photo (re-encoded, without EXIF); only for roles that may see the case",
+       errors=(403, 404), content=_FILE_CONTENT)
+def get_attachment_file(user, now: datetime, *, incident_id: int, attachment_id: int):
+    return _send_attachment(user, incident_id, attachment_id, "file")
+
+
+@route("GET", "/incidents/{incident_id}/attachments/{attachment_id}/thumbnail",
+       summary="The thumbnail of a case's stored photo; only for roles that may see the case",
+       errors=(403, 404), content=_FILE_CONTENT)
+def get_attachment_thumbnail(user, now: datetime, *, incident_id: int, attachment_id: int):
+    return _send_attachment(user, incident_id, attachment_id, "thumbnail")
 
 
 # =========================================================================== reference data
@@ -765,6 +899,8 @@ ERROR_DESCRIPTIONS = {400: "malformed JSON or a field that does not validate (co
                       403: "the caller's role may not do this",
                       404: "no such case (or one the caller may not see)",
                       409: "stale version (changed_by, changed_at) or duplicate",
+                      413: "a photo (or the whole body) over the size limit, or an image with too many pixels",
+                      415: "a photo that is not a JPEG, PNG or WebP image (its bytes are checked, not its name or type)",
                       422: "the case's state does not allow it, or a domain rule refuses it"}
 
 
@@ -807,9 +943,19 @@ def openapi_document() -> dict:
         if r.body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": ref(r.body, "validation")}}}
+            if r.multipart:
+                fields = schemas[ref(r.body, "validation")["$ref"].rsplit("/", 1)[1]]
+                op["requestBody"]["content"]["multipart/form-data"] = {"schema": {
+                    "type": "object", "required": fields.get("required", []),
+                    "properties": {**fields.get("properties", {}), PHOTO_FIELD: {
+                        "type": "array", "maxItems": media.MAX_PER_ACTION,
+                        "description": "photos (JPEG, PNG or WebP; the bytes are checked): re-encoded, EXIF "
+                                       "(GPS included) removed, a thumbnail made",
+                        "items": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                    "encoding": {PHOTO_FIELD: {"contentType": "image/jpeg, image/png, image/webp"}}}
         ok: dict[str, Any] = {"description": "OK" if r.status == 200 else "Created"}
-        ok["content"] = {"application/json": {"schema": ref(r.response, "serialization") if r.response
-                                              else {"type": "object"}}}
+        ok["content"] = r.content or {"application/json": {"schema": ref(r.response, "serialization")
+                                                           if r.response else {"type": "object"}}}
         op["responses"][str(r.status)] = ok
         codes = set(r.errors) | {401}
         if r.query is not None or r.body is not None:

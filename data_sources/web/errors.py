@@ -15,7 +15,7 @@ from incidents.lifecycle import DomainError, StaleVersion, TransitionError, Vali
 
 #: the status of each domain error's code (incidents.lifecycle)
 DOMAIN_STATUS = {"forbidden": 403, "stale_version": 409, "invalid_transition": 422,
-                 "not_found": 404, "invalid": 422}
+                 "not_found": 404, "invalid": 422, "too_large": 413, "unsupported_media_type": 415}
 #: the error code of each HTTP status the doors answer
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",

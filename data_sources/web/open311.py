@@ -6,7 +6,8 @@
     GET  requests.{json,xml}                   service requests: service_request_id, service_code, start_date,
                                                end_date, status (+ page, page_size: our extension)
     GET  requests/<id>.{json,xml}              one service request
-    POST requests.{json,xml}                   create one (form-encoded, api_key required)
+    POST requests.{json,xml}                   create one (form-encoded, api_key required; a photo as
+                                               media_url, or as a multipart file field media)
 
 Reading is public (the gate in ``data_sources.web.gate`` lets /open311/v2/ through) and answers never
 carry personal data: no reporter name, phone or e-mail; phone and ID-card numbers a citizen typed
@@ -15,7 +16,10 @@ for viewers); coordinates are rounded to about 100 m. With the setting ``OPEN311
 GET but discovery needs a valid ``api_key`` too. Creating needs ``api_key`` = an API token of a
 user whose role may create cases through the REST API too; the case goes through
 ``incidents.services.create_case`` (channel ``app``, source ``open311``) like any other door.
-Our states collapse to open/closed (closed and voided → closed); ``expected_datetime`` is the
+Photos: ``media_url`` is kept as a link (the server never fetches it); a ``media`` file is checked,
+re-encoded without its EXIF and stored (``incidents.media``). Answers give ``media_url`` (the first
+photo or link) and ``media_urls`` (our extension: all of them); a stored photo's URL is the REST API's,
+which serves it only to a login that may see the case. Our states collapse to open/closed (closed and voided → closed); ``expected_datetime`` is the
 deadline (null until dispatched); times are ISO 8601 with the city's offset. Errors follow the
 spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
 
@@ -38,8 +42,10 @@ from sqlalchemy import func, select
 
 from data_sources.runtime import get_runtime
 from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
-from incidents import auth, bounds, permissions, services
+from data_sources.store.media import get_media_store
+from incidents import auth, bounds, commands, media, permissions, services
 from incidents.lifecycle import DomainError
+from incidents.queries.media import attachments_by_case
 from incidents.model import Channel, Role, State, TimeUnit
 from incidents.tables import Category, Department, Incident, IncidentEvent
 
@@ -134,9 +140,13 @@ def _on_error(exc: Open311Error):
     return _errors(exc.status, exc.description)
 
 
+#: domain errors answered with their own status (a bad photo); every other one is a 400
+_DOMAIN_STATUS = {media.MediaTooLarge.code: 413, media.UnsupportedMedia.code: 415}
+
+
 @bp.errorhandler(DomainError)
 def _on_domain_error(exc: DomainError):
-    return _errors(400, exc.message)
+    return _errors(_DOMAIN_STATUS.get(exc.code, 400), exc.message)
 
 
 @bp.errorhandler(Exception)
@@ -304,7 +314,8 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
     rows = s.execute(stmt).all()
     ids = [r.id for r in rows]
     notes: dict[int, str] = {}
-    media: dict[int, str] = {}
+    legacy: dict[int, str] = {}
+    urls: dict[int, list[str]] = {}
     if ids:
         latest = (select(func.max(IncidentEvent.id))
                   .where(IncidentEvent.incident_id.in_(ids), IncidentEvent.action != "report",
@@ -312,13 +323,17 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
                   .group_by(IncidentEvent.incident_id))
         notes = dict(s.execute(select(IncidentEvent.incident_id, IncidentEvent.note)
                                .where(IncidentEvent.id.in_(latest))).all())
-        own = [r.id for r in rows if r.source == SOURCE]
-        if own:
+        root = request.url_root.rstrip("/")
+        for incident_id, items in attachments_by_case(s, ids).items():
+            # a stored photo: our API's URL (it needs a login that may see the case); a link: as given
+            urls[incident_id] = [root + a["url"] if a["kind"] == "photo" else a["url"] for a in items]
+        own = [r.id for r in rows if r.source == SOURCE and r.id not in urls]
+        if own:   # cases created before attachments existed kept their media_url in the report's payload
             for incident_id, payload in s.execute(select(IncidentEvent.incident_id, IncidentEvent.payload)
                                                   .where(IncidentEvent.incident_id.in_(own),
                                                          IncidentEvent.action == "report")):
                 if payload and payload.get("media_url"):
-                    media[incident_id] = payload["media_url"]
+                    legacy[incident_id] = payload["media_url"]
     return [{
         "service_request_id": str(r.id),
         "status": "closed" if r.state in CLOSED_STATES else "open",
@@ -336,7 +351,9 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
         "zipcode": None,
         "lat": _public_coordinate(r.lat),
         "long": _public_coordinate(r.lon),
-        "media_url": media.get(r.id),
+        "media_url": (urls.get(r.id) or [legacy.get(r.id)])[0],
+        # our extension: every photo and link of the case (report, resolve, verify), oldest first
+        "media_urls": urls.get(r.id) or ([legacy[r.id]] if r.id in legacy else []),
     } for r in rows]
 
 
@@ -420,9 +437,27 @@ def _coordinate(name: str, lo: float, hi: float) -> Optional[float]:
     return value
 
 
+#: a photo sent with the request (multipart/form-data), beside the spec's media_url
+MEDIA_FILE_FIELD = "media"
+
+
+def _media(media_url: str) -> list[media.Attachment]:
+    """The request's photo: ``media_url`` kept as a link (never fetched), and a ``media`` file of a
+    multipart body checked and re-encoded without its EXIF (415 / 413 when it is no photo or too large)."""
+    items = [media.prepare_link(media_url)] if media_url else []
+    if request.mimetype == "multipart/form-data":
+        files = request.files.getlist(MEDIA_FILE_FIELD)
+        store = get_media_store()
+        items += commands.prepare_photos([(f.filename or "", f.read(store.max_bytes + 1)) for f in files])
+    return items
+
+
 @bp.post(f"/requests.{FMT}")
 def create_request(fmt: str):
     now = datetime.now(timezone.utc)
+    if request.mimetype == "multipart/form-data":   # bounded before the form is read
+        store = get_media_store()
+        request.max_content_length = store.max_bytes * media.MAX_PER_ACTION + 1024 * 1024
     username, role = _key_user(_api_key())
     if role not in CREATOR_ROLES:
         raise Open311Error(403, "this api_key may not create service requests")
@@ -439,11 +474,12 @@ def create_request(fmt: str):
     media_url = _form("media_url", 500)
     if media_url and urlparse(media_url).scheme not in ("http", "https"):
         raise Open311Error(400, "media_url must be an http(s) URL")
+    items = _media(media_url)
     name = (_form("last_name", 40) + _form("first_name", 40)).strip()
     phone = _form("phone", 40)
     _form("email", 200)  # accepted per the spec; we keep no e-mail addresses
     rules = get_runtime().rules
-    with get_db().session_scope() as s:
+    with commands.stored(items) as attachments, get_db().session_scope() as s:
         cat = s.get(Category, code)
         if cat is None:
             raise Open311Error(400, f"service_code {code!r} not found")
@@ -452,11 +488,7 @@ def create_request(fmt: str):
             s, rules, source=SOURCE, external_id=uuid.uuid4().hex, channel=Channel.APP.value,
             title=title[:200], reported_at=now, now=now, category_code=cat.code, description=description,
             address=address, lon=lon, lat=lat, reporter_name=name, reporter_phone=phone,
-            actor=f"open311:{username}")
-        if media_url:
-            report = s.scalar(select(IncidentEvent).where(IncidentEvent.incident_id == case.id,
-                                                          IncidentEvent.action == "report"))
-            report.payload = {**(report.payload or {}), "media_url": media_url}
+            actor=f"open311:{username}", attachments=attachments)
         notice = (f"已受理（{cat.name}）：派遣后 {cat.time_limit:g} "
                   f"{UNIT_ZH.get(cat.time_unit, cat.time_unit)}内处置")
         answer = [{"service_request_id": str(case.id), "service_notice": notice, "account_id": None}]

@@ -248,6 +248,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             remaining = round(remaining_working_hours(c.deadline, now, rules.calendar,
                                                       time_unit=cat.time_unit if cat else None), 2)
         requests = case_requests(s, c.id)
+        from incidents.queries.media import attachments_of
+        attachments = attachments_of(s, c.id)
         pending = [r["kind"] for r in requests if r["status"] == RequestStatus.PENDING.value]
         actions = [a.value for a in permissions.available_actions(
             role, c.state, user_department=department_code, case_department=c.department_code, pending=pending)]
@@ -276,6 +278,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "request_only": [a for a in actions if permissions.is_request_only(role, a)],
             "may_decide": permissions.may(role, Action.APPROVE),
             "requests": requests,
+            # photos and links by stage; the photos themselves only for roles that may open them
+            "attachments": attachments,
+            "may_see_media": permissions.may_see_media(role, user_department=department_code,
+                                                       case_department=c.department_code),
             "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "from_state": e.from_state,
                           "to_state": e.to_state, "department": names.get(e.department_code),
                           "note": e.note or "", "payload": e.payload or {}} for e in events],

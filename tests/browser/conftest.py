@@ -67,6 +67,7 @@ def _app_env(db_path: Path, port: int) -> dict:
     env.update({
         "CITYOPS_DATABASE_URL": f"sqlite:///{db_path}",
         "CITYOPS_EXPORT_DIR": str(db_path.parent / "exports"),
+        "CITYOPS_MEDIA_DIR": str(db_path.parent / "media"),
         "CITYOPS_PORT": str(port),
         "CITYOPS_HOST": "127.0.0.1",
         "CITYOPS_SECRET_KEY": "browser-test-secret-key",
