@@ -460,7 +460,8 @@ class _Run:
                        return_count=0, reassign_count=0, extension_count=0, extension_hours=0.0,
                        suspended_hours=0.0, first_dispatched_at=None, handling_hours=None, dispatch_count=None,
                        close_count=None, first_closed_at=None, last_dispatched_at=None, last_closed_at=None,
-                       revised_at=None,
+                       revised_at=None, sign_due=None, first_sign_due=None, first_signed_at=None,
+                       arbitrated=False,
                        updated_at=self.now,
                        updated_by=self.actor, version=1)
         events = [self._report(item, inc)]
@@ -497,11 +498,12 @@ class _Run:
                         reporter_phone="", reported_at=inc.reported_at, updated_at=self.now,
                         updated_by=self.actor, version=1, rework_count=0, return_count=0, reassign_count=0,
                         extension_count=0, extension_hours=0.0, suspended_hours=0.0, supervise_level=0,
-                        state_before_suspend=None)
+                        state_before_suspend=None, arbitrated=False)
         for name in ("registered_at", "dispatched_at", "signed_at", "resolved_at", "closed_at", "voided_at",
                      "suspended_at", "allowed_hours", "warn_at", "deadline", "on_time", "void_reason",
                      "duplicate_of", "department_code", "first_dispatched_at", "handling_hours", "dispatch_count",
-                     "close_count", "first_closed_at", "last_dispatched_at", "last_closed_at", "revised_at"):
+                     "close_count", "first_closed_at", "last_dispatched_at", "last_closed_at", "revised_at",
+                     "sign_due", "first_sign_due", "first_signed_at"):
             setattr(case, name, None)
         events = [self._report(item, inc)]
         category = self.categories[inc.category_code]

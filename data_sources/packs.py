@@ -29,7 +29,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,25 @@ class ServiceItem:
     online_bias: float = 0.0
 
 
+#: the 退单 reason codes a pack without ``[workflow.return_reasons]`` offers (code → label)
+DEFAULT_RETURN_REASONS = {"territory": "属地不符", "ownership": "权属不清", "overlap": "职能交叉",
+                          "not_ours": "非本部门职责", "incomplete": "信息不全", "other": "其他"}
+#: 签收时限 (working hours from a dispatch to the department's sign-for) by priority, when a pack names none
+DEFAULT_SIGN_FOR_HOURS = {"normal": 2.0, "urgent": 1.0, "emergency": 0.5}
+DISPOSAL_CLOCKS = ("dispatch",)
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """The hotline rules of a pack's ``[workflow]`` (DESIGN §3): the 签收 clock, where the 处置 clock
+    starts, the 退单 reason codes and after how many returns the next dispatch is an arbitration."""
+
+    sign_for_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SIGN_FOR_HOURS))
+    disposal_clock: str = "dispatch"
+    max_returns: int = 2
+    return_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RETURN_REASONS))
+
+
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
 @dataclass(frozen=True, eq=False)
 class Pack:
@@ -159,6 +178,7 @@ class Pack:
     routing_rules: tuple[RoutingRule, ...]
     path: Path
     service_items: tuple["ServiceItem", ...] = ()   # 一网通办 items per department (service_items.csv)
+    workflow: Workflow = field(default_factory=Workflow)   # [workflow]: 签收, 退单, 审定
 
     # cached_property writes to the instance __dict__ directly, which a frozen dataclass allows.
     @cached_property
@@ -339,6 +359,34 @@ def _toml_numbers(conf: dict, dotted: str) -> dict[str, float]:
             raise PackError(f"pack.toml: [{dotted}] {key} must be a number >= 0 (got {value!r})")
         out[str(key)] = float(value)
     return out
+
+
+def _workflow(conf: dict) -> Workflow:
+    """``[workflow]``: ``sign_for_hours`` (a table priority = working hours), ``disposal_clock``
+    ("dispatch": the 处置 clock runs from the dispatch), ``max_returns`` (an integer >= 1) and
+    ``return_reasons`` (a table code = label); each missing one takes its default."""
+    node = conf.get("workflow", {})
+    if not isinstance(node, dict):
+        raise PackError("pack.toml: [workflow] must be a table")
+    sign = {**DEFAULT_SIGN_FOR_HOURS, **_toml_numbers(conf, "workflow.sign_for_hours")}
+    for key, hours in sign.items():
+        if hours <= 0:
+            raise PackError(f"pack.toml: [workflow.sign_for_hours] {key} must be > 0 (got {hours:g})")
+    clock = node.get("disposal_clock", "dispatch")
+    if clock not in DISPOSAL_CLOCKS:
+        raise PackError(f"pack.toml: [workflow] disposal_clock must be one of {', '.join(DISPOSAL_CLOCKS)} "
+                        f"(got {clock!r})")
+    max_returns = node.get("max_returns", 2)
+    if isinstance(max_returns, bool) or not isinstance(max_returns, int) or max_returns < 1:
+        raise PackError(f"pack.toml: [workflow] max_returns must be an integer >= 1 (got {max_returns!r})")
+    reasons = node.get("return_reasons", DEFAULT_RETURN_REASONS)
+    if not isinstance(reasons, dict) or not reasons or not all(
+            isinstance(k, str) and k.strip() and len(k) <= 40 and isinstance(v, str) and v.strip()
+            for k, v in reasons.items()):
+        raise PackError("pack.toml: [workflow.return_reasons] must be a table of code = label (codes up to 40 "
+                        "characters)")
+    return Workflow(sign_for_hours=sign, disposal_clock=clock, max_returns=max_returns,
+                    return_reasons={str(k): str(v) for k, v in reasons.items()})
 
 
 def _parse_time(text: Any, where: str) -> dt.time:
@@ -738,6 +786,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         routing_rules=routing,
         path=folder,
         service_items=_load_service_items(folder, dept_codes),
+        workflow=_workflow(conf),
     )
 
 

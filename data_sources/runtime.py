@@ -36,7 +36,9 @@ class PackRuntime:
         areas = AreaIndex([(a.code, a.geometry) for a in p.districts()],
                           [(a.code, a.parent_code, a.geometry) for a in p.grids()])
         return CaseRules(calendar=self.calendar, router=router, areas=areas,
-                         priority_factors={k: float(v) for k, v in p.priority_factors.items()})
+                         priority_factors={k: float(v) for k, v in p.priority_factors.items()},
+                         sign_for_hours=dict(p.workflow.sign_for_hours), max_returns=p.workflow.max_returns,
+                         return_reasons=dict(p.workflow.return_reasons))
 
     @property
     def timezone(self) -> str:

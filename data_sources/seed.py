@@ -151,7 +151,7 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
         result["event_partitions"] = partitions.ensure_ahead(conn, now)
     with db.session_scope() as s:
         result["pack"] = install_pack(s, rt.pack)
-        if facts.backfill_milestones(s, rt.calendar):    # cases from before the fact table (0004)
+        if facts.backfill_milestones(s, rt.calendar, sign_for_limit=rt.rules.sign_for_limit):    # cases from before the fact table (0004)
             facts.rebuild(s)
     echo(f"pack {rt.pack.name}: {result['pack']}")
     if seed_demo is None:

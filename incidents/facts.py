@@ -21,7 +21,7 @@ from typing import Iterable
 from sqlalchemy import and_, bindparam, case, delete, event, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from incidents.model import REVISING_ACTIONS, Action
+from incidents.model import DISPATCH_ACTIONS, REVISING_ACTIONS, Action
 from incidents.tables import CaseFact, Incident, IncidentEvent
 
 #: the fact columns in table order, and how each is computed from the case row
@@ -37,8 +37,10 @@ _SOURCES = {
     "extended": _I.extension_count > 0, "handling_hours": _I.handling_hours,
     "first_closed_at": _I.first_closed_at, "dispatches": _I.dispatch_count, "closures": _I.close_count,
     "last_dispatched_at": _I.last_dispatched_at, "last_closed_at": _I.last_closed_at,
+    "first_sign_due": _I.first_sign_due, "first_signed_at": _I.first_signed_at,
 }
 COLUMNS = tuple(_SOURCES)
+DISPATCH_EVENTS = tuple(a.value for a in DISPATCH_ACTIONS)
 _SLICE = 5000      # ids per statement (PostgreSQL takes at most 65,535 parameters)
 
 
@@ -71,7 +73,8 @@ def rebuild(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(CaseFact)) or 0)
 
 
-def backfill_milestones(session: Session, calendar, *, every: bool = False, batch: int = 20000) -> int:
+def backfill_milestones(session: Session, calendar, *, every: bool = False, batch: int = 20000,
+                        sign_for_limit=None) -> int:
     """The case milestones the facts read that come from the timeline: with ``every``, the first
     dispatch and closure and how many there were (SQL over the events); and, for resolved and
     closed cases, the working hours from the first dispatch to the final resolve (needs the pack's
@@ -88,6 +91,8 @@ def backfill_milestones(session: Session, calendar, *, every: bool = False, batc
         for column, value in _from_timeline(t).items():
             changed += int(conn.execute(update(t).where(whole, t.c[column].is_distinct_from(value))
                                         .values({column: value})).rowcount or 0)
+    if sign_for_limit is not None:
+        changed += _backfill_sign_for(conn, t, calendar, sign_for_limit, batch)
     done = t.c.resolved_at.isnot(None) & t.c.first_dispatched_at.isnot(None) & t.c.state.in_(("resolved", "closed"))
     after = 0
     while True:
@@ -107,13 +112,39 @@ def backfill_milestones(session: Session, calendar, *, every: bool = False, batc
         after = rows[-1][0]
 
 
+def _backfill_sign_for(conn, t, calendar, sign_for_limit, batch: int) -> int:
+    """按时签收率's milestones of the cases from before migration 0009: the first sign-for from the
+    events, and the first dispatch's 签收时限 (its priority's working hours, ``sign_for_limit``, on
+    the calendar) — only where missing: a stored deadline was the one in force."""
+    e = IncidentEvent.__table__
+    # one grouped pass over the sign events (UPDATE … FROM): a correlated subquery per case walks the
+    # action index once per case
+    signs = select(e.c.incident_id, func.min(e.c.at).label("at")).where(e.c.action == "sign") \
+        .group_by(e.c.incident_id).subquery("signs")
+    changed = int(conn.execute(update(t).where(t.c.id == signs.c.incident_id, t.c.first_signed_at.is_(None))
+                               .values(first_signed_at=signs.c.at)).rowcount or 0)
+    after = 0
+    while True:
+        rows = conn.execute(select(t.c.id, t.c.first_dispatched_at, t.c.priority)
+                            .where(t.c.first_dispatched_at.isnot(None), t.c.first_sign_due.is_(None), t.c.id > after)
+                            .order_by(t.c.id).limit(batch)).all()
+        if not rows:
+            return changed
+        new = [{"b_id": r[0], "b_due": calendar.add_working_hours(_aware(r[1]), sign_for_limit(r[2]))} for r in rows]
+        conn.execute(update(t).where(t.c.id == bindparam("b_id"))
+                     .values(first_sign_due=bindparam("b_due", type_=t.c.first_sign_due.type)), new)
+        changed += len(new)
+        after = rows[-1][0]
+
+
 def _from_timeline(t) -> dict:
     """The case columns that are a fact of the timeline, as correlated SQL over the events: the
     first and last dispatch and closure, how many, and the last revising action."""
     def of(agg, action):
         e = IncidentEvent.__table__
+        actions = DISPATCH_EVENTS if action == "dispatch" else (action,)   # an arbitration is a dispatch
         return select(agg(e.c.at) if agg is not func.count else func.count()).where(
-            e.c.incident_id == t.c.id, e.c.action == action).scalar_subquery()
+            e.c.incident_id == t.c.id, e.c.action.in_(actions)).scalar_subquery()
     e = IncidentEvent.__table__
     revising = sorted(a.value for a in (*REVISING_ACTIONS, Action.APPROVE))   # an approval applies an extension or suspension
     # (the action inside the MAX: with an IN list in the WHERE, SQLite walks the action index per case)

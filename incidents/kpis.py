@@ -43,6 +43,8 @@ MISDISPATCH_ACTIONS = ("return", "reassign")
 DEADLINE_CHANGERS = CLOCK_STARTS + CLOCK_STOPS + ("extend", "resume")
 #: an approval of a department's request: it stands for the approved action (its ``kind``)
 APPROVE = "approve"
+#: an arbitration (审定) is a dispatch the department may not return: it counts as a ``dispatch``
+ARBITRATE = "arbitrate"
 #: actions after which the stored ``on_time`` no longer belongs to an earlier resolve
 ON_TIME_CHANGERS = ("verify_fail", "reopen", "resolve")
 
@@ -211,6 +213,14 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                     "返工率 = 期内立案（不含作废）且截至统计时点有过核查不通过（返工）或重新立案的案件数 ÷ 期内立案（不含作废）的案件数"),
     "accurate_dispatch_rate": ("准确派遣率", "Accurate dispatch rate", "%", "up",
                                "准确派遣率 = 期内首次派遣（不含作废）且截至统计时点从未被回退或改派的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
+    "on_time_sign_rate": ("按时签收率", "On-time sign-for rate", "%", "up",
+                          "按时签收率 = 期内首次派遣（不含作废）且截至统计时点已在首次派遣的签收时限内签收的案件数 "
+                          "÷ 期内首次派遣（不含作废）且有签收时限的案件数；签收时限 = 派遣时刻起按工作日历计的工作时"
+                          "（城市包 [workflow.sign_for_hours]，按优先级），节假日不计、调休工作日计入；"
+                          "处置时限自派遣起算（城市包 [workflow] disposal_clock = \"dispatch\"），不因签收而改变"),
+    "returns_count": ("退单数", "Returns", "件", "down",
+                      "退单数 = 统计期内（且不晚于统计时点）的退单次数（每次退单计一次，须选退单原因）；按部门统计时计入退单的部门，"
+                      "按区统计时计入案件所在区；同一案件退单达城市包 [workflow] max_returns 次后由派遣员审定派遣，不可再退"),
     "extension_rate": ("延期率", "Extension rate", "%", "down",
                        "延期率 = 期内首次派遣（不含作废）且截至统计时点有批准延期的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
     "overdue_open_count": ("超期未处置数", "Overdue open cases", "件", "down",
@@ -232,16 +242,16 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
 }
 CASE_KPIS = ("reported_count", "registered_count", "dispatched_count", "closed_count", "closure_rate",
              "on_time_closure_rate", "on_time_disposal_rate", "rework_rate", "accurate_dispatch_rate",
-             "extension_rate", "overdue_open_count", "mean_handling_hours")
+             "extension_rate", "overdue_open_count", "mean_handling_hours", "on_time_sign_rate", "returns_count")
 SERVICE_KPIS = ("online_rate", "good_rating_rate", "bad_rating_rectification_rate", "on_time_completion_rate")
 
 # what a drill's cohort / numerator name means in the facts frame
 _COHORTS = {"reported": "reported_in", "registered_event": "registered_in", "dispatched_event": "dispatched_in",
             "closed_event": "closed_in", "registered": "reg_cohort", "dispatched": "disp_cohort",
-            "open_overdue": "overdue"}
+            "open_overdue": "overdue", "signable": "disp_signable", "returned_event": "returned_in"}
 _NUMERATORS = {"closed": "closed", "closed_on_time": "closed_on_time", "resolved_on_time": "on_time_final",
                "reworked": "reworked", "never_returned_or_reassigned": "accurate", "extended": "extended",
-               "resolved": "resolved_final"}
+               "resolved": "resolved_final", "signed_on_time": "signed_on_time"}
 
 
 def _result(code: str, numerator: float, denominator: Optional[float], *, targets: dict, drill: dict,
@@ -261,7 +271,7 @@ def _result(code: str, numerator: float, denominator: Optional[float], *, target
 # =========================================================================== facts at as_of
 
 CASE_COLUMNS = ("id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
-                "base_hours", "natural")
+                "base_hours", "natural", "first_sign_due")
 EVENT_COLUMNS = ("incident_id", "id", "at", "action", "from_state", "to_state", "department_code", "hours")
 
 
@@ -335,6 +345,13 @@ def _set_period(f: pd.DataFrame, before: pd.DataFrame, reported_at: pd.Series, p
     f["closed_in"] = f.index.isin(ids(("verify_pass",)))
     f["reg_cohort"] = f["registered_in"] & ~f["voided"]
     f["disp_cohort"] = (f["first_dispatch_at"] >= lo) & (f["first_dispatch_at"] < hi) & ~f["voided"]
+    f["disp_signable"] = f["disp_cohort"] & f["has_sign_due"]
+    # 退单: each return in the period, and the department that returned it (退单数 per department)
+    returns = in_period[in_period["action"] == "return"]
+    f["returns_in"] = returns.groupby("incident_id").size().reindex(f.index, fill_value=0).astype(int)
+    f["returned_in"] = f["returns_in"] > 0
+    by = returns.groupby("incident_id")["returned_by"].agg(tuple) if len(returns) else pd.Series(dtype=object)
+    f["returned_from"] = pd.Series([by.get(i, ()) for i in f.index], index=f.index, dtype=object)
 
 
 def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: datetime,
@@ -345,7 +362,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     c = cases.copy() if len(cases.columns) else pd.DataFrame(columns=list(CASE_COLUMNS))
     if "id" in c.columns:
         c = c.set_index("id")
-    for col in ("reported_at", "deadline"):
+    for col in ("reported_at", "deadline", "first_sign_due"):
         c[col] = _utc_col(c[col]) if col in c.columns else pd.Series(pd.NaT, index=c.index, dtype="datetime64[us, UTC]")
     for col, default in (("base_hours", float("nan")), ("natural", False), ("on_time", None),
                          ("district_code", None), ("department_code", None), ("state", None)):
@@ -360,9 +377,13 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     if "kind" in ev.columns and len(ev):
         approved = ev["action"].eq(APPROVE) & ev["kind"].notna()
         ev.loc[approved, "action"] = ev.loc[approved, "kind"]
+    if len(ev):
+        ev.loc[ev["action"].eq(ARBITRATE), "action"] = "dispatch"
     if "id" not in ev.columns:
         ev["id"] = range(len(ev))
     ev = ev[ev["incident_id"].isin(c.index)].sort_values(["incident_id", "at", "id"], kind="stable")
+    # who returned a case: its department before the return (the return event's is the one after: none)
+    ev["returned_by"] = ev.groupby("incident_id")["department_code"].shift(1) if len(ev) else None
     before = ev[ev["at"] <= as_of_ts]
     after = ev[ev["at"] > as_of_ts]
 
@@ -382,6 +403,11 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
 
     f["first_dispatch_at"] = first(("dispatch",))
     f["voided"] = f["state"].eq("voided")
+    # 按时签收: the first sign-for by as_of, at or before the first dispatch's 签收时限 (fixed once set)
+    sign_due = c["first_sign_due"].reindex(f.index)
+    first_sign = first(("sign",))
+    f["has_sign_due"] = sign_due.notna()
+    f["signed_on_time"] = (first_sign.notna() & sign_due.notna() & (first_sign <= sign_due)).astype(bool)
     _set_period(f, before, c["reported_at"], period)
     f["closed"] = f["state"].eq("closed")
     f["reworked"] = f.index.isin(ids(before, REWORK_ACTIONS))
@@ -480,7 +506,7 @@ def _drill(period: Period, as_of: datetime, cohort: str, *, numerator: Optional[
 #: (:mod:`incidents.queries.kpi_facts`) share one definition of each KPI
 CASE_SUMS = ("reported", "registered", "dispatched", "closed", "reg", "reg_closed", "reg_closed_on_time",
              "reg_reworked", "disp", "disp_on_time", "disp_accurate", "disp_extended", "overdue", "handled",
-             "handled_hours")
+             "handled_hours", "disp_signable", "disp_signed_on_time", "returns")
 
 
 def case_sums(facts: pd.DataFrame) -> dict[str, float]:
@@ -497,7 +523,36 @@ def case_sums(facts: pd.DataFrame) -> dict[str, float]:
             "reg_reworked": n(reg & facts["reworked"]), "disp": n(disp), "disp_on_time": n(disp & facts["on_time_final"]),
             "disp_accurate": n(disp & facts["accurate"]), "disp_extended": n(disp & facts["extended"]),
             "overdue": n(facts["overdue"]), "handled": n(handled),
-            "handled_hours": float(facts.loc[handled, "handling_hours"].sum()) if handled.any() else 0.0}
+            "handled_hours": float(facts.loc[handled, "handling_hours"].sum()) if handled.any() else 0.0,
+            "disp_signable": n(facts["disp_signable"]),
+            "disp_signed_on_time": n(facts["disp_signable"] & facts["signed_on_time"]),
+            "returns": int(facts["returns_in"].sum())}
+
+
+def group_sums(facts: pd.DataFrame, columns: list[str]) -> dict:
+    """The :data:`CASE_SUMS` per group of ``columns`` (``department_code`` and/or ``district_code``;
+    :data:`UNASSIGNED` for none), keyed by the group's value (one column) or tuple: each case in its
+    group at ``as_of``, but 退单数 in the group of the department that returned the case (a returned
+    case has no department any more, or another one)."""
+    if not len(facts):
+        return {}
+    keys = [facts[c].fillna(UNASSIGNED) for c in columns]
+    out: dict = {}
+    for key, part in facts.groupby(keys, sort=True):
+        sums = case_sums(part)
+        sums["returns"] = 0
+        out[key if isinstance(key, tuple) else (key,)] = sums
+    if "department_code" not in columns:
+        for key, part in facts.groupby(keys, sort=True):
+            out[key if isinstance(key, tuple) else (key,)]["returns"] = int(part["returns_in"].sum())
+    else:
+        returned = facts[facts["returns_in"] > 0]
+        for cid, row in returned.iterrows():
+            for dept in row["returned_from"]:
+                key = tuple((dept if isinstance(dept, str) else UNASSIGNED) if c == "department_code"
+                            else (row[c] if isinstance(row[c], str) else UNASSIGNED) for c in columns)
+                out.setdefault(key, dict.fromkeys(CASE_SUMS, 0))["returns"] += 1
+    return out if len(columns) > 1 else {k[0]: v for k, v in out.items()}
 
 
 def add_sums(*many: dict) -> dict[str, float]:
@@ -536,6 +591,9 @@ def case_kpis_from_sums(sums: dict, period: Period, as_of: datetime, targets: Op
                                     dr("dispatched", "never_returned_or_reassigned", True)),
         "extension_rate": r("extension_rate", "disp_extended", "disp", dr("dispatched", "extended", True)),
         "overdue_open_count": r("overdue_open_count", "overdue", None, dr("open_overdue")),
+        "on_time_sign_rate": r("on_time_sign_rate", "disp_signed_on_time", "disp_signable",
+                               dr("signable", "signed_on_time", True)),
+        "returns_count": r("returns_count", "returns", None, dr("returned_event")),
     }
     handled, total = int(sums["handled"]), float(sums["handled_hours"])
     out["mean_handling_hours"] = _result("mean_handling_hours", round(total, 6), handled, targets=t,
@@ -709,9 +767,7 @@ def _report(facts: pd.DataFrame, rates: pd.DataFrame, period: Period, as_of: dat
             names: Optional[dict[str, str]], min_volume: int, top_n: int) -> KpiReport:
     groups = None
     if group_by is not None:
-        col = "department_code" if group_by == "department" else "district_code"
-        keys = facts[col].fillna(UNASSIGNED) if len(facts) else pd.Series(dtype=object)
-        groups = {code: case_sums(facts[keys == code]) for code in sorted(set(keys))}
+        groups = group_sums(facts, ["department_code" if group_by == "department" else "district_code"])
     return report_from_sums(case_sums(facts), groups, rates, period, as_of, tz=tz, targets=targets, weights=weights,
                             group_by=group_by, names=names, min_volume=min_volume, top_n=top_n)
 

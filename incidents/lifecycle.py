@@ -122,6 +122,7 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.REPORTED, _A.SUPERVISE): STAYS,
 
     (_S.REGISTERED, _A.DISPATCH): _S.DISPATCHED,
+    (_S.REGISTERED, _A.ARBITRATE): _S.DISPATCHED,   # 审定: the dispatch after N returns (services.arbitration_due)
     (_S.REGISTERED, _A.VOID): _S.VOIDED,
     (_S.REGISTERED, _A.SUSPEND): _S.SUSPENDED,
     (_S.REGISTERED, _A.MERGE): _S.VOIDED,
@@ -209,7 +210,32 @@ def next_state(state: State | str, action: Action | str, *,
     return target
 
 
+def blocked_actions(*, return_count: int, max_returns: int, arbitrated: bool) -> frozenset[Action]:
+    """What the 退单 / 审定 rule (DESIGN §3) refuses a case whatever its state: after ``max_returns``
+    returns its next dispatch is an ``arbitrate`` (a plain ``dispatch`` is refused), before that there
+    is nothing to arbitrate, and an arbitrated case can no longer be returned."""
+    out = {Action.DISPATCH} if (return_count or 0) >= max_returns else {Action.ARBITRATE}
+    if arbitrated:
+        out.add(Action.RETURN)
+    return frozenset(out)
+
+
+def check_blocked(action: Action, *, return_count: int, max_returns: int, arbitrated: bool) -> None:
+    """Raise :class:`ValidationFailed` (field ``action``) when :func:`blocked_actions` refuses ``action``."""
+    if action not in blocked_actions(return_count=return_count, max_returns=max_returns, arbitrated=arbitrated):
+        return
+    if action is Action.DISPATCH:
+        raise ValidationFailed(f"returned {return_count} times (limit {max_returns}): the next dispatch is an "
+                               f"arbitration (审定): use 'arbitrate' with a note", field="action")
+    if action is Action.ARBITRATE:
+        raise ValidationFailed(f"arbitrate (审定) follows {max_returns} returns; this case was returned "
+                               f"{return_count or 0} times: use 'dispatch'", field="action")
+    raise ValidationFailed("the case was dispatched by arbitration (审定): the department can no longer return it",
+                           field="action")
+
+
 __all__ = [
+    "blocked_actions", "check_blocked",
     "DomainError", "TransitionError", "PermissionDenied", "StaleVersion", "NotFound",
     "ValidationFailed", "STAYS", "RESUME_PREVIOUS", "TRANSITIONS", "SUSPENDABLE_STATES",
     "allowed_actions", "is_allowed", "next_state",

@@ -55,6 +55,7 @@ class Action(StrEnum):
     REOPEN = "reopen"
     APPROVE = "approve"          # a dispatcher grants a department's pending request (extend / suspend)
     REJECT = "reject"            # … or turns it down
+    ARBITRATE = "arbitrate"      # 审定: after N returns a dispatcher rules which department handles it; no return
 
 
 #: actions after which a case's milestones alone (its register, first and last dispatch, final
@@ -64,6 +65,11 @@ class Action(StrEnum):
 #: and only the cases revised after the instant are replayed from their events (DESIGN §6).
 REVISING_ACTIONS = frozenset({Action.RETURN, Action.REASSIGN, Action.EXTEND, Action.SUSPEND, Action.RESUME,
                               Action.VOID, Action.MERGE, Action.VERIFY_FAIL, Action.REOPEN})
+
+
+#: a dispatch of either kind: an ``arbitrate`` (审定) is a dispatch the department may no longer
+#: return; every count of dispatches (派遣数, the first and last dispatch) counts both
+DISPATCH_ACTIONS = (Action.DISPATCH, Action.ARBITRATE)
 
 
 class RequestStatus(StrEnum):

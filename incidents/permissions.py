@@ -22,6 +22,7 @@ ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
     Role.DISPATCHER: frozenset({
         Action.REGISTER, Action.VOID, Action.DISPATCH, Action.REASSIGN, Action.EXTEND,
         Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN, Action.APPROVE, Action.REJECT,
+        Action.ARBITRATE,
     }),
     Role.DEPARTMENT: frozenset({
         Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND,
@@ -125,17 +126,20 @@ def check_edit(role: Role | str, *, user_department: Any = None, case_department
 
 
 def available_actions(role: Role | str, state, *, user_department: Any = None, case_department: Any = None,
-                      pending: Iterable[str] = ()) -> list[Action]:
+                      pending: Iterable[str] = (), blocked: Iterable[Action] = ()) -> list[Action]:
     """What ``role`` may do to a case now (the buttons a screen offers, ``actions`` in the API):
     the lifecycle's actions from ``state`` that the matrix allows, without a request-only action
     whose request is already pending (``pending``: the kinds of the case's pending requests), and
-    with ``approve`` / ``reject`` while a request waits and the role may decide it."""
+    with ``approve`` / ``reject`` while a request waits and the role may decide it; without what the
+    case's 退单 / 审定 rule refuses now (``blocked``: :func:`incidents.lifecycle.blocked_actions`)."""
     from incidents.lifecycle import allowed_actions
     pending = frozenset(str(k) for k in pending)
+    blocked = frozenset(blocked)
 
     def ok(a: Action) -> bool:
         return may(role, a, user_department=user_department, case_department=case_department)
-    out = [a for a in allowed_actions(state) if ok(a) and not (is_request_only(role, a) and a.value in pending)]
+    out = [a for a in allowed_actions(state) if a not in blocked and ok(a)
+           and not (is_request_only(role, a) and a.value in pending)]
     if pending:
         out += [a for a in (Action.APPROVE, Action.REJECT) if ok(a)]
     return out

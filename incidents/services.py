@@ -48,6 +48,16 @@ class CaseRules:
     areas: AreaIndex
     priority_factors: dict[str, float] = field(default_factory=dict)
     reopen_window_days: float = 7.0
+    #: 签收时限 by priority, working hours (the pack's [workflow.sign_for_hours]); a priority it does
+    #: not name takes ``normal``'s, else 2 hours
+    sign_for_hours: dict[str, float] = field(default_factory=lambda: {"normal": 2.0})
+    #: after this many returns (退单) the next dispatch is an arbitration (审定)
+    max_returns: int = 2
+    #: 退单 reason codes (code → label); a return must name one
+    return_reasons: dict[str, str] = field(default_factory=dict)
+
+    def sign_for_limit(self, priority: str) -> float:
+        return float(self.sign_for_hours.get(priority, self.sign_for_hours.get("normal", 2.0)))
 
 
 # --------------------------------------------------------------------------- data version
@@ -95,6 +105,12 @@ def _span_hours(category: Category, calendar: sla.WorkCalendar, a: datetime, b: 
     if category.time_unit == TimeUnit.NATURAL_HOURS:
         return max((b - a).total_seconds() / 3600.0, 0.0)
     return calendar.working_hours_between(a, b)
+
+
+def sign_due(rules: CaseRules, priority: str, dispatched_at: datetime) -> datetime:
+    """签收时限: the instant the department must have signed for a case dispatched at
+    ``dispatched_at`` — the pack's working hours for the priority, on the working calendar."""
+    return sla.sign_for_deadline(dispatched_at, rules.sign_for_limit(priority), rules.calendar)
 
 
 def set_deadline(case: Incident, category: Category, rules: CaseRules) -> None:
@@ -454,7 +470,12 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
     after = lifecycle.next_state(before, action, resume_to=resume_to)
     payload: dict[str, Any] = {}
 
-    if action in (Action.DISPATCH, Action.REASSIGN):
+    if action in (Action.DISPATCH, Action.ARBITRATE, Action.RETURN):
+        lifecycle.check_blocked(action, return_count=getattr(case, "return_count", 0) or 0,
+                                max_returns=rules.max_returns, arbitrated=bool(getattr(case, "arbitrated", False)))
+    if action in (Action.DISPATCH, Action.REASSIGN, Action.ARBITRATE):
+        if action == Action.ARBITRATE and not (note or "").strip():
+            raise ValidationFailed("arbitrate (审定) needs the ruling in note", field="note")
         if not department:
             suggestion = (route or rules.router.route)(case.category_code, case.district_code, case.grid_code)
             department = suggestion.department_code
@@ -467,12 +488,18 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
             case.reassign_count += 1
             payload["from_department"] = case.department_code
         case.department_code = department
-        if action == Action.DISPATCH:
+        if action in (Action.DISPATCH, Action.ARBITRATE):
             case.dispatch_count = (getattr(case, "dispatch_count", None) or 0) + 1
             case.last_dispatched_at = now
             if case.first_dispatched_at is None:
                 case.first_dispatched_at = now
+        if action == Action.ARBITRATE:
+            case.arbitrated = True
+            payload["returns"] = case.return_count
         _start_clock(case, category, rules, now)
+        if action in (Action.DISPATCH, Action.ARBITRATE) and case.dispatch_count == 1:
+            case.first_sign_due = case.sign_due     # 按时签收率 reads the first dispatch's 签收时限
+        payload["sign_due"] = case.sign_due.isoformat()
     elif action == Action.REGISTER:
         case.registered_at = now
     elif action == Action.VOID:
@@ -483,11 +510,18 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         case.voided_at, case.void_reason, case.duplicate_of = now, "duplicate", duplicate_of
     elif action == Action.SIGN:
         case.signed_at = now
+        if case.first_signed_at is None:
+            case.first_signed_at = now
+        payload["on_time"] = case.sign_due is None or now <= case.sign_due
     elif action == Action.RETURN:
-        if not (reason or note):
-            raise ValidationFailed("return (回退) needs a reason")
+        if not reason:
+            raise ValidationFailed("return (退单) needs a reason code", field="reason")
+        if rules.return_reasons and reason not in rules.return_reasons:
+            raise ValidationFailed(f"unknown return reason {reason!r}; expected one of "
+                                   f"{', '.join(rules.return_reasons)}", field="reason")
         case.return_count += 1
         payload["from_department"] = case.department_code
+        payload["returns"] = case.return_count
         case.department_code = None
         case.deadline = case.warn_at = case.allowed_hours = None
     elif action == Action.EXTEND:
@@ -548,8 +582,11 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
 
 
 def _start_clock(case: Incident, category: Category, rules: CaseRules, now: datetime) -> None:
+    """A dispatch, reassignment, arbitration or rework: the 处置 clock starts again from ``now``,
+    and so does the 签收 clock (the department signs for it again)."""
     case.dispatched_at = now
     case.signed_at = None
+    case.sign_due = sign_due(rules, case.priority, now)
     case.suspended_hours = 0.0
     case.extension_hours = 0.0
     set_deadline(case, category, rules)
@@ -599,4 +636,4 @@ def load_case(session: Session, incident_id: int) -> Incident:
 
 __all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "create_case",
            "data_version", "load_case", "near_duplicates", "pending_requests", "perform", "require_params",
-           "set_deadline", "suggest_department"]
+           "set_deadline", "sign_due", "suggest_department"]

@@ -353,6 +353,24 @@ def traffic_light(dispatched_at: datetime, now: datetime, time_limit: float,
         extension_hours=extension_hours, suspended_spans=suspended_spans))
 
 
+def sign_for_deadline(dispatched_at: datetime, hours: float, calendar: WorkCalendar) -> datetime:
+    """签收时限: ``hours`` of office time after a dispatch (a dispatch outside office hours starts
+    counting at the next office period; holidays and weekends do not count, 调休 days do)."""
+    return calendar.add_working_hours(dispatched_at, hours)
+
+
+def sign_for_light(dispatched_at: datetime, sign_due: datetime, now: datetime,
+                   calendar: WorkCalendar) -> Light:
+    """The 签收 light of a case not yet signed for: office time since the dispatch ÷ the sign-for
+    time, with the thresholds of the 处置 light (≤ 80 % green, ≤ 100 % yellow, then red)."""
+    allowed = calendar.working_hours_between(dispatched_at, sign_due)
+    if to_utc(now) > to_utc(sign_due):
+        return Light.RED
+    if allowed <= 0:
+        return Light.GREEN
+    return light_for_fraction(calendar.working_hours_between(dispatched_at, now) / allowed)
+
+
 def remaining_working_hours(deadline: datetime, now: datetime, calendar: WorkCalendar, *,
                             time_unit: TimeUnit | str | None = None) -> float:
     """Office hours left until ``deadline`` (negative when overdue).
@@ -384,5 +402,5 @@ def working_duration_hours(start: datetime, end: datetime, calendar: WorkCalenda
 __all__ = [
     "UTC", "HOLIDAY_SOURCES", "GREEN_MAX", "YELLOW_MAX", "WorkCalendar", "to_utc",
     "allowed_hours", "deadline_for", "counted_time", "elapsed_fraction", "light_for_fraction",
-    "traffic_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
+    "traffic_light", "sign_for_deadline", "sign_for_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
 ]

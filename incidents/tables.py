@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, TypeDecorator, UniqueConstraint, text)
+                        Text, TypeDecorator, UniqueConstraint, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -176,6 +176,11 @@ class Incident(Base):
     registered_at: Mapped[Optional[datetime]]
     dispatched_at: Mapped[Optional[datetime]]
     signed_at: Mapped[Optional[datetime]]
+    # 签收: the current dispatch's sign-for deadline, and the first dispatch's deadline and the first
+    # sign-for (按时签收率; both fixed once set, so the KPI facts need no mask for them)
+    sign_due: Mapped[Optional[datetime]]
+    first_sign_due: Mapped[Optional[datetime]]
+    first_signed_at: Mapped[Optional[datetime]]
     resolved_at: Mapped[Optional[datetime]]
     closed_at: Mapped[Optional[datetime]]
     voided_at: Mapped[Optional[datetime]]
@@ -191,6 +196,8 @@ class Incident(Base):
     # counters
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     return_count: Mapped[int] = mapped_column(Integer, default=0)
+    # dispatched by arbitration (审定) after max_returns returns: the department can no longer return it
+    arbitrated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reassign_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_hours: Mapped[float] = mapped_column(Float, default=0.0)
@@ -267,6 +274,9 @@ class CaseFact(Base):
     closures: Mapped[Optional[int]] = mapped_column(Integer)
     last_dispatched_at: Mapped[Optional[datetime]]
     last_closed_at: Mapped[Optional[datetime]]
+    # 按时签收率: the first dispatch's 签收时限 and the first sign-for (fixed once set)
+    first_sign_due: Mapped[Optional[datetime]]
+    first_signed_at: Mapped[Optional[datetime]]
 
 
 class IncidentEvent(Base):

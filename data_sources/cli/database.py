@@ -38,7 +38,8 @@ def register(server: Flask) -> None:
                 click.echo(f"fact rows that differ from their cases: {n}"
                            + (f" (first: {', '.join(map(str, ids))})" if ids else ""))
                 if not check:
-                    milestones = facts.backfill_milestones(s, get_runtime(server).calendar, every=True)
+                    milestones = facts.backfill_milestones(s, get_runtime(server).calendar, every=True,
+                                                              sign_for_limit=get_runtime(server).rules.sign_for_limit)
                     click.echo(f"cases whose first dispatch or handling hours were recomputed from the events: "
                                f"{milestones}")
                     total = facts.rebuild(s)

@@ -175,7 +175,7 @@ class Simulator:
         dispatched = t
         if rng.random() < 0.03:  # wrong department: sent back and dispatched again
             t += minutes(20, 180)
-            steps.append(Step(t, Action.RETURN, Role.DEPARTMENT, {"reason": "非本部门职责"}))
+            steps.append(Step(t, Action.RETURN, Role.DEPARTMENT, {"reason": "not_ours"}))
             t += minutes(10, 60)
             steps.append(Step(t, Action.DISPATCH, Role.DISPATCHER))
             dispatched = t
@@ -290,6 +290,8 @@ class _Draft:
         self.void_reason = self.duplicate_of = self.first_dispatched_at = self.handling_hours = None
         self.dispatch_count = self.close_count = self.first_closed_at = None
         self.last_dispatched_at = self.last_closed_at = self.revised_at = None
+        self.sign_due = self.first_sign_due = self.first_signed_at = None
+        self.arbitrated = False
         self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
         self.extension_count = 0
         self.extension_hours = self.suspended_hours = 0.0

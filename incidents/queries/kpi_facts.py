@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, func, insert, null, or_, select,
-                        type_coerce, union)
+from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, false, func, insert, null, or_,
+                        select, type_coerce, union)
 from sqlalchemy.orm import Session
 
 from incidents import kpis
-from incidents.model import State, TimeUnit
+from incidents.model import DISPATCH_ACTIONS, State, TimeUnit
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES
 from incidents.tables import CaseFact as F
 from incidents.tables import Category, Incident, IncidentEvent, ServiceRate
@@ -33,7 +33,9 @@ E = IncidentEvent
 #: events that change nothing the KPIs read (no state, clock or department change): a department's
 #: request and a rejection leave the case as it was; an approval counts as what it approved
 KPI_SKIPPED_ACTIONS = ("update", "supervise", "request", "reject")
-_EVENT_COUNTS = {"dispatch": "dispatched", "verify_pass": "closed"}
+_EVENT_COUNTS = {"dispatch": "dispatched", "arbitrate": "dispatched", "verify_pass": "closed"}
+#: the events that are a dispatch (an arbitration, 审定, is one the department may not return)
+DISPATCH_EVENTS = tuple(a.value for a in DISPATCH_ACTIONS)
 VOIDED, CLOSED, SUSPENDED = State.VOIDED.value, State.CLOSED.value, State.SUSPENDED.value
 REPORTED, REGISTERED, DISPATCHED, RESOLVED = (State.REPORTED.value, State.REGISTERED.value, State.DISPATCHED.value,
                                               State.RESOLVED.value)
@@ -90,6 +92,9 @@ def as_of_conditions(as_of: datetime) -> dict:
     return {"closed": closed, "closed_on_time": and_(closed, on_time_final), "on_time_final": on_time_final,
             "resolved_final": resolved_final, "reworked": F.reworked.is_(True),
             "accurate": F.misdispatched.is_(False), "extended": F.extended.is_(True), "live": st != VOIDED,
+            # 按时签收: both columns are fixed once set, so the first sign-for by as_of tells
+            "signable": F.first_sign_due.isnot(None),
+            "signed_on_time": and_(F.first_signed_at <= as_of, F.first_signed_at <= F.first_sign_due),
             "overdue": or_(and_(running, F.deadline < as_of), and_(held, F.deadline < F.suspended_at))}
 
 
@@ -117,7 +122,8 @@ def period_conditions(lo: datetime, hi: datetime, as_of: datetime) -> dict:
     return {"reported_in": _within(F.reported_at, lo, hi, as_of),
             "registered_in": _within(F.registered_at, lo, hi, as_of),
             "reg_cohort": and_(_within(F.registered_at, lo, hi, as_of), live),
-            "disp_cohort": and_(_within(F.first_dispatched_at, lo, hi, as_of), live)}
+            "disp_cohort": and_(_within(F.first_dispatched_at, lo, hi, as_of), live),
+            "disp_signable": and_(_within(F.first_dispatched_at, lo, hi, as_of), live, F.first_sign_due.isnot(None))}
 
 
 def _one(cond):
@@ -132,11 +138,12 @@ def _bucket(col, lo: datetime, hi: datetime, as_of: datetime, buckets: list[kpis
 
 #: what a fact row adds to its group of the scan, by what it is at ``as_of`` (the period comes
 #: from the group's bucket columns): rows, live rows (not voided) and the live rows' flags
-_FLAGS = ("closed", "closed_on_time", "reworked", "on_time_final", "accurate", "extended", "resolved_final")
+_FLAGS = ("closed", "closed_on_time", "reworked", "on_time_final", "accurate", "extended", "resolved_final",
+          "signable", "signed_on_time")
 #: which CASE_SUMS a cohort's bucket column carries: cohort sum name → the flag it counts
 _REG = {"reg_closed": "closed", "reg_closed_on_time": "closed_on_time", "reg_reworked": "reworked"}
 _DISP = {"disp_on_time": "on_time_final", "disp_accurate": "accurate", "disp_extended": "extended",
-         "handled": "resolved_final"}
+         "handled": "resolved_final", "disp_signable": "signable", "disp_signed_on_time": "signed_on_time"}
 
 
 #: the milestones of a case the scan buckets: report, register, first dispatch and closure, and the
@@ -163,6 +170,18 @@ def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list
     return s.execute(select(*keys, *cols).where(where).group_by(*(keys if grouped else milestones))).all()
 
 
+def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+    """退单数: the returns in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index
+    finds them), as (the department that returned, district, bucket, case, how many) — the revised
+    cases' come from the replay."""
+    b = _bucket(E.at, lo, hi, as_of, buckets)
+    by = E.payload["from_department"].as_string()
+    return s.execute(select(by, F.district_code, b, E.incident_id, func.count())
+                     .select_from(F).join(E, E.incident_id == F.incident_id)
+                     .where(E.action == "return", settled(as_of, s.get_bind().dialect.name), _within(E.at, lo, hi, as_of))
+                     .group_by(by, F.district_code, b, E.incident_id)).all()
+
+
 def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
     """The cases dispatched or closed more than twice (a partial index finds the few): their
     dispatch and closure events in ``[lo, hi)`` up to ``as_of``, as (department, district, action,
@@ -172,7 +191,7 @@ def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: 
                      .select_from(F).join(E, E.incident_id == F.incident_id)
                      .where(or_(F.dispatches > 2, F.closures > 2), settled(as_of, s.get_bind().dialect.name),
                             _within(E.at, lo, hi, as_of),
-                            or_(and_(E.action == "dispatch", F.dispatches > 2),
+                            or_(and_(E.action.in_(DISPATCH_EVENTS), F.dispatches > 2),
                                 and_(E.action == "verify_pass", F.closures > 2)))).all()
 
 
@@ -264,6 +283,10 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
             out.groups.setdefault(_key(dept, district), _zero())[name] += 1
         if b is not None:
             by_bucket[int(b)][name] += 1
+    for dept, district, b, _cid, n in _returns(s, as_of, lo, hi, scan_buckets):
+        out.groups.setdefault(_key(dept, district), _zero())["returns"] += n
+        if b is not None:
+            by_bucket[int(b)]["returns"] += n
     if buckets is not None:
         out.buckets = by_bucket
     replayed = _replay(s, period, as_of, cal=cal, priority_factors=priority_factors, hours_per_day=hours_per_day,
@@ -273,9 +296,8 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
         f = replayed["facts"]
         out.replayed = f
         if grouped:
-            keys = [f["department_code"].fillna(kpis.UNASSIGNED), f["district_code"].fillna(kpis.UNASSIGNED)]
-            for key, part in f.groupby(keys, sort=True):
-                out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(part))
+            for key, sums in kpis.group_sums(f, ["department_code", "district_code"]).items():
+                out.groups[key] = kpis.add_sums(out.groups.get(key, {}), sums)
         else:
             key = _total_key(None, None)
             out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(f))
@@ -327,10 +349,10 @@ def report(ps: PeriodSums, *, tz: str, targets: dict, weights: Optional[dict] = 
 # --------------------------------------------------------------------------- the cases behind each number
 
 _COHORT_SQL = {"reported": "reported_in", "registered_event": "registered_in", "registered": "reg_cohort",
-               "dispatched": "disp_cohort"}
+               "dispatched": "disp_cohort", "signable": "disp_signable"}
 _NUMERATOR_SQL = {"closed": "closed", "closed_on_time": "closed_on_time", "resolved_on_time": "on_time_final",
                   "reworked": "reworked", "never_returned_or_reassigned": "accurate", "extended": "extended",
-                  "resolved": "resolved_final"}
+                  "resolved": "resolved_final", "signed_on_time": "signed_on_time"}
 
 
 def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[str, kpis.KpiResult], *,
@@ -348,7 +370,8 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
     names = {**{k: p[v] for k, v in _COHORT_SQL.items()}, "open_overdue": c["overdue"],
              **{v: c[v] for v in set(_NUMERATOR_SQL.values())},
              "dispatched_event": _first_or_last(F.dispatches, F.first_dispatched_at, F.last_dispatched_at, lo, hi, as_of),
-             "closed_event": _first_or_last(F.closures, F.first_closed_at, F.last_closed_at, lo, hi, as_of)}
+             "closed_event": _first_or_last(F.closures, F.first_closed_at, F.last_closed_at, lo, hi, as_of),
+             "returned_event": false()}
     cols = list(names)
     rows = s.execute(select(F.incident_id, *[case((v, 1), else_=0) for v in names.values()])
                      .where(settled(as_of, s.get_bind().dialect.name),
@@ -359,8 +382,12 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
     repeated = _repeated(s, as_of, lo, hi, [period])
     frame = frame.reindex(frame.index.union(pd.Index(sorted({r[4] for r in repeated}), dtype="int64")),
                           fill_value=False)
-    for action, cohort in (("dispatch", "dispatched_event"), ("verify_pass", "closed_event")):
-        frame.loc[sorted({r[4] for r in repeated if r[2] == action}), cohort] = True
+    for actions, cohort in ((DISPATCH_EVENTS, "dispatched_event"), (("verify_pass",), "closed_event")):
+        frame.loc[sorted({r[4] for r in repeated if r[2] in actions}), cohort] = True
+    # the cases returned in the period (退单数): their return events say
+    returned = sorted({int(r[3]) for r in _returns(s, as_of, lo, hi, [period])})
+    frame = frame.reindex(frame.index.union(pd.Index(returned, dtype="int64")), fill_value=False)
+    frame.loc[returned, "returned_event"] = True
     out = {}
     for code, res in results.items():
         cohort = frame[res.drill["cohort"]].to_numpy()
@@ -467,11 +494,11 @@ def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priorit
 
     cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
                              Incident.state, _raw(Incident.deadline), Incident.on_time, Incident.priority,
-                             Category.time_limit, Category.time_unit)
+                             Category.time_limit, Category.time_unit, _raw(Incident.first_sign_due))
                    .outerjoin(Category, Category.code == Incident.category_code)
                    .where(Incident.id.in_(relevant)),
                    ["id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
-                    "priority", "time_limit", "time_unit"], ("reported_at", "deadline"))
+                    "priority", "time_limit", "time_unit", "first_sign_due"], ("reported_at", "deadline", "first_sign_due"))
     if len(cases):
         cases["id"] = cases["id"].astype("int64")
         per_day = cases["time_unit"].eq(TimeUnit.WORK_DAYS.value).map({True: hours_per_day, False: 1.0})

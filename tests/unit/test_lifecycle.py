@@ -29,6 +29,7 @@ EXPECTED: dict[tuple[State, Action], State | str] = {
     (S.REPORTED, A.REGISTER): S.REGISTERED,
     **{(s, A.VOID): S.VOIDED for s in (S.REPORTED, S.REGISTERED)},
     (S.REGISTERED, A.DISPATCH): S.DISPATCHED,
+    (S.REGISTERED, A.ARBITRATE): S.DISPATCHED,   # 审定: a dispatch after N returns
     (S.DISPATCHED, A.SIGN): S.IN_PROGRESS,
     **{(s, A.RETURN): S.REGISTERED for s in IN_HAND},
     **{(s, A.REASSIGN): S.DISPATCHED for s in IN_HAND},
@@ -49,8 +50,8 @@ ALL_PAIRS = list(itertools.product(State, Action))
 def test_product_is_complete():
     # approve / reject decide a department's request: no state transition of their own (the approved
     # extend / suspend is the transition), so the table has no row for them
-    assert len(ALL_PAIRS) == len(State) * len(Action) == 136
-    assert len(EXPECTED) == 30
+    assert len(ALL_PAIRS) == len(State) * len(Action) == 144
+    assert len(EXPECTED) == 31
 
 
 @pytest.mark.parametrize(("state", "action"), ALL_PAIRS, ids=lambda v: v.value)
@@ -88,7 +89,7 @@ def test_message_example_from_the_brief():
         next_state(S.REGISTERED, A.SIGN)
     assert str(info.value) == (
         "cannot 'sign' a case in state 'registered' (立案); "
-        "allowed from here: dispatch, void, suspend, merge, supervise"
+        "allowed from here: dispatch, arbitrate, void, suspend, merge, supervise"
     )
 
 
@@ -137,7 +138,7 @@ ROLE_MAY: dict[Role, set[Action]] = {
     Role.VIEWER: set(),
     Role.LEADER: {A.SUPERVISE},
     Role.DISPATCHER: {A.REGISTER, A.VOID, A.DISPATCH, A.REASSIGN, A.EXTEND, A.SUSPEND,
-                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT},
+                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT, A.ARBITRATE},
     Role.DEPARTMENT: {A.SIGN, A.RETURN, A.RESOLVE, A.EXTEND, A.SUSPEND},
     Role.INSPECTOR: {A.VERIFY_PASS, A.VERIFY_FAIL},
     Role.ADMIN: set(),
@@ -208,6 +209,40 @@ def test_the_actions_offered_follow_the_pending_requests():
         A.REASSIGN, A.EXTEND, A.SUSPEND, A.MERGE, A.APPROVE, A.REJECT]
     assert A.APPROVE not in available_actions(Role.DISPATCHER, State.IN_PROGRESS)      # nothing to decide
     assert available_actions(Role.LEADER, State.IN_PROGRESS, pending=["suspend"]) == [A.SUPERVISE]
+
+
+def test_after_exactly_n_returns_the_next_dispatch_is_an_arbitration():
+    from incidents.lifecycle import blocked_actions, check_blocked
+    from incidents.permissions import available_actions
+    n = 2
+    for returns in (0, 1):
+        assert blocked_actions(return_count=returns, max_returns=n, arbitrated=False) == {A.ARBITRATE}
+        check_blocked(A.DISPATCH, return_count=returns, max_returns=n, arbitrated=False)
+        with pytest.raises(ValidationFailed, match="use 'dispatch'"):
+            check_blocked(A.ARBITRATE, return_count=returns, max_returns=n, arbitrated=False)
+    assert blocked_actions(return_count=2, max_returns=n, arbitrated=False) == {A.DISPATCH}
+    with pytest.raises(ValidationFailed, match="arbitration"):
+        check_blocked(A.DISPATCH, return_count=2, max_returns=n, arbitrated=False)
+    check_blocked(A.ARBITRATE, return_count=2, max_returns=n, arbitrated=False)
+    # what the dispatcher is offered follows the rule
+    blocked = blocked_actions(return_count=2, max_returns=n, arbitrated=False)
+    assert available_actions(Role.DISPATCHER, State.REGISTERED, blocked=blocked)[0] is A.ARBITRATE
+    assert A.DISPATCH not in available_actions(Role.DISPATCHER, State.REGISTERED, blocked=blocked)
+    assert A.ARBITRATE not in available_actions(Role.DISPATCHER, State.REGISTERED,
+                                                blocked=blocked_actions(return_count=1, max_returns=n,
+                                                                        arbitrated=False))
+
+
+def test_an_arbitrated_case_can_no_longer_be_returned():
+    from incidents.lifecycle import blocked_actions, check_blocked
+    from incidents.permissions import available_actions
+    own = {"user_department": "城管局", "case_department": "城管局"}
+    blocked = blocked_actions(return_count=2, max_returns=2, arbitrated=True)
+    assert A.RETURN in blocked
+    with pytest.raises(ValidationFailed, match="can no longer return"):
+        check_blocked(A.RETURN, return_count=2, max_returns=2, arbitrated=True)
+    assert available_actions(Role.DEPARTMENT, State.DISPATCHED, blocked=blocked, **own) == [
+        A.SIGN, A.RESOLVE, A.EXTEND, A.SUSPEND]
 
 
 # --------------------------------------------------------------------------- other errors

@@ -54,7 +54,7 @@ def test_dataclasses_have_exactly_the_agreed_fields():
     assert names(Pack) == (
         "name", "title", "title_en", "timezone", "crs", "center", "zoom", "office_hours", "holiday_source",
         "calendar_overrides", "triage_department", "kpi_targets", "kpi_weights", "priority_factors", "demo",
-        "departments", "areas", "categories", "routing_rules", "path", "service_items",
+        "departments", "areas", "categories", "routing_rules", "path", "service_items", "workflow",
     )  # fmt: skip
     assert names(ServiceItem) == ("department", "code", "name", "daily", "online_bias")
 
@@ -296,6 +296,18 @@ def test_a_valid_tiny_pack_loads(tmp_path):
     assert pack.path == (tmp_path / "tiny").resolve()
 
 
+def test_the_workflow_rules_are_pack_data_with_defaults(hangzhou, tmp_path):
+    wf = hangzhou.workflow
+    assert wf.sign_for_hours == {"normal": 2.0, "urgent": 1.0, "emergency": 0.5}
+    assert wf.max_returns == 2 and wf.disposal_clock == "dispatch"
+    assert wf.return_reasons["territory"] == "属地不符" and wf.return_reasons["ownership"] == "权属不清"
+    assert wf.return_reasons["overlap"] == "职能交叉"
+    # a pack without [workflow] takes the defaults
+    tiny = load_pack(str(write_pack(tmp_path / "tiny")))
+    assert tiny.workflow.max_returns == 2 and tiny.workflow.sign_for_hours["normal"] == 2.0
+    assert "territory" in tiny.workflow.return_reasons
+
+
 def test_service_items_are_pack_data_and_checked(tmp_path):
     folder = write_pack(tmp_path / "tiny")
     (folder / "service_items.csv").write_text("department,code,name,daily,online_bias\n"
@@ -450,6 +462,18 @@ BROKEN = {
     "category-routed-only-in-one-area": (
         dict(routing=ROUTING_C0101_E01 + "3,E04,D1,T-D1,x\n"),
         r"routing\.csv: no city-wide rule .* E0401",
+    ),
+    "workflow-sign-for-zero": (
+        _toml_with("[priority_factors]", "[workflow.sign_for_hours]\nurgent = 0\n\n[priority_factors]"),
+        r"pack\.toml: \[workflow\.sign_for_hours\] urgent must be > 0",
+    ),
+    "workflow-max-returns-zero": (
+        _toml_with("[priority_factors]", "[workflow]\nmax_returns = 0\n\n[priority_factors]"),
+        r"pack\.toml: \[workflow\] max_returns must be an integer >= 1",
+    ),
+    "workflow-clock-unknown": (
+        _toml_with("[priority_factors]", "[workflow]\ndisposal_clock = \"never\"\n\n[priority_factors]"),
+        r"pack\.toml: \[workflow\] disposal_clock must be one of",
     ),
     "triage-department-unknown": (
         _toml_with('"T-TRIAGE"', '"T-NOBODY"'),

@@ -436,3 +436,37 @@ def test_working_hours_between_many_equals_the_one_by_one_answer():
     want = [cal.working_hours_between(a, b) for a, b in zip(starts, ends)]
     assert got.tolist() == pytest.approx(want, abs=1e-9)
     assert any(w > 0 for w in want) and any(w == 0 for w in want)
+
+
+# --------------------------------------------------------------------------- 签收 (sign-for) deadlines
+
+
+@pytest.mark.parametrize(("dispatched", "hours", "due"), [
+    # 春节 eve: Fri 02-13 16:30 + 2 h: Fri 16:30–17:30 1 h; Sat 02-14 is a 调休 working day → 09:30
+    (L(2026, 2, 13, 16, 30), 2.0, L(2026, 2, 14, 9, 30)),
+    # on the 调休 Saturday itself, late: 17:00–17:30 0.5 h; 02-15 … 02-23 off; Tue 02-24 08:30 + 1.5 h
+    (L(2026, 2, 14, 17, 0), 2.0, L(2026, 2, 24, 10, 0)),
+    # dispatched inside the holiday: nothing counts until Tue 02-24 08:30
+    (L(2026, 2, 18, 11, 0), 2.0, L(2026, 2, 24, 10, 30)),
+    # 国庆: Wed 09-30 17:00 + 2 h: 0.5 h; 10-01 … 10-07 off; Thu 10-08 08:30 + 1.5 h
+    (L(2026, 9, 30, 17, 0), 2.0, L(2026, 10, 8, 10, 0)),
+    # 国庆 调休 Sat 10-10: Fri 10-09 17:00 + 1 h: 0.5 h Fri; Sat 10-10 08:30 + 0.5 h
+    (L(2026, 10, 9, 17, 0), 1.0, L(2026, 10, 10, 9, 0)),
+    # across lunch: 11:30 + 1 h → 12:00 is 0.5 h, 13:30 + 0.5 h
+    (L(2026, 3, 3, 11, 30), 1.0, L(2026, 3, 3, 14, 0)),
+])
+def test_sign_for_deadline_counts_working_time_over_holidays_and_tiaoxiu(cal, dispatched, hours, due):
+    from incidents.sla import sign_for_deadline
+    assert_utc_equal(sign_for_deadline(dispatched, hours, cal), due.astimezone(UTC))
+
+
+def test_the_sign_for_light_counts_office_time_only(cal):
+    from incidents.sla import sign_for_deadline, sign_for_light
+    dispatched = L(2026, 2, 14, 17, 0)                       # 调休 Saturday, 30 min before closing
+    due = sign_for_deadline(dispatched, 2.0, cal)             # Tue 02-24 10:00
+    # a week of 春节 later only 0.5 of 2 office hours have passed: still green
+    assert sign_for_light(dispatched, due, L(2026, 2, 22, 15, 0), cal) is Light.GREEN
+    assert sign_for_light(dispatched, due, L(2026, 2, 24, 9, 30), cal) is Light.GREEN    # 1.5 of 2 h: 75 %
+    assert sign_for_light(dispatched, due, L(2026, 2, 24, 9, 50), cal) is Light.YELLOW   # 1.83 of 2 h: 92 %
+    assert sign_for_light(dispatched, due, L(2026, 2, 24, 10, 0), cal) is Light.YELLOW  # exactly due: 100 %
+    assert sign_for_light(dispatched, due, L(2026, 2, 24, 10, 1), cal) is Light.RED
