@@ -152,7 +152,8 @@ ROLE_OF = {Action.REGISTER: Role.DISPATCHER, Action.VOID: Role.DISPATCHER, Actio
            Action.REASSIGN: Role.DISPATCHER, Action.MERGE: Role.DISPATCHER, Action.REOPEN: Role.DISPATCHER,
            Action.EXTEND: Role.DISPATCHER, Action.SUSPEND: Role.DISPATCHER, Action.RESUME: Role.DISPATCHER,
            Action.SIGN: Role.DEPARTMENT, Action.RETURN: Role.DEPARTMENT, Action.RESOLVE: Role.DEPARTMENT,
-           Action.VERIFY_PASS: Role.INSPECTOR, Action.VERIFY_FAIL: Role.INSPECTOR, Action.SUPERVISE: Role.LEADER}
+           Action.VERIFY_PASS: Role.INSPECTOR, Action.VERIFY_FAIL: Role.INSPECTOR, Action.SUPERVISE: Role.LEADER,
+           Action.ARBITRATE: Role.DISPATCHER}
 DEPTS = ("330106-CGJ", "330105-CGJ")
 #: the actions that end a case or change nothing are drawn less often, so that sequences go far
 RARE = {Action.SUPERVISE: 0.1, Action.VOID: 0.1, Action.MERGE: 0.1}
@@ -178,9 +179,13 @@ def _play(s, rt, rng: random.Random, n_cases: int, steps: int, t0: datetime, tag
         action = rng.choices(allowed, weights=[RARE.get(a, 1.0) for a in allowed])[0]
         dept = case.department_code or rng.choice(DEPTS)
         params = {}
-        if action in (Action.DISPATCH, Action.REASSIGN):
+        if action in (Action.DISPATCH, Action.REASSIGN, Action.ARBITRATE):
             params["department"] = rng.choice([d for d in DEPTS if d != case.department_code])
-        elif action in (Action.VOID, Action.RETURN, Action.SUSPEND):
+            if action == Action.ARBITRATE:
+                params["note"] = "审定：由该部门办理"
+        elif action == Action.RETURN:
+            params["reason"] = rng.choice(sorted(rt.rules.return_reasons))
+        elif action in (Action.VOID, Action.SUSPEND):
             params["reason"] = "invalid"
         elif action == Action.EXTEND:
             params["hours"] = rng.choice((2.0, 8.0))
