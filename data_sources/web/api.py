@@ -125,6 +125,8 @@ class IncidentSummary(ResponseModel):
     dispatched_at: Optional[UtcDateTime]
     deadline: Optional[UtcDateTime]
     light: Optional[Light] = Field(description="green/yellow/red while the clock runs, else null")
+    sign_due: Optional[UtcDateTime] = Field(None, description="签收时限 of the current dispatch (pack setting per "
+                                                               "priority, working hours)")
     supervise_level: int
 
 
@@ -224,6 +226,12 @@ class IncidentDetail(ResponseModel):
     warn_at: Optional[UtcDateTime]
     deadline: Optional[UtcDateTime]
     light: Optional[Light]
+    sign_due: Optional[UtcDateTime] = Field(None, description="签收时限 of the current dispatch (working hours "
+                                                               "by priority, the pack's [workflow.sign_for_hours])")
+    sign_light: Optional[Light] = Field(None, description="签收 light while dispatched and not signed for: red past "
+                                                          "sign_due, yellow past 80 % of it; else null")
+    arbitrated: bool = Field(False, description="dispatched by arbitration (审定) after the pack's max_returns "
+                                                "returns: the department can no longer return it")
     on_time: Optional[bool]
     void_reason: Optional[str]
     duplicate_of: Optional[int]
@@ -266,9 +274,13 @@ class IncidentCreate(_In):
 class ActionRequest(_In):
     action: Action
     version: int = Field(ge=1, le=bounds.MAX_ID, description="the version of the case the caller saw")
-    department: Optional[str] = Field(None, max_length=40, description="dispatch/reassign: target department (default: the routing suggestion)")
+    department: Optional[str] = Field(None, max_length=40, description=(
+        "dispatch / reassign / arbitrate: target department (default: the routing suggestion); after the pack's "
+        "max_returns returns a dispatch must be an arbitrate (审定) with the ruling in note"))
     note: str = Field("", max_length=bounds.MAX_NOTE)
-    reason: Optional[str] = Field(None, max_length=40, description="void, return, suspend: reason code")
+    reason: Optional[str] = Field(None, max_length=40, description=(
+        "void, suspend: reason code; return (退单): one of the pack's [workflow.return_reasons] codes "
+        "(territory 属地不符, ownership 权属不清, overlap 职能交叉 …), with the free text in note"))
     hours: Optional[float] = Field(None, gt=0, le=bounds.MAX_EXTEND_HOURS, allow_inf_nan=False,
                                    description="extend: extra working hours")
     duplicate_of: Optional[int] = Field(None, ge=1, le=bounds.MAX_ID,
@@ -291,6 +303,7 @@ class ActionResult(ResponseModel):
     version: int
     department: Optional[str]
     deadline: Optional[UtcDateTime]
+    sign_due: Optional[UtcDateTime] = Field(None, description="签收时限 of the current dispatch")
     case_request: Optional[CaseRequestOut] = Field(None, description=(
         "the request this action filed (a department's extend / suspend: status pending, the case "
         "unchanged until a dispatcher approves) or decided (approve / reject)"))
@@ -666,7 +679,7 @@ def list_incidents(user, now: datetime, *, query: IncidentListQuery) -> Incident
                    district.name.label("district_name"), Incident.grid_code, grid.name.label("grid_name"),
                    Incident.address, Incident.lon, Incident.lat, Incident.reported_at,
                    Incident.dispatched_at, Incident.deadline, running_light_expr(now).label("light"),
-                   Incident.supervise_level)
+                   Incident.sign_due, Incident.supervise_level)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
             .outerjoin(district, district.code == Incident.district_code)
@@ -707,7 +720,8 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
     requests = case_queries.requests_of(s, incident_id)
     actions = permissions.available_actions(
         user.role, state, user_department=user.department_code, case_department=case.department_code,
-        pending=[r.kind for r in requests if r.status == RequestStatus.PENDING.value])
+        pending=[r.kind for r in requests if r.status == RequestStatus.PENDING.value],
+        blocked=case_queries.blocked_of(case, get_runtime().rules))
     return IncidentDetail(
         id=case.id, version=case.version, source=case.source, external_id=case.external_id,
         channel=case.channel, title=case.title, description=case.description or "",
@@ -721,6 +735,9 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
         voided_at=case.voided_at, suspended_at=case.suspended_at, updated_at=case.updated_at,
         updated_by=case.updated_by or "", allowed_hours=case.allowed_hours, warn_at=case.warn_at,
         deadline=case.deadline, light=light, on_time=case.on_time, void_reason=case.void_reason,
+        sign_due=case.sign_due, arbitrated=bool(case.arbitrated),
+        sign_light=case_queries.sign_light_of(case.state, case.dispatched_at, case.signed_at, case.sign_due, now,
+                                              get_runtime().calendar),
         duplicate_of=case.duplicate_of, supervise_level=case.supervise_level or 0,
         counters=Counters(rework=case.rework_count, returns=case.return_count,
                           reassignments=case.reassign_count, extensions=case.extension_count,
@@ -791,7 +808,7 @@ def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionReques
                             attachments=attachments)
         case = done.case
         return ActionResult(id=case.id, state=State(case.state), version=case.version,
-                            department=case.department_code, deadline=case.deadline,
+                            department=case.department_code, deadline=case.deadline, sign_due=case.sign_due,
                             case_request=_request_out(done.request) if done.request else None)
 
 

@@ -20,7 +20,8 @@ Photos: ``media_url`` is kept as a link (the server never fetches it); a ``media
 re-encoded without its EXIF and stored (``incidents.media``). Answers give ``media_url`` (the first
 photo or link) and ``media_urls`` (our extension: all of them); a stored photo's URL is the REST API's,
 which serves it only to a login that may see the case. Our states collapse to open/closed (closed and voided → closed); ``expected_datetime`` is the
-deadline (null until dispatched); times are ISO 8601 with the city's offset. Errors follow the
+deadline (null until dispatched), ``sign_for_datetime`` (our extension) the department's sign-for
+deadline (签收时限) of the current dispatch; times are ISO 8601 with the city's offset. Errors follow the
 spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
 
 ``api_key`` travels in the body (form field or JSON member) or the ``X-Api-Key`` header, never in the
@@ -306,7 +307,7 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
     stmt = (select(Incident.id, Incident.state, Incident.category_code, Category.name.label("service_name"),
                    Incident.description, Incident.title, Department.name.label("agency"), Incident.reported_at,
                    Incident.updated_at, Incident.deadline, Incident.address, Incident.lon, Incident.lat,
-                   Incident.source)
+                   Incident.source, Incident.sign_due)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
             .where(*conds).order_by(Incident.reported_at.desc(), Incident.id.desc())
@@ -346,6 +347,8 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
         "requested_datetime": _iso(r.reported_at, tz),
         "updated_datetime": _iso(r.updated_at, tz),
         "expected_datetime": _iso(r.deadline, tz),
+        # our extension: the department's 签收时限 of the current dispatch (null until dispatched)
+        "sign_for_datetime": _iso(r.sign_due, tz),
         "address": _public_text(r.address),
         "address_id": None,
         "zipcode": None,

@@ -163,7 +163,8 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
                    Incident.reported_at, Incident.deadline, Incident.supervise_level, Incident.address,
                    Incident.department_code, Incident.district_code, Incident.category_code,
                    Category.name.label("category"), Category.time_unit, Department.name.label("department"),
-                   district.name.label("district"), lt.label("light"))
+                   district.name.label("district"), lt.label("light"), Incident.dispatched_at,
+                   Incident.signed_at, Incident.sign_due)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
             .outerjoin(district, district.code == Incident.district_code)
@@ -180,6 +181,7 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
         r["requests"] = waiting.get(r["id"], [])
         running = r["state"] in RUNNING_STATES and r["deadline"] is not None
         r["light"] = r["light"] if running else None
+        r["sign_light"] = sign_light_of(r["state"], r["dispatched_at"], r["signed_at"], r["sign_due"], now, calendar)
         r["remaining_hours"] = None
         if running and calendar is not None:
             from incidents.sla import remaining_working_hours
@@ -252,7 +254,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
         attachments = attachments_of(s, c.id)
         pending = [r["kind"] for r in requests if r["status"] == RequestStatus.PENDING.value]
         actions = [a.value for a in permissions.available_actions(
-            role, c.state, user_department=department_code, case_department=c.department_code, pending=pending)]
+            role, c.state, user_department=department_code, case_department=c.department_code, pending=pending,
+            blocked=blocked_of(c, rules))]
         return {
             "id": c.id, "version": c.version, "state": c.state, "title": c.title,
             "description": c.description or "", "address": c.address or "", "lon": c.lon, "lat": c.lat,
@@ -265,6 +268,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "reporter_masked": not private,
             "reported_at": c.reported_at, "dispatched_at": c.dispatched_at, "deadline": c.deadline,
             "light": light_of(c, now) if running else None, "remaining_hours": remaining,
+            "sign_due": c.sign_due, "sign_light": sign_light_of(c.state, c.dispatched_at, c.signed_at, c.sign_due, now,
+                                                                rules.calendar),
+            "return_count": c.return_count or 0, "arbitrated": bool(c.arbitrated),
+            "return_reasons": dict(rules.return_reasons),
             "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
             "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,
             "updated_at": c.updated_at, "updated_by": c.updated_by or "",
@@ -286,6 +293,24 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
                           "to_state": e.to_state, "department": names.get(e.department_code),
                           "note": e.note or "", "payload": e.payload or {}} for e in events],
         }
+
+
+def sign_light_of(state: str, dispatched_at, signed_at, sign_due, now: datetime, calendar=None) -> str | None:
+    """The 签收 light of a case dispatched and not yet signed for (None otherwise): red past its
+    sign-for deadline; with a calendar, yellow past 80 % of the office time (sla.sign_for_light)."""
+    if state != State.DISPATCHED.value or signed_at is not None or sign_due is None or dispatched_at is None:
+        return None
+    if calendar is None:
+        return Light.RED.value if sign_due < now else Light.GREEN.value
+    from incidents.sla import sign_for_light
+    return sign_for_light(dispatched_at, sign_due, now, calendar).value
+
+
+def blocked_of(case: Incident, rules) -> frozenset:
+    """What the 退单 / 审定 rule refuses this case now (lifecycle.blocked_actions, the pack's limit)."""
+    from incidents.lifecycle import blocked_actions
+    return blocked_actions(return_count=case.return_count or 0, max_returns=rules.max_returns,
+                           arbitrated=bool(case.arbitrated))
 
 
 def light_of(case: Incident, now: datetime) -> str:

@@ -240,7 +240,7 @@ def test_detail_has_the_timeline_and_iso_utc_times(server):
     cid = resp.get_json()["id"]
     r = cl.post(f"/api/v1/incidents/{cid}/actions", json={"action": "register", "version": 1, "note": "立案"})
     assert r.get_json() == {"id": cid, "state": "registered", "version": 2, "department": None, "deadline": None,
-                            "case_request": None}
+                            "sign_due": None, "case_request": None}
     r = cl.post(f"/api/v1/incidents/{cid}/actions", json={"action": "dispatch", "version": 2})
     assert r.status_code == 200 and r.get_json()["state"] == "dispatched" and r.get_json()["deadline"]
     dept = r.get_json()["department"]
@@ -256,6 +256,9 @@ def test_detail_has_the_timeline_and_iso_utc_times(server):
         assert d[key].endswith("Z"), key
         datetime.fromisoformat(d[key])
     assert d["registered_at"] <= d["dispatched_at"] < d["warn_at"] < d["deadline"]
+    # the 签收 clock: the pack's 2 working hours for a normal case, its light while not signed for
+    assert d["sign_due"].endswith("Z") and d["dispatched_at"] < d["sign_due"] == r.get_json()["sign_due"]
+    assert d["sign_light"] == "green" and d["arbitrated"] is False
     assert set(d["actions"]) == {"reassign", "extend", "suspend", "merge"}   # a dispatcher's, in this state
     tl = d["timeline"]
     assert [e["action"] for e in tl] == ["report", "register", "dispatch"]
@@ -494,3 +497,37 @@ def test_the_openapi_document_is_generated_from_the_request_models(server):
     listing = doc["paths"]["/api/v1/incidents"]["get"]
     assert {p["name"] for p in listing["parameters"]} == set(api.IncidentListQuery.model_fields)
     assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/IncidentPage")
+
+
+def test_returns_take_the_packs_reason_codes_and_the_third_dispatch_is_an_arbitration(server):
+    disp = login(server, "disp3", "dispatcher")
+    resp = disp.post("/api/v1/incidents", json={"external_id": "ARB-1", "channel": "grid", "title": "暴露垃圾",
+                                                "category_code": "E0101", "lon": WEST_LAKE[0], "lat": WEST_LAKE[1]})
+    cid = resp.get_json()["id"]
+
+    def act(client, **body):
+        version = disp.get(f"/api/v1/incidents/{cid}").get_json()["version"]
+        return client.post(f"/api/v1/incidents/{cid}/actions", json={"version": version, **body})
+    assert act(disp, action="register").status_code == 200
+    dept = None
+    for n in (1, 2):
+        r = act(disp, action="dispatch")
+        assert r.status_code == 200, r.get_json()
+        dept = r.get_json()["department"]
+        own = login(server, f"dept-{n}", "department", dept)
+        r = act(own, action="return", reason="somewhere")
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "invalid"
+        assert act(own, action="return", reason="territory", note="属邻区").status_code == 200
+    r = act(disp, action="dispatch")
+    assert r.status_code == 422 and "arbitrat" in r.get_json()["error"]["message"]
+    d = disp.get(f"/api/v1/incidents/{cid}").get_json()
+    assert d["counters"]["returns"] == 2 and "arbitrate" in d["actions"] and "dispatch" not in d["actions"]
+    r = act(disp, action="arbitrate", department=dept, note="经审定由该部门办理")
+    assert r.status_code == 200 and r.get_json()["state"] == "dispatched" and r.get_json()["sign_due"]
+    own = login(server, "dept-3", "department", dept)
+    d = own.get(f"/api/v1/incidents/{cid}").get_json()
+    assert d["arbitrated"] is True and "return" not in d["actions"] and "sign" in d["actions"]
+    r = act(own, action="return", reason="overlap")
+    assert r.status_code == 422 and "no longer return" in r.get_json()["error"]["message"]
+    assert [e["action"] for e in d["timeline"]] == ["report", "register", "dispatch", "return", "dispatch", "return",
+                                                   "arbitrate"]

@@ -191,6 +191,7 @@ def test_post_creates_a_case_that_reads_open_without_expected_time_until_dispatc
 
     (req,) = client.get(f"/open311/v2/requests/{rid}.json").get_json()
     assert req["status"] == "open" and req["expected_datetime"] is None and req["agency_responsible"] is None
+    assert req["sign_for_datetime"] is None
     assert req["description"] == "路灯不亮" and req["media_url"] == "https://example.com/p.jpg"
     body = client.get(f"/open311/v2/requests/{rid}.json").get_data(as_text=True)
     assert "李四" not in body and "13900002222" not in body and "li@example.com" not in body
@@ -201,10 +202,13 @@ def test_post_creates_a_case_that_reads_open_without_expected_time_until_dispatc
         case = services.perform(s, rules, DISPATCHER, int(rid), "register", version=version, now=now)
         case = services.perform(s, rules, DISPATCHER, int(rid), "dispatch", version=case.version, now=now,
                                 department="HZ-CGJ")
-        deadline = case.deadline
+        deadline, sign_due = case.deadline, case.sign_due
     (req,) = client.get(f"/open311/v2/requests/{rid}.json").get_json()
     assert req["status"] == "open" and req["agency_responsible"] == "杭州市城市管理局"
     assert datetime.fromisoformat(req["expected_datetime"]) == deadline.replace(microsecond=0)
+    # our extension: the department's 签收时限, the pack's working hours after the dispatch
+    assert sign_due == rules.calendar.add_working_hours(now, rules.sign_for_limit("normal"))
+    assert datetime.fromisoformat(req["sign_for_datetime"]) == sign_due.replace(microsecond=0)
 
 
 def test_post_without_a_valid_api_key_is_refused_in_the_spec_format(server):
