@@ -32,14 +32,14 @@ from incidents.queries import cases, reference
 #: the keyboard shortcut of each action (also shown on its button)
 KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_pass": "p",
         "verify_fail": "n", "void": "v", "return": "b", "reassign": "a", "extend": "e",
-        "suspend": "h", "resume": "u", "merge": "m", "supervise": "g", "reopen": "o"}
+        "suspend": "h", "resume": "u", "merge": "m", "supervise": "g", "reopen": "o", "arbitrate": "j"}
 #: which fields each action asks for; the ones in NEEDS must be filled in
 FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "note"}, "reassign": {"dept", "note"},
-          "return": {"note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
+          "arbitrate": {"dept", "note"}, "return": {"return_reason", "note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
           "supervise": {"level", "note"}, "verify_fail": {"note", "photos"}, "approve": {"note"}, "reject": {"note"},
           # photos come with the department's 反馈 and the inspector's 核查 (incidents.media.STAGE_OF_ACTION)
           **{a.value: {"note", "photos"} for a in STAGE_OF_ACTION if a.value != "verify_fail"}}
-NEEDS = {"void": "reason", "reassign": "dept", "return": "note", "extend": "hours", "suspend": "note",
+NEEDS = {"void": "reason", "reassign": "dept", "return": "return_reason", "arbitrate": "note", "extend": "hours", "suspend": "note",
          "merge": "dup", "verify_fail": "note", "reject": "note"}
 #: the actions that decide a department's request: offered beside the request, not in the action bar
 DECISIONS = ("approve", "reject")
@@ -91,6 +91,11 @@ def action_form() -> html.Div:
         html.Div(id=ids.CASE_FORM_TITLE, className="case-form-title"),
         field("reason", t("reason"), dcc.Dropdown(id=ids.CASE_REASON, clearable=False, searchable=False,
                                                   options=[{"label": t(f"void_{r}"), "value": r} for r in VOID_REASONS])),
+        # 退单: a reason code from the pack's list (its labels), the free text in the note
+        field("return_reason", t("return_reason"), dcc.Dropdown(
+            id=ids.CASE_RETURN_REASON, clearable=False, searchable=False,
+            options=[{"label": label, "value": code}
+                     for code, label in reference.case_rules().return_reasons.items()])),
         field("dept", t("target_department"), dcc.Dropdown(id=ids.CASE_DEPT, options=depts, clearable=False)),
         field("hours", t("hours"), dcc.Input(id=ids.CASE_HOURS, type="number", min=0.5, step=0.5)),
         field("dup", t("duplicate_of"), dcc.Input(id=ids.CASE_DUP, type="number", min=1, step=1)),
@@ -173,6 +178,19 @@ def hours_text(h: float | None, overdue: bool = False) -> str:
     return t("remaining_over", h=f"{abs(h):.1f}") if overdue or h < 0 else t("remaining_left", h=f"{h:.1f}")
 
 
+def sign_row(d: dict, row):
+    """签收时限 with its own light while the department has not signed for the case."""
+    if not d.get("sign_due"):
+        return row(t("f_sign_due"), "—")
+    when = local_time(d["sign_due"], "%Y-%m-%d %H:%M")
+    if not d.get("sign_light"):
+        return row(t("f_sign_due"), when)
+    lit = d["sign_light"]
+    return row(t("f_sign_due"), html.Span([html.Span(className=f"dot {lit}"), when, " ",
+                                           t("sign_overdue") if lit == "red" else t("sign_waiting")],
+                                          className=f"sign-due {lit}"))
+
+
 def render(d: dict) -> tuple:
     """(body, actions, more, map figure, store) of one case."""
     def row(label, value, cls=""):
@@ -195,6 +213,9 @@ def render(d: dict) -> tuple:
             row(t("f_reported"), local_time(d["reported_at"], "%Y-%m-%d %H:%M")),
             row(t("f_deadline"), local_time(d["deadline"], "%Y-%m-%d %H:%M") if d["deadline"] else "—"),
             row(t("f_remaining"), html.Span(hours_text(d["remaining_hours"], d["light"] == "red"), className=f"remaining {light}")),
+            sign_row(d, row),
+            row(t("f_returns"), (t("returns_n", n=d["return_count"]) if d.get("return_count") else "—")
+                + (" · " + t("arbitrated") if d.get("arbitrated") else "")),
             row(t("f_supervise"), f"{d['supervise_level']} 级" if d["supervise_level"] else "—"),
             row(t("f_rework"), f"{d['rework_count']} 次"),
             row(t("f_version"), f"v{d['version']} · {d['updated_by'] or '—'} · {local_time(d['updated_at'])}"),
@@ -283,6 +304,10 @@ def timeline(events: list[dict]) -> html.Ol:
         for k in ("reason", "routing", "hours", "level"):
             if payload.get(k) not in (None, ""):
                 extra.append(f"{k}: {payload[k]}")
+        if e["action"] == "return" and payload.get("returns"):
+            extra.append(t("returns_n", n=payload["returns"]))
+        if e["action"] == "sign" and payload.get("on_time") is False:
+            extra.append(t("sign_late"))
         if payload.get("requested_by"):
             extra.append(f"{t('requested_by')}: {payload['requested_by']}")
         if payload.get("photos"):
@@ -363,7 +388,8 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
             photos=photos,
             department=values.get("dept") if "dept" in FIELDS.get(action, ()) else None,
             note=(values.get("note") or "").strip(),
-            reason=values.get("reason") if action == "void" else None,
+            reason=(values.get("reason") if action == "void"
+                    else values.get("return_reason") if action == "return" else None),
             hours=float(values["hours"]) if action == "extend" and values.get("hours") else None,
             duplicate_of=int(values["dup"]) if action == "merge" and values.get("dup") else None,
             level=int(values["level"]) if action == "supervise" and values.get("level") else None,
@@ -413,6 +439,8 @@ def _missing(action: str, values: dict) -> str | None:
         return "need_reason"
     if need == "reason" and not values.get("reason"):
         return "need_reason"
+    if need == "return_reason" and not values.get("return_reason"):
+        return "need_return_reason"
     if need == "hours" and not _positive(values.get("hours")):
         return "need_hours"
     if need == "dept" and not values.get("dept"):
@@ -438,7 +466,7 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
                 no_update, None)
     fields = FIELDS.get(action, {"note"}) | {"note"}
     cls = ["form-field" if f in fields else "form-field hidden" for f in FORM_FIELDS]
-    dept = seen.get("suggested") if action == "dispatch" else None
+    dept = seen.get("suggested") if action in ("dispatch", "arbitrate") else None
     pending = {"action": action, "case": seen["id"], "request_id": uuid.uuid4().hex}
     title = f"{act_label(action, action in (seen.get('request_only') or ()))} · #{seen['id']}"
     if action in DECISIONS:
@@ -451,7 +479,7 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
 # --------------------------------------------------------------------------- callbacks
 
 #: the form's optional fields, shown or hidden by the action chosen
-FORM_FIELDS = ("reason", "dept", "hours", "dup", "level", "photos")
+FORM_FIELDS = ("reason", "return_reason", "dept", "hours", "dup", "level", "photos")
 FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in FORM_FIELDS]
 
 
@@ -501,11 +529,14 @@ def choose_action(_acts, _merges, _decisions, _cancel, seen):
                State(ids.CASE_REASON, "value"), State(ids.CASE_NOTE, "value"), State(ids.CASE_HOURS, "value"),
                State(ids.CASE_DEPT, "value"), State(ids.CASE_DUP, "value"), State(ids.CASE_LEVEL, "value"),
                State(ids.CASE_PHOTOS, "contents"), State(ids.CASE_PHOTOS, "filename"),
+               State(ids.CASE_RETURN_REASON, "value"),
                prevent_initial_call=True)
-def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level, photos, photo_names):
+def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level, photos, photo_names,
+                   return_reason):
     guard_actions()
     status, message = run_action(pending, seen, dict(reason=reason, note=note, hours=hours, dept=dept,
-                                                     dup=dup, level=level, photos=photos, photo_names=photo_names))
+                                                     dup=dup, level=level, photos=photos, photo_names=photo_names,
+                                                     return_reason=return_reason))
     reload = status in ("ok", "conflict")
     return message, (done or 0) + 1 if reload else no_update, f"case-result {status}"
 

@@ -40,6 +40,10 @@ def _columns() -> list[dict]:
          "valueFormatter": {"function": "params.value ? '●' : '—'"},
          "cellClassRules": {"light-red": "params.value == 'red'", "light-yellow": "params.value == 'yellow'",
                             "light-green": "params.value == 'green'"}},
+        {"field": "sign_light", "headerName": t("col_sign"), "width": 76, "sortable": False,
+         "tooltipField": "sign_tip", "valueFormatter": {"function": "params.value ? '◆' : ''"},
+         "cellClassRules": {"light-red": "params.value == 'red'", "light-yellow": "params.value == 'yellow'",
+                            "light-green": "params.value == 'green'"}},
         {"field": "remaining", "headerName": t("col_remaining"), "width": 130,
          "cellClassRules": {"over": "params.data && params.data.light == 'red'"}},
         {"field": "title", "headerName": t("col_title"), "flex": 2, "minWidth": 200, **text},
@@ -113,7 +117,9 @@ def layout(**_kwargs):
 
 def row_of(r: dict) -> dict:
     """One grid row: display strings in the city's timezone and language."""
-    return {"id": r["id"], "version": r["version"], "light": r["light"],
+    return {"id": r["id"], "version": r["version"], "light": r["light"], "sign_light": r.get("sign_light"),
+            "sign_tip": (f"{t('f_sign_due')} {local_time(r['sign_due'], '%m-%d %H:%M')}"
+                         if r.get("sign_light") else ""),
             "remaining": _case.hours_text(r["remaining_hours"], r["light"] == "red"),
             "remaining_hours": r["remaining_hours"], "title": r["title"], "category": r["category"] or "—",
             "state": state_label(r["state"]), "state_code": r["state"],

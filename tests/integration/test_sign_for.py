@@ -169,3 +169,53 @@ def test_on_time_sign_rate_and_returns_have_the_known_answers_on_both_paths(serv
         # at 10:00 on 10-08, c4's return (11:00) is still ahead: it is replayed from its events
         ps, _ = _fast(s, rt, period, L(10, 8, 10))
         assert list(ps.replayed.index) == [s.query(Incident.id).filter_by(external_id="k4").scalar()]
+
+
+def _workbench(server, who: tuple, cid: int, action: str, **values) -> tuple[str, str]:
+    """The case panel's confirm button (``_case.run_action``) as the logged-in user ``who``."""
+    import uuid
+    from flask_login import login_user
+    from dashboards import _case
+    from data_sources.web.gate import SessionUser
+    with get_db(server).session_scope() as s:
+        version = s.get(Incident, cid).version
+    with server.test_request_context("/_dash-update-component", method="POST"):
+        login_user(SessionUser(*who))
+        _case.guard_actions()
+        return _case.run_action({"action": action, "case": cid, "request_id": uuid.uuid4().hex},
+                                {"id": cid, "version": version}, values)
+
+
+def test_the_workbench_return_form_takes_a_reason_code_and_offers_arbitration_after_n_returns(server):
+    from datetime import timedelta, timezone
+    rules = get_runtime(server).rules
+    start = datetime.now(timezone.utc) - timedelta(hours=3)
+    with get_db(server).session_scope() as s:
+        cid = _new(s, rules, "wb-arb", start)
+        _act(s, rules, cid, Action.REGISTER, start + timedelta(minutes=1))
+        _act(s, rules, cid, Action.DISPATCH, start + timedelta(minutes=2), A)
+    dept = (201, "wb-a", Role.DEPARTMENT, A, "wb-a")
+    disp = (202, "wb-disp", Role.DISPATCHER, None, "wb-disp")
+    assert _workbench(server, dept, cid, "return", note="不是我们的") == ("incomplete", "请选择退单原因")
+    status, msg = _workbench(server, dept, cid, "return", return_reason="overlap", note="与住建职能交叉")
+    assert status == "ok", msg
+    assert _workbench(server, disp, cid, "dispatch", dept=A)[0] == "ok"
+    assert _workbench(server, dept, cid, "return", return_reason="territory")[0] == "ok"
+    # two returns: the panel offers 审定派遣 instead of 派遣, and it needs the ruling
+    from dashboards import _case
+    with server.test_request_context("/"):
+        from flask_login import login_user
+        from data_sources.web.gate import SessionUser
+        login_user(SessionUser(*disp))
+        d = _case.load(cid)
+    assert "arbitrate" in d["actions"] and "dispatch" not in d["actions"] and d["return_count"] == 2
+    assert d["return_reasons"]["overlap"] == "职能交叉"
+    status, msg = _workbench(server, disp, cid, "dispatch", dept=A)
+    assert status == "refused" and "arbitrat" in msg
+    assert _workbench(server, disp, cid, "arbitrate", dept=A)[0] == "incomplete"
+    assert _workbench(server, disp, cid, "arbitrate", dept=A, note="经审定由西湖区城管局办理")[0] == "ok"
+    status, msg = _workbench(server, dept, cid, "return", return_reason="territory")
+    assert status == "refused" and "no longer return" in msg
+    with get_db(server).session_scope() as s:
+        reasons = [e.payload["reason"] for e in s.query(IncidentEvent).filter_by(incident_id=cid, action="return")]
+    assert reasons == ["overlap", "territory"]
