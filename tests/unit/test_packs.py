@@ -299,7 +299,7 @@ def test_a_valid_tiny_pack_loads(tmp_path):
 def test_the_workflow_rules_are_pack_data_with_defaults(hangzhou, tmp_path):
     wf = hangzhou.workflow
     assert wf.sign_for_hours == {"normal": 2.0, "urgent": 1.0, "emergency": 0.5}
-    assert wf.max_returns == 2 and wf.disposal_clock == "dispatch"
+    assert wf.max_returns == 2
     assert wf.return_reasons["territory"] == "属地不符" and wf.return_reasons["ownership"] == "权属不清"
     assert wf.return_reasons["overlap"] == "职能交叉"
     # a pack without [workflow] takes the defaults
@@ -471,9 +471,9 @@ BROKEN = {
         _toml_with("[priority_factors]", "[workflow]\nmax_returns = 0\n\n[priority_factors]"),
         r"pack\.toml: \[workflow\] max_returns must be an integer >= 1",
     ),
-    "workflow-clock-unknown": (
-        _toml_with("[priority_factors]", "[workflow]\ndisposal_clock = \"never\"\n\n[priority_factors]"),
-        r"pack\.toml: \[workflow\] disposal_clock must be one of",
+    "workflow-unknown-setting": (
+        _toml_with("[priority_factors]", "[workflow]\ndisposal_clock = \"sign\"\n\n[priority_factors]"),
+        r"pack\.toml: \[workflow\] has unknown setting\(s\) disposal_clock",
     ),
     "triage-department-unknown": (
         _toml_with('"T-TRIAGE"', '"T-NOBODY"'),
