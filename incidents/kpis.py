@@ -655,7 +655,7 @@ def case_flags(facts: pd.DataFrame, results: dict[str, KpiResult]) -> pd.DataFra
     """One row per case behind any of ``results`` (case KPIs), a column per KPI code: "N" when the
     case counts in the numerator (for counts: is counted), "D" when it is in the denominator
     only, "" otherwise. The columns' "N" and "N"+"D" totals are each KPI's numerator and
-    denominator."""
+    denominator — but 退单数 counts returns: a case returned twice in the period is one "N"."""
     cols = {}
     for code, res in results.items():
         num, den = drill_ids(facts, res)

@@ -63,6 +63,8 @@ class Action(StrEnum):
 #: back, aside or out, or move its clock. A case's ``revised_at`` is the time of its last one; at any
 #: instant after that, the KPIs read the case from its fact row with the later milestones masked,
 #: and only the cases revised after the instant are replayed from their events (DESIGN §6).
+#: Not here: ``arbitrate`` (a forward dispatch; it follows a return, which revised the case) and ``sign``
+#: (the 签收 milestones — first sign-for and the first dispatch's sign-for deadline — are fixed once set).
 REVISING_ACTIONS = frozenset({Action.RETURN, Action.REASSIGN, Action.EXTEND, Action.SUSPEND, Action.RESUME,
                               Action.VOID, Action.MERGE, Action.VERIFY_FAIL, Action.REOPEN})
 
