@@ -259,7 +259,7 @@ def clock(c: dict | None) -> list:
     h, over = c["remaining_hours"], c["light"] == "red" or c["remaining_hours"] < 0
     text = (t("clock_over_natural" if natural else "clock_over", h=f"{abs(h):.1f}") if over
             else t("clock_left_natural" if natural else "clock_left", h=f"{h:.1f}"))
-    return [html.Span(className=f"dot {c['light']}"), html.B(text, className=f"clock-left {c['light']}"),
+    return [html.B(text, className=f"clock-left {c['light']}"),
             html.Span(t("clock_deadline", at=local_time(c["deadline"], "%Y-%m-%d %H:%M")), className="clock-date")]
 
 
@@ -355,7 +355,7 @@ def case_map(d: dict) -> go.Figure:
         if f["id"] == d["district_code"]:
             lons, lats = outline(f["geometry"])
     has_point = d["lon"] is not None and d["lat"] is not None
-    # frame the whole district with the point in it (the box is about 440 × 240 px)
+    # frame the whole district with the point in it
     xs = [x for x in lons if x is not None] + ([d["lon"]] if has_point else [])
     ys = [y for y in lats if y is not None] + ([d["lat"]] if has_point else [])
     # line traces with fixed uids: the map layers are updated in place when the case changes
@@ -378,12 +378,13 @@ def case_map(d: dict) -> go.Figure:
     return dcc.Graph(id=ids.CASE_MAP, className="case-map", config=th.MAP_CONFIG, figure=fig)
 
 
-def fit_zoom(xs: list[float], ys: list[float], width_px: int = 420, height_px: int = 220) -> float:
-    """The web-mercator zoom at which the box of these points fits ``width_px`` × ``height_px``."""
+def fit_zoom(xs: list[float], ys: list[float], width_px: int = 320, height_px: int = 210) -> float:
+    """The web-mercator zoom at which the box of these points fits ``width_px`` × ``height_px`` (the
+    smallest map box, a phone's; MapLibre's world is 512 px wide at zoom 0)."""
     lon_span = max(max(xs) - min(xs), 0.002)
     lat_mid = math.radians((max(ys) + min(ys)) / 2)
     lat_span = max((max(ys) - min(ys)) / max(math.cos(lat_mid), 0.1), 0.002)
-    z = min(math.log2(width_px * 360 / (256 * lon_span)), math.log2(height_px * 360 / (256 * lat_span)))
+    z = min(math.log2(width_px * 360 / (512 * lon_span)), math.log2(height_px * 360 / (512 * lat_span)))
     return round(max(min(z, 15.0), 3.0), 2)
 
 
