@@ -25,6 +25,11 @@
       ev.preventDefault(); undo.click(); return;            // Z or Ctrl+Z while an action waits
     }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    if (ev.shiftKey && ev.key.length === 1 && /[a-z]/i.test(ev.key)) {   // Shift + key: the action's form
+      const more = document.querySelector('.case-actions:not(.queued) button[data-form-key="' + ev.key.toLowerCase() + '"]');
+      if (visible(more)) { ev.preventDefault(); more.click(); }
+      return;
+    }
     const api = grid();
     if (ev.key === 'Enter' && api && el.closest && el.closest('#dispatch-grid')) {
       const cell = api.getFocusedCell();

@@ -219,12 +219,20 @@ def render(d: dict) -> tuple:
         photos_section(d),
     ]
     request_only = set(d.get("request_only") or ())
-    actions = [html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
-                           className=f"btn act act-{a}" + (" act-oneclick" if a in ONE_CLICK else ""),
-                           id={"type": ids.CASE_ACT, "action": a},
-                           title=t("one_click_tip", s=UNDO_SECONDS) if a in ONE_CLICK else None,
-                           **{"data-key": KEYS.get(a, "")})
-               for a in d["actions"] if a not in DECISIONS] or [html.Span(t("no_actions"), className="muted")]
+    actions = []
+    for a in d["actions"]:
+        if a in DECISIONS:
+            continue
+        actions.append(html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
+                                   className=f"btn act act-{a}" + (" act-oneclick" if a in ONE_CLICK else ""),
+                                   id={"type": ids.CASE_ACT, "action": a},
+                                   title=t("one_click_tip", s=UNDO_SECONDS) if a in ONE_CLICK else None,
+                                   **{"data-key": KEYS.get(a, "")}))
+        if a in ONE_CLICK:     # the same action with a note (or, at 核查, photos): the form, Shift + key
+            actions.append(html.Button("…", className=f"btn act act-more act-{a}-more", id={"type": ids.CASE_ACT_FORM, "action": a},
+                                       title=t("with_note_tip", action=act_label(a), letter=KEYS.get(a, "").upper()),
+                                       **{"data-form-key": KEYS.get(a, "")}))
+    actions = actions or [html.Span(t("no_actions"), className="muted")]
     may_merge = "merge" in d["actions"]
     dups = [html.Li(className="dup", children=[
         html.A(f"#{x['id']}", href=f"/incidents/{x['id']}", target="_blank"),
@@ -547,11 +555,12 @@ def tick_clock(_n, seen):
                Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
                Output(ids.CASE_PHOTOS, "contents"),
                Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
+               Input({"type": ids.CASE_ACT_FORM, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
                Input({"type": ids.CASE_DECIDE, "action": ALL, "request": ALL}, "n_clicks"),
                Input(ids.CASE_CANCEL, "n_clicks"), Input(ids.CASE_DATA, "data"),
                prevent_initial_call=True)
-def choose_action(_acts, _merges, _decisions, _cancel, seen):
+def choose_action(_acts, _forms, _merges, _decisions, _cancel, seen):
     guard()
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not ctx.triggered[0]["value"]:
@@ -560,7 +569,7 @@ def choose_action(_acts, _merges, _decisions, _cancel, seen):
         return form_state("merge", seen, target=trig["target"])
     if trig["type"] == ids.CASE_DECIDE:
         return form_state(trig["action"], seen, case_request=trig["request"])
-    if trig["action"] in ONE_CLICK:
+    if trig["type"] == ids.CASE_ACT and trig["action"] in ONE_CLICK:
         return form_state(None, seen)      # no form: queued in the browser with its undo (below)
     return form_state(trig["action"], seen)
 

@@ -284,6 +284,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "queued": ("{action} #{id} · {s} 秒后生效", "{action} #{id} · applies in {s} s"),
     "undone": ("已撤销：{action} #{id}，未作任何更改", "Undone: {action} #{id}, nothing changed"),
     "one_click_tip": ("单击即执行，{s} 秒内可撤销", "One click; undo within {s} s"),
+    "with_note_tip": ("{action}并填写说明或附照片（Shift+{letter}）", "{action} with a note or photos (Shift+{letter})"),
     "clock_left": ("剩 {h} 工时", "{h} working h left"),
     "clock_over": ("超时 {h} 工时", "{h} working h over"),
     "clock_left_natural": ("剩 {h} 小时", "{h} h left"),

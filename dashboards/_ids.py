@@ -87,5 +87,6 @@ CASE_RESULT = "case-result"
 CASE_PHOTOS = "case-photos"            # the action form's dcc.Upload (resolve, verify)
 CASE_PHOTOS_LIST = "case-photos-list"  # the names of the photos chosen
 CASE_ACT = "case-act"        # pattern-matching type: {"type": CASE_ACT, "action": …}
+CASE_ACT_FORM = "case-act-form"  # {"type": CASE_ACT_FORM, "action": …}: a one-click action with a note or photos
 CASE_MERGE = "case-merge"    # pattern-matching type: {"type": CASE_MERGE, "target": id}
 CASE_DECIDE = "case-decide"  # pattern-matching type: {"type": CASE_DECIDE, "action": approve|reject, "request": id}

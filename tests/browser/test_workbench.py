@@ -475,3 +475,26 @@ def test_a_full_lifecycle_by_three_users_takes_one_action_click_per_step_that_ne
     assert [e["action"] for e in final["timeline"]] == ["report", "register", "dispatch", "sign", "resolve",
                                                          "verify_pass"]
     assert disp.errors == [] and dept.errors == [] and insp.errors == [], "\n".join(disp.errors + dept.errors + insp.errors)
+
+
+def test_shift_and_the_key_of_a_one_click_action_opens_its_form_for_a_note(new_page, login, department):
+    disp = new_page()
+    login(disp, "dispatcher", "/login?next=/dispatch")
+    cid = _create_case(disp, "浏览器测试：签收附说明")["id"]
+    for body in ({"action": "register", "version": 1}, {"action": "dispatch", "version": 2,
+                                                          "department": department["code"]}):
+        assert disp.request.post(f"/api/v1/incidents/{cid}/actions", data=json.dumps(body),
+                                 headers={"Content-Type": "application/json"}).status == 200
+    dept = new_page()
+    login(dept, "department", f"/login?next=/incidents/{cid}")
+    dept.wait_for_selector(f"#case-body .case-title:has-text('#{cid}')")
+    dept.keyboard.press("Shift+S")
+    dept.wait_for_selector("#case-form:not(.hidden)")
+    assert "签收" in dept.locator("#case-form-title").inner_text()
+    assert dept.locator("#case-queued-bar.hidden").count() == 1        # the form, not the undo window
+    dept.fill("#case-note", "已联系现场人员")
+    dept.click("#case-confirm")
+    dept.wait_for_selector("#case-result:has-text('已完成：签收')")
+    last = _case(dept, cid)["timeline"][-1]
+    assert (last["action"], last["note"]) == ("sign", "已联系现场人员")
+    assert dept.errors == [], "\n".join(dept.errors)
