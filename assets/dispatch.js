@@ -1,6 +1,6 @@
 /* Workbench keyboard: arrows move through the grid (AG Grid), Enter opens the focused row,
    Esc closes the form or the panel, a letter runs the action whose button shows it,
-   Ctrl+Enter confirms the open form. Typing in a field never triggers a shortcut. */
+   Ctrl+Enter confirms the open form, Z undoes a one-click action in its window. Typing in a field never triggers a shortcut. */
 (function () {
   function grid() {
     try { return window.dash_ag_grid && dash_ag_grid.getApi('dispatch-grid'); } catch (e) { return null; }
@@ -20,7 +20,16 @@
       else { const c = document.getElementById('case-close'); if (visible(c)) { c.click(); } }
       return;
     }
+    const undo = document.getElementById('case-undo');
+    if (!typing && (ev.key === 'z' || ev.key === 'Z') && !ev.altKey && visible(undo)) {
+      ev.preventDefault(); undo.click(); return;            // Z or Ctrl+Z while an action waits
+    }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    if (ev.shiftKey && ev.key.length === 1 && /[a-z]/i.test(ev.key)) {   // Shift + key: the action's form
+      const more = document.querySelector('.case-actions:not(.queued) button[data-form-key="' + ev.key.toLowerCase() + '"]');
+      if (visible(more)) { ev.preventDefault(); more.click(); }
+      return;
+    }
     const api = grid();
     if (ev.key === 'Enter' && api && el.closest && el.closest('#dispatch-grid')) {
       const cell = api.getFocusedCell();
@@ -29,8 +38,36 @@
       return;
     }
     if (ev.key.length === 1 && /[a-z]/i.test(ev.key)) {
-      const btn = document.querySelector('.case-actions button[data-key="' + ev.key.toLowerCase() + '"]');
+      const btn = document.querySelector('.case-actions:not(.queued) button[data-key="' + ev.key.toLowerCase() + '"]');
       if (visible(btn)) { ev.preventDefault(); btn.click(); }
     }
   }, true);
+})();
+
+/* The queue's title cell: 新 (dispatched, not yet signed for), 紧急 / 特急 and 督办 tags before the title. */
+window.dashAgGridComponentFunctions = window.dashAgGridComponentFunctions || {};
+window.dashAgGridComponentFunctions.CaseTitle = function (props) {
+  const e = React.createElement, d = props.data || {};
+  const tags = (d.tags || []).map(function (tag) {
+    return e('span', {key: tag[0], className: 'case-tag t-' + tag[0]}, tag[1]);
+  });
+  return e('span', {className: 'case-title-cell'}, tags.concat([props.value]));
+};
+
+/* A one-click action still in its undo window when the page goes away (another page, a closed tab)
+   is sent through the API with the same request id: the server applies it once however it arrives. */
+(function () {
+  function flush() {
+    const q = window.cityopsQueued;
+    if (!q) { return; }
+    window.cityopsQueued = null;
+    fetch('/api/v1/incidents/' + encodeURIComponent(q.case) + '/actions', {
+      method: 'POST', keepalive: true, credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({action: q.action, version: q.version, request_id: q.request_id})});
+  }
+  window.addEventListener('pagehide', flush);
+  // moving to another page inside the app removes the panel without unloading the page
+  setInterval(function () {
+    if (window.cityopsQueued && !document.getElementById('case-queued-bar')) { flush(); }
+  }, 500);
 })();

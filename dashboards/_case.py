@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import uuid
 from datetime import datetime, timezone
 
@@ -41,6 +42,15 @@ FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "note"}, "reassign": 
           **{a.value: {"note", "photos"} for a in STAGE_OF_ACTION if a.value != "verify_fail"}}
 NEEDS = {"void": "reason", "reassign": "dept", "return": "return_reason", "arbitrate": "note", "extend": "hours", "suspend": "note",
          "merge": "dup", "verify_fail": "note", "reject": "note"}
+#: the actions that need no input: one click (or key) queues them in the browser, and they are sent
+#: when the undo window ends or the user moves on (see ``UNDO_SECONDS``). Each can also be put right
+#: by the next ordinary step, so nothing is lost by not asking. Everything else opens the form.
+ONE_CLICK = ("register", "sign", "verify_pass", "resume")
+#: how long a one-click action waits in the browser for 撤销 before it is sent: nothing is written
+#: before, so an undone action leaves no event, no version bump and no trace in the KPIs
+UNDO_SECONDS = 5
+#: the deadline clock is recomputed on the server (working time needs the city's calendar)
+CLOCK_MS = 60_000
 #: the actions that decide a department's request: offered beside the request, not in the action bar
 DECISIONS = ("approve", "reject")
 VOID_REASONS = ("duplicate", "invalid", "not_ours")
@@ -71,9 +81,15 @@ def panel(*, closable: bool) -> html.Div:
         head.append(html.Button("✕", id=ids.CASE_CLOSE, className="case-close", title=f"{t('close')} (Esc)"))
     return html.Div(id=ids.CASE_BOX, className="case-box", children=[
         dcc.Store(id=ids.CASE_DATA), dcc.Store(id=ids.CASE_DONE, data=0), dcc.Store(id=ids.CASE_PENDING),
-        dcc.Interval(id=ids.CASE_TICK, interval=1000),
+        dcc.Store(id=ids.CASE_QUEUED), dcc.Store(id=ids.CASE_COMMIT),
+        dcc.Interval(id=ids.CASE_TICK, interval=CLOCK_MS),
+        dcc.Interval(id=ids.CASE_UNDO_TICK, interval=250, disabled=True),
         html.Div(className="case-head", children=head),
         html.Div(id=ids.CASE_RESULT, className="case-result", role="status"),
+        html.Div(id=ids.CASE_UNDO_BAR, className="case-queued hidden", role="status", children=[
+            html.Span(id=ids.CASE_UNDO_TEXT, className="case-queued-text"),
+            html.Button([t("undo"), html.Kbd("Z")], id=ids.CASE_UNDO, className="btn btn-undo", title=f"{t('undo')} (Z)"),
+            html.Button(t("apply_now"), id=ids.CASE_APPLY_NOW, className="btn btn-small btn-now")]),
         html.Div(id=ids.CASE_BODY, className="case-body"),
         html.Div(id=ids.CASE_ACTIONS, className="case-actions"),
         action_form(),
@@ -212,7 +228,6 @@ def render(d: dict) -> tuple:
             row(t("f_reporter"), reporter, "reporter"),
             row(t("f_reported"), local_time(d["reported_at"], "%Y-%m-%d %H:%M")),
             row(t("f_deadline"), local_time(d["deadline"], "%Y-%m-%d %H:%M") if d["deadline"] else "—"),
-            row(t("f_remaining"), html.Span(hours_text(d["remaining_hours"], d["light"] == "red"), className=f"remaining {light}")),
             sign_row(d, row),
             row(t("f_returns"), (t("returns_n", n=d["return_count"]) if d.get("return_count") else "—")
                 + (" · " + t("arbitrated") if d.get("arbitrated") else "")),
@@ -225,10 +240,20 @@ def render(d: dict) -> tuple:
         photos_section(d),
     ]
     request_only = set(d.get("request_only") or ())
-    actions = [html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
-                           className=f"btn act act-{a}", id={"type": ids.CASE_ACT, "action": a},
-                           **{"data-key": KEYS.get(a, "")})
-               for a in d["actions"] if a not in DECISIONS] or [html.Span(t("no_actions"), className="muted")]
+    actions = []
+    for a in d["actions"]:
+        if a in DECISIONS:
+            continue
+        actions.append(html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
+                                   className=f"btn act act-{a}" + (" act-oneclick" if a in ONE_CLICK else ""),
+                                   id={"type": ids.CASE_ACT, "action": a},
+                                   title=t("one_click_tip", s=UNDO_SECONDS) if a in ONE_CLICK else None,
+                                   **{"data-key": KEYS.get(a, "")}))
+        if a in ONE_CLICK:     # the same action with a note (or, at 核查, photos): the form, Shift + key
+            actions.append(html.Button("…", className=f"btn act act-more act-{a}-more", id={"type": ids.CASE_ACT_FORM, "action": a},
+                                       title=t("with_note_tip", action=act_label(a), letter=KEYS.get(a, "").upper()),
+                                       **{"data-form-key": KEYS.get(a, "")}))
+    actions = actions or [html.Span(t("no_actions"), className="muted")]
     may_merge = "merge" in d["actions"]
     dups = [html.Li(className="dup", children=[
         html.A(f"#{x['id']}", href=f"/incidents/{x['id']}", target="_blank"),
@@ -247,9 +272,24 @@ def render(d: dict) -> tuple:
              "request_only": sorted(request_only),
              "requests": {str(r["id"]): r["kind"] for r in d.get("requests", ()) if r["status"] == "pending"},
              "suggested": s["department_code"], "department": d["department_code"],
-             "deadline": d["deadline"].isoformat() if d["deadline"] else None,
-             "running": d["light"] is not None, "countdown_label": t("f_countdown")}
+             "one_click": [a for a in d["actions"] if a in ONE_CLICK],
+             "labels": {a: act_label(a) for a in d["actions"] if a in ONE_CLICK},
+             "texts": {"queued": t("queued", s="{s}", action="{action}", id="{id}"),
+                       "undone": t("undone", action="{action}", id="{id}")}}
     return [b for b in body if b is not None], actions, more, case_map(d), store
+
+
+def clock(c: dict | None) -> list:
+    """The case's one deadline clock: time left (or over) in working time — natural hours for a
+    natural-time category — with the deadline itself as a date; empty when the clock does not run."""
+    if not c or c.get("remaining_hours") is None:
+        return []
+    natural = c.get("time_unit") == "natural_hours"
+    h, over = c["remaining_hours"], c["light"] == "red" or c["remaining_hours"] < 0
+    text = (t("clock_over_natural" if natural else "clock_over", h=f"{abs(h):.1f}") if over
+            else t("clock_left_natural" if natural else "clock_left", h=f"{h:.1f}"))
+    return [html.B(text, className=f"clock-left {c['light']}"),
+            html.Span(t("clock_deadline", at=local_time(c["deadline"], "%Y-%m-%d %H:%M")), className="clock-date")]
 
 
 STAGES = ("report", "resolve", "verify")
@@ -321,12 +361,23 @@ def timeline(events: list[dict]) -> html.Ol:
         items.append(html.Li(className=f"ev ev-{e['action']}", children=[
             html.Span(local_time(e["at"], "%m-%d %H:%M:%S"), className="ev-at"),
             html.B(label),
-            html.Span(f" {e['actor']}", className="ev-actor"),
+            html.Span(f" {actor_text(e)}", className="ev-actor", title=e["actor"]),
             html.Span(f" → {state_label(e['to_state'])}" if e["to_state"] else ""),
             html.Span(f" · {e['department']}" if e["department"] else "", className="muted"),
             html.Div(e["note"], className="ev-note") if e["note"] else None,
             html.Div(" · ".join(extra), className="ev-note muted") if extra else None]))
     return html.Ol(items, className="timeline")
+
+
+def actor_text(e: dict) -> str:
+    """Who acted, as people read it: 王芳（西湖区城市管理局）, 李强（派遣员）; a feed or token as it came."""
+    name = e.get("actor_name") or e["actor"]
+    unit = e.get("actor_unit") or (role_label(e["actor_role"]) if e.get("actor_role") else None)
+    return f"{name}（{unit}）" if unit else name
+
+
+def role_label(role: str) -> str:
+    return t(f"role_{role}") if f"role_{role}" in TEXT else role
 
 
 def case_map(d: dict) -> go.Figure:
@@ -336,22 +387,38 @@ def case_map(d: dict) -> go.Figure:
     for f in shapes["features"]:
         if f["id"] == d["district_code"]:
             lons, lats = outline(f["geometry"])
+    has_point = d["lon"] is not None and d["lat"] is not None
+    # frame the whole district with the point in it
+    xs = [x for x in lons if x is not None] + ([d["lon"]] if has_point else [])
+    ys = [y for y in lats if y is not None] + ([d["lat"]] if has_point else [])
     # line traces with fixed uids: the map layers are updated in place when the case changes
     traces = [go.Scattermap(lon=lons, lat=lats, mode="lines", uid="case-district", hoverinfo="skip",
                             line=dict(color=th.ACCENT, width=2))]
-    has_point = d["lon"] is not None and d["lat"] is not None
     if has_point:
         color = th.LIGHT_COLORS.get(d["light"] or "none", th.ACCENT)
         traces.append(go.Scattermap(lon=[round(d["lon"], 5)], lat=[round(d["lat"], 5)], mode="markers", uid="case-point",
                                     marker=dict(size=16, color=color), hovertext=[d["address"] or d["title"]],
                                     hoverinfo="text"))
-    center = dict(lon=d["lon"], lat=d["lat"]) if has_point else dict(lon=city.center[1], lat=city.center[0])
+    if xs:
+        center, zoom = dict(lon=(min(xs) + max(xs)) / 2, lat=(min(ys) + max(ys)) / 2), fit_zoom(xs, ys)
+    else:
+        center, zoom = dict(lon=city.center[1], lat=city.center[0]), city.zoom
     fig = go.Figure(traces)
     fig.update_layout(**th.base_layout(margin=dict(l=0, r=0, t=0, b=0), map=dict(
-        style=th.MAP_STYLE_URL, center=center, zoom=11.5 if has_point else city.zoom)))
+        style=th.MAP_STYLE_URL, center=center, zoom=zoom)))
     # the style goes by URL (/map/style.json): an inline style object is re-applied by MapLibre on
     # every update of the figure and fails on the layers it already has ("layer already exists")
     return dcc.Graph(id=ids.CASE_MAP, className="case-map", config=th.MAP_CONFIG, figure=fig)
+
+
+def fit_zoom(xs: list[float], ys: list[float], width_px: int = 320, height_px: int = 210) -> float:
+    """The web-mercator zoom at which the box of these points fits ``width_px`` × ``height_px`` (the
+    smallest map box, a phone's; MapLibre's world is 512 px wide at zoom 0)."""
+    lon_span = max(max(xs) - min(xs), 0.002)
+    lat_mid = math.radians((max(ys) + min(ys)) / 2)
+    lat_span = max((max(ys) - min(ys)) / max(math.cos(lat_mid), 0.1), 0.002)
+    z = min(math.log2(width_px * 360 / (512 * lon_span)), math.log2(height_px * 360 / (512 * lat_span)))
+    return round(max(min(z, 15.0), 3.0), 2)
 
 
 def outline(geometry: dict) -> tuple[list, list]:
@@ -485,19 +552,29 @@ FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in FORM_FIELDS]
 
 @dash.callback(Output(ids.CASE_BODY, "children"), Output(ids.CASE_ACTIONS, "children"),
                Output(f"{ids.CASE_BODY}-more", "children"), Output(f"{ids.CASE_MAP}-box", "children"),
-               Output(ids.CASE_DATA, "data"),
+               Output(ids.CASE_DATA, "data"), Output(ids.CASE_COUNTDOWN, "children"),
                Input(ids.CASE_ID, "data"), Input(ids.CASE_DONE, "data"))
 def show_case(incident_id, _done):
     guard()
     if incident_id in (None, ""):
-        return [], [], [], [], None
+        return [], [], [], [], None, []
     d = load(incident_id)
-    out = tuple(render(d) if d else not_found(incident_id))
+    out = tuple(render(d) if d else not_found(incident_id)) + (clock(d),)
     if ctx.triggered_id == ids.CASE_DONE:
         # the same case reloads after an action or a conflict: keep its map (replacing a map that is
         # still drawing makes plotly fail on the purged graph); the point has not moved
         out = out[:3] + (no_update,) + out[4:]
     return out
+
+
+@dash.callback(Output(ids.CASE_COUNTDOWN, "children", allow_duplicate=True), Input(ids.CASE_TICK, "n_intervals"),
+               State(ids.CASE_DATA, "data"), prevent_initial_call=True)
+def tick_clock(_n, seen):
+    guard()
+    if not seen or not seen.get("id"):
+        return []
+    return clock(cases.case_clock(datetime.now(timezone.utc), int(seen["id"]), calendar=reference.case_rules().calendar,
+                                  role=str(current_user.role), department_code=current_user.department_code))
 
 
 @dash.callback(Output(ids.CASE_PENDING, "data"), Output(ids.CASE_FORM, "className"),
@@ -506,11 +583,12 @@ def show_case(incident_id, _done):
                Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
                Output(ids.CASE_PHOTOS, "contents"),
                Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
+               Input({"type": ids.CASE_ACT_FORM, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
                Input({"type": ids.CASE_DECIDE, "action": ALL, "request": ALL}, "n_clicks"),
                Input(ids.CASE_CANCEL, "n_clicks"), Input(ids.CASE_DATA, "data"),
                prevent_initial_call=True)
-def choose_action(_acts, _merges, _decisions, _cancel, seen):
+def choose_action(_acts, _forms, _merges, _decisions, _cancel, seen):
     guard()
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not ctx.triggered[0]["value"]:
@@ -519,6 +597,8 @@ def choose_action(_acts, _merges, _decisions, _cancel, seen):
         return form_state("merge", seen, target=trig["target"])
     if trig["type"] == ids.CASE_DECIDE:
         return form_state(trig["action"], seen, case_request=trig["request"])
+    if trig["type"] == ids.CASE_ACT and trig["action"] in ONE_CLICK:
+        return form_state(None, seen)      # no form: queued in the browser with its undo (below)
     return form_state(trig["action"], seen)
 
 
@@ -532,7 +612,7 @@ def choose_action(_acts, _merges, _decisions, _cancel, seen):
                State(ids.CASE_RETURN_REASON, "value"),
                prevent_initial_call=True)
 def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level, photos, photo_names,
-                   return_reason):
+                   return_reason=None):
     guard_actions()
     status, message = run_action(pending, seen, dict(reason=reason, note=note, hours=hours, dept=dept,
                                                      dup=dup, level=level, photos=photos, photo_names=photo_names,
@@ -549,13 +629,81 @@ def show_chosen_photos(contents, names):
     return t("upload_chosen", n=len(names), names="、".join(str(n) for n in names)) if names else ""
 
 
+def commit_one_click(queued: dict | None) -> tuple[str, str]:
+    """Send a one-click action whose undo window is over: the same ``run_action`` as the form, with
+    the version the user saw and the request id made when it was clicked (a retry or the page's
+    last-moment send through the API applies it once). Anything but a one-click action is refused
+    here: the others need what the form asks for."""
+    if not isinstance(queued, dict) or queued.get("action") not in ONE_CLICK:
+        return "refused", t("refused", msg="not a one-click action")
+    try:
+        case_id, version = int(queued["case"]), int(queued["version"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return "refused", t("refused", msg="case and version must be numbers")
+    request_id = str(queued.get("request_id") or "")[:80] or None
+    return run_action({"action": queued["action"], "case": case_id, "request_id": request_id},
+                      {"id": case_id, "version": version}, {})
+
+
+@dash.callback(Output(ids.CASE_RESULT, "children", allow_duplicate=True),
+               Output(ids.CASE_DONE, "data", allow_duplicate=True),
+               Output(ids.CASE_RESULT, "className", allow_duplicate=True),
+               Input(ids.CASE_COMMIT, "data"), State(ids.CASE_DONE, "data"), prevent_initial_call=True)
+def commit_action(queued, done):
+    guard_actions()
+    if not queued:
+        raise dash.exceptions.PreventUpdate
+    status, message = commit_one_click(queued)
+    return message, (done or 0) + 1 if status in ("ok", "conflict") else no_update, f"case-result {status}"
+
+
+# One click queues the action in the browser; 撤销 (or Z) drops it, nothing sent; the window's end,
+# 立即生效, another case or another one-click action sends it (CASE_COMMIT → commit_action). The
+# queued action is mirrored on window.cityopsQueued: leaving the page sends it through the API
+# (assets/dispatch.js), with the same request id.
 dash.clientside_callback(
-    """function(n, seen) {
-        if (!seen || !seen.deadline || !seen.running) { return ''; }
-        const ms = new Date(seen.deadline) - new Date();
-        const a = Math.abs(ms), h = Math.floor(a / 3600000), m = Math.floor(a % 3600000 / 60000),
-              s = Math.floor(a % 60000 / 1000);
-        const txt = h + ':' + String(m).padStart(2, '0') + ':' + String(s).padStart(2, '0');
-        return seen.countdown_label + ' ' + (ms < 0 ? '−' : '') + txt;
-    }""",
-    Output(ids.CASE_COUNTDOWN, "children"), Input(ids.CASE_TICK, "n_intervals"), State(ids.CASE_DATA, "data"))
+    """function(acts, undo, now, tick, caseId, seen, queued) {
+        const nu = window.dash_clientside.no_update, C = window.dash_clientside.callback_context;
+        const trig = C.triggered || [];
+        const ids = trig.filter(t => t.value || t.prop_id.indexOf('%(cid)s.') === 0).map(t => t.prop_id);
+        const UNDO_MS = %(ms)d, T = (seen && seen.texts) || {queued: '{action} #{id} · {s}', undone: '{action} #{id}'};
+        let commit = nu, result = nu;
+        let next = queued;
+        const send = function () { if (next) { commit = Object.assign({}, next); next = null; } };
+        if (ids.some(i => i.indexOf('"type":"%(act)s"') >= 0)) {
+            const id = JSON.parse(ids.find(i => i.indexOf('"type":"%(act)s"') >= 0).split('.')[0]);
+            if (!seen || (seen.one_click || []).indexOf(id.action) < 0) { return [nu, nu, nu, nu, nu, nu, nu]; }
+            if (next && next.case === seen.id && next.action === id.action) { return [nu, nu, nu, nu, nu, nu, nu]; }
+            send();
+            const rid = (window.crypto && crypto.randomUUID) ? crypto.randomUUID().replace(/-/g, '')
+                        : String(Date.now()) + Math.random().toString(16).slice(2);
+            next = {action: id.action, case: seen.id, version: seen.version, request_id: rid,
+                    label: (seen.labels || {})[id.action] || id.action, until: Date.now() + UNDO_MS};
+            result = '';
+        } else if (ids.indexOf('%(undo)s.n_clicks') >= 0) {
+            if (next) { result = T.undone.replace('{action}', next.label).replace('{id}', next.case); next = null; }
+        } else if (ids.indexOf('%(now)s.n_clicks') >= 0) {
+            send();
+        } else if (ids.indexOf('%(cid)s.data') >= 0) {
+            if (next && next.case !== caseId) { send(); }
+        } else if (next && Date.now() >= next.until) {
+            send();
+        }
+        window.cityopsQueued = next;
+        let text = '', bar = 'case-queued hidden';
+        if (next) {
+            const left = Math.max(1, Math.ceil((next.until - Date.now()) / 1000));
+            text = T.queued.replace('{action}', next.label).replace('{id}', next.case).replace('{s}', left);
+            bar = 'case-queued';
+        }
+        const actions = next && seen && next.case === seen.id ? 'case-actions queued' : 'case-actions';
+        const same = JSON.stringify(next) === JSON.stringify(queued);
+        return [same ? nu : next, commit, !next, text, bar, actions, result];
+    }""" % {"ms": UNDO_SECONDS * 1000, "act": ids.CASE_ACT, "undo": ids.CASE_UNDO, "now": ids.CASE_APPLY_NOW,
+            "cid": ids.CASE_ID},
+    Output(ids.CASE_QUEUED, "data"), Output(ids.CASE_COMMIT, "data"), Output(ids.CASE_UNDO_TICK, "disabled"),
+    Output(ids.CASE_UNDO_TEXT, "children"), Output(ids.CASE_UNDO_BAR, "className"),
+    Output(ids.CASE_ACTIONS, "className"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
+    Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"), Input(ids.CASE_UNDO, "n_clicks"),
+    Input(ids.CASE_APPLY_NOW, "n_clicks"), Input(ids.CASE_UNDO_TICK, "n_intervals"), Input(ids.CASE_ID, "data"),
+    State(ids.CASE_DATA, "data"), State(ids.CASE_QUEUED, "data"), prevent_initial_call=True)

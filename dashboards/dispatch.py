@@ -46,7 +46,9 @@ def _columns() -> list[dict]:
                             "light-green": "params.value == 'green'"}},
         {"field": "remaining", "headerName": t("col_remaining"), "width": 130,
          "cellClassRules": {"over": "params.data && params.data.light == 'red'"}},
-        {"field": "title", "headerName": t("col_title"), "flex": 2, "minWidth": 200, **text},
+        {"field": "title", "headerName": t("col_title"), "flex": 2, "minWidth": 200, **text,
+         # 新 (待签收) and 紧急 / 督办 tags in front of the title
+         "cellRenderer": "CaseTitle"},
         {"field": "category", "headerName": t("col_category"), "width": 130, **text},
         {"field": "state", "headerName": t("col_state"), "width": 96},
         {"field": "request", "headerName": t("col_request"), "width": 130, "sortable": False,
@@ -82,6 +84,9 @@ def layout(**_kwargs):
         id=ids.DISPATCH_GRID, className="dispatch-grid", rowModelType="infinite", columnDefs=_columns(),
         defaultColDef={"sortable": True, "resizable": True, "suppressHeaderMenuButton": False},
         getRowId="'' + params.data.id",
+        rowClassRules={"row-attention": "params.data && params.data.attention",
+                       "row-emergency": "params.data && params.data.priority_code == 'emergency'",
+                       "row-new": "params.data && params.data.new"},
         dashGridOptions={"theme": _grid_theme(), "cacheBlockSize": BLOCK, "maxBlocksInCache": 20,
                          "infiniteInitialRowCount": 1, "rowBuffer": 20,
                          "rowSelection": {"mode": "multiRow", "checkboxes": True, "headerCheckbox": False,
@@ -95,7 +100,7 @@ def layout(**_kwargs):
         html.Div(className="wb-bar", children=[
             *header,
             dcc.RadioItems(id=ids.DISPATCH_VIEW, value="my_todo", className="views", inline=True,
-                           options=[{"label": t(f"view_{k}"), "value": k} for k in VIEWS]),
+                           options=[{"label": t(f"view_{k}"), "value": k} for k in cases.views_for(str(current_user.role))]),
             dcc.Input(id=ids.DISPATCH_SEARCH, type="search", debounce=True, className="wb-search",
                       placeholder=t("search_placeholder")),
             html.Span(id=ids.DISPATCH_TOTAL, className="wb-total"),
@@ -127,13 +132,18 @@ def row_of(r: dict) -> dict:
             "request_tip": " / ".join(f"{_case.request_summary(q)} · {t('requested_by')} {q['requested_by']}"
                                       + (f" · {q['note']}" if q["note"] else "") for q in r.get("requests") or ()),
             "priority": t(f"priority_{r['priority']}") if r["priority"] in ("normal", "urgent", "emergency") else r["priority"],
+            "priority_code": r["priority"], "attention": r.get("attention", False), "new": r.get("new", False),
+            "tags": ([["new", t("tag_new")]] if r.get("new") else [])
+                    + ([[r["priority"], t(f"priority_{r['priority']}")]] if r["priority"] in cases.ATTENTION_PRIORITIES else [])
+                    + ([["supervised", t("tag_supervised")]] if r["supervise_level"] else []),
             "district": r["district"] or "—", "department": r["department"] or "—",
             "reported_at": local_time(r["reported_at"]), "supervise_level": r["supervise_level"] or 0}
 
 
 def fetch_block(request: dict, view: str, search: str | None) -> tuple[dict, str]:
-    page = cases.queue_page(
-        datetime.now(timezone.utc), view=view if view in VIEWS else "my_todo", role=str(current_user.role),
+    role = str(current_user.role)
+    page = cases.queue_page(   # a view this role does not have (a crafted request) falls back to its to-do
+        datetime.now(timezone.utc), view=view if view in cases.views_for(role) else "my_todo", role=role,
         department_code=current_user.department_code, q=search or "", sort_model=request.get("sortModel"),
         filter_model=request.get("filterModel"), start=request.get("startRow", 0),
         end=request.get("endRow", BLOCK), calendar=reference.case_rules().calendar)

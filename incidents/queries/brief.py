@@ -12,6 +12,7 @@ before ``as_of`` shows from the next step on.)
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Optional
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from data_sources.store.cache import cache
-from data_sources.store.db import read_scope
+from data_sources.store.db import get_db, read_scope
 from incidents import kpis
 from incidents.queries import kpi_facts
 from incidents.queries._common import current_version, runtime
@@ -139,16 +140,26 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
     period = kpis.Period(start, end)
     kw = dict(tz=tz, targets=pack.kpi_targets, weights=pack.kpi_weights or None)
     buckets = kpis.period_buckets(period, tz)
-    with read_scope() as s:
-        ps = _sums(s, period, as_of, buckets)
-        dept_names = dict(s.execute(select(Department.code, Department.name)).all())
-        district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
-        by_dept = kpi_facts.report(ps, group_by="department", names=dept_names, **kw)
-        by_district = kpi_facts.report(ps, group_by="district", names=district_names, **kw)
-        series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=tz)
-        reports = [kpi_facts.report(_sums(s, cmp.period, cmp.as_of, grouped=False), **kw)
-                   for cmp in kpis.comparisons(period, as_of, tz)]
-        ind, vals = _indicator_frames(s, end, tz)
+    db = get_db()
+
+    def totals(cmp: kpis.Comparison) -> kpi_facts.PeriodSums:
+        with db.read_scope() as s:
+            return kpi_facts.period_sums(s, cmp.period, cmp.as_of, cal=rt.calendar,
+                                         priority_factors=pack.priority_factors,
+                                         hours_per_day=rt.calendar.hours_per_day, tz=tz, grouped=False)
+    # 环比 and 同比 on connections of their own while this thread sums the period: the database
+    # scans them side by side (each its own backend, or SQLite stepping without the GIL)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cityops-brief") as pool:
+        compared = [pool.submit(totals, cmp) for cmp in kpis.comparisons(period, as_of, tz)]
+        with read_scope() as s:
+            ps = _sums(s, period, as_of, buckets)
+            dept_names = dict(s.execute(select(Department.code, Department.name)).all())
+            district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
+            by_dept = kpi_facts.report(ps, group_by="department", names=dept_names, **kw)
+            by_district = kpi_facts.report(ps, group_by="district", names=district_names, **kw)
+            series = kpis.series_from_sums(ps.buckets, ps.rates, buckets, as_of, tz=tz)
+            ind, vals = _indicator_frames(s, end, tz)
+        reports = [kpi_facts.report(f.result(), **kw) for f in compared]
     indicators = kpis.indicator_results(ind, vals, period, tz)
     prev = kpis.Period(reports[0].start, reports[0].end)
     prev_ind = {r.code: r.value for r in kpis.indicator_results(ind, vals, prev, tz)}

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session, aliased
 
 from data_sources.store.db import session_scope
 from incidents import bounds, permissions
-from incidents.model import Action, Light, RequestStatus, Role, State
+from incidents.lifecycle import DomainError
+from incidents.model import Action, Light, Priority, RequestStatus, Role, State
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr
-from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent
+from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent, User
 
 
 #: "my to-do" by role: what waits for this role's next action
@@ -27,6 +28,31 @@ TODO_STATES = {
 #: the workbench's ready-made views (my_todo depends on the role, see :func:`view_conditions`)
 QUEUE_VIEWS = ("my_todo", "pending_approval", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
                "pending_verify", "supervised", "suspended")
+
+
+#: the actions a ready-made view is for: a role sees a view when it may take one of them (my_todo and
+#: all_open are every workbench role's); a department has no use for 待立案 or 待派遣
+_RUNNING_WORK = frozenset({Action.SIGN, Action.RESOLVE, Action.REASSIGN, Action.EXTEND, Action.SUPERVISE})
+VIEW_ACTIONS: dict[str, frozenset[Action]] = {
+    "pending_approval": frozenset({Action.APPROVE}),
+    "pending_register": frozenset({Action.REGISTER, Action.VOID}),
+    "pending_dispatch": frozenset({Action.DISPATCH}),
+    "yellow": _RUNNING_WORK, "red": _RUNNING_WORK,
+    "pending_verify": frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
+    "supervised": _RUNNING_WORK,
+    "suspended": frozenset({Action.RESUME}),
+}
+#: the priorities that stand out in the queue (row colour, first in 我的待办)
+ATTENTION_PRIORITIES = (Priority.URGENT.value, Priority.EMERGENCY.value)
+
+
+def views_for(role: str | None) -> tuple[str, ...]:
+    """The ready-made views ``role`` can act on, in the workbench's order."""
+    try:
+        mine = permissions.actions_for(role) if role else frozenset()
+    except (DomainError, ValueError):   # an unknown role: only its to-do
+        mine = frozenset()
+    return tuple(v for v in QUEUE_VIEWS if v not in VIEW_ACTIONS or VIEW_ACTIONS[v] & mine)
 
 
 def queue_version() -> int:
@@ -153,8 +179,17 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
         if col is Incident.deadline:
             order.append(Incident.deadline.is_(None))  # no deadline: last either way
         order.append(col.desc() if desc else col.asc())
+    attention = or_(Incident.priority.in_(ATTENTION_PRIORITIES), Incident.supervise_level > 0)
+    # 待签收 for a department: dispatched to it and not yet signed for (a rework comes back this way too)
+    new = Incident.state == State.DISPATCHED.value
     if not order:
         order = [Incident.deadline.is_(None), Incident.deadline.asc(), Incident.reported_at.desc()]
+        if view == "my_todo":
+            # 紧急 / 督办 first, then (a department's) newly dispatched cases, newest first, then by deadline
+            first = [case((attention, 0), else_=1)]
+            if role == Role.DEPARTMENT.value:
+                first += [case((new, 0), else_=1), case((new, Incident.dispatched_at), else_=None).desc()]
+            order = first + order
     order.append(Incident.id.desc())
     start = max(int(start or 0), 0)
     size = min(max(int(end or 0) - start, 1), 500)
@@ -162,9 +197,9 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     stmt = (select(Incident.id, Incident.version, Incident.title, Incident.state, Incident.priority,
                    Incident.reported_at, Incident.deadline, Incident.supervise_level, Incident.address,
                    Incident.department_code, Incident.district_code, Incident.category_code,
+                   Incident.dispatched_at, attention.label("attention"), new.label("new"),
                    Category.name.label("category"), Category.time_unit, Department.name.label("department"),
-                   district.name.label("district"), lt.label("light"), Incident.dispatched_at,
-                   Incident.signed_at, Incident.sign_due)
+                   district.name.label("district"), lt.label("light"), Incident.signed_at, Incident.sign_due)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
             .outerjoin(district, district.code == Incident.district_code)
@@ -179,6 +214,8 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
         waiting = pending_requests_of(s, [r["id"] for r in rows])
     for r in rows:
         r["requests"] = waiting.get(r["id"], [])
+        r["attention"] = bool(r["attention"])
+        r["new"] = bool(r["new"]) and role == Role.DEPARTMENT.value
         running = r["state"] in RUNNING_STATES and r["deadline"] is not None
         r["light"] = r["light"] if running else None
         r["sign_light"] = sign_light_of(r["state"], r["dispatched_at"], r["signed_at"], r["sign_due"], now, calendar)
@@ -236,6 +273,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
         events = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == c.id)
                            .order_by(IncidentEvent.id)).all()
         names = dict(s.execute(select(Department.code, Department.name)).all())
+        people = actors_of(s, {e.actor for e in events}, names)
         area = dict(s.execute(select(Area.code, Area.name).where(Area.code.in_(
             [x for x in (c.district_code, c.grid_code) if x]))).all())
         cat = s.get(Category, c.category_code) if c.category_code else None
@@ -272,6 +310,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
                                                                 rules.calendar),
             "return_count": c.return_count or 0, "arbitrated": bool(c.arbitrated),
             "return_reasons": dict(rules.return_reasons),
+            "time_unit": cat.time_unit if cat else None,
             "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
             "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,
             "updated_at": c.updated_at, "updated_by": c.updated_by or "",
@@ -289,7 +328,9 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "attachments": attachments,
             "may_see_media": permissions.may_see_media(role, user_department=department_code,
                                                        case_department=c.department_code),
-            "timeline": [{"at": e.at, "actor": e.actor, "action": e.action, "from_state": e.from_state,
+            "timeline": [{"at": e.at, "actor": e.actor, "actor_name": people.get(e.actor, {}).get("name") or e.actor,
+                          "actor_unit": people.get(e.actor, {}).get("unit"), "actor_role": people.get(e.actor, {}).get("role"),
+                          "action": e.action, "from_state": e.from_state,
                           "to_state": e.to_state, "department": names.get(e.department_code),
                           "note": e.note or "", "payload": e.payload or {}} for e in events],
         }
@@ -311,6 +352,35 @@ def blocked_of(case: Incident, rules) -> frozenset:
     from incidents.lifecycle import blocked_actions
     return blocked_actions(return_count=case.return_count or 0, max_returns=rules.max_returns,
                            arbitrated=bool(case.arbitrated))
+
+
+def case_clock(now: datetime, incident_id: int, *, calendar, role: str, department_code: str | None) -> dict | None:
+    """The case's one deadline clock as of ``now``: light and time left (working hours, or natural
+    hours for a natural-time category), None when it does not run or the user may not see the case."""
+    from incidents.sla import remaining_working_hours
+    with session_scope() as s:
+        row = s.execute(select(Incident.state, Incident.deadline, Incident.warn_at, Category.time_unit)
+                        .outerjoin(Category, Category.code == Incident.category_code)
+                        .where(Incident.id == int(incident_id), *scope_conditions(role, department_code))).first()
+    if row is None or row.state not in RUNNING_STATES or row.deadline is None:
+        return None
+    light = (Light.RED if row.deadline < now else Light.YELLOW if row.warn_at is not None and row.warn_at < now
+             else Light.GREEN).value
+    return {"light": light, "deadline": row.deadline, "time_unit": row.time_unit,
+            "remaining_hours": round(remaining_working_hours(row.deadline, now, calendar, time_unit=row.time_unit), 2)}
+
+
+def actors_of(s: Session, usernames: set[str], departments: dict[str, str]) -> dict[str, dict]:
+    """The people behind the timeline's login names: display name, their department's name (or
+    None) and role. Channels such as ``push:feed token:name`` are no users and stay as they are."""
+    names = [u for u in usernames if u]
+    if not names:
+        return {}
+    out = {}
+    for username, display, role, dept in s.execute(select(User.username, User.display_name, User.role,
+                                                          User.department_code).where(User.username.in_(names))):
+        out[username] = {"name": display or username, "unit": departments.get(dept) if dept else None, "role": role}
+    return out
 
 
 def light_of(case: Incident, now: datetime) -> str:

@@ -55,9 +55,8 @@ def test_a_department_resolves_with_a_photo_and_the_inspector_compares_before_an
     login(dept, "department", f"/login?next=/incidents/{cid}")
     dept.wait_for_selector(f"#case-body .case-title:has-text('#{cid}')")
     dept.wait_for_selector(".case-photos img")
-    dept.keyboard.press("s")
-    dept.wait_for_selector("#case-form:not(.hidden)")
-    dept.click("#case-confirm")
+    dept.keyboard.press("s")                          # 签收: one key, applied when its undo window ends
+    dept.wait_for_selector("#case-queued-bar:not(.hidden)")
     dept.wait_for_selector("#case-result:has-text('已完成：签收')")
     dept.wait_for_function("() => document.querySelector('#case-body .state-chip').innerText === '处置中'")
     dept.keyboard.press("f")

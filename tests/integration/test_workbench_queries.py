@@ -197,3 +197,46 @@ def test_case_detail_hides_other_departments_cases_and_masks_the_reporter(server
     assert viewer["actions"] == [] and viewer["reporter_masked"]
     assert [e["action"] for e in disp["timeline"]] == ["report", "register"]
     assert {d["id"] for d in disp["duplicates"]} <= {cases[n] for n in OPEN}
+
+
+@pytest.mark.parametrize("role, expected", [
+    ("dispatcher", tuple(v for v in case_queries.QUEUE_VIEWS if v != "pending_verify")),   # 核查 is the inspector's
+    ("department", ("my_todo", "all_open", "yellow", "red", "supervised")),
+    ("inspector", ("my_todo", "all_open", "pending_verify")),
+    ("leader", ("my_todo", "all_open", "yellow", "red", "supervised")),
+    ("admin", ("my_todo", "all_open")),
+])
+def test_each_role_is_offered_only_the_views_it_can_act_on(role, expected):
+    assert case_queries.views_for(role) == tuple(expected)
+
+
+def test_a_departments_todo_puts_urgent_and_supervised_first_then_new_cases_flagged_new(server, cases):
+    """紧急/特急 and 督办 first; then the cases just dispatched to it (待签收, newest first), flagged new;
+    then the rest by deadline — even when the rest are nearer their deadline."""
+    rules = get_runtime(server).rules
+    extra = {}
+    with server.app_context(), get_db(server).session_scope() as s:
+        for name, actions, minutes in (("old_signed", ["register", "dispatch", "sign"], 1),
+                                       ("new_first", ["register", "dispatch"], 2),
+                                       ("new_second", ["register", "dispatch"], 3)):
+            at = NOW - timedelta(minutes=60 - minutes)
+            case = services.create_case(s, rules, source="t", external_id=name, channel="12345", title=name,
+                                        reported_at=at, now=at, category_code="E0101", lon=120.1, lat=30.27,
+                                        priority=Priority.NORMAL)
+            for action in actions:
+                actor = services.Actor(DEPT.username, DEPT.role, OWN) if action == "sign" else DISP
+                services.perform(s, rules, actor, case.id, action, version=case.version, now=at,
+                                 department=OWN if action == "dispatch" else None)
+            extra[name] = case.id
+        # the signed one is nearest its deadline: without the rule it would come first
+        s.execute(update(Incident).where(Incident.id == extra["old_signed"])
+                  .values(deadline=NOW + timedelta(minutes=30)).execution_options(synchronize_session=False))
+    rows = page(server, view="my_todo", role="department", department_code=OWN).rows
+    order = [r["id"] for r in rows]
+    attention = {cases["green"], cases["red"]}               # 特急 (dispatched) and 紧急 (signed) in PLAN
+    assert set(order[:2]) == attention and all(r["attention"] for r in rows[:2])
+    assert order[2:5] == [extra["new_second"], extra["new_first"], extra["old_signed"]]
+    flags = {r["id"]: r["new"] for r in rows}
+    assert flags[extra["new_first"]] and flags[extra["new_second"]] and not flags[extra["old_signed"]]
+    # the dispatcher's rows are never flagged new (new means: waiting for this department's 签收)
+    assert not any(r["new"] for r in page(server, view="all_open", role="dispatcher").rows)
