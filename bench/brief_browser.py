@@ -3,7 +3,7 @@ database with the demo history, driven by headless Debian Chromium (Playwright, 
 ``playwright install``) at the demo size, 1920×1080. Times from the browser's side, until the
 thing is drawn:
 
-    load    /brief opened (the last 30 days) until the 12 case cards show their numbers
+    load    /brief opened (the last 30 days) until every case card shows its number
             (cold: the brief computed by the server; warm: a second leader's load, the brief cached)
     period  a click on 本月 until the cards of the new period are drawn
     drill   a click on the 结案率 card until the drawer's first rows of cases are drawn
@@ -83,10 +83,11 @@ def _login(ctx, base: str):
 
 
 def _cards_drawn(page) -> None:
-    """All 12 case cards show their number (not just the first one drawn)."""
-    page.wait_for_function("""() => {
+    """Every case card (one per case KPI) shows its number (not just the first one drawn)."""
+    from incidents.kpis import CASE_KPIS
+    page.wait_for_function("""n => {
         const v = document.querySelectorAll('#brief-case-cards .brief-card .card-value');
-        return v.length === 12 && Array.from(v).every(e => e.textContent.trim() !== ''); }""")
+        return v.length === n && Array.from(v).every(e => e.textContent.trim() !== ''); }""", arg=len(CASE_KPIS))
 
 
 def measure(base: str, browser, runs: int) -> dict[str, list[float]]:
