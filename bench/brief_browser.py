@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench._common import ROOT, header
@@ -124,21 +125,11 @@ def measure(base: str, browser, runs: int) -> dict[str, list[float]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.brief_browser", description=__doc__.split("\n\n")[0])
-    p.add_argument("--days", type=int, default=90, help="days of demo history (the demo default: 90)")
-    p.add_argument("--runs", type=int, default=3)
-    args = p.parse_args(argv)
-    header("leader brief in headless Chromium, 1920×1080", argv)
+@contextmanager
+def serving(env: dict, tmp: Path, port: int):
+    """The real app (``python app.py``) with ``env`` on ``port`` and a headless Chromium: yields
+    (base URL, browser); stops both and removes ``tmp`` (its database and log) afterwards."""
     from playwright.sync_api import sync_playwright
-    tmp = Path(tempfile.mkdtemp(prefix="cityops-bench-brief-browser-"))
-    port = _free_port()
-    env = _env(tmp / "cityops.db", port, args.days)
-    t = time.perf_counter()
-    _flask(env, "init-db", "--demo")
-    _flask(env, "create-user", "bench-leader", "--role", "leader", "--password-stdin", "--replace",
-           stdin=PASSWORD + "\n")
-    print(f"database: {args.days} days of demo history in {time.perf_counter() - t:.0f} s ({tmp})")
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -147,13 +138,31 @@ def main(argv: list[str] | None = None) -> int:
         _wait_healthy(base, proc)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            got = measure(base, browser, args.runs)
+            yield base, browser
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.brief_browser", description=__doc__.split("\n\n")[0])
+    p.add_argument("--days", type=int, default=90, help="days of demo history (the demo default: 90)")
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args(argv)
+    header("leader brief in headless Chromium, 1920×1080", argv)
+    tmp = Path(tempfile.mkdtemp(prefix="cityops-bench-brief-browser-"))
+    port = _free_port()
+    env = _env(tmp / "cityops.db", port, args.days)
+    t = time.perf_counter()
+    _flask(env, "init-db", "--demo")
+    _flask(env, "create-user", "bench-leader", "--role", "leader", "--password-stdin", "--replace",
+           stdin=PASSWORD + "\n")
+    print(f"database: {args.days} days of demo history in {time.perf_counter() - t:.0f} s ({tmp})")
+    with serving(env, tmp, port) as (base, browser):
+        got = measure(base, browser, args.runs)
     rows = int(got.pop("drill_rows", [0])[0])
     for name, values in got.items():
         print(f"  {name:10s} " + " ".join(f"{v:.2f}" for v in values) + f"  (median {statistics.median(values):.2f} s)")

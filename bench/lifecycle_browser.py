@@ -21,18 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from bench._common import ROOT, header
-from bench.brief_browser import ARGS, CHROMIUM, _flask, _free_port, _wait_healthy
+from bench._common import header
+from bench.brief_browser import _flask, _free_port, serving
 
 PASSWORD = "bench-lifecycle-browser-pw-{role}"
 ROLES = ("dispatcher", "department", "inspector")
@@ -171,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--apply-now", action="store_true", help="click 立即生效 instead of waiting out the undo window")
     args = p.parse_args(argv)
     header("a case's whole life by three users in headless Chromium, 1920×1080", argv)
-    from playwright.sync_api import sync_playwright
     from dashboards._case import UNDO_SECONDS
     tmp = Path(tempfile.mkdtemp(prefix="cityops-bench-lifecycle-"))
     port = args.port or _free_port()
@@ -181,23 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--department", DEPARTMENT] if role == "department" else []
         _flask(env, "create-user", f"bench-{role}", "--role", role, *extra, "--password-stdin", "--replace",
                stdin=PASSWORD.format(role=role) + "\n")
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    runs = []
-    try:
-        _wait_healthy(base, proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            run_once(browser, base, args.apply_now)        # warm-up: first page loads compile nothing twice
-            runs = [run_once(browser, base, args.apply_now) for _ in range(args.runs)]
-            browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with serving(env, tmp, port) as (base, browser):
+        run_once(browser, base, args.apply_now)        # warm-up: first page loads compile nothing twice
+        runs = [run_once(browser, base, args.apply_now) for _ in range(args.runs)]
     steps = list(runs[0])
     print(f"  {'step':12s} {'taps':>4s} {'action':>6s}  seconds (median)"
           "   — taps: clicks, keys and one per text typed (finding the case included); action: those on actions")
