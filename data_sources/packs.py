@@ -151,6 +151,9 @@ class Workflow:
     sign_for_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SIGN_FOR_HOURS))
     max_returns: int = 2
     return_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RETURN_REASONS))
+    #: 协办回复时限: an assisting department's reply is due after this share (0 < share <= 1) of the
+    #: case's 处置 limit, from the dispatch, on the category's clock
+    assist_reply_share: float = 0.5
 
 
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
@@ -370,7 +373,7 @@ def _workflow(conf: dict) -> Workflow:
     for key, hours in sign.items():
         if hours <= 0:
             raise PackError(f"pack.toml: [workflow.sign_for_hours] {key} must be > 0 (got {hours:g})")
-    unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons"})
+    unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons", "assist_reply_share"})
     if unknown:   # (a rule the code does not apply must not look as if it did, e.g. a 处置 clock from 签收)
         raise PackError(f"pack.toml: [workflow] has unknown setting(s) {', '.join(unknown)}")
     max_returns = node.get("max_returns", 2)
@@ -382,8 +385,11 @@ def _workflow(conf: dict) -> Workflow:
             for k, v in reasons.items()):
         raise PackError("pack.toml: [workflow.return_reasons] must be a table of code = label (codes up to 40 "
                         "characters)")
+    share = node.get("assist_reply_share", 0.5)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise PackError(f"pack.toml: [workflow] assist_reply_share must be a number in (0, 1] (got {share!r})")
     return Workflow(sign_for_hours=sign, max_returns=max_returns,
-                    return_reasons={str(k): str(v) for k, v in reasons.items()})
+                    return_reasons={str(k): str(v) for k, v in reasons.items()}, assist_reply_share=float(share))
 
 
 def _parse_time(text: Any, where: str) -> dt.time:

@@ -27,6 +27,7 @@ SUPERVISE_LEVEL_MIN, SUPERVISE_LEVEL_MAX = 1, 9
 #: free-text sizes shared by the API models and the services
 MAX_TITLE = 200
 MAX_NOTE = 4000
+MAX_ASSISTING = 10          # assisting departments (协办) on one dispatch
 MAX_DESCRIPTION = 10000
 MAX_SEARCH = 200
 #: characters no text field may hold: NUL (PostgreSQL text cannot store it) and unpaired UTF-16
@@ -104,7 +105,7 @@ def check_supervise_level(level: Any) -> int:
     return level
 
 
-__all__ = ["MAX_DESCRIPTION", "MAX_EXTEND_HOURS", "MAX_ID", "MAX_NOTE", "MAX_PAGE", "MAX_PER_PAGE",
+__all__ = ["MAX_ASSISTING", "MAX_DESCRIPTION", "MAX_EXTEND_HOURS", "MAX_ID", "MAX_NOTE", "MAX_PAGE", "MAX_PER_PAGE",
            "MAX_SEARCH", "MAX_TITLE", "SUPERVISE_LEVEL_MAX", "SUPERVISE_LEVEL_MIN", "check_case_id",
            "check_extend_hours", "check_id", "check_supervise_level", "check_text", "id_fault",
            "searchable", "text_fault"]

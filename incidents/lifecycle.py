@@ -234,7 +234,32 @@ def check_blocked(action: Action, *, return_count: int, max_returns: int, arbitr
                            field="action")
 
 
+# --------------------------------------------------------------------------- 主办 / 协办
+
+#: states in which an assisting department (协办) may sign for and reply to its part: the case is with
+#: its departments, on hold, or already resolved / closed by the lead (a late reply is still recorded).
+#: Reported, registered (returned, reopened) and voided cases have no live assisting part.
+ASSIST_STATES: Final[tuple[State, ...]] = (State.DISPATCHED, State.IN_PROGRESS, State.SUSPENDED, State.RESOLVED,
+                                           State.CLOSED)
+
+
+def check_assist(state: State | str, action: Action | str, *, signed: bool, replied: bool) -> None:
+    """Raise unless an assisting part in this state may take ``action`` (assist_sign / assist_reply):
+    a part signs once, replies once (a reply without a sign-for signs it too), and only while the
+    case is in :data:`ASSIST_STATES`."""
+    st, act = _as_state(state), as_action(action)
+    if act not in (Action.ASSIST_SIGN, Action.ASSIST_REPLY):
+        raise ValidationFailed(f"{act.value} is not an assisting department's action", field="action")
+    if st not in ASSIST_STATES:
+        raise TransitionError(st, act, ())
+    if replied:
+        raise ValidationFailed("this assisting part (协办) has already replied", field="action")
+    if act is Action.ASSIST_SIGN and signed:
+        raise ValidationFailed("this assisting part (协办) is already signed for", field="action")
+
+
 __all__ = [
+    "ASSIST_STATES", "check_assist",
     "blocked_actions", "check_blocked",
     "DomainError", "TransitionError", "PermissionDenied", "StaleVersion", "NotFound",
     "ValidationFailed", "STAYS", "RESUME_PREVIOUS", "TRANSITIONS", "SUSPENDABLE_STATES",

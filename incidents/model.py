@@ -56,6 +56,8 @@ class Action(StrEnum):
     APPROVE = "approve"          # a dispatcher grants a department's pending request (extend / suspend)
     REJECT = "reject"            # … or turns it down
     ARBITRATE = "arbitrate"      # 审定: after N returns a dispatcher rules which department handles it; no return
+    ASSIST_SIGN = "assist_sign"    # 协办签收: an assisting department signs for its part of a case
+    ASSIST_REPLY = "assist_reply"  # 协办回复: … and replies (with a note); neither moves the case's state
 
 
 #: actions after which a case's milestones alone (its register, first and last dispatch, final
@@ -72,6 +74,14 @@ REVISING_ACTIONS = frozenset({Action.RETURN, Action.REASSIGN, Action.EXTEND, Act
 #: a dispatch of either kind: an ``arbitrate`` (审定) is a dispatch the department may no longer
 #: return; every count of dispatches (派遣数, the first and last dispatch) counts both
 DISPATCH_ACTIONS = (Action.DISPATCH, Action.ARBITRATE)
+
+
+#: what an assisting department (协办) does to its own part of a case (``case_assignments``): the lead
+#: department (主办, ``Incident.department_code``) keeps the case's state; these move only the part
+ASSIST_ACTIONS = frozenset({Action.ASSIST_SIGN, Action.ASSIST_REPLY})
+#: actions that end the assisting parts of the current dispatch (the case leaves its departments):
+#: a part not yet replied to and not yet due then no longer counts in 协办按时回复率
+ASSIST_ENDING_ACTIONS = frozenset({Action.RETURN, Action.REOPEN, Action.VOID, Action.MERGE})
 
 
 class RequestStatus(StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final, Iterable
 
-from incidents.lifecycle import PermissionDenied, as_action, as_member
+from incidents.lifecycle import PermissionDenied, ValidationFailed, as_action, as_member
 from incidents.model import ROLE_LABELS_ZH, Action, Role
 
 # --------------------------------------------------------------------------- case actions
@@ -92,6 +92,48 @@ def check_permission(role: Role | str, action: Action | str, *,
                 f"department '{case_department if case_department is not None else '(none)'}'",
                 role=r, action=act,
             )
+
+
+#: who acts for an assisting department (协办) on its part of a case: the department itself, or the
+#: command center (a dispatcher) on its behalf, naming the department
+ASSIST_ROLES: Final = frozenset({Role.DEPARTMENT, Role.DISPATCHER})
+
+
+def check_assist(role: Role | str, action: Action | str, *, user_department: Any = None,
+                 department: Any = None, assisting: Iterable[str] = ()) -> None:
+    """Raise :class:`PermissionDenied` unless ``role`` may take ``action`` (``assist_sign`` /
+    ``assist_reply``) for the assisting part of ``department`` on a case whose live assisting
+    departments are ``assisting``. A department user acts only for its own department, and only
+    where it assists; the lead department and any third department are refused (403)."""
+    r, act = _as_role(role), as_action(action)
+    require(r, ASSIST_ROLES, f"'{act.value}' (协办) for a department")
+    assisting = {str(a) for a in assisting}
+    if r is Role.DEPARTMENT:
+        if not user_department:
+            raise PermissionDenied(f"department user without a department may not '{act.value}'", role=r, action=act)
+        if department not in (None, "") and not _same_department(user_department, department):
+            raise PermissionDenied(f"department '{user_department}' may not '{act.value}' for department "
+                                   f"'{department}'", role=r, action=act)
+        department = user_department
+    elif not department:
+        raise ValidationFailed(f"'{act.value}' on behalf of an assisting department needs that department",
+                               field="department")
+    if str(department or "") not in assisting:
+        raise PermissionDenied(f"department '{department or '(none)'}' does not assist (协办) on this case; "
+                               f"assisting: {', '.join(sorted(assisting)) or '(none)'}", role=r, action=act)
+
+
+def assist_actions(role: Role | str, *, user_department: Any = None, assisting: Iterable[str] = ()) -> list[Action]:
+    """The assisting actions ``role`` may be offered on a case (a department: where it assists)."""
+    r = _as_role(role)
+    if r is Role.DEPARTMENT:
+        return [Action.ASSIST_SIGN, Action.ASSIST_REPLY] if str(user_department or "") in set(assisting) else []
+    return [Action.ASSIST_SIGN, Action.ASSIST_REPLY] if r in ASSIST_ROLES and assisting else []
+
+
+def may_see_assisted(role: Role | str, *, user_department: Any = None, assisting: Iterable[str] = ()) -> bool:
+    """A department also sees the cases it assists on (its part in its queue, the case page)."""
+    return _as_role(role) is not Role.DEPARTMENT or str(user_department or "") in {str(a) for a in assisting}
 
 
 def may(role: Role | str, action: Action | str, *,
@@ -248,7 +290,7 @@ def mask_personal_text(text: str | None, role=None) -> str:
     return _PHONE.sub(_phone, text)
 
 
-__all__ = ["ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "MEDIA_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
+__all__ = ["ASSIST_ROLES", "assist_actions", "check_assist", "may_see_assisted", "ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "MEDIA_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
            "REQUESTABLE", "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "available_actions",
            "check_edit", "check_media", "check_permission", "is_request_only", "may_see_case", "may_see_media",
            "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]

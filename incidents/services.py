@@ -17,12 +17,13 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (facts: its flush hook)
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
-from incidents.model import REVISING_ACTIONS, Action, Channel, Priority, RequestStatus, Role, State, TimeUnit
+from incidents.model import (ASSIST_ACTIONS, ASSIST_ENDING_ACTIONS, DISPATCH_ACTIONS, REVISING_ACTIONS, Action,
+                            Channel, Priority, RequestStatus, Role, State, TimeUnit)
 from incidents.routing import AreaIndex, Router, Suggestion
 from incidents.media import STAGE_OF_ACTION, Attachment
 from incidents.model import MediaStage
-from incidents.tables import (CaseAttachment, CaseRequest, Category, Department, EventRequest, Incident,
-                              IncidentEvent, Meta)
+from incidents.tables import (CaseAssignment, CaseAttachment, CaseRequest, Category, Department, EventRequest,
+                              Incident, IncidentEvent, Meta)
 
 DATA_VERSION_KEY = "data_version"
 
@@ -55,6 +56,10 @@ class CaseRules:
     max_returns: int = 2
     #: 退单 reason codes (code → label); a return must name one
     return_reasons: dict[str, str] = field(default_factory=dict)
+    #: 协办回复时限: an assisting department's reply is due after this share of the case's 处置 limit
+    #: (the category's clock and the priority's factor), from the dispatch (the pack's
+    #: [workflow] assist_reply_share); its 签收时限 is the lead's (sign_for_hours)
+    assist_reply_share: float = 0.5
 
     def sign_for_limit(self, priority: str) -> float:
         return float(self.sign_for_hours.get(priority, self.sign_for_hours.get("normal", 2.0)))
@@ -111,6 +116,16 @@ def sign_due(rules: CaseRules, priority: str, dispatched_at: datetime) -> dateti
     """签收时限: the instant the department must have signed for a case dispatched at
     ``dispatched_at`` — the pack's working hours for the priority, on the working calendar."""
     return sla.sign_for_deadline(dispatched_at, rules.sign_for_limit(priority), rules.calendar)
+
+
+def assist_deadlines(rules: CaseRules, category: Category, priority: str,
+                     dispatched_at: datetime) -> tuple[datetime, datetime]:
+    """An assisting department's (协办) 签收时限 and 回复时限 for a dispatch at ``dispatched_at``:
+    sign-for as the lead's (the pack's working hours for the priority); reply after
+    ``assist_reply_share`` of the case's 处置 limit, on the category's clock (working time, or natural
+    hours for emergencies). Fixed when dispatched: the lead's extensions and suspensions do not move them."""
+    reply_hours = rules.assist_reply_share * limit_hours(category, priority, rules.priority_factors, rules.calendar)
+    return sign_due(rules, priority, dispatched_at), _advance(category, rules.calendar, dispatched_at, reply_hours)
 
 
 def set_deadline(case: Incident, category: Category, rules: CaseRules) -> None:
@@ -195,7 +210,8 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         reason: Optional[str] = None, hours: Optional[float] = None,
         duplicate_of: Optional[int] = None, level: Optional[int] = None,
         case_request_id: Optional[int] = None, request_id: Optional[str] = None,
-        attachments: Sequence[Attachment] = ()) -> Outcome:
+        attachments: Sequence[Attachment] = (), assisting: Optional[Sequence[str]] = None,
+        override: bool = False) -> Outcome:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction.
 
     ``attachments``: photos (already in the media store) and links that come with a ``resolve``
@@ -205,24 +221,33 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
     An action the actor's role may only *request* (a department's ``extend`` / ``suspend``,
     :func:`permissions.is_request_only`) changes nothing but the case's timeline: it files a pending
     :class:`CaseRequest`. ``approve`` / ``reject`` with ``case_request_id`` decide one; only an
-    approval moves the deadline or stops the clock."""
+    approval moves the deadline or stops the clock.
+
+    主办 / 协办: a ``dispatch`` / ``arbitrate`` names ``assisting`` departments (not the lead); each
+    gets its part (:class:`CaseAssignment`). ``assist_sign`` / ``assist_reply`` act on the part of
+    ``department`` (a department user's own). ``resolve`` is refused while a live part has not
+    replied, unless ``override`` with a note (recorded). Return, reopen, void and merge end the parts;
+    reassign carries them (a part of the new lead ends); a rework (verify_fail) carries them."""
     action = parse_action(action)
     _check_bounds(action, incident_id, department=department, note=note, reason=reason, hours=hours,
                   duplicate_of=duplicate_of, level=level, request_id=request_id)
     if attachments and action not in STAGE_OF_ACTION:
         raise ValidationFailed(f"photos and links come with {', '.join(a.value for a in STAGE_OF_ACTION)}, "
                                f"not with {action.value}", field="photo")
+    if assisting is not None and action not in DISPATCH_ACTIONS:
+        raise ValidationFailed("assisting departments (协办) are named with a dispatch or an arbitrate",
+                               field="assisting")
+    if override and action != Action.RESOLVE:
+        raise ValidationFailed("override is the lead's resolve without every assisting reply", field="override")
     seen = _applied_as(session, request_id, incident_id)
     if seen is not None:   # a retried request: applied once, answered with the case as it is now
         case = session.get(Incident, incident_id)
-        permissions.check_permission(actor.role, action, user_department=actor.department_code,
-                                     case_department=case.department_code)
+        _check_actor(session, actor, action, case, department)
         return Outcome(case, _request_of(session, seen))
     case = session.get(Incident, incident_id)
     if case is None:
         raise NotFound(f"case {incident_id} does not exist")
-    permissions.check_permission(actor.role, action, user_department=actor.department_code,
-                               case_department=case.department_code)
+    _check_actor(session, actor, action, case, department)
     if version != case.version:
         seen = _applied_as(session, request_id, incident_id)
         if seen is not None:   # a retry of a request applied meanwhile (a racing first try): its answer
@@ -235,14 +260,23 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
                              case_request_id=case_request_id, note=note)
     elif permissions.is_request_only(actor.role, action):
         event, req = _ask(session, case, actor, action, now, hours=hours, reason=reason, note=note)
+    elif action in ASSIST_ACTIONS:
+        event = _assist(session, case, actor, action, now, department=department, note=note)
     else:
         if department is not None and session.get(Department, department) is None:
             raise ValidationFailed(f"unknown department {department!r}", field="department")
         if action == Action.MERGE and (not duplicate_of or duplicate_of == case.id
                                        or session.get(Incident, duplicate_of) is None):
             raise ValidationFailed("merge needs duplicate_of: the id of another existing case")
+        parts = live_parts(session, case.id) if case.id is not None else []
+        if action in DISPATCH_ACTIONS:
+            assisting = _check_assisting(session, assisting or (), department)
+        elif action == Action.RESOLVE:
+            missing = _check_replies(parts, override=override, note=note)
         event = apply_action(case, category, rules, actor.username, action, now, department=department,
                              note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level)
+        _move_parts(session, case, category, rules, actor, action, now, event, parts,
+                    assisting=assisting or (), missing=missing if action == Action.RESOLVE else ())
     event.request_id = request_id or None
     if attachments:
         _count_in_payload(event, attachments)
@@ -426,6 +460,119 @@ def require_params(case, action: Action, *, hours: Optional[float], reason: Opti
     elif action == Action.SUSPEND:
         if not (reason or note):
             raise ValidationFailed("suspend (挂账) needs a reason")
+
+
+# --------------------------------------------------------------------------- 主办 / 协办
+
+#: at most this many assisting departments on one dispatch (the API's schema says the same)
+MAX_ASSISTING = bounds.MAX_ASSISTING
+
+
+def live_parts(session: Session, incident_id: int) -> list[CaseAssignment]:
+    """The assisting parts (协办) of a case's current dispatch, in the order they were named."""
+    return list(session.scalars(select(CaseAssignment).where(CaseAssignment.incident_id == incident_id,
+                                                             CaseAssignment.ended_at.is_(None))
+                                .order_by(CaseAssignment.id)))
+
+
+def _check_actor(session: Session, actor: Actor, action: Action, case: Incident, department: Optional[str]) -> None:
+    """The permission of ``action`` on ``case``: the role × action matrix, or for an assisting
+    action, whether the actor acts for a department that assists on the case now."""
+    if action in ASSIST_ACTIONS:
+        permissions.check_assist(actor.role, action, user_department=actor.department_code, department=department,
+                                 assisting=[p.department_code for p in live_parts(session, case.id)])
+        return
+    permissions.check_permission(actor.role, action, user_department=actor.department_code,
+                                 case_department=case.department_code)
+
+
+def _check_assisting(session: Session, assisting: Sequence[str], lead: Optional[str]) -> list[str]:
+    """The assisting departments of a dispatch: known, each once, at most :data:`MAX_ASSISTING`;
+    the lead is checked once the dispatch has chosen it (a routed dispatch names no lead)."""
+    if isinstance(assisting, str):
+        raise ValidationFailed("assisting must be a list of department codes", field="assisting")
+    out: list[str] = []
+    for code in assisting:
+        bounds.check_text(code, "assisting")
+        if not isinstance(code, str) or not code:
+            raise ValidationFailed("assisting must be a list of department codes", field="assisting")
+        if code in out:
+            raise ValidationFailed(f"assisting department {code!r} is named twice", field="assisting")
+        if session.get(Department, code) is None:
+            raise ValidationFailed(f"unknown assisting department {code!r}", field="assisting")
+        out.append(code)
+    if len(out) > MAX_ASSISTING:
+        raise ValidationFailed(f"at most {MAX_ASSISTING} assisting departments", field="assisting")
+    if lead and lead in out:
+        raise ValidationFailed(f"{lead} leads (主办) this dispatch; it cannot also assist (协办)", field="assisting")
+    return out
+
+
+def _check_replies(parts: Sequence[CaseAssignment], *, override: bool, note: str) -> list[str]:
+    """The lead's resolve waits for every assisting reply; ``override`` with a note resolves without
+    the missing ones (returned, to be recorded)."""
+    missing = [p.department_code for p in parts if p.replied_at is None]
+    if missing and not override:
+        raise ValidationFailed(f"assisting department(s) {', '.join(missing)} (协办) have not replied yet: wait for "
+                               f"their replies, or resolve with override and a note", field="override")
+    if missing and not (note or "").strip():
+        raise ValidationFailed("resolve with override needs a note saying why the assisting replies are not awaited",
+                               field="note")
+    return missing
+
+
+def _move_parts(session: Session, case: Incident, category: Optional[Category], rules: CaseRules, actor: Actor,
+                action: Action, now: datetime, event: IncidentEvent, parts: Sequence[CaseAssignment], *,
+                assisting: Sequence[str], missing: Sequence[str]) -> None:
+    """What a case action does to the assisting parts, recorded in the event's payload (the reference
+    KPI reads them from there): a dispatch opens one per assisting department; return / reopen /
+    void / merge end the live ones; a reassign ends the part of the new lead; an override names
+    the replies it did not wait for."""
+    payload = dict(event.payload or {})
+    if action in DISPATCH_ACTIONS and assisting:
+        if case.department_code in assisting:
+            raise ValidationFailed(f"{case.department_code} leads (主办) this dispatch; it cannot also assist (协办)",
+                                   field="assisting")
+        named = []
+        for code in assisting:
+            due_sign, due_reply = assist_deadlines(rules, category, case.priority, now)
+            session.add(CaseAssignment(incident_id=case.id, department_code=code, dispatched_at=now,
+                                       dispatched_by=actor.username, sign_due=due_sign, reply_due=due_reply,
+                                       reply_note=""))
+            named.append({"department": code, "sign_due": due_sign.isoformat(), "reply_due": due_reply.isoformat()})
+        payload["assisting"] = named
+    ending = [p for p in parts if action in ASSIST_ENDING_ACTIONS or action in DISPATCH_ACTIONS
+              or (action == Action.REASSIGN and p.department_code == case.department_code)]
+    for p in ending:
+        p.ended_at = now
+    if ending:
+        payload["assist_ended"] = [p.department_code for p in ending]
+    if missing:
+        payload["override"] = list(missing)
+    event.payload = payload or None
+
+
+def _assist(session: Session, case: Incident, actor: Actor, action: Action, now: datetime, *,
+            department: Optional[str], note: str) -> IncidentEvent:
+    """An assisting department signs for (``assist_sign``) or replies to (``assist_reply``, a note
+    needed) its part; the case's state stays, its version moves (the part is written under the
+    case's lock). The event names the department and whether it was on time."""
+    code = actor.department_code if actor.role is Role.DEPARTMENT else department
+    part = next(p for p in live_parts(session, case.id) if p.department_code == code)
+    lifecycle.check_assist(case.state, action, signed=part.signed_at is not None, replied=part.replied_at is not None)
+    payload: dict[str, Any] = {"department": code}
+    if action == Action.ASSIST_SIGN or part.signed_at is None:
+        part.signed_at, part.signed_by = now, actor.username
+        payload["sign_on_time"] = now <= part.sign_due
+    if action == Action.ASSIST_REPLY:
+        if not (note or "").strip():
+            raise ValidationFailed("assist_reply (协办回复) needs the reply in note", field="note")
+        part.replied_at, part.replied_by, part.reply_note = now, actor.username, note
+        payload["on_time"] = now <= part.reply_due
+    before = State(case.state).value
+    case.updated_at, case.updated_by = now, actor.username
+    return IncidentEvent(incident_id=case.id, at=now, actor=actor.username, action=action.value, from_state=before,
+                         to_state=before, department_code=case.department_code, note=note or "", payload=payload)
 
 
 def _check_bounds(action: Action, incident_id, *, department, note, reason, hours, duplicate_of, level,

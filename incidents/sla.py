@@ -371,6 +371,21 @@ def sign_for_light(dispatched_at: datetime, sign_due: datetime, now: datetime,
     return light_for_fraction(calendar.working_hours_between(dispatched_at, now) / allowed)
 
 
+def assist_light(dispatched_at: datetime, sign_due: datetime, signed_at: datetime | None, reply_due: datetime,
+                 replied_at: datetime | None, now: datetime, calendar: WorkCalendar) -> Light | None:
+    """The light of an assisting department's part (协办): None once replied; before its sign-for the
+    worse of the 签收 light and the reply light, after it the reply light (office time since the
+    dispatch ÷ the time allowed until ``reply_due``, the thresholds of the 处置 light)."""
+    if replied_at is not None:
+        return None
+    reply = sign_for_light(dispatched_at, reply_due, now, calendar)
+    if signed_at is not None:
+        return reply
+    sign = sign_for_light(dispatched_at, sign_due, now, calendar)
+    order = (Light.GREEN, Light.YELLOW, Light.RED)
+    return max(sign, reply, key=order.index)
+
+
 def remaining_working_hours(deadline: datetime, now: datetime, calendar: WorkCalendar, *,
                             time_unit: TimeUnit | str | None = None) -> float:
     """Office hours left until ``deadline`` (negative when overdue).
@@ -402,5 +417,5 @@ def working_duration_hours(start: datetime, end: datetime, calendar: WorkCalenda
 __all__ = [
     "UTC", "HOLIDAY_SOURCES", "GREEN_MAX", "YELLOW_MAX", "WorkCalendar", "to_utc",
     "allowed_hours", "deadline_for", "counted_time", "elapsed_fraction", "light_for_fraction",
-    "traffic_light", "sign_for_deadline", "sign_for_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
+    "traffic_light", "sign_for_deadline", "sign_for_light", "assist_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
 ]

@@ -473,3 +473,30 @@ class CaseAttachment(Base):
     sha256: Mapped[Optional[str]] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime]
+
+
+class CaseAssignment(Base):
+    """One assisting department's part (协办) of a dispatch: the lead (主办) stays the case's own
+    ``Incident.department_code``, so every KPI of the lead reads the case row as before; each
+    assisting department gets a row here with its own 签收 and reply deadlines (working time,
+    incidents.services.assist_deadlines). ``ended_at``: the case left its departments (return,
+    reopen, void, merge) or this department became the lead (reassign): the part is no longer live;
+    a part ended before it replied and before its reply deadline no longer counts in 协办按时回复率."""
+
+    __tablename__ = "case_assignments"
+    __table_args__ = (Index("ix_case_assignments_incident", "incident_id", "id"),
+                      Index("ix_case_assignments_department_live", "department_code", "ended_at", "replied_at"),
+                      Index("ix_case_assignments_reply_due", "reply_due"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    department_code: Mapped[str] = mapped_column(String(40))
+    dispatched_at: Mapped[datetime]
+    dispatched_by: Mapped[str] = mapped_column(String(60), default="")
+    sign_due: Mapped[datetime]
+    signed_at: Mapped[Optional[datetime]]
+    signed_by: Mapped[Optional[str]] = mapped_column(String(60))
+    reply_due: Mapped[datetime]
+    replied_at: Mapped[Optional[datetime]]
+    replied_by: Mapped[Optional[str]] = mapped_column(String(60))
+    reply_note: Mapped[str] = mapped_column(Text, default="")
+    ended_at: Mapped[Optional[datetime]]

@@ -1,0 +1,186 @@
+"""主办 / 协办 (issue 14 item 3) through the services, on both databases: a lead and two assisting
+departments through every state with one assisting department late (its part's light, its
+协办按时回复率 in the reference and the fact path), the lead's resolve refused while a reply is
+missing and the override with a note, what return / reassign / rework do to the parts, and who may
+sign for and reply to a part."""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
+from incidents import services, sla
+from incidents.lifecycle import PermissionDenied, TransitionError, ValidationFailed
+from incidents.model import Action, Light, Role, State
+from incidents.services import Actor, Incident, IncidentEvent
+from incidents.tables import CaseAssignment
+
+SH = ZoneInfo("Asia/Shanghai")
+LEAD, B, C, D = "330106-CGJ", "HZ-ZJJ", "HZ-SWJT", "HZ-JTJ"     # lead, two assisting, a third department
+
+
+def L(m, d, hh, mm=0) -> datetime:
+    return datetime(2026, m, d, hh, mm, tzinfo=SH)
+
+
+def _new(s, rules, tag: str, at: datetime) -> int:
+    # C0101 上水井盖: 1 working day (7.5 office hours); 协办 replies within half of it: 3.75 working hours
+    return services.create_case(s, rules, source="colead", external_id=tag, channel="12345", title="井盖破损",
+                                reported_at=at, now=at, category_code="C0101", lon=120.1593, lat=30.2585).id
+
+
+def _do(s, rules, who: Actor, cid: int, action: Action, at: datetime, **kw) -> Incident:
+    return services.act(s, rules, who, cid, action, version=s.get(Incident, cid).version, now=at, **kw).case
+
+
+DISP = Actor("disp", Role.DISPATCHER)
+dept = {code: Actor(f"u-{code}", Role.DEPARTMENT, code) for code in (LEAD, B, C, D)}
+
+
+def _dispatched(s, rules, tag: str, at: datetime, assisting=(B, C)) -> int:
+    cid = _new(s, rules, tag, at)
+    _do(s, rules, DISP, cid, Action.REGISTER, at.replace(minute=at.minute + 5))
+    _do(s, rules, DISP, cid, Action.DISPATCH, at.replace(minute=at.minute + 10), department=LEAD,
+        assisting=list(assisting))
+    return cid
+
+
+def _parts(s, cid: int) -> dict[str, CaseAssignment]:
+    return {p.department_code: p for p in services.live_parts(s, cid)}
+
+
+def test_a_lead_and_two_assisting_departments_through_every_state_with_one_late(server):
+    rules = get_runtime(server).rules
+    cal = rules.calendar
+    with get_db(server).session_scope() as s:
+        cid = _dispatched(s, rules, "every-state", L(11, 2, 9, 0))            # Mon 11-02, dispatched 09:10
+        parts = _parts(s, cid)
+        assert list(parts) == [B, C]
+        for p in parts.values():
+            # 签收 2 working hours → 11:10; reply 3.75 working hours: 09:10–12:00 (2 h 50) + 13:30–14:25
+            assert (p.sign_due, p.reply_due) == (L(11, 2, 11, 10), L(11, 2, 14, 25))
+        dispatch = s.query(IncidentEvent).filter_by(incident_id=cid, action="dispatch").one()
+        assert [a["department"] for a in dispatch.payload["assisting"]] == [B, C]
+        case = s.get(Incident, cid)
+        assert case.department_code == LEAD and case.state == State.DISPATCHED
+
+        _do(s, rules, dept[LEAD], cid, Action.SIGN, L(11, 2, 9, 30))
+        _do(s, rules, dept[B], cid, Action.ASSIST_SIGN, L(11, 2, 9, 40))
+        _do(s, rules, dept[B], cid, Action.ASSIST_REPLY, L(11, 2, 11, 0), note="已核实管线权属，配合处置")
+        # C has not signed at 11:00 (83 % of its 签收 time: yellow), nor at 11:30 (red)
+        p = _parts(s, cid)[C]
+        assert sla.assist_light(p.dispatched_at, p.sign_due, p.signed_at, p.reply_due, p.replied_at,
+                                L(11, 2, 11, 0), cal) is Light.YELLOW
+        assert sla.assist_light(p.dispatched_at, p.sign_due, p.signed_at, p.reply_due, p.replied_at,
+                                L(11, 2, 11, 30), cal) is Light.RED
+        _do(s, rules, dept[C], cid, Action.ASSIST_SIGN, L(11, 2, 11, 30))
+        with pytest.raises(ValidationFailed, match="already signed"):
+            _do(s, rules, dept[C], cid, Action.ASSIST_SIGN, L(11, 2, 11, 31))
+        # signed: the reply light alone (2 h 50 of 3 h 45 at 12:00 = 76 %: green), red after 14:25
+        p = _parts(s, cid)[C]
+        assert sla.assist_light(p.dispatched_at, p.sign_due, p.signed_at, p.reply_due, p.replied_at,
+                                L(11, 2, 12, 0), cal) is Light.GREEN
+        assert sla.assist_light(p.dispatched_at, p.sign_due, p.signed_at, p.reply_due, p.replied_at,
+                                L(11, 2, 14, 30), cal) is Light.RED
+        # the lead may not resolve while C's reply is missing
+        with pytest.raises(ValidationFailed, match=f"{C}.*not replied"):
+            _do(s, rules, dept[LEAD], cid, Action.RESOLVE, L(11, 2, 14, 0), note="已更换井盖")
+        _do(s, rules, dept[C], cid, Action.ASSIST_REPLY, L(11, 2, 15, 0), note="供水管已修复")   # late
+        with pytest.raises(ValidationFailed, match="already replied"):
+            _do(s, rules, dept[C], cid, Action.ASSIST_REPLY, L(11, 2, 15, 1), note="again")
+        case = _do(s, rules, dept[LEAD], cid, Action.RESOLVE, L(11, 2, 15, 10), note="已更换井盖")
+        assert case.state == State.RESOLVED and case.on_time
+        case = _do(s, rules, DISP.__class__("insp", Role.INSPECTOR), cid, Action.VERIFY_PASS, L(11, 2, 16))
+        assert case.state == State.CLOSED
+        parts = _parts(s, cid)
+        assert (parts[B].replied_at, parts[C].replied_at) == (L(11, 2, 11), L(11, 2, 15))
+        assert parts[C].reply_note == "供水管已修复" and parts[C].signed_by == f"u-{C}"
+        events = [(e.action, (e.payload or {}).get("department"), (e.payload or {}).get("on_time"))
+                  for e in s.query(IncidentEvent).filter_by(incident_id=cid).order_by(IncidentEvent.id)]
+        assert events == [("report", None, None), ("register", None, None), ("dispatch", None, None),
+                          ("sign", None, True), ("assist_sign", B, None), ("assist_reply", B, True),
+                          ("assist_sign", C, None), ("assist_reply", C, False), ("resolve", None, None),
+                          ("verify_pass", None, None)]
+
+
+def test_the_lead_overrides_a_missing_reply_only_with_a_note(server):
+    rules = get_runtime(server).rules
+    with get_db(server).session_scope() as s:
+        cid = _dispatched(s, rules, "override", L(11, 3, 9, 0), assisting=(B,))
+        _do(s, rules, dept[LEAD], cid, Action.SIGN, L(11, 3, 9, 20))
+        with pytest.raises(ValidationFailed, match="override"):
+            _do(s, rules, dept[LEAD], cid, Action.RESOLVE, L(11, 3, 10), note="已处置")
+        with pytest.raises(ValidationFailed, match="needs a note"):
+            _do(s, rules, dept[LEAD], cid, Action.RESOLVE, L(11, 3, 10), override=True)
+        case = _do(s, rules, dept[LEAD], cid, Action.RESOLVE, L(11, 3, 10), override=True,
+                   note="住建局电话确认无需协办")
+        assert case.state == State.RESOLVED
+        resolve = s.query(IncidentEvent).filter_by(incident_id=cid, action="resolve").one()
+        assert resolve.payload["override"] == [B] and resolve.note == "住建局电话确认无需协办"
+        # the assisting department may still reply (on the record, and in its rate)
+        _do(s, rules, dept[B], cid, Action.ASSIST_REPLY, L(11, 3, 11), note="确认")
+        assert _parts(s, cid)[B].signed_at == L(11, 3, 11)       # a reply signs for the part too
+
+
+def test_only_the_assisting_department_or_the_center_acts_on_a_part(server):
+    rules = get_runtime(server).rules
+    with get_db(server).session_scope() as s:
+        cid = _dispatched(s, rules, "perm", L(11, 4, 9, 0))
+        for who in (dept[D], dept[LEAD]):              # a third department, and the lead itself
+            with pytest.raises(PermissionDenied, match="does not assist"):
+                _do(s, rules, who, cid, Action.ASSIST_REPLY, L(11, 4, 10), note="x")
+        # a department user naming another department acts for its own, never for that one
+        with pytest.raises(PermissionDenied, match=f"may not 'assist_sign' for department '{B}'"):
+            _do(s, rules, dept[C], cid, Action.ASSIST_SIGN, L(11, 4, 10), department=B)
+        with pytest.raises(PermissionDenied):
+            _do(s, rules, Actor("insp", Role.INSPECTOR), cid, Action.ASSIST_SIGN, L(11, 4, 10), department=B)
+        with pytest.raises(ValidationFailed, match="needs that department"):
+            _do(s, rules, DISP, cid, Action.ASSIST_SIGN, L(11, 4, 10))
+        _do(s, rules, DISP, cid, Action.ASSIST_SIGN, L(11, 4, 10), department=B)     # the center, for B
+        assert _parts(s, cid)[B].signed_by == "disp"
+        with pytest.raises(ValidationFailed, match="needs the reply"):
+            _do(s, rules, dept[C], cid, Action.ASSIST_REPLY, L(11, 4, 10))
+        # a stale version is refused as for every action
+        with pytest.raises(services.StaleVersion):
+            services.act(s, rules, dept[C], cid, Action.ASSIST_SIGN, version=1, now=L(11, 4, 10))
+
+
+def test_a_dispatch_names_known_assisting_departments_other_than_the_lead(server):
+    rules = get_runtime(server).rules
+    with get_db(server).session_scope() as s:
+        cid = _new(s, rules, "bad-assist", L(11, 5, 9))
+        _do(s, rules, DISP, cid, Action.REGISTER, L(11, 5, 9, 5))
+        for assisting, match in (([LEAD], "leads"), ([B, B], "twice"), (["NOPE"], "unknown assisting"),
+                                 ("HZ-ZJJ", "list")):
+            with pytest.raises(ValidationFailed, match=match):
+                _do(s, rules, DISP, cid, Action.DISPATCH, L(11, 5, 9, 10), department=LEAD, assisting=assisting)
+        with pytest.raises(ValidationFailed, match="with a dispatch"):
+            _do(s, rules, DISP, cid, Action.REGISTER, L(11, 5, 9, 10), assisting=[B])
+        assert s.get(Incident, cid).state == State.REGISTERED and not services.live_parts(s, cid)
+
+
+def test_return_ends_the_parts_reassign_carries_them_and_the_new_lead_leaves_its_part(server):
+    rules = get_runtime(server).rules
+    with get_db(server).session_scope() as s:
+        cid = _dispatched(s, rules, "moves", L(11, 6, 9, 0))
+        _do(s, rules, dept[B], cid, Action.ASSIST_REPLY, L(11, 6, 9, 30), note="ok")
+        # reassign to C: C's part ends (it leads now), B's reply is carried
+        _do(s, rules, DISP, cid, Action.REASSIGN, L(11, 6, 10), department=C)
+        assert list(_parts(s, cid)) == [B]
+        reassign = s.query(IncidentEvent).filter_by(incident_id=cid, action="reassign").one()
+        assert reassign.payload["assist_ended"] == [C]
+        # a rework (verify_fail) carries the parts too: the lead (C) resolves with B's reply in
+        _do(s, rules, dept[C], cid, Action.RESOLVE, L(11, 6, 11), note="done")
+        _do(s, rules, Actor("insp", Role.INSPECTOR), cid, Action.VERIFY_FAIL, L(11, 6, 12), note="未修好")
+        assert list(_parts(s, cid)) == [B]
+        # a return ends every part; the next dispatch names its own
+        _do(s, rules, dept[C], cid, Action.RETURN, L(11, 6, 13, 40), reason="ownership")
+        assert _parts(s, cid) == {}
+        with pytest.raises(PermissionDenied):
+            _do(s, rules, dept[B], cid, Action.ASSIST_SIGN, L(11, 6, 14))
+        _do(s, rules, DISP, cid, Action.DISPATCH, L(11, 6, 14), department=LEAD, assisting=[D])
+        assert list(_parts(s, cid)) == [D]
+        assert s.query(CaseAssignment).filter_by(incident_id=cid).count() == 3   # B, C, then D
