@@ -166,6 +166,8 @@ class RankRow:
     grade: Optional[str]
     rank: Optional[int]
     reason: str = ""              # why unranked
+    #: 协办按时回复率 of the department (its assisting parts; not a weight of the score): None without one
+    assist_reply_rate: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,12 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                            "（挂账案件计时停止：挂账时已超期的计入）"),
     "mean_handling_hours": ("平均处置时长", "Mean handling time", "工作小时", "down",
                             "平均处置时长 = Σ（首次派遣至最终一次处置反馈的工作时长）÷ 期内首次派遣（不含作废）且截至统计时点已处置反馈的案件数"),
+    "assist_reply_rate": ("协办按时回复率", "Assisting on-time reply rate", "%", "up",
+                          "协办按时回复率 = 回复时限在统计期内且不晚于统计时点的协办部分中，在回复时限内回复的数量 "
+                          "÷ 这些协办部分的数量；按部门统计时计入协办部门（主办部门的按期处置率等指标不变）；"
+                          "回复时限 = 派遣时刻起按案件类别的计时方式，取处置时限（含优先级系数）的城市包 "
+                          "[workflow] assist_reply_share 比例，不随主办的延期、挂账移动；签收时限同主办；"
+                          "在回复时限前未回复即因回退、重新立案、作废、合并或改为主办而结束的协办部分不计入"),
     "online_rate": ("网办率", "Online processing rate", "%", "up",
                     "网办率 = 期内网上办理的办件数 ÷ 期内全部办件数（一网通办）"),
     "good_rating_rate": ("好评率", "Good rating rate", "%", "up",
@@ -244,6 +252,14 @@ CASE_KPIS = ("reported_count", "registered_count", "dispatched_count", "closed_c
              "on_time_closure_rate", "on_time_disposal_rate", "rework_rate", "accurate_dispatch_rate",
              "extension_rate", "overdue_open_count", "mean_handling_hours", "on_time_sign_rate", "returns_count")
 SERVICE_KPIS = ("online_rate", "good_rating_rate", "bad_rating_rectification_rate", "on_time_completion_rate")
+
+#: 主办 / 协办: KPIs of the assisting parts (``case_assignments``), one row per part, not per case; by
+#: department only (the assisting department), beside the case KPIs of the lead
+ASSIST_KPIS = ("assist_reply_rate",)
+ASSIST_SUMS = ("assist_due", "assist_on_time")
+#: the events that tell the assisting parts (:func:`assist_parts`): the dispatches that name them, the
+#: replies, and the actions that end them (their payload lists the departments whose parts ended)
+ASSIST_EVENTS = ("dispatch", "arbitrate", "assist_reply", "return", "reopen", "void", "merge", "reassign")
 
 # what a drill's cohort / numerator name means in the facts frame
 _COHORTS = {"reported": "reported_in", "registered_event": "registered_in", "dispatched_event": "dispatched_in",
@@ -555,6 +571,73 @@ def group_sums(facts: pd.DataFrame, columns: list[str]) -> dict:
     return out if len(columns) > 1 else {k[0]: v for k, v in out.items()}
 
 
+# =========================================================================== 主办 / 协办 (assisting parts)
+
+
+def assist_parts(events: pd.DataFrame) -> pd.DataFrame:
+    """The assisting parts (协办) the timeline tells, from the events (columns incident_id, id, at,
+    action, payload) of :data:`ASSIST_EVENTS`: a dispatch's payload ``assisting`` opens one per
+    department (with its ``reply_due``), an ``assist_reply`` (payload ``department``) answers the
+    department's live part, an event's payload ``assist_ended`` ends the named parts. One row per
+    part: incident_id, department_code, dispatched_at, reply_due, replied_at, ended_at."""
+    cols = ["incident_id", "department_code", "dispatched_at", "reply_due", "replied_at", "ended_at"]
+    rows: list[dict] = []
+    live: dict[tuple[int, str], dict] = {}
+    for e in events.sort_values(["incident_id", "at", "id"]).itertuples(index=False):
+        payload = e.payload or {}
+        cid = int(e.incident_id)
+        for code in payload.get("assist_ended") or ():
+            part = live.pop((cid, code), None)
+            if part is not None:
+                part["ended_at"] = _ts(e.at)
+        if e.action == "assist_reply":
+            part = live.get((cid, payload.get("department")))
+            if part is not None and part["replied_at"] is None:
+                part["replied_at"] = _ts(e.at)
+        for named in payload.get("assisting") or ():
+            part = {"incident_id": cid, "department_code": named["department"], "dispatched_at": _ts(e.at),
+                    "reply_due": pd.Timestamp(named["reply_due"]).tz_convert("UTC"), "replied_at": None,
+                    "ended_at": None}
+            live[(cid, named["department"])] = part
+            rows.append(part)
+    out = pd.DataFrame(rows, columns=cols)
+    for c in ("dispatched_at", "reply_due", "replied_at", "ended_at"):
+        out[c] = pd.to_datetime(out[c], utc=True)
+    return out
+
+
+def assist_sums(parts: pd.DataFrame, period: Period, as_of: datetime) -> dict[str, dict[str, int]]:
+    """:data:`ASSIST_SUMS` per assisting department: the parts due in the period (reply deadline in
+    it and passed at ``as_of``), not ended before both their reply and their deadline; and of those,
+    the ones replied at or before the deadline."""
+    if not len(parts):
+        return {}
+    lo, hi, t = _ts(period.start), _ts(period.end), _ts(as_of)
+    p = parts[parts["dispatched_at"] <= t]
+    replied = p["replied_at"].notna() & (p["replied_at"] <= t)
+    ended_early = p["ended_at"].notna() & (p["ended_at"] <= t) & ~replied & (p["ended_at"] < p["reply_due"])
+    due = (p["reply_due"] >= lo) & (p["reply_due"] < hi) & (p["reply_due"] <= t) & ~ended_early
+    on_time = due & replied & (p["replied_at"] <= p["reply_due"])
+    out: dict[str, dict[str, int]] = {}
+    for dept, part in p[due].groupby("department_code", sort=True):
+        out[str(dept)] = {"assist_due": int(len(part)), "assist_on_time": int(on_time[part.index].sum())}
+    return out
+
+
+def assist_kpis(sums: Optional[dict], period: Period, as_of: datetime, targets: Optional[dict] = None,
+                group: Optional[dict] = None) -> dict[str, KpiResult]:
+    """协办按时回复率 from its :data:`ASSIST_SUMS` (zero when ``sums`` is None)."""
+    sums = sums or {}
+    return {"assist_reply_rate": _result("assist_reply_rate", int(sums.get("assist_on_time", 0)),
+                                         int(sums.get("assist_due", 0)), targets=targets or {},
+                                         drill=_drill(period, as_of, "assist_due", numerator="assist_on_time",
+                                                      group=group))}
+
+
+def add_assist(*many: Optional[dict]) -> dict[str, int]:
+    return {k: sum((m or {}).get(k, 0) for m in many) for k in ASSIST_SUMS}
+
+
 def add_sums(*many: dict) -> dict[str, float]:
     return {k: sum(m.get(k, 0) for m in many) for k in CASE_SUMS}
 
@@ -751,35 +834,46 @@ def kpi_report(cases: pd.DataFrame, events: pd.DataFrame, rates: Optional[pd.Dat
                as_of: datetime, *, tz: str, cal=None, targets: Optional[dict] = None,
                weights: Optional[dict] = None, group_by: Optional[str] = None,
                names: Optional[dict[str, str]] = None, min_volume: int = MIN_RANKING_VOLUME,
-               top_n: int = 3) -> KpiReport:
+               top_n: int = 3, assist_events: Optional[pd.DataFrame] = None) -> KpiReport:
     """Every KPI of DESIGN §6 for ``period`` at ``as_of``; with ``group_by`` (department |
-    district) the same per group and the 综合指标值 ranking."""
+    district) the same per group and the 综合指标值 ranking. ``assist_events``: the events of
+    :data:`ASSIST_EVENTS` with their payloads (协办按时回复率; none: no assisting parts)."""
     if group_by not in (None, "department", "district"):
         raise ValueError("group_by must be None, 'department' or 'district'")
     rates = rates if rates is not None else pd.DataFrame(columns=list(SERVICE_RATE_COLUMNS))
     facts = case_facts(cases, events, period, as_of, cal)
+    assist = None
+    if assist_events is not None and len(assist_events):
+        t = _ts(as_of)
+        assist = assist_sums(assist_parts(assist_events[_utc_col(assist_events["at"]) <= t]), period, as_of)
     return _report(facts, rates, period, as_of, tz=tz, targets=targets, weights=weights, group_by=group_by,
-                   names=names, min_volume=min_volume, top_n=top_n)
+                   names=names, min_volume=min_volume, top_n=top_n, assist=assist)
 
 
 def _report(facts: pd.DataFrame, rates: pd.DataFrame, period: Period, as_of: datetime, *, tz: str,
             targets: Optional[dict], weights: Optional[dict], group_by: Optional[str],
-            names: Optional[dict[str, str]], min_volume: int, top_n: int) -> KpiReport:
+            names: Optional[dict[str, str]], min_volume: int, top_n: int,
+            assist: Optional[dict[str, dict]] = None) -> KpiReport:
     groups = None
     if group_by is not None:
         groups = group_sums(facts, ["department_code" if group_by == "department" else "district_code"])
     return report_from_sums(case_sums(facts), groups, rates, period, as_of, tz=tz, targets=targets, weights=weights,
-                            group_by=group_by, names=names, min_volume=min_volume, top_n=top_n)
+                            group_by=group_by, names=names, min_volume=min_volume, top_n=top_n, assist=assist)
 
 
 def report_from_sums(total: dict, groups: Optional[dict[str, dict]], rates: pd.DataFrame, period: Period,
                      as_of: datetime, *, tz: str, targets: Optional[dict], weights: Optional[dict] = None,
                      group_by: Optional[str] = None, names: Optional[dict[str, str]] = None,
-                     min_volume: int = MIN_RANKING_VOLUME, top_n: int = 3) -> KpiReport:
+                     min_volume: int = MIN_RANKING_VOLUME, top_n: int = 3,
+                     assist: Optional[dict[str, dict]] = None) -> KpiReport:
     """:func:`kpi_report` from the :data:`CASE_SUMS` of the whole period (``total``) and of each
-    group (``groups``: department or district code, :data:`UNASSIGNED` for none → sums)."""
+    group (``groups``: department or district code, :data:`UNASSIGNED` for none → sums);
+    ``assist``: the :data:`ASSIST_SUMS` per assisting department (协办按时回复率: the total, and per
+    department when grouped by department)."""
     rates = rates if rates is not None else pd.DataFrame(columns=list(SERVICE_RATE_COLUMNS))
-    kpis = {**case_kpis_from_sums(total, period, as_of, targets), **service_kpis(rates, period, tz, targets)}
+    assist = assist or {}
+    kpis = {**case_kpis_from_sums(total, period, as_of, targets), **service_kpis(rates, period, tz, targets),
+            **assist_kpis(add_assist(*assist.values()), period, as_of, targets)}
     report = KpiReport(start=period.start, end=period.end, as_of=_utc(as_of), kpis=kpis, group_by=group_by)
     if group_by is None:
         return report
@@ -796,7 +890,18 @@ def report_from_sums(total: dict, groups: Optional[dict[str, dict]], rates: pd.D
             g = {group_by: code}
             out[code] = {**case_kpis_from_sums(dict.fromkeys(CASE_SUMS, 0), period, as_of, targets, group=g),
                          **service_kpis(rates[rates["department_code"] == code], period, tz, targets, group=g)}
+    if group_by == "department":
+        # 协办按时回复率 by the assisting department, also one that led no case in the period
+        for code in sorted(set(assist) - set(out)):
+            out[code] = case_kpis_from_sums(dict.fromkeys(CASE_SUMS, 0), period, as_of, targets,
+                                            group={group_by: code})
+        for code in out:
+            out[code].update(assist_kpis(assist.get(code), period, as_of, targets, group={group_by: code}))
     ranking = rank_groups(out, by=group_by, names=names, min_volume=min_volume, weights=weights, top_n=top_n)
+    if group_by == "department":
+        with_rate = [[replace(r, assist_reply_rate=out[r.code]["assist_reply_rate"].value) for r in rows]
+                     for rows in (ranking.ranked, ranking.unranked, ranking.red, ranking.black)]
+        ranking = replace(ranking, ranked=with_rate[0], unranked=with_rate[1], red=with_rate[2], black=with_rate[3])
     for code, res in composite_results(ranking, period, as_of).items():
         out[code]["composite_score"] = res
     return replace(report, groups=out, ranking=ranking)

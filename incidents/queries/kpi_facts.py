@@ -27,7 +27,7 @@ from incidents import kpis
 from incidents.model import DISPATCH_ACTIONS, State, TimeUnit
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES
 from incidents.tables import CaseFact as F
-from incidents.tables import Category, Incident, IncidentEvent, ServiceRate
+from incidents.tables import CaseAssignment, Category, Incident, IncidentEvent, ServiceRate
 
 E = IncidentEvent
 #: events that change nothing the KPIs read (no state, clock or department change): a department's
@@ -209,6 +209,8 @@ class PeriodSums:
     replayed: object = None          # kpis facts frame of the cases revised after as_of
     rates: object = None
     grouped: bool = True             # False: one group, the total (no department or district)
+    #: :data:`kpis.ASSIST_SUMS` per assisting department (协办按时回复率, :func:`assist_sums`)
+    assist: dict = field(default_factory=dict)
 
     def total(self) -> dict:
         return kpis.add_sums(*self.groups.values())
@@ -241,7 +243,7 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     """The sums of ``period`` at ``as_of``, per department and district — or, not ``grouped``, the
     total alone (a comparison card needs no more), which is cheaper to aggregate."""
     lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
-    out = PeriodSums(period, as_of, grouped=grouped)
+    out = PeriodSums(period, as_of, grouped=grouped, assist=assist_sums(s, period, as_of))
     _key = _unit_key if grouped else _total_key
     scan_buckets = buckets or [period]
     by_bucket = [_zero() for _ in scan_buckets]
@@ -343,7 +345,37 @@ def report(ps: PeriodSums, *, tz: str, targets: dict, weights: Optional[dict] = 
            group_by: Optional[str] = None, names: Optional[dict] = None) -> kpis.KpiReport:
     return kpis.report_from_sums(ps.total(), ps.by(group_by) if group_by else None, ps.rates, ps.period, ps.as_of,
                                  tz=tz, targets=targets, weights=weights, group_by=group_by, names=names,
-                                 min_volume=kpis.MIN_RANKING_VOLUME)
+                                 min_volume=kpis.MIN_RANKING_VOLUME, assist=ps.assist)
+
+
+# --------------------------------------------------------------------------- 主办 / 协办
+
+def assist_sums(s: Session, period: kpis.Period, as_of: datetime) -> dict[str, dict[str, int]]:
+    """:data:`kpis.ASSIST_SUMS` per assisting department, by SQL over ``case_assignments`` (one row
+    per part; the fact table stays one row per case): :func:`incidents.kpis.assist_sums` of the
+    parts as they were at ``as_of`` — a part's reply and end are fixed once set, so the row with
+    them masked after ``as_of`` is the part then, and nothing needs a replay."""
+    A = CaseAssignment
+    lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
+    replied = and_(A.replied_at.is_not(None), A.replied_at <= as_of)
+    ended_early = and_(A.ended_at.is_not(None), A.ended_at <= as_of, ~replied, A.ended_at < A.reply_due)
+    on_time = and_(A.replied_at.is_not(None), A.replied_at <= A.reply_due)
+    rows = s.execute(select(A.department_code, func.count(), func.sum(case((on_time, 1), else_=0)))
+                     .where(A.reply_due >= lo, A.reply_due < hi, A.reply_due <= as_of, A.dispatched_at <= as_of,
+                            ~ended_early)
+                     .group_by(A.department_code)).all()
+    return {str(d): {"assist_due": int(n), "assist_on_time": int(k or 0)} for d, n, k in rows}
+
+
+def load_assist_events(s: Session, as_of: datetime):
+    """The events of :data:`kpis.ASSIST_EVENTS` up to ``as_of`` with their payloads, of the cases
+    that ever had an assisting part: the reference's input (:func:`incidents.kpis.assist_parts`)."""
+    import pandas as pd
+    assisted = select(CaseAssignment.incident_id).distinct()
+    rows = s.execute(select(E.incident_id, E.id, E.at, E.action, E.payload)
+                     .where(E.incident_id.in_(assisted), E.action.in_(kpis.ASSIST_EVENTS),
+                            E.at <= kpis._utc(as_of))).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["incident_id", "id", "at", "action", "payload"])
 
 
 # --------------------------------------------------------------------------- the cases behind each number

@@ -184,3 +184,49 @@ def test_return_ends_the_parts_reassign_carries_them_and_the_new_lead_leaves_its
         _do(s, rules, DISP, cid, Action.DISPATCH, L(11, 6, 14), department=LEAD, assisting=[D])
         assert list(_parts(s, cid)) == [D]
         assert s.query(CaseAssignment).filter_by(incident_id=cid).count() == 3   # B, C, then D
+
+
+def _known_parts(s, rules) -> None:
+    """Five cases led by LEAD with assisting parts due 14:25 on their dispatch day (known answers):
+    B: on time (c1), late (c2), ended by a return before its reply and deadline (c4, not counted);
+    C: late (c1), on time (c3), never replied (c5)."""
+    c1 = _dispatched(s, rules, "k1", L(11, 2, 9, 0))
+    _do(s, rules, dept[B], c1, Action.ASSIST_REPLY, L(11, 2, 11), note="ok")
+    _do(s, rules, dept[C], c1, Action.ASSIST_REPLY, L(11, 2, 15), note="late")
+    c2 = _dispatched(s, rules, "k2", L(11, 3, 9, 0), assisting=(B,))
+    _do(s, rules, dept[B], c2, Action.ASSIST_REPLY, L(11, 4, 11), note="late")
+    c3 = _dispatched(s, rules, "k3", L(11, 4, 9, 0), assisting=(C,))
+    _do(s, rules, dept[C], c3, Action.ASSIST_REPLY, L(11, 4, 10), note="ok")
+    c4 = _dispatched(s, rules, "k4", L(11, 5, 9, 0), assisting=(B,))
+    _do(s, rules, dept[LEAD], c4, Action.RETURN, L(11, 5, 10), reason="territory")
+    _dispatched(s, rules, "k5", L(11, 5, 9, 0), assisting=(C,))
+
+
+def test_assisting_on_time_reply_rate_has_the_known_answers_on_both_paths(server, app):
+    from incidents import kpis
+    from tests.integration.test_kpi_facts import _check, _fast, _reference
+    rt = get_runtime(server)
+    period = kpis.Period(L(11, 1, 0), L(11, 8, 0))
+    with get_db(server).session_scope() as s:
+        _known_parts(s, rt.rules)
+    with server.app_context(), get_db(server).session_scope() as s:
+        for as_of, total, by_dept in (
+                (L(11, 7, 0), (2, 5), {B: (1, 2), C: (1, 3)}),
+                (L(11, 3, 12), (1, 2), {B: (1, 1), C: (0, 1)}),     # c2's part not yet due
+                (L(11, 5, 12), (2, 4), {B: (1, 2), C: (1, 2)})):    # c4 returned, c5 not yet due
+            for report in (_reference(s, rt, period, as_of, "department")[0],
+                           _fast(s, rt, period, as_of, "department")[1],
+                           _fast(s, rt, period, as_of)[1]):
+                k = report.kpis["assist_reply_rate"]
+                assert (k.numerator, k.denominator) == total, as_of
+                assert k.value == pytest.approx(total[0] / total[1])
+                for code, want in by_dept.items():
+                    if report.group_by:
+                        g = report.groups[code]["assist_reply_rate"]
+                        assert (g.numerator, g.denominator) == want, (as_of, code)
+                if report.group_by:
+                    # the lead's KPIs are the lead's alone: its 5 dispatches, none assisting
+                    assert report.groups[LEAD]["assist_reply_rate"].denominator == 0
+                    ranked = {r.code: r.assist_reply_rate for r in report.ranking.unranked}
+                    assert ranked[B] == pytest.approx(by_dept[B][0] / by_dept[B][1])
+            _check(s, rt, period, as_of)

@@ -31,7 +31,8 @@ def _reference(s, rt, period, as_of, group_by=None):
     cases, events, rates = kpi_facts.load_kpi_frames(s, ORIGIN, as_of, as_of, **kw)
     f, before, reported_at = kpis._facts(cases, events, period, as_of, rt.calendar)
     report = kpis.kpi_report(cases, events, rates, period, as_of, tz=rt.pack.timezone, cal=rt.calendar,
-                             targets=rt.pack.kpi_targets, group_by=group_by)
+                             targets=rt.pack.kpi_targets, group_by=group_by,
+                             assist_events=kpi_facts.load_assist_events(s, as_of))
     return report, f, before, reported_at, rates
 
 
@@ -45,7 +46,7 @@ def _fast(s, rt, period, as_of, group_by=None, buckets=None):
 
 
 def _same(got: dict, want: dict, where: str) -> None:
-    for code in kpis.CASE_KPIS:
+    for code in (*kpis.CASE_KPIS, *(c for c in kpis.ASSIST_KPIS if c in want)):
         g, w = got[code], want[code]
         assert g.denominator == w.denominator, (where, code)
         assert math.isclose(g.numerator, w.numerator, rel_tol=1e-9, abs_tol=1e-6), (where, code, g.numerator, w.numerator)
