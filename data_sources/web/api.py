@@ -37,7 +37,7 @@ from data_sources.store.db import get_db, is_unavailable
 from data_sources.store.media import get_media_store
 from data_sources.web.errors import (ErrorResponse, ResponseModel, UtcDateTime, domain_error_response,
                                      error_response, http_error_response, unavailable_response)
-from incidents import bounds, commands, media, permissions, services
+from incidents import bounds, commands, lifecycle, media, permissions, services
 from incidents.lifecycle import DomainError, ValidationFailed
 from incidents.permissions import reporter_view
 from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
@@ -192,6 +192,22 @@ class AttachmentOut(ResponseModel):
     created_at: UtcDateTime
 
 
+class AssistPartOut(ResponseModel):
+    """One assisting department's part (协办) of the current dispatch."""
+    department: CodeName
+    state: str = Field(description="dispatched (not signed for) | signed | replied")
+    dispatched_at: UtcDateTime
+    sign_due: UtcDateTime = Field(description="签收时限: as the lead's (the pack's [workflow.sign_for_hours])")
+    signed_at: Optional[UtcDateTime]
+    signed_by: Optional[str]
+    reply_due: UtcDateTime = Field(description="回复时限: the pack's [workflow] assist_reply_share of the case's "
+                                                "处置 limit from the dispatch, on the category's clock")
+    replied_at: Optional[UtcDateTime]
+    replied_by: Optional[str]
+    reply_note: str
+    light: Optional[Light] = Field(description="the part's own light: sign-for, then reply deadline; null once replied")
+
+
 class IncidentDetail(ResponseModel):
     id: int
     version: int = Field(description="send it back with an action (optimistic locking)")
@@ -232,6 +248,11 @@ class IncidentDetail(ResponseModel):
                                                           "sign_due, yellow past 80 % of it; else null")
     arbitrated: bool = Field(False, description="dispatched by arbitration (审定) after the pack's max_returns "
                                                 "returns: the department can no longer return it")
+    lead_department: Optional[CodeName] = Field(None, description="主办: the department that leads the case (the "
+                                                                  "same as department; every case KPI counts it)")
+    assisting: list[AssistPartOut] = Field(default_factory=list, description=(
+        "协办: the assisting departments of the current dispatch with their sign-for, reply and deadlines; the "
+        "lead's resolve waits for every reply (or resolve with override and a note)"))
     on_time: Optional[bool]
     void_reason: Optional[str]
     duplicate_of: Optional[int]
@@ -292,6 +313,12 @@ class ActionRequest(_In):
                                            "request (``requests`` in the case detail)")
     request_id: Optional[str] = Field(None, min_length=1, max_length=80,
                                       description="idempotency key: a retry with the same id is applied once")
+    assisting: Optional[list[str]] = Field(None, max_length=bounds.MAX_ASSISTING, description=(
+        "dispatch / arbitrate: the assisting departments (协办; codes, not the lead, each once), each with its own "
+        "sign-for and reply deadline. assist_sign / assist_reply (reply in note): an assisting department acts on "
+        "its own part; a dispatcher acts for one, naming it in department"))
+    override: bool = Field(False, description="resolve: resolve although assisting departments have not replied; "
+                                              "needs a note (recorded with the missing departments)")
     media_urls: list[str] = Field(default_factory=list, max_length=media.MAX_PER_ACTION, description=(
         "resolve, verify_pass, verify_fail: URL references to photos kept elsewhere (http/https; stored as links, never fetched). With "
         "multipart/form-data, photos go as file fields named photo (JPEG, PNG or WebP)"))
@@ -702,8 +729,9 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
     case, light = row
     events = s.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
                        .order_by(IncidentEvent.id)).all()
+    parts = case_queries.parts_of(s, [incident_id]).get(incident_id, [])
     dept_codes = {e.department_code for e in events if e.department_code} | (
-        {case.department_code} if case.department_code else set())
+        {case.department_code} if case.department_code else set()) | {p.department_code for p in parts}
     dept_names = dict(s.execute(select(Department.code, Department.name)
                                 .where(Department.code.in_(dept_codes))).all()) if dept_codes else {}
 
@@ -722,6 +750,12 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
         user.role, state, user_department=user.department_code, case_department=case.department_code,
         pending=[r.kind for r in requests if r.status == RequestStatus.PENDING.value],
         blocked=case_queries.blocked_of(case, get_runtime().rules))
+    part_rows = [case_queries.part_row(p, now, get_runtime().calendar) for p in parts]
+    if str(user.role) == Role.DEPARTMENT.value:
+        actions += case_queries.assist_actions_of(case.state, part_rows, role=str(user.role),
+                                                  department_code=user.department_code)
+    elif any(p["replied_at"] is None for p in part_rows) and state in lifecycle.ASSIST_STATES:
+        actions += permissions.assist_actions(user.role, assisting=[p["department_code"] for p in part_rows])
     return IncidentDetail(
         id=case.id, version=case.version, source=case.source, external_id=case.external_id,
         channel=case.channel, title=case.title, description=case.description or "",
@@ -736,6 +770,11 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
         updated_by=case.updated_by or "", allowed_hours=case.allowed_hours, warn_at=case.warn_at,
         deadline=case.deadline, light=light, on_time=case.on_time, void_reason=case.void_reason,
         sign_due=case.sign_due, arbitrated=bool(case.arbitrated),
+        lead_department=code_name(case.department_code, Department),
+        assisting=[AssistPartOut(department=code_name(p["department_code"], Department),
+                                 **{k: v for k, v in p.items() if k not in ("department_code", "department",
+                                                                             "sign_on_time", "reply_on_time")})
+                   for p in part_rows],
         sign_light=case_queries.sign_light_of(case.state, case.dispatched_at, case.signed_at, case.sign_due, now,
                                               get_runtime().calendar),
         duplicate_of=case.duplicate_of, supervise_level=case.supervise_level or 0,
@@ -805,7 +844,7 @@ def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionReques
                             now=now, department=body.department, note=body.note, reason=body.reason,
                             hours=body.hours, duplicate_of=body.duplicate_of, level=body.level,
                             case_request_id=body.case_request_id, request_id=body.request_id,
-                            attachments=attachments)
+                            attachments=attachments, assisting=body.assisting, override=body.override)
         case = done.case
         return ActionResult(id=case.id, state=State(case.state), version=case.version,
                             department=case.department_code, deadline=case.deadline, sign_due=case.sign_due,

@@ -21,7 +21,10 @@ re-encoded without its EXIF and stored (``incidents.media``). Answers give ``med
 photo or link) and ``media_urls`` (our extension: all of them); a stored photo's URL is the REST API's,
 which serves it only to a login that may see the case. Our states collapse to open/closed (closed and voided → closed); ``expected_datetime`` is the
 deadline (null until dispatched), ``sign_for_datetime`` (our extension) the department's sign-for
-deadline (签收时限) of the current dispatch; times are ISO 8601 with the city's offset. Errors follow the
+deadline (签收时限) of the current dispatch; ``agency_responsible`` is the lead department (主办) and
+``assisting_departments`` (our extension) the assisting ones (协办) of the current dispatch, each with
+its state (dispatched / signed / replied), its sign-for and reply deadlines and when it replied (never
+its reply text); times are ISO 8601 with the city's offset. Errors follow the
 spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
 
 ``api_key`` travels in the body (form field or JSON member) or the ``X-Api-Key`` header, never in the
@@ -46,8 +49,9 @@ from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.store.media import get_media_store
 from incidents import auth, bounds, commands, media, permissions, services
 from incidents.lifecycle import DomainError
+from incidents.queries.cases import parts_of
 from incidents.queries.media import attachments_by_case
-from incidents.model import Channel, Role, State, TimeUnit
+from incidents.model import ASSIST_ACTIONS, Channel, Role, State, TimeUnit
 from incidents.tables import Category, Department, Incident, IncidentEvent
 
 PREFIX = "/open311/v2"
@@ -302,6 +306,8 @@ def service_definition(code: str, fmt: str):
 
 # =========================================================================== requests: read
 
+ASSIST_EVENTS = sorted(a.value for a in ASSIST_ACTIONS)
+
 
 def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> list[dict]:
     stmt = (select(Incident.id, Incident.state, Incident.category_code, Category.name.label("service_name"),
@@ -317,10 +323,14 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
     notes: dict[int, str] = {}
     legacy: dict[int, str] = {}
     urls: dict[int, list[str]] = {}
+    parts = parts_of(s, ids)
+    agencies = dict(s.execute(select(Department.code, Department.name).where(Department.code.in_(
+        {p.department_code for ps in parts.values() for p in ps}))).all()) if parts else {}
     if ids:
         latest = (select(func.max(IncidentEvent.id))
                   .where(IncidentEvent.incident_id.in_(ids), IncidentEvent.action != "report",
-                         IncidentEvent.note != "")
+                         # an assisting department's reply (协办) is between departments, not the case's status
+                         IncidentEvent.action.not_in(ASSIST_EVENTS), IncidentEvent.note != "")
                   .group_by(IncidentEvent.incident_id))
         notes = dict(s.execute(select(IncidentEvent.incident_id, IncidentEvent.note)
                                .where(IncidentEvent.id.in_(latest))).all())
@@ -357,6 +367,12 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
         "media_url": (urls.get(r.id) or [legacy.get(r.id)])[0],
         # our extension: every photo and link of the case (report, resolve, verify), oldest first
         "media_urls": urls.get(r.id) or ([legacy[r.id]] if r.id in legacy else []),
+        # our extension: the assisting departments (协办) of the current dispatch; the lead is agency_responsible
+        "assisting_departments": [{
+            "agency": agencies.get(p.department_code, p.department_code),
+            "status": "replied" if p.replied_at else "signed" if p.signed_at else "dispatched",
+            "sign_for_datetime": _iso(p.sign_due, tz), "expected_datetime": _iso(p.reply_due, tz),
+            "replied_datetime": _iso(p.replied_at, tz)} for p in parts.get(r.id, [])],
     } for r in rows]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, false, func, or_, select
+from sqlalchemy import and_, case, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from data_sources.store.db import session_scope
@@ -15,7 +15,7 @@ from incidents.lifecycle import DomainError
 from incidents.model import Action, Light, Priority, RequestStatus, Role, State
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr
-from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent, User
+from incidents.tables import Area, CaseAssignment, CaseRequest, Category, Department, Incident, IncidentEvent, User
 
 
 #: "my to-do" by role: what waits for this role's next action
@@ -85,10 +85,54 @@ def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
 
 
 def scope_conditions(role: str | None, department_code: str | None) -> list:
-    """Department users see their own department's cases only (other roles: everything)."""
+    """Department users see their own department's cases only — the ones they lead, and the ones
+    they assist on now (协办, a live part: permissions.may_see_assisted) — other roles: everything."""
     if role == "department":
-        return [Incident.department_code == department_code] if department_code else [false()]
+        if not department_code:
+            return [false()]
+        return [or_(Incident.department_code == department_code, Incident.id.in_(assisted_by(department_code)))]
     return []
+
+
+def assisted_by(department_code: str, *, open_only: bool = False):
+    """The ids of the cases ``department_code`` assists on now (a live part; ``open_only``: not yet
+    replied — its 协办 to-do)."""
+    conds = [CaseAssignment.department_code == department_code, CaseAssignment.ended_at.is_(None)]
+    if open_only:
+        conds.append(CaseAssignment.replied_at.is_(None))
+    return select(CaseAssignment.incident_id).where(*conds)
+
+
+def part_row(p: CaseAssignment, now: datetime, calendar=None, names: dict | None = None) -> dict:
+    """One assisting part (协办) as the screens and the API show it, with its own light
+    (sla.assist_light: sign-for, then reply deadline; None once replied)."""
+    light = None
+    if calendar is not None:
+        from incidents.sla import assist_light
+        lit = assist_light(p.dispatched_at, p.sign_due, p.signed_at, p.reply_due, p.replied_at, now, calendar)
+        light = lit.value if lit else None
+    elif p.replied_at is None:
+        light = Light.RED.value if p.reply_due < now else Light.GREEN.value
+    state = "replied" if p.replied_at else "signed" if p.signed_at else "dispatched"
+    return {"department_code": p.department_code, "department": (names or {}).get(p.department_code),
+            "state": state, "dispatched_at": p.dispatched_at, "sign_due": p.sign_due, "signed_at": p.signed_at,
+            "signed_by": p.signed_by, "reply_due": p.reply_due, "replied_at": p.replied_at,
+            "replied_by": p.replied_by, "reply_note": p.reply_note or "",
+            "sign_on_time": None if p.signed_at is None else p.signed_at <= p.sign_due,
+            "reply_on_time": None if p.replied_at is None else p.replied_at <= p.reply_due, "light": light}
+
+
+def parts_of(s: Session, incident_ids: list[int], *, department_code: str | None = None) -> dict[int, list]:
+    """The live assisting parts of these cases (one query), of one department when given."""
+    if not incident_ids:
+        return {}
+    conds = [CaseAssignment.incident_id.in_(incident_ids), CaseAssignment.ended_at.is_(None)]
+    if department_code:
+        conds.append(CaseAssignment.department_code == department_code)
+    out: dict[int, list] = {}
+    for p in s.scalars(select(CaseAssignment).where(*conds).order_by(CaseAssignment.id)):
+        out.setdefault(p.incident_id, []).append(p)
+    return out
 
 
 @dataclass(frozen=True)
@@ -168,7 +212,12 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     all in the database (the grid's infinite row model asks for rows ``start``..``end``).
     ``calendar`` (a WorkCalendar) adds each running case's remaining working hours as of ``now``."""
     district, columns = _queue_columns()
-    conds = (view_conditions(view, now, role) + scope_conditions(role, department_code)
+    viewed = view_conditions(view, now, role)
+    if view == "my_todo" and role == Role.DEPARTMENT.value and department_code:
+        # a department's to-do: the cases it leads in its to-do states, and its assisting parts not yet replied
+        viewed = [or_(and_(*viewed, Incident.department_code == department_code),
+                      Incident.id.in_(assisted_by(department_code, open_only=True)))]
+    conds = (viewed + scope_conditions(role, department_code)
              + search_conditions(q) + _filter_conditions(filter_model, columns))
     order = []
     for item in (sort_model or [])[:3]:
@@ -212,6 +261,9 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
         rows = [dict(r._mapping) for r in s.execute(stmt).all()]
         total = s.scalar(count) or 0
         waiting = pending_requests_of(s, [r["id"] for r in rows])
+        mine = (parts_of(s, [r["id"] for r in rows if r["department_code"] != department_code],
+                         department_code=department_code)
+                if role == Role.DEPARTMENT.value and department_code else {})
     for r in rows:
         r["requests"] = waiting.get(r["id"], [])
         r["attention"] = bool(r["attention"])
@@ -224,6 +276,18 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
             from incidents.sla import remaining_working_hours
             r["remaining_hours"] = round(remaining_working_hours(r["deadline"], now, calendar,
                                                                  time_unit=r["time_unit"]), 2)
+        r["assist"] = None
+        if mine.get(r["id"]):
+            # the department assists (协办) on this case: its own part's light and deadline, not the lead's
+            part = part_row(mine[r["id"]][0], now, calendar)
+            r["assist"] = part
+            r["light"], r["new"] = part["light"], part["state"] == "dispatched"
+            r["sign_light"] = part["light"] if part["state"] == "dispatched" else None
+            r["sign_due"], r["deadline"] = part["sign_due"], part["reply_due"]
+            r["remaining_hours"] = None
+            if calendar is not None and part["replied_at"] is None:
+                from incidents.sla import remaining_working_hours
+                r["remaining_hours"] = round(remaining_working_hours(part["reply_due"], now, calendar), 2)
     return QueuePage(rows=rows, total=int(total))
 
 
@@ -294,6 +358,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
         actions = [a.value for a in permissions.available_actions(
             role, c.state, user_department=department_code, case_department=c.department_code, pending=pending,
             blocked=blocked_of(c, rules))]
+        parts = [part_row(p, now, rules.calendar, names) for p in parts_of(s, [c.id]).get(c.id, [])]
+        actions += assist_actions_of(c.state, parts, role=role, department_code=department_code)
         return {
             "id": c.id, "version": c.version, "state": c.state, "title": c.title,
             "description": c.description or "", "address": c.address or "", "lon": c.lon, "lat": c.lat,
@@ -320,6 +386,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "duplicates": [{"id": d.id, "title": d.title, "state": d.state, "distance_m": round(dist),
                             "reported_at": d.reported_at} for d, dist in dups],
             "actions": actions,
+            # 主办 / 协办: the assisting parts of the current dispatch; the replies the lead's resolve still waits for
+            "parts": parts, "awaiting": [p["department_code"] for p in parts if p["replied_at"] is None],
             # the actions this role only asks for (a department's extend / suspend): "申请…" buttons
             "request_only": [a for a in actions if permissions.is_request_only(role, a)],
             "may_decide": permissions.may(role, Action.APPROVE),
@@ -334,6 +402,18 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
                           "to_state": e.to_state, "department": names.get(e.department_code),
                           "note": e.note or "", "payload": e.payload or {}} for e in events],
         }
+
+
+def assist_actions_of(state: str, parts: list[dict], *, role: str, department_code: str | None) -> list[str]:
+    """The assisting actions the workbench offers: a department on its own live part (the center acts
+    for a department through the API, naming it)."""
+    from incidents.lifecycle import ASSIST_STATES
+    if role != Role.DEPARTMENT.value or State(state) not in ASSIST_STATES:
+        return []
+    mine = next((p for p in parts if p["department_code"] == department_code), None)
+    if mine is None or mine["replied_at"] is not None:
+        return []
+    return ([Action.ASSIST_SIGN.value] if mine["signed_at"] is None else []) + [Action.ASSIST_REPLY.value]
 
 
 def sign_light_of(state: str, dispatched_at, signed_at, sign_due, now: datetime, calendar=None) -> str | None:

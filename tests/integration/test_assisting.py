@@ -230,3 +230,67 @@ def test_assisting_on_time_reply_rate_has_the_known_answers_on_both_paths(server
                     ranked = {r.code: r.assist_reply_rate for r in report.ranking.unranked}
                     assert ranked[B] == pytest.approx(by_dept[B][0] / by_dept[B][1])
             _check(s, rt, period, as_of)
+
+
+# --------------------------------------------------------------------------- the REST API and Open311
+
+def test_the_api_dispatches_with_assisting_departments_and_each_replies_through_it(server):
+    import xml.etree.ElementTree as ET
+    from tests.integration.test_api import client_for, make_case
+    cid = make_case(server, "registered", ext="api-assist", dept=LEAD)
+    disp = client_for(server, "api-disp", "dispatcher")
+    lead, b, c, d = (client_for(server, f"api-{x}", "department", x) for x in (LEAD, B, C, D))
+
+    def act(client, action, **body):
+        version = disp.get(f"/api/v1/incidents/{cid}").get_json()["version"]
+        return client.post(f"/api/v1/incidents/{cid}/actions", json={"action": action, "version": version, **body})
+
+    for bad, status in (({"assisting": [LEAD]}, 422), ({"assisting": ["NOPE"]}, 422), ({"assisting": "HZ-ZJJ"}, 400),
+                        ({"assisting": [B] * 11}, 400)):
+        r = act(disp, "dispatch", department=LEAD, **bad)
+        assert r.status_code == status, (bad, r.get_json())
+    assert act(disp, "dispatch", department=LEAD, assisting=[B, C]).status_code == 200
+    detail = disp.get(f"/api/v1/incidents/{cid}").get_json()
+    assert detail["lead_department"]["code"] == LEAD
+    assert [(p["department"]["code"], p["state"], p["light"]) for p in detail["assisting"]] == [
+        (B, "dispatched", "green"), (C, "dispatched", "green")]
+    assert detail["assisting"][0]["department"]["name"] == "杭州市住房和城乡建设局"
+    # the assisting department sees the case and its own actions; a third department does not see it
+    seen = b.get(f"/api/v1/incidents/{cid}")
+    assert seen.status_code == 200 and seen.get_json()["actions"] == ["assist_sign", "assist_reply"]
+    assert cid in {x["id"] for x in b.get("/api/v1/incidents?per_page=500").get_json()["items"]}
+    assert d.get(f"/api/v1/incidents/{cid}").status_code == 404
+    # crafted POSTs: a third department, the lead, a department naming another's part
+    assert act(d, "assist_reply", note="x").status_code == 403
+    assert act(lead, "assist_sign").status_code == 403
+    assert act(c, "assist_sign", department=B).status_code == 403
+    assert act(b, "assist_sign").get_json()["state"] == "dispatched"
+    assert act(b, "assist_reply").status_code == 422                     # the reply goes in note
+    assert act(b, "assist_reply", note="已配合").status_code == 200
+    assert act(lead, "sign").status_code == 200
+    r = act(lead, "resolve", note="已处置")
+    assert r.status_code == 422 and C in r.get_json()["error"]["message"]
+    assert act(lead, "resolve", note="已处置", override=True).status_code == 200      # C never replied
+    detail = disp.get(f"/api/v1/incidents/{cid}").get_json()
+    assert detail["state"] == "resolved"
+    assert [(p["department"]["code"], p["state"], p["reply_note"]) for p in detail["assisting"]] == [
+        (B, "replied", "已配合"), (C, "dispatched", "")]
+    resolve = [e for e in detail["timeline"] if e["action"] == "resolve"][0]
+    assert resolve["payload"]["override"] == [C]
+    # the center replies for C (naming it)
+    assert act(disp, "assist_reply", department=C, note="代录：水务已回复").status_code == 200
+    # the OpenAPI document names the new fields
+    spec = disp.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert {"assisting", "override"} <= set(spec["ActionRequest"]["properties"])
+    assert {"lead_department", "assisting"} <= set(spec["IncidentDetail"]["properties"])
+    assert "reply_due" in spec["AssistPartOut"]["properties"]
+    # Open311: the lead is agency_responsible, the assisting departments our extension (no reply text)
+    client = server.test_client()
+    got = client.get(f"/open311/v2/requests/{cid}.json").get_json()[0]
+    assert got["agency_responsible"] == "西湖区城市管理局"
+    assert [(x["agency"], x["status"]) for x in got["assisting_departments"]] == [
+        ("杭州市住房和城乡建设局", "replied"), ("杭州市水务集团有限公司", "replied")]
+    assert "代录" not in str(got)
+    root = ET.fromstring(client.get(f"/open311/v2/requests/{cid}.xml").data)
+    assert [e.findtext("status") for e in root.findall("request/assisting_departments/assisting_department")] == [
+        "replied", "replied"]
