@@ -33,19 +33,20 @@ from incidents.queries import cases, reference
 #: the keyboard shortcut of each action (also shown on its button)
 KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_pass": "p",
         "verify_fail": "n", "void": "v", "return": "b", "reassign": "a", "extend": "e",
-        "suspend": "h", "resume": "u", "merge": "m", "supervise": "g", "reopen": "o", "arbitrate": "j"}
+        "suspend": "h", "resume": "u", "merge": "m", "supervise": "g", "reopen": "o", "arbitrate": "j",
+        "assist_sign": "x", "assist_reply": "y"}
 #: which fields each action asks for; the ones in NEEDS must be filled in
-FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "note"}, "reassign": {"dept", "note"},
-          "arbitrate": {"dept", "note"}, "return": {"return_reason", "note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
+FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "assisting", "note"}, "reassign": {"dept", "note"},
+          "arbitrate": {"dept", "assisting", "note"}, "assist_reply": {"note"}, "return": {"return_reason", "note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
           "supervise": {"level", "note"}, "verify_fail": {"note", "photos"}, "approve": {"note"}, "reject": {"note"},
           # photos come with the department's 反馈 and the inspector's 核查 (incidents.media.STAGE_OF_ACTION)
           **{a.value: {"note", "photos"} for a in STAGE_OF_ACTION if a.value != "verify_fail"}}
 NEEDS = {"void": "reason", "reassign": "dept", "return": "return_reason", "arbitrate": "note", "extend": "hours", "suspend": "note",
-         "merge": "dup", "verify_fail": "note", "reject": "note"}
+         "merge": "dup", "verify_fail": "note", "reject": "note", "assist_reply": "note"}
 #: the actions that need no input: one click (or key) queues them in the browser, and they are sent
 #: when the undo window ends or the user moves on (see ``UNDO_SECONDS``). Each can also be put right
 #: by the next ordinary step, so nothing is lost by not asking. Everything else opens the form.
-ONE_CLICK = ("register", "sign", "verify_pass", "resume")
+ONE_CLICK = ("register", "sign", "verify_pass", "resume", "assist_sign")
 #: how long a one-click action waits in the browser for 撤销 before it is sent: nothing is written
 #: before, so an undone action leaves no event, no version bump and no trace in the KPIs
 UNDO_SECONDS = 5
@@ -113,6 +114,13 @@ def action_form() -> html.Div:
             options=[{"label": label, "value": code}
                      for code, label in reference.case_rules().return_reasons.items()])),
         field("dept", t("target_department"), dcc.Dropdown(id=ids.CASE_DEPT, options=depts, clearable=False)),
+        # 协办: any other departments, each with its own sign-for and reply deadline
+        field("assisting", t("assisting_departments"), dcc.Dropdown(
+            id=ids.CASE_ASSISTING, options=depts, multi=True, value=[], placeholder=t("assisting_placeholder"))),
+        # the lead's resolve while assisting replies are missing: only with this ticked and a note
+        field("override", t("override_label"), dcc.Checklist(
+            id=ids.CASE_OVERRIDE, options=[{"label": " " + t("override_text"), "value": "override"}], value=[],
+            className="override-check")),
         field("hours", t("hours"), dcc.Input(id=ids.CASE_HOURS, type="number", min=0.5, step=0.5)),
         field("dup", t("duplicate_of"), dcc.Input(id=ids.CASE_DUP, type="number", min=1, step=1)),
         field("level", t("level"), dcc.Dropdown(id=ids.CASE_LEVEL, clearable=False, searchable=False, value=1,
@@ -236,6 +244,7 @@ def render(d: dict) -> tuple:
             row(t("f_version"), f"v{d['version']} · {d['updated_by'] or '—'} · {local_time(d['updated_at'])}"),
         ]),
         html.P(d["description"], className="case-desc") if d["description"] else None,
+        parts_section(d),
         requests_section(d),
         photos_section(d),
     ]
@@ -266,17 +275,46 @@ def render(d: dict) -> tuple:
                                                       html.P([html.B(s["department"]), html.Br(), html.Span(s["reason"], className="muted")])]),
         html.Div(className="case-section", children=[html.H4(t("duplicates")),
                                                       html.Ul(dups, className="dups") if dups else html.P(t("no_duplicates"), className="muted")]),
-        html.Div(className="case-section", children=[html.H4(t("timeline")), timeline(d["timeline"])]),
+        html.Div(className="case-section", children=[html.H4(t("timeline")), timeline(d["timeline"], d.get("department_names"))]),
     ]
     store = {"id": d["id"], "version": d["version"], "state": d["state"], "actions": d["actions"],
              "request_only": sorted(request_only),
              "requests": {str(r["id"]): r["kind"] for r in d.get("requests", ()) if r["status"] == "pending"},
              "suggested": s["department_code"], "department": d["department_code"],
+             "awaiting": d.get("awaiting") or [],
              "one_click": [a for a in d["actions"] if a in ONE_CLICK],
              "labels": {a: act_label(a) for a in d["actions"] if a in ONE_CLICK},
              "texts": {"queued": t("queued", s="{s}", action="{action}", id="{id}"),
                        "undone": t("undone", action="{action}", id="{id}")}}
     return [b for b in body if b is not None], actions, more, case_map(d), store
+
+
+def parts_section(d: dict) -> html.Div | None:
+    """主办 / 协办: the lead and each assisting department of the current dispatch, with its sign-for
+    and reply state, deadlines and its own light."""
+    parts = d.get("parts") or []
+    if not parts:
+        return None
+    def when(v):
+        return local_time(v, "%m-%d %H:%M")
+    items = [html.Li(className="part part-lead", children=[
+        html.Span(t("part_lead"), className="part-role lead"), html.B(d["department"] or "—"),
+        html.Span(state_label(d["state"]), className="part-state muted")])]
+    for p in parts:
+        late = ((p["sign_on_time"] is False and p["state"] == "signed") or p["reply_on_time"] is False)
+        detail = [t("part_sign_due", at=when(p["sign_due"])) if p["state"] == "dispatched" else None,
+                  t("part_reply_due", at=when(p["reply_due"])),
+                  t("part_replied_at", at=when(p["replied_at"])) if p["replied_at"] else None]
+        items.append(html.Li(className=f"part part-{p['state']}", children=[
+            html.Span(t("part_assist"), className="part-role assist"),
+            html.Span(className=f"dot {p['light']}") if p["light"] else None,
+            html.B(p["department"] or p["department_code"]),
+            html.Span(t(f"part_{p['state']}") + (f" · {t('part_late')}" if late else ""),
+                      className="part-state" + (" late" if late else "")),
+            html.Div(" · ".join(x for x in detail if x), className="part-meta muted"),
+            html.Div(p["reply_note"], className="part-note") if p["reply_note"] else None]))
+    return html.Div(className="case-section case-parts", children=[html.H4(t("parts_title")),
+                                                                   html.Ul(items, className="parts")])
 
 
 def clock(c: dict | None) -> list:
@@ -336,7 +374,8 @@ def photos_section(d: dict) -> html.Div | None:
         html.H4(t("photos")), html.Div(cols, className="photo-cols")])
 
 
-def timeline(events: list[dict]) -> html.Ol:
+def timeline(events: list[dict], names: dict | None = None) -> html.Ol:
+    names = names or {}
     items = []
     for e in events:
         extra = []
@@ -348,6 +387,15 @@ def timeline(events: list[dict]) -> html.Ol:
             extra.append(t("returns_n", n=payload["returns"]))
         if e["action"] == "sign" and payload.get("on_time") is False:
             extra.append(t("sign_late"))
+        if payload.get("assisting"):
+            extra.append(t("ev_assisting", names="、".join(names.get(x["department"], x["department"])
+                                                          for x in payload["assisting"])))
+        if payload.get("override"):
+            extra.append(t("ev_override", names="、".join(names.get(x, x) for x in payload["override"])))
+        if e["action"].startswith("assist_") and payload.get("department"):
+            late = payload.get("on_time") is False or payload.get("sign_on_time") is False
+            extra.append(names.get(payload["department"], payload["department"])
+                         + (f" · {t('part_late')}" if late else ""))
         if payload.get("requested_by"):
             extra.append(f"{t('requested_by')}: {payload['requested_by']}")
         if payload.get("photos"):
@@ -461,7 +509,10 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
             duplicate_of=int(values["dup"]) if action == "merge" and values.get("dup") else None,
             level=int(values["level"]) if action == "supervise" and values.get("level") else None,
             case_request_id=_as_id(pending.get("case_request")) if action in DECISIONS else None,
-            request_id=pending.get("request_id"))
+            request_id=pending.get("request_id"),
+            **({"assisting": [str(x) for x in values.get("assisting") or [] if x]}
+               if action in ("dispatch", "arbitrate") else {}),
+            **({"override": "override" in (values.get("override") or [])} if action == "resolve" else {}))
     except StaleVersion as exc:
         when = local_time(exc.changed_at, "%H:%M:%S") if isinstance(exc.changed_at, datetime) else str(exc.changed_at)
         return "conflict", t("conflict", who=exc.changed_by or "?", when=when)
@@ -530,8 +581,10 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
     ``case_request``: the request an approve / reject decides."""
     if not action or not seen:
         return (None, "case-form hidden", "", *(["form-field hidden"] * len(FORM_FIELDS)), no_update, None, "", None,
-                no_update, None)
+                no_update, None, [], [])
     fields = FIELDS.get(action, {"note"}) | {"note"}
+    if action == "resolve" and seen.get("awaiting"):
+        fields = fields | {"override"}     # assisting replies missing: the lead may resolve without them
     cls = ["form-field" if f in fields else "form-field hidden" for f in FORM_FIELDS]
     dept = seen.get("suggested") if action in ("dispatch", "arbitrate") else None
     pending = {"action": action, "case": seen["id"], "request_id": uuid.uuid4().hex}
@@ -540,13 +593,13 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
         pending["case_request"] = case_request
         kind = (seen.get("requests") or {}).get(str(case_request), "")
         title = t("decide_title", action=act_label(action), kind=kind_label(kind), rid=case_request, id=seen["id"])
-    return (pending, "case-form", title, *cls, dept, target, "", None, "", None)  # "": the last result goes
+    return (pending, "case-form", title, *cls, dept, target, "", None, "", None, [], [])  # "": the last result goes
 
 
 # --------------------------------------------------------------------------- callbacks
 
 #: the form's optional fields, shown or hidden by the action chosen
-FORM_FIELDS = ("reason", "return_reason", "dept", "hours", "dup", "level", "photos")
+FORM_FIELDS = ("reason", "return_reason", "dept", "assisting", "override", "hours", "dup", "level", "photos")
 FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in FORM_FIELDS]
 
 
@@ -582,6 +635,7 @@ def tick_clock(_n, seen):
                Output(ids.CASE_DEPT, "value"), Output(ids.CASE_DUP, "value"), Output(ids.CASE_NOTE, "value"),
                Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
                Output(ids.CASE_PHOTOS, "contents"),
+               Output(ids.CASE_ASSISTING, "value"), Output(ids.CASE_OVERRIDE, "value"),
                Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_ACT_FORM, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
@@ -609,14 +663,16 @@ def choose_action(_acts, _forms, _merges, _decisions, _cancel, seen):
                State(ids.CASE_REASON, "value"), State(ids.CASE_NOTE, "value"), State(ids.CASE_HOURS, "value"),
                State(ids.CASE_DEPT, "value"), State(ids.CASE_DUP, "value"), State(ids.CASE_LEVEL, "value"),
                State(ids.CASE_PHOTOS, "contents"), State(ids.CASE_PHOTOS, "filename"),
-               State(ids.CASE_RETURN_REASON, "value"),
+               State(ids.CASE_RETURN_REASON, "value"), State(ids.CASE_ASSISTING, "value"),
+               State(ids.CASE_OVERRIDE, "value"),
                prevent_initial_call=True)
 def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level, photos, photo_names,
-                   return_reason=None):
+                   return_reason=None, assisting=None, override=None):
     guard_actions()
     status, message = run_action(pending, seen, dict(reason=reason, note=note, hours=hours, dept=dept,
                                                      dup=dup, level=level, photos=photos, photo_names=photo_names,
-                                                     return_reason=return_reason))
+                                                     return_reason=return_reason, assisting=assisting,
+                                                     override=override))
     reload = status in ("ok", "conflict")
     return message, (done or 0) + 1 if reload else no_update, f"case-result {status}"
 

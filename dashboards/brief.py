@@ -326,16 +326,22 @@ def ranking_table(report, by: str) -> dcc.Markdown:
     if r is None:
         return block(tag("div", "—"))
     num = "num"
+    # by department: each department's 协办按时回复率 beside its score (its own rate, not a weight of it)
+    assist = by == "department"
     head = tag("tr", [tag("th", t("brief_rank"), cls=num), tag("th", t(by)), tag("th", t("brief_volume"), cls=num),
                       tag("th", t("closure_rate"), cls=num), tag("th", t("on_time_rate"), cls=num),
-                      tag("th", t("brief_rework"), cls=num), tag("th", t("brief_score"), cls=num),
-                      tag("th", t("brief_grade"))])
+                      tag("th", t("brief_rework"), cls=num),
+                      *([tag("th", t("col_assist_rate"), cls=num)] if assist else []),
+                      tag("th", t("brief_score"), cls=num), tag("th", t("brief_grade"))])
     rows = [tag("tr", [tag("td", x.rank, cls=num), tag("td", x.name), tag("td", f"{x.volume:,}", cls=num),
                        tag("td", _pct(x.closure_rate), cls=num), tag("td", _pct(x.on_time_disposal_rate), cls=num),
-                       tag("td", _pct(x.rework_rate), cls=num), tag("td", f"{x.score:.1f}", cls=num),
+                       tag("td", _pct(x.rework_rate), cls=num),
+                       *([tag("td", _pct(x.assist_reply_rate), cls=num)] if assist else []),
+                       tag("td", f"{x.score:.1f}", cls=num),
                        tag("td", tag("span", x.grade, cls=f"grade g-{x.grade}"))]) for x in r.ranked]
     rows += [tag("tr", [tag("td", "—", cls=num), tag("td", x.name), tag("td", f"{x.volume:,}", cls=num),
-                        tag("td", x.reason, colSpan=5, cls="muted")], cls="unranked") for x in r.unranked]
+                        tag("td", x.reason, colSpan=6 if assist else 5, cls="muted")], cls="unranked")
+             for x in r.unranked]
     return block(tag("div", tag("table", [tag("thead", head), tag("tbody", rows)], cls="table", id=f"brief-rank-{by}"),
                      cls="scroll"))
 

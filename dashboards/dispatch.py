@@ -133,7 +133,9 @@ def row_of(r: dict) -> dict:
                                       + (f" · {q['note']}" if q["note"] else "") for q in r.get("requests") or ()),
             "priority": t(f"priority_{r['priority']}") if r["priority"] in ("normal", "urgent", "emergency") else r["priority"],
             "priority_code": r["priority"], "attention": r.get("attention", False), "new": r.get("new", False),
-            "tags": ([["new", t("tag_new")]] if r.get("new") else [])
+            # 协办: the department's own part of a case another department leads (its light and deadline)
+            "tags": ([["assist", t("tag_assist")]] if r.get("assist") else [])
+                    + ([["new", t("tag_new")]] if r.get("new") else [])
                     + ([[r["priority"], t(f"priority_{r['priority']}")]] if r["priority"] in cases.ATTENTION_PRIORITIES else [])
                     + ([["supervised", t("tag_supervised")]] if r["supervise_level"] else []),
             "district": r["district"] or "—", "department": r["department"] or "—",

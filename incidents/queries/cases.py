@@ -388,6 +388,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "actions": actions,
             # 主办 / 协办: the assisting parts of the current dispatch; the replies the lead's resolve still waits for
             "parts": parts, "awaiting": [p["department_code"] for p in parts if p["replied_at"] is None],
+            "department_names": names,
             # the actions this role only asks for (a department's extend / suspend): "申请…" buttons
             "request_only": [a for a in actions if permissions.is_request_only(role, a)],
             "may_decide": permissions.may(role, Action.APPROVE),
