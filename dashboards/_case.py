@@ -232,7 +232,7 @@ def render(d: dict) -> tuple:
             row(t("col_priority"), t(f"priority_{d['priority']}") if d["priority"] in ("normal", "urgent", "emergency") else d["priority"]),
             row(t("f_address"), d["address"] or "—"),
             row(t("f_area"), f"{d['district'] or '—'} / {d['grid'] or d['grid_code'] or '—'}"),
-            row(t("f_department"), d["department"] or "—"),
+            row(t("f_lead_department") if d.get("parts") else t("f_department"), d["department"] or "—"),
             row(t("f_reporter"), reporter, "reporter"),
             row(t("f_reported"), local_time(d["reported_at"], "%Y-%m-%d %H:%M")),
             row(t("f_deadline"), local_time(d["deadline"], "%Y-%m-%d %H:%M") if d["deadline"] else "—"),
@@ -392,10 +392,9 @@ def timeline(events: list[dict], names: dict | None = None) -> html.Ol:
                                                           for x in payload["assisting"])))
         if payload.get("override"):
             extra.append(t("ev_override", names="、".join(names.get(x, x) for x in payload["override"])))
-        if e["action"].startswith("assist_") and payload.get("department"):
-            late = payload.get("on_time") is False or payload.get("sign_on_time") is False
-            extra.append(names.get(payload["department"], payload["department"])
-                         + (f" · {t('part_late')}" if late else ""))
+        if e["action"].startswith("assist_") and (payload.get("on_time") is False
+                                                  or payload.get("sign_on_time") is False):
+            extra.append(t("part_late"))
         if payload.get("requested_by"):
             extra.append(f"{t('requested_by')}: {payload['requested_by']}")
         if payload.get("photos"):

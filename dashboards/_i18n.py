@@ -225,6 +225,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "override_label": ("协办未全部回复", "Assisting replies missing"),
     "override_text": ("不再等待，说明理由后直接反馈", "Resolve without them (say why in the note)"),
     "parts_title": ("主办 / 协办", "Lead / assisting"),
+    "f_lead_department": ("主办部门", "Lead department"),
     "part_lead": ("主办", "Lead"),
     "part_assist": ("协办", "Assisting"),
     "part_dispatched": ("待签收", "awaiting sign-for"),

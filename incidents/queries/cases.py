@@ -18,6 +18,9 @@ from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_versi
 from incidents.tables import Area, CaseAssignment, CaseRequest, Category, Department, Incident, IncidentEvent, User
 
 
+#: the timeline events of an assisting department's part (协办)
+ASSIST_EVENT_NAMES = (Action.ASSIST_SIGN.value, Action.ASSIST_REPLY.value)
+
 #: "my to-do" by role: what waits for this role's next action
 TODO_STATES = {
     "dispatcher": [State.REPORTED.value, State.REGISTERED.value],
@@ -400,7 +403,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "timeline": [{"at": e.at, "actor": e.actor, "actor_name": people.get(e.actor, {}).get("name") or e.actor,
                           "actor_unit": people.get(e.actor, {}).get("unit"), "actor_role": people.get(e.actor, {}).get("role"),
                           "action": e.action, "from_state": e.from_state,
-                          "to_state": e.to_state, "department": names.get(e.department_code),
+                          # an assisting department's sign-for or reply names that department, not the lead
+                          "to_state": e.to_state, "department": names.get(
+                              (e.payload or {}).get("department") if e.action in ASSIST_EVENT_NAMES
+                              else e.department_code),
                           "note": e.note or "", "payload": e.payload or {}} for e in events],
         }
 

@@ -294,3 +294,52 @@ def test_the_api_dispatches_with_assisting_departments_and_each_replies_through_
     root = ET.fromstring(client.get(f"/open311/v2/requests/{cid}.xml").data)
     assert [e.findtext("status") for e in root.findall("request/assisting_departments/assisting_department")] == [
         "replied", "replied"]
+
+
+# --------------------------------------------------------------------------- the workbench
+
+def test_the_workbench_dispatches_with_assisting_departments_and_the_part_waits_in_their_to_do(server):
+    from datetime import timedelta, timezone
+    from dashboards import _case
+    from flask_login import login_user
+    from data_sources.web.gate import SessionUser
+    from incidents.queries import cases
+    from tests.integration.test_sign_for import _workbench
+    rules = get_runtime(server).rules
+    start = datetime.now(timezone.utc) - timedelta(minutes=30)
+    with get_db(server).session_scope() as s:
+        cid = _new(s, rules, "wb-assist", start)
+        _do(s, rules, DISP, cid, Action.REGISTER, start + timedelta(minutes=1))
+    disp = (301, "wb-disp2", Role.DISPATCHER, None, "wb-disp2")
+    b_user = (302, "wb-b", Role.DEPARTMENT, B, "wb-b")
+    lead_user = (303, "wb-lead", Role.DEPARTMENT, LEAD, "wb-lead")
+    status, msg = _workbench(server, disp, cid, "dispatch", dept=LEAD, assisting=[LEAD])
+    assert status == "refused" and "cannot also assist" in msg
+    assert _workbench(server, disp, cid, "dispatch", dept=LEAD, assisting=[B, C])[0] == "ok"
+    # B's 我的待办 holds the case as its part (协办), with its part's light and reply deadline
+    now = datetime.now(timezone.utc)
+    with server.app_context():
+        page = cases.queue_page(now, view="my_todo", role="department", department_code=B, q=f"#{cid}",
+                                calendar=rules.calendar)
+        other = cases.queue_page(now, view="my_todo", role="department", department_code=D, q=f"#{cid}")
+    assert other.total == 0
+    (row,) = page.rows
+    assert row["assist"]["state"] == "dispatched" and row["new"] is True
+    assert row["deadline"] == row["assist"]["reply_due"] and row["light"] == row["assist"]["light"]
+    with server.test_request_context("/"):
+        login_user(SessionUser(*b_user))
+        d = _case.load(cid)
+    assert d["actions"] == ["assist_sign", "assist_reply"] and d["awaiting"] == [B, C]
+    assert [p["department"] for p in d["parts"]] == ["杭州市住房和城乡建设局", "杭州市水务集团有限公司"]
+    assert _workbench(server, b_user, cid, "assist_reply")[0] == "incomplete"          # the reply text
+    assert _workbench(server, b_user, cid, "assist_reply", note="已排查燃气管线")[0] == "ok"
+    with server.app_context():
+        page = cases.queue_page(now, view="my_todo", role="department", department_code=B, q=f"#{cid}")
+    assert page.total == 0                                   # replied: no longer in its to-do
+    # the lead: resolve refused while C is missing, then the override box with a note
+    assert _workbench(server, lead_user, cid, "sign")[0] == "ok"
+    status, msg = _workbench(server, lead_user, cid, "resolve", note="已处置")
+    assert status == "refused" and C in msg
+    assert _workbench(server, lead_user, cid, "resolve", note="电话确认", override=["override"])[0] == "ok"
+    with get_db(server).session_scope() as s:
+        assert s.get(Incident, cid).state == State.RESOLVED
