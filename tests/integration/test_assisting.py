@@ -210,10 +210,10 @@ def test_assisting_on_time_reply_rate_has_the_known_answers_on_both_paths(server
     with get_db(server).session_scope() as s:
         _known_parts(s, rt.rules)
     with server.app_context(), get_db(server).session_scope() as s:
-        for as_of, total, by_dept in (
-                (L(11, 7, 0), (2, 5), {B: (1, 2), C: (1, 3)}),
-                (L(11, 3, 12), (1, 2), {B: (1, 1), C: (0, 1)}),     # c2's part not yet due
-                (L(11, 5, 12), (2, 4), {B: (1, 2), C: (1, 2)})):    # c4 returned, c5 not yet due
+        for as_of, total, by_dept, lead_dispatched in (
+                (L(11, 7, 0), (2, 5), {B: (1, 2), C: (1, 3)}, 4),
+                (L(11, 3, 12), (1, 2), {B: (1, 1), C: (0, 1)}, 2),     # c2's part not yet due
+                (L(11, 5, 12), (2, 4), {B: (1, 2), C: (1, 2)}, 4)):    # c4 returned, c5 not yet due
             for report in (_reference(s, rt, period, as_of, "department")[0],
                            _fast(s, rt, period, as_of, "department")[1],
                            _fast(s, rt, period, as_of)[1]):
@@ -225,8 +225,11 @@ def test_assisting_on_time_reply_rate_has_the_known_answers_on_both_paths(server
                         g = report.groups[code]["assist_reply_rate"]
                         assert (g.numerator, g.denominator) == want, (as_of, code)
                 if report.group_by:
-                    # the lead's KPIs are the lead's alone: its 5 dispatches, none assisting
+                    # the lead's KPIs are the lead's alone: its dispatches count in its 按期处置率 (c4, returned,
+                    # is no longer its case), the assisting departments' parts in no case KPI of theirs
                     assert report.groups[LEAD]["assist_reply_rate"].denominator == 0
+                    assert report.groups[LEAD]["on_time_disposal_rate"].denominator == lead_dispatched
+                    assert report.groups[B]["on_time_disposal_rate"].denominator == 0
                     ranked = {r.code: r.assist_reply_rate for r in report.ranking.unranked}
                     assert ranked[B] == pytest.approx(by_dept[B][0] / by_dept[B][1])
             _check(s, rt, period, as_of)
