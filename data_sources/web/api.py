@@ -1115,6 +1115,8 @@ class RankRowOut(ResponseModel):
     score: Optional[float] = Field(description="综合指标值, 0–100")
     grade: Optional[Literal["A", "B", "C", "D", "E"]]
     reason: str = Field(description="why a group is unranked")
+    assist_reply_rate: Optional[float] = Field(None, description=(
+        "by department: its 协办按时回复率 (its assisting parts replied on time; not a weight of the score)"))
 
 
 class RankingOut(ResponseModel):

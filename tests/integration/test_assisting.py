@@ -233,6 +233,16 @@ def test_assisting_on_time_reply_rate_has_the_known_answers_on_both_paths(server
                     ranked = {r.code: r.assist_reply_rate for r in report.ranking.unranked}
                     assert ranked[B] == pytest.approx(by_dept[B][0] / by_dept[B][1])
             _check(s, rt, period, as_of)
+    # /api/v1/kpis: the same numbers (as of now: every part is due), total and per department
+    from tests.integration.test_api import client_for
+    got = client_for(server, "kpi-disp", "dispatcher").get(
+        "/api/v1/kpis?from=2026-11-01&to=2026-11-07&group_by=department").get_json()
+    total = {k["code"]: k for k in got["kpis"]}["assist_reply_rate"]
+    assert (total["numerator"], total["denominator"]) == (2, 5) and "协办" in total["formula"]
+    groups = {g["code"]: {k["code"]: k for k in g["kpis"]} for g in got["groups"]}
+    assert (groups[C]["assist_reply_rate"]["numerator"], groups[C]["assist_reply_rate"]["denominator"]) == (1, 3)
+    rows = {r["code"]: r for r in got["ranking"]["unranked"] + got["ranking"]["ranked"]}
+    assert rows[B]["assist_reply_rate"] == pytest.approx(0.5)
 
 
 # --------------------------------------------------------------------------- the REST API and Open311
