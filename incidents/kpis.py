@@ -4,8 +4,9 @@ Two frames describe the cases (the loaders in :mod:`incidents.queries.brief` bui
 
 * ``cases``: one row per case — ``id``, ``reported_at``, ``district_code``, ``department_code``,
   ``state``, ``deadline``, ``on_time`` (the columns as they are *now*), and for rebuilding a
-  deadline ``base_hours`` (category limit × priority factor, in the category's clock) and
-  ``natural`` (True for natural-hour categories);
+  deadline ``base_hours`` (category limit × priority factor, in the category's clock),
+  ``natural`` (True for natural-hour categories) and optionally ``from_sign`` (True when the pack's
+  处置 clock starts at the department's 签收, ``[workflow] disposal_clock = "sign"``);
 * ``events``: the timeline — ``incident_id``, ``id``, ``at``, ``action``, ``from_state``,
   ``to_state``, ``department_code`` (the case's department after the action), ``hours`` (extend),
   and optionally ``kind``: an ``approve`` event (a dispatcher granting a department's request)
@@ -296,16 +297,19 @@ def _span(a: datetime, b: datetime, natural: bool, cal) -> float:
 
 
 def deadline_in_force(events: Iterable[tuple], base_hours: Optional[float], natural: bool,
-                      cal) -> Optional[datetime]:
+                      cal, from_sign: bool = False) -> Optional[datetime]:
     """The deadline after the given events ``(action, at, from_state, hours)`` in time order, as the
-    services compute it: clock start (dispatch, reassign, verify_fail) + base + approved extensions
-    since then + suspended time spent with the department since then. None when no clock runs."""
+    services compute it: clock start (dispatch, reassign, verify_fail — or, ``from_sign``, the
+    department's 签收 after one) + base + approved extensions since the dispatch + suspended time
+    spent with the department since the clock started. None when no clock runs."""
     start = None
     ext = susp = 0.0
     susp_at = susp_from = None
     for action, at, from_state, hours in events:
         if action in CLOCK_STARTS:
-            start, ext, susp = at, 0.0, 0.0
+            start, ext, susp = (None if from_sign else at), 0.0, 0.0
+        elif action == "sign" and from_sign:
+            start = at
         elif action in CLOCK_STOPS:
             start = None
         elif action == "extend":
@@ -364,7 +368,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         c = c.set_index("id")
     for col in ("reported_at", "deadline", "first_sign_due"):
         c[col] = _utc_col(c[col]) if col in c.columns else pd.Series(pd.NaT, index=c.index, dtype="datetime64[us, UTC]")
-    for col, default in (("base_hours", float("nan")), ("natural", False), ("on_time", None),
+    for col, default in (("base_hours", float("nan")), ("natural", False), ("from_sign", False), ("on_time", None),
                          ("district_code", None), ("department_code", None), ("state", None)):
         if col not in c.columns:
             c[col] = default
@@ -419,7 +423,10 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     f["final_resolve_at"] = last_resolve.where(f["resolved_final"])
 
     later_on_time = f.index.isin(ids(after, ON_TIME_CHANGERS))
-    later_deadline = f.index.isin(ids(after, DEADLINE_CHANGERS))
+    from_sign = c["from_sign"].eq(True).reindex(f.index, fill_value=False)
+    # (a 处置 clock that starts at the 签收: a sign-for after as_of changes the deadline in force too)
+    later_deadline = f.index.isin(ids(after, DEADLINE_CHANGERS)) | (
+        from_sign.to_numpy() & f.index.isin(ids(after, ("sign",))))
     stored_on_time = c["on_time"].reindex(f.index)
 
     # last suspension (for cases suspended at as_of)
@@ -431,6 +438,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     positions = before.groupby("incident_id").indices if len(before) else {}
     base_hours = c["base_hours"].to_dict()
     natural = c["natural"].to_dict()
+    from_sign = from_sign.to_dict()
 
     def rebuilt(cid, until) -> Optional[datetime]:
         pos = positions.get(cid)
@@ -440,7 +448,8 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         g = g[g["at"] <= until]
         nat = natural.get(cid)
         return deadline_in_force(zip(g["action"], (t.to_pydatetime() for t in g["at"]), g["from_state"], g["hours"]),
-                                 base_hours.get(cid), False if pd.isna(nat) else bool(nat), cal)
+                                 base_hours.get(cid), False if pd.isna(nat) else bool(nat), cal,
+                                 from_sign=from_sign.get(cid, False))
 
     resolve_at = f["final_resolve_at"].to_dict()
     stored_on_time = stored_on_time.to_dict()
