@@ -209,7 +209,8 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                              "÷ 期内立案（不含作废）的案件数"),
     "on_time_disposal_rate": ("按期处置率", "On-time disposal rate", "%", "up",
                               "按期处置率 = 期内首次派遣（不含作废）且截至统计时点最终一次处置反馈不晚于有效处置时限（含批准延期、扣除挂账）的案件数 "
-                              "÷ 期内首次派遣（不含作废）的案件数"),
+                              "÷ 期内首次派遣（不含作废）的案件数；处置时限自（最近一次）派遣起算，城市包 [workflow] "
+                              "disposal_clock = \"sign\" 时自部门签收起算（签收前挂账不计）"),
     "rework_rate": ("返工率", "Rework rate", "%", "down",
                     "返工率 = 期内立案（不含作废）且截至统计时点有过核查不通过（返工）或重新立案的案件数 ÷ 期内立案（不含作废）的案件数"),
     "accurate_dispatch_rate": ("准确派遣率", "Accurate dispatch rate", "%", "up",
@@ -218,7 +219,7 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                           "按时签收率 = 期内首次派遣（不含作废）且截至统计时点已在首次派遣的签收时限内签收的案件数 "
                           "÷ 期内首次派遣（不含作废）且有签收时限的案件数；签收时限 = 派遣时刻起按工作日历计的工作时"
                           "（城市包 [workflow.sign_for_hours]，按优先级），节假日不计、调休工作日计入；"
-                          "处置时限仍自派遣起算，不因签收而改变"),
+                          "处置时限自派遣起算，城市包 [workflow] disposal_clock = \"sign\" 时自签收起算"),
     "returns_count": ("退单数", "Returns", "件", "down",
                       "退单数 = 统计期内（且不晚于统计时点）的退单次数（每次退单计一次，须选退单原因）；按部门统计时计入退单的部门，"
                       "按区统计时计入案件所在区；同一案件退单达城市包 [workflow] max_returns 次后由派遣员审定派遣，不可再退"),
@@ -226,7 +227,8 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                        "延期率 = 期内首次派遣（不含作废）且截至统计时点有批准延期的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
     "overdue_open_count": ("超期未处置数", "Overdue open cases", "件", "down",
                            "超期未处置数 = 统计时点处于已派遣/处置中且已超过有效处置时限的案件数"
-                           "（挂账案件计时停止：挂账时已超期的计入）"),
+                           "（挂账案件计时停止：挂账时已超期的计入；处置时限自签收起算的城市包，未签收的案件无处置时限，"
+                           "只计签收超时）"),
     "mean_handling_hours": ("平均处置时长", "Mean handling time", "工作小时", "down",
                             "平均处置时长 = Σ（首次派遣至最终一次处置反馈的工作时长）÷ 期内首次派遣（不含作废）且截至统计时点已处置反馈的案件数"),
     "online_rate": ("网办率", "Online processing rate", "%", "up",
