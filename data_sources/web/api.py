@@ -830,6 +830,9 @@ def _send_attachment(user, incident_id: int, attachment_id: int, variant: str):
     if found is None:
         raise ApiError(404, "not_found", f"case {incident_id} has no attachment {attachment_id}")
     att, case_department = found
+    if not permissions.may_see_case(user.role, user_department=user.department_code, case_department=case_department):
+        # another department's case answers as if it did not exist (as its detail does)
+        raise ApiError(404, "not_found", f"case {incident_id} does not exist")
     permissions.check_media(user.role, user_department=user.department_code, case_department=case_department)
     if att.kind != "photo":
         raise ApiError(404, "not_found", f"attachment {attachment_id} is a link, not a stored photo: {att.url}")
