@@ -30,12 +30,16 @@ def test_the_case_page_map_draws_the_district_and_the_point(new_page, login):
     page = new_page(1920, 1080)
     login(page, "dispatcher")
     red = page.request.get("/api/v1/incidents?light=red&per_page=50").json()["items"]
-    located = [c for c in red if c["lon"] is not None and c["district"]]
+    located = [c for c in red if c["lon"] is not None and c["district_code"]]
     assert located, "the demo history has red cases"
-    drawn = _open(page, located[0]["id"], "red")
-    print("red", located[0]["id"], drawn)
-    outside = page.request.get("/api/v1/incidents?per_page=100&sort=-reported_at").json()["items"]
-    nowhere = [c for c in outside if c["lon"] is not None and not c["district"]]
-    if nowhere:
-        print("outside", nowhere[0]["id"], _open(page, nowhere[0]["id"], "outside"))
+    for i, case in enumerate(located[:3]):
+        drawn = _open(page, case["id"], f"red{i}")
+        assert drawn["w"] > 300 and drawn["h"] > 300, drawn            # a box of its own size, not 0
+        boundary, point = drawn["traces"]
+        assert boundary["n"] > 20 and point["n"] == 1, drawn
+    recent = page.request.get("/api/v1/incidents?per_page=100&sort=-reported_at").json()["items"]
+    outside = [c for c in recent if c["lon"] is not None and not c["district_code"]]
+    if outside:                   # a demo point outside every district: the city's outlines around it
+        drawn = _open(page, outside[0]["id"], "outside")
+        assert drawn["traces"][0]["n"] > 100 and drawn["zoom"] == 11, drawn
     assert page.errors == [], "\n".join(page.errors)
