@@ -380,8 +380,8 @@ def role_label(role: str) -> str:
     return t(f"role_{role}") if f"role_{role}" in TEXT else role
 
 
-#: the zoom around a case's point when it has no district to frame (a point outside every district):
-#: about 10 km across the small map, so the neighbouring districts' outlines give it a place
+#: the closest a point outside every district is shown (about 10 km across the small map), framed
+#: with the nearest district so the outlines give it a place
 POINT_ONLY_ZOOM = 11.0
 
 
@@ -416,8 +416,14 @@ def case_map(d: dict) -> go.Figure:
         xs = [x for x in lons if x is not None] + ([d["lon"]] if has_point else [])
         ys = [y for y in lats if y is not None] + ([d["lat"]] if has_point else [])
         center, zoom = dict(lon=(min(xs) + max(xs)) / 2, lat=(min(ys) + max(ys)) / 2), fit_zoom(xs, ys)
-    elif has_point:
-        center, zoom = dict(lon=d["lon"], lat=d["lat"]), POINT_ONLY_ZOOM
+    elif has_point:      # the point and the nearest district (by its centre) framed together
+        near = min(shapes["features"], default=None, key=lambda f: (f["properties"]["lon"] - d["lon"]) ** 2
+                   + (f["properties"]["lat"] - d["lat"]) ** 2)
+        bx, by = outline(near["geometry"]) if near else ([], [])
+        xs = [x for x in bx if x is not None] + [d["lon"]]
+        ys = [y for y in by if y is not None] + [d["lat"]]
+        center = dict(lon=(min(xs) + max(xs)) / 2, lat=(min(ys) + max(ys)) / 2)
+        zoom = min(fit_zoom(xs, ys), POINT_ONLY_ZOOM)
     else:
         center, zoom = dict(lon=city.center[1], lat=city.center[0]), city.zoom
     fig = go.Figure(traces)

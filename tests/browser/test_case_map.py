@@ -3,7 +3,18 @@ district boundary and its point for a red case, for a case outside every distric
 when a case has no location at all — screenshots at 1920×1080."""
 from __future__ import annotations
 
+import json
+import uuid
+
 from tests.browser.conftest import ARTIFACTS
+
+
+def _create_case(page, title: str, **where) -> dict:
+    body = {"source": "bt-map", "external_id": uuid.uuid4().hex, "channel": "12345", "title": title,
+            "category_code": "E0101", "address": "杭州湾", **where}
+    resp = page.request.post("/api/v1/incidents", data=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert resp.status == 201, resp.text()
+    return resp.json()
 
 #: what the map's plotly figure holds, as the browser has it: traces with their point counts, the
 #: canvas size, and the map's centre and zoom
@@ -37,9 +48,13 @@ def test_the_case_page_map_draws_the_district_and_the_point(new_page, login):
         assert drawn["w"] > 300 and drawn["h"] > 300, drawn            # a box of its own size, not 0
         boundary, point = drawn["traces"]
         assert boundary["n"] > 20 and point["n"] == 1, drawn
-    recent = page.request.get("/api/v1/incidents?per_page=100&sort=-reported_at").json()["items"]
-    outside = [c for c in recent if c["lon"] is not None and not c["district_code"]]
-    if outside:                   # a demo point outside every district: the city's outlines around it
-        drawn = _open(page, outside[0]["id"], "outside")
-        assert drawn["traces"][0]["n"] > 100 and drawn["zoom"] == 11, drawn
+    # a point outside every district (in Hangzhou Bay): framed with the nearest district, every outline drawn
+    outside = _create_case(page, "海上漂浮物", lon=120.95, lat=30.35)
+    drawn = _open(page, outside["id"], "outside")
+    assert drawn["traces"][0]["n"] > 100 and drawn["traces"][1]["n"] == 1 and 8 < drawn["zoom"] <= 11, drawn
+    # no location at all: the whole city and a note
+    nowhere = _create_case(page, "位置不详的来电", lon=None, lat=None, address="")
+    drawn = _open(page, nowhere["id"], "nowhere")
+    assert drawn["traces"][0]["n"] > 100 and drawn["w"] > 300, drawn
+    assert page.locator("#case-map").inner_text().strip() == "未标注位置（无坐标）"
     assert page.errors == [], "\n".join(page.errors)

@@ -28,12 +28,15 @@ def test_a_red_case_in_a_district_draws_its_boundary_and_its_red_point(server):
 
 def test_a_point_outside_every_district_sits_among_the_citys_district_outlines(server):
     districts = len(get_runtime(server).pack.districts())
-    fig = _figure(server, lon=121.9, lat=29.9)          # at sea, east of the city
+    fig = _figure(server, lon=120.95, lat=30.35)        # in Hangzhou Bay, east of 钱塘区
     outlines, point = fig.data
     assert sum(1 for x in outlines.lon if x is None) >= districts    # every district's ring(s)
-    assert (fig.layout.map.center.lon, fig.layout.map.center.lat) == (121.9, 29.9)
-    assert fig.layout.map.zoom == pytest.approx(11.0)
+    # framed with the nearest district: the point and that district both in view, not the sea alone
+    c = fig.layout.map.center
+    assert 120.4 < c.lon < 120.95 and 30.1 < c.lat < 30.5 and 8 < fig.layout.map.zoom <= 11
     assert not fig.layout.annotations
+    near = _figure(server, lon=120.2, lat=30.25, district_code=None)   # just beside a boundary
+    assert near.layout.map.zoom <= 11
 
 
 def test_a_case_without_a_location_shows_the_city_and_says_so(server):
