@@ -39,6 +39,7 @@ class PackRuntime:
                          priority_factors={k: float(v) for k, v in p.priority_factors.items()},
                          sign_for_hours=dict(p.workflow.sign_for_hours), max_returns=p.workflow.max_returns,
                          return_reasons=dict(p.workflow.return_reasons),
+                         disposal_clock=p.workflow.disposal_clock,
                          assist_reply_share=p.workflow.assist_reply_share)
 
     @property

@@ -60,6 +60,9 @@ class CaseRules:
     #: (the category's clock and the priority's factor), from the dispatch (the pack's
     #: [workflow] assist_reply_share); its 签收时限 is the lead's (sign_for_hours)
     assist_reply_share: float = 0.5
+    #: where the 处置 clock starts (the pack's [workflow] disposal_clock, ``sla.DISPOSAL_CLOCKS``):
+    #: ``"dispatch"`` or ``"sign"`` (the department's 签收; no deadline before it)
+    disposal_clock: str = "dispatch"
 
     def sign_for_limit(self, priority: str) -> float:
         return float(self.sign_for_hours.get(priority, self.sign_for_hours.get("normal", 2.0)))
@@ -126,14 +129,25 @@ def assist_deadlines(rules: CaseRules, category: Category, priority: str,
     hours for emergencies). Fixed when dispatched: the lead's extensions and suspensions do not move them."""
     reply_hours = rules.assist_reply_share * limit_hours(category, priority, rules.priority_factors, rules.calendar)
     return sign_due(rules, priority, dispatched_at), _advance(category, rules.calendar, dispatched_at, reply_hours)
+def clock_start(case, rules: CaseRules) -> Optional[datetime]:
+    """Where the case's 处置 clock counts from under the pack's rule (the dispatch, or the 签收 of it);
+    None while it has not started."""
+    return sla.disposal_clock_start(rules.disposal_clock, case.dispatched_at, case.signed_at)
 
 
 def set_deadline(case: Incident, category: Category, rules: CaseRules) -> None:
-    """deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %."""
+    """The deadline in force — the one home of it: every screen, fact row and KPI reads these
+    columns (``incidents.kpis.deadline_in_force`` rebuilds the same from the events).
+    deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %. No clock
+    start yet (``disposal_clock = "sign"``, not signed for): no deadline, only the 签收 clock."""
     allowed = limit_hours(category, case.priority, rules.priority_factors, rules.calendar) + case.extension_hours
     case.allowed_hours = allowed
-    case.deadline = _advance(category, rules.calendar, case.dispatched_at, allowed + case.suspended_hours)
-    case.warn_at = _advance(category, rules.calendar, case.dispatched_at, 0.8 * allowed + case.suspended_hours)
+    start = clock_start(case, rules)
+    if start is None:
+        case.deadline = case.warn_at = None
+        return
+    case.deadline = _advance(category, rules.calendar, start, allowed + case.suspended_hours)
+    case.warn_at = _advance(category, rules.calendar, start, 0.8 * allowed + case.suspended_hours)
 
 
 # --------------------------------------------------------------------------- create
@@ -660,6 +674,8 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         if case.first_signed_at is None:
             case.first_signed_at = now
         payload["on_time"] = case.sign_due is None or now <= case.sign_due
+        if rules.disposal_clock == "sign" and category is not None:
+            set_deadline(case, category, rules)      # the 处置 clock starts at the 签收
     elif action == Action.RETURN:
         if not reason:
             raise ValidationFailed("return (退单) needs a reason code", field="reason")
@@ -682,7 +698,9 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         case.state_before_suspend = before
         case.suspended_at = now
     elif action == Action.RESUME:
-        if case.suspended_at is not None and resume_to is not None and resume_to.is_with_department and category:
+        # (a span before the 处置 clock started — suspended before the 签收 — moves no deadline)
+        if (case.suspended_at is not None and resume_to is not None and resume_to.is_with_department and category
+                and clock_start(case, rules) is not None):
             case.suspended_hours += _span_hours(category, rules.calendar, case.suspended_at, now)
             set_deadline(case, category, rules)
         case.state_before_suspend = None
@@ -729,8 +747,9 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
 
 
 def _start_clock(case: Incident, category: Category, rules: CaseRules, now: datetime) -> None:
-    """A dispatch, reassignment, arbitration or rework: the 处置 clock starts again from ``now``,
-    and so does the 签收 clock (the department signs for it again)."""
+    """A dispatch, reassignment, arbitration or rework: the 签收 clock starts again from ``now`` (the
+    department signs for it again), and so does the 处置 clock — or, with ``disposal_clock = "sign"``,
+    it waits for that 签收."""
     case.dispatched_at = now
     case.signed_at = None
     case.sign_due = sign_due(rules, case.priority, now)
@@ -781,6 +800,6 @@ def load_case(session: Session, incident_id: int) -> Incident:
     return case
 
 
-__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "create_case",
+__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "clock_start", "create_case",
            "data_version", "load_case", "near_duplicates", "pending_requests", "perform", "require_params",
            "set_deadline", "sign_due", "suggest_department"]

@@ -88,13 +88,16 @@ def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
 
 
 def scope_conditions(role: str | None, department_code: str | None) -> list:
-    """Department users see their own department's cases only — the ones they lead, and the ones
-    they assist on now (协办, a live part: permissions.may_see_assisted) — other roles: everything."""
-    if role == "department":
-        if not department_code:
-            return [false()]
-        return [or_(Incident.department_code == department_code, Incident.id.in_(assisted_by(department_code)))]
-    return []
+    """The cases a user sees (``permissions.case_scope``, the rule's one home) as SQL conditions; a
+    department also sees the cases it assists on now (协办, a live part: permissions.may_see_assisted)."""
+    if not role:
+        return []
+    scope = permissions.case_scope(role, department_code)
+    if scope is None:
+        return []
+    if scope == permissions.NO_CASES:
+        return [false()]
+    return [or_(Incident.department_code == scope, Incident.id.in_(assisted_by(scope)))]
 
 
 def assisted_by(department_code: str, *, open_only: bool = False):
