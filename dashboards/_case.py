@@ -297,9 +297,13 @@ def parts_section(d: dict) -> html.Div | None:
         return None
     def when(v):
         return local_time(v, "%m-%d %H:%M")
+    # the lead's own sign-for (待签收) while dispatched, else the case's state; its 处置时限 below
+    lead_state = t("part_dispatched") if d["state"] == "dispatched" else state_label(d["state"])
     items = [html.Li(className="part part-lead", children=[
-        html.Span(t("part_lead"), className="part-role lead"), html.B(d["department"] or "—"),
-        html.Span(state_label(d["state"]), className="part-state muted")])]
+        html.Span(t("part_lead"), className="part-role lead"),
+        html.Span(className=f"dot {d['light']}") if d.get("light") else None,
+        html.B(d["department"] or "—"), html.Span(lead_state, className="part-state muted"),
+        html.Div(t("part_deadline", at=when(d["deadline"])), className="part-meta muted") if d.get("deadline") else None])]
     for p in parts:
         late = ((p["sign_on_time"] is False and p["state"] == "signed") or p["reply_on_time"] is False)
         detail = [t("part_sign_due", at=when(p["sign_due"])) if p["state"] == "dispatched" else None,

@@ -233,6 +233,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "part_replied": ("已回复", "replied"),
     "part_sign_due": ("签收时限 {at}", "sign-for due {at}"),
     "part_reply_due": ("回复时限 {at}", "reply due {at}"),
+    "part_deadline": ("处置时限 {at}", "due {at}"),
     "part_replied_at": ("{at} 回复", "replied {at}"),
     "part_late": ("超时", "late"),
     "awaiting_replies": ("待协办回复：{names}", "Waiting for assisting replies: {names}"),
