@@ -71,3 +71,55 @@ window.dashAgGridComponentFunctions.CaseTitle = function (props) {
     if (window.cityopsQueued && !document.getElementById('case-queued-bar')) { flush(); }
   }, 500);
 })();
+
+/* The queue on a phone (issue 14 item 7): one card per case — light, number, tags, the clock; the
+   problem; category · district · state — in a single column with taller rows. The other columns
+   and the checkboxes (bulk dispatch is a desk job) come back when the screen is wide again. */
+window.dashAgGridComponentFunctions.CaseCard = function (props) {
+  const e = React.createElement, d = props.data || {};
+  if (!d.id) { return null; }
+  const tags = (d.tags || []).map(function (tag) {
+    return e('span', {key: tag[0], className: 'case-tag t-' + tag[0]}, tag[1]);
+  });
+  const top = [e('span', {key: 'l', className: 'dot ' + (d.light || 'none')}),
+               e('b', {key: 'i', className: 'cc-id'}, '#' + d.id)].concat(tags);
+  if (d.sign_light) { top.push(e('span', {key: 's', className: 'cc-sign light-' + d.sign_light, title: d.sign_tip}, '◆')); }
+  const clock = d.remaining && d.remaining !== '—' ? d.remaining : '';   // no running clock: nothing, not a dash
+  top.push(e('span', {key: 'c', className: 'cc-clock' + (d.light === 'red' ? ' over' : '')}, clock));
+  return e('div', {className: 'case-card'}, [
+    e('div', {key: 't', className: 'cc-top'}, top),
+    e('div', {key: 'p', className: 'cc-title'}, d.title),
+    e('div', {key: 'm', className: 'cc-meta'}, [d.category, d.district, d.state].filter(Boolean).join(' · '))]);
+};
+
+(function () {
+  const phone = window.matchMedia('(max-width: 700px)');
+  const coarse = window.matchMedia('(pointer: coarse)');
+  const DESK_ROW = 34, CARD_ROW = 86;
+  function applyQueueLayout() {
+    let api = null;
+    try { api = window.dash_ag_grid && dash_ag_grid.getApi('dispatch-grid'); } catch (e) { api = null; }
+    if (!api || api.isDestroyed && api.isDestroyed()) { return; }
+    const mode = phone.matches ? 'cards' : 'table';
+    if (api.cityopsLayout === mode) { return; }
+    api.cityopsLayout = mode;
+    const others = api.getColumns().map(function (c) { return c.getColId(); })
+      .filter(function (id) { return id !== 'card' && id.indexOf('ag-Grid-') !== 0; });
+    api.setColumnsVisible(others, mode === 'table');
+    api.setColumnsVisible(['card'], mode === 'cards');
+    const sel = Object.assign({}, api.getGridOption('rowSelection') || {});
+    sel.checkboxes = mode === 'table';
+    api.setGridOption('rowSelection', sel);
+    api.setGridOption('rowHeight', mode === 'cards' ? CARD_ROW : DESK_ROW);
+    api.purgeInfiniteCache();     // rows of the infinite model take their height when they are made
+  }
+  // the photo input of a resolve / verify form opens the back camera on a phone
+  function cameraInput() {
+    if (!(phone.matches || coarse.matches)) { return; }
+    document.querySelectorAll('#case-photos input[type=file]:not([capture])').forEach(function (input) {
+      input.setAttribute('accept', 'image/*');
+      input.setAttribute('capture', 'environment');
+    });
+  }
+  setInterval(function () { applyQueueLayout(); cameraInput(); }, 300);
+})();

@@ -131,6 +131,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "f_title": ("问题", "Problem"),
     "queue_title": ("待办队列", "Queue"),
     "col_id": ("案件号", "Case"),
+    "col_card": ("案件", "Cases"),
     "col_reported": ("上报时间", "Reported"),
     "col_title": ("问题", "Problem"),
     "col_category": ("类别", "Category"),

@@ -59,6 +59,9 @@ def _columns() -> list[dict]:
         {"field": "reported_at", "headerName": t("col_reported"), "width": 120},
         {"field": "supervise_level", "headerName": t("col_supervise"), "width": 80,
          "valueFormatter": {"function": "params.value ? '★'.repeat(params.value) : ''"}},
+        # the queue as cards on a phone (assets/dispatch.js shows this column alone below 700 px)
+        {"colId": "card", "field": "title", "headerName": t("col_card"), "hide": True, "flex": 1,
+         "sortable": False, "cellRenderer": "CaseCard", "cellClass": "card-cell"},
     ]
 
 
