@@ -121,5 +121,23 @@ window.dashAgGridComponentFunctions.CaseCard = function (props) {
       input.setAttribute('capture', 'environment');
     });
   }
-  setInterval(function () { applyQueueLayout(); cameraInput(); }, 300);
+  // on a phone the case is one long column: an opened form and a new result are brought into sight
+  let lastResult = '';
+  function followCase() {
+    if (!phone.matches) { return; }
+    const form = document.getElementById('case-form');
+    if (form) {
+      const open = !form.classList.contains('hidden');
+      if (open && form.dataset.shown !== '1') { form.scrollIntoView({block: 'start'}); }
+      form.dataset.shown = open ? '1' : '';
+    }
+    const result = document.getElementById('case-result');
+    const text = result ? result.textContent : '';
+    if (text && text !== lastResult) {
+      const panel = result.closest('.wb-panel');
+      if (panel) { panel.scrollTop = 0; } else { result.scrollIntoView({block: 'center'}); }
+    }
+    lastResult = text;
+  }
+  setInterval(function () { applyQueueLayout(); cameraInput(); followCase(); }, 300);
 })();

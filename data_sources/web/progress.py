@@ -5,7 +5,7 @@
     POST /api/v1/progress    JSON ``{"case": "123", "phone_last4": "5678"}`` → the answer as JSON
 
 What is shown is decided in incidents.queries.progress (nothing personal). A wrong case number and
-wrong digits give the same 404 with the same words, and every query — right or wrong — counts
+wrong digits give the same answer with the same words (JSON: 404), and every query — right or wrong — counts
 against a per-address limit (PROGRESS_RATE_PER_ADDRESS, Flask-Limiter, shared by the form and the
 JSON door): guessing 10 000 digit combinations is not a way in. Over the limit: 429 in Chinese with
 Retry-After.
@@ -107,7 +107,8 @@ def init_app(server: Flask, *, page: Callable[..., str]) -> None:
             return page(case=raw_case, error=bad), 400
         answer = progress.case_progress(case, digits)
         if answer is None:
-            return page(case=raw_case, error="not_found"), 404
+            # the page itself answers (200), as for any form whose query found nothing; the JSON door says 404
+            return page(case=raw_case, error="not_found")
         return page(case=raw_case, answer=answer)
 
     @server.post(API_PATH)
