@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,7 +15,7 @@ from data_sources.store.db import get_db
 from incidents import services
 from incidents.model import Role
 from incidents.queries.reference import case_rules
-from tests.conftest import BACKENDS, build_app, database_url
+from tests.conftest import BACKENDS, REDIS_URL, build_app, database_url
 
 T0 = datetime(2026, 11, 18, 2, 0, tzinfo=timezone.utc)        # Wed 10:00 in Hangzhou
 DEPT, DEPT_NAME = "330106-CGJ", "西湖区城市管理局"
@@ -50,8 +51,10 @@ def _case(s, external_id: str, phone: str, *actions) -> int:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(request, tmp_path_factory):
-    app = build_app(database_url(request.param, tmp_path_factory.mktemp(request.param)),
-                    PROGRESS_RATE_PER_ADDRESS="5 per minute")
+    limits = {"PROGRESS_RATE_PER_ADDRESS": "5 per minute", "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}
+    if REDIS_URL:        # the counters where several workers share them (CI sets it)
+        limits["RATELIMIT_STORAGE_URL"] = REDIS_URL
+    app = build_app(database_url(request.param, tmp_path_factory.mktemp(request.param)), **limits)
     server = app.server
     with server.app_context(), get_db(server).session_scope() as s:
         closed = _case(s, "closed", "138-1234-5678",
@@ -64,6 +67,12 @@ def world(request, tmp_path_factory):
         short_phone = _case(s, "short-phone", "110")
     yield server, {"closed": closed, "returned": returned, "no_phone": no_phone, "short_phone": short_phone}
     get_db(server).dispose()
+    if REDIS_URL:
+        import redis
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"*{limits['RATELIMIT_KEY_PREFIX']}*"))
+        if keys:
+            r.delete(*keys)
 
 
 def _api(server, case, digits, addr=None):
