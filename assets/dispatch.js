@@ -102,7 +102,9 @@ window.dashAgGridComponentFunctions.CaseCard = function (props) {
     if (!api || api.isDestroyed && api.isDestroyed()) { return; }
     const mode = phone.matches ? 'cards' : 'table';
     if (api.cityopsLayout === mode) { return; }
+    const first = api.cityopsLayout === undefined;
     api.cityopsLayout = mode;
+    if (first && mode === 'table') { return; }     // a desk's grid is already laid out as a table: leave it be
     const others = api.getColumns().map(function (c) { return c.getColId(); })
       .filter(function (id) { return id !== 'card' && id.indexOf('ag-Grid-') !== 0; });
     api.setColumnsVisible(others, mode === 'table');
