@@ -73,8 +73,8 @@ window.dashAgGridComponentFunctions.CaseTitle = function (props) {
 })();
 
 /* The queue on a phone (issue 14 item 7): one card per case — light, number, tags, the clock; the
-   problem; category · district · state — in a single column with taller rows. The other columns
-   and the checkboxes (bulk dispatch is a desk job) come back when the screen is wide again. */
+   problem; category · district · state — in a single column with taller rows, no checkboxes (bulk
+   dispatch is a desk job). */
 window.dashAgGridComponentFunctions.CaseCard = function (props) {
   const e = React.createElement, d = props.data || {};
   if (!d.id) { return null; }
@@ -92,28 +92,30 @@ window.dashAgGridComponentFunctions.CaseCard = function (props) {
     e('div', {key: 'm', className: 'cc-meta'}, [d.category, d.district, d.state].filter(Boolean).join(' · '))]);
 };
 
+/* the queue's row height when its grid is made (the theme in dispatch.py asks): cards on a phone */
+window.dashAgGridFunctions = window.dashAgGridFunctions || {};
+window.dashAgGridFunctions.queueRowHeight = function () {
+  return window.matchMedia('(max-width: 700px)').matches ? 86 : 34;
+};
+
 (function () {
   const phone = window.matchMedia('(max-width: 700px)');
   const coarse = window.matchMedia('(pointer: coarse)');
-  const DESK_ROW = 34, CARD_ROW = 86;
+  // once per grid, when it is made: its rows already have the card height on a phone (the theme's
+  // rowHeight in dispatch.py); a grid made on a desk stays a table
   function applyQueueLayout() {
     let api = null;
     try { api = window.dash_ag_grid && dash_ag_grid.getApi('dispatch-grid'); } catch (e) { api = null; }
-    if (!api || api.isDestroyed && api.isDestroyed()) { return; }
-    const mode = phone.matches ? 'cards' : 'table';
-    if (api.cityopsLayout === mode) { return; }
-    const first = api.cityopsLayout === undefined;
-    api.cityopsLayout = mode;
-    if (first && mode === 'table') { return; }     // a desk's grid is already laid out as a table: leave it be
+    if (!api || (api.isDestroyed && api.isDestroyed()) || api.cityopsLayout) { return; }
+    api.cityopsLayout = phone.matches ? 'cards' : 'table';
+    if (api.cityopsLayout === 'table') { return; }
     const others = api.getColumns().map(function (c) { return c.getColId(); })
       .filter(function (id) { return id !== 'card' && id.indexOf('ag-Grid-') !== 0; });
-    api.setColumnsVisible(others, mode === 'table');
-    api.setColumnsVisible(['card'], mode === 'cards');
+    api.setColumnsVisible(others, false);
+    api.setColumnsVisible(['card'], true);
     const sel = Object.assign({}, api.getGridOption('rowSelection') || {});
-    sel.checkboxes = mode === 'table';
+    sel.checkboxes = false;
     api.setGridOption('rowSelection', sel);
-    api.setGridOption('rowHeight', mode === 'cards' ? CARD_ROW : DESK_ROW);
-    api.purgeInfiniteCache();     // rows of the infinite model take their height when they are made
   }
   // the photo input of a resolve / verify form opens the back camera on a phone
   function cameraInput() {

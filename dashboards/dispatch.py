@@ -65,10 +65,15 @@ def _columns() -> list[dict]:
     ]
 
 
+# rows are made at their height once (the infinite row model cannot change it on the fly): on a phone
+# they are cards (assets/dispatch.js shows the card column there), decided when the grid is made
+PHONE_ROWS = "queueRowHeight()"    # assets/dispatch.js: 86 px below 700 px, else 34
+
+
 def _grid_theme() -> dict:
     return {"function": (f"themeQuartz.withParams({{backgroundColor: '{th.PANEL}', foregroundColor: '{th.TEXT}', "
                          f"accentColor: '{th.ACCENT}', headerBackgroundColor: '#102640', borderColor: '{th.GRID}', "
-                         f"oddRowBackgroundColor: '#0f2139', fontSize: 14, rowHeight: 34, headerHeight: 36, "
+                         f"oddRowBackgroundColor: '#0f2139', fontSize: 14, rowHeight: {PHONE_ROWS}, headerHeight: 36, "
                          f"selectedRowBackgroundColor: 'rgba(53,167,255,0.22)', "
                          f"fontFamily: \"{th.FONT}\"}})")}
 
