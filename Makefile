@@ -44,7 +44,7 @@ run: fonts init-db
 ## make test: the import contracts (.importlinter), then unit + integration (SQLite, and PostgreSQL/Redis
 ## when CITYOPS_TEST_DATABASE_URL is set) + browser
 test: $(VENV)/.dev-deps browser-deps fonts lint-imports
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 ## make lint-imports: the import direction of DESIGN.md §1 (doors → domain → plumbing), as import-linter contracts
 lint-imports: $(VENV)/.dev-deps

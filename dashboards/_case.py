@@ -380,7 +380,15 @@ def role_label(role: str) -> str:
     return t(f"role_{role}") if f"role_{role}" in TEXT else role
 
 
+#: the closest a point outside every district is shown (about 10 km across the small map), framed
+#: with the nearest district so the outlines give it a place
+POINT_ONLY_ZOOM = 11.0
+
+
 def case_map(d: dict) -> go.Figure:
+    """The case's district boundary and its point, framed together. A point outside every district
+    (or a district the pack has no shape for) gets the city's district outlines around it; a case
+    with no location the whole city and a note saying so — never a blank box."""
     city = reference.city_info()
     shapes = reference.district_shapes(city.name)
     lons, lats = [], []
@@ -388,24 +396,42 @@ def case_map(d: dict) -> go.Figure:
         if f["id"] == d["district_code"]:
             lons, lats = outline(f["geometry"])
     has_point = d["lon"] is not None and d["lat"] is not None
-    # frame the whole district with the point in it
-    xs = [x for x in lons if x is not None] + ([d["lon"]] if has_point else [])
-    ys = [y for y in lats if y is not None] + ([d["lat"]] if has_point else [])
+    line = dict(color=th.ACCENT, width=2)
+    if not lons:         # nothing of its own to frame: the city's districts, thin, for a sense of place
+        for f in shapes["features"]:
+            xs_, ys_ = outline(f["geometry"])
+            lons, lats = lons + xs_, lats + ys_
+        line = dict(color=th.MUTED, width=1)
+        own = False
+    else:
+        own = True
     # line traces with fixed uids: the map layers are updated in place when the case changes
-    traces = [go.Scattermap(lon=lons, lat=lats, mode="lines", uid="case-district", hoverinfo="skip",
-                            line=dict(color=th.ACCENT, width=2))]
+    traces = [go.Scattermap(lon=lons, lat=lats, mode="lines", uid="case-district", hoverinfo="skip", line=line)]
     if has_point:
         color = th.LIGHT_COLORS.get(d["light"] or "none", th.ACCENT)
         traces.append(go.Scattermap(lon=[round(d["lon"], 5)], lat=[round(d["lat"], 5)], mode="markers", uid="case-point",
                                     marker=dict(size=16, color=color), hovertext=[d["address"] or d["title"]],
                                     hoverinfo="text"))
-    if xs:
+    if own:              # frame the whole district with the point in it
+        xs = [x for x in lons if x is not None] + ([d["lon"]] if has_point else [])
+        ys = [y for y in lats if y is not None] + ([d["lat"]] if has_point else [])
         center, zoom = dict(lon=(min(xs) + max(xs)) / 2, lat=(min(ys) + max(ys)) / 2), fit_zoom(xs, ys)
+    elif has_point:      # the point and the nearest district (by its centre) framed together
+        near = min(shapes["features"], default=None, key=lambda f: (f["properties"]["lon"] - d["lon"]) ** 2
+                   + (f["properties"]["lat"] - d["lat"]) ** 2)
+        bx, by = outline(near["geometry"]) if near else ([], [])
+        xs = [x for x in bx if x is not None] + [d["lon"]]
+        ys = [y for y in by if y is not None] + [d["lat"]]
+        center = dict(lon=(min(xs) + max(xs)) / 2, lat=(min(ys) + max(ys)) / 2)
+        zoom = min(fit_zoom(xs, ys), POINT_ONLY_ZOOM)
     else:
         center, zoom = dict(lon=city.center[1], lat=city.center[0]), city.zoom
     fig = go.Figure(traces)
     fig.update_layout(**th.base_layout(margin=dict(l=0, r=0, t=0, b=0), map=dict(
         style=th.MAP_STYLE_URL, center=center, zoom=zoom)))
+    if not has_point:
+        fig.add_annotation(text=t("case_no_location"), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                           font=dict(size=14, color=th.TEXT), bgcolor=th.PANEL, bordercolor=th.GRID, borderpad=6)
     # the style goes by URL (/map/style.json): an inline style object is re-applied by MapLibre on
     # every update of the figure and fails on the layers it already has ("layer already exists")
     return dcc.Graph(id=ids.CASE_MAP, className="case-map", config=th.MAP_CONFIG, figure=fig)

@@ -255,6 +255,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "photo_after": ("处置后（反馈）", "After (resolve)"),
     "photo_compare": ("核查对比：处置前 / 处置后", "Check: before / after"),
     "photo_none": ("无", "None"),
+    "case_no_location": ("未标注位置（无坐标）", "No location (no coordinates)"),
     "photos_hidden": ("本案有 {n} 张照片（您的角色不可查看照片）", "{n} photo(s) (your role may not open photos)"),
     "photo_link": ("外部链接", "External link"),
     "photo_open": ("点击查看原图", "Open the full photo"),

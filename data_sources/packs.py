@@ -39,6 +39,7 @@ import shapely
 from shapely.geometry import shape
 
 from data_sources.coords import converter_to_wgs84, normalize_crs, transform_geometry
+from incidents.sla import DISPOSAL_CLOCKS
 
 __all__ = [
     "AREA_LEVELS",
@@ -145,12 +146,13 @@ DEFAULT_SIGN_FOR_HOURS = {"normal": 2.0, "urgent": 1.0, "emergency": 0.5}
 @dataclass(frozen=True)
 class Workflow:
     """The hotline rules of a pack's ``[workflow]`` (DESIGN §3): the 签收 clock, the 退单 reason codes
-    and after how many returns the next dispatch is an arbitration. (The 处置 clock runs from the
-    dispatch, DESIGN §4; a pack cannot yet start it at the 签收.)"""
+    and after how many returns the next dispatch is an arbitration, and where the 处置 clock starts
+    (``disposal_clock``: ``"dispatch"``, DESIGN §4, or ``"sign"``, the department's 签收)."""
 
     sign_for_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SIGN_FOR_HOURS))
     max_returns: int = 2
     return_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RETURN_REASONS))
+    disposal_clock: str = "dispatch"
 
 
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
@@ -362,7 +364,8 @@ def _toml_numbers(conf: dict, dotted: str) -> dict[str, float]:
 
 def _workflow(conf: dict) -> Workflow:
     """``[workflow]``: ``sign_for_hours`` (a table priority = working hours), ``max_returns`` (an
-    integer >= 1) and ``return_reasons`` (a table code = label); each missing one takes its default."""
+    integer >= 1), ``return_reasons`` (a table code = label) and ``disposal_clock`` (where the 处置
+    clock starts: ``"dispatch"`` or ``"sign"``); each missing one takes its default."""
     node = conf.get("workflow", {})
     if not isinstance(node, dict):
         raise PackError("pack.toml: [workflow] must be a table")
@@ -370,9 +373,14 @@ def _workflow(conf: dict) -> Workflow:
     for key, hours in sign.items():
         if hours <= 0:
             raise PackError(f"pack.toml: [workflow.sign_for_hours] {key} must be > 0 (got {hours:g})")
-    unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons"})
-    if unknown:   # (a rule the code does not apply must not look as if it did, e.g. a 处置 clock from 签收)
+    unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons", "disposal_clock"})
+    if unknown:   # (a rule the code does not apply must not look as if it did)
         raise PackError(f"pack.toml: [workflow] has unknown setting(s) {', '.join(unknown)}")
+    clock = node.get("disposal_clock", "dispatch")
+    if clock not in DISPOSAL_CLOCKS:
+        raise PackError(f"pack.toml: [workflow] disposal_clock must be one of "
+                        f"{', '.join(repr(c) for c in DISPOSAL_CLOCKS)} (the 处置 clock starts at the dispatch or "
+                        f"at the department's 签收), not {clock!r}")
     max_returns = node.get("max_returns", 2)
     if isinstance(max_returns, bool) or not isinstance(max_returns, int) or max_returns < 1:
         raise PackError(f"pack.toml: [workflow] max_returns must be an integer >= 1 (got {max_returns!r})")
@@ -383,7 +391,7 @@ def _workflow(conf: dict) -> Workflow:
         raise PackError("pack.toml: [workflow.return_reasons] must be a table of code = label (codes up to 40 "
                         "characters)")
     return Workflow(sign_for_hours=sign, max_returns=max_returns,
-                    return_reasons={str(k): str(v) for k, v in reasons.items()})
+                    return_reasons={str(k): str(v) for k, v in reasons.items()}, disposal_clock=clock)
 
 
 def _parse_time(text: Any, where: str) -> dt.time:

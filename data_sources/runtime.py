@@ -38,7 +38,8 @@ class PackRuntime:
         return CaseRules(calendar=self.calendar, router=router, areas=areas,
                          priority_factors={k: float(v) for k, v in p.priority_factors.items()},
                          sign_for_hours=dict(p.workflow.sign_for_hours), max_returns=p.workflow.max_returns,
-                         return_reasons=dict(p.workflow.return_reasons))
+                         return_reasons=dict(p.workflow.return_reasons),
+                         disposal_clock=p.workflow.disposal_clock)
 
     @property
     def timezone(self) -> str:

@@ -4,8 +4,9 @@ Two frames describe the cases (the loaders in :mod:`incidents.queries.brief` bui
 
 * ``cases``: one row per case — ``id``, ``reported_at``, ``district_code``, ``department_code``,
   ``state``, ``deadline``, ``on_time`` (the columns as they are *now*), and for rebuilding a
-  deadline ``base_hours`` (category limit × priority factor, in the category's clock) and
-  ``natural`` (True for natural-hour categories);
+  deadline ``base_hours`` (category limit × priority factor, in the category's clock),
+  ``natural`` (True for natural-hour categories) and optionally ``from_sign`` (True when the pack's
+  处置 clock starts at the department's 签收, ``[workflow] disposal_clock = "sign"``);
 * ``events``: the timeline — ``incident_id``, ``id``, ``at``, ``action``, ``from_state``,
   ``to_state``, ``department_code`` (the case's department after the action), ``hours`` (extend),
   and optionally ``kind``: an ``approve`` event (a dispatcher granting a department's request)
@@ -208,7 +209,8 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                              "÷ 期内立案（不含作废）的案件数"),
     "on_time_disposal_rate": ("按期处置率", "On-time disposal rate", "%", "up",
                               "按期处置率 = 期内首次派遣（不含作废）且截至统计时点最终一次处置反馈不晚于有效处置时限（含批准延期、扣除挂账）的案件数 "
-                              "÷ 期内首次派遣（不含作废）的案件数"),
+                              "÷ 期内首次派遣（不含作废）的案件数；处置时限自（最近一次）派遣起算，城市包 [workflow] "
+                              "disposal_clock = \"sign\" 时自部门签收起算（签收前挂账不计）"),
     "rework_rate": ("返工率", "Rework rate", "%", "down",
                     "返工率 = 期内立案（不含作废）且截至统计时点有过核查不通过（返工）或重新立案的案件数 ÷ 期内立案（不含作废）的案件数"),
     "accurate_dispatch_rate": ("准确派遣率", "Accurate dispatch rate", "%", "up",
@@ -217,7 +219,7 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                           "按时签收率 = 期内首次派遣（不含作废）且截至统计时点已在首次派遣的签收时限内签收的案件数 "
                           "÷ 期内首次派遣（不含作废）且有签收时限的案件数；签收时限 = 派遣时刻起按工作日历计的工作时"
                           "（城市包 [workflow.sign_for_hours]，按优先级），节假日不计、调休工作日计入；"
-                          "处置时限仍自派遣起算，不因签收而改变"),
+                          "处置时限自派遣起算，城市包 [workflow] disposal_clock = \"sign\" 时自签收起算"),
     "returns_count": ("退单数", "Returns", "件", "down",
                       "退单数 = 统计期内（且不晚于统计时点）的退单次数（每次退单计一次，须选退单原因）；按部门统计时计入退单的部门，"
                       "按区统计时计入案件所在区；同一案件退单达城市包 [workflow] max_returns 次后由派遣员审定派遣，不可再退"),
@@ -225,7 +227,8 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                        "延期率 = 期内首次派遣（不含作废）且截至统计时点有批准延期的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
     "overdue_open_count": ("超期未处置数", "Overdue open cases", "件", "down",
                            "超期未处置数 = 统计时点处于已派遣/处置中且已超过有效处置时限的案件数"
-                           "（挂账案件计时停止：挂账时已超期的计入）"),
+                           "（挂账案件计时停止：挂账时已超期的计入；处置时限自签收起算的城市包，未签收的案件无处置时限，"
+                           "只计签收超时）"),
     "mean_handling_hours": ("平均处置时长", "Mean handling time", "工作小时", "down",
                             "平均处置时长 = Σ（首次派遣至最终一次处置反馈的工作时长）÷ 期内首次派遣（不含作废）且截至统计时点已处置反馈的案件数"),
     "online_rate": ("网办率", "Online processing rate", "%", "up",
@@ -296,16 +299,19 @@ def _span(a: datetime, b: datetime, natural: bool, cal) -> float:
 
 
 def deadline_in_force(events: Iterable[tuple], base_hours: Optional[float], natural: bool,
-                      cal) -> Optional[datetime]:
+                      cal, from_sign: bool = False) -> Optional[datetime]:
     """The deadline after the given events ``(action, at, from_state, hours)`` in time order, as the
-    services compute it: clock start (dispatch, reassign, verify_fail) + base + approved extensions
-    since then + suspended time spent with the department since then. None when no clock runs."""
+    services compute it: clock start (dispatch, reassign, verify_fail — or, ``from_sign``, the
+    department's 签收 after one) + base + approved extensions since the dispatch + suspended time
+    spent with the department since the clock started. None when no clock runs."""
     start = None
     ext = susp = 0.0
     susp_at = susp_from = None
     for action, at, from_state, hours in events:
         if action in CLOCK_STARTS:
-            start, ext, susp = at, 0.0, 0.0
+            start, ext, susp = (None if from_sign else at), 0.0, 0.0
+        elif action == "sign" and from_sign:
+            start = at
         elif action in CLOCK_STOPS:
             start = None
         elif action == "extend":
@@ -364,7 +370,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         c = c.set_index("id")
     for col in ("reported_at", "deadline", "first_sign_due"):
         c[col] = _utc_col(c[col]) if col in c.columns else pd.Series(pd.NaT, index=c.index, dtype="datetime64[us, UTC]")
-    for col, default in (("base_hours", float("nan")), ("natural", False), ("on_time", None),
+    for col, default in (("base_hours", float("nan")), ("natural", False), ("from_sign", False), ("on_time", None),
                          ("district_code", None), ("department_code", None), ("state", None)):
         if col not in c.columns:
             c[col] = default
@@ -419,7 +425,10 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     f["final_resolve_at"] = last_resolve.where(f["resolved_final"])
 
     later_on_time = f.index.isin(ids(after, ON_TIME_CHANGERS))
-    later_deadline = f.index.isin(ids(after, DEADLINE_CHANGERS))
+    from_sign = c["from_sign"].eq(True).reindex(f.index, fill_value=False)
+    # (a 处置 clock that starts at the 签收: a sign-for after as_of changes the deadline in force too)
+    later_deadline = f.index.isin(ids(after, DEADLINE_CHANGERS)) | (
+        from_sign.to_numpy() & f.index.isin(ids(after, ("sign",))))
     stored_on_time = c["on_time"].reindex(f.index)
 
     # last suspension (for cases suspended at as_of)
@@ -431,6 +440,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     positions = before.groupby("incident_id").indices if len(before) else {}
     base_hours = c["base_hours"].to_dict()
     natural = c["natural"].to_dict()
+    from_sign = from_sign.to_dict()
 
     def rebuilt(cid, until) -> Optional[datetime]:
         pos = positions.get(cid)
@@ -440,7 +450,8 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         g = g[g["at"] <= until]
         nat = natural.get(cid)
         return deadline_in_force(zip(g["action"], (t.to_pydatetime() for t in g["at"]), g["from_state"], g["hours"]),
-                                 base_hours.get(cid), False if pd.isna(nat) else bool(nat), cal)
+                                 base_hours.get(cid), False if pd.isna(nat) else bool(nat), cal,
+                                 from_sign=from_sign.get(cid, False))
 
     resolve_at = f["final_resolve_at"].to_dict()
     stored_on_time = stored_on_time.to_dict()

@@ -64,7 +64,9 @@ class Action(StrEnum):
 #: instant after that, the KPIs read the case from its fact row with the later milestones masked,
 #: and only the cases revised after the instant are replayed from their events (DESIGN §6).
 #: Not here: ``arbitrate`` (a forward dispatch; it follows a return, which revised the case) and ``sign``
-#: (the 签收 milestones — first sign-for and the first dispatch's sign-for deadline — are fixed once set).
+#: (the 签收 milestones — first sign-for and the first dispatch's sign-for deadline — are fixed once set;
+#: where the pack starts the 处置 clock at the 签收, a sign-for after the instant sets a deadline later
+#: than it, so the case was no more overdue then than its fact row says).
 REVISING_ACTIONS = frozenset({Action.RETURN, Action.REASSIGN, Action.EXTEND, Action.SUSPEND, Action.RESUME,
                               Action.VOID, Action.MERGE, Action.VERIFY_FAIL, Action.REOPEN})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from typing import Any, Final, Iterable
+from typing import Any, Final, Iterable, Optional
 
 from incidents.lifecycle import PermissionDenied, as_action, as_member
 from incidents.model import ROLE_LABELS_ZH, Action, Role
@@ -182,27 +182,41 @@ def require_feed(token_feeds: str | None, feed: str) -> None:
 
 # --------------------------------------------------------------------------- seeing a case and its photos
 
-def may_see_case(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> bool:
-    """Department users see their own department's cases only; every other role sees every case
-    (the workbench's queue and case panel, the API's list and detail ask the same)."""
+#: what :func:`case_scope` answers for a user who sees no case at all (a department user without one)
+NO_CASES: Final = ""
+
+
+def case_scope(role: Role | str, user_department: Any = None) -> Optional[str]:
+    """Which cases a user sees — the one home of the case-visibility rule, asked by
+    :func:`may_see_case` (one case) and by the read models' SQL (``queries.cases.scope_conditions``:
+    the queue, the case panel, the API's list and detail, Open311): ``None`` every case, else the
+    code of the one department whose cases they see (``NO_CASES`` when a department user has none)."""
     if _as_role(role) is Role.DEPARTMENT:
-        return _same_department(user_department, case_department)
-    return True
+        return str(user_department) if user_department else NO_CASES
+    return None
 
 
-#: photos can show faces, number plates and doors: the wall's viewers (and kiosk screens) see that a
-#: case has photos, not the photos
+def may_see_case(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> bool:
+    """Department users see their own department's cases only; every other role sees every case."""
+    scope = case_scope(role, user_department)
+    return scope is None or (scope != NO_CASES and _same_department(scope, case_department))
+
+
+#: photos can show faces, number plates and doors: the wall's viewers (and kiosk screens) see a case
+#: without personal data (DESIGN §3), so they see that it has photos, not the photos. Every other role
+#: sees the photos of exactly the cases it sees (``may_see_case``).
 MEDIA_ROLES: Final = frozenset({Role.LEADER, Role.DISPATCHER, Role.DEPARTMENT, Role.INSPECTOR, Role.ADMIN})
 
 
 def check_media(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> None:
     """Raise :class:`PermissionDenied` unless ``role`` may open the photos of a case: a role that
-    may see the case, and one of ``MEDIA_ROLES``."""
-    require(role, MEDIA_ROLES, "open case photos")
+    may see the case (:func:`may_see_case`; a door answers a case the user may not see as not found,
+    before it asks this), and one of ``MEDIA_ROLES``."""
     if not may_see_case(role, user_department=user_department, case_department=case_department):
         raise PermissionDenied(f"department '{user_department or '(none)'}' may not open the photos of a case "
                                f"of department '{case_department if case_department is not None else '(none)'}'",
                                role=_as_role(role))
+    require(role, MEDIA_ROLES, "open case photos")
 
 
 def may_see_media(role: Role | str, *, user_department: Any = None, case_department: Any = None) -> bool:
@@ -271,5 +285,7 @@ def may_query_progress(phone_on_record: str | None, digits: str) -> bool:
 
 __all__ = ["ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "MEDIA_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
            "REQUESTABLE", "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "available_actions",
-           "check_edit", "check_media", "check_permission", "is_request_only", "may_see_case", "may_see_media",
-           "mask_personal_text", "may", "may_query_progress", "progress_key", "reporter_view", "require", "require_feed", "roles_for"]
+           "NO_CASES", "case_scope", "check_edit", "check_media", "check_permission", "is_request_only", "may_see_case",
+           "may_see_media",
+           "mask_personal_text", "may", "may_query_progress", "progress_key", "reporter_view", "require", "require_feed",
+           "roles_for"]

@@ -55,6 +55,9 @@ class CaseRules:
     max_returns: int = 2
     #: 退单 reason codes (code → label); a return must name one
     return_reasons: dict[str, str] = field(default_factory=dict)
+    #: where the 处置 clock starts (the pack's [workflow] disposal_clock, ``sla.DISPOSAL_CLOCKS``):
+    #: ``"dispatch"`` or ``"sign"`` (the department's 签收; no deadline before it)
+    disposal_clock: str = "dispatch"
 
     def sign_for_limit(self, priority: str) -> float:
         return float(self.sign_for_hours.get(priority, self.sign_for_hours.get("normal", 2.0)))
@@ -113,12 +116,25 @@ def sign_due(rules: CaseRules, priority: str, dispatched_at: datetime) -> dateti
     return sla.sign_for_deadline(dispatched_at, rules.sign_for_limit(priority), rules.calendar)
 
 
+def clock_start(case, rules: CaseRules) -> Optional[datetime]:
+    """Where the case's 处置 clock counts from under the pack's rule (the dispatch, or the 签收 of it);
+    None while it has not started."""
+    return sla.disposal_clock_start(rules.disposal_clock, case.dispatched_at, case.signed_at)
+
+
 def set_deadline(case: Incident, category: Category, rules: CaseRules) -> None:
-    """deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %."""
+    """The deadline in force — the one home of it: every screen, fact row and KPI reads these
+    columns (``incidents.kpis.deadline_in_force`` rebuilds the same from the events).
+    deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %. No clock
+    start yet (``disposal_clock = "sign"``, not signed for): no deadline, only the 签收 clock."""
     allowed = limit_hours(category, case.priority, rules.priority_factors, rules.calendar) + case.extension_hours
     case.allowed_hours = allowed
-    case.deadline = _advance(category, rules.calendar, case.dispatched_at, allowed + case.suspended_hours)
-    case.warn_at = _advance(category, rules.calendar, case.dispatched_at, 0.8 * allowed + case.suspended_hours)
+    start = clock_start(case, rules)
+    if start is None:
+        case.deadline = case.warn_at = None
+        return
+    case.deadline = _advance(category, rules.calendar, start, allowed + case.suspended_hours)
+    case.warn_at = _advance(category, rules.calendar, start, 0.8 * allowed + case.suspended_hours)
 
 
 # --------------------------------------------------------------------------- create
@@ -513,6 +529,8 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         if case.first_signed_at is None:
             case.first_signed_at = now
         payload["on_time"] = case.sign_due is None or now <= case.sign_due
+        if rules.disposal_clock == "sign" and category is not None:
+            set_deadline(case, category, rules)      # the 处置 clock starts at the 签收
     elif action == Action.RETURN:
         if not reason:
             raise ValidationFailed("return (退单) needs a reason code", field="reason")
@@ -535,7 +553,9 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
         case.state_before_suspend = before
         case.suspended_at = now
     elif action == Action.RESUME:
-        if case.suspended_at is not None and resume_to is not None and resume_to.is_with_department and category:
+        # (a span before the 处置 clock started — suspended before the 签收 — moves no deadline)
+        if (case.suspended_at is not None and resume_to is not None and resume_to.is_with_department and category
+                and clock_start(case, rules) is not None):
             case.suspended_hours += _span_hours(category, rules.calendar, case.suspended_at, now)
             set_deadline(case, category, rules)
         case.state_before_suspend = None
@@ -582,8 +602,9 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
 
 
 def _start_clock(case: Incident, category: Category, rules: CaseRules, now: datetime) -> None:
-    """A dispatch, reassignment, arbitration or rework: the 处置 clock starts again from ``now``,
-    and so does the 签收 clock (the department signs for it again)."""
+    """A dispatch, reassignment, arbitration or rework: the 签收 clock starts again from ``now`` (the
+    department signs for it again), and so does the 处置 clock — or, with ``disposal_clock = "sign"``,
+    it waits for that 签收."""
     case.dispatched_at = now
     case.signed_at = None
     case.sign_due = sign_due(rules, case.priority, now)
@@ -634,6 +655,6 @@ def load_case(session: Session, incident_id: int) -> Incident:
     return case
 
 
-__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "create_case",
+__all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "clock_start", "create_case",
            "data_version", "load_case", "near_duplicates", "pending_requests", "perform", "require_params",
            "set_deadline", "sign_due", "suggest_department"]

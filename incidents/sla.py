@@ -371,6 +371,24 @@ def sign_for_light(dispatched_at: datetime, sign_due: datetime, now: datetime,
     return light_for_fraction(calendar.working_hours_between(dispatched_at, now) / allowed)
 
 
+#: where the 处置 clock starts (a pack's ``[workflow] disposal_clock``): at the dispatch (the national
+#: workflow, DESIGN §4) or at the department's 签收 (hotline practice: until it signs, only the
+#: sign-for clock runs)
+DISPOSAL_CLOCKS = ("dispatch", "sign")
+
+
+def disposal_clock_start(rule: str, dispatched_at: datetime | None,
+                         signed_at: datetime | None) -> datetime | None:
+    """The instant the 处置 deadline counts from under ``rule`` (``DISPOSAL_CLOCKS``): the (latest)
+    dispatch, or the department's sign-for of it; None while that has not happened (no deadline
+    yet: the case shows its 签收 clock only)."""
+    if rule not in DISPOSAL_CLOCKS:
+        raise ValueError(f"disposal clock must be one of {DISPOSAL_CLOCKS}, not {rule!r}")
+    if dispatched_at is None:
+        return None
+    return signed_at if rule == "sign" else dispatched_at
+
+
 def remaining_working_hours(deadline: datetime, now: datetime, calendar: WorkCalendar, *,
                             time_unit: TimeUnit | str | None = None) -> float:
     """Office hours left until ``deadline`` (negative when overdue).
@@ -402,5 +420,5 @@ def working_duration_hours(start: datetime, end: datetime, calendar: WorkCalenda
 __all__ = [
     "UTC", "HOLIDAY_SOURCES", "GREEN_MAX", "YELLOW_MAX", "WorkCalendar", "to_utc",
     "allowed_hours", "deadline_for", "counted_time", "elapsed_fraction", "light_for_fraction",
-    "traffic_light", "sign_for_deadline", "sign_for_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
+    "traffic_light", "DISPOSAL_CLOCKS", "disposal_clock_start", "sign_for_deadline", "sign_for_light", "remaining_working_hours", "is_on_time", "working_duration_hours",
 ]

@@ -224,8 +224,12 @@ class IncidentDetail(ResponseModel):
     updated_by: str
     allowed_hours: Optional[float]
     warn_at: Optional[UtcDateTime]
-    deadline: Optional[UtcDateTime]
-    light: Optional[Light]
+    deadline: Optional[UtcDateTime] = Field(None, description=(
+        "处置 deadline in force (working time from the clock start, + approved extensions and suspended "
+        "time); the clock starts at the dispatch, or — the pack's [workflow] disposal_clock = \"sign\" — at "
+        "the department's 签收: null until then"))
+    light: Optional[Light] = Field(None, description=(
+        "traffic light of a case with a department: of its deadline, or — no deadline yet — of sign_due"))
     sign_due: Optional[UtcDateTime] = Field(None, description="签收时限 of the current dispatch (working hours "
                                                                "by priority, the pack's [workflow.sign_for_hours])")
     sign_light: Optional[Light] = Field(None, description="签收 light while dispatched and not signed for: red past "
@@ -826,6 +830,9 @@ def _send_attachment(user, incident_id: int, attachment_id: int, variant: str):
     if found is None:
         raise ApiError(404, "not_found", f"case {incident_id} has no attachment {attachment_id}")
     att, case_department = found
+    if not permissions.may_see_case(user.role, user_department=user.department_code, case_department=case_department):
+        # another department's case answers as if it did not exist (as its detail does)
+        raise ApiError(404, "not_found", f"case {incident_id} does not exist")
     permissions.check_media(user.role, user_department=user.department_code, case_department=case_department)
     if att.kind != "photo":
         raise ApiError(404, "not_found", f"attachment {attachment_id} is a link, not a stored photo: {att.url}")

@@ -34,8 +34,13 @@ def time_bucket(now: datetime, seconds: int = 60) -> int:
 
 
 def light_expr(now: datetime):
-    """SQL CASE giving the traffic light of a case with a running clock."""
-    return case((Incident.deadline < now, Light.RED.value),
+    """SQL CASE giving the traffic light of a case with a running clock: its 处置 deadline's — or,
+    while it has none (the pack's 处置 clock starts at the 签收 and the department has not signed),
+    its 签收 deadline's: red past it, else green (the 80 % yellow of ``sla.sign_for_light`` needs the
+    calendar: the screens and the API's ``sign_light`` show it)."""
+    return case((Incident.deadline.is_(None), case((Incident.sign_due < now, Light.RED.value),
+                                                   else_=Light.GREEN.value)),
+                (Incident.deadline < now, Light.RED.value),
                 (Incident.warn_at < now, Light.YELLOW.value),
                 else_=Light.GREEN.value)
 

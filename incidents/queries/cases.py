@@ -85,10 +85,13 @@ def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
 
 
 def scope_conditions(role: str | None, department_code: str | None) -> list:
-    """Department users see their own department's cases only (other roles: everything)."""
-    if role == "department":
-        return [Incident.department_code == department_code] if department_code else [false()]
-    return []
+    """The cases a user sees (``permissions.case_scope``, the rule's one home) as SQL conditions."""
+    if not role:
+        return []
+    scope = permissions.case_scope(role, department_code)
+    if scope is None:
+        return []
+    return [Incident.department_code == scope] if scope != permissions.NO_CASES else [false()]
 
 
 @dataclass(frozen=True)

@@ -237,9 +237,11 @@ def _zero() -> dict:
 
 def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
                 hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None,
-                grouped: bool = True) -> PeriodSums:
+                grouped: bool = True, disposal_clock: str = "dispatch") -> PeriodSums:
     """The sums of ``period`` at ``as_of``, per department and district — or, not ``grouped``, the
-    total alone (a comparison card needs no more), which is cheaper to aggregate."""
+    total alone (a comparison card needs no more), which is cheaper to aggregate. ``disposal_clock``:
+    the pack's rule for where the 处置 clock starts (the fact rows carry its deadlines; the cases
+    replayed from their events need it told)."""
     lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
     out = PeriodSums(period, as_of, grouped=grouped)
     _key = _unit_key if grouped else _total_key
@@ -290,7 +292,7 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     if buckets is not None:
         out.buckets = by_bucket
     replayed = _replay(s, period, as_of, cal=cal, priority_factors=priority_factors, hours_per_day=hours_per_day,
-                       tz=tz)
+                       tz=tz, disposal_clock=disposal_clock)
     out.rates = replayed.pop("rates")
     if replayed["facts"] is not None and len(replayed["facts"]):
         f = replayed["facts"]
@@ -314,7 +316,7 @@ _IDS_PER_QUERY = 20000    # an IN list per statement (PostgreSQL takes at most 6
 
 
 def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict, hours_per_day: float,
-            tz: str) -> dict:
+            tz: str, disposal_clock: str = "dispatch") -> dict:
     """The reference facts of the cases revised after ``as_of`` (and the period's service rates)."""
     # the ids first (on the revised_at index; no temporary table: a read replica takes no writes), then
     # the cases and events of exactly those: a planner that knows it is asked for a few hundred ids
@@ -323,7 +325,8 @@ def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_f
     changed = [int(i) for i in s.scalars(select(F.incident_id).where(F.reported_at <= as_of, F.revised_at > as_of))]
     import pandas as pd
     parts = [_kpi_frames(s, changed[i:i + _IDS_PER_QUERY], period.start, period.end,
-                         priority_factors=priority_factors, hours_per_day=hours_per_day, tz=tz)
+                         priority_factors=priority_factors, hours_per_day=hours_per_day, tz=tz,
+                         disposal_clock=disposal_clock)
              for i in range(0, len(changed), _IDS_PER_QUERY)] if changed else []
     if len(parts) == 1:
         cases, events, rates = parts[0]
@@ -332,7 +335,7 @@ def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_f
         rates = parts[0][2]
     else:
         cases, events, rates = _kpi_frames(s, [], period.start, period.end, priority_factors=priority_factors,
-                                           hours_per_day=hours_per_day, tz=tz)
+                                           hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock)
     if not len(cases):
         return {"facts": None, "rates": rates}
     f, before, reported_at = kpis._facts(cases, events, period, as_of, cal)
@@ -409,10 +412,10 @@ def _first_or_last(count, first, last, lo: datetime, hi: datetime, as_of: dateti
 
 
 def replayed_facts(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
-                   hours_per_day: float, tz: str):
+                   hours_per_day: float, tz: str, disposal_clock: str = "dispatch"):
     """The reference facts frame of the cases changed after ``as_of`` (None when there are none)."""
     return _replay(s, period, kpis._utc(as_of), cal=cal, priority_factors=priority_factors,
-                   hours_per_day=hours_per_day, tz=tz)["facts"]
+                   hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock)["facts"]
 
 
 # --------------------------------------------------------------------------- the reference frames
@@ -477,19 +480,20 @@ def _kpi_relevant(start: datetime, end: datetime, as_of: datetime):
 
 
 def load_kpi_frames(s: Session, start: datetime, end: datetime, as_of: datetime, *,
-                    priority_factors: dict[str, float], hours_per_day: float, tz: str):
+                    priority_factors: dict[str, float], hours_per_day: float, tz: str,
+                    disposal_clock: str = "dispatch"):
     """(cases, events, service_rates) frames for :func:`incidents.kpis.kpi_report`, fetched with SQL
     filters and only the columns the formulas read."""
     # the ids once into a temporary table: the cases, the events and the extensions join it
     ids = _relevant_ids_table(s, _kpi_relevant(start, end, as_of))
     frames = _kpi_frames(s, select(ids.c.id), start, end, priority_factors=priority_factors,
-                         hours_per_day=hours_per_day, tz=tz)
+                         hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock)
     ids.drop(s.connection())      # (on an error the rollback takes it away)
     return frames
 
 
 def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priority_factors: dict[str, float],
-                hours_per_day: float, tz: str):
+                hours_per_day: float, tz: str, disposal_clock: str = "dispatch"):
     import pandas as pd
 
     cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
@@ -507,6 +511,7 @@ def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priorit
         cases["natural"] = cases["time_unit"].eq(TimeUnit.NATURAL_HOURS.value)
     else:
         cases["base_hours"], cases["natural"] = pd.Series(dtype=float), pd.Series(dtype=bool)
+    cases["from_sign"] = disposal_clock == "sign"       # (the pack's rule: the 处置 clock starts at the 签收)
     events = _frame(s, select(IncidentEvent.incident_id, IncidentEvent.id, _raw(IncidentEvent.at), IncidentEvent.action,
                               IncidentEvent.from_state, IncidentEvent.to_state, IncidentEvent.department_code)
                     .where(IncidentEvent.incident_id.in_(relevant),

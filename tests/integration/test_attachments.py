@@ -222,11 +222,18 @@ def test_only_roles_that_may_see_the_case_get_its_photo(server):
     att = who["disp"].get(f"/api/v1/incidents/{case_id}").get_json()["attachments"][0]
     assert who["dep"].get(att["url"]).status_code == 200          # its own department's case
     other = login(server, "ph-other-dept", "department", "HZ-ZJJ")
+    # another department's case does not exist for it: its photos answer as its detail does, 404
+    assert other.get(f"/api/v1/incidents/{case_id}").status_code == 404
     r = other.get(att["url"])
-    assert r.status_code == 403 and r.get_json()["error"]["code"] == "forbidden"
-    assert other.get(att["thumbnail_url"]).status_code == 403
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+    assert other.get(att["thumbnail_url"]).status_code == 404
+    # a viewer sees the case (without personal data) and that it has photos, not the photos: 403
     viewer = login(server, "ph-viewer", "viewer")
-    assert viewer.get(att["url"]).status_code == 403
+    seen = viewer.get(f"/api/v1/incidents/{case_id}")
+    assert seen.status_code == 200 and len(seen.get_json()["attachments"]) == 1
+    r = viewer.get(att["url"])
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "forbidden"
+    assert who["disp"].get(att["thumbnail_url"]).status_code == 200
     assert server.test_client().get(att["url"]).status_code == 401
     # a crafted path: this attachment under another case's id
     who, other_case, _ = to_resolved(server, "perm-2")     # (its logins replace the first ones)

@@ -274,3 +274,27 @@ def test_reporter_details_are_masked_for_roles_without_access_to_personal_data(r
     else:
         assert (name, phone) == ("王**", "138****5678")
     assert reporter_view(None, "12345", role)[1] in ("12345", "*****")
+
+
+# --------------------------------------------------------------------------- seeing a case and its photos
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("user_department,case_department", [("330106-CGJ", "330106-CGJ"), ("330106-CGJ", "HZ-ZJJ"),
+                                                             (None, "HZ-ZJJ"), ("330106-CGJ", None)])
+def test_photos_follow_the_case_visibility_rule_and_viewers_never_see_them(role, user_department, case_department):
+    """One rule: whoever may open a case's photos may see the case; of those who may see it, only the
+    viewer (the wall, kiosks: a case without personal data) may not open its photos."""
+    from incidents.lifecycle import PermissionDenied
+    from incidents.permissions import case_scope, check_media, may_see_case, may_see_media
+    dept = user_department if role is Role.DEPARTMENT else None
+    sees = may_see_case(role, user_department=dept, case_department=case_department)
+    photos = may_see_media(role, user_department=dept, case_department=case_department)
+    assert photos == (sees and role is not Role.VIEWER)
+    # the SQL scope and the one-case answer are the same rule
+    scope = case_scope(role, dept)
+    assert sees == (scope is None or (bool(scope) and scope == case_department))
+    if not photos:
+        with pytest.raises(PermissionDenied):
+            check_media(role, user_department=dept, case_department=case_department)
+    expected = role is not Role.DEPARTMENT or (dept is not None and dept == case_department)
+    assert sees == expected

@@ -306,6 +306,16 @@ def test_the_workflow_rules_are_pack_data_with_defaults(hangzhou, tmp_path):
     tiny = load_pack(str(write_pack(tmp_path / "tiny")))
     assert tiny.workflow.max_returns == 2 and tiny.workflow.sign_for_hours["normal"] == 2.0
     assert "territory" in tiny.workflow.return_reasons
+    # the 处置 clock runs from the dispatch unless the pack starts it at the 签收
+    assert hangzhou.workflow.disposal_clock == tiny.workflow.disposal_clock == "dispatch"
+
+
+def test_a_pack_may_start_the_disposal_clock_at_the_sign_for(tmp_path):
+    folder = write_pack(tmp_path / "tiny")
+    toml = folder / "pack.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace(
+        "[priority_factors]", '[workflow]\ndisposal_clock = "sign"\n\n[priority_factors]', 1), encoding="utf-8")
+    assert load_pack(str(folder)).workflow.disposal_clock == "sign"
 
 
 def test_service_items_are_pack_data_and_checked(tmp_path):
@@ -472,8 +482,12 @@ BROKEN = {
         r"pack\.toml: \[workflow\] max_returns must be an integer >= 1",
     ),
     "workflow-unknown-setting": (
-        _toml_with("[priority_factors]", "[workflow]\ndisposal_clock = \"sign\"\n\n[priority_factors]"),
-        r"pack\.toml: \[workflow\] has unknown setting\(s\) disposal_clock",
+        _toml_with("[priority_factors]", "[workflow]\nclock_from = \"sign\"\n\n[priority_factors]"),
+        r"pack\.toml: \[workflow\] has unknown setting\(s\) clock_from",
+    ),
+    "workflow-disposal-clock-unknown": (
+        _toml_with("[priority_factors]", "[workflow]\ndisposal_clock = \"resolve\"\n\n[priority_factors]"),
+        r"pack\.toml: \[workflow\] disposal_clock must be one of 'dispatch', 'sign' .*not 'resolve'",
     ),
     "triage-department-unknown": (
         _toml_with('"T-TRIAGE"', '"T-NOBODY"'),
