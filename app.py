@@ -53,6 +53,7 @@ DEFAULTS: dict[str, object] = {
     "SESSION_LIFETIME_HOURS": 12.0,  # and any session (kiosk walls aside) ends this long after login
     "LOGIN_RATE_PER_ACCOUNT": "5 per minute",   # failed logins per username (Flask-Limiter notation)
     "LOGIN_RATE_PER_ADDRESS": "20 per minute",  # failed logins per client address
+    "PROGRESS_RATE_PER_ADDRESS": "5 per minute;30 per hour",  # public 进度查询 queries per client address
     "RATELIMIT_STORAGE_URL": "",     # "" = the CACHE_URL's Redis when it is redis://…, else in-process
     "TRUSTED_PROXIES": 0,            # reverse proxies in front whose X-Forwarded-For/Proto/Host count
     "FRAME_ANCESTORS": "'self'",     # CSP frame-ancestors: who may embed the pages ('none', 'self', URLs)
@@ -122,10 +123,10 @@ def create_app(overrides: dict | None = None) -> Dash:
     from dash import Dash
     from flask import Flask
 
-    from dashboards import _answers, _exports, _login, _shell
+    from dashboards import _answers, _exports, _login, _progress, _shell
     from data_sources import runtime
     from data_sources.store import cache, media
-    from data_sources.web import answers, api, compression, exports, gate, metrics, open311, push, security
+    from data_sources.web import answers, api, compression, exports, gate, metrics, open311, progress, push, security
 
     cfg = load_config(overrides)
     server = Flask(__name__, instance_path=str(INSTANCE))
@@ -139,6 +140,7 @@ def create_app(overrides: dict | None = None) -> Dash:
     media.init_app(server, cfg["MEDIA_DIR"] or str(INSTANCE / "media"),   # case photos (incidents.media)
                    max_bytes=int(cfg["MEDIA_MAX_BYTES"]), max_pixels=int(cfg["MEDIA_MAX_PIXELS"]))
     gate.init_app(server, login_page=_login.render)  # sessions, /login, /logout, the gate, /healthz
+    progress.init_app(server, page=_progress.render)  # the citizen's 进度查询 (public, rate-limited)
     api.init_app(server)           # REST API v1 under /api/v1
     push.init_app(server)          # POST /api/v1/feeds/<feed>/records (push ingestion)
     open311.init_app(server)       # Open311 GeoReport v2 under /open311/v2 (public GET, POST with api_key)

@@ -71,3 +71,77 @@ window.dashAgGridComponentFunctions.CaseTitle = function (props) {
     if (window.cityopsQueued && !document.getElementById('case-queued-bar')) { flush(); }
   }, 500);
 })();
+
+/* The queue on a phone (issue 14 item 7): one card per case — light, number, tags, the clock; the
+   problem; category · district · state — in a single column with taller rows, no checkboxes (bulk
+   dispatch is a desk job). */
+window.dashAgGridComponentFunctions.CaseCard = function (props) {
+  const e = React.createElement, d = props.data || {};
+  if (!d.id) { return null; }
+  const tags = (d.tags || []).map(function (tag) {
+    return e('span', {key: tag[0], className: 'case-tag t-' + tag[0]}, tag[1]);
+  });
+  const top = [e('span', {key: 'l', className: 'dot ' + (d.light || 'none')}),
+               e('b', {key: 'i', className: 'cc-id'}, '#' + d.id)].concat(tags);
+  if (d.sign_light) { top.push(e('span', {key: 's', className: 'cc-sign light-' + d.sign_light, title: d.sign_tip}, '◆')); }
+  const clock = d.remaining && d.remaining !== '—' ? d.remaining : '';   // no running clock: nothing, not a dash
+  top.push(e('span', {key: 'c', className: 'cc-clock' + (d.light === 'red' ? ' over' : '')}, clock));
+  return e('div', {className: 'case-card'}, [
+    e('div', {key: 't', className: 'cc-top'}, top),
+    e('div', {key: 'p', className: 'cc-title'}, d.title),
+    e('div', {key: 'm', className: 'cc-meta'}, [d.category, d.district, d.state].filter(Boolean).join(' · '))]);
+};
+
+/* the queue's row height when its grid is made (the theme in dispatch.py asks): cards on a phone */
+window.dashAgGridFunctions = window.dashAgGridFunctions || {};
+window.dashAgGridFunctions.queueRowHeight = function () {
+  return window.matchMedia('(max-width: 700px)').matches ? 86 : 34;
+};
+
+(function () {
+  const phone = window.matchMedia('(max-width: 700px)');
+  const coarse = window.matchMedia('(pointer: coarse)');
+  // once per grid, when it is made: its rows already have the card height on a phone (the theme's
+  // rowHeight in dispatch.py); a grid made on a desk stays a table
+  function applyQueueLayout() {
+    let api = null;
+    try { api = window.dash_ag_grid && dash_ag_grid.getApi('dispatch-grid'); } catch (e) { api = null; }
+    if (!api || (api.isDestroyed && api.isDestroyed()) || api.cityopsLayout) { return; }
+    api.cityopsLayout = phone.matches ? 'cards' : 'table';
+    if (api.cityopsLayout === 'table') { return; }
+    const others = api.getColumns().map(function (c) { return c.getColId(); })
+      .filter(function (id) { return id !== 'card' && id.indexOf('ag-Grid-') !== 0; });
+    api.setColumnsVisible(others, false);
+    api.setColumnsVisible(['card'], true);
+    const sel = Object.assign({}, api.getGridOption('rowSelection') || {});
+    sel.checkboxes = false;
+    api.setGridOption('rowSelection', sel);
+  }
+  // the photo input of a resolve / verify form opens the back camera on a phone
+  function cameraInput() {
+    if (!(phone.matches || coarse.matches)) { return; }
+    document.querySelectorAll('#case-photos input[type=file]:not([capture])').forEach(function (input) {
+      input.setAttribute('accept', 'image/*');
+      input.setAttribute('capture', 'environment');
+    });
+  }
+  // on a phone the case is one long column: an opened form and a new result are brought into sight
+  let lastResult = '';
+  function followCase() {
+    if (!phone.matches) { return; }
+    const form = document.getElementById('case-form');
+    if (form) {
+      const open = !form.classList.contains('hidden');
+      if (open && form.dataset.shown !== '1') { form.scrollIntoView({block: 'start'}); }
+      form.dataset.shown = open ? '1' : '';
+    }
+    const result = document.getElementById('case-result');
+    const text = result ? result.textContent : '';
+    if (text && text !== lastResult) {
+      const panel = result.closest('.wb-panel');
+      if (panel) { panel.scrollTop = 0; } else { result.scrollIntoView({block: 'center'}); }
+    }
+    lastResult = text;
+  }
+  setInterval(function () { applyQueueLayout(); cameraInput(); followCase(); }, 300);
+})();

@@ -29,7 +29,7 @@ PAGE = """<!DOCTYPE html>
     <button type="submit" id="login-submit">{button}</button>
   </form>
   <p class="login-hint">{hint}</p>
-  <p class="login-lang"><a href="/login?lang={other}">{other_label}</a></p>
+  <p class="login-lang"><a href="/progress" id="progress-link" class="progress-link">{progress}</a><a href="/login?lang={other}">{other_label}</a></p>
 </main></body></html>"""
 
 
@@ -56,4 +56,4 @@ def render(*, next_url: Optional[str], error: Optional[str], username: str = "",
         # a retry (wrong password, throttled, stale form) keeps the username: the cursor goes to the password
         focus_user="" if username else " autofocus", focus_password=" autofocus" if username else "",
         next_field=f'<input type="hidden" name="next" value="{escape(next_url)}">' if next_url else "",
-        hint=t("login_hint"), other=other, other_label="English" if other == "en" else "中文")
+        hint=t("login_hint"), progress=t("progress_link"), other=other, other_label="English" if other == "en" else "中文")

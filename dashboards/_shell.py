@@ -31,7 +31,9 @@ def layout():
         html.Header(className="topbar", children=[
             html.Div(className="brand", children=[
                 html.Span("◉", className="brand-mark"),
-                html.Span(f"{city.title if lang() != 'en' else city.title_en} · {t('app_title')}")]),
+                # on a phone only the city stays (assets/cityops.css hides .brand-app)
+                html.Span(city.title if lang() != 'en' else city.title_en),
+                html.Span(f" · {t('app_title')}", className="brand-app")]),
             html.Nav(links, id=ids.SHELL_NAV, className="nav"),
             html.Div(className="user", children=[
                 html.Span(id=ids.SHELL_CLOCK, className="clock", title=city.timezone),

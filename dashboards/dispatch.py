@@ -59,13 +59,21 @@ def _columns() -> list[dict]:
         {"field": "reported_at", "headerName": t("col_reported"), "width": 120},
         {"field": "supervise_level", "headerName": t("col_supervise"), "width": 80,
          "valueFormatter": {"function": "params.value ? '★'.repeat(params.value) : ''"}},
+        # the queue as cards on a phone (assets/dispatch.js shows this column alone below 700 px)
+        {"colId": "card", "field": "title", "headerName": t("col_card"), "hide": True, "flex": 1,
+         "sortable": False, "cellRenderer": "CaseCard", "cellClass": "card-cell"},
     ]
+
+
+# rows are made at their height once (the infinite row model cannot change it on the fly): on a phone
+# they are cards (assets/dispatch.js shows the card column there), decided when the grid is made
+PHONE_ROWS = "queueRowHeight()"    # assets/dispatch.js: 86 px below 700 px, else 34
 
 
 def _grid_theme() -> dict:
     return {"function": (f"themeQuartz.withParams({{backgroundColor: '{th.PANEL}', foregroundColor: '{th.TEXT}', "
                          f"accentColor: '{th.ACCENT}', headerBackgroundColor: '#102640', borderColor: '{th.GRID}', "
-                         f"oddRowBackgroundColor: '#0f2139', fontSize: 14, rowHeight: 34, headerHeight: 36, "
+                         f"oddRowBackgroundColor: '#0f2139', fontSize: 14, rowHeight: {PHONE_ROWS}, headerHeight: 36, "
                          f"selectedRowBackgroundColor: 'rgba(53,167,255,0.22)', "
                          f"fontFamily: \"{th.FONT}\"}})")}
 

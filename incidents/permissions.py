@@ -8,6 +8,7 @@ functions: a hidden button is not a check.
 """
 from __future__ import annotations
 
+import hmac
 import re
 from typing import Any, Final, Iterable, Optional
 
@@ -304,8 +305,29 @@ def mask_personal_text(text: str | None, role=None) -> str:
     return _PHONE.sub(_phone, text)
 
 
+# --------------------------------------------------------------------------- the citizen's 进度查询
+
+#: a citizen (no login) proves a case is theirs with the last digits of the phone given at report
+PROGRESS_KEY_DIGITS: Final = 4
+
+
+def progress_key(phone: str | None) -> str | None:
+    """The key a citizen queries a case's progress with: the last four digits of the phone given at
+    report (whatever its punctuation); None when no phone is on record — such a case cannot be queried."""
+    digits = re.sub(r"\D", "", phone or "")
+    return digits[-PROGRESS_KEY_DIGITS:] if len(digits) >= PROGRESS_KEY_DIGITS else None
+
+
+def may_query_progress(phone_on_record: str | None, digits: str) -> bool:
+    """The public progress page shows a case to whoever gives its phone's last four digits; compared
+    in constant time (the answer must not tell, by its speed, how many digits were right)."""
+    key = progress_key(phone_on_record)
+    return key is not None and hmac.compare_digest(key.encode(), (digits or "").encode())
+
+
 __all__ = ["ASSIST_ROLES", "assist_actions", "check_assist", "may_see_assisted", "ACK_ROLES", "CREATE_ROLES", "DECISIONS", "KPI_ROLES", "MEDIA_ROLES", "PERSONAL_DATA_ROLES", "PUSH_ROLES",
            "REQUESTABLE", "REQUEST_ONLY", "ROLE_ACTIONS", "WORKBENCH_ROLES", "actions_for", "available_actions",
            "NO_CASES", "case_scope", "check_edit", "check_media", "check_permission", "is_request_only", "may_see_case",
            "may_see_media",
-           "mask_personal_text", "may", "reporter_view", "require", "require_feed", "roles_for"]
+           "mask_personal_text", "may", "may_query_progress", "progress_key", "reporter_view", "require", "require_feed",
+           "roles_for"]

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz", "/readyz", "/map/style.json")
 MACHINE_PREFIXES = ("/api/", "/_dash-", "/open311/")
+#: open to anyone: the login form, /metrics (it has its own guard), and the citizen's 进度查询 (its form
+#: and its JSON door; a case answers only to its phone's last four digits, rate-limited per address)
+PUBLIC_PATHS = ("/login", "/metrics", "/progress", "/api/v1/progress")
 #: Open311 GeoReport v2 is public: GET answers carry no personal data, and a POST is refused by
 #: data_sources.web.open311 itself unless its form field api_key is a valid API token
 OPEN311_PREFIX = "/open311/v2/"
@@ -75,6 +78,8 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
     security.init_csrf(server)
 
     def _throttled(limit: security.RequestLimit):
+        if request.path != "/login":
+            return None  # another limited door (the progress query) answers its own 429
         wait = security.retry_after_seconds(limit)
         resp = server.make_response((login_page(next_url=_safe_next(request.form.get("next")),
                                                 error="too_many_attempts",
@@ -133,7 +138,7 @@ def init_app(server: Flask, *, login_page: Callable[..., str]) -> None:
         if lang in ("zh-CN", "en"):
             session["lang"] = lang
         path = request.path
-        if path.startswith(PUBLIC_PREFIXES) or path in ("/login", "/metrics"):  # /metrics has its own guard
+        if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
             return None
         if path.startswith(OPEN311_PREFIX) and request.method in ("GET", "HEAD", "POST"):
             return None
