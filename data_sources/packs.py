@@ -39,6 +39,7 @@ import shapely
 from shapely.geometry import shape
 
 from data_sources.coords import converter_to_wgs84, normalize_crs, transform_geometry
+from incidents.model import DEFAULT_CITIZEN_CHANNELS, Channel
 
 __all__ = [
     "AREA_LEVELS",
@@ -151,6 +152,8 @@ class Workflow:
     sign_for_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SIGN_FOR_HOURS))
     max_returns: int = 2
     return_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RETURN_REASONS))
+    #: the channels whose cases a citizen raised: 回访 after closure, 先行联系率, 实际解决率, 回访率
+    citizen_channels: tuple[str, ...] = DEFAULT_CITIZEN_CHANNELS
 
 
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
@@ -370,7 +373,7 @@ def _workflow(conf: dict) -> Workflow:
     for key, hours in sign.items():
         if hours <= 0:
             raise PackError(f"pack.toml: [workflow.sign_for_hours] {key} must be > 0 (got {hours:g})")
-    unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons"})
+    unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons", "citizen_channels"})
     if unknown:   # (a rule the code does not apply must not look as if it did, e.g. a 处置 clock from 签收)
         raise PackError(f"pack.toml: [workflow] has unknown setting(s) {', '.join(unknown)}")
     max_returns = node.get("max_returns", 2)
@@ -382,8 +385,14 @@ def _workflow(conf: dict) -> Workflow:
             for k, v in reasons.items()):
         raise PackError("pack.toml: [workflow.return_reasons] must be a table of code = label (codes up to 40 "
                         "characters)")
+    citizen = node.get("citizen_channels", list(DEFAULT_CITIZEN_CHANNELS))
+    known = {c.value for c in Channel}
+    if not isinstance(citizen, list) or not all(isinstance(c, str) and c in known for c in citizen):
+        raise PackError(f"pack.toml: [workflow] citizen_channels must be a list of channels among "
+                        f"{', '.join(sorted(known))} (got {citizen!r})")
     return Workflow(sign_for_hours=sign, max_returns=max_returns,
-                    return_reasons={str(k): str(v) for k, v in reasons.items()})
+                    return_reasons={str(k): str(v) for k, v in reasons.items()},
+                    citizen_channels=tuple(dict.fromkeys(citizen)))
 
 
 def _parse_time(text: Any, where: str) -> dt.time:

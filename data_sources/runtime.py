@@ -38,7 +38,8 @@ class PackRuntime:
         return CaseRules(calendar=self.calendar, router=router, areas=areas,
                          priority_factors={k: float(v) for k, v in p.priority_factors.items()},
                          sign_for_hours=dict(p.workflow.sign_for_hours), max_returns=p.workflow.max_returns,
-                         return_reasons=dict(p.workflow.return_reasons))
+                         return_reasons=dict(p.workflow.return_reasons),
+                         citizen_channels=tuple(p.workflow.citizen_channels))
 
     @property
     def timezone(self) -> str:

@@ -351,7 +351,8 @@ def blocked_of(case: Incident, rules) -> frozenset:
     """What the 退单 / 审定 rule refuses this case now (lifecycle.blocked_actions, the pack's limit)."""
     from incidents.lifecycle import blocked_actions
     return blocked_actions(return_count=case.return_count or 0, max_returns=rules.max_returns,
-                           arbitrated=bool(case.arbitrated))
+                           arbitrated=bool(case.arbitrated), citizen=rules.is_citizen(case.channel),
+                           revisit_result=case.revisit_result)
 
 
 def case_clock(now: datetime, incident_id: int, *, calendar, role: str, department_code: str | None) -> dict | None:
