@@ -37,7 +37,7 @@
       if (node && node.data) { ev.preventDefault(); node.setSelected(true, true); }
       return;
     }
-    if (ev.key.length === 1 && /[a-z]/i.test(ev.key)) {
+    if (ev.key.length === 1 && /[a-z0-9]/i.test(ev.key)) {   // letters and, for 回访 results, digits
       const btn = document.querySelector('.case-actions:not(.queued) button[data-key="' + ev.key.toLowerCase() + '"]');
       if (visible(btn)) { ev.preventDefault(); btn.click(); }
     }

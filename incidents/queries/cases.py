@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from data_sources.store.db import session_scope
 from incidents import bounds, permissions
 from incidents.lifecycle import DomainError
-from incidents.model import Action, Light, Priority, RequestStatus, Role, State
+from incidents.model import DEFAULT_CITIZEN_CHANNELS, Action, Light, Priority, RequestStatus, RevisitResult, Role, State
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr
 from incidents.tables import Area, CaseRequest, Category, Department, Incident, IncidentEvent, User
@@ -27,7 +27,7 @@ TODO_STATES = {
 
 #: the workbench's ready-made views (my_todo depends on the role, see :func:`view_conditions`)
 QUEUE_VIEWS = ("my_todo", "pending_approval", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
-               "pending_verify", "supervised", "suspended")
+               "pending_verify", "pending_revisit", "supervised", "suspended")
 
 
 #: the actions a ready-made view is for: a role sees a view when it may take one of them (my_todo and
@@ -39,6 +39,7 @@ VIEW_ACTIONS: dict[str, frozenset[Action]] = {
     "pending_dispatch": frozenset({Action.DISPATCH}),
     "yellow": _RUNNING_WORK, "red": _RUNNING_WORK,
     "pending_verify": frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
+    "pending_revisit": frozenset({Action.REVISIT}),
     "supervised": _RUNNING_WORK,
     "suspended": frozenset({Action.RESUME}),
 }
@@ -60,7 +61,8 @@ def queue_version() -> int:
     return current_version()
 
 
-def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
+def view_conditions(view: str, now: datetime, role: str | None = None,
+                    citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> list:
     """SQL conditions of one ready-made view (unknown view: nothing, not everything)."""
     lt = light_expr(now)
     waiting = Incident.id.in_(select(CaseRequest.incident_id).where(CaseRequest.status == RequestStatus.PENDING.value))
@@ -77,6 +79,10 @@ def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
         "yellow": [Incident.state.in_(RUNNING_STATES), lt == Light.YELLOW.value],
         "red": [Incident.state.in_(RUNNING_STATES), lt == Light.RED.value],
         "pending_verify": [Incident.state == State.RESOLVED.value],
+        # 待回访: closed citizen cases whose closure no 回访 reached yet (lifecycle.revisit_refusal)
+        "pending_revisit": [Incident.state == State.CLOSED.value, Incident.channel.in_(tuple(citizen_channels)),
+                            or_(Incident.revisit_result.is_(None),
+                                Incident.revisit_result == RevisitResult.UNREACHABLE.value)],
         "supervised": [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0],
         "suspended": [Incident.state == State.SUSPENDED.value],
         # 待审批: cases with a department's request waiting for a dispatcher
@@ -163,12 +169,12 @@ def search_conditions(q: str | None) -> list:
 def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None,
                department_code: str | None = None, q: str = "", sort_model: list | None = None,
                filter_model: dict | None = None, start: int = 0, end: int = 100,
-               calendar=None) -> QueuePage:
+               calendar=None, citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> QueuePage:
     """One block of the workbench queue: view + scope + search + column filters + sort + one page,
     all in the database (the grid's infinite row model asks for rows ``start``..``end``).
     ``calendar`` (a WorkCalendar) adds each running case's remaining working hours as of ``now``."""
     district, columns = _queue_columns()
-    conds = (view_conditions(view, now, role) + scope_conditions(role, department_code)
+    conds = (view_conditions(view, now, role, citizen_channels) + scope_conditions(role, department_code)
              + search_conditions(q) + _filter_conditions(filter_model, columns))
     order = []
     for item in (sort_model or [])[:3]:
@@ -184,6 +190,8 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     new = Incident.state == State.DISPATCHED.value
     if not order:
         order = [Incident.deadline.is_(None), Incident.deadline.asc(), Incident.reported_at.desc()]
+        if view == "pending_revisit":      # the longest-closed first: a 回访 follows the closure soon
+            order = [Incident.closed_at.asc()]
         if view == "my_todo":
             # 紧急 / 督办 first, then (a department's) newly dispatched cases, newest first, then by deadline
             first = [case((attention, 0), else_=1)]
@@ -310,6 +318,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
                                                                 rules.calendar),
             "return_count": c.return_count or 0, "arbitrated": bool(c.arbitrated),
             "return_reasons": dict(rules.return_reasons),
+            # 先行联系, the final resolve's outcome and the 回访 of the current closure (citizen cases)
+            "citizen": rules.is_citizen(c.channel), "first_contacted_at": c.first_contacted_at,
+            "resolve_outcome": c.resolve_outcome, "revisit_result": c.revisit_result, "revisited_at": c.revisited_at,
+            "closed_at": c.closed_at,
             "time_unit": cat.time_unit if cat else None,
             "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
             "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,

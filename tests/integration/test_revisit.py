@@ -294,3 +294,58 @@ def test_the_rates_on_demo_history_equal_an_independent_pandas_computation(app, 
     assert n > 100 and all(den > 20 for _, den in want.values()) and want["redo_rate"][0] > 0
     assert 0.5 < want["satisfaction_rate"][0] / want["satisfaction_rate"][1] < 1.0
     assert 0 < want["actual_solve_rate"][0] < want["actual_solve_rate"][1]
+
+
+def test_the_workbench_offers_contact_the_outcome_and_one_button_per_revisit_result(server):
+    """The case panel (``_case.run_action``, what its buttons call): the department's 先行联系 and
+    解释说明, the hotline's 待回访 queue and result buttons; 不满意 asks for the complaint."""
+    from flask_login import login_user
+    from dashboards import _case
+    from data_sources.web.gate import SessionUser
+    from incidents.queries import cases as case_queries
+    from tests.integration.test_sign_for import _workbench
+    rules = get_runtime(server).rules
+    start = datetime.now(timezone.utc) - timedelta(hours=5)
+    with get_db(server).session_scope() as s:
+        cid = _new(s, rules, "wb-rv", start)
+        _act(s, rules, cid, Action.REGISTER, start + timedelta(minutes=1))
+        _act(s, rules, cid, Action.DISPATCH, start + timedelta(minutes=2), A)
+    dept = (301, "wb-rv-a", Role.DEPARTMENT, A, "wb-rv-a")
+    disp = (302, "wb-rv-disp", Role.DISPATCHER, None, "wb-rv-disp")
+
+    def panel(who):
+        with server.test_request_context("/"):
+            login_user(SessionUser(*who))
+            return _case.load(cid)
+    assert "contact" in panel(dept)["actions"] and "contact" not in panel(disp)["actions"]
+    assert _workbench(server, dept, cid, "contact")[0] == "ok"
+    assert _workbench(server, dept, cid, "resolve", outcome="explained", note="已向市民解释")[0] == "ok"
+    with get_db(server).session_scope() as s:
+        case = s.get(Incident, cid)
+        assert case.first_contacted_at is not None and case.resolve_outcome == "explained"
+        _act(s, rules, cid, Action.VERIFY_PASS, datetime.now(timezone.utc))
+    d = panel(disp)
+    assert d["actions"][-1] == "revisit" and d["citizen"]
+    assert _case.panel_actions(d["actions"])[-4:] == list(_case.REVISIT_BUTTONS)
+    def queued() -> list[int]:
+        with server.app_context():
+            return [r["id"] for r in case_queries.queue_page(datetime.now(timezone.utc), view="pending_revisit",
+                                                             role="dispatcher").rows]
+    assert cid in queued()
+    assert "pending_revisit" in case_queries.views_for("dispatcher")
+    assert "pending_revisit" not in case_queries.views_for("department")
+    # a department's crafted 回访 through the panel is refused by the services
+    status, msg = _workbench(server, dept, cid, "revisit_satisfied")
+    assert status == "refused" and "may not 'revisit'" in msg
+    assert _workbench(server, disp, cid, "revisit_unsatisfied") == ("incomplete", "请填写市民不满意的原因")
+    assert _workbench(server, disp, cid, "revisit_unreachable")[0] == "ok"
+    assert cid in queued()                  # not reached: still due
+    status, msg = _workbench(server, disp, cid, "revisit_unsatisfied", note="市民说仍有占道")
+    assert status == "ok" and "已派遣" in msg
+    with get_db(server).session_scope() as s:
+        case = s.get(Incident, cid)
+        assert (case.state, case.department_code, case.revisit_result) == ("dispatched", A, "unsatisfied")
+    assert cid not in queued()
+    with server.test_request_context("/"):
+        html_text = str(_case.timeline(panel(disp)["timeline"]))
+    assert "未联系上" in html_text and "发回重办" in html_text and "解释说明" in html_text and "首次联系" in html_text
