@@ -60,6 +60,7 @@ TEXT: dict[str, tuple[str, str]] = {
                            "Compared like for like: the previous period (or last year's) up to the same point"),
     "brief_cases": ("案件办理", "Case handling"),
     "brief_services": ("一网通办 · 好差评", "Government services and ratings"),
+    "brief_citizen": ("市民诉求 · 先行联系 · 回访", "Citizens' cases: first contact and follow-up"),
     "brief_rank_departments": ("部门综合指标排名", "Departments by composite score"),
     "brief_rank_districts": ("区县综合指标排名", "Districts by composite score"),
     "brief_red_black": ("红黑榜（部门）", "Best and worst departments"),

@@ -41,8 +41,8 @@ def test_the_cards_show_the_numbers_of_the_api_for_the_page_period(new_page, log
     assert page.locator("#brief-rank-department tbody tr").count() > 0
     assert page.locator("#brief-online-table tbody tr").count() > 0
     # every card keeps its 口径 as a tooltip and its trend (or why there is none)
-    assert page.locator(".brief-card .card-formula-mark[title]").count() == 18
-    assert page.locator(".brief-card .card-spark").count() == 18
+    assert page.locator(".brief-card .card-formula-mark[title]").count() == 23
+    assert page.locator(".brief-card .card-spark").count() == 23
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "brief-1920x1080.png"))
     assert page.errors == [], "\n".join(page.errors)
