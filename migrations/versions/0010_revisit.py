@@ -5,9 +5,10 @@ explained = 解释说明), its first 回访 and the last 回访 of its current c
 contact, the outcome and the first 回访 (先行联系率, 实际解决率, 回访率).
 
 Backfilled from the events: the first ``contact`` with no ``resolve`` before it and the first
-``revisit`` (``flask facts rebuild`` recomputes both the same way, incidents.facts); a resolved or
-closed case whose resolve named no outcome (every one before this migration) was 实际解决, the
-default (``services.as_outcome``).
+``revisit`` (``flask facts rebuild`` recomputes both the same way, incidents.facts), the final
+resolve's outcome (none named — every one before this migration — is 实际解决, the default of
+``services.as_outcome``), the last ``revisit`` since the last closure, and ``revised_at`` where a
+``revisit`` sent the case back (重办: a revising step 0007 did not know).
 
 Revision ID: 0010
 Revises: 0009
@@ -40,13 +41,36 @@ def upgrade() -> None:
         UPDATE incidents SET first_revisited_at = (
             SELECT MIN(v.at) FROM incident_events v WHERE v.incident_id = incidents.id AND v.action = 'revisit')
         WHERE EXISTS (SELECT 1 FROM incident_events v WHERE v.incident_id = incidents.id AND v.action = 'revisit')""")
-    op.execute("UPDATE incidents SET resolve_outcome = 'solved' "
-               "WHERE resolved_at IS NOT NULL AND state IN ('resolved', 'closed')")
+    pg = op.get_bind().dialect.name == "postgresql"
+
+    def field(name: str, alias: str) -> str:
+        return f"({alias}.payload::json ->> '{name}')" if pg else f"json_extract({alias}.payload, '$.{name}')"
+    # the final resolve's outcome (none named: solved)
+    op.execute(f"""
+        UPDATE incidents SET resolve_outcome = COALESCE((
+            SELECT {field('outcome', 'r')} FROM incident_events r
+            WHERE r.incident_id = incidents.id AND r.action = 'resolve' ORDER BY r.at DESC, r.id DESC LIMIT 1), 'solved')
+        WHERE resolved_at IS NOT NULL AND state IN ('resolved', 'closed')""")
+    # the last 回访 since the last closure, with its result
+    since = "v.incident_id = incidents.id AND v.action = 'revisit' AND v.at >= incidents.last_closed_at"
+    op.execute(f"""
+        UPDATE incidents SET
+            revisited_at = (SELECT MAX(v.at) FROM incident_events v WHERE {since}),
+            revisit_result = (SELECT {field('result', 'v')} FROM incident_events v WHERE {since}
+                              ORDER BY v.at DESC, v.id DESC LIMIT 1)
+        WHERE last_closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM incident_events v WHERE {since})""")
+    # a 回访 that sent the case back (不满意 → 重办) revises it (0007 knew no such event)
+    redo = "d.incident_id = incidents.id AND d.action = 'revisit' AND d.to_state <> 'closed'"
+    op.execute(f"""
+        UPDATE incidents SET revised_at = (SELECT MAX(d.at) FROM incident_events d WHERE {redo})
+        WHERE EXISTS (SELECT 1 FROM incident_events d WHERE {redo})
+          AND (revised_at IS NULL OR revised_at < (SELECT MAX(d.at) FROM incident_events d WHERE {redo}))""")
     op.execute("""
         UPDATE case_facts SET
             first_contacted_at = (SELECT i.first_contacted_at FROM incidents i WHERE i.id = case_facts.incident_id),
             resolve_outcome = (SELECT i.resolve_outcome FROM incidents i WHERE i.id = case_facts.incident_id),
-            first_revisited_at = (SELECT i.first_revisited_at FROM incidents i WHERE i.id = case_facts.incident_id)""")
+            first_revisited_at = (SELECT i.first_revisited_at FROM incidents i WHERE i.id = case_facts.incident_id),
+            revised_at = (SELECT i.revised_at FROM incidents i WHERE i.id = case_facts.incident_id)""")
 
 
 def downgrade() -> None:
