@@ -63,7 +63,10 @@ window.dashAgGridComponentFunctions.CaseTitle = function (props) {
     window.cityopsQueued = null;
     fetch('/api/v1/incidents/' + encodeURIComponent(q.case) + '/actions', {
       method: 'POST', keepalive: true, credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({action: q.action, version: q.version, request_id: q.request_id})});
+      // a 回访 result button (revisit_satisfied …) is the API's revisit with its result
+      body: JSON.stringify(q.action.indexOf('revisit_') === 0
+        ? {action: 'revisit', result: q.action.slice(8), version: q.version, request_id: q.request_id}
+        : {action: q.action, version: q.version, request_id: q.request_id})});
   }
   window.addEventListener('pagehide', flush);
   // moving to another page inside the app removes the panel without unloading the page
