@@ -37,7 +37,7 @@
       if (node && node.data) { ev.preventDefault(); node.setSelected(true, true); }
       return;
     }
-    if (ev.key.length === 1 && /[a-z]/i.test(ev.key)) {
+    if (ev.key.length === 1 && /[a-z0-9]/i.test(ev.key)) {   // letters and, for 回访 results, digits
       const btn = document.querySelector('.case-actions:not(.queued) button[data-key="' + ev.key.toLowerCase() + '"]');
       if (visible(btn)) { ev.preventDefault(); btn.click(); }
     }
@@ -63,7 +63,10 @@ window.dashAgGridComponentFunctions.CaseTitle = function (props) {
     window.cityopsQueued = null;
     fetch('/api/v1/incidents/' + encodeURIComponent(q.case) + '/actions', {
       method: 'POST', keepalive: true, credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({action: q.action, version: q.version, request_id: q.request_id})});
+      // a 回访 result button (revisit_satisfied …) is the API's revisit with its result
+      body: JSON.stringify(q.action.indexOf('revisit_') === 0
+        ? {action: 'revisit', result: q.action.slice(8), version: q.version, request_id: q.request_id}
+        : {action: q.action, version: q.version, request_id: q.request_id})});
   }
   window.addEventListener('pagehide', flush);
   // moving to another page inside the app removes the panel without unloading the page

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 from incidents import kpis
 
 CASE_CARDS = kpis.CASE_KPIS
+#: the case KPIs of the citizens' own cases (pack [workflow] citizen_channels): a row of their own
+CITIZEN_CARDS = ("first_contact_rate", "actual_solve_rate", "revisit_rate", "satisfaction_rate", "redo_rate")
 SERVICE_CARDS = kpis.SERVICE_KPIS
 #: a change under 0.05 (percentage points or %) prints as 0.0: shown as no change, neither good nor bad
 FLAT = 0.0005

@@ -28,13 +28,19 @@ from dashboards._i18n import TEXT, t
 from incidents import commands, services
 from incidents.lifecycle import DomainError, StaleVersion, ValidationFailed
 from incidents.media import MAX_PER_ACTION, STAGE_OF_ACTION
+from incidents.model import ResolveOutcome
 from incidents.queries import cases, reference
 
 #: the keyboard shortcut of each action (also shown on its button)
 KEYS = {"register": "r", "dispatch": "d", "sign": "s", "resolve": "f", "verify_pass": "p",
         "verify_fail": "n", "void": "v", "return": "b", "reassign": "a", "extend": "e",
         "suspend": "h", "resume": "u", "merge": "m", "supervise": "g", "reopen": "o", "arbitrate": "j",
-        "assist_sign": "x", "assist_reply": "y"}
+        "assist_sign": "x", "assist_reply": "y", "contact": "c",
+        # 回访: the citizen's answer, one key each as the call ends
+        "revisit_satisfied": "1", "revisit_basic": "2", "revisit_unreachable": "3", "revisit_unsatisfied": "4"}
+#: 回访 is offered as one button per result (``revisit`` with ``result``): the ones that need no
+#: input are one click; 不满意 sends the case back (重办) and asks for the citizen's complaint
+REVISIT_BUTTONS = ("revisit_satisfied", "revisit_basic", "revisit_unreachable", "revisit_unsatisfied")
 #: which fields each action asks for; the ones in NEEDS must be filled in
 FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "assisting", "note"}, "reassign": {"dept", "note"},
           "arbitrate": {"dept", "assisting", "note"}, "assist_reply": {"note"}, "return": {"return_reason", "note"}, "extend": {"hours", "note"}, "suspend": {"note"}, "merge": {"dup", "note"},
@@ -42,11 +48,14 @@ FIELDS = {"void": {"reason", "note"}, "dispatch": {"dept", "assisting", "note"},
           # photos come with the department's 反馈 and the inspector's 核查 (incidents.media.STAGE_OF_ACTION)
           **{a.value: {"note", "photos"} for a in STAGE_OF_ACTION if a.value != "verify_fail"}}
 NEEDS = {"void": "reason", "reassign": "dept", "return": "return_reason", "arbitrate": "note", "extend": "hours", "suspend": "note",
-         "merge": "dup", "verify_fail": "note", "reject": "note", "assist_reply": "note"}
+         "merge": "dup", "verify_fail": "note", "reject": "note", "assist_reply": "note",
+         "revisit_unsatisfied": "complaint"}
+FIELDS["resolve"] = FIELDS["resolve"] | {"outcome"}     # 实际解决 / 解释说明 (实际解决 preselected)
 #: the actions that need no input: one click (or key) queues them in the browser, and they are sent
 #: when the undo window ends or the user moves on (see ``UNDO_SECONDS``). Each can also be put right
 #: by the next ordinary step, so nothing is lost by not asking. Everything else opens the form.
-ONE_CLICK = ("register", "sign", "verify_pass", "resume", "assist_sign")
+ONE_CLICK = ("register", "sign", "verify_pass", "resume", "assist_sign", "contact", "revisit_satisfied",
+             "revisit_basic", "revisit_unreachable")
 #: how long a one-click action waits in the browser for 撤销 before it is sent: nothing is written
 #: before, so an undone action leaves no event, no version bump and no trace in the KPIs
 UNDO_SECONDS = 5
@@ -125,6 +134,9 @@ def action_form() -> html.Div:
         field("dup", t("duplicate_of"), dcc.Input(id=ids.CASE_DUP, type="number", min=1, step=1)),
         field("level", t("level"), dcc.Dropdown(id=ids.CASE_LEVEL, clearable=False, searchable=False, value=1,
                                                 options=[{"label": f"{n} 级" if n else "", "value": n} for n in (1, 2, 3)])),
+        field("outcome", t("f_outcome"), dcc.RadioItems(
+            id=ids.CASE_OUTCOME, value=ResolveOutcome.SOLVED.value, inline=True, className="outcome-choice",
+            options=[{"label": t(f"outcome_{o.value}"), "value": o.value} for o in ResolveOutcome])),
         field("note", t("note"), dcc.Textarea(id=ids.CASE_NOTE, rows=2, maxLength=500)),
         field("photos", t("upload_label", mb=f"{max_bytes / 1024 / 1024:g}", n=MAX_PER_ACTION), html.Div([
             # the browser refuses larger files at once; the server checks size and type again (the bytes)
@@ -239,6 +251,7 @@ def render(d: dict) -> tuple:
             sign_row(d, row),
             row(t("f_returns"), (t("returns_n", n=d["return_count"]) if d.get("return_count") else "—")
                 + (" · " + t("arbitrated") if d.get("arbitrated") else "")),
+            *citizen_rows(d, row),
             row(t("f_supervise"), f"{d['supervise_level']} 级" if d["supervise_level"] else "—"),
             row(t("f_rework"), f"{d['rework_count']} 次"),
             row(t("f_version"), f"v{d['version']} · {d['updated_by'] or '—'} · {local_time(d['updated_at'])}"),
@@ -250,7 +263,8 @@ def render(d: dict) -> tuple:
     ]
     request_only = set(d.get("request_only") or ())
     actions = []
-    for a in d["actions"]:
+    offered = panel_actions(d["actions"])
+    for a in offered:
         if a in DECISIONS:
             continue
         actions.append(html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
@@ -277,13 +291,13 @@ def render(d: dict) -> tuple:
                                                       html.Ul(dups, className="dups") if dups else html.P(t("no_duplicates"), className="muted")]),
         html.Div(className="case-section", children=[html.H4(t("timeline")), timeline(d["timeline"], d.get("department_names"))]),
     ]
-    store = {"id": d["id"], "version": d["version"], "state": d["state"], "actions": d["actions"],
+    store = {"id": d["id"], "version": d["version"], "state": d["state"], "actions": offered,
              "request_only": sorted(request_only),
              "requests": {str(r["id"]): r["kind"] for r in d.get("requests", ()) if r["status"] == "pending"},
              "suggested": s["department_code"], "department": d["department_code"],
              "awaiting": d.get("awaiting") or [],
-             "one_click": [a for a in d["actions"] if a in ONE_CLICK],
-             "labels": {a: act_label(a) for a in d["actions"] if a in ONE_CLICK},
+             "one_click": [a for a in offered if a in ONE_CLICK],
+             "labels": {a: act_label(a) for a in offered if a in ONE_CLICK},
              "texts": {"queued": t("queued", s="{s}", action="{action}", id="{id}"),
                        "undone": t("undone", action="{action}", id="{id}")}}
     return [b for b in body if b is not None], actions, more, case_map(d), store
@@ -319,6 +333,35 @@ def parts_section(d: dict) -> html.Div | None:
             html.Div(p["reply_note"], className="part-note") if p["reply_note"] else None]))
     return html.Div(className="case-section case-parts", children=[html.H4(t("parts_title")),
                                                                    html.Ul(items, className="parts")])
+
+
+def panel_actions(actions: list[str]) -> list[str]:
+    """The panel's buttons for the actions offered: ``revisit`` as one button per result."""
+    out = []
+    for a in actions:
+        out += list(REVISIT_BUTTONS) if a == "revisit" else [a]
+    return out
+
+
+def as_service_action(action: str) -> tuple[str, str | None]:
+    """(the services' action, the 回访 result) of a panel button."""
+    if action in REVISIT_BUTTONS:
+        return "revisit", action.removeprefix("revisit_")
+    return action, None
+
+
+def citizen_rows(d: dict, row) -> list:
+    """先行联系, 处置结果 and 回访 of a citizen's case (nothing for another channel's)."""
+    if not d.get("citizen"):
+        return []
+    contact = local_time(d["first_contacted_at"], "%Y-%m-%d %H:%M") if d.get("first_contacted_at") else "—"
+    outcome = t(f"outcome_{d['resolve_outcome']}") if d.get("resolve_outcome") else "—"
+    if d.get("revisit_result"):
+        visit = html.Span([t(f"revisit_{d['revisit_result']}"), " · ", local_time(d["revisited_at"], "%m-%d %H:%M")],
+                          className=f"revisit-chip r-{d['revisit_result']}")
+    else:
+        visit = html.Span(t("revisit_due"), className="revisit-chip r-due") if d["state"] == "closed" else "—"
+    return [row(t("f_contact"), contact), row(t("f_outcome"), outcome), row(t("f_revisit"), visit)]
 
 
 def clock(c: dict | None) -> list:
@@ -399,6 +442,12 @@ def timeline(events: list[dict], names: dict | None = None) -> html.Ol:
         if e["action"].startswith("assist_") and (payload.get("on_time") is False
                                                   or payload.get("sign_on_time") is False):
             extra.append(t("part_late"))
+        if payload.get("outcome"):
+            extra.append(t(f"outcome_{payload['outcome']}"))
+        if payload.get("result"):
+            extra.append(t(f"revisit_{payload['result']}") if not payload.get("redo") else t("ev_redo"))
+        if e["action"] == "contact" and payload.get("first"):
+            extra.append(t("ev_first_contact"))
         if payload.get("requested_by"):
             extra.append(f"{t('requested_by')}: {payload['requested_by']}")
         if payload.get("photos"):
@@ -525,10 +574,12 @@ def run_action(pending: dict | None, seen: dict | None, values: dict) -> tuple[s
     missing = _missing(action, values)
     if missing:
         return "incomplete", t(missing)
+    service_action, result = as_service_action(action)
     try:
         photos = _photos(values) if "photos" in FIELDS.get(action, ()) else []
         done = commands.act(
-            actor(), int(seen["id"]), action, version=int(seen["version"]), now=datetime.now(timezone.utc),
+            actor(), int(seen["id"]), service_action, version=int(seen["version"]), now=datetime.now(timezone.utc),
+            outcome=values.get("outcome") if action == "resolve" else None, result=result,
             photos=photos,
             department=values.get("dept") if "dept" in FIELDS.get(action, ()) else None,
             note=(values.get("note") or "").strip(),
@@ -584,6 +635,8 @@ def _missing(action: str, values: dict) -> str | None:
     need = NEEDS.get(action)
     if need == "note" and not (values.get("note") or "").strip():
         return "need_reason"
+    if need == "complaint" and not (values.get("note") or "").strip():
+        return "need_complaint"
     if need == "reason" and not values.get("reason"):
         return "need_reason"
     if need == "return_reason" and not values.get("return_reason"):
@@ -610,7 +663,7 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
     ``case_request``: the request an approve / reject decides."""
     if not action or not seen:
         return (None, "case-form hidden", "", *(["form-field hidden"] * len(FORM_FIELDS)), no_update, None, "", None,
-                no_update, None, [], [])
+                no_update, None, [], [], no_update)
     fields = FIELDS.get(action, {"note"}) | {"note"}
     if action == "resolve" and seen.get("awaiting"):
         fields = fields | {"override"}     # assisting replies missing: the lead may resolve without them
@@ -622,13 +675,15 @@ def form_state(action: str | None, seen: dict | None, target: int | None = None,
         pending["case_request"] = case_request
         kind = (seen.get("requests") or {}).get(str(case_request), "")
         title = t("decide_title", action=act_label(action), kind=kind_label(kind), rid=case_request, id=seen["id"])
-    return (pending, "case-form", title, *cls, dept, target, "", None, "", None, [], [])  # "": the last result goes
+    return (pending, "case-form", title, *cls, dept, target, "", None, "", None, [], [],   # "": the last result goes
+            ResolveOutcome.SOLVED.value)
 
 
 # --------------------------------------------------------------------------- callbacks
 
 #: the form's optional fields, shown or hidden by the action chosen
-FORM_FIELDS = ("reason", "return_reason", "dept", "assisting", "override", "hours", "dup", "level", "photos")
+FORM_FIELDS = ("reason", "return_reason", "dept", "assisting", "override", "hours", "dup", "level", "photos",
+               "outcome")
 FIELD_OUTPUTS = [Output(f"case-field-{f}", "className") for f in FORM_FIELDS]
 
 
@@ -664,7 +719,7 @@ def tick_clock(_n, seen):
                Output(ids.CASE_DEPT, "value"), Output(ids.CASE_DUP, "value"), Output(ids.CASE_NOTE, "value"),
                Output(ids.CASE_HOURS, "value"), Output(ids.CASE_RESULT, "children", allow_duplicate=True),
                Output(ids.CASE_PHOTOS, "contents"),
-               Output(ids.CASE_ASSISTING, "value"), Output(ids.CASE_OVERRIDE, "value"),
+               Output(ids.CASE_ASSISTING, "value"), Output(ids.CASE_OVERRIDE, "value"), Output(ids.CASE_OUTCOME, "value"),
                Input({"type": ids.CASE_ACT, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_ACT_FORM, "action": ALL}, "n_clicks"),
                Input({"type": ids.CASE_MERGE, "target": ALL}, "n_clicks"),
@@ -693,15 +748,15 @@ def choose_action(_acts, _forms, _merges, _decisions, _cancel, seen):
                State(ids.CASE_DEPT, "value"), State(ids.CASE_DUP, "value"), State(ids.CASE_LEVEL, "value"),
                State(ids.CASE_PHOTOS, "contents"), State(ids.CASE_PHOTOS, "filename"),
                State(ids.CASE_RETURN_REASON, "value"), State(ids.CASE_ASSISTING, "value"),
-               State(ids.CASE_OVERRIDE, "value"),
+               State(ids.CASE_OVERRIDE, "value"), State(ids.CASE_OUTCOME, "value"),
                prevent_initial_call=True)
 def confirm_action(_n, pending, seen, done, reason, note, hours, dept, dup, level, photos, photo_names,
-                   return_reason=None, assisting=None, override=None):
+                   return_reason=None, assisting=None, override=None, outcome=None):
     guard_actions()
     status, message = run_action(pending, seen, dict(reason=reason, note=note, hours=hours, dept=dept,
                                                      dup=dup, level=level, photos=photos, photo_names=photo_names,
                                                      return_reason=return_reason, assisting=assisting,
-                                                     override=override))
+                                                     override=override, outcome=outcome))
     reload = status in ("ok", "conflict")
     return message, (done or 0) + 1 if reload else no_update, f"case-result {status}"
 

@@ -256,7 +256,12 @@ def period_line(b, preset: str | None = None) -> list:
 def body(b) -> list:
     return [
         html.H3(t("brief_cases"), className="brief-section"),
-        html.Div([card(b, code) for code in bv.CASE_CARDS], className="brief-cards", id="brief-case-cards"),
+        # every case KPI's card under #brief-case-cards; the citizen's (先行联系 … 发回重办) in a row of their own
+        html.Div(id="brief-case-cards", children=[
+            html.Div([card(b, code) for code in bv.CASE_CARDS if code not in bv.CITIZEN_CARDS],
+                     className="brief-cards wide"),
+            html.H3(t("brief_citizen"), className="brief-section"),
+            html.Div([card(b, code) for code in bv.CITIZEN_CARDS], className="brief-cards citizen")]),
         html.H3(t("brief_services"), className="brief-section"),
         html.Div([card(b, code) for code in bv.SERVICE_CARDS], className="brief-cards services",
                  id="brief-service-cards"),

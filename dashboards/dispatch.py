@@ -156,7 +156,8 @@ def fetch_block(request: dict, view: str, search: str | None) -> tuple[dict, str
         datetime.now(timezone.utc), view=view if view in cases.views_for(role) else "my_todo", role=role,
         department_code=current_user.department_code, q=search or "", sort_model=request.get("sortModel"),
         filter_model=request.get("filterModel"), start=request.get("startRow", 0),
-        end=request.get("endRow", BLOCK), calendar=reference.case_rules().calendar)
+        end=request.get("endRow", BLOCK), calendar=reference.case_rules().calendar,
+        citizen_channels=reference.case_rules().citizen_channels)
     return {"rowData": [row_of(r) for r in page.rows], "rowCount": page.total}, t("total_cases", n=f"{page.total:,}")
 
 

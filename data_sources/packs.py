@@ -40,6 +40,7 @@ from shapely.geometry import shape
 
 from data_sources.coords import converter_to_wgs84, normalize_crs, transform_geometry
 from incidents.sla import DISPOSAL_CLOCKS
+from incidents.model import DEFAULT_CITIZEN_CHANNELS, Channel
 
 __all__ = [
     "AREA_LEVELS",
@@ -156,6 +157,8 @@ class Workflow:
     #: case's 处置 limit, from the dispatch, on the category's clock
     assist_reply_share: float = 0.5
     disposal_clock: str = "dispatch"
+    #: the channels whose cases a citizen raised: 回访 after closure, 先行联系率, 实际解决率, 回访率
+    citizen_channels: tuple[str, ...] = DEFAULT_CITIZEN_CHANNELS
 
 
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
@@ -377,7 +380,7 @@ def _workflow(conf: dict) -> Workflow:
         if hours <= 0:
             raise PackError(f"pack.toml: [workflow.sign_for_hours] {key} must be > 0 (got {hours:g})")
     unknown = sorted(set(node) - {"sign_for_hours", "max_returns", "return_reasons", "disposal_clock",
-                                  "assist_reply_share"})
+                                  "assist_reply_share", "citizen_channels"})
     if unknown:   # (a rule the code does not apply must not look as if it did)
         raise PackError(f"pack.toml: [workflow] has unknown setting(s) {', '.join(unknown)}")
     clock = node.get("disposal_clock", "dispatch")
@@ -397,9 +400,14 @@ def _workflow(conf: dict) -> Workflow:
     share = node.get("assist_reply_share", 0.5)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         raise PackError(f"pack.toml: [workflow] assist_reply_share must be a number in (0, 1] (got {share!r})")
+    citizen = node.get("citizen_channels", list(DEFAULT_CITIZEN_CHANNELS))
+    known = {c.value for c in Channel}
+    if not isinstance(citizen, list) or not all(isinstance(c, str) and c in known for c in citizen):
+        raise PackError(f"pack.toml: [workflow] citizen_channels must be a list of channels among "
+                        f"{', '.join(sorted(known))} (got {citizen!r})")
     return Workflow(sign_for_hours=sign, max_returns=max_returns,
                     return_reasons={str(k): str(v) for k, v in reasons.items()}, disposal_clock=clock,
-                    assist_reply_share=float(share))
+                    assist_reply_share=float(share), citizen_channels=tuple(dict.fromkeys(citizen)))
 
 
 def _parse_time(text: Any, where: str) -> dt.time:

@@ -40,7 +40,8 @@ class PackRuntime:
                          sign_for_hours=dict(p.workflow.sign_for_hours), max_returns=p.workflow.max_returns,
                          return_reasons=dict(p.workflow.return_reasons),
                          disposal_clock=p.workflow.disposal_clock,
-                         assist_reply_share=p.workflow.assist_reply_share)
+                         assist_reply_share=p.workflow.assist_reply_share,
+                         citizen_channels=tuple(p.workflow.citizen_channels))
 
     @property
     def timezone(self) -> str:

@@ -38,6 +38,8 @@ _SOURCES = {
     "first_closed_at": _I.first_closed_at, "dispatches": _I.dispatch_count, "closures": _I.close_count,
     "last_dispatched_at": _I.last_dispatched_at, "last_closed_at": _I.last_closed_at,
     "first_sign_due": _I.first_sign_due, "first_signed_at": _I.first_signed_at,
+    "first_contacted_at": _I.first_contacted_at, "resolve_outcome": _I.resolve_outcome,
+    "first_revisited_at": _I.first_revisited_at,
 }
 COLUMNS = tuple(_SOURCES)
 DISPATCH_EVENTS = tuple(a.value for a in DISPATCH_ACTIONS)
@@ -148,9 +150,18 @@ def _from_timeline(t) -> dict:
     e = IncidentEvent.__table__
     revising = sorted(a.value for a in (*REVISING_ACTIONS, Action.APPROVE))   # an approval applies an extension or suspension
     # (the action inside the MAX: with an IN list in the WHERE, SQLite walks the action index per case)
-    revised = select(func.max(case((e.c.action.in_(revising), e.c.at)))).where(e.c.incident_id == t.c.id) \
-        .scalar_subquery()
-    return {"revised_at": revised,
+    # a 回访 that sent the case back (不满意 → 重办: it left ``closed``) revises it too
+    redo = and_(e.c.action == Action.REVISIT.value, e.c.to_state != "closed")
+    revised = select(func.max(case((or_(e.c.action.in_(revising), redo), e.c.at)))) \
+        .where(e.c.incident_id == t.c.id).scalar_subquery()
+    # 先行联系: the first contact no resolve came before (services.transition keeps it so)
+    c, r = e.alias("c"), e.alias("r")
+    resolved_before = select(r.c.id).where(r.c.incident_id == c.c.incident_id, r.c.action == Action.RESOLVE.value,
+                                           or_(r.c.at < c.c.at, and_(r.c.at == c.c.at, r.c.id < c.c.id))).exists()
+    contacted = select(func.min(c.c.at)).where(c.c.incident_id == t.c.id, c.c.action == Action.CONTACT.value,
+                                               ~resolved_before).scalar_subquery()
+    return {"revised_at": revised, "first_contacted_at": contacted,
+            "first_revisited_at": of(func.min, Action.REVISIT.value),
             "first_dispatched_at": of(func.min, "dispatch"), "first_closed_at": of(func.min, "verify_pass"),
             "last_dispatched_at": of(func.max, "dispatch"), "last_closed_at": of(func.max, "verify_pass"),
             "dispatch_count": func.nullif(of(func.count, "dispatch"), 0),

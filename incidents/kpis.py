@@ -36,9 +36,15 @@ UTC = timezone.utc
 
 #: the department's clock runs (or is paused) in these states (``incidents.model`` is their home)
 WITH_DEPARTMENT = tuple(s.value for s in State.running_states())
-CLOCK_STARTS = ("dispatch", "reassign", "verify_fail")
+#: a 回访 that sent the case back (不满意 → 重办): the frames name it ``redo`` (:func:`_facts`); it
+#: restarts the clock at the same department and is a rework, like a ``verify_fail``
+REDO = "redo"
+REVISIT = "revisit"
+#: the 回访 events, whatever their result
+REVISIT_EVENTS = (REVISIT, REDO)
+CLOCK_STARTS = ("dispatch", "reassign", "verify_fail", REDO)
 CLOCK_STOPS = ("return", "reopen")
-REWORK_ACTIONS = ("verify_fail", "reopen")
+REWORK_ACTIONS = ("verify_fail", "reopen", REDO)
 MISDISPATCH_ACTIONS = ("return", "reassign")
 #: actions after which the stored ``deadline`` no longer is the one in force earlier
 DEADLINE_CHANGERS = CLOCK_STARTS + CLOCK_STOPS + ("extend", "resume")
@@ -47,10 +53,21 @@ APPROVE = "approve"
 #: an arbitration (审定) is a dispatch the department may not return: it counts as a ``dispatch``
 ARBITRATE = "arbitrate"
 #: actions after which the stored ``on_time`` no longer belongs to an earlier resolve
-ON_TIME_CHANGERS = ("verify_fail", "reopen", "resolve")
+ON_TIME_CHANGERS = ("verify_fail", "reopen", "resolve", REDO)
+#: a 回访's results (model.RevisitResult) that reached the citizen, that were satisfied, and the one
+#: that sent the case back; a resolve's outcome 实际解决 (model.ResolveOutcome; none named = solved)
+REVISIT_REACHED = ("satisfied", "basic", "unsatisfied")
+REVISIT_SATISFIED = ("satisfied", "basic")
+REVISIT_REDO = "unsatisfied"
+SOLVED = "solved"
 
 GRADES = ((90.0, "A"), (75.0, "B"), (60.0, "C"), (40.0, "D"))
 DEFAULT_WEIGHTS = {"closure_rate": 0.3, "on_time_disposal_rate": 0.3, "rework": 0.3, "volume": 0.1}
+#: further parts a pack may weigh into the 综合指标值 ([kpi.weights]): weight key → (KPI code, scored as
+#: the rate, or as 1 − the rate for a lower-is-better one)
+EXTRA_WEIGHTS = {"first_contact_rate": ("first_contact_rate", False), "actual_solve_rate": ("actual_solve_rate", False),
+                 "satisfaction_rate": ("satisfaction_rate", False), "revisit_rate": ("revisit_rate", False),
+                 "on_time_sign_rate": ("on_time_sign_rate", False), "redo": ("redo_rate", True)}
 #: a group (department, district) with fewer cases than this is listed apart, never ranked: the one
 #: home of the rule for the brief, the API, the exports and the wall's department ranking
 MIN_RANKING_VOLUME = 20
@@ -225,6 +242,22 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
     "returns_count": ("退单数", "Returns", "件", "down",
                       "退单数 = 统计期内（且不晚于统计时点）的退单次数（每次退单计一次，须选退单原因）；按部门统计时计入退单的部门，"
                       "按区统计时计入案件所在区；同一案件退单达城市包 [workflow] max_returns 次后由派遣员审定派遣，不可再退"),
+    "first_contact_rate": ("先行联系率", "First-contact rate", "%", "up",
+                           "先行联系率 = 期内首次派遣（不含作废）的市民诉求案件中，截至统计时点承办部门已先行联系市民"
+                           "（首次处置反馈之前登记联系时间）的案件数 ÷ 期内首次派遣（不含作废）的市民诉求案件数；"
+                           "市民诉求 = 来源渠道为城市包 [workflow] citizen_channels（默认 12345 热线、市民App，Open311 计入 App）"),
+    "actual_solve_rate": ("实际解决率", "Actual solve rate", "%", "up",
+                          "实际解决率 = 期内首次派遣（不含作废）的市民诉求案件中，截至统计时点最终一次处置反馈为「实际解决」的案件数 "
+                          "÷ 其中截至统计时点已处置反馈（实际解决 + 解释说明）的案件数；处置反馈未选结果的按实际解决计"),
+    "revisit_rate": ("回访率", "Revisit rate", "%", "up",
+                     "回访率 = 期内首次结案（不含作废）的市民诉求案件中，截至统计时点已回访（含未联系上）的案件数 "
+                     "÷ 期内首次结案（不含作废）的市民诉求案件数"),
+    "satisfaction_rate": ("市民满意率", "Citizen satisfaction rate", "%", "up",
+                          "市民满意率 = 统计期内（且不晚于统计时点）回访结果为满意或基本满意的回访次数 ÷ 同期联系上市民的回访次数"
+                          "（满意 + 基本满意 + 不满意，不含未联系上）；按部门统计时计入回访时的承办部门"),
+    "redo_rate": ("发回重办率", "Sent-back rate", "%", "down",
+                  "发回重办率 = 统计期内（且不晚于统计时点）回访结果为不满意、案件发回原承办部门重办的回访次数 ÷ 同期回访次数"
+                  "（每次不满意回访计一次；同一次结案只能回访到一次，不会重复计入）；按部门统计时计入回访时的承办部门"),
     "extension_rate": ("延期率", "Extension rate", "%", "down",
                        "延期率 = 期内首次派遣（不含作废）且截至统计时点有批准延期的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
     "overdue_open_count": ("超期未处置数", "Overdue open cases", "件", "down",
@@ -253,7 +286,8 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
 }
 CASE_KPIS = ("reported_count", "registered_count", "dispatched_count", "closed_count", "closure_rate",
              "on_time_closure_rate", "on_time_disposal_rate", "rework_rate", "accurate_dispatch_rate",
-             "extension_rate", "overdue_open_count", "mean_handling_hours", "on_time_sign_rate", "returns_count")
+             "extension_rate", "overdue_open_count", "mean_handling_hours", "on_time_sign_rate", "returns_count",
+             "first_contact_rate", "actual_solve_rate", "revisit_rate", "satisfaction_rate", "redo_rate")
 SERVICE_KPIS = ("online_rate", "good_rating_rate", "bad_rating_rectification_rate", "on_time_completion_rate")
 
 #: 主办 / 协办: KPIs of the assisting parts (``case_assignments``), one row per part, not per case; by
@@ -267,10 +301,14 @@ ASSIST_EVENTS = ("dispatch", "arbitrate", "assist_reply", "return", "reopen", "v
 # what a drill's cohort / numerator name means in the facts frame
 _COHORTS = {"reported": "reported_in", "registered_event": "registered_in", "dispatched_event": "dispatched_in",
             "closed_event": "closed_in", "registered": "reg_cohort", "dispatched": "disp_cohort",
-            "open_overdue": "overdue", "signable": "disp_signable", "returned_event": "returned_in"}
+            "open_overdue": "overdue", "signable": "disp_signable", "returned_event": "returned_in",
+            "citizen_dispatched": "cit_disp_cohort", "citizen_resolved": "cit_handled_cohort",
+            "citizen_closed": "cit_closed_cohort", "revisited_event": "revisited_in", "reached_event": "reached_in"}
 _NUMERATORS = {"closed": "closed", "closed_on_time": "closed_on_time", "resolved_on_time": "on_time_final",
                "reworked": "reworked", "never_returned_or_reassigned": "accurate", "extended": "extended",
-               "resolved": "resolved_final", "signed_on_time": "signed_on_time"}
+               "resolved": "resolved_final", "signed_on_time": "signed_on_time", "contacted": "contacted",
+               "solved": "solved_final", "revisited": "revisited", "satisfied_event": "satisfied_in",
+               "redo_event": "redo_in"}
 
 
 def _result(code: str, numerator: float, denominator: Optional[float], *, targets: dict, drill: dict,
@@ -290,7 +328,8 @@ def _result(code: str, numerator: float, denominator: Optional[float], *, target
 # =========================================================================== facts at as_of
 
 CASE_COLUMNS = ("id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
-                "base_hours", "natural", "first_sign_due")
+                "base_hours", "natural", "first_sign_due", "citizen")
+#: (optional: ``outcome`` of a resolve, ``result`` of a revisit — from the event's payload)
 EVENT_COLUMNS = ("incident_id", "id", "at", "action", "from_state", "to_state", "department_code", "hours")
 
 
@@ -374,6 +413,27 @@ def _set_period(f: pd.DataFrame, before: pd.DataFrame, reported_at: pd.Series, p
     f["returned_in"] = f["returns_in"] > 0
     by = returns.groupby("incident_id")["returned_by"].agg(tuple) if len(returns) else pd.Series(dtype=object)
     f["returned_from"] = pd.Series([by.get(i, ()) for i in f.index], index=f.index, dtype=object)
+    # the citizen cohorts: first dispatch (先行联系率, 实际解决率) and first closure (回访率) in the period
+    f["cit_disp_cohort"] = f["disp_cohort"] & f["citizen"]
+    f["cit_handled_cohort"] = f["cit_disp_cohort"] & f["resolved_final"]
+    f["cit_closed_cohort"] = (f["first_closed_at"] >= lo) & (f["first_closed_at"] < hi) & ~f["voided"] & f["citizen"]
+    # 回访: each visit in the period, by result, and the department it asked about (its event's)
+    visits = in_period[in_period["action"].isin(REVISIT_EVENTS)]
+    result = visits["result"] if "result" in visits.columns else pd.Series(None, index=visits.index, dtype=object)
+    for name, mask in (("revisits_in", None), ("reached_in_n", result.isin(REVISIT_REACHED)),
+                       ("satisfied_in_n", result.isin(REVISIT_SATISFIED)), ("redo_in_n", result.eq(REVISIT_REDO))):
+        part = visits if mask is None else visits[mask]
+        f[name] = part.groupby("incident_id").size().reindex(f.index, fill_value=0).astype(int)
+    f["revisited_in"] = f["revisits_in"] > 0
+    f["reached_in"] = f["reached_in_n"] > 0
+    f["satisfied_in"] = f["satisfied_in_n"] > 0
+    f["redo_in"] = f["redo_in_n"] > 0
+    if len(visits):
+        pairs = pd.Series(list(zip(visits["department_code"], result)), index=visits.index)
+        by_visit = pairs.groupby(visits["incident_id"]).agg(tuple)
+    else:
+        by_visit = pd.Series(dtype=object)
+    f["visits_from"] = pd.Series([by_visit.get(i, ()) for i in f.index], index=f.index, dtype=object)
 
 
 def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: datetime,
@@ -387,7 +447,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     for col in ("reported_at", "deadline", "first_sign_due"):
         c[col] = _utc_col(c[col]) if col in c.columns else pd.Series(pd.NaT, index=c.index, dtype="datetime64[us, UTC]")
     for col, default in (("base_hours", float("nan")), ("natural", False), ("from_sign", False), ("on_time", None),
-                         ("district_code", None), ("department_code", None), ("state", None)):
+                         ("district_code", None), ("department_code", None), ("state", None), ("citizen", False)):
         if col not in c.columns:
             c[col] = default
     c = c[c["reported_at"] <= as_of_ts]
@@ -401,6 +461,11 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         ev.loc[approved, "action"] = ev.loc[approved, "kind"]
     if len(ev):
         ev.loc[ev["action"].eq(ARBITRATE), "action"] = "dispatch"
+        # a 回访 that left the case closed no more (不满意): the 重办 the rest of the formulas see
+        ev.loc[ev["action"].eq(REVISIT) & ev["to_state"].ne("closed"), "action"] = REDO
+    for col in ("outcome", "result"):
+        if col not in ev.columns:
+            ev[col] = None
     if "id" not in ev.columns:
         ev["id"] = range(len(ev))
     ev = ev[ev["incident_id"].isin(c.index)].sort_values(["incident_id", "at", "id"], kind="stable")
@@ -430,14 +495,26 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     first_sign = first(("sign",))
     f["has_sign_due"] = sign_due.notna()
     f["signed_on_time"] = (first_sign.notna() & sign_due.notna() & (first_sign <= sign_due)).astype(bool)
-    _set_period(f, before, c["reported_at"], period)
+    f["citizen"] = c["citizen"].reindex(f.index).fillna(False).astype(bool)
+    # 先行联系: a contact by as_of that no resolve came before (the order of the timeline decides ties)
+    seq = pd.Series(range(len(before)), index=before.index)
+
+    def first_seq(action) -> pd.Series:
+        return seq[before["action"].eq(action)].groupby(before["incident_id"]).min().reindex(f.index)
+    contact_seq, resolve_seq = first_seq("contact"), first_seq("resolve")
+    f["contacted"] = (contact_seq.notna() & (resolve_seq.isna() | (contact_seq < resolve_seq))).astype(bool)
+    f["first_closed_at"] = first(("verify_pass",))
+    f["revisited"] = f.index.isin(ids(before, REVISIT_EVENTS))
     f["closed"] = f["state"].eq("closed")
+    # the final resolve stands when the case is resolved or closed at as_of; its outcome (none named: 实际解决)
+    resolves = before[before["action"] == "resolve"].groupby("incident_id").tail(1).set_index("incident_id")
+    last_resolve = resolves["at"].reindex(f.index)
+    f["resolved_final"] = f["state"].isin(("resolved", "closed")) & last_resolve.notna()
+    f["solved_final"] = f["resolved_final"] & resolves["outcome"].reindex(f.index).astype(object).fillna(SOLVED).eq(SOLVED)
+    _set_period(f, before, c["reported_at"], period)
     f["reworked"] = f.index.isin(ids(before, REWORK_ACTIONS))
     f["accurate"] = ~f.index.isin(ids(before, MISDISPATCH_ACTIONS))
     f["extended"] = f.index.isin(ids(before, ("extend",)))
-    # the final resolve stands when the case is resolved or closed at as_of
-    last_resolve = before[before["action"] == "resolve"].groupby("incident_id")["at"].max().reindex(f.index)
-    f["resolved_final"] = f["state"].isin(("resolved", "closed")) & last_resolve.notna()
     f["final_resolve_at"] = last_resolve.where(f["resolved_final"])
 
     later_on_time = f.index.isin(ids(after, ON_TIME_CHANGERS))
@@ -533,7 +610,12 @@ def _drill(period: Period, as_of: datetime, cohort: str, *, numerator: Optional[
 #: (:mod:`incidents.queries.kpi_facts`) share one definition of each KPI
 CASE_SUMS = ("reported", "registered", "dispatched", "closed", "reg", "reg_closed", "reg_closed_on_time",
              "reg_reworked", "disp", "disp_on_time", "disp_accurate", "disp_extended", "overdue", "handled",
-             "handled_hours", "disp_signable", "disp_signed_on_time", "returns")
+             "handled_hours", "disp_signable", "disp_signed_on_time", "returns",
+             "cit_disp", "cit_disp_contacted", "cit_handled", "cit_handled_solved", "cit_closed",
+             "cit_closed_revisited", "revisits", "revisits_reached", "revisits_satisfied", "revisits_redo")
+#: the sums that count events (退单, 回访), each in the group of the department the event names
+#: (:func:`group_sums`), not the case's department at as_of
+_VISIT_SUMS = ("revisits", "revisits_reached", "revisits_satisfied", "revisits_redo")
 
 
 def case_sums(facts: pd.DataFrame) -> dict[str, float]:
@@ -553,7 +635,14 @@ def case_sums(facts: pd.DataFrame) -> dict[str, float]:
             "handled_hours": float(facts.loc[handled, "handling_hours"].sum()) if handled.any() else 0.0,
             "disp_signable": n(facts["disp_signable"]),
             "disp_signed_on_time": n(facts["disp_signable"] & facts["signed_on_time"]),
-            "returns": int(facts["returns_in"].sum())}
+            "returns": int(facts["returns_in"].sum()),
+            "cit_disp": n(facts["cit_disp_cohort"]), "cit_disp_contacted": n(facts["cit_disp_cohort"] & facts["contacted"]),
+            "cit_handled": n(facts["cit_handled_cohort"]),
+            "cit_handled_solved": n(facts["cit_handled_cohort"] & facts["solved_final"]),
+            "cit_closed": n(facts["cit_closed_cohort"]),
+            "cit_closed_revisited": n(facts["cit_closed_cohort"] & facts["revisited"]),
+            "revisits": int(facts["revisits_in"].sum()), "revisits_reached": int(facts["reached_in_n"].sum()),
+            "revisits_satisfied": int(facts["satisfied_in_n"].sum()), "revisits_redo": int(facts["redo_in_n"].sum())}
 
 
 def group_sums(facts: pd.DataFrame, columns: list[str]) -> dict:
@@ -568,11 +657,25 @@ def group_sums(facts: pd.DataFrame, columns: list[str]) -> dict:
     for key, part in facts.groupby(keys, sort=True):
         sums = case_sums(part)
         sums["returns"] = 0
+        for k in _VISIT_SUMS:
+            sums[k] = 0
         out[key if isinstance(key, tuple) else (key,)] = sums
     if "department_code" not in columns:
         for key, part in facts.groupby(keys, sort=True):
-            out[key if isinstance(key, tuple) else (key,)]["returns"] = int(part["returns_in"].sum())
+            sums = case_sums(part)
+            for k in ("returns", *_VISIT_SUMS):
+                out[key if isinstance(key, tuple) else (key,)][k] = sums[k]
     else:
+        visited = facts[facts["revisits_in"] > 0]
+        for cid, row in visited.iterrows():
+            for dept, result in row["visits_from"]:
+                key = tuple((dept if isinstance(dept, str) else UNASSIGNED) if c == "department_code"
+                            else (row[c] if isinstance(row[c], str) else UNASSIGNED) for c in columns)
+                g = out.setdefault(key, dict.fromkeys(CASE_SUMS, 0))
+                g["revisits"] += 1
+                g["revisits_reached"] += int(result in REVISIT_REACHED)
+                g["revisits_satisfied"] += int(result in REVISIT_SATISFIED)
+                g["revisits_redo"] += int(result == REVISIT_REDO)
         returned = facts[facts["returns_in"] > 0]
         for cid, row in returned.iterrows():
             for dept in row["returned_from"]:
@@ -688,6 +791,14 @@ def case_kpis_from_sums(sums: dict, period: Period, as_of: datetime, targets: Op
         "on_time_sign_rate": r("on_time_sign_rate", "disp_signed_on_time", "disp_signable",
                                dr("signable", "signed_on_time", True)),
         "returns_count": r("returns_count", "returns", None, dr("returned_event")),
+        "first_contact_rate": r("first_contact_rate", "cit_disp_contacted", "cit_disp",
+                                dr("citizen_dispatched", "contacted", True)),
+        "actual_solve_rate": r("actual_solve_rate", "cit_handled_solved", "cit_handled",
+                               dr("citizen_resolved", "solved", True)),
+        "revisit_rate": r("revisit_rate", "cit_closed_revisited", "cit_closed", dr("citizen_closed", "revisited", True)),
+        "satisfaction_rate": r("satisfaction_rate", "revisits_satisfied", "revisits_reached",
+                               dr("reached_event", "satisfied_event")),
+        "redo_rate": r("redo_rate", "revisits_redo", "revisits", dr("revisited_event", "redo_event")),
     }
     handled, total = int(sums["handled"]), float(sums["handled_hours"])
     out["mean_handling_hours"] = _result("mean_handling_hours", round(total, 6), handled, targets=t,
@@ -775,11 +886,31 @@ def grade_for(score: Optional[float]) -> Optional[str]:
 
 
 def composite_score(closure_rate: float, on_time_disposal_rate: float, rework_rate: float, volume_score: float,
-                    weights: Optional[dict] = None) -> float:
+                    weights: Optional[dict] = None, extra: Optional[dict[str, Optional[float]]] = None) -> float:
+    """100 × the weighted parts. ``extra``: the group's values of the pack's further parts
+    (:data:`EXTRA_WEIGHTS` key → its KPI's value); a part a group has no value for (no citizen case
+    to revisit …) leaves its weight to the others in proportion, so the scale stays the same."""
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
     raw = (w["closure_rate"] * closure_rate + w["on_time_disposal_rate"] * on_time_disposal_rate
            + w["rework"] * (1.0 - rework_rate) + w["volume"] * volume_score)
-    return round(100.0 * raw, 4)
+    total = used = w["closure_rate"] + w["on_time_disposal_rate"] + w["rework"] + w["volume"]
+    for key, (_code, lower_better) in EXTRA_WEIGHTS.items():
+        weight = float(w.get(key, 0.0) or 0.0)
+        if not weight:
+            continue
+        total += weight
+        value = (extra or {}).get(key)
+        if value is None:
+            continue
+        raw += weight * ((1.0 - value) if lower_better else value)
+        used += weight
+    return round(100.0 * raw * (total / used if used else 0.0), 4)
+
+
+def extra_parts(results: dict[str, KpiResult], weights: dict) -> dict[str, Optional[float]]:
+    """A group's values of the further 综合指标值 parts its pack weighs (:data:`EXTRA_WEIGHTS`)."""
+    return {key: results[code].value for key, (code, _) in EXTRA_WEIGHTS.items()
+            if weights.get(key) and code in results}
 
 
 def rank_groups(groups: dict[str, dict[str, KpiResult]], *, by: str, names: Optional[dict[str, str]] = None,
@@ -808,7 +939,8 @@ def rank_groups(groups: dict[str, dict[str, KpiResult]], *, by: str, names: Opti
     rows = []
     for b in eligible:
         vs = b["volume"] / top if top else 0.0
-        score = composite_score(b["closure_rate"], b["on_time_disposal_rate"], b["rework_rate"], vs, w)
+        score = composite_score(b["closure_rate"], b["on_time_disposal_rate"], b["rework_rate"], vs, w,
+                                extra=extra_parts(groups[b["code"]], w))
         rows.append(RankRow(**b, volume_score=round(vs, 6), score=score, grade=grade_for(score), rank=None))
     rows.sort(key=lambda r: (-r.score, -r.volume, r.code))
     ranked = []
@@ -821,8 +953,11 @@ def rank_groups(groups: dict[str, dict[str, KpiResult]], *, by: str, names: Opti
     n = min(top_n, max(1, len(ranked) // 2))
     red = ranked[:n]
     black = [r for r in reversed(ranked[-n:]) if r not in red] if ranked else []
+    parts = "".join(f" + {'(1 − ' + DEFINITIONS[code][0] + ')' if lower else DEFINITIONS[code][0]} × {w[key]:g}"
+                    for key, (code, lower) in EXTRA_WEIGHTS.items() if w.get(key))
     formula = (f"综合指标值 = 100 × (结案率 × {w['closure_rate']:g} + 按期处置率 × {w['on_time_disposal_rate']:g} + "
-               f"(1 − 返工率) × {w['rework']:g} + 办件量得分 × {w['volume']:g})，办件量得分 = 期内立案数 ÷ 参与排名的最大值；"
+               f"(1 − 返工率) × {w['rework']:g}{parts} + 办件量得分 × {w['volume']:g})，办件量得分 = 期内立案数 ÷ 参与排名的最大值；"
+               + ("某单位无市民诉求指标值时，其权重按比例分给其余各项；" if parts else "") +
                f"期内立案数 < {min_volume} 的不参与排名；等级 A ≥ 90，B ≥ 75，C ≥ 60，D ≥ 40，E < 40")
     return Ranking(by=by, min_volume=min_volume, weights=w, ranked=ranked, unranked=unranked, red=red,
                    black=black, formula=formula)

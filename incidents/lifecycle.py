@@ -99,6 +99,7 @@ class _Marker:
 
 STAYS: Final = _Marker("STAYS")                 # the state does not change
 RESUME_PREVIOUS: Final = _Marker("RESUME_PREVIOUS")  # back to the state before suspend
+REDO_IF_UNSATISFIED: Final = _Marker("REDO_IF_UNSATISFIED")  # 回访: stays closed, or 不满意 → 重办 (dispatched)
 
 _S, _A = State, Action
 _E = TypeVar("_E", bound=Enum)
@@ -112,6 +113,7 @@ _WITH_DEPARTMENT: Final[dict[Action, State | _Marker]] = {
     _A.SUSPEND: _S.SUSPENDED,
     _A.MERGE: _S.VOIDED,
     _A.SUPERVISE: STAYS,
+    _A.CONTACT: STAYS,          # 先行联系: recorded, the case stays where it is
 }
 
 # Written state by state, the main forward action first (the order allowed_actions returns).
@@ -141,6 +143,7 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.SUSPENDED, _A.SUPERVISE): STAYS,
 
     (_S.CLOSED, _A.REOPEN): _S.REGISTERED,
+    (_S.CLOSED, _A.REVISIT): REDO_IF_UNSATISFIED,   # 回访 (citizen cases: services.check_revisit)
     # voided: final, nothing allowed
 }
 
@@ -183,10 +186,12 @@ def is_allowed(state: State | str, action: Action | str) -> bool:
 
 
 def next_state(state: State | str, action: Action | str, *,
-               resume_to: State | str | None = None) -> State:
+               resume_to: State | str | None = None, redo: bool = False) -> State:
     """The state after ``action``; raises :class:`TransitionError` when not allowed.
 
     ``resume`` needs ``resume_to``: the state the case was in before it was suspended.
+    ``revisit`` leaves a closed case closed, or with ``redo`` (the citizen is 不满意) sends it back
+    to its department (重办: dispatched, the clock starts again).
     """
     st, act = _as_state(state), as_action(action)
     target = TRANSITIONS.get((st, act))
@@ -194,6 +199,8 @@ def next_state(state: State | str, action: Action | str, *,
         raise TransitionError(st, act, _ALLOWED[st])
     if target is STAYS:
         return st
+    if target is REDO_IF_UNSATISFIED:
+        return State.DISPATCHED if redo else st
     if target is RESUME_PREVIOUS:
         if resume_to is None:
             raise ValidationFailed("resume needs the state before the suspension (resume_to)",
@@ -210,19 +217,39 @@ def next_state(state: State | str, action: Action | str, *,
     return target
 
 
-def blocked_actions(*, return_count: int, max_returns: int, arbitrated: bool) -> frozenset[Action]:
+def blocked_actions(*, return_count: int, max_returns: int, arbitrated: bool, citizen: bool = True,
+                    revisit_result: str | None = None) -> frozenset[Action]:
     """What the 退单 / 审定 rule (DESIGN §3) refuses a case whatever its state: after ``max_returns``
     returns its next dispatch is an ``arbitrate`` (a plain ``dispatch`` is refused), before that there
-    is nothing to arbitrate, and an arbitrated case can no longer be returned."""
+    is nothing to arbitrate, and an arbitrated case can no longer be returned. And the 回访 rule
+    (:func:`revisit_refusal`): only a citizen's case is revisited, once per closure that reached them."""
     out = {Action.DISPATCH} if (return_count or 0) >= max_returns else {Action.ARBITRATE}
     if arbitrated:
         out.add(Action.RETURN)
+    if revisit_refusal(citizen=citizen, revisit_result=revisit_result):
+        out.add(Action.REVISIT)
     return frozenset(out)
 
 
-def check_blocked(action: Action, *, return_count: int, max_returns: int, arbitrated: bool) -> None:
+def revisit_refusal(*, citizen: bool, revisit_result: str | None) -> str | None:
+    """Why a closed case may not be revisited (回访), or None: a case a citizen did not raise (its
+    channel is none of the pack's ``citizen_channels``) has nobody to call back; a closure whose
+    回访 reached the citizen (满意, 基本满意, 不满意) is done — only 未联系上 may be tried again, so a
+    second 回访 of one closure can neither count twice nor send the case back twice.
+    ``revisit_result``: the last 回访 of the current closure (None: none yet)."""
+    from incidents.model import RevisitResult
+    if not citizen:
+        return "回访 is for cases a citizen raised (12345, app, Open311 …): this case came from another channel"
+    if revisit_result is not None and RevisitResult(revisit_result).reached:
+        return f"this closure was already revisited ({revisit_result}); a closure is revisited once"
+    return None
+
+
+def check_blocked(action: Action, *, return_count: int, max_returns: int, arbitrated: bool, citizen: bool = True,
+                  revisit_result: str | None = None) -> None:
     """Raise :class:`ValidationFailed` (field ``action``) when :func:`blocked_actions` refuses ``action``."""
-    if action not in blocked_actions(return_count=return_count, max_returns=max_returns, arbitrated=arbitrated):
+    if action not in blocked_actions(return_count=return_count, max_returns=max_returns, arbitrated=arbitrated,
+                                     citizen=citizen, revisit_result=revisit_result):
         return
     if action is Action.DISPATCH:
         raise ValidationFailed(f"returned {return_count} times (limit {max_returns}): the next dispatch is an "
@@ -230,6 +257,8 @@ def check_blocked(action: Action, *, return_count: int, max_returns: int, arbitr
     if action is Action.ARBITRATE:
         raise ValidationFailed(f"arbitrate (审定) follows {max_returns} returns; this case was returned "
                                f"{return_count or 0} times: use 'dispatch'", field="action")
+    if action is Action.REVISIT:
+        raise ValidationFailed(revisit_refusal(citizen=citizen, revisit_result=revisit_result) or "", field="action")
     raise ValidationFailed("the case was dispatched by arbitration (审定): the department can no longer return it",
                            field="action")
 
@@ -260,7 +289,7 @@ def check_assist(state: State | str, action: Action | str, *, signed: bool, repl
 
 __all__ = [
     "ASSIST_STATES", "check_assist",
-    "blocked_actions", "check_blocked",
+    "blocked_actions", "check_blocked", "revisit_refusal", "REDO_IF_UNSATISFIED",
     "DomainError", "TransitionError", "PermissionDenied", "StaleVersion", "NotFound",
     "ValidationFailed", "STAYS", "RESUME_PREVIOUS", "TRANSITIONS", "SUSPENDABLE_STATES",
     "allowed_actions", "is_allowed", "next_state",

@@ -58,6 +58,8 @@ class Action(StrEnum):
     ARBITRATE = "arbitrate"      # 审定: after N returns a dispatcher rules which department handles it; no return
     ASSIST_SIGN = "assist_sign"    # 协办签收: an assisting department signs for its part of a case
     ASSIST_REPLY = "assist_reply"  # 协办回复: … and replies (with a note); neither moves the case's state
+    CONTACT = "contact"          # 先行联系: the department records its first contact with the citizen
+    REVISIT = "revisit"          # 回访: the hotline asks the citizen after closure; 不满意 sends it back (重办)
 
 
 #: actions after which a case's milestones alone (its register, first and last dispatch, final
@@ -84,6 +86,36 @@ ASSIST_ACTIONS = frozenset({Action.ASSIST_SIGN, Action.ASSIST_REPLY})
 #: actions that end the assisting parts of the current dispatch (the case leaves its departments):
 #: a part not yet replied to and not yet due then no longer counts in 协办按时回复率
 ASSIST_ENDING_ACTIONS = frozenset({Action.RETURN, Action.REOPEN, Action.VOID, Action.MERGE})
+
+
+class ResolveOutcome(StrEnum):
+    """What a department's resolve (处置反馈) says it did: the problem is solved on the ground, or
+    it was explained to the citizen (not solvable, not ours to solve, already lawful …).
+    A resolve that names none is 实际解决 (``services.transition``: the outcome a department
+    reports unless it chooses 解释说明)."""
+    SOLVED = "solved"            # 实际解决
+    EXPLAINED = "explained"      # 解释说明
+
+
+class RevisitResult(StrEnum):
+    """The citizen's answer to a 回访 (follow-up call after closure)."""
+    SATISFIED = "satisfied"              # 满意
+    BASICALLY_SATISFIED = "basic"        # 基本满意
+    UNSATISFIED = "unsatisfied"          # 不满意: the case goes back to the same department (重办)
+    UNREACHABLE = "unreachable"          # 未联系上: not reached; the closure may be revisited again
+
+    @property
+    def reached(self) -> bool:
+        return self is not RevisitResult.UNREACHABLE
+
+    @property
+    def satisfied(self) -> bool:
+        return self in (RevisitResult.SATISFIED, RevisitResult.BASICALLY_SATISFIED)
+
+    @property
+    def redo(self) -> bool:
+        """不满意 reopens the case to the department that handled it (重办)."""
+        return self is RevisitResult.UNSATISFIED
 
 
 class RequestStatus(StrEnum):
@@ -117,6 +149,11 @@ class Channel(StrEnum):
     IOT = "iot"                  # 物联感知
     VIDEO = "video"              # 视频识别
     APP = "app"                  # 市民App
+
+
+#: the channels whose cases a citizen raised (回访, 先行联系, 实际解决 are theirs) when a pack names none
+#: (``[workflow] citizen_channels``); Open311 requests arrive on the ``app`` channel
+DEFAULT_CITIZEN_CHANNELS = (Channel.HOTLINE.value, Channel.APP.value)
 
 
 class Priority(StrEnum):
@@ -161,3 +198,9 @@ ROLE_LABELS_ZH = {
     Role.VIEWER: "观察员", Role.LEADER: "领导", Role.DISPATCHER: "派遣员",
     Role.DEPARTMENT: "专业部门", Role.INSPECTOR: "监督员", Role.ADMIN: "管理员",
 }
+OUTCOME_LABELS_ZH = {ResolveOutcome.SOLVED: "实际解决", ResolveOutcome.EXPLAINED: "解释说明"}
+OUTCOME_LABELS_EN = {ResolveOutcome.SOLVED: "Solved", ResolveOutcome.EXPLAINED: "Explained"}
+REVISIT_LABELS_ZH = {RevisitResult.SATISFIED: "满意", RevisitResult.BASICALLY_SATISFIED: "基本满意",
+                     RevisitResult.UNSATISFIED: "不满意", RevisitResult.UNREACHABLE: "未联系上"}
+REVISIT_LABELS_EN = {RevisitResult.SATISFIED: "Satisfied", RevisitResult.BASICALLY_SATISFIED: "Basically satisfied",
+                     RevisitResult.UNSATISFIED: "Unsatisfied", RevisitResult.UNREACHABLE: "Not reached"}

@@ -24,9 +24,10 @@ ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
         Action.REGISTER, Action.VOID, Action.DISPATCH, Action.REASSIGN, Action.EXTEND,
         Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN, Action.APPROVE, Action.REJECT,
         Action.ARBITRATE,
+        Action.REVISIT,        # 回访: the hotline / command centre calls the citizen back, never the department
     }),
     Role.DEPARTMENT: frozenset({
-        Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND,
+        Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND, Action.CONTACT,
     }),
     Role.INSPECTOR: frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
     Role.ADMIN: frozenset(),

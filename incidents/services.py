@@ -17,8 +17,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (facts: its flush hook)
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
-from incidents.model import (ASSIST_ACTIONS, ASSIST_ENDING_ACTIONS, DISPATCH_ACTIONS, REVISING_ACTIONS, Action,
-                            Channel, Priority, RequestStatus, Role, State, TimeUnit)
+from incidents.model import (ASSIST_ACTIONS, ASSIST_ENDING_ACTIONS, DEFAULT_CITIZEN_CHANNELS, DISPATCH_ACTIONS,
+                            REVISING_ACTIONS, Action, Channel, Priority, RequestStatus, ResolveOutcome,
+                            RevisitResult, Role, State, TimeUnit)
 from incidents.routing import AreaIndex, Router, Suggestion
 from incidents.media import STAGE_OF_ACTION, Attachment
 from incidents.model import MediaStage
@@ -63,6 +64,12 @@ class CaseRules:
     #: where the 处置 clock starts (the pack's [workflow] disposal_clock, ``sla.DISPOSAL_CLOCKS``):
     #: ``"dispatch"`` or ``"sign"`` (the department's 签收; no deadline before it)
     disposal_clock: str = "dispatch"
+    #: the channels whose cases a citizen raised (the pack's [workflow] citizen_channels): they get a
+    #: 回访 after closure, and 先行联系率 / 实际解决率 / 回访率 count them
+    citizen_channels: tuple[str, ...] = DEFAULT_CITIZEN_CHANNELS
+
+    def is_citizen(self, channel: Optional[str]) -> bool:
+        return channel is not None and str(channel) in self.citizen_channels
 
     def sign_for_limit(self, priority: str) -> float:
         return float(self.sign_for_hours.get(priority, self.sign_for_hours.get("normal", 2.0)))
@@ -212,11 +219,12 @@ def perform(session: Session, rules: CaseRules, actor: Actor, incident_id: int, 
             version: int, now: datetime, department: Optional[str] = None, note: str = "",
             reason: Optional[str] = None, hours: Optional[float] = None,
             duplicate_of: Optional[int] = None, level: Optional[int] = None,
-            case_request_id: Optional[int] = None, request_id: Optional[str] = None) -> Incident:
+            case_request_id: Optional[int] = None, request_id: Optional[str] = None,
+            outcome: Optional[str] = None, result: Optional[str] = None) -> Incident:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction (see :func:`act`)."""
     return act(session, rules, actor, incident_id, action, version=version, now=now, department=department,
                note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level,
-               case_request_id=case_request_id, request_id=request_id).case
+               case_request_id=case_request_id, request_id=request_id, outcome=outcome, result=result).case
 
 
 def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, action: str | Action, *,
@@ -225,7 +233,7 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         duplicate_of: Optional[int] = None, level: Optional[int] = None,
         case_request_id: Optional[int] = None, request_id: Optional[str] = None,
         attachments: Sequence[Attachment] = (), assisting: Optional[Sequence[str]] = None,
-        override: bool = False) -> Outcome:
+        override: bool = False, outcome: Optional[str] = None, result: Optional[str] = None) -> Outcome:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction.
 
     ``attachments``: photos (already in the media store) and links that come with a ``resolve``
@@ -241,10 +249,14 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
     gets its part (:class:`CaseAssignment`). ``assist_sign`` / ``assist_reply`` act on the part of
     ``department`` (a department user's own). ``resolve`` is refused while a live part has not
     replied, unless ``override`` with a note (recorded). Return, reopen, void and merge end the parts;
-    reassign carries them (a part of the new lead ends); a rework (verify_fail) carries them."""
+    reassign carries them (a part of the new lead ends); a rework (verify_fail) carries them.
+
+    ``outcome``: a ``resolve``'s 实际解决 (``solved``, the default) or 解释说明 (``explained``);
+    ``result``: a ``revisit``'s answer (:class:`incidents.model.RevisitResult`; 不满意 needs a note and
+    sends the case back to its department, 重办)."""
     action = parse_action(action)
     _check_bounds(action, incident_id, department=department, note=note, reason=reason, hours=hours,
-                  duplicate_of=duplicate_of, level=level, request_id=request_id)
+                  duplicate_of=duplicate_of, level=level, request_id=request_id, outcome=outcome, result=result)
     if attachments and action not in STAGE_OF_ACTION:
         raise ValidationFailed(f"photos and links come with {', '.join(a.value for a in STAGE_OF_ACTION)}, "
                                f"not with {action.value}", field="photo")
@@ -288,7 +300,8 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         elif action == Action.RESOLVE:
             missing = _check_replies(parts, override=override, note=note)
         event = apply_action(case, category, rules, actor.username, action, now, department=department,
-                             note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level)
+                             note=note, reason=reason, hours=hours, duplicate_of=duplicate_of, level=level,
+                             outcome=outcome, result=result)
         _move_parts(session, case, category, rules, actor, action, now, event, parts,
                     assisting=assisting or (), missing=missing if action == Action.RESOLVE else ())
     event.request_id = request_id or None
@@ -590,10 +603,11 @@ def _assist(session: Session, case: Incident, actor: Actor, action: Action, now:
 
 
 def _check_bounds(action: Action, incident_id, *, department, note, reason, hours, duplicate_of, level,
-                  request_id) -> None:
+                  request_id, outcome=None, result=None) -> None:
     """The same bounds as the API's schema (incidents.bounds), for every door: ValidationFailed, not a 500."""
     bounds.check_case_id(incident_id)
-    for name, value in (("department", department), ("reason", reason), ("request_id", request_id)):
+    for name, value in (("department", department), ("reason", reason), ("request_id", request_id),
+                        ("outcome", outcome), ("result", result)):
         bounds.check_text(value, name)
     bounds.check_text(note, "note", bounds.MAX_NOTE)
     if action == Action.EXTEND:
@@ -622,13 +636,14 @@ def apply_action(case: Incident, category: Optional[Category], rules: CaseRules,
 def transition(case, category: Optional[Category], rules: CaseRules, actor_name: str, action: Action,
                now: datetime, *, department: Optional[str] = None, note: str = "", reason: Optional[str] = None,
                hours: Optional[float] = None, duplicate_of: Optional[int] = None, level: Optional[int] = None,
-               route=None) -> dict:
+               route=None, outcome: Optional[str] = None, result: Optional[str] = None) -> dict:
     """:func:`apply_action` on any object with the case columns as attributes (an ``Incident``,
     or the ingest's draft of a new case that has no row yet); returns the event's columns.
     ``route`` replaces ``rules.router.route`` (a bulk import passes a memo of it)."""
     before = State(case.state)
     resume_to = State(case.state_before_suspend) if case.state_before_suspend else None
-    after = lifecycle.next_state(before, action, resume_to=resume_to)
+    visit = _revisit_result(case, rules, action, result, note)
+    after = lifecycle.next_state(before, action, resume_to=resume_to, redo=visit is not None and visit.redo)
     payload: dict[str, Any] = {}
 
     if action in (Action.DISPATCH, Action.ARBITRATE, Action.RETURN):
@@ -705,13 +720,23 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
             set_deadline(case, category, rules)
         case.state_before_suspend = None
         case.suspended_at = None
+    elif action == Action.CONTACT:
+        # 先行联系 counts the first contact before any resolve: a contact in a later round (after a
+        # 返工 or 重办 — each follows a resolve, so rework_count > 0) is on the timeline only
+        if case.first_contacted_at is None and not (getattr(case, "rework_count", 0) or 0) and case.resolved_at is None:
+            case.first_contacted_at = now
+            payload["first"] = True
     elif action == Action.RESOLVE:
+        chosen = as_outcome(outcome)
+        case.resolve_outcome = chosen.value
+        payload["outcome"] = chosen.value
         case.resolved_at = now
         case.on_time = case.deadline is None or now <= case.deadline
         # 平均处置时长 counts office time from the first dispatch, whatever the category's clock
         case.handling_hours = (rules.calendar.working_hours_between(case.first_dispatched_at, now)
                                if case.first_dispatched_at is not None else None)
     elif action == Action.VERIFY_PASS:
+        case.revisited_at = case.revisit_result = None     # a new closure: its own 回访
         case.closed_at = now
         case.close_count = (getattr(case, "close_count", None) or 0) + 1
         case.last_closed_at = now
@@ -719,14 +744,29 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
             case.first_closed_at = now
     elif action == Action.VERIFY_FAIL:
         case.rework_count += 1
-        case.resolved_at = None
+        case.resolved_at = case.resolve_outcome = None
         case.on_time = case.handling_hours = None
         _start_clock(case, category, rules, now)
+    elif action == Action.REVISIT:
+        case.revisited_at, case.revisit_result = now, visit.value
+        if getattr(case, "first_revisited_at", None) is None:
+            case.first_revisited_at = now
+        payload["result"] = visit.value
+        if visit.redo:
+            # 重办: back to the department that handled it, as a rework (the clock starts again)
+            if not case.department_code or category is None:
+                raise ValidationFailed("重办 needs the case's department and category")
+            case.rework_count += 1
+            case.closed_at = case.resolved_at = case.resolve_outcome = None
+            case.on_time = case.handling_hours = None
+            _start_clock(case, category, rules, now)
+            payload["redo"] = True
+            case.revised_at = now
     elif action == Action.REOPEN:
         if case.closed_at and now - case.closed_at > timedelta(days=rules.reopen_window_days):
             raise ValidationFailed(f"reopen is allowed within {rules.reopen_window_days:g} days of closing")
         case.rework_count += 1
-        case.closed_at = case.resolved_at = None
+        case.closed_at = case.resolved_at = case.resolve_outcome = None
         case.on_time = case.handling_hours = None
         case.department_code = None
         case.deadline = case.warn_at = case.allowed_hours = None
@@ -744,6 +784,34 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
     return dict(incident_id=getattr(case, "id", None), at=now, actor=actor_name, action=action.value,
                 from_state=before.value, to_state=after.value, department_code=case.department_code,
                 note=note or "", payload=payload or None)
+
+
+def as_outcome(value: Optional[str]) -> ResolveOutcome:
+    """A resolve's outcome: 实际解决 unless the department chose 解释说明 (one default, for every door:
+    the workbench preselects it, the API documents it); an unknown code is a ValidationFailed."""
+    if value is None or value == "":
+        return ResolveOutcome.SOLVED
+    return lifecycle.as_member(ResolveOutcome, value, "outcome")
+
+
+def _revisit_result(case, rules: CaseRules, action: Action, result: Optional[str], note: str) -> Optional[RevisitResult]:
+    """A ``revisit``'s result, checked (None for any other action): a closed citizen case whose
+    closure no 回访 reached yet (lifecycle.revisit_refusal), a known result, a note with 不满意."""
+    if action != Action.REVISIT:
+        return None
+    if State(case.state) != State.CLOSED:
+        return None          # next_state says why (only a closed case is revisited)
+    why = lifecycle.revisit_refusal(citizen=rules.is_citizen(case.channel),
+                                    revisit_result=getattr(case, "revisit_result", None))
+    if why:
+        raise ValidationFailed(why, field="action")
+    if not result:
+        raise ValidationFailed("revisit (回访) needs a result: " + ", ".join(r.value for r in RevisitResult),
+                               field="result")
+    visit = lifecycle.as_member(RevisitResult, result, "result")
+    if visit.redo and not (note or "").strip():
+        raise ValidationFailed("不满意 (unsatisfied) needs the citizen's complaint in note", field="note")
+    return visit
 
 
 def _start_clock(case: Incident, category: Category, rules: CaseRules, now: datetime) -> None:

@@ -181,8 +181,17 @@ class Incident(Base):
     sign_due: Mapped[Optional[datetime]]
     first_sign_due: Mapped[Optional[datetime]]
     first_signed_at: Mapped[Optional[datetime]]
+    # 先行联系: the department's first contact with the citizen before any resolve (fixed once set)
+    first_contacted_at: Mapped[Optional[datetime]]
     resolved_at: Mapped[Optional[datetime]]
+    # the final resolve's outcome (model.ResolveOutcome: 实际解决 / 解释说明; None while not resolved)
+    resolve_outcome: Mapped[Optional[str]] = mapped_column(String(16))
     closed_at: Mapped[Optional[datetime]]
+    # 回访: the first one ever (fixed once set), and the last one of the current closure with its result
+    # (model.RevisitResult; None: not revisited since the last closure)
+    first_revisited_at: Mapped[Optional[datetime]]
+    revisited_at: Mapped[Optional[datetime]]
+    revisit_result: Mapped[Optional[str]] = mapped_column(String(16))
     voided_at: Mapped[Optional[datetime]]
     suspended_at: Mapped[Optional[datetime]]
     # deadline: warn_at is when 80 % of the allowed time is used (yellow), deadline 100 % (red)
@@ -277,6 +286,11 @@ class CaseFact(Base):
     # 按时签收率: the first dispatch's 签收时限 and the first sign-for (fixed once set)
     first_sign_due: Mapped[Optional[datetime]]
     first_signed_at: Mapped[Optional[datetime]]
+    # 先行联系率, 实际解决率, 回访率: the first contact before any resolve and the first 回访 (both fixed
+    # once set), the final resolve's outcome (masked with the resolve at an earlier as_of)
+    first_contacted_at: Mapped[Optional[datetime]]
+    resolve_outcome: Mapped[Optional[str]] = mapped_column(String(16))
+    first_revisited_at: Mapped[Optional[datetime]]
 
 
 class IncidentEvent(Base):

@@ -33,7 +33,7 @@ from data_sources.packs import Pack
 from data_sources.store.db import bulk_load
 from incidents import facts, services
 from incidents.lifecycle import DomainError, next_state
-from incidents.model import Action, Channel, Priority, Role, State, TimeUnit
+from incidents.model import Action, Channel, Priority, ResolveOutcome, RevisitResult, Role, State, TimeUnit
 from incidents.services import Actor, CaseRules
 from incidents.tables import Category, DemoStep, Incident, Meta, UTCDateTime
 
@@ -135,7 +135,7 @@ class Simulator:
         phone = f"1{rng.choice('3589')}{rng.randint(0, 9)}{rng.randint(10000000, 99999999)}"
         title = f"{street}{cat.name}"
         desc = f"{_CHANNEL_TEXT[channel]}：{address}发现{cat.name}，请尽快处置。"
-        steps = self._steps(rng, cat, priority, reported_at)
+        steps = self._steps(rng, cat, priority, reported_at, citizen=self.rules.is_citizen(channel.value))
         return PlannedCase(f"SIM-{slot}-{i}", reported_at, cat, channel, priority, lon, lat, title, desc,
                            address, name if channel in (Channel.HOTLINE, Channel.APP) else "",
                            phone if channel in (Channel.HOTLINE, Channel.APP) else "", steps)
@@ -164,7 +164,8 @@ class Simulator:
             return Channel.VIDEO
         return rng.choices(_CHANNEL_LIST, cum_weights=_CHANNEL_CUM)[0]
 
-    def _steps(self, rng: random.Random, cat: Category, priority: Priority, t0: datetime) -> list[Step]:
+    def _steps(self, rng: random.Random, cat: Category, priority: Priority, t0: datetime, *,
+               citizen: bool = False) -> list[Step]:
         steps: list[Step] = []
         minutes = lambda lo, hi: timedelta(minutes=rng.uniform(lo, hi))
         urgent = cat.urgent or priority != Priority.NORMAL
@@ -188,6 +189,10 @@ class Simulator:
                                     else self.rules.calendar.add_working_hours(start, h))
         t = self._sign_at(rng, cat, priority, dispatched, t + (minutes(5, 40) if urgent else minutes(10, 150)))
         steps.append(Step(t, Action.SIGN, Role.DEPARTMENT))
+        # 先行联系: most departments call a citizen back soon after signing for the case
+        if citizen and rng.random() < 0.88:
+            steps.append(Step(t + (minutes(3, 30) if urgent else minutes(10, 240)), Action.CONTACT, Role.DEPARTMENT,
+                              {"note": "已电话联系市民，了解诉求"}))
         f = rng.random()
         frac = (rng.uniform(0.05, 0.75) if f < 0.72 else rng.uniform(0.8, 1.0) if f < 0.86
                 else rng.uniform(1.02, 2.5) if f < 0.97 else rng.uniform(3, 6))
@@ -210,7 +215,10 @@ class Simulator:
             if sup_at < resolve_at:
                 steps.append(Step(sup_at, Action.SUPERVISE, Role.LEADER,
                                   {"level": 1 if rng.random() < 0.7 else 2, "note": "超期督办"}))
-        steps.append(Step(resolve_at, Action.RESOLVE, Role.DEPARTMENT, {"note": "已处置完毕，附现场照片"}))
+        explained = citizen and rng.random() < 0.12     # 解释说明: not solvable on the ground, explained instead
+        steps.append(Step(resolve_at, Action.RESOLVE, Role.DEPARTMENT,
+                          {"note": "已向市民解释说明政策" if explained else "已处置完毕，附现场照片",
+                           "outcome": ResolveOutcome.EXPLAINED.value if explained else ResolveOutcome.SOLVED.value}))
         t = resolve_at + (minutes(10, 90) if urgent else minutes(30, 360))
         if rng.random() < 0.06:  # on-site check fails: rework
             steps.append(Step(t, Action.VERIFY_FAIL, Role.INSPECTOR, {"note": "现场核查未处置到位"}))
@@ -218,6 +226,8 @@ class Simulator:
             steps.append(Step(t, Action.RESOLVE, Role.DEPARTMENT, {"note": "返工完成"}))
             t += minutes(30, 240)
         steps.append(Step(t, Action.VERIFY_PASS, Role.INSPECTOR, {"note": "核查通过"}))
+        if citizen:
+            self._revisits(rng, steps, t, advance, allowed, minutes)
         steps.sort(key=lambda s: s.at)
         return _feasible(steps)
 
@@ -231,6 +241,30 @@ class Simulator:
             return self.rules.calendar.add_working_hours(dispatched, hours * rng.uniform(1.1, 4.0))
         due = self.rules.calendar.add_working_hours(dispatched, hours)
         return min(drawn, due - timedelta(minutes=1))
+    @staticmethod
+    def _revisits(rng: random.Random, steps: list[Step], closed: datetime, advance, allowed: float, minutes) -> None:
+        """回访 of a citizen's case after its closure: most are reached and satisfied; 未联系上 is tried
+        once more the next day; 不满意 sends it back (重办), resolved and revisited again."""
+        if rng.random() < 0.06:      # not revisited (yet)
+            return
+        t = closed + minutes(60, 60 * 30)
+        for _ in range(3):
+            roll = rng.random()
+            result = (RevisitResult.SATISFIED if roll < 0.72 else RevisitResult.BASICALLY_SATISFIED if roll < 0.86
+                      else RevisitResult.UNREACHABLE if roll < 0.95 else RevisitResult.UNSATISFIED)
+            steps.append(Step(t, Action.REVISIT, Role.DISPATCHER,
+                              {"result": result.value,
+                               **({"note": "市民反映问题仍未解决"} if result.redo else {})}))
+            if result is RevisitResult.UNREACHABLE:
+                t += minutes(60 * 18, 60 * 26)
+                continue
+            if not result.redo:
+                return
+            t = advance(t, rng.uniform(0.2, 0.6) * allowed)
+            steps.append(Step(t, Action.RESOLVE, Role.DEPARTMENT, {"note": "重办完成", "outcome": "solved"}))
+            t += minutes(30, 240)
+            steps.append(Step(t, Action.VERIFY_PASS, Role.INSPECTOR, {"note": "核查通过"}))
+            t += minutes(60, 60 * 24)
 
     # ------------------------------------------------------------------ actors
     @staticmethod
@@ -264,7 +298,8 @@ def _feasible(steps: list[Step]) -> list[Step]:
             continue
         if step.action == Action.SUSPEND:
             before_suspend = state
-        state = next_state(state, step.action, resume_to=before_suspend)
+        state = next_state(state, step.action, resume_to=before_suspend,
+                           redo=step.params.get("result") == RevisitResult.UNSATISFIED.value)
         kept.append(step)
     return kept
 
@@ -311,6 +346,8 @@ class _Draft:
         self.dispatch_count = self.close_count = self.first_closed_at = None
         self.last_dispatched_at = self.last_closed_at = self.revised_at = None
         self.sign_due = self.first_sign_due = self.first_signed_at = None
+        self.first_contacted_at = self.resolve_outcome = None
+        self.first_revisited_at = self.revisited_at = self.revisit_result = None
         self.arbitrated = False
         self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
         self.extension_count = 0
@@ -486,7 +523,7 @@ def _write_batch(session: Session, conn, sim: Simulator, writer: _Rows, planned:
 
 def _params(step: Step) -> dict:
     p = step.params
-    return {k: p[k] for k in ("note", "reason", "hours", "level", "department") if k in p}
+    return {k: p[k] for k in ("note", "reason", "hours", "level", "department", "outcome", "result") if k in p}
 
 
 def _set_slot(session: Session, slot: int) -> None:

@@ -40,7 +40,7 @@ from data_sources.web.errors import (ErrorResponse, ResponseModel, UtcDateTime, 
 from incidents import bounds, commands, lifecycle, media, permissions, services
 from incidents.lifecycle import DomainError, ValidationFailed
 from incidents.permissions import reporter_view
-from incidents.model import Action, Channel, Light, Priority, RequestStatus, Role, State
+from incidents.model import Action, Channel, Light, Priority, RequestStatus, ResolveOutcome, RevisitResult, Role, State
 from incidents.queries import cases as case_queries
 from incidents.queries._common import RUNNING_STATES, light_expr, running_light_expr
 from incidents.queries.feeds import feed_health
@@ -257,6 +257,17 @@ class IncidentDetail(ResponseModel):
     assisting: list[AssistPartOut] = Field(default_factory=list, description=(
         "协办: the assisting departments of the current dispatch with their sign-for, reply and deadlines; the "
         "lead's resolve waits for every reply (or resolve with override and a note)"))
+    citizen: bool = Field(False, description="a citizen raised it (its channel is one of the pack's [workflow] "
+                                             "citizen_channels): 先行联系, 实际解决 and 回访 apply")
+    first_contacted_at: Optional[UtcDateTime] = Field(None, description=(
+        "先行联系: when the department first contacted the citizen, before any resolve (action contact)"))
+    resolve_outcome: Optional[ResolveOutcome] = Field(None, description=(
+        "the final resolve's outcome: solved (实际解决) or explained (解释说明); null while not resolved"))
+    revisit_result: Optional[RevisitResult] = Field(None, description=(
+        "回访 of the current closure: satisfied 满意, basic 基本满意, unsatisfied 不满意 (the case went back to its "
+        "department: 重办), unreachable 未联系上; null: not revisited since the last closure"))
+    revisited_at: Optional[UtcDateTime] = Field(None, description="when that 回访 was made")
+    first_revisited_at: Optional[UtcDateTime] = Field(None, description="the case's first 回访 ever")
     on_time: Optional[bool]
     void_reason: Optional[str]
     duplicate_of: Optional[int]
@@ -323,6 +334,13 @@ class ActionRequest(_In):
         "its own part; a dispatcher acts for one, naming it in department"))
     override: bool = Field(False, description="resolve: resolve although assisting departments have not replied; "
                                               "needs a note (recorded with the missing departments)")
+    outcome: Optional[ResolveOutcome] = Field(None, description=(
+        "resolve: solved (实际解决, the default when omitted) or explained (解释说明: the department explained "
+        "to the citizen instead)"))
+    result: Optional[RevisitResult] = Field(None, description=(
+        "revisit (回访, dispatcher, a closed citizen case, once per closure that reached the citizen): satisfied "
+        "满意, basic 基本满意, unsatisfied 不满意 (needs the complaint in note; the case goes back to the same "
+        "department as 重办), unreachable 未联系上 (may be tried again)"))
     media_urls: list[str] = Field(default_factory=list, max_length=media.MAX_PER_ACTION, description=(
         "resolve, verify_pass, verify_fail: URL references to photos kept elsewhere (http/https; stored as links, never fetched). With "
         "multipart/form-data, photos go as file fields named photo (JPEG, PNG or WebP)"))
@@ -779,6 +797,9 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
                                  **{k: v for k, v in p.items() if k not in ("department_code", "department",
                                                                              "sign_on_time", "reply_on_time")})
                    for p in part_rows],
+        citizen=get_runtime().rules.is_citizen(case.channel), first_contacted_at=case.first_contacted_at,
+        resolve_outcome=case.resolve_outcome, revisit_result=case.revisit_result, revisited_at=case.revisited_at,
+        first_revisited_at=case.first_revisited_at,
         sign_light=case_queries.sign_light_of(case.state, case.dispatched_at, case.signed_at, case.sign_due, now,
                                               get_runtime().calendar),
         duplicate_of=case.duplicate_of, supervise_level=case.supervise_level or 0,
@@ -848,7 +869,9 @@ def act_on_incident(user, now: datetime, *, incident_id: int, body: ActionReques
                             now=now, department=body.department, note=body.note, reason=body.reason,
                             hours=body.hours, duplicate_of=body.duplicate_of, level=body.level,
                             case_request_id=body.case_request_id, request_id=body.request_id,
-                            attachments=attachments, assisting=body.assisting, override=body.override)
+                            attachments=attachments, assisting=body.assisting, override=body.override,
+                            outcome=body.outcome.value if body.outcome else None,
+                            result=body.result.value if body.result else None)
         case = done.case
         return ActionResult(id=case.id, state=State(case.state), version=case.version,
                             department=case.department_code, deadline=case.deadline, sign_due=case.sign_due,

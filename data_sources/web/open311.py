@@ -24,7 +24,9 @@ deadline (null until dispatched), ``sign_for_datetime`` (our extension) the depa
 deadline (签收时限) of the current dispatch; ``agency_responsible`` is the lead department (主办) and
 ``assisting_departments`` (our extension) the assisting ones (协办) of the current dispatch, each with
 its state (dispatched / signed / replied), its sign-for and reply deadlines and when it replied (never
-its reply text); times are ISO 8601 with the city's offset. Errors follow the
+its reply text); ``first_contact_datetime`` (先行联系), ``resolution`` (solved 实际解决 / explained
+解释说明), ``revisit_result`` and ``revisit_datetime`` (回访 of the current closure: satisfied, basic,
+unsatisfied, unreachable) are our extensions too; times are ISO 8601 with the city's offset. Errors follow the
 spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
 
 ``api_key`` travels in the body (form field or JSON member) or the ``X-Api-Key`` header, never in the
@@ -313,7 +315,8 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
     stmt = (select(Incident.id, Incident.state, Incident.category_code, Category.name.label("service_name"),
                    Incident.description, Incident.title, Department.name.label("agency"), Incident.reported_at,
                    Incident.updated_at, Incident.deadline, Incident.address, Incident.lon, Incident.lat,
-                   Incident.source, Incident.sign_due)
+                   Incident.source, Incident.sign_due, Incident.first_contacted_at, Incident.resolve_outcome,
+                   Incident.revisit_result, Incident.revisited_at)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
             .where(*conds).order_by(Incident.reported_at.desc(), Incident.id.desc())
@@ -359,6 +362,12 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
         "expected_datetime": _iso(r.deadline, tz),
         # our extension: the department's 签收时限 of the current dispatch (null until dispatched)
         "sign_for_datetime": _iso(r.sign_due, tz),
+        # our extensions: 先行联系 (the department's first contact with the citizen), the final resolve's
+        # outcome (solved 实际解决 / explained 解释说明) and the 回访 of the current closure (result, time)
+        "first_contact_datetime": _iso(r.first_contacted_at, tz),
+        "resolution": r.resolve_outcome,
+        "revisit_result": r.revisit_result,
+        "revisit_datetime": _iso(r.revisited_at, tz),
         "address": _public_text(r.address),
         "address_id": None,
         "zipcode": None,

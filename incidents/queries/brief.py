@@ -97,7 +97,8 @@ def _sums(s, period: kpis.Period, as_of: datetime, buckets=None, grouped: bool =
     rt = runtime()
     return kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
                                  hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets,
-                                 grouped=grouped, disposal_clock=rt.pack.workflow.disposal_clock)
+                                 grouped=grouped, disposal_clock=rt.pack.workflow.disposal_clock,
+                                 citizen_channels=rt.rules.citizen_channels)
 
 
 def _indicator_frames(s, end: datetime, tz: str):
@@ -147,7 +148,8 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
             return kpi_facts.period_sums(s, cmp.period, cmp.as_of, cal=rt.calendar,
                                          priority_factors=pack.priority_factors,
                                          hours_per_day=rt.calendar.hours_per_day, tz=tz, grouped=False,
-                                         disposal_clock=pack.workflow.disposal_clock)
+                                         disposal_clock=pack.workflow.disposal_clock,
+                                         citizen_channels=rt.rules.citizen_channels)
     # 环比 and 同比 on connections of their own while this thread sums the period: the database
     # scans them side by side (each its own backend, or SQLite stepping without the GIL)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cityops-brief") as pool:
@@ -225,8 +227,10 @@ def case_flags(start_iso: str, end_iso: str, as_of_iso: str):
             replayed = kpi_facts.replayed_facts(s, period, as_of, cal=rt.calendar,
                                                 priority_factors=rt.pack.priority_factors,
                                                 hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone,
-                                                disposal_clock=rt.pack.workflow.disposal_clock)
-            got = kpi_facts.case_flags(s, period, as_of, results, replayed=replayed)
+                                                disposal_clock=rt.pack.workflow.disposal_clock,
+                                                citizen_channels=rt.rules.citizen_channels)
+            got = kpi_facts.case_flags(s, period, as_of, results, replayed=replayed,
+                                       citizen_channels=rt.rules.citizen_channels)
         cache.set(key, got, timeout=FLAGS_TIMEOUT)
     return got
 

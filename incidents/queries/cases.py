@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from data_sources.store.db import session_scope
 from incidents import bounds, permissions
 from incidents.lifecycle import DomainError
-from incidents.model import Action, Light, Priority, RequestStatus, Role, State
+from incidents.model import DEFAULT_CITIZEN_CHANNELS, Action, Light, Priority, RequestStatus, RevisitResult, Role, State
 from incidents.permissions import PERSONAL_DATA_ROLES, reporter_view
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES, current_version, light_expr
 from incidents.tables import Area, CaseAssignment, CaseRequest, Category, Department, Incident, IncidentEvent, User
@@ -30,7 +30,7 @@ TODO_STATES = {
 
 #: the workbench's ready-made views (my_todo depends on the role, see :func:`view_conditions`)
 QUEUE_VIEWS = ("my_todo", "pending_approval", "all_open", "pending_register", "pending_dispatch", "yellow", "red",
-               "pending_verify", "supervised", "suspended")
+               "pending_verify", "pending_revisit", "supervised", "suspended")
 
 
 #: the actions a ready-made view is for: a role sees a view when it may take one of them (my_todo and
@@ -42,6 +42,7 @@ VIEW_ACTIONS: dict[str, frozenset[Action]] = {
     "pending_dispatch": frozenset({Action.DISPATCH}),
     "yellow": _RUNNING_WORK, "red": _RUNNING_WORK,
     "pending_verify": frozenset({Action.VERIFY_PASS, Action.VERIFY_FAIL}),
+    "pending_revisit": frozenset({Action.REVISIT}),
     "supervised": _RUNNING_WORK,
     "suspended": frozenset({Action.RESUME}),
 }
@@ -63,7 +64,8 @@ def queue_version() -> int:
     return current_version()
 
 
-def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
+def view_conditions(view: str, now: datetime, role: str | None = None,
+                    citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> list:
     """SQL conditions of one ready-made view (unknown view: nothing, not everything)."""
     lt = light_expr(now)
     waiting = Incident.id.in_(select(CaseRequest.incident_id).where(CaseRequest.status == RequestStatus.PENDING.value))
@@ -80,6 +82,10 @@ def view_conditions(view: str, now: datetime, role: str | None = None) -> list:
         "yellow": [Incident.state.in_(RUNNING_STATES), lt == Light.YELLOW.value],
         "red": [Incident.state.in_(RUNNING_STATES), lt == Light.RED.value],
         "pending_verify": [Incident.state == State.RESOLVED.value],
+        # 待回访: closed citizen cases whose closure no 回访 reached yet (lifecycle.revisit_refusal)
+        "pending_revisit": [Incident.state == State.CLOSED.value, Incident.channel.in_(tuple(citizen_channels)),
+                            or_(Incident.revisit_result.is_(None),
+                                Incident.revisit_result == RevisitResult.UNREACHABLE.value)],
         "supervised": [Incident.state.in_(OPEN_STATES), Incident.supervise_level > 0],
         "suspended": [Incident.state == State.SUSPENDED.value],
         # 待审批: cases with a department's request waiting for a dispatcher
@@ -213,12 +219,12 @@ def search_conditions(q: str | None) -> list:
 def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None,
                department_code: str | None = None, q: str = "", sort_model: list | None = None,
                filter_model: dict | None = None, start: int = 0, end: int = 100,
-               calendar=None) -> QueuePage:
+               calendar=None, citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> QueuePage:
     """One block of the workbench queue: view + scope + search + column filters + sort + one page,
     all in the database (the grid's infinite row model asks for rows ``start``..``end``).
     ``calendar`` (a WorkCalendar) adds each running case's remaining working hours as of ``now``."""
     district, columns = _queue_columns()
-    viewed = view_conditions(view, now, role)
+    viewed = view_conditions(view, now, role, citizen_channels)
     if view == "my_todo" and role == Role.DEPARTMENT.value and department_code:
         # a department's to-do: the cases it leads in its to-do states, and its assisting parts not yet replied
         viewed = [or_(and_(*viewed, Incident.department_code == department_code),
@@ -239,6 +245,8 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
     new = Incident.state == State.DISPATCHED.value
     if not order:
         order = [Incident.deadline.is_(None), Incident.deadline.asc(), Incident.reported_at.desc()]
+        if view == "pending_revisit":      # the longest-closed first: a 回访 follows the closure soon
+            order = [Incident.closed_at.asc()]
         if view == "my_todo":
             # 紧急 / 督办 first, then (a department's) newly dispatched cases, newest first, then by deadline
             first = [case((attention, 0), else_=1)]
@@ -382,6 +390,10 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
                                                                 rules.calendar),
             "return_count": c.return_count or 0, "arbitrated": bool(c.arbitrated),
             "return_reasons": dict(rules.return_reasons),
+            # 先行联系, the final resolve's outcome and the 回访 of the current closure (citizen cases)
+            "citizen": rules.is_citizen(c.channel), "first_contacted_at": c.first_contacted_at,
+            "resolve_outcome": c.resolve_outcome, "revisit_result": c.revisit_result, "revisited_at": c.revisited_at,
+            "closed_at": c.closed_at,
             "time_unit": cat.time_unit if cat else None,
             "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
             "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,
@@ -441,7 +453,8 @@ def blocked_of(case: Incident, rules) -> frozenset:
     """What the 退单 / 审定 rule refuses this case now (lifecycle.blocked_actions, the pack's limit)."""
     from incidents.lifecycle import blocked_actions
     return blocked_actions(return_count=case.return_count or 0, max_returns=rules.max_returns,
-                           arbitrated=bool(case.arbitrated))
+                           arbitrated=bool(case.arbitrated), citizen=rules.is_citizen(case.channel),
+                           revisit_result=case.revisit_result)
 
 
 def case_clock(now: datetime, incident_id: int, *, calendar, role: str, department_code: str | None) -> dict | None:

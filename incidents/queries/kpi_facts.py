@@ -24,7 +24,7 @@ from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, fa
 from sqlalchemy.orm import Session
 
 from incidents import kpis
-from incidents.model import DISPATCH_ACTIONS, State, TimeUnit
+from incidents.model import DEFAULT_CITIZEN_CHANNELS, DISPATCH_ACTIONS, Action, State, TimeUnit
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES
 from incidents.tables import CaseFact as F
 from incidents.tables import CaseAssignment, Category, Incident, IncidentEvent, ServiceRate
@@ -95,7 +95,19 @@ def as_of_conditions(as_of: datetime) -> dict:
             # 按时签收: both columns are fixed once set, so the first sign-for by as_of tells
             "signable": F.first_sign_due.isnot(None),
             "signed_on_time": and_(F.first_signed_at <= as_of, F.first_signed_at <= F.first_sign_due),
+            # 先行联系 and the first 回访 are fixed once set; the outcome is the final resolve's (masked with it)
+            "contacted": F.first_contacted_at <= as_of, "revisited": F.first_revisited_at <= as_of,
+            "solved_final": and_(resolved_final, func.coalesce(F.resolve_outcome, kpis.SOLVED) == kpis.SOLVED),
             "overdue": or_(and_(running, F.deadline < as_of), and_(held, F.deadline < F.suspended_at))}
+
+
+def citizen_conditions(as_of: datetime, channels) -> dict:
+    """The citizen cases' flags (先行联系率, 实际解决率, 回访率): a citizen raised the case (its channel
+    is one of the pack's ``citizen_channels``) and what :func:`as_of_conditions` says of it."""
+    c = as_of_conditions(as_of)
+    cit = F.channel.in_(tuple(channels))
+    return {"cit": cit, "cit_contacted": and_(cit, c["contacted"]), "cit_resolved": and_(cit, c["resolved_final"]),
+            "cit_solved": and_(cit, c["solved_final"]), "cit_revisited": and_(cit, c["revisited"])}
 
 
 def overdue_candidates(as_of: datetime):
@@ -143,7 +155,12 @@ _FLAGS = ("closed", "closed_on_time", "reworked", "on_time_final", "accurate", "
 #: which CASE_SUMS a cohort's bucket column carries: cohort sum name → the flag it counts
 _REG = {"reg_closed": "closed", "reg_closed_on_time": "closed_on_time", "reg_reworked": "reworked"}
 _DISP = {"disp_on_time": "on_time_final", "disp_accurate": "accurate", "disp_extended": "extended",
-         "handled": "resolved_final", "disp_signable": "signable", "disp_signed_on_time": "signed_on_time"}
+         "handled": "resolved_final", "disp_signable": "signable", "disp_signed_on_time": "signed_on_time",
+         "cit_disp": "cit", "cit_disp_contacted": "cit_contacted", "cit_handled": "cit_resolved",
+         "cit_handled_solved": "cit_solved"}
+#: the citizen cases' flags (:func:`citizen_conditions`), and the sums the first closure's bucket carries
+_CIT_FLAGS = ("cit", "cit_contacted", "cit_resolved", "cit_solved", "cit_revisited")
+_CLOSE = {"cit_closed": "cit", "cit_closed_revisited": "cit_revisited"}
 
 
 #: the milestones of a case the scan buckets: report, register, first dispatch and closure, and the
@@ -152,16 +169,17 @@ _MILESTONES = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_cl
                F.last_closed_at)
 
 
-def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period], grouped: bool = True):
+def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period], grouped: bool = True,
+          citizen_channels=DEFAULT_CITIZEN_CHANNELS):
     """One pass over the settled fact rows of ``[lo, hi)`` (and the overdue ones), grouped by
     department, district (unless not ``grouped``: NULL, NULL, a few dozen groups, no sort) and the
     bucket of each milestone a cohort hangs on."""
-    c = as_of_conditions(as_of)
+    c = {**as_of_conditions(as_of), **citizen_conditions(as_of, citizen_channels)}
     live = c["live"]
     milestones = [_bucket(m, lo, hi, as_of, buckets) for m in _MILESTONES]
     units = [department_at(as_of), F.district_code] if grouped else [null(), null()]
     keys = units + milestones
-    cols = [func.count(), _one(live), *[_one(and_(live, c[f])) for f in _FLAGS],
+    cols = [func.count(), _one(live), *[_one(and_(live, c[f])) for f in _FLAGS + _CIT_FLAGS],
             func.coalesce(func.sum(case((and_(live, c["resolved_final"]), F.handling_hours), else_=None)), 0.0),
             _one(c["overdue"]), _one(F.dispatches == 1), _one(F.dispatches == 2), _one(F.closures == 1),
             _one(F.closures == 2)]
@@ -180,6 +198,26 @@ def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: l
                      .select_from(F).join(E, E.incident_id == F.incident_id)
                      .where(E.action == "return", settled(as_of, s.get_bind().dialect.name), _within(E.at, lo, hi, as_of))
                      .group_by(by, F.district_code, b, E.incident_id)).all()
+
+
+def _revisits(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+    """回访: the visits in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index finds
+    them), as (the department the visit asked about — its event's —, district, bucket, case, result,
+    how many); the revised cases' come from the replay."""
+    b = _bucket(E.at, lo, hi, as_of, buckets)
+    result = E.payload["result"].as_string()
+    return s.execute(select(E.department_code, F.district_code, b, E.incident_id, result, func.count())
+                     .select_from(F).join(E, E.incident_id == F.incident_id)
+                     .where(E.action == Action.REVISIT.value, settled(as_of, s.get_bind().dialect.name),
+                            _within(E.at, lo, hi, as_of))
+                     .group_by(E.department_code, F.district_code, b, E.incident_id, result)).all()
+
+
+def _visit_sums(result, n: int) -> dict:
+    """What ``n`` visits with ``result`` add to :data:`kpis.CASE_SUMS`."""
+    return {"revisits": n, "revisits_reached": n if result in kpis.REVISIT_REACHED else 0,
+            "revisits_satisfied": n if result in kpis.REVISIT_SATISFIED else 0,
+            "revisits_redo": n if result == kpis.REVISIT_REDO else 0}
 
 
 def _repeated(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
@@ -239,7 +277,8 @@ def _zero() -> dict:
 
 def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
                 hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None,
-                grouped: bool = True, disposal_clock: str = "dispatch") -> PeriodSums:
+                grouped: bool = True, disposal_clock: str = "dispatch",
+                citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> PeriodSums:
     """The sums of ``period`` at ``as_of``, per department and district — or, not ``grouped``, the
     total alone (a comparison card needs no more), which is cheaper to aggregate. ``disposal_clock``:
     the pack's rule for where the 处置 clock starts (the fact rows carry its deadlines; the cases
@@ -249,11 +288,11 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     _key = _unit_key if grouped else _total_key
     scan_buckets = buckets or [period]
     by_bucket = [_zero() for _ in scan_buckets]
-    for row in _scan(s, as_of, lo, hi, scan_buckets, grouped):
+    for row in _scan(s, as_of, lo, hi, scan_buckets, grouped, citizen_channels):
         dept, district, b_rep, b_reg, b_disp, b_close, b_last_disp, b_last_close = row[:8]
         n, live, *flags = row[8:]
-        flagged = dict(zip(_FLAGS, flags[:len(_FLAGS)]))
-        hours, overdue, one_dispatch, two_dispatches, one_closure, two_closures = flags[len(_FLAGS):]
+        flagged = dict(zip(_FLAGS + _CIT_FLAGS, flags[:len(_FLAGS) + len(_CIT_FLAGS)]))
+        hours, overdue, one_dispatch, two_dispatches, one_closure, two_closures = flags[len(_FLAGS) + len(_CIT_FLAGS):]
         add = {"overdue": overdue}
         per_bucket = []
         if b_rep is not None:
@@ -263,6 +302,8 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
         if b_disp is not None:
             per_bucket.append((b_disp, {"disp": live, **{k: flagged[f] for k, f in _DISP.items()},
                                         "handled_hours": hours}))
+        if b_close is not None:
+            per_bucket.append((b_close, {k: flagged[f] for k, f in _CLOSE.items()}))
         # 派遣数 / 结案数 count a case once a period and once a bucket: by its first and last event
         for name, first, last, one, two in (("dispatched", b_disp, b_last_disp, one_dispatch, two_dispatches),
                                             ("closed", b_close, b_last_close, one_closure, two_closures)):
@@ -291,10 +332,16 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
         out.groups.setdefault(_key(dept, district), _zero())["returns"] += n
         if b is not None:
             by_bucket[int(b)]["returns"] += n
+    for dept, district, b, _cid, result, n in _revisits(s, as_of, lo, hi, scan_buckets):
+        g = out.groups.setdefault(_key(dept, district), _zero())
+        for k, v in _visit_sums(result, n).items():
+            g[k] += v
+            if b is not None:
+                by_bucket[int(b)][k] += v
     if buckets is not None:
         out.buckets = by_bucket
     replayed = _replay(s, period, as_of, cal=cal, priority_factors=priority_factors, hours_per_day=hours_per_day,
-                       tz=tz, disposal_clock=disposal_clock)
+                       tz=tz, disposal_clock=disposal_clock, citizen_channels=citizen_channels)
     out.rates = replayed.pop("rates")
     if replayed["facts"] is not None and len(replayed["facts"]):
         f = replayed["facts"]
@@ -318,7 +365,7 @@ _IDS_PER_QUERY = 20000    # an IN list per statement (PostgreSQL takes at most 6
 
 
 def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict, hours_per_day: float,
-            tz: str, disposal_clock: str = "dispatch") -> dict:
+            tz: str, disposal_clock: str = "dispatch", citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> dict:
     """The reference facts of the cases revised after ``as_of`` (and the period's service rates)."""
     # the ids first (on the revised_at index; no temporary table: a read replica takes no writes), then
     # the cases and events of exactly those: a planner that knows it is asked for a few hundred ids
@@ -328,7 +375,7 @@ def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_f
     import pandas as pd
     parts = [_kpi_frames(s, changed[i:i + _IDS_PER_QUERY], period.start, period.end,
                          priority_factors=priority_factors, hours_per_day=hours_per_day, tz=tz,
-                         disposal_clock=disposal_clock)
+                         disposal_clock=disposal_clock, citizen_channels=citizen_channels)
              for i in range(0, len(changed), _IDS_PER_QUERY)] if changed else []
     if len(parts) == 1:
         cases, events, rates = parts[0]
@@ -337,7 +384,8 @@ def _replay(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_f
         rates = parts[0][2]
     else:
         cases, events, rates = _kpi_frames(s, [], period.start, period.end, priority_factors=priority_factors,
-                                           hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock)
+                                           hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock,
+                                           citizen_channels=citizen_channels)
     if not len(cases):
         return {"facts": None, "rates": rates}
     f, before, reported_at = kpis._facts(cases, events, period, as_of, cal)
@@ -387,11 +435,15 @@ _COHORT_SQL = {"reported": "reported_in", "registered_event": "registered_in", "
                "dispatched": "disp_cohort", "signable": "disp_signable"}
 _NUMERATOR_SQL = {"closed": "closed", "closed_on_time": "closed_on_time", "resolved_on_time": "on_time_final",
                   "reworked": "reworked", "never_returned_or_reassigned": "accurate", "extended": "extended",
-                  "resolved": "resolved_final", "signed_on_time": "signed_on_time"}
+                  "resolved": "resolved_final", "signed_on_time": "signed_on_time", "contacted": "contacted",
+                  "solved": "solved_final", "revisited": "revisited"}
+#: the 回访 cohorts and numerators of the drill: the cases with such a visit in the period (their events say)
+_VISIT_FLAGS = {"revisited_event": None, "reached_event": kpis.REVISIT_REACHED,
+                "satisfied_event": kpis.REVISIT_SATISFIED, "redo_event": (kpis.REVISIT_REDO,)}
 
 
 def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[str, kpis.KpiResult], *,
-               replayed=None):
+               replayed=None, citizen_channels=DEFAULT_CITIZEN_CHANNELS):
     """One row per case behind any of ``results`` (case KPIs), an int8 column per KPI: 2 counted in
     the numerator (for counts: counted), 1 in the denominator only, 0 not behind it — the
     settled rows by SQL (one scan of the period's fact rows, and the events of the few cases dispatched or
@@ -406,7 +458,11 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
              **{v: c[v] for v in set(_NUMERATOR_SQL.values())},
              "dispatched_event": _first_or_last(F.dispatches, F.first_dispatched_at, F.last_dispatched_at, lo, hi, as_of),
              "closed_event": _first_or_last(F.closures, F.first_closed_at, F.last_closed_at, lo, hi, as_of),
-             "returned_event": false()}
+             "returned_event": false(), **dict.fromkeys(_VISIT_FLAGS, false())}
+    cit = F.channel.in_(tuple(citizen_channels))
+    names.update({"citizen_dispatched": and_(p["disp_cohort"], cit),
+                  "citizen_resolved": and_(p["disp_cohort"], cit, c["resolved_final"]),
+                  "citizen_closed": and_(_within(F.first_closed_at, lo, hi, as_of), c["live"], cit)})
     cols = list(names)
     rows = s.execute(select(F.incident_id, *[case((v, 1), else_=0) for v in names.values()])
                      .where(settled(as_of, s.get_bind().dialect.name),
@@ -423,11 +479,17 @@ def case_flags(s: Session, period: kpis.Period, as_of: datetime, results: dict[s
     returned = sorted({int(r[3]) for r in _returns(s, as_of, lo, hi, [period])})
     frame = frame.reindex(frame.index.union(pd.Index(returned, dtype="int64")), fill_value=False)
     frame.loc[returned, "returned_event"] = True
+    # the cases revisited in the period (市民满意率, 发回重办率): their 回访 events say
+    visits = _revisits(s, as_of, lo, hi, [period])
+    frame = frame.reindex(frame.index.union(pd.Index(sorted({int(r[3]) for r in visits}), dtype="int64")),
+                          fill_value=False)
+    for name, results_of in _VISIT_FLAGS.items():
+        frame.loc[sorted({int(r[3]) for r in visits if results_of is None or r[4] in results_of}), name] = True
     out = {}
     for code, res in results.items():
         cohort = frame[res.drill["cohort"]].to_numpy()
         num = res.drill.get("numerator")
-        inner = cohort & frame[_NUMERATOR_SQL[num]].to_numpy() if num else cohort
+        inner = cohort & frame[_NUMERATOR_SQL.get(num, num)].to_numpy() if num else cohort
         out[code] = np.where(inner, 2, np.where(cohort, 1, 0)).astype("int8")
     flags = pd.DataFrame(out, index=frame.index, columns=list(results))
     if replayed is not None and len(replayed):
@@ -444,10 +506,12 @@ def _first_or_last(count, first, last, lo: datetime, hi: datetime, as_of: dateti
 
 
 def replayed_facts(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
-                   hours_per_day: float, tz: str, disposal_clock: str = "dispatch"):
+                   hours_per_day: float, tz: str, disposal_clock: str = "dispatch",
+                   citizen_channels=DEFAULT_CITIZEN_CHANNELS):
     """The reference facts frame of the cases changed after ``as_of`` (None when there are none)."""
     return _replay(s, period, kpis._utc(as_of), cal=cal, priority_factors=priority_factors,
-                   hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock)["facts"]
+                   hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock,
+                   citizen_channels=citizen_channels)["facts"]
 
 
 # --------------------------------------------------------------------------- the reference frames
@@ -513,28 +577,32 @@ def _kpi_relevant(start: datetime, end: datetime, as_of: datetime):
 
 def load_kpi_frames(s: Session, start: datetime, end: datetime, as_of: datetime, *,
                     priority_factors: dict[str, float], hours_per_day: float, tz: str,
-                    disposal_clock: str = "dispatch"):
+                    disposal_clock: str = "dispatch", citizen_channels=DEFAULT_CITIZEN_CHANNELS):
     """(cases, events, service_rates) frames for :func:`incidents.kpis.kpi_report`, fetched with SQL
     filters and only the columns the formulas read."""
     # the ids once into a temporary table: the cases, the events and the extensions join it
     ids = _relevant_ids_table(s, _kpi_relevant(start, end, as_of))
     frames = _kpi_frames(s, select(ids.c.id), start, end, priority_factors=priority_factors,
-                         hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock)
+                         hours_per_day=hours_per_day, tz=tz, disposal_clock=disposal_clock,
+                         citizen_channels=citizen_channels)
     ids.drop(s.connection())      # (on an error the rollback takes it away)
     return frames
 
 
 def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priority_factors: dict[str, float],
-                hours_per_day: float, tz: str, disposal_clock: str = "dispatch"):
+                hours_per_day: float, tz: str, disposal_clock: str = "dispatch",
+                citizen_channels=DEFAULT_CITIZEN_CHANNELS):
     import pandas as pd
 
     cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
                              Incident.state, _raw(Incident.deadline), Incident.on_time, Incident.priority,
-                             Category.time_limit, Category.time_unit, _raw(Incident.first_sign_due))
+                             Category.time_limit, Category.time_unit, _raw(Incident.first_sign_due), Incident.channel)
                    .outerjoin(Category, Category.code == Incident.category_code)
                    .where(Incident.id.in_(relevant)),
                    ["id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
-                    "priority", "time_limit", "time_unit", "first_sign_due"], ("reported_at", "deadline", "first_sign_due"))
+                    "priority", "time_limit", "time_unit", "first_sign_due", "channel"],
+                   ("reported_at", "deadline", "first_sign_due"))
+    cases["citizen"] = cases["channel"].isin(tuple(citizen_channels)).astype(bool)
     if len(cases):
         cases["id"] = cases["id"].astype("int64")
         per_day = cases["time_unit"].eq(TimeUnit.WORK_DAYS.value).map({True: hours_per_day, False: 1.0})
@@ -552,14 +620,16 @@ def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priorit
     if len(events):
         events["incident_id"] = events["incident_id"].astype("int64")
         events["id"] = events["id"].astype("int64")
-    # extend hours, and what an approval approved (kpis: an approve event counts as its ``kind``)
+    # extend hours, what an approval approved (kpis: an approve event counts as its ``kind``), a
+    # resolve's outcome and a 回访's result
     payloads = dict(s.execute(select(IncidentEvent.id, IncidentEvent.payload)
-                              .where(IncidentEvent.action.in_(("extend", kpis.APPROVE)),
+                              .where(IncidentEvent.action.in_(("extend", kpis.APPROVE, "resolve", kpis.REVISIT)),
                                      IncidentEvent.incident_id.in_(relevant))).all())
     hours = {i: float((p or {}).get("hours") or 0.0) for i, p in payloads.items()}
-    kinds = {i: (p or {}).get("kind") for i, p in payloads.items()}
+    for name in ("kind", "outcome", "result"):
+        values = {i: (p or {}).get(name) for i, p in payloads.items()}
+        events[name] = events["id"].map(values) if len(events) else pd.Series(dtype=object)
     events["hours"] = events["id"].map(hours).astype(float) if len(events) else pd.Series(dtype=float)
-    events["kind"] = events["id"].map(kinds) if len(events) else pd.Series(dtype=object)
 
     first, last = kpis.service_days(kpis.Period(start, end), tz)
     rate_cols = [getattr(ServiceRate, c) for c in kpis.SERVICE_RATE_COLUMNS]

@@ -176,7 +176,8 @@ def _today_kpis(s, start: datetime, now: datetime, district: Optional[str]) -> d
     period = kpis.Period(start, start + timedelta(days=1))
     ps = kpi_facts.period_sums(s, period, now, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
                                hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, grouped=bool(district),
-                               disposal_clock=rt.pack.workflow.disposal_clock)
+                               disposal_clock=rt.pack.workflow.disposal_clock,
+                               citizen_channels=rt.rules.citizen_channels)
     sums = ps.by("district").get(district, dict.fromkeys(kpis.CASE_SUMS, 0)) if district else ps.total()
     return kpis.case_kpis_from_sums(sums, period, now, rt.pack.kpi_targets)
 

@@ -4,12 +4,12 @@ reply, and when the part ended (the case was returned, reopened, voided or merge
 became the lead). Self-contained: a new table and its indexes, nothing else changes.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision, down_revision = '0011', '0009'
+revision, down_revision = '0011', '0010'
 branch_labels = depends_on = None
 
 

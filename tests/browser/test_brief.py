@@ -28,7 +28,7 @@ def test_the_cards_show_the_numbers_of_the_api_for_the_page_period(new_page, log
     q = parse_qs(urlparse(href).query)
     body = _api(page, "/api/v1/kpis?" + "&".join(f"{k}={v[0].replace('+', '%2B')}" for k, v in q.items()))
     api = {k["code"]: k for k in body["kpis"]}
-    assert page.locator("#brief-case-cards .brief-card").count() == 14   # 按时签收率, 退单数 included
+    assert page.locator("#brief-case-cards .brief-card").count() == 19   # 按时签收率, 退单数, the five 回访 rates
     assert page.locator("#brief-service-cards .brief-card").count() == 4
     for code in ("reported_count", "closure_rate", "on_time_disposal_rate", "overdue_open_count"):
         card = page.locator(f"[id*='\"code\":\"{code}\"']")
@@ -41,8 +41,8 @@ def test_the_cards_show_the_numbers_of_the_api_for_the_page_period(new_page, log
     assert page.locator("#brief-rank-department tbody tr").count() > 0
     assert page.locator("#brief-online-table tbody tr").count() > 0
     # every card keeps its 口径 as a tooltip and its trend (or why there is none)
-    assert page.locator(".brief-card .card-formula-mark[title]").count() == 18
-    assert page.locator(".brief-card .card-spark").count() == 18
+    assert page.locator(".brief-card .card-formula-mark[title]").count() == 23
+    assert page.locator(".brief-card .card-spark").count() == 23
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "brief-1920x1080.png"))
     assert page.errors == [], "\n".join(page.errors)

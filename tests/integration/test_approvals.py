@@ -185,7 +185,7 @@ def test_the_workbench_detail_offers_requests_and_decisions_by_role(server):
         disp = case_queries.case_detail(NOW, cid, rules=rules, role="dispatcher", department_code=None)
         pend = case_queries.queue_page(NOW, view="pending_approval", role="dispatcher", end=100)
         todo = case_queries.queue_page(NOW, view="my_todo", role="dispatcher", end=100)
-    assert set(dept["actions"]) == {"resolve", "return", "suspend"}        # extend: already asked
+    assert set(dept["actions"]) == {"resolve", "return", "suspend", "contact"}        # extend: already asked
     assert dept["request_only"] == ["suspend"] and not dept["may_decide"]
     assert [(r["id"], r["status"]) for r in dept["requests"]] == [(rid, "pending")]
     assert {"approve", "reject", "extend"} <= set(disp["actions"]) and disp["may_decide"]

@@ -125,10 +125,12 @@ def test_only_the_cases_revised_after_as_of_are_replayed(demo):
     revising = {a.value for a in (*REVISING_ACTIONS, Action.APPROVE)}
     with demo.server.app_context(), get_db(demo.server).session_scope() as s:
         E, I = services.IncidentEvent, services.Incident
-        later = s.execute(kpi_facts.select(E.incident_id, E.action).join(I, I.id == E.incident_id)
+        later = s.execute(kpi_facts.select(E.incident_id, E.action, E.to_state).join(I, I.id == E.incident_id)
                           .where(E.at > as_of, I.reported_at <= as_of)).all()
-        revised = {cid for cid, action in later if action in revising}
-        forward_only = {cid for cid, _ in later} - revised
+        # (a 回访 that sent the case back — 不满意, 重办 — revises it too)
+        revised = {cid for cid, action, to in later
+                   if action in revising or (action == Action.REVISIT and to != State.CLOSED)}
+        forward_only = {cid for cid, _, _ in later} - revised
         replayed = kpi_facts.replayed_facts(s, period, as_of, cal=rt.calendar,
                                             priority_factors=rt.pack.priority_factors,
                                             hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone)
@@ -164,7 +166,7 @@ ROLE_OF = {Action.REGISTER: Role.DISPATCHER, Action.VOID: Role.DISPATCHER, Actio
            Action.EXTEND: Role.DISPATCHER, Action.SUSPEND: Role.DISPATCHER, Action.RESUME: Role.DISPATCHER,
            Action.SIGN: Role.DEPARTMENT, Action.RETURN: Role.DEPARTMENT, Action.RESOLVE: Role.DEPARTMENT,
            Action.VERIFY_PASS: Role.INSPECTOR, Action.VERIFY_FAIL: Role.INSPECTOR, Action.SUPERVISE: Role.LEADER,
-           Action.ARBITRATE: Role.DISPATCHER}
+           Action.ARBITRATE: Role.DISPATCHER, Action.CONTACT: Role.DEPARTMENT, Action.REVISIT: Role.DISPATCHER}
 DEPTS = ("330106-CGJ", "330105-CGJ")
 #: the actions that end a case or change nothing are drawn less often, so that sequences go far
 RARE = {Action.SUPERVISE: 0.1, Action.VOID: 0.1, Action.MERGE: 0.1}
@@ -176,7 +178,9 @@ def _play(s, rt, rng: random.Random, n_cases: int, steps: int, t0: datetime, tag
     t = t0
     ids = []
     for i in range(n_cases):
-        case = services.create_case(s, rt.rules, source="hyp", external_id=f"{tag}-{i}", channel="12345",
+        # citizen cases (12345, app: 先行联系, 实际解决, 回访) and one that is not (grid)
+        case = services.create_case(s, rt.rules, source="hyp", external_id=f"{tag}-{i}",
+                                    channel=("12345", "app", "grid")[i % 3],
                                     title="占道经营", reported_at=t, now=t, category_code="C0101",
                                     lon=120.13 + rng.random() / 50, lat=30.27 + rng.random() / 50)
         ids.append(case.id)
@@ -200,6 +204,11 @@ def _play(s, rt, rng: random.Random, n_cases: int, steps: int, t0: datetime, tag
             params["reason"] = "invalid"
         elif action == Action.EXTEND:
             params["hours"] = rng.choice((2.0, 8.0))
+        elif action == Action.RESOLVE:
+            params["outcome"] = rng.choice((None, "solved", "explained"))
+        elif action == Action.REVISIT:
+            params["result"] = rng.choice(("satisfied", "basic", "unsatisfied", "unreachable"))
+            params["note"] = "市民反映仍未解决"
         elif action == Action.MERGE:
             others = [i for i in ids if i != cid]
             if not others:

@@ -190,7 +190,7 @@ def test_case_detail_hides_other_departments_cases_and_masks_the_reporter(server
         viewer = case_queries.case_detail(NOW, cases["registered"], rules=rules, role="viewer", department_code=None)
     assert other is None
     assert mine["reporter_phone"] == "138****5678" and mine["reporter_name"] == "王**"
-    assert set(mine["actions"]) == {"resolve", "return", "extend", "suspend"}
+    assert set(mine["actions"]) == {"resolve", "return", "extend", "suspend", "contact"}
     assert disp["reporter_phone"] == "13812345678"
     assert disp["suggestion"]["department_code"] == OWN and "134" in disp["suggestion"]["reason"]
     assert set(disp["actions"]) == {"dispatch", "void", "suspend", "merge"}

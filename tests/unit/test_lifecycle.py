@@ -42,6 +42,8 @@ EXPECTED: dict[tuple[State, Action], State | str] = {
     **{(s, A.MERGE): S.VOIDED for s in (S.REPORTED, S.REGISTERED, *IN_HAND)},
     (S.CLOSED, A.REOPEN): S.REGISTERED,
     **{(s, A.SUPERVISE): SAME for s in State if s.is_open},
+    **{(s, A.CONTACT): SAME for s in IN_HAND},      # 先行联系: recorded while the department holds it
+    (S.CLOSED, A.REVISIT): SAME,                    # 回访: closed stays closed (不满意: see below)
 }
 
 ALL_PAIRS = list(itertools.product(State, Action))
@@ -52,7 +54,14 @@ def test_product_is_complete():
     # extend / suspend is the transition), so the table has no row for them; nor have assist_sign /
     # assist_reply (协办: they move an assisting department's part, never the case; lifecycle.check_assist)
     assert len(ALL_PAIRS) == len(State) * len(Action) == 160
-    assert len(EXPECTED) == 31
+    assert len(EXPECTED) == 34
+
+
+def test_an_unsatisfied_revisit_sends_the_closed_case_back_to_its_department():
+    assert next_state(S.CLOSED, A.REVISIT, redo=True) is S.DISPATCHED
+    assert next_state(S.CLOSED, A.REVISIT, redo=False) is S.CLOSED
+    with pytest.raises(TransitionError):
+        next_state(S.RESOLVED, A.REVISIT, redo=True)
 
 
 @pytest.mark.parametrize(("state", "action"), ALL_PAIRS, ids=lambda v: v.value)
@@ -139,8 +148,8 @@ ROLE_MAY: dict[Role, set[Action]] = {
     Role.VIEWER: set(),
     Role.LEADER: {A.SUPERVISE},
     Role.DISPATCHER: {A.REGISTER, A.VOID, A.DISPATCH, A.REASSIGN, A.EXTEND, A.SUSPEND,
-                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT, A.ARBITRATE},
-    Role.DEPARTMENT: {A.SIGN, A.RETURN, A.RESOLVE, A.EXTEND, A.SUSPEND},
+                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT, A.ARBITRATE, A.REVISIT},
+    Role.DEPARTMENT: {A.SIGN, A.RETURN, A.RESOLVE, A.EXTEND, A.SUSPEND, A.CONTACT},
     Role.INSPECTOR: {A.VERIFY_PASS, A.VERIFY_FAIL},
     Role.ADMIN: set(),
 }
@@ -202,10 +211,11 @@ def test_is_request_only(role: Role, action: Action):
 def test_the_actions_offered_follow_the_pending_requests():
     from incidents.permissions import available_actions
     own = {"user_department": "城管局", "case_department": "城管局"}
-    assert available_actions(Role.DEPARTMENT, State.IN_PROGRESS, **own) == [A.RESOLVE, A.RETURN, A.EXTEND, A.SUSPEND]
+    assert available_actions(Role.DEPARTMENT, State.IN_PROGRESS, **own) == [A.RESOLVE, A.RETURN, A.EXTEND, A.SUSPEND,
+                                                                           A.CONTACT]
     # a department's extend waits for a decision: no second one; nobody but a dispatcher decides
     assert available_actions(Role.DEPARTMENT, State.IN_PROGRESS, pending=["extend"], **own) == [
-        A.RESOLVE, A.RETURN, A.SUSPEND]
+        A.RESOLVE, A.RETURN, A.SUSPEND, A.CONTACT]
     assert available_actions(Role.DISPATCHER, State.IN_PROGRESS, pending=["extend"]) == [
         A.REASSIGN, A.EXTEND, A.SUSPEND, A.MERGE, A.APPROVE, A.REJECT]
     assert A.APPROVE not in available_actions(Role.DISPATCHER, State.IN_PROGRESS)      # nothing to decide
@@ -243,7 +253,22 @@ def test_an_arbitrated_case_can_no_longer_be_returned():
     with pytest.raises(ValidationFailed, match="can no longer return"):
         check_blocked(A.RETURN, return_count=2, max_returns=2, arbitrated=True)
     assert available_actions(Role.DEPARTMENT, State.DISPATCHED, blocked=blocked, **own) == [
-        A.SIGN, A.RESOLVE, A.EXTEND, A.SUSPEND]
+        A.SIGN, A.RESOLVE, A.EXTEND, A.SUSPEND, A.CONTACT]
+
+
+def test_a_closure_is_revisited_once_and_only_a_citizens_case():
+    from incidents.lifecycle import blocked_actions
+    from incidents.permissions import available_actions
+
+    def offered(**kw):
+        return available_actions(Role.DISPATCHER, State.CLOSED,
+                                 blocked=blocked_actions(return_count=0, max_returns=2, arbitrated=False, **kw))
+    assert offered(citizen=True, revisit_result=None) == [A.REOPEN, A.REVISIT]
+    assert offered(citizen=True, revisit_result="unreachable") == [A.REOPEN, A.REVISIT]   # try again
+    for done in ("satisfied", "basic", "unsatisfied"):
+        assert offered(citizen=True, revisit_result=done) == [A.REOPEN]
+    assert offered(citizen=False, revisit_result=None) == [A.REOPEN]
+    assert available_actions(Role.DEPARTMENT, State.CLOSED, user_department="城管局", case_department="城管局") == []
 
 
 # --------------------------------------------------------------------------- other errors
