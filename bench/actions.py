@@ -1,14 +1,21 @@
-"""Action latency: register / dispatch / sign / resolve on existing cases, each through
-``services.perform`` in its own transaction (``session_scope``: perform + commit), with N cases in
-the database. Prints p50 / p95 / max per action and overall, and PostgreSQL / SQLite ratios.
+"""Action latency: every step of a hotline case on existing cases, each through ``services.act``
+in its own transaction (``session_scope``: act + commit), with N cases in the database. Prints
+p50 / p95 / max per action and overall, and PostgreSQL / SQLite ratios.
+
+The steps, in turn: register, dispatch, sign, resolve (the four of the first benchmarks, the
+figures to hold against earlier runs), and the hotline's: a dispatch naming two assisting
+departments (主办 + 协办), an assisting department's assist_sign and assist_reply, 先行联系
+(contact), a 退单 with its reason code (return), 核查通过 (verify_pass) and 回访 (revisit, 满意).
 
     python -m bench.actions --cases 1000000 --db both
     python -m bench.actions --cases 20000 --db sqlite --actions 200
+    python -m bench.actions --cases 1000000 --db both --only register,dispatch,sign,resolve
 
 Bench databases live outside the repository: SQLite at /tmp/cityops-bench.db, PostgreSQL in the
 database ``cityops_bench`` (created through an autocommit connection to ``test`` if missing).
 A database that already holds N cases is reused as is (said in the output); one with fewer gets
-the missing cases appended; ``--rebuild`` starts from an empty database.
+the missing cases appended; ``--rebuild`` starts from an empty database. Ends with one line
+``RESULT backend=… action=… p50_ms=… p95_ms=…`` per action and backend.
 """
 from __future__ import annotations
 
@@ -24,9 +31,16 @@ from bench._common import header, load_rules, percentile
 SQLITE_PATH = "/tmp/cityops-bench.db"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PG_DB = "cityops_bench"
-ACTIONS = ("register", "dispatch", "sign", "resolve")
+#: the steps timed, in the order of a cycle; an assist step acts on the case the dispatch_assist of the
+#: same cycle dispatched
+ACTIONS = ("register", "dispatch", "sign", "resolve", "dispatch_assist", "assist_sign", "contact", "assist_reply",
+           "return", "verify_pass", "revisit")
+CLASSIC = ACTIONS[:4]
 _TEMPLATES: dict = {}  # planned once per process, shared by both backends
-FROM_STATE = {"register": "reported", "dispatch": "registered", "sign": "dispatched", "resolve": "in_progress"}
+FROM_STATE = {"register": "reported", "dispatch": "registered", "sign": "dispatched", "resolve": "in_progress",
+              "dispatch_assist": "registered", "contact": "in_progress", "return": "dispatched",
+              "verify_pass": "resolved", "revisit": "closed"}
+_CHAINED = ("assist_sign", "assist_reply")      # on the cases of this run's dispatch_assist
 
 
 def pg_url(admin_url: str = PG_ADMIN_URL, name: str = PG_DB) -> str:
@@ -54,12 +68,12 @@ def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_acti
         install_pack(s, pack)
     with db.session_scope() as s:
         have, max_c, max_e = datagen.counts(s)
-        short = {a: pool_per_action - _pool_size(s, FROM_STATE[a], pool_per_action) for a in ACTIONS}
+        short = {a: pool_per_action - _pool_size(s, a, pool_per_action) for a in FROM_STATE}
     missing = max(n_cases - have, 0)
     if not missing:
         echo(f"data: reusing the existing database with {have:,} cases (>= {n_cases:,}); no generation")
     # a rerun consumes open cases: top the pools up with open cases when they ran low
-    top_up = 5 * max(max(short.values()), 0) if max(short.values()) > 0 else 0
+    top_up = 20 * max(max(short.values()), 0) if max(short.values()) > 0 else 0
     if missing or top_up:
         t0 = time.perf_counter()
         n_templates = datagen.templates_for(missing or top_up, per_week)
@@ -102,10 +116,24 @@ def _where(url: str) -> str:
     return url.split("///", 1)[1] if url.startswith("sqlite") else url.rsplit("@", 1)[-1]
 
 
-def _pool_size(session, state: str, cap: int) -> int:
-    from sqlalchemy import func, select
+def _pool(action: str):
+    """The cases a step can take: its from-state, a citizen's case not yet contacted or revisited for
+    先行联系 and 回访, never returned for a 退单 (the third would be an arbitration)."""
+    from sqlalchemy import select
     from incidents.tables import Incident
-    sub = select(Incident.id).where(Incident.state == state).limit(cap).subquery()
+    states = ("dispatched", "in_progress") if action == "contact" else (FROM_STATE[action],)   # while it holds the case
+    q = select(Incident.id, Incident.version, Incident.department_code).where(Incident.state.in_(states))
+    if action in ("contact", "revisit"):
+        q = q.where(Incident.channel.in_(("12345", "app")))
+        q = q.where(Incident.first_contacted_at.is_(None) if action == "contact" else Incident.revisit_result.is_(None))
+    if action == "return":
+        q = q.where(Incident.return_count == 0)
+    return q
+
+
+def _pool_size(session, action: str, cap: int) -> int:
+    from sqlalchemy import func, select
+    sub = _pool(action).limit(cap).subquery()
     return session.scalar(select(func.count()).select_from(sub)) or 0
 
 
@@ -118,49 +146,87 @@ def _drop(url: str) -> None:
         reset_postgres(url)
 
 
-def run_actions(db, rules, n_actions: int, *, seed: int = 1) -> dict[str, list[float]]:
-    """Time ``n_actions`` actions, cycling register → dispatch → sign → resolve on random cases."""
+def _targets(s, action: str, n: int, seed: int, taken: set) -> list:
+    """``n`` random cases a step can take (none twice in a run): (id, version, department)."""
+    rows = [r for r in s.execute(_pool(action).limit(n * 20 + len(taken))).all() if r[0] not in taken]
+    random.Random(f"{seed}:{action}").shuffle(rows)
+    if len(rows) < n:
+        raise SystemExit(f"only {len(rows)} cases for {action} (state {FROM_STATE[action]}); rerun with --rebuild")
+    taken.update(r[0] for r in rows[:n])
+    return rows[:n]
+
+
+def run_actions(db, rules, n_actions: int, *, seed: int = 1, only: tuple = ACTIONS) -> dict[str, list[float]]:
+    """Time ``n_actions`` actions, cycling through ``only`` (in the order of :data:`ACTIONS`) on random cases."""
     from sqlalchemy import select
     from incidents import services
     from incidents.model import Role
     from incidents.services import Actor
-    from incidents.tables import Incident
+    from incidents.tables import Department
 
-    per = -(-n_actions // len(ACTIONS))
+    steps = [a for a in ACTIONS if a in only]
+    if any(a in _CHAINED for a in steps) and "dispatch_assist" not in steps:
+        raise SystemExit("assist_sign and assist_reply act on the cases of dispatch_assist: time it too")
+    per = -(-n_actions // len(steps))
     targets: dict[str, list] = {}
+    taken: set = set()
     with db.session_scope() as s:
-        for action in ACTIONS:
-            ids = s.execute(select(Incident.id, Incident.version, Incident.department_code)
-                            .where(Incident.state == FROM_STATE[action]).limit(per * 20)).all()
-            random.Random(f"{seed}:{action}").shuffle(ids)
-            targets[action] = ids[:per]
-            if len(ids) < per:
-                raise SystemExit(f"only {len(ids)} cases in state {FROM_STATE[action]}; rerun with --rebuild")
+        for action in steps:
+            if action not in _CHAINED:
+                targets[action] = _targets(s, action, per, seed, taken)
+        departments = sorted(s.scalars(select(Department.code)))
+    rng = random.Random(seed)
     dispatcher = Actor("bench-dispatcher", Role.DISPATCHER)
-    timings: dict[str, list[float]] = {a: [] for a in ACTIONS}
+    inspector = Actor("bench-inspector", Role.INSPECTOR)
+    timings: dict[str, list[float]] = {a: [] for a in steps}
     now = datetime.now(timezone.utc)
+    assisted: dict[int, tuple] = {}      # cycle → (case, version, assisting department)
     for i in range(n_actions):
-        action = ACTIONS[i % len(ACTIONS)]
-        cid, version, dept = targets[action][i // len(ACTIONS)]
-        actor = dispatcher if action in ("register", "dispatch") else Actor(f"bench-{dept}", Role.DEPARTMENT, dept)
-        note = "bench" if action == "resolve" else ""
+        action, cycle = steps[i % len(steps)], i // len(steps)
+        kw: dict = {}
+        if action in _CHAINED:
+            if cycle not in assisted:
+                continue
+            cid, version, dept = assisted[cycle]
+            actor, kw = Actor(f"bench-{dept}", Role.DEPARTMENT, dept), {"department": dept}
+            if action == "assist_reply":
+                kw["note"] = "已配合处置"
+        else:
+            cid, version, dept = targets[action][cycle]
+            actor = (dispatcher if action in ("register", "dispatch", "dispatch_assist", "revisit")
+                     else inspector if action == "verify_pass" else Actor(f"bench-{dept}", Role.DEPARTMENT, dept))
+        service_action = "dispatch" if action == "dispatch_assist" else action
+        if action == "dispatch_assist":
+            lead, *helpers = rng.sample(departments, 3)
+            kw = {"department": lead, "assisting": helpers}
+        elif action == "resolve":
+            kw = {"note": "bench", "outcome": "solved"}
+        elif action == "return":
+            kw = {"reason": "territory", "note": "bench"}
+        elif action == "revisit":
+            kw = {"result": "satisfied"}
         t0 = time.perf_counter()
         with db.session_scope() as s:
-            services.perform(s, rules, actor, cid, action, version=version, now=now, note=note)
+            out = services.act(s, rules, actor, cid, service_action, version=version, now=now, **kw)
+            new_version = out.case.version
         timings[action].append(time.perf_counter() - t0)
+        if action == "dispatch_assist":
+            assisted[cycle] = (cid, new_version, kw["assisting"][0])
+        elif action in _CHAINED:
+            assisted[cycle] = (cid, new_version, dept)
     return timings
 
 
 def report(backend: str, timings: dict[str, list[float]]) -> dict[str, float]:
     everything = sorted(t for ts in timings.values() for t in ts)
-    print(f"{backend:<10} {'action':<9} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    print(f"{backend:<10} {'action':<15} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     out = {}
     for action, ts in list(timings.items()) + [("all", everything)]:
         ts = sorted(ts)
         p50, p95 = percentile(ts, 50) * 1e3, percentile(ts, 95) * 1e3
         out[action] = p50
         out[action + ".p95"] = p95
-        print(f"{backend:<10} {action:<9} {len(ts):>5} {p50:>8.2f} {p95:>8.2f} {ts[-1] * 1e3:>8.2f}")
+        print(f"{backend:<10} {action:<15} {len(ts):>5} {p50:>8.2f} {p95:>8.2f} {ts[-1] * 1e3:>8.2f}")
     n = len(everything)
     print(f"{backend:<10} throughput {n / sum(everything):,.0f} actions/s (one at a time, {n} actions)")
     return out
@@ -175,9 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="connection used to CREATE DATABASE")
     p.add_argument("--pg-database", default=PG_DB)
     p.add_argument("--rebuild", action="store_true", help="drop the bench database and generate again")
+    p.add_argument("--only", default=",".join(ACTIONS),
+                   help=f"the steps to time, comma-separated (default all: {','.join(ACTIONS)}; the first "
+                        f"benchmarks timed {','.join(CLASSIC)})")
     args = p.parse_args(argv)
-    header("action latency (services.perform, one transaction each)", sys.argv[1:] if argv is None else argv)
-    print(f"size: {args.cases:,} cases, {args.actions} actions ({', '.join(ACTIONS)} in turn)")
+    header("action latency (services.act, one transaction each)", sys.argv[1:] if argv is None else argv)
+    only = tuple(a.strip() for a in args.only.split(",") if a.strip())
+    if unknown := [a for a in only if a not in ACTIONS]:
+        p.error(f"unknown step(s) {', '.join(unknown)}: one of {', '.join(ACTIONS)}")
+    print(f"size: {args.cases:,} cases, {args.actions} actions ({', '.join(a for a in ACTIONS if a in only)} in turn)")
     pack, rules = load_rules()
     backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     results = {}
@@ -186,14 +258,17 @@ def main(argv: list[str] | None = None) -> int:
                else pg_url(args.pg_admin_url, args.pg_database))
         print(f"-- {backend}")
         db = prepare(url, args.cases, pack, rules, rebuild=args.rebuild,
-                     pool_per_action=-(-args.actions // len(ACTIONS)))
-        run_actions(db, rules, min(20, args.actions), seed=99)  # warm-up: pool, caches, first compile
-        results[backend] = report(backend, run_actions(db, rules, args.actions))
+                     pool_per_action=-(-args.actions // len(only)))
+        run_actions(db, rules, min(2 * len(only), args.actions), seed=99, only=only)  # warm-up: pool, caches, compile
+        results[backend] = report(backend, run_actions(db, rules, args.actions, only=only))
         db.dispose()
     if len(results) == 2:
         a, b = results["postgresql"], results["sqlite"]
-        print("ratio postgresql / sqlite: " + ", ".join(f"{k} {a[k] / b[k]:.2f}" for k in list(ACTIONS) + ["all"])
+        print("ratio postgresql / sqlite: " + ", ".join(f"{k} {a[k] / b[k]:.2f}" for k in list(only) + ["all"])
               + f" (p50); all p95 {a['all.p95'] / b['all.p95']:.2f}")
+    for backend, r in results.items():
+        for action in [a for a in ACTIONS if a in only] + ["all"]:
+            print(f"RESULT backend={backend} action={action} p50_ms={r[action]:.2f} p95_ms={r[action + '.p95']:.2f}")
     return 0
 
 
