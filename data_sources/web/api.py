@@ -990,9 +990,53 @@ ERROR_DESCRIPTIONS = {400: "malformed JSON or a field that does not validate (co
                       422: "the case's state does not allow it, or a domain rule refuses it"}
 
 
+class ProgressQuery(BaseModel):
+    """进度查询: a citizen's case number and the last four digits of the phone given at report."""
+    case: str = Field(description="the case number (a leading # is allowed)", examples=["1024"])
+    phone_last4: str = Field(pattern=r"^\d{4}$", description="the last four digits of the phone given at report")
+
+
+class ProgressOut(BaseModel):
+    """What 进度查询 shows: never the title, description, address, point, reporter, photos or notes."""
+    case: int
+    state: State
+    state_label: str = Field(description="the state in Chinese (办理状态)")
+    category: Optional[str] = Field(None, description="the category's name")
+    district: Optional[str] = Field(None, description="the district's name")
+    department: Optional[str] = Field(None, description="the department in charge (承办部门)")
+    reported_at: Optional[str] = Field(None, description="ISO 8601 with the city's offset")
+    dispatched_at: Optional[str] = Field(None, description="the current dispatch (null after a return)")
+    resolved_at: Optional[str] = Field(None, description="the current resolve (null after a rework or 重办)")
+    closed_at: Optional[str] = None
+
+
+#: the public doors under this prefix (no login; data_sources/web/progress.py): their OpenAPI entries
+PROGRESS_PATH = "/progress"
+
+
+def _public_paths(ref, error_ref) -> dict:
+    err = {"content": {"application/json": {"schema": error_ref}}}
+    return {PREFIX + PROGRESS_PATH: {"post": {
+        "operationId": "post_progress", "summary": "进度查询: a case's state, department and dates, for its citizen",
+        "description": ("Public (no login). The same answer (404) for a wrong number, wrong digits and a case "
+                        "reported without a phone; every query, right or wrong, counts against "
+                        "CITYOPS_PROGRESS_RATE_PER_ADDRESS (429 with Retry-After over it)."),
+        "tags": ["progress"], "security": [],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": ref(ProgressQuery, "validation")},
+            "application/x-www-form-urlencoded": {"schema": ref(ProgressQuery, "validation")}}},
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": ref(ProgressOut, "serialization")}}},
+            "400": {"description": "a malformed case number or not four digits", **err},
+            "404": {"description": "no case with this number and these digits (the same answer for every miss)", **err},
+            "429": {"description": "too many queries from this address (Retry-After says when to try again)", **err}}}}}
+
+
 def openapi_document() -> dict:
-    """OpenAPI 3.1, generated from ROUTES and the pydantic models they validate with."""
-    wanted: list[tuple[type[BaseModel], str]] = [(ErrorResponse, "serialization")]
+    """OpenAPI 3.1, generated from ROUTES and the pydantic models they validate with (and the public
+    progress door's models)."""
+    wanted: list[tuple[type[BaseModel], str]] = [(ErrorResponse, "serialization"), (ProgressQuery, "validation"),
+                                                 (ProgressOut, "serialization")]
     for r in ROUTES:
         for model, mode in ((r.query, "validation"), (r.body, "validation"), (r.response, "serialization")):
             if model is not None and (model, mode) not in wanted:
@@ -1054,6 +1098,7 @@ def openapi_document() -> dict:
         if not op["parameters"]:
             del op["parameters"]
         paths.setdefault(PREFIX + r.path, {})[r.method.lower()] = op
+    paths.update(_public_paths(ref, error_ref))
 
     return {
         "openapi": "3.1.0",

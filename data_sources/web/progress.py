@@ -25,12 +25,13 @@ from flask import Flask, current_app, jsonify, request
 from flask_limiter import RateLimitExceeded
 
 from data_sources.web import security
+from data_sources.web.api import PREFIX, PROGRESS_PATH
 from data_sources.web.errors import error_response, http_error_response
 from incidents.model import STATE_LABELS_ZH, State
 from incidents.queries import progress, reference
 
 PAGE_PATH = "/progress"
-API_PATH = "/api/v1/progress"
+API_PATH = PREFIX + PROGRESS_PATH              # documented in the API's OpenAPI (api._public_paths)
 PUBLIC_PATHS = (PAGE_PATH, API_PATH)
 
 _CASE = re.compile(r"^#?\s*(\d{1,%d})$" % progress.MAX_CASE_DIGITS)

@@ -175,3 +175,19 @@ def test_the_page_is_public_and_opens_nothing_else(world):
     # digits never travel in a URL: there is no GET door
     wrong = client.get("/api/v1/progress?case=1&phone_last4=5678")
     assert wrong.status_code == 404 and wrong.get_json()["error"]["code"] == "not_found"
+
+
+def test_the_public_progress_door_is_in_the_openapi_document_without_a_login(app):
+    """The one public JSON door is documented where the others are: its body, its answer (no personal
+    field among them), its misses and its limit, with no security requirement."""
+    from data_sources.web.api import openapi_document
+    from data_sources.web.progress import API_PATH
+    doc = openapi_document()
+    op = doc["paths"][API_PATH]["post"]
+    assert op["security"] == []
+    assert set(op["responses"]) == {"200", "400", "404", "429"}
+    out = doc["components"]["schemas"][op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert {"state", "department", "reported_at", "closed_at"} <= set(out["properties"])
+    assert not {"title", "description", "address", "reporter_phone", "lat", "lon"} & set(out["properties"])
+    body = doc["components"]["schemas"]["ProgressQuery"]
+    assert body["required"] == ["case", "phone_last4"]
