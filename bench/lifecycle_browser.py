@@ -1,4 +1,4 @@
-"""A case's whole life at the workbench, by three users in headless Debian Chromium at 1920×1080:
+"""A citizen's case's whole life at the workbench, by three users in headless Debian Chromium at 1920×1080:
 the real app (``python app.py``) on a fresh SQLite database with the demo history. Each run creates
 one case (API, like a feed) and counts every click and key press of the users (trusted events only)
 and the seconds from the first to the last, per step:
@@ -6,8 +6,10 @@ and the seconds from the first to the last, per step:
     register     dispatcher: open the case (search #id, click its row), 立案 (one click)
     dispatch     dispatcher: 派遣, the suggested department, 确认
     sign         department: open /dispatch, the new case at the top of 我的待办 (flagged 新), 签收
-    resolve      department: 处置反馈, a note, 确认
+    contact      department: 先行联系 (one click: it called the citizen)
+    resolve      department: 处置反馈, a note, 确认 (实际解决 preselected)
     verify_pass  inspector:  open the case (search), 核查通过 (one click)
+    revisit      dispatcher: open the case (search), 回访 满意 (one click)
 
 A one-click action waits out its undo window (``dashboards._case.UNDO_SECONDS``) before it is sent:
 the seconds include it, once per one-click step, and ``--apply-now`` clicks 立即生效 instead (one
@@ -137,6 +139,9 @@ def run_once(browser, base: str, apply_now: bool) -> dict[str, tuple[tuple[int, 
     _chip(dept, "处置中")
     out["sign"] = (_taps(dept), time.perf_counter() - t)
     t = time.perf_counter()
+    _one_click(dept, ".act-contact", "先行联系", apply_now)
+    out["contact"] = (_taps(dept), time.perf_counter() - t)
+    t = time.perf_counter()
     dept.locator("#case-actions .act-resolve").click()
     dept.wait_for_selector("#case-form:not(.hidden)")
     dept.locator("#case-note").press_sequentially("已处理")
@@ -153,10 +158,21 @@ def run_once(browser, base: str, apply_now: bool) -> dict[str, tuple[tuple[int, 
     _one_click(insp, ".act-verify_pass", "核查通过", apply_now)
     _chip(insp, "已结案")
     out["verify_pass"] = (_taps(insp), time.perf_counter() - t)
-    state = insp.request.get(f"/api/v1/incidents/{cid}").json()["state"]
     ictx.close()
-    if state != "closed":
-        raise SystemExit(f"case {cid} ended {state}, not closed")
+
+    rctx, rev = _login(browser, base, "dispatcher")
+    rev.goto(base + "/dispatch")
+    _taps(rev)
+    t = time.perf_counter()
+    _search_open(rev, cid)
+    _one_click(rev, ".act-revisit_satisfied", "满意", apply_now)
+    rev.wait_for_selector("#case-body .revisit-chip.r-satisfied")
+    out["revisit"] = (_taps(rev), time.perf_counter() - t)
+    case = rev.request.get(f"/api/v1/incidents/{cid}").json()
+    rctx.close()
+    if (case["state"], case.get("revisit_result"), bool(case.get("first_contacted_at"))) != ("closed", "satisfied", True):
+        raise SystemExit(f"case {cid} ended {case['state']}, 回访 {case.get('revisit_result')}, "
+                         f"先行联系 {case.get('first_contacted_at')}: not closed, satisfied and contacted")
     return out
 
 
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     taps = [sum(r[s][0][0] for s in steps) for r in runs]
     action_taps = [sum(r[s][0][1] for s in steps) for r in runs]
     secs = [sum(r[s][1] for s in steps) for r in runs]
-    one_click = ("register", "sign", "verify_pass")
+    one_click = ("register", "sign", "contact", "verify_pass", "revisit")
     wait = 0.0 if args.apply_now else UNDO_SECONDS * len(one_click)
     print(f"  total: {statistics.median(taps):.0f} taps ({statistics.median(action_taps):.0f} on actions), "
           f"{statistics.median(secs):.1f} s, of which {wait:.0f} s "
