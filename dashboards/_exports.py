@@ -320,15 +320,18 @@ def brief_xlsx(b: kpis.Brief, case_rows: list[dict], flags, path=None, progress=
                missing=range(1, len(codes) + 1))
 
     for title, report, label in (("部门排名", r, "部门"), ("区县排名", b.districts, "区县")):
-        ws = Sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8, 30])
-        ws.put(["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级",
-                "未参与排名原因"], style=bold)
         rk = report.ranking
+        # 协办按时回复率 beside the score, as on the page: only where some unit assisted (not a weight of the score)
+        assist = any(x.assist_reply_rate is not None for x in rk.ranked + rk.unranked)
+        ws = Sheet(title, [8, 14, 34, 10, 10, 12, 10, 12, 10, 8] + ([14] if assist else []) + [30])
+        ws.put(["名次", "编码", label, "立案量", "结案率", "按期处置率", "返工率", "办件量得分", "综合指标值", "等级"]
+               + (["协办按时回复率"] if assist else []) + ["未参与排名原因"], style=bold)
         for x in rk.ranked + rk.unranked:
             ws.put([x.rank, x.code, x.name, x.volume, x.closure_rate, x.on_time_disposal_rate, x.rework_rate,
-                    x.volume_score, x.score, x.grade, x.reason],
-                   fmts=[fmt["int"], None, None, fmt["int"], fmt["%"], fmt["%"], fmt["%"], fmt["%"], uf("分")],
-                   missing=(0, 4, 5, 6, 7, 8, 9))
+                    x.volume_score, x.score, x.grade] + ([x.assist_reply_rate] if assist else []) + [x.reason],
+                   fmts=[fmt["int"], None, None, fmt["int"], fmt["%"], fmt["%"], fmt["%"], fmt["%"], uf("分"), None]
+                   + ([fmt["%"]] if assist else []),
+                   missing=(0, 4, 5, 6, 7, 8, 9) + ((10,) if assist else ()))
         ws.put([])
         ws.put([rk.formula])
         ws.put(["红榜"] + [x.name for x in rk.red])

@@ -245,6 +245,29 @@ def test_assisting_on_time_reply_rate_has_the_known_answers_on_both_paths(server
     assert rows[B]["assist_reply_rate"] == pytest.approx(0.5)
 
 
+
+def test_the_excel_department_ranking_carries_the_assisting_reply_rate(server, tmp_path):
+    """The brief's Excel file has the 协办按时回复率 column of the page's department ranking (the known
+    answers of :func:`_known_parts`), "—" for a department that assisted in nothing."""
+    import openpyxl
+    import pandas as pd
+    from dashboards import _exports
+    from incidents import kpis
+    from incidents.queries import brief as qb
+    rt = get_runtime(server)
+    with get_db(server).session_scope() as s:
+        _known_parts(s, rt.rules)
+    with server.test_request_context():
+        b = qb.brief(L(11, 1, 0), L(11, 8, 0), L(11, 7, 0))
+        _exports.brief_xlsx(b, [], pd.DataFrame(columns=list(kpis.CASE_KPIS)), tmp_path / "brief.xlsx")
+    ws = openpyxl.load_workbook(tmp_path / "brief.xlsx")["部门排名"]
+    head = [c.value for c in ws[1]]
+    col = head.index("协办按时回复率")
+    rows = {r[1]: r[col] for r in ws.iter_rows(min_row=2, values_only=True) if r[1]}
+    assert rows[B] == pytest.approx(0.5) and rows[C] == pytest.approx(1 / 3)
+    assert rows[LEAD] == "—"
+
+
 # --------------------------------------------------------------------------- the REST API and Open311
 
 def test_the_api_dispatches_with_assisting_departments_and_each_replies_through_it(server):
