@@ -207,11 +207,18 @@ def requests_section(d: dict) -> html.Div | None:
                                                                        html.Ul(items, className="reqs")])
 
 
+def one_decimal(h: float) -> str:
+    """Hours to one decimal — and "<0.1" for a few minutes, which would read 0.0 (a case two office
+    minutes over its deadline is over, not at 0.0)."""
+    h = abs(h)
+    return "<0.1" if 0 < h < 0.05 else f"{h:.1f}"
+
+
 def hours_text(h: float | None, overdue: bool = False) -> str:
     """Working hours left, or over when past the deadline (which may be outside office hours)."""
     if h is None:
         return "—"
-    return t("remaining_over", h=f"{abs(h):.1f}") if overdue or h < 0 else t("remaining_left", h=f"{h:.1f}")
+    return t("remaining_over", h=one_decimal(h)) if overdue or h < 0 else t("remaining_left", h=one_decimal(h))
 
 
 def sign_row(d: dict, row):
@@ -371,8 +378,8 @@ def clock(c: dict | None) -> list:
         return []
     natural = c.get("time_unit") == "natural_hours"
     h, over = c["remaining_hours"], c["light"] == "red" or c["remaining_hours"] < 0
-    text = (t("clock_over_natural" if natural else "clock_over", h=f"{abs(h):.1f}") if over
-            else t("clock_left_natural" if natural else "clock_left", h=f"{h:.1f}"))
+    text = (t("clock_over_natural" if natural else "clock_over", h=one_decimal(h)) if over
+            else t("clock_left_natural" if natural else "clock_left", h=one_decimal(h)))
     return [html.B(text, className=f"clock-left {c['light']}"),
             html.Span(t("clock_deadline", at=local_time(c["deadline"], "%Y-%m-%d %H:%M")), className="clock-date")]
 
