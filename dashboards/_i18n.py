@@ -244,6 +244,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "act_revisit_unreachable": ("未联系上", "Not reached"),
     "act_revisit_unsatisfied": ("不满意·重办", "Unsatisfied: redo"),
     "view_pending_revisit": ("待回访", "To follow up"),
+    "closed_on": ("结案 {at}", "closed {at}"),
     "f_contact": ("先行联系", "First contact"),
     "f_outcome": ("处置结果", "Outcome"),
     "f_revisit": ("回访", "Follow-up"),

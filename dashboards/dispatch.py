@@ -133,7 +133,10 @@ def row_of(r: dict) -> dict:
     return {"id": r["id"], "version": r["version"], "light": r["light"], "sign_light": r.get("sign_light"),
             "sign_tip": (f"{t('f_sign_due')} {local_time(r['sign_due'], '%m-%d %H:%M')}"
                          if r.get("sign_light") else ""),
-            "remaining": _case.hours_text(r["remaining_hours"], r["light"] == "red"),
+            # a closed case (待回访) has no clock: when it was closed instead (a 回访 follows it soon)
+            "remaining": (t("closed_on", at=local_time(r["closed_at"], "%m-%d %H:%M"))
+                          if r["state"] == "closed" and r.get("closed_at")
+                          else _case.hours_text(r["remaining_hours"], r["light"] == "red")),
             "remaining_hours": r["remaining_hours"], "title": r["title"], "category": r["category"] or "—",
             "state": state_label(r["state"]), "state_code": r["state"],
             "request": " / ".join(_case.request_summary(q) for q in r.get("requests") or ()),

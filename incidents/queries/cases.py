@@ -262,7 +262,8 @@ def queue_page(now: datetime, *, view: str = "all_open", role: str | None = None
                    Incident.department_code, Incident.district_code, Incident.category_code,
                    Incident.dispatched_at, attention.label("attention"), new.label("new"),
                    Category.name.label("category"), Category.time_unit, Department.name.label("department"),
-                   district.name.label("district"), lt.label("light"), Incident.signed_at, Incident.sign_due)
+                   district.name.label("district"), lt.label("light"), Incident.signed_at, Incident.sign_due,
+                   Incident.closed_at)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
             .outerjoin(district, district.code == Incident.district_code)

@@ -332,6 +332,11 @@ def test_the_workbench_offers_contact_the_outcome_and_one_button_per_revisit_res
             return [r["id"] for r in case_queries.queue_page(datetime.now(timezone.utc), view="pending_revisit",
                                                              role="dispatcher").rows]
     assert cid in queued()
+    with server.test_request_context("/"):       # the queue row says when it was closed, not a clock
+        from dashboards.dispatch import row_of
+        row = next(r for r in case_queries.queue_page(datetime.now(timezone.utc), view="pending_revisit",
+                                                      role="dispatcher").rows if r["id"] == cid)
+        assert row_of(row)["remaining"].startswith("结案 ")
     assert "pending_revisit" in case_queries.views_for("dispatcher")
     assert "pending_revisit" not in case_queries.views_for("department")
     # a department's crafted 回访 through the panel is refused by the services
