@@ -182,7 +182,8 @@ def _dispatch_post(page, cid: int, version: int):
              ("case-reason", "value", None), ("case-note", "value", "crafted"), ("case-hours", "value", None),
              ("case-dept", "value", OTHER_DEPARTMENT), ("case-dup", "value", None), ("case-level", "value", 1),
              ("case-photos", "contents", None), ("case-photos", "filename", None),
-             ("case-return-reason", "value", None), ("case-outcome", "value", "solved")]
+             ("case-return-reason", "value", None), ("case-assisting", "value", None), ("case-override", "value", None),
+             ("case-outcome", "value", "solved")]
     body = {"output": "..case-result.children...case-done.data...case-result.className..", "outputs": outputs,
             "inputs": [{"id": "case-confirm", "property": "n_clicks", "value": 1}],
             "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
