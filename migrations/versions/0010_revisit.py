@@ -24,6 +24,8 @@ _FACTS = ('first_contacted_at', 'resolve_outcome', 'first_revisited_at')
 
 
 def upgrade() -> None:
+    # every ``x.action || ''`` below: kept off the (action, at) index, which SQLite would walk for every
+    # case; the case's own events come from the (incident_id, id) index (see 0004)
     # nullable columns: plain ADD COLUMN on both databases (see 0009)
     for table, columns in (('incidents', _INCIDENTS), ('case_facts', _FACTS)):
         for column in columns:
@@ -32,15 +34,15 @@ def upgrade() -> None:
     op.execute("""
         UPDATE incidents SET first_contacted_at = (
             SELECT MIN(c.at) FROM incident_events c
-            WHERE c.incident_id = incidents.id AND c.action = 'contact'
+            WHERE c.incident_id = incidents.id AND c.action || '' = 'contact'
               AND NOT EXISTS (SELECT 1 FROM incident_events r
-                              WHERE r.incident_id = c.incident_id AND r.action = 'resolve'
+                              WHERE r.incident_id = c.incident_id AND r.action || '' = 'resolve'
                                 AND (r.at < c.at OR (r.at = c.at AND r.id < c.id))))
-        WHERE EXISTS (SELECT 1 FROM incident_events c WHERE c.incident_id = incidents.id AND c.action = 'contact')""")
+        WHERE EXISTS (SELECT 1 FROM incident_events c WHERE c.incident_id = incidents.id AND c.action || '' = 'contact')""")
     op.execute("""
         UPDATE incidents SET first_revisited_at = (
-            SELECT MIN(v.at) FROM incident_events v WHERE v.incident_id = incidents.id AND v.action = 'revisit')
-        WHERE EXISTS (SELECT 1 FROM incident_events v WHERE v.incident_id = incidents.id AND v.action = 'revisit')""")
+            SELECT MIN(v.at) FROM incident_events v WHERE v.incident_id = incidents.id AND v.action || '' = 'revisit')
+        WHERE EXISTS (SELECT 1 FROM incident_events v WHERE v.incident_id = incidents.id AND v.action || '' = 'revisit')""")
     pg = op.get_bind().dialect.name == "postgresql"
 
     def field(name: str, alias: str) -> str:
@@ -49,10 +51,10 @@ def upgrade() -> None:
     op.execute(f"""
         UPDATE incidents SET resolve_outcome = COALESCE((
             SELECT {field('outcome', 'r')} FROM incident_events r
-            WHERE r.incident_id = incidents.id AND r.action = 'resolve' ORDER BY r.at DESC, r.id DESC LIMIT 1), 'solved')
+            WHERE r.incident_id = incidents.id AND r.action || '' = 'resolve' ORDER BY r.at DESC, r.id DESC LIMIT 1), 'solved')
         WHERE resolved_at IS NOT NULL AND state IN ('resolved', 'closed')""")
     # the last 回访 since the last closure, with its result
-    since = "v.incident_id = incidents.id AND v.action = 'revisit' AND v.at >= incidents.last_closed_at"
+    since = "v.incident_id = incidents.id AND v.action || '' = 'revisit' AND v.at >= incidents.last_closed_at"
     op.execute(f"""
         UPDATE incidents SET
             revisited_at = (SELECT MAX(v.at) FROM incident_events v WHERE {since}),
@@ -60,7 +62,7 @@ def upgrade() -> None:
                               ORDER BY v.at DESC, v.id DESC LIMIT 1)
         WHERE last_closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM incident_events v WHERE {since})""")
     # a 回访 that sent the case back (不满意 → 重办) revises it (0007 knew no such event)
-    redo = "d.incident_id = incidents.id AND d.action = 'revisit' AND d.to_state <> 'closed'"
+    redo = "d.incident_id = incidents.id AND d.action || '' = 'revisit' AND d.to_state <> 'closed'"
     op.execute(f"""
         UPDATE incidents SET revised_at = (SELECT MAX(d.at) FROM incident_events d WHERE {redo})
         WHERE EXISTS (SELECT 1 FROM incident_events d WHERE {redo})
