@@ -9,7 +9,7 @@ and the seconds from the first to the last, per step:
     contact      department: 先行联系 (one click: it called the citizen)
     resolve      department: 处置反馈, a note, 确认 (实际解决 preselected)
     verify_pass  inspector:  open the case (search), 核查通过 (one click)
-    revisit      dispatcher: open the case (search), 回访 满意 (one click)
+    revisit      dispatcher: open the case (待回访, search), 回访 满意 (one click)
 
 A one-click action waits out its undo window (``dashboards._case.UNDO_SECONDS``) before it is sent:
 the seconds include it, once per one-click step, and ``--apply-now`` clicks 立即生效 instead (one
@@ -82,9 +82,9 @@ def _taps(page) -> tuple[int, int]:
     return len(got), got.count("action")
 
 
-def _search_open(page, cid: int) -> None:
+def _search_open(page, cid: int, view: str = "all_open") -> None:
     page.wait_for_selector("#dispatch-grid .ag-row")
-    page.click("label:has(input[value='all_open'])")
+    page.click(f"label:has(input[value='{view}'])")
     page.fill("#dispatch-search", f"#{cid}")
     page.press("#dispatch-search", "Enter")
     row = page.locator(f"#dispatch-grid .ag-row[row-id='{cid}']")
@@ -164,7 +164,7 @@ def run_once(browser, base: str, apply_now: bool) -> dict[str, tuple[tuple[int, 
     rev.goto(base + "/dispatch")
     _taps(rev)
     t = time.perf_counter()
-    _search_open(rev, cid)
+    _search_open(rev, cid, "pending_revisit")        # 待回访: the closed citizen cases not yet reached
     _one_click(rev, ".act-revisit_satisfied", "满意", apply_now)
     rev.wait_for_selector("#case-body .revisit-chip.r-satisfied")
     out["revisit"] = (_taps(rev), time.perf_counter() - t)

@@ -44,7 +44,7 @@ def _columns() -> list[dict]:
          "tooltipField": "sign_tip", "valueFormatter": {"function": "params.value ? '◆' : ''"},
          "cellClassRules": {"light-red": "params.value == 'red'", "light-yellow": "params.value == 'yellow'",
                             "light-green": "params.value == 'green'"}},
-        {"field": "remaining", "headerName": t("col_remaining"), "width": 130,
+        {"field": "remaining", "headerName": t("col_remaining"), "width": 150,
          "cellClassRules": {"over": "params.data && params.data.light == 'red'"}},
         {"field": "title", "headerName": t("col_title"), "flex": 2, "minWidth": 200, **text,
          # 新 (待签收) and 紧急 / 督办 tags in front of the title

@@ -33,6 +33,10 @@ def test_the_hotline_records_revisit_results_from_the_workbench(new_page, login,
     disp.wait_for_selector("#dispatch-grid .ag-row")
     disp.click("label:has(input[value='pending_revisit'])")
     disp.wait_for_function("() => (document.querySelector('#dispatch-total')||{}).innerText !== '共 0 件'")
+    # the rows drawn (the infinite model shows empty rows while a block loads): a closed case's row says
+    # when it was closed where a running case's shows its clock
+    disp.wait_for_function("() => [...document.querySelectorAll(\"#dispatch-grid .ag-row [col-id='remaining']\")]"
+                           ".some(c => c.innerText.startsWith('结案 '))")
     disp.screenshot(path=str(ARTIFACTS / "workbench_revisit_queue_1920.png"))
     disp.fill("#dispatch-search", f"#{cid}")
     disp.press("#dispatch-search", "Enter")
