@@ -230,29 +230,33 @@ def _as_scan_row(milestone: str, b1, b2, sums) -> tuple:
     return (*buckets, n, live, *flags, hours, 0, *counts)
 
 
-def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period],
+             per_case: bool = True):
     """退单数: the returns in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index
-    finds them), as (the department that returned, district, bucket, case, how many) — the revised
-    cases' come from the replay."""
+    finds them), as (the department that returned, district, bucket, case — NULL unless
+    ``per_case`` —, how many) — the revised cases' come from the replay."""
     b = _bucket(E.at, lo, hi, as_of, buckets)
     by = E.payload["from_department"].as_string()
-    return s.execute(select(by, F.district_code, b, E.incident_id, func.count())
+    keys = [by, F.district_code, b, E.incident_id if per_case else null()]
+    return s.execute(select(*keys, func.count())
                      .select_from(F).join(E, E.incident_id == F.incident_id)
                      .where(E.action == "return", settled(as_of, s.get_bind().dialect.name), _within(E.at, lo, hi, as_of))
-                     .group_by(by, F.district_code, b, E.incident_id)).all()
+                     .group_by(*keys[:4 if per_case else 3])).all()
 
 
-def _revisits(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+def _revisits(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period],
+              per_case: bool = True):
     """回访: the visits in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index finds
-    them), as (the department the visit asked about — its event's —, district, bucket, case, result,
-    how many); the revised cases' come from the replay."""
+    them), as (the department the visit asked about — its event's —, district, bucket, case — NULL
+    unless ``per_case`` —, result, how many); the revised cases' come from the replay."""
     b = _bucket(E.at, lo, hi, as_of, buckets)
     result = E.payload["result"].as_string()
-    return s.execute(select(E.department_code, F.district_code, b, E.incident_id, result, func.count())
+    keys = [E.department_code, F.district_code, b, E.incident_id if per_case else null(), result]
+    return s.execute(select(*keys, func.count())
                      .select_from(F).join(E, E.incident_id == F.incident_id)
                      .where(E.action == Action.REVISIT.value, settled(as_of, s.get_bind().dialect.name),
                             _within(E.at, lo, hi, as_of))
-                     .group_by(E.department_code, F.district_code, b, E.incident_id, result)).all()
+                     .group_by(*[k for i, k in enumerate(keys) if per_case or i != 3])).all()
 
 
 def _visit_sums(result, n: int) -> dict:
@@ -394,11 +398,11 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
             out.groups.setdefault(_key(dept, district), _zero())[name] += 1
         if b is not None:
             by_bucket[int(b)][name] += 1
-    for dept, district, b, _cid, n in _returns(s, as_of, lo, hi, scan_buckets):
+    for dept, district, b, _cid, n in _returns(s, as_of, lo, hi, scan_buckets, per_case=False):
         out.groups.setdefault(_key(dept, district), _zero())["returns"] += n
         if b is not None:
             by_bucket[int(b)]["returns"] += n
-    for dept, district, b, _cid, result, n in _revisits(s, as_of, lo, hi, scan_buckets):
+    for dept, district, b, _cid, result, n in _revisits(s, as_of, lo, hi, scan_buckets, per_case=False):
         g = out.groups.setdefault(_key(dept, district), _zero())
         for k, v in _visit_sums(result, n).items():
             g[k] += v
