@@ -173,3 +173,14 @@ def test_paths_into_nested_records(sf_ctx):
     assert case.closed_at == datetime(2014, 5, 4, 14, 0, tzinfo=timezone.utc)   # the last 'closed' note
     with pytest.raises(Rejected, match="unknown status 'Teleported'"):
         MAPPINGS["open311"].to_case({**raw, "status": "Teleported"}, sf_ctx)
+
+
+@pytest.mark.parametrize("name", ["native", "nyc311", "open311", "sf311"])
+@pytest.mark.parametrize("status,expected", [
+    ("Closed (Duplicate)", (State.VOIDED, "duplicate")), ("Cancelled", (State.VOIDED, "invalid")),
+    ("Assigned", (State.DISPATCHED, None)), ("Transferred", (State.DISPATCHED, None)),
+    ("In Progress", (State.IN_PROGRESS, None)), ("Closed - Resolved", (State.CLOSED, None)),
+])
+def test_every_built_in_file_reads_the_common_statuses_alike(name, status, expected):
+    mapping = MAPPINGS[name]
+    assert mapping.status({mapping.spec.status.columns[0]: status})[:2] == expected
