@@ -184,3 +184,13 @@ def test_paths_into_nested_records(sf_ctx):
 def test_every_built_in_file_reads_the_common_statuses_alike(name, status, expected):
     mapping = MAPPINGS[name]
     assert mapping.status({mapping.spec.status.columns[0]: status})[:2] == expected
+
+
+def test_the_duplicate_of_column_is_read_where_a_mapping_names_it(tmp_path, sf_ctx):
+    text = (BUILTIN_DIR / "sf311.toml").read_text().replace(
+        'duplicate_notes = ["duplicate"]', 'duplicate_notes = ["duplicate"]\nduplicate_of = "parent_case"')
+    (tmp_path / "sf-dup.toml").write_text(text)
+    mapping = load_mapping_file(tmp_path / "sf-dup.toml")
+    raw = {"unique_key": "D2", "status": "Closed (Duplicate)", "parent_case": " D1 "}
+    assert mapping.status(raw)[:2] == (State.VOIDED, "duplicate") and mapping.duplicate_of(raw) == "D1"
+    assert MAPPINGS["sf311"].duplicate_of(raw) is None
