@@ -194,7 +194,7 @@ class DeclarativeMapping:
         except ValueError:
             return self._channels.get(key, spec.unknown)
 
-    def timestamp(self, raw: dict, columns: list[str], label: str, ctx: FeedContext) -> Any:
+    def timestamp(self, raw: dict, columns: list[str], ctx: FeedContext) -> Any:
         """The first non-blank of ``columns`` as an aware datetime: the mapping's formats first, then
         the built-in ones. An unreadable value is returned as it is: validation rejects it with the
         reason ("unreadable timestamp"), in the same order as every other field's."""
@@ -218,7 +218,7 @@ class DeclarativeMapping:
         """The source's own deadline (``[timestamps] deadline``), or None; Rejected when unreadable.
         Not yet applied by ingest (IncomingCase has no field for it): issue 15 item 3 makes it the
         deadline in force."""
-        value = self.timestamp(raw, self.spec.timestamps.deadline, "deadline", ctx)
+        value = self.timestamp(raw, self.spec.timestamps.deadline, ctx)
         if value is not None and not isinstance(value, datetime):
             raise Rejected(f"deadline: unreadable timestamp {str(value)[:60]!r}")
         return value
@@ -259,12 +259,12 @@ class DeclarativeMapping:
             description=text(raw, f.description), address=text(raw, f.address), category_code=category,
             department_code=self.department(raw, ctx, category_dept), channel=self.channel(raw),
             priority=(first(raw, f.priority) if f.priority else None) or Priority.NORMAL,
-            reported_at=self.timestamp(raw, spec.timestamps.reported, "reported_at", ctx),
+            reported_at=self.timestamp(raw, spec.timestamps.reported, ctx),
             source_status=said, media_urls=first(raw, f.media_urls) if f.media_urls else None,
             **self._location(raw))
         given_reason = first(raw, f.void_reason) if f.void_reason else None
         fields["state"], fields["void_reason"] = state, given_reason or void_reason
-        closed = self.timestamp(raw, spec.timestamps.closed, "closed_at", ctx) \
+        closed = self.timestamp(raw, spec.timestamps.closed, ctx) \
             if state in (State.CLOSED, State.RESOLVED, State.VOIDED) else None
         if state == State.CLOSED:
             fields["closed_at"] = fields["resolved_at"] = closed
@@ -273,7 +273,7 @@ class DeclarativeMapping:
         elif state == State.VOIDED:
             fields["closed_at"] = closed
         if state in _DISPATCHED_STATES and spec.timestamps.dispatched:
-            fields["dispatched_at"] = self.timestamp(raw, spec.timestamps.dispatched, "dispatched_at", ctx)
+            fields["dispatched_at"] = self.timestamp(raw, spec.timestamps.dispatched, ctx)
         return validate_case(fields, ctx)
 
 
