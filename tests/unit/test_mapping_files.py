@@ -13,6 +13,7 @@ from data_sources.feeds.files import read_records, service_names, with_service_n
 from data_sources.feeds.mappings import (BUILTIN_DIR, MAPPINGS, MappingError, get_mapping, load_mapping_file,
                                          parse_spec)
 from data_sources.packs import load_pack
+from tests.conftest import SHARED_DATA
 from incidents.model import Channel, State
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "open311"
@@ -62,7 +63,7 @@ def test_a_misspelt_key_names_its_line_and_key():
 
 @pytest.mark.parametrize("old,new,key,line_starts,words", [
     ('label = "category_code"', 'labell = "x"', "category.labell", "labell =", "unknown key"),
-    ('crs_column = "crs"', 'crs = "EPSG:2263"', "coordinates.crs", "crs =", "unknown CRS"),
+    ('crs_column = "crs"', 'crs = "EPSG:999999"', "coordinates.crs", "crs =", "unknown CRS"),
     ('[timestamps]\n', '[timestamps]\ntimezone = "Mars/Olympus"\n', "timestamps.timezone", "timezone =",
      "unknown time zone"),
     ('[timestamps]\n', '[timestamps]\nformats = ["MM/DD/YYYY"]\n', "timestamps.formats", "formats =", "strptime"),
@@ -194,3 +195,22 @@ def test_the_duplicate_of_column_is_read_where_a_mapping_names_it(tmp_path, sf_c
     raw = {"unique_key": "D2", "status": "Closed (Duplicate)", "parent_case": " D1 "}
     assert mapping.status(raw)[:2] == (State.VOIDED, "duplicate") and mapping.duplicate_of(raw) == "D1"
     assert MAPPINGS["sf311"].duplicate_of(raw) is None
+
+
+def test_state_plane_coordinates_are_projected_by_the_mapping(tmp_path, nyc_ctx):
+    """The NYC file's own X/Y (New York State Plane, US feet, "1,017,901") through a mapping that
+    declares EPSG:2263 land where the file's Latitude/Longitude say, for every row that has both."""
+    text = (BUILTIN_DIR / "nyc311.toml").read_text().replace(
+        'lon = "Longitude"\nlat = "Latitude"\ncrs = "WGS84"',
+        'lon = "X Coordinate (State Plane)"\nlat = "Y Coordinate (State Plane)"\ncrs = "EPSG:2263"')
+    (tmp_path / "nyc-state-plane.toml").write_text(text)
+    projected, built_in = load_mapping_file(tmp_path / "nyc-state-plane.toml"), MAPPINGS["nyc311"]
+    assert projected.spec.coordinates.crs == "EPSG:2263" and projected.crs is None
+    compared, worst = 0, 0.0
+    for raw, _ in read_records(SHARED_DATA / "nyc311_2018-10-21_fullday.csv"):
+        if not raw["X Coordinate (State Plane)"] or not raw["Latitude"]:
+            continue
+        a, b = projected.to_case(raw, nyc_ctx), built_in.to_case(raw, nyc_ctx)
+        worst = max(worst, abs(a.lon - b.lon), abs(a.lat - b.lat))
+        compared += 1
+    assert compared > 6500 and worst < 2e-6       # degrees: about 20 cm

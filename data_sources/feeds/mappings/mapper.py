@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
+from data_sources.coords import SUPPORTED_CRS, projected_to_wgs84
 from data_sources.feeds.base import FeedContext, IncomingCase, Rejected, blank, check_sizes, parse_number, \
     parse_timestamp, validate_case
 from data_sources.feeds.mappings.spec import MappingSpec, TextSpec, squash
@@ -94,7 +95,10 @@ class DeclarativeMapping:
         self.spec, self.ref, self.path = spec, ref, path
         self.name = spec.name or (path.stem if path else ref)
         self.dayfirst = spec.timestamps.dayfirst
-        self.crs = spec.coordinates.crs
+        crs = spec.coordinates.crs
+        # WGS84 / GCJ02 / BD09 are the feed's CRS (validation converts); any other the mapper projects
+        self.crs = crs if crs in SUPPORTED_CRS or crs is None else None
+        self._project = projected_to_wgs84(crs) if self.crs is None and crs is not None else None
         st = spec.status
         self._states = {squash(t): State(state) for state, texts in st.states.items() for t in texts}
         self._void = {squash(t): reason for t, reason in st.void.items()}
@@ -241,9 +245,13 @@ class DeclarativeMapping:
             x, y = parse_number(lon), parse_number(lat)
         except ValueError:
             return out          # validation names the unreadable one
-        for px, py in spec.placeholders:
+        for px, py in spec.placeholders:       # in the source's own CRS and units
             if x is not None and y is not None and abs(x - px) < 1e-9 and abs(y - py) < 1e-9:
                 out.update(lon=None, lat=None, location_note=f"placeholder coordinates {px:g},{py:g}: not plotted")
+                return out
+        if self._project is not None and x is not None and y is not None and (x, y) != (0, 0):
+            lon, lat = self._project(x, y)
+            out.update(lon=lon, lat=lat, crs="WGS84")
         return out
 
     # ------------------------------------------------------------------ the contract

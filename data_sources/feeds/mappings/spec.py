@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from data_sources.coords import normalize_crs
+from data_sources.coords import normalize_crs, projected_to_wgs84
 from data_sources.packs import MAPPING_KINDS
 from incidents.model import Channel, State
 
@@ -118,7 +118,8 @@ class TimestampsSpec(_Strict):
 class CoordinatesSpec(_Strict):
     lon: Columns = []
     lat: Columns = []
-    crs: Optional[str] = None              # of the coordinates; default: --crs, else the pack's
+    crs: Optional[str] = None              # WGS84, GCJ02, BD09 (default: --crs, else the pack's) or any
+                                           # code PROJ knows, e.g. EPSG:2263: lon/lat are then x/y
     crs_column: Columns = []               # a per-record CRS column
     placeholders: list[tuple[float, float]] = []   # (lon, lat) points that mean "no location"; 0,0 always does
     missing_note: Optional[str] = None     # the case's location note when the source gives no coordinates
@@ -131,7 +132,13 @@ class CoordinatesSpec(_Strict):
     @field_validator("crs")
     @classmethod
     def _crs(cls, v):
-        return None if v is None else normalize_crs(v)
+        if v is None:
+            return None
+        try:
+            return normalize_crs(v)
+        except ValueError:
+            projected_to_wgs84(v)          # raises "unknown CRS" for a code PROJ does not know
+            return v.strip()
 
 
 class StatusSpec(_Strict):
