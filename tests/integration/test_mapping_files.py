@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from data_sources.feeds.mappings import BUILTIN_DIR
 from data_sources.store.db import get_db
-from incidents.tables import FeedRun, Incident, Quarantine
+from incidents.tables import FeedRun, Incident, IncidentEvent, Quarantine
 from tests.conftest import build_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "open311"
@@ -82,3 +82,23 @@ def test_a_broken_mapping_file_is_refused_before_any_record_is_read(db_url, tmp_
     with get_db(app.server).session_scope() as s:
         assert s.scalar(select(func.count()).select_from(FeedRun)) == 0
         assert s.scalar(select(func.count()).select_from(Quarantine)) == 0
+
+
+def test_a_transferred_case_is_reassigned_to_its_new_department(db_url, tmp_path):
+    app = build_app(db_url, PACK="sf")
+    header = "unique_key,created_date,status,agency_name,category,latitude,longitude\n"
+    first, second = tmp_path / "day1.csv", tmp_path / "day2.csv"
+    first.write_text(header + "T1,2017-10-21 09:30:00-07:00,Assigned,PUC Sewer Ops,Sewer Issues,37.77,-122.42\n")
+    second.write_text(header + "T1,2017-10-21 09:30:00-07:00,Transferred,DPW Ops Queue,Sewer Issues,37.77,-122.42\n")
+    runner = app.server.test_cli_runner()
+    for path in (first, second):
+        res = runner.invoke(args=["import", "incidents", str(path), "--mapping", "sf311"])
+        assert res.exit_code == 0, res.output
+    assert _counts(res.output)["updated"] == 1
+    with get_db(app.server).session_scope() as s:
+        case = s.scalar(select(Incident).where(Incident.external_id == "T1"))
+        actions = s.execute(select(IncidentEvent.action, IncidentEvent.payload).where(
+            IncidentEvent.incident_id == case.id).order_by(IncidentEvent.id)).all()
+    assert (case.state, case.department_code) == ("dispatched", "DPW")
+    assert [a for a, _ in actions] == ["report", "register", "dispatch", "reassign", "update"]
+    assert actions[4][1]["source_status"] == "Transferred"
