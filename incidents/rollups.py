@@ -22,7 +22,8 @@ from functools import lru_cache
 from typing import Iterable, Optional
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Date, Integer, and_, case, cast, delete, func, literal, select, union_all
+from sqlalchemy import (BigInteger, Date, Integer, and_, bindparam, case, cast, delete, func, literal, select,
+                        true, union_all)
 from sqlalchemy.orm import Session
 
 from incidents.tables import CaseFact as F
@@ -81,15 +82,21 @@ def ensure(session: Session, tz: str, citizen_channels: Iterable[str]) -> Option
 
 # --------------------------------------------------------------------------- the SQL
 
+#: the years whose clock changes the rollups' days follow (a case before them takes the zone's
+#: offset of 2000-01-01): a short statement — the write path runs it — for a zone without changes
+YEARS = (2000, 2060)
+
+
 @lru_cache(maxsize=16)
 def _offsets(tz: str) -> tuple[tuple[datetime, int], ...]:
-    """The zone's UTC offsets, as (from this UTC instant on, seconds), 1970–2100, oldest first."""
+    """The zone's UTC offsets, as (from this UTC instant on, seconds), over :data:`YEARS`, oldest first."""
     z = ZoneInfo(tz)
 
     def off(t: datetime) -> int:
         return int(t.astimezone(z).utcoffset().total_seconds())
-    out = [(_EPOCH, off(_EPOCH))]
-    t, end = _EPOCH, datetime(2100, 1, 1, tzinfo=timezone.utc)
+    start = datetime(YEARS[0], 1, 1, tzinfo=timezone.utc)
+    out = [(start, off(start))]
+    t, end = start, datetime(YEARS[1], 1, 1, tzinfo=timezone.utc)
     while t < end:
         u = t + timedelta(days=1)
         if off(u) != out[-1][1]:
@@ -150,21 +157,24 @@ def _rows(dialect: str, tz: str, citizen_channels, where, sign: int = 1):
 _KEYS = ("week", "kind", "unit", "milestone", "day", "day2")
 
 
-def _add(session: Session, rows) -> None:
-    """``rows`` added to the stored sums (a new key inserted)."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
+@lru_cache(maxsize=16)
+def _delta(dialect: str, stored: str):
+    """The statement that adds the rollup rows of the cases ``:ids`` times ``:sign`` to the stored
+    sums (a new key inserted): built once per basis — a write to a frozen case runs it twice."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    b = json.loads(stored)
+    rows = _rows(dialect, b["tz"], tuple(b["citizen_channels"]), F.incident_id.in_(bindparam("ids", expanding=True)),
+                 bindparam("sign", type_=Integer))
     sub = rows.subquery("delta")
     # (SQLite: an INSERT … SELECT needs a WHERE before ON CONFLICT; the order locks the rows alike
     # in concurrent writers)
     stmt = insert(R).from_select([*_KEYS, *SUMS], select(sub).where(sub.c.n != 0)
                                  .order_by(*[sub.c[k] for k in _KEYS]))
-    stmt = stmt.on_conflict_do_update(index_elements=list(_KEYS),
+    return stmt.on_conflict_do_update(index_elements=list(_KEYS),
                                       set_={k: getattr(R, k) + stmt.excluded[k] for k in SUMS})
-    conn.execute(stmt)
 
 
 def apply(session: Session, ids: list[int], sign: int) -> None:
@@ -173,14 +183,14 @@ def apply(session: Session, ids: list[int], sign: int) -> None:
     stored = stored_basis(session)
     if not stored or not ids:
         return
-    b = json.loads(stored)
-    dialect = session.get_bind().dialect.name
+    conn = session.connection()
     for i in range(0, len(ids), _IDS_PER_STATEMENT):
-        where = F.incident_id.in_(ids[i:i + _IDS_PER_STATEMENT])
+        part = ids[i:i + _IDS_PER_STATEMENT]
         # only the frozen ones (most writes touch open cases: no rows, one index probe)
-        if session.scalar(select(F.incident_id).where(where, F.frozen_at < FROZEN_NEVER).limit(1)) is None:
+        if session.scalar(select(F.incident_id).where(F.incident_id.in_(part), F.frozen_at < FROZEN_NEVER)
+                          .limit(1)) is None:
             continue
-        _add(session, _rows(dialect, b["tz"], b["citizen_channels"], where, sign))
+        conn.execute(_delta(conn.dialect.name, stored), {"ids": part, "sign": sign})
 
 
 def rebuild(session: Session, tz: str, citizen_channels: Iterable[str]) -> int:
@@ -188,7 +198,7 @@ def rebuild(session: Session, tz: str, citizen_channels: Iterable[str]) -> int:
     conn = session.connection()
     conn.execute(delete(R))
     conn.execute(R.__table__.insert().from_select([*_KEYS, *SUMS],
-                                                  _rows(conn.dialect.name, tz, tuple(citizen_channels), True)))
+                                                  _rows(conn.dialect.name, tz, tuple(citizen_channels), true())))
     value = basis(tz, citizen_channels)
     row = session.get(Meta, BASIS_KEY)
     if row is None:
@@ -216,7 +226,7 @@ def differences(session: Session) -> int:
                 out[key] = tuple(round(float(v), 3) for v in vals)   # (sums of hours: to the 1/1000 h)
         return out
     want = sums(session.execute(select(_rows(session.get_bind().dialect.name, b["tz"], b["citizen_channels"],
-                                             True).subquery())).all())
+                                             true()).subquery())).all())
     have = sums(session.execute(select(*[getattr(R, k) for k in (*_KEYS, *SUMS)])).all())
     return len(set(want) ^ set(have)) + sum(1 for k in set(want) & set(have) if want[k] != have[k])
 
