@@ -106,6 +106,12 @@ def prepare(url: str, n_cases: int, pack, rules, *, rebuild: bool, pool_per_acti
         if (s.scalar(select(func.count()).select_from(CaseFact)) or 0) != datagen.counts(s)[0]:
             t0 = time.perf_counter()
             echo(f"data: fact rows for {facts.rebuild(s):,} cases in {time.perf_counter() - t0:.1f} s")
+    from incidents import rollups
+    with db.session_scope() as s:     # the frozen cases' sums, on the pack's basis
+        t0 = time.perf_counter()
+        made = rollups.ensure(s, pack.timezone, rules.citizen_channels)
+        if made is not None:
+            echo(f"data: {made:,} rollup rows of the frozen cases in {time.perf_counter() - t0:.1f} s")
     with db.session_scope() as s:
         have, _, n_events = datagen.counts(s)
     echo(f"data: {have:,} cases, ~{n_events:,} events in {db.engine.dialect.name} ({_where(url)})")

@@ -40,6 +40,7 @@ __all__ = [
     "gcj02_to_wgs84",
     "normalize_crs",
     "out_of_china",
+    "projected_to_wgs84",
     "to_wgs84",
     "transform_geometry",
     "wgs84_to_bd09",
@@ -219,6 +220,20 @@ def to_wgs84(lon, lat, crs: str):
 def converter_to_wgs84(crs: str) -> Callable:
     """The ``(lon, lat) -> (lon, lat)`` function that converts ``crs`` to WGS84."""
     return _TO_WGS84[normalize_crs(crs)]
+
+
+def projected_to_wgs84(crs: str) -> Callable:
+    """The ``(x, y) -> (lon, lat)`` function from any CRS PROJ knows (``EPSG:2263``, New York State
+    Plane in US feet, as 311 exports carry it) to WGS84. ValueError for a CRS it does not know.
+    pyproj is imported here only: the app starts without it. Its transformers are thread-safe."""
+    from pyproj import CRS, Transformer
+    from pyproj.exceptions import CRSError
+    try:
+        source = CRS.from_user_input(crs)
+    except CRSError:
+        raise ValueError(f"unknown CRS {crs!r}: expected WGS84, GCJ02, BD09 or a code PROJ knows "
+                         "(e.g. EPSG:2263)") from None
+    return Transformer.from_crs(source, "EPSG:4326", always_xy=True).transform
 
 
 def transform_geometry(geom, func: Callable):

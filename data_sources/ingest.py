@@ -392,7 +392,8 @@ class _Run:
                 self._attach_links(s, {c["external_id"]: links[c["external_id"]]
                                        for c in new_cases if c["external_id"] in links})
         # a record already waiting in quarantine (the same file imported again) keeps its one row
-        raws = {id(item): _raw_json(item, self.source, self.mapping.name) for item, _ in rejected if not item.retry_of}
+        ref = getattr(self.mapping, "ref", self.mapping.name)
+        raws = {id(item): _raw_json(item, self.source, ref) for item, _ in rejected if not item.retry_of}
         waiting: dict[str, Quarantine] = {}
         values = list(set(raws.values()))
         for i in range(0, len(values), 200):
@@ -709,7 +710,8 @@ class Ingestor:
         self.feed_name = (feed_name or mapping.name)[:60]
         self.source = (source_label or mapping.name)[:40]
         self.batch_size, self.progress = batch_size, progress
-        ctx = FeedContext(pack, crs=crs or pack.crs, now=self.now, dayfirst=bool(getattr(mapping, "dayfirst", False)),
+        ctx = FeedContext(pack, crs=crs or getattr(mapping, "crs", None) or pack.crs, now=self.now,
+                          dayfirst=bool(getattr(mapping, "dayfirst", False)),
                           earliest=earliest or EARLIEST)
         with self.scope() as s:
             close_interrupted_runs(s)
@@ -784,7 +786,7 @@ def retry_quarantined(db, rules: CaseRules, pack: Pack, ids: Optional[list[int]]
     """Run the mapping again on quarantined raw records (``ids``, or every ``new`` row): a record
     that is valid now is ingested and its row marked ``retried``; one still rejected keeps its row
     with the new reason. One feed run per (feed, source)."""
-    from data_sources.feeds.mappings import MAPPINGS
+    from data_sources.feeds.mappings import MAPPINGS, MappingError, get_mapping
     scope = _scope_factory(db)
     groups: dict[tuple[str, str], list[Item]] = {}
     with scope() as s:
@@ -800,12 +802,14 @@ def retry_quarantined(db, rules: CaseRules, pack: Pack, ids: Optional[list[int]]
                 mapping = env.get("mapping") or (row.feed if row.feed in MAPPINGS else source)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            if mapping not in MAPPINGS:
-                continue
             groups.setdefault((row.feed, source, mapping), []).append(Item(raw, line, retry_of=row.id))
     out = []
-    for (feed, source, mapping), items in groups.items():
-        out.append(ingest(db, rules, pack, [], MAPPINGS[mapping], feed_name=feed, source_label=source, now=now,
+    for (feed, source, ref), items in groups.items():
+        try:   # a built-in's name, or the path of the mapping file the records came through
+            mapping = get_mapping(ref)
+        except (KeyError, MappingError):
+            continue
+        out.append(ingest(db, rules, pack, [], mapping, feed_name=feed, source_label=source, now=now,
                           crs=crs, _items=items))
     return out
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
 from data_sources.store import migrate, partitions
-from incidents import auth, facts
+from incidents import auth, facts, rollups
 from incidents.model import Role
 from incidents.services import bump_data_version
 from incidents.tables import Area, Category, Department, Incident, Meta, RoutingRule, User
@@ -153,6 +153,8 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
         result["pack"] = install_pack(s, rt.pack)
         if facts.backfill_milestones(s, rt.calendar, sign_for_limit=rt.rules.sign_for_limit):    # cases from before the fact table (0004)
             facts.rebuild(s)
+        # the frozen cases' sums, on this pack's time zone and citizen channels (again if they changed)
+        rollups.ensure(s, rt.pack.timezone, rt.rules.citizen_channels)
     echo(f"pack {rt.pack.name}: {result['pack']}")
     if seed_demo is None:
         seed_demo = db.is_sqlite  # the embedded default; production databases get no demo data

@@ -16,13 +16,27 @@ into the narrow fact table with one ``INSERT … SELECT … ON CONFLICT`` per wr
 """
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
-from sqlalchemy import and_, bindparam, case, delete, event, func, or_, select, true, update
+from sqlalchemy import and_, bindparam, case, delete, event, func, literal, or_, select, true, update
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import ReturnTypeFromArgs
 
-from incidents.model import DISPATCH_ACTIONS, REVISING_ACTIONS, Action
-from incidents.tables import CaseFact, Incident, IncidentEvent
+from incidents import rollups
+from incidents.model import DISPATCH_ACTIONS, REVISING_ACTIONS, Action, State
+from incidents.tables import CaseFact, Incident, IncidentEvent, UTCDateTime
+
+
+class greatest(ReturnTypeFromArgs):          # noqa: N801 (an SQL function's name)
+    """The largest of its (non-NULL) arguments: GREATEST, or SQLite's many-argument MAX."""
+    inherit_cache = True
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element, compiler, **kw):
+    return "max(%s)" % compiler.process(element.clauses, **kw)
 
 #: the fact columns in table order, and how each is computed from the case row
 _I = Incident
@@ -40,6 +54,13 @@ _SOURCES = {
     "first_sign_due": _I.first_sign_due, "first_signed_at": _I.first_signed_at,
     "first_contacted_at": _I.first_contacted_at, "resolve_outcome": _I.resolve_outcome,
     "first_revisited_at": _I.first_revisited_at,
+    # a closed or voided case is frozen from its last milestone on (incidents.rollups)
+    "frozen_at": case((_I.state.in_((State.CLOSED.value, State.VOIDED.value)),
+                       greatest(*[func.coalesce(c, _I.reported_at) for c in (
+                           _I.reported_at, _I.registered_at, _I.first_dispatched_at, _I.last_dispatched_at,
+                           _I.resolved_at, _I.first_closed_at, _I.last_closed_at, _I.suspended_at, _I.revised_at,
+                           _I.first_signed_at, _I.first_contacted_at, _I.first_revisited_at)])),
+                      else_=literal(rollups.FROZEN_NEVER, UTCDateTime())),
 }
 COLUMNS = tuple(_SOURCES)
 DISPATCH_EVENTS = tuple(a.value for a in DISPATCH_ACTIONS)
@@ -59,10 +80,14 @@ def _upsert(session: Session, where) -> None:
 
 
 def refresh(session: Session, ids: Iterable[int]) -> None:
-    """Write the fact rows of these cases from their case rows (in the caller's transaction)."""
+    """Write the fact rows of these cases from their case rows, and their rollups (in the caller's
+    transaction): the frozen ones' old sums out, the new in."""
     ids = sorted({int(i) for i in ids})
     for i in range(0, len(ids), _SLICE):
-        _upsert(session, Incident.id.in_(ids[i:i + _SLICE]))
+        part = ids[i:i + _SLICE]
+        rollups.apply(session, part, -1)
+        _upsert(session, Incident.id.in_(part))
+        rollups.apply(session, part, 1)
 
 
 def rebuild(session: Session) -> int:
@@ -72,6 +97,10 @@ def rebuild(session: Session) -> int:
     # NOT EXISTS, an anti-join: PostgreSQL runs a NOT IN over a million ids as a subplan per row
     conn.execute(delete(CaseFact).where(~select(Incident.id).where(Incident.id == CaseFact.incident_id).exists()))
     conn.exec_driver_sql("ANALYZE case_facts")     # fresh statistics: the KPI scans pick their indexes by them
+    stored = rollups.stored_basis(session)
+    if stored:
+        b = json.loads(stored)
+        rollups.rebuild(session, b["tz"], b["citizen_channels"])
     return int(session.scalar(select(func.count()).select_from(CaseFact)) or 0)
 
 
@@ -208,6 +237,7 @@ def _before_flush(session: Session, _context, _instances) -> None:
     """A case deleted through the ORM loses its fact row first."""
     gone = [o.id for o in session.deleted if isinstance(o, Incident) and o.id is not None]
     if gone:
+        rollups.apply(session, gone, -1)
         session.connection().execute(delete(CaseFact).where(CaseFact.incident_id.in_(gone)))
 
 

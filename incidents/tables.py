@@ -249,6 +249,7 @@ class CaseFact(Base):
                       Index("ix_case_facts_state_deadline", "state", "deadline"),
                       Index("ix_case_facts_revised_at", "revised_at"),
                       Index("ix_case_facts_resolved_at", "resolved_at"),
+                      Index("ix_case_facts_frozen_at", "frozen_at", "reported_at"),
                       Index("ix_case_facts_repeated", "incident_id",
                             sqlite_where=text("dispatches > 2 OR closures > 2"),
                             postgresql_where=text("dispatches > 2 OR closures > 2")))
@@ -291,6 +292,47 @@ class CaseFact(Base):
     first_contacted_at: Mapped[Optional[datetime]]
     resolve_outcome: Mapped[Optional[str]] = mapped_column(String(16))
     first_revisited_at: Mapped[Optional[datetime]]
+    # when the case stopped changing what any KPI reads (closed or voided, its last milestone):
+    # from then on it counts the same at every as_of, so :mod:`incidents.rollups` sums it into
+    # ``case_rollups``; :data:`incidents.rollups.FROZEN_NEVER` while it can still change
+    frozen_at: Mapped[datetime] = mapped_column(server_default="9999-12-31 00:00:00")
+
+
+class CaseRollup(Base):
+    """The frozen cases (``case_facts.frozen_at``) summed per week they froze in × department or
+    district × milestone × the milestone's city-time day (and, for the dispatches and closures, the
+    last one's day): what the KPI scan would add for them at any later ``as_of``, kept in the
+    transaction of every write by :mod:`incidents.rollups`. The sums are the scan's columns
+    (:data:`incidents.rollups.SUMS`)."""
+
+    __tablename__ = "case_rollups"
+    __table_args__ = (Index("ix_case_rollups_day", "day"), Index("ix_case_rollups_day2", "day2"))
+
+    week: Mapped[int] = mapped_column(Integer, primary_key=True)          # whole weeks since 1970-01-01 UTC
+    kind: Mapped[str] = mapped_column(String(12), primary_key=True)       # department | district
+    unit: Mapped[str] = mapped_column(String(40), primary_key=True)       # its code, '' for none
+    milestone: Mapped[str] = mapped_column(String(12), primary_key=True)  # reported | registered | dispatched | closed
+    day: Mapped[date] = mapped_column(Date, primary_key=True)             # the (first) milestone's day
+    day2: Mapped[date] = mapped_column(Date, primary_key=True)            # the last dispatch / closure's (else day)
+    n: Mapped[int] = mapped_column(Integer)
+    live: Mapped[int] = mapped_column(Integer)
+    closed: Mapped[int] = mapped_column(Integer)
+    closed_on_time: Mapped[int] = mapped_column(Integer)
+    reworked: Mapped[int] = mapped_column(Integer)
+    on_time_final: Mapped[int] = mapped_column(Integer)
+    accurate: Mapped[int] = mapped_column(Integer)
+    extended: Mapped[int] = mapped_column(Integer)
+    resolved_final: Mapped[int] = mapped_column(Integer)
+    signable: Mapped[int] = mapped_column(Integer)
+    signed_on_time: Mapped[int] = mapped_column(Integer)
+    cit: Mapped[int] = mapped_column(Integer)
+    cit_contacted: Mapped[int] = mapped_column(Integer)
+    cit_resolved: Mapped[int] = mapped_column(Integer)
+    cit_solved: Mapped[int] = mapped_column(Integer)
+    cit_revisited: Mapped[int] = mapped_column(Integer)
+    hours: Mapped[float] = mapped_column(Float)
+    one: Mapped[int] = mapped_column(Integer)      # cases dispatched (closed) once
+    two: Mapped[int] = mapped_column(Integer)      # … twice
 
 
 class IncidentEvent(Base):

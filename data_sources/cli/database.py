@@ -30,21 +30,25 @@ def register(server: Flask) -> None:
         report how many differed from what was stored."""
         from data_sources.runtime import get_runtime
         from data_sources.store.db import get_db, unbounded
-        from incidents import facts
+        from incidents import facts, rollups
         # a batch over every case: no request's statement timeout
         with get_db(server).session_scope() as s:
             with unbounded(s.connection()):
                 n, ids = facts.differences(s)
                 click.echo(f"fact rows that differ from their cases: {n}"
                            + (f" (first: {', '.join(map(str, ids))})" if ids else ""))
+                rolled = rollups.differences(s)
+                click.echo(f"rollup rows of the frozen cases that differ from their fact rows: {rolled}")
+                n += rolled
                 if not check:
                     milestones = facts.backfill_milestones(s, get_runtime(server).calendar, every=True,
                                                               sign_for_limit=get_runtime(server).rules.sign_for_limit)
                     click.echo(f"cases whose first dispatch or handling hours were recomputed from the events: "
                                f"{milestones}")
-                    total = facts.rebuild(s)
+                    total = facts.rebuild(s)      # (and the rollups, on the basis they were built on)
                     left, _ = facts.differences(s)
                     click.echo(f"fact rows rebuilt: {total}; differing now: {left}")
+                    click.echo(f"rollup rows differing now: {rollups.differences(s)}")
             if check:
                 s.rollback()
                 raise SystemExit(1 if n else 0)

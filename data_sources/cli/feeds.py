@@ -1,4 +1,4 @@
-"""Feed CLI: ``flask --app app import incidents FILE --mapping NAME``, ``import service-rates FILE``,
+"""Feed CLI: ``flask --app app import incidents FILE --mapping NAME_OR_PATH [--services FILE]``, ``import service-rates FILE``,
 ``import kpis FILE``, ``replay FILE --mapping NAME --speed N [--limit K]`` and
 ``flask --app app quarantine list|show ID|retry [ID…|--all]`` and ``simulate [--once]`` (the demo feed
 in the foreground)."""
@@ -28,9 +28,22 @@ def _summary(summary, file_label: str = "") -> None:
         click.echo("  see: flask --app app quarantine list")
 
 
+def _mapping(name_or_path: str):
+    """The mapping, checked before any record is read: a broken file stops here with its line and key."""
+    from data_sources.feeds.mappings import MappingError, get_mapping
+    try:
+        return get_mapping(name_or_path)
+    except MappingError as exc:
+        raise click.ClickException(f"mapping file error: {exc}") from None
+    except KeyError as exc:
+        raise click.BadParameter(exc.args[0], param_hint="--mapping") from None
+
+
+_MAPPING_HELP = "A built-in mapping (nyc311, sf311, open311, native) or the path of a mapping file (.toml)."
+
+
 def register(server: Flask) -> None:
     from data_sources.feeds.files import FORMATS
-    from data_sources.feeds.mappings import MAPPINGS
 
     @server.cli.group("import")
     def import_group():
@@ -38,29 +51,35 @@ def register(server: Flask) -> None:
 
     @import_group.command("incidents")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--mapping", "mapping_name", required=True, type=click.Choice(sorted(MAPPINGS)))
+    @click.option("--mapping", "mapping_name", required=True, help=_MAPPING_HELP)
     @click.option("--source", "source_label", default=None,
                   help="Source label of the cases (namespace of their ids); default: the mapping name.")
+    @click.option("--services", "services_file", default=None, type=click.Path(exists=True, dir_okay=False),
+                  help="Open311 services.json / services.xml: fills service_name of requests that give "
+                       "only a service_code.")
     @click.option("--format", "fmt", default=None, type=click.Choice(FORMATS), help="Default: from the suffix.")
     @click.option("--encoding", default=None, help="Text encoding (default: detect UTF-8, then GB18030).")
     @click.option("--crs", default=None, help="CRS of the file's coordinates: WGS84, GCJ02 or BD09 "
                                               "(default: the pack's).")
     @click.option("--batch-size", default=1000, show_default=True)
-    def import_incidents(file, mapping_name, source_label, fmt, encoding, crs, batch_size):
-        """Import incident records from FILE (CSV, XLSX, JSON, NDJSON) through a named mapping."""
-        from data_sources.feeds.files import count_records, read_records
+    def import_incidents(file, mapping_name, services_file, source_label, fmt, encoding, crs, batch_size):
+        """Import incident records from FILE (CSV, XLSX, JSON, NDJSON, Open311 XML) through a mapping."""
+        from data_sources.feeds.files import count_records, read_records, service_names, with_service_names
         from data_sources.ingest import earliest_from, ingest
         from data_sources.runtime import get_runtime
         from data_sources.store.db import get_db
+        mapping = _mapping(mapping_name)
         rt = get_runtime(server)
         try:
             records = read_records(file, fmt=fmt, encoding=encoding)
             total = count_records(file, fmt=fmt)
+            if services_file:
+                records = with_service_names(records, service_names(services_file))
         except ValueError as exc:
             raise click.ClickException(str(exc))
         with click.progressbar(length=total or 0, label=f"importing {file}", show_pos=True) as bar:
-            summary = ingest(get_db(server), rt.rules, rt.pack, records, MAPPINGS[mapping_name],
-                             feed_name=mapping_name, source_label=source_label, crs=crs, batch_size=batch_size,
+            summary = ingest(get_db(server), rt.rules, rt.pack, records, mapping,
+                             feed_name=mapping.name, source_label=source_label, crs=crs, batch_size=batch_size,
                              progress=bar.update, earliest=earliest_from(server.config["INGEST_MIN_DATE"]))
         _summary(summary, f"({file})")
 
@@ -109,7 +128,7 @@ def register(server: Flask) -> None:
 
     @server.cli.command("replay")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--mapping", "mapping_name", required=True, type=click.Choice(sorted(MAPPINGS)))
+    @click.option("--mapping", "mapping_name", required=True, help=_MAPPING_HELP)
     @click.option("--speed", type=float, default=60.0, show_default=True,
                   help="×N: one hour of the source plays in 1/N hour.")
     @click.option("--limit", type=int, default=None, help="Only the first K records of the file.")
@@ -126,6 +145,7 @@ def register(server: Flask) -> None:
         from data_sources.store.db import get_db
         if speed <= 0:
             raise click.BadParameter("must be positive", param_hint="--speed")
+        mapping = _mapping(mapping_name)
         rt = get_runtime(server)
         try:
             records = read_records(file, fmt=fmt)
@@ -140,8 +160,8 @@ def register(server: Flask) -> None:
                 when = f"{rel.source_time:%Y-%m-%d %H:%M:%S}Z" if rel.source_time else "?"
                 click.echo(f"+{rel.at:8.1f}s  released {rel.records:>5,}  ({rel.released:,}/{total:,})  "
                            f"source time {when}")
-        click.echo(f"replaying {file} through {mapping_name} at ×{speed:g}")
-        result = replay(get_db(server), rt.rules, rt.pack, records, mapping_name, speed=speed, limit=limit,
+        click.echo(f"replaying {file} through {mapping.name} at ×{speed:g}")
+        result = replay(get_db(server), rt.rules, rt.pack, records, mapping, speed=speed, limit=limit,
                         source_label=source_label, crs=crs, on_release=show)
         _summary(result.summary, f"({file}, ×{speed:g})")
 

@@ -1,6 +1,6 @@
 """File import adapters: CSV (UTF-8, GBK / GB18030), Excel .xlsx, JSON (an array, an Open311
-``requests`` list or ``{"records": […]}``) and NDJSON. Each yields ``(raw_dict, line_no)``
-(see :mod:`data_sources.feeds.base`)."""
+``requests`` list or ``{"records": […]}``), NDJSON and Open311 GeoReport v2 XML (``requests.xml``,
+``services.xml``). Each yields ``(raw_dict, line_no)`` (see :mod:`data_sources.feeds.base`)."""
 from __future__ import annotations
 
 import codecs
@@ -9,13 +9,14 @@ import io
 import json
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterable, Optional
+from xml.etree import ElementTree
 
-from data_sources.feeds.base import UNREADABLE, RecordIterator
+from data_sources.feeds.base import UNREADABLE, RecordIterator, blank
 
-FORMATS = ("csv", "xlsx", "json", "ndjson")
+FORMATS = ("csv", "xlsx", "json", "ndjson", "xml")
 _SUFFIX = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".json": "json",
-           ".ndjson": "ndjson", ".jsonl": "ndjson"}
+           ".ndjson": "ndjson", ".jsonl": "ndjson", ".xml": "xml"}
 
 
 def detect_format(path: Path) -> str:
@@ -168,6 +169,70 @@ def ndjson_records(text: str) -> RecordIterator:
             yield {UNREADABLE: f"line is a JSON {type(item).__name__}, not an object", "text": line[:2000]}, n
 
 
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
+def _xml_value(el: ElementTree.Element) -> Any:
+    """An element as JSON would have it: ``xsi:nil`` -> None, a leaf -> its text, a list element
+    (``<notes><note>…``: its children share one tag and it is that tag's plural, or there are
+    several) -> a list, else an object of its children."""
+    if el.get(_XSI_NIL, "").strip().lower() in ("true", "1"):
+        return None
+    children = list(el)
+    if not children:
+        return (el.text or "").strip()
+    tags = {c.tag for c in children}
+    if len(tags) == 1 and (len(children) > 1 or el.tag in (children[0].tag + "s", children[0].tag + "es")):
+        return [_xml_value(c) for c in children]
+    return {c.tag: _xml_value(c) for c in children}
+
+
+def xml_records(data: bytes) -> RecordIterator:
+    """Records of an Open311 GeoReport v2 XML document: ``<service_requests><request>…`` or
+    ``<services><service>…`` (each child of the root is a record), or one bare record. The
+    standard library's parser never fetches external entities, and its expat (≥ 2.4.1) refuses
+    entity-expansion bombs: a hostile file is one unreadable record, not a hung import."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        yield {UNREADABLE: f"file is not valid XML ({exc})", "text": data[:2000].decode("utf-8", "replace")}, 1
+        return
+    if not len(root):
+        return          # <service_requests/>: no records
+    records = list(root) if all(len(child) for child in root) else [root]
+    for n, el in enumerate(records, start=1):
+        value = _xml_value(el)
+        if isinstance(value, dict):
+            yield value, n
+        else:
+            yield {UNREADABLE: f"XML record #{n} <{el.tag}> has no fields", "text": str(value)[:2000]}, n
+
+
+def read_xml(path: Path) -> RecordIterator:
+    yield from xml_records(Path(path).read_bytes())   # the XML declaration names the encoding
+
+
+def service_names(path: str | Path) -> dict[str, str]:
+    """service_code -> service_name of an Open311 ``services.json`` or ``services.xml`` file."""
+    out = {}
+    for raw, _ in read_records(path):
+        if UNREADABLE in raw:
+            raise ValueError(f"{path}: {raw[UNREADABLE]}")
+        if not blank(raw.get("service_code")) and not blank(raw.get("service_name")):
+            out[str(raw["service_code"]).strip()] = str(raw["service_name"]).strip()
+    return out
+
+
+def with_service_names(records: Iterable[tuple[dict, int]], names: dict[str, str]) -> RecordIterator:
+    """Requests that carry only a service_code get the service's name (several servers leave it
+    out), so the pack's mapping.csv can match either."""
+    for raw, line in records:
+        code = raw.get("service_code")
+        if blank(raw.get("service_name")) and not blank(code) and str(code).strip() in names:
+            raw = {**raw, "service_name": names[str(code).strip()]}
+        yield raw, line
+
+
 def read_records(path: str | Path, *, fmt: Optional[str] = None, encoding: Optional[str] = None) -> RecordIterator:
     """Records of a file, by format (from the suffix unless given)."""
     path = Path(path)
@@ -180,6 +245,8 @@ def read_records(path: str | Path, *, fmt: Optional[str] = None, encoding: Optio
         return read_json(path, encoding=encoding)
     if fmt == "ndjson":
         return read_ndjson(path, encoding=encoding)
+    if fmt == "xml":
+        return read_xml(path)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -195,4 +262,5 @@ def count_records(path: str | Path, *, fmt: Optional[str] = None) -> Optional[in
 
 
 __all__ = ["FORMATS", "count_records", "csv_records", "decode", "detect_format", "json_records", "read_csv",
-           "ndjson_records", "read_json", "read_ndjson", "read_records", "read_xlsx"]
+           "ndjson_records", "read_json", "read_ndjson", "read_records", "read_xlsx", "read_xml", "service_names",
+           "with_service_names", "xml_records"]

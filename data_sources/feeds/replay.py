@@ -83,7 +83,8 @@ def replay(db, rules, pack, records: Iterable[tuple[dict, int]], mapping, *, spe
         from data_sources.feeds.mappings import get_mapping
         mapping = get_mapping(mapping)
     now = now or datetime.now(timezone.utc)
-    ctx = FeedContext(pack, crs=crs or pack.crs, now=now)
+    ctx = FeedContext(pack, crs=crs or getattr(mapping, "crs", None) or pack.crs, now=now,
+                      dayfirst=bool(getattr(mapping, "dayfirst", False)))
     schedule = plan(records, mapping, ctx, speed, limit)
     run = Ingestor(db, rules, pack, mapping, feed_name, source_label or mapping.name, crs=crs, now=now)
     result = ReplayResult(summary=None)  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ record too, so the sender can fix and resend. Pushing the same records again cha
 Which mapping a feed's records are in: the ``PUSH_FEEDS`` config (``{"feed": "mapping"}`` or
 ``"feed=mapping,feed2=mapping2"``), else the feed's own name when it is a mapping
 (``nyc311``, ``sf311``, ``open311``, ``native``), else ``native``; ``?mapping=NAME`` chooses
-one for an unconfigured feed. Auth as the rest of /api/v1 (the gate in ``data_sources.web.gate``);
+a built-in one for an unconfigured feed (only the operator's ``PUSH_FEEDS`` may name a mapping file
+by path: a pusher never picks a file of the server). Auth as the rest of /api/v1 (the gate in ``data_sources.web.gate``);
 viewers and leaders may not push (403), and a token bound to feeds (``create-token --feed``) writes
 only those (403). Each record is applied only if the pushing user may make every change it brings
 to that case (``incidents.permissions``: a department on its own cases, an inspector verification
@@ -31,7 +32,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from data_sources.feeds.files import json_records, ndjson_records
-from data_sources.feeds.mappings import MAPPINGS
+from data_sources.feeds.mappings import MAPPINGS, get_mapping
 from data_sources.ingest import Ingestor, earliest_from
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db, is_unavailable
@@ -170,7 +171,7 @@ def push_records(feed: str):
     # the events name the user as actor and the feed (and token) as the channel
     principal = Actor.of(current_user)
     token = getattr(current_user, "token_name", None)
-    run = Ingestor(get_db(), rt.rules, rt.pack, MAPPINGS[mapping], feed_name=feed, source_label=feed,
+    run = Ingestor(get_db(), rt.rules, rt.pack, get_mapping(mapping), feed_name=feed, source_label=feed,
                    now=datetime.now(timezone.utc), principal=principal,
                    earliest=earliest_from(current_app.config["INGEST_MIN_DATE"]),
                    via=f"push:{feed}" + (f" token:{token}" if token else ""))

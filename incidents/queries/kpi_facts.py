@@ -23,10 +23,11 @@ from sqlalchemy import (Column, Integer, MetaData, String, Table, and_, case, fa
                         select, type_coerce, union)
 from sqlalchemy.orm import Session
 
-from incidents import kpis
+from incidents import kpis, rollups
 from incidents.model import DEFAULT_CITIZEN_CHANNELS, DISPATCH_ACTIONS, Action, State, TimeUnit
 from incidents.queries._common import OPEN_STATES, RUNNING_STATES
 from incidents.tables import CaseFact as F
+from incidents.tables import CaseRollup as R
 from incidents.tables import CaseAssignment, Category, Incident, IncidentEvent, ServiceRate
 
 E = IncidentEvent
@@ -170,10 +171,11 @@ _MILESTONES = (F.reported_at, F.registered_at, F.first_dispatched_at, F.first_cl
 
 
 def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period], grouped: bool = True,
-          citizen_channels=DEFAULT_CITIZEN_CHANNELS):
+          citizen_channels=DEFAULT_CITIZEN_CHANNELS, frozen_before: Optional[datetime] = None):
     """One pass over the settled fact rows of ``[lo, hi)`` (and the overdue ones), grouped by
     department, district (unless not ``grouped``: NULL, NULL, a few dozen groups, no sort) and the
-    bucket of each milestone a cohort hangs on."""
+    bucket of each milestone a cohort hangs on; with ``frozen_before``, only the cases not frozen
+    before it (the rest come from :func:`_rolled`)."""
     c = {**as_of_conditions(as_of), **citizen_conditions(as_of, citizen_channels)}
     live = c["live"]
     milestones = [_bucket(m, lo, hi, as_of, buckets) for m in _MILESTONES]
@@ -185,32 +187,76 @@ def _scan(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list
             _one(F.closures == 2)]
     where = and_(settled(as_of, s.get_bind().dialect.name),
                  or_(*[_within(m, lo, hi, as_of) for m in _MILESTONES], *overdue_candidates(as_of)))
+    if frozen_before is not None:
+        where = and_(F.frozen_at >= frozen_before, where)
     return s.execute(select(*keys, *cols).where(where).group_by(*(keys if grouped else milestones))).all()
 
 
-def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+def _rolled(s: Session, week: int, days: list, grouped: bool):
+    """The rollup rows of the cases frozen before ``week`` with a milestone in the period, as
+    (kind, unit, milestone, bucket of the day, bucket of the last one's day, *sums): ``days`` are
+    the city-time dates of the period's start and its buckets' ends. Not ``grouped``: the
+    department rows alone (every case is in one), summed."""
+    lo, hi, ends = days[0], days[1], days[2:]
+
+    def bucket(col):
+        return case((or_(col < lo, col >= hi), None), *[(col < end, i) for i, end in enumerate(ends)], else_=None)
+    keys = [R.kind, R.unit, R.milestone, bucket(R.day), bucket(R.day2)]
+    if not grouped:
+        keys[1] = null()
+    sums = [func.sum(getattr(R, k)) for k in rollups.SUMS]
+    where = [R.week < week, R.n > 0, or_(and_(R.day >= lo, R.day < hi), and_(R.day2 >= lo, R.day2 < hi))]
+    if not grouped:
+        where.append(R.kind == "department")
+    return s.execute(select(*keys, *sums).where(*where).group_by(*(k for i, k in enumerate(keys) if grouped or i != 1))
+                     ).all()
+
+
+#: a rollup row's milestone → where its two buckets go in a scan row (first, last)
+_ROLLED_AT = {"reported": (0, None), "registered": (1, None), "dispatched": (2, 4), "closed": (3, 5)}
+
+
+def _as_scan_row(milestone: str, b1, b2, sums) -> tuple:
+    """A rollup row in the scan's layout (:func:`_fold`): its buckets where its milestone's are,
+    nothing overdue (a frozen case is closed or voided), its counts as the dispatches' or closures'."""
+    buckets: list = [None] * 6
+    first, last = _ROLLED_AT[milestone]
+    buckets[first] = b1
+    if last is not None:
+        buckets[last] = b2
+    n, live, *rest = sums
+    flags, (hours, one, two) = rest[:len(rollups.FLAGS)], rest[len(rollups.FLAGS):]
+    counts = (one, two, 0, 0) if milestone == "dispatched" else (0, 0, one, two) if milestone == "closed" else (0,) * 4
+    return (*buckets, n, live, *flags, hours, 0, *counts)
+
+
+def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period],
+             per_case: bool = True):
     """退单数: the returns in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index
-    finds them), as (the department that returned, district, bucket, case, how many) — the revised
-    cases' come from the replay."""
+    finds them), as (the department that returned, district, bucket, case — NULL unless
+    ``per_case`` —, how many) — the revised cases' come from the replay."""
     b = _bucket(E.at, lo, hi, as_of, buckets)
     by = E.payload["from_department"].as_string()
-    return s.execute(select(by, F.district_code, b, E.incident_id, func.count())
+    keys = [by, F.district_code, b, E.incident_id if per_case else null()]
+    return s.execute(select(*keys, func.count())
                      .select_from(F).join(E, E.incident_id == F.incident_id)
                      .where(E.action == "return", settled(as_of, s.get_bind().dialect.name), _within(E.at, lo, hi, as_of))
-                     .group_by(by, F.district_code, b, E.incident_id)).all()
+                     .group_by(*keys[:4 if per_case else 3])).all()
 
 
-def _revisits(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period]):
+def _revisits(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period],
+              per_case: bool = True):
     """回访: the visits in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index finds
-    them), as (the department the visit asked about — its event's —, district, bucket, case, result,
-    how many); the revised cases' come from the replay."""
+    them), as (the department the visit asked about — its event's —, district, bucket, case — NULL
+    unless ``per_case`` —, result, how many); the revised cases' come from the replay."""
     b = _bucket(E.at, lo, hi, as_of, buckets)
     result = E.payload["result"].as_string()
-    return s.execute(select(E.department_code, F.district_code, b, E.incident_id, result, func.count())
+    keys = [E.department_code, F.district_code, b, E.incident_id if per_case else null(), result]
+    return s.execute(select(*keys, func.count())
                      .select_from(F).join(E, E.incident_id == F.incident_id)
                      .where(E.action == Action.REVISIT.value, settled(as_of, s.get_bind().dialect.name),
                             _within(E.at, lo, hi, as_of))
-                     .group_by(E.department_code, F.district_code, b, E.incident_id, result)).all()
+                     .group_by(*[k for i, k in enumerate(keys) if per_case or i != 3])).all()
 
 
 def _visit_sums(result, n: int) -> dict:
@@ -249,9 +295,12 @@ class PeriodSums:
     grouped: bool = True             # False: one group, the total (no department or district)
     #: :data:`kpis.ASSIST_SUMS` per assisting department (协办按时回复率, :func:`assist_sums`)
     assist: dict = field(default_factory=dict)
+    #: the frozen cases' sums from their rollups (:mod:`incidents.rollups`), per department and,
+    #: apart, per district — each case is in both (grouped; else they are in the total group)
+    rolled: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     def total(self) -> dict:
-        return kpis.add_sums(*self.groups.values())
+        return kpis.add_sums(*self.groups.values(), *self.rolled.get("department", {}).values())
 
     def by(self, group_by: str) -> dict[str, dict]:
         if not self.grouped:
@@ -260,7 +309,43 @@ class PeriodSums:
         out: dict[str, list] = {}
         for key, sums in self.groups.items():
             out.setdefault(key[i], []).append(sums)
+        for code, sums in self.rolled.get(group_by, {}).items():
+            out.setdefault(code, []).append(sums)
         return {k: kpis.add_sums(*v) for k, v in out.items()}
+
+
+def _fold(row, g: dict, by_bucket: Optional[list[dict]]) -> None:
+    """Add a scan row (the buckets of its six milestones, then its sums; :func:`_scan`) to the
+    group ``g`` and, given ``by_bucket``, to its buckets."""
+    b_rep, b_reg, b_disp, b_close, b_last_disp, b_last_close = row[:6]
+    n, live, *flags = row[6:]
+    flagged = dict(zip(_FLAGS + _CIT_FLAGS, flags[:len(_FLAGS) + len(_CIT_FLAGS)]))
+    hours, overdue, one_dispatch, two_dispatches, one_closure, two_closures = flags[len(_FLAGS) + len(_CIT_FLAGS):]
+    add = {"overdue": overdue}
+    per_bucket = []
+    if b_rep is not None:
+        per_bucket.append((b_rep, {"reported": n}))
+    if b_reg is not None:
+        per_bucket.append((b_reg, {"registered": n, "reg": live, **{k: flagged[f] for k, f in _REG.items()}}))
+    if b_disp is not None:
+        per_bucket.append((b_disp, {"disp": live, **{k: flagged[f] for k, f in _DISP.items()},
+                                    "handled_hours": hours}))
+    if b_close is not None:
+        per_bucket.append((b_close, {k: flagged[f] for k, f in _CLOSE.items()}))
+    # 派遣数 / 结案数 count a case once a period and once a bucket: by its first and last event
+    for name, first, last, one, two in (("dispatched", b_disp, b_last_disp, one_dispatch, two_dispatches),
+                                        ("closed", b_close, b_last_close, one_closure, two_closures)):
+        if first is not None or last is not None:
+            add[name] = add.get(name, 0) + (one if first is not None else 0) + two
+        if by_bucket is not None and first is not None:
+            by_bucket[int(first)][name] += one + two
+        if by_bucket is not None and last is not None and last != first:
+            by_bucket[int(last)][name] += two
+    for i, sums in [(None, add)] + per_bucket:
+        for k, v in sums.items():
+            g[k] += v
+            if i is not None and by_bucket is not None:
+                by_bucket[int(i)][k] += v
 
 
 def _unit_key(dept, district) -> tuple[str, str]:
@@ -288,37 +373,22 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
     _key = _unit_key if grouped else _total_key
     scan_buckets = buckets or [period]
     by_bucket = [_zero() for _ in scan_buckets]
-    for row in _scan(s, as_of, lo, hi, scan_buckets, grouped, citizen_channels):
-        dept, district, b_rep, b_reg, b_disp, b_close, b_last_disp, b_last_close = row[:8]
-        n, live, *flags = row[8:]
-        flagged = dict(zip(_FLAGS + _CIT_FLAGS, flags[:len(_FLAGS) + len(_CIT_FLAGS)]))
-        hours, overdue, one_dispatch, two_dispatches, one_closure, two_closures = flags[len(_FLAGS) + len(_CIT_FLAGS):]
-        add = {"overdue": overdue}
-        per_bucket = []
-        if b_rep is not None:
-            per_bucket.append((b_rep, {"reported": n}))
-        if b_reg is not None:
-            per_bucket.append((b_reg, {"registered": n, "reg": live, **{k: flagged[f] for k, f in _REG.items()}}))
-        if b_disp is not None:
-            per_bucket.append((b_disp, {"disp": live, **{k: flagged[f] for k, f in _DISP.items()},
-                                        "handled_hours": hours}))
-        if b_close is not None:
-            per_bucket.append((b_close, {k: flagged[f] for k, f in _CLOSE.items()}))
-        # 派遣数 / 结案数 count a case once a period and once a bucket: by its first and last event
-        for name, first, last, one, two in (("dispatched", b_disp, b_last_disp, one_dispatch, two_dispatches),
-                                            ("closed", b_close, b_last_close, one_closure, two_closures)):
-            if first is not None or last is not None:
-                add[name] = add.get(name, 0) + (one if first is not None else 0) + two
-            if first is not None:
-                by_bucket[int(first)][name] += one + two
-            if last is not None and last != first:
-                by_bucket[int(last)][name] += two
-        g = out.groups.setdefault(_key(dept, district), _zero())
-        for i, sums in [(None, add)] + per_bucket:
-            for k, v in sums.items():
-                g[k] += v
-                if i is not None:
-                    by_bucket[int(i)][k] += v
+    # the cases frozen before the week of as_of from their rollups, when the period is whole
+    # city-time days and the rollups were built on this pack's basis; the scan reads the rest
+    days = rollups.local_days([lo, hi, *[b.end for b in scan_buckets]], tz)
+    week = rollups.week_of(as_of) if days and rollups.usable(s, tz, citizen_channels) else None
+    for row in _scan(s, as_of, lo, hi, scan_buckets, grouped, citizen_channels,
+                     frozen_before=rollups.week_start(week) if week is not None else None):
+        _fold(row[2:], out.groups.setdefault(_key(*row[:2]), _zero()), by_bucket)
+    if week is not None:
+        for kind, unit, milestone, b1, b2, *sums in _rolled(s, week, days, grouped):
+            row = _as_scan_row(milestone, b1, b2, sums)
+            if not grouped:
+                _fold(row, out.groups.setdefault(_total_key(None, None), _zero()), by_bucket)
+            else:
+                code = _unit_key(unit or None, None)[0]
+                _fold(row, out.rolled.setdefault(kind, {}).setdefault(code, _zero()),
+                      by_bucket if kind == "department" else None)   # (each case is in both kinds)
     # the cases dispatched or closed more than once count once per period, once per bucket
     seen: set = set()
     for dept, district, action, b, cid in _repeated(s, as_of, lo, hi, scan_buckets):
@@ -328,11 +398,11 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
             out.groups.setdefault(_key(dept, district), _zero())[name] += 1
         if b is not None:
             by_bucket[int(b)][name] += 1
-    for dept, district, b, _cid, n in _returns(s, as_of, lo, hi, scan_buckets):
+    for dept, district, b, _cid, n in _returns(s, as_of, lo, hi, scan_buckets, per_case=False):
         out.groups.setdefault(_key(dept, district), _zero())["returns"] += n
         if b is not None:
             by_bucket[int(b)]["returns"] += n
-    for dept, district, b, _cid, result, n in _revisits(s, as_of, lo, hi, scan_buckets):
+    for dept, district, b, _cid, result, n in _revisits(s, as_of, lo, hi, scan_buckets, per_case=False):
         g = out.groups.setdefault(_key(dept, district), _zero())
         for k, v in _visit_sums(result, n).items():
             g[k] += v
@@ -355,7 +425,7 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
         if buckets is not None:
             extra = kpis.bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
             out.buckets = [kpis.add_sums(a, b) for a, b in zip(out.buckets, extra)]
-    for g in [*out.groups.values(), *(out.buckets or [])]:
+    for g in [*out.groups.values(), *(out.buckets or []), *(v for d in out.rolled.values() for v in d.values())]:
         for k in kpis.CASE_SUMS:
             g[k] = float(g[k]) if k == "handled_hours" else int(g[k])
     return out

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from data_sources.feeds.files import read_records
-from data_sources.feeds.mappings import Native
+from data_sources.feeds.mappings import BUILTIN_DIR, MAPPINGS, load_mapping_file
 from data_sources.ingest import RUN_OWNER, Ingestor, ingest
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db
@@ -34,7 +34,7 @@ def _csv(rows) -> str:
 
 def _run(server, records, mapping=None):
     rt = get_runtime(server)
-    return ingest(get_db(server), rt.rules, rt.pack, records, mapping or Native(), now=NOW)
+    return ingest(get_db(server), rt.rules, rt.pack, records, mapping or MAPPINGS["native"], now=NOW)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
@@ -52,17 +52,14 @@ def test_a_utf16_or_utf32_csv_is_read_not_quarantined(server, tmp_path, encoding
         assert s.scalar(select(Incident.title).where(Incident.external_id == "U1")) == "人行道破损"
 
 
-class DayFirst(Native):
-    name = "native-dmy"
-    dayfirst = True
-
-
-def test_day_first_dates_are_read_when_the_mapping_declares_them(server):
+def test_day_first_dates_are_read_when_the_mapping_declares_them(server, tmp_path):
+    dmy = tmp_path / "native-dmy.toml"   # the native mapping file, declaring DD/MM/YYYY dates
+    dmy.write_text((BUILTIN_DIR / "native.toml").read_text().replace("[timestamps]\n", "[timestamps]\ndayfirst = true\n"))
     rec = {"external_id": "D1", "title": "路灯不亮", "category_code": "C0101", "reported_at": "21/10/2025 09:30",
            "lon": WEST_LAKE[0], "lat": WEST_LAKE[1]}
     refused = _run(server, [(rec, 1)])
     assert refused.run.quarantined == 1 and "unreadable timestamp" in next(iter(refused.reasons))
-    accepted = _run(server, [(rec, 1)], mapping=DayFirst()).run
+    accepted = _run(server, [(rec, 1)], mapping=load_mapping_file(dmy)).run
     assert accepted.inserted == 1
     with get_db(server).session_scope() as s:
         reported = s.scalar(select(Incident.reported_at).where(Incident.external_id == "D1"))
@@ -101,7 +98,7 @@ def test_a_killed_run_is_closed_as_failed_when_the_next_run_starts(server):
             r.error = ""
         s.add_all(rows)
     rt = get_runtime(server)
-    Ingestor(get_db(server), rt.rules, rt.pack, Native(), now=NOW).finish("ok")
+    Ingestor(get_db(server), rt.rules, rt.pack, MAPPINGS["native"], now=NOW).finish("ok")
     with get_db(server).session_scope() as s:
         status = {r.feed: (r.status, r.error) for r in s.scalars(select(FeedRun))}
     assert status["killed"][0] == "failed" and "interrupted" in status["killed"][1]

@@ -8,6 +8,7 @@ import itertools
 import math
 import random
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,13 +17,14 @@ from hypothesis import strategies as st
 from data_sources.feeds import simulator
 from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db
-from incidents import facts, kpis, lifecycle, services
+from incidents import facts, kpis, lifecycle, rollups, services
 from incidents.model import REVISING_ACTIONS, Action, Role, State
 from incidents.queries import kpi_facts
 from incidents.services import Actor
 from tests.conftest import BACKENDS, shared_app
 
 UTC = timezone.utc
+CITY = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -262,8 +264,11 @@ def test_any_legal_action_sequence_gives_the_reference_numbers_at_any_as_of(app,
         try:
             end = _play(s, rt, rng, 6, steps, t0, f"h{next(_RUNS)}")
             assert facts.differences(s) == (0, [])
+            assert rollups.differences(s) == 0
             as_of = t0 + (end - t0) * cut + timedelta(seconds=1)
             start = t0 + (end - t0) * begin * begin - timedelta(hours=1)    # early periods more often
+            if span >= 24:    # whole city-time days: the cases frozen before as_of's week come from their rollups
+                start = start.astimezone(CITY).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
             _check(s, rt, kpis.Period(start, start + timedelta(hours=span)), as_of)
         finally:
             s.rollback()
@@ -307,15 +312,21 @@ def test_facts_rebuild_reports_and_repairs_what_differs(demo):
         conn.execute(text("UPDATE case_facts SET state = 'dispatched' WHERE incident_id = :i"), {"i": victims[0]})
         conn.execute(text("DELETE FROM case_facts WHERE incident_id = :i"), {"i": victims[1]})
         conn.execute(text("UPDATE incidents SET handling_hours = 999 WHERE id = :i"), {"i": victims[0]})
+        # a rollup row of the frozen cases tampered with, beside the two cases' (now without their facts)
+        conn.execute(text("UPDATE case_rollups SET closed = closed + 3 WHERE milestone = 'registered' AND week = "
+                          "(SELECT MIN(week) FROM case_rollups)"))
     runner = demo.server.test_cli_runner()
     checked = runner.invoke(args=["facts", "rebuild", "--check"])
     assert checked.exit_code == 1
     assert "fact rows that differ from their cases: 2" in checked.output
+    tampered = int(checked.output.split("rollup rows of the frozen cases that differ from their fact rows: ")[1].split()[0])
+    assert tampered >= 3
     assert f"{victims[0]}, {victims[1]}" in checked.output
     done = runner.invoke(args=["facts", "rebuild"])
     assert done.exit_code == 0, done.output
     assert "recomputed from the events: 1" in done.output
     assert "differing now: 0" in done.output
+    assert "rollup rows differing now: 0" in done.output
     with demo.server.app_context(), get_db(demo.server).session_scope() as s:
         assert facts.differences(s) == (0, [])
         assert s.get(services.Incident, victims[0]).handling_hours != 999

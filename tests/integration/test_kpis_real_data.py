@@ -2,7 +2,7 @@
 
 The files go in through the feed mappings (as `flask import incidents` does). The expected figures
 are computed here with pandas directly from the raw columns, relying on these rules of the
-mappings (data_sources/feeds/mappings.py, data_sources/ingest.py), written out independently:
+mappings (data_sources/feeds/mappings/*.toml, data_sources/ingest.py), written out independently:
 
 * a record is voided when its status mentions "duplicate", or it is Closed and its notes
   (NYC Resolution Description, SF status_notes) say exactly "Duplicate"; a voided record gets only a

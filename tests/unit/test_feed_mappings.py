@@ -12,7 +12,7 @@ from tests.conftest import SHARED_DATA
 from data_sources.feeds.base import (UNREADABLE, FeedContext, Rejected, clean_text, parse_number,
                                      parse_timestamp)
 from data_sources.feeds.files import decode, read_records
-from data_sources.feeds.mappings import MAPPINGS, normalise_status
+from data_sources.feeds.mappings import MAPPINGS
 from data_sources.packs import PackError, load_mapping, load_pack
 from incidents.model import State
 
@@ -69,12 +69,12 @@ def test_clean_text_strips_html_and_rejects_undecodable_bytes():
     ("Cancelled", None, (State.VOIDED, "invalid")),
 ])
 def test_status_normalisation(status, notes, expected):
-    assert normalise_status(status, notes) == expected
+    assert MAPPINGS["nyc311"].status({"Status": status, "Resolution Description": notes})[:2] == expected
 
 
 def test_unknown_status_is_rejected():
     with pytest.raises(Rejected, match="unknown status"):
-        normalise_status("Teleported")
+        MAPPINGS["nyc311"].status({"Status": "Teleported"})
 
 
 def test_mapping_tables_of_the_packs():

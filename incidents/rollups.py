@@ -1,0 +1,234 @@
+"""The frozen cases' rollups (``case_rollups``, DESIGN §2 and §6), kept in the transaction of every write.
+
+A closed or voided case whose last milestone is behind ``as_of`` counts the same at every later
+``as_of``: its state, flags and milestones no longer move (``case_facts.frozen_at``). The KPI scan
+(:mod:`incidents.queries.kpi_facts`) therefore reads the cases frozen before the week of ``as_of``
+from these sums — per week they froze in, department or district, milestone and the milestone's
+city-time day — and scans only the rest: the open cases and those frozen since. A quarter's brief
+reads a few thousand rollup rows instead of a hundred thousand fact rows.
+
+The rows are a projection of the fact rows: :func:`apply` takes a case's old sums away and adds its
+new ones around each fact write (:func:`incidents.facts.refresh`); :func:`rebuild` writes them all
+from the fact rows and :func:`differences` says which stored rows disagree. The city-time days
+depend on the pack's time zone and 市民 flags on its citizen channels: the rows say which
+(:func:`basis`, in ``meta``); a reader with another basis scans instead (:func:`usable`), and
+``init-db`` rebuilds them when the pack changes (:func:`ensure`).
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Iterable, Optional
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import BigInteger, Date, Integer, and_, case, cast, delete, func, literal, select, union_all
+from sqlalchemy.orm import Session
+
+from incidents.tables import CaseFact as F
+from incidents.tables import CaseRollup as R
+from incidents.tables import Meta
+
+#: ``frozen_at`` of a case that can still change (open, or closed with a later step possible)
+FROZEN_NEVER = datetime(9999, 12, 31, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+WEEK = 7 * 24 * 3600
+#: the ``meta`` key of the basis the rows were built on
+BASIS_KEY = "rollup_basis"
+#: the sums of a rollup row, as the scan names them (:func:`incidents.queries.kpi_facts._scan`)
+FLAGS = ("closed", "closed_on_time", "reworked", "on_time_final", "accurate", "extended", "resolved_final",
+         "signable", "signed_on_time", "cit", "cit_contacted", "cit_resolved", "cit_solved", "cit_revisited")
+SUMS = ("n", "live", *FLAGS, "hours", "one", "two")
+KINDS = {"department": F.department_code, "district": F.district_code}
+#: milestone → (the first one's column, the last one's, the count of them): the dispatches and
+#: closures count once a period, by their first and last (the scan's rule)
+MILESTONES = {"reported": (F.reported_at, None, None), "registered": (F.registered_at, None, None),
+              "dispatched": (F.first_dispatched_at, F.last_dispatched_at, F.dispatches),
+              "closed": (F.first_closed_at, F.last_closed_at, F.closures)}
+_IDS_PER_STATEMENT = 5000
+
+
+def week_of(t: datetime) -> int:
+    """Whole weeks since 1970-01-01 UTC (what the rows' ``week`` says of ``frozen_at``)."""
+    return int((t - _EPOCH).total_seconds()) // WEEK
+
+
+def week_start(week: int) -> datetime:
+    return _EPOCH + timedelta(seconds=week * WEEK)
+
+
+# --------------------------------------------------------------------------- the basis
+
+def basis(tz: str, citizen_channels: Iterable[str]) -> str:
+    return json.dumps({"tz": tz, "citizen_channels": sorted(citizen_channels)}, sort_keys=True)
+
+
+def stored_basis(session: Session) -> Optional[str]:
+    return session.scalar(select(Meta.value).where(Meta.key == BASIS_KEY))
+
+
+def usable(session: Session, tz: str, citizen_channels: Iterable[str]) -> bool:
+    """Whether the stored rows sum the cases as a reader with this pack would."""
+    return stored_basis(session) == basis(tz, citizen_channels)
+
+
+def ensure(session: Session, tz: str, citizen_channels: Iterable[str]) -> Optional[int]:
+    """Rebuild the rows if they were built on another basis (or never); the rows written, else None."""
+    if usable(session, tz, citizen_channels):
+        return None
+    return rebuild(session, tz, citizen_channels)
+
+
+# --------------------------------------------------------------------------- the SQL
+
+@lru_cache(maxsize=16)
+def _offsets(tz: str) -> tuple[tuple[datetime, int], ...]:
+    """The zone's UTC offsets, as (from this UTC instant on, seconds), 1970–2100, oldest first."""
+    z = ZoneInfo(tz)
+
+    def off(t: datetime) -> int:
+        return int(t.astimezone(z).utcoffset().total_seconds())
+    out = [(_EPOCH, off(_EPOCH))]
+    t, end = _EPOCH, datetime(2100, 1, 1, tzinfo=timezone.utc)
+    while t < end:
+        u = t + timedelta(days=1)
+        if off(u) != out[-1][1]:
+            lo, hi = t, u            # the change lies in (lo, hi]: halve to the second
+            while (hi - lo) > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if off(mid) == out[-1][1] else (lo, mid)
+            out.append((hi.replace(microsecond=0), off(hi)))
+        t = u
+    return tuple(out)
+
+
+def local_day(col, tz: str, dialect: str):
+    """SQL for the city-time date of the UTC timestamp ``col``."""
+    offsets = _offsets(tz)
+    if dialect == "sqlite":
+        mods = [(col >= t, f"{s:+d} seconds") for t, s in reversed(offsets[1:])]
+        mod = case(*mods, else_=f"{offsets[0][1]:+d} seconds") if mods else literal(f"{offsets[0][1]:+d} seconds")
+        return func.date(col, mod)
+    secs = [(col >= t, s) for t, s in reversed(offsets[1:])]
+    seconds = case(*secs, else_=offsets[0][1]) if secs else literal(offsets[0][1])
+    return cast(col + func.make_interval(0, 0, 0, 0, 0, 0, seconds), Date)
+
+
+def _week(col, dialect: str):
+    if dialect == "sqlite":      # whole seconds: no floating point at a week's edge
+        return cast(func.strftime("%s", col), Integer) // WEEK
+    return cast(func.floor(func.extract("epoch", col)), BigInteger) // WEEK
+
+
+def _rows(dialect: str, tz: str, citizen_channels, where, sign: int = 1):
+    """The rollup rows of the frozen fact rows ``where`` picks (``sign`` -1: to take them away)."""
+    from incidents.queries.kpi_facts import as_of_conditions, citizen_conditions
+    c = {**as_of_conditions(FROZEN_NEVER), **citizen_conditions(FROZEN_NEVER, citizen_channels)}
+    live = c["live"]
+
+    def total(cond):
+        return func.sum(case((cond, sign), else_=0))
+    parts = []
+    for kind, unit in KINDS.items():
+        for name, (first, last, count) in MILESTONES.items():
+            day = local_day(first, tz, dialect)
+            day2 = local_day(last, tz, dialect) if last is not None else day
+            keys = [_week(F.frozen_at, dialect).label("week"), literal(kind).label("kind"),
+                    func.coalesce(unit, "").label("unit"), literal(name).label("milestone"),
+                    day.label("day"), day2.label("day2")]
+            sums = [func.count() * sign, total(live), *[total(and_(live, c[f])) for f in FLAGS],
+                    func.coalesce(func.sum(case((and_(live, c["resolved_final"]), F.handling_hours * sign),
+                                                else_=None)), 0.0),
+                    total(count == 1) if count is not None else literal(0),
+                    total(count == 2) if count is not None else literal(0)]
+            parts.append(select(*keys, *[v.label(k) for k, v in zip(SUMS, sums)])
+                         .where(where, F.frozen_at < FROZEN_NEVER, first.isnot(None))
+                         .group_by(*keys))
+    return union_all(*parts)
+
+
+_KEYS = ("week", "kind", "unit", "milestone", "day", "day2")
+
+
+def _add(session: Session, rows) -> None:
+    """``rows`` added to the stored sums (a new key inserted)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    sub = rows.subquery("delta")
+    # (SQLite: an INSERT … SELECT needs a WHERE before ON CONFLICT; the order locks the rows alike
+    # in concurrent writers)
+    stmt = insert(R).from_select([*_KEYS, *SUMS], select(sub).where(sub.c.n != 0)
+                                 .order_by(*[sub.c[k] for k in _KEYS]))
+    stmt = stmt.on_conflict_do_update(index_elements=list(_KEYS),
+                                      set_={k: getattr(R, k) + stmt.excluded[k] for k in SUMS})
+    conn.execute(stmt)
+
+
+def apply(session: Session, ids: list[int], sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) these cases' frozen fact rows as they are stored now —
+    around the fact write (:func:`incidents.facts.refresh`); nothing without a basis."""
+    stored = stored_basis(session)
+    if not stored or not ids:
+        return
+    b = json.loads(stored)
+    dialect = session.get_bind().dialect.name
+    for i in range(0, len(ids), _IDS_PER_STATEMENT):
+        where = F.incident_id.in_(ids[i:i + _IDS_PER_STATEMENT])
+        # only the frozen ones (most writes touch open cases: no rows, one index probe)
+        if session.scalar(select(F.incident_id).where(where, F.frozen_at < FROZEN_NEVER).limit(1)) is None:
+            continue
+        _add(session, _rows(dialect, b["tz"], b["citizen_channels"], where, sign))
+
+
+def rebuild(session: Session, tz: str, citizen_channels: Iterable[str]) -> int:
+    """Every rollup row again from the fact rows, on this basis; returns how many rows."""
+    conn = session.connection()
+    conn.execute(delete(R))
+    conn.execute(R.__table__.insert().from_select([*_KEYS, *SUMS],
+                                                  _rows(conn.dialect.name, tz, tuple(citizen_channels), True)))
+    value = basis(tz, citizen_channels)
+    row = session.get(Meta, BASIS_KEY)
+    if row is None:
+        session.add(Meta(key=BASIS_KEY, value=value))
+    else:
+        row.value = value
+    session.flush()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE case_rollups")
+    return int(session.scalar(select(func.count()).select_from(R)) or 0)
+
+
+def differences(session: Session) -> int:
+    """How many rollup keys' stored sums differ from the fact rows' (0 without a basis)."""
+    stored = stored_basis(session)
+    if not stored:
+        return 0
+    b = json.loads(stored)
+
+    def sums(rows) -> dict:
+        out: dict = {}
+        for r in rows:
+            key, vals = tuple(str(v) for v in r[:6]), tuple(r[6:])
+            if any(vals):
+                out[key] = tuple(round(float(v), 3) for v in vals)   # (sums of hours: to the 1/1000 h)
+        return out
+    want = sums(session.execute(select(_rows(session.get_bind().dialect.name, b["tz"], b["citizen_channels"],
+                                             True).subquery())).all())
+    have = sums(session.execute(select(*[getattr(R, k) for k in (*_KEYS, *SUMS)])).all())
+    return len(set(want) ^ set(have)) + sum(1 for k in set(want) & set(have) if want[k] != have[k])
+
+
+def local_days(boundaries: list[datetime], tz: str) -> Optional[list[date]]:
+    """The city-time dates of these instants if each is a city-time midnight (else None: a
+    rollup row says only its day)."""
+    z = ZoneInfo(tz)
+    out = []
+    for t in boundaries:
+        local = t.astimezone(z)
+        if (local.hour, local.minute, local.second, local.microsecond) != (0, 0, 0, 0):
+            return None
+        out.append(local.date())
+    return out
