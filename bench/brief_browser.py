@@ -91,7 +91,7 @@ def _cards_drawn(page) -> None:
         return v.length === n && Array.from(v).every(e => e.textContent.trim() !== ''); }""", arg=len(CASE_KPIS))
 
 
-def measure(base: str, browser, runs: int) -> dict[str, list[float]]:
+def measure(base: str, browser, runs: int, screenshot: str | None = None) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"load_cold": [], "load": [], "period": [], "drill": [], "drill_last": []}
     for i in range(runs):
         ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN",
@@ -101,6 +101,8 @@ def measure(base: str, browser, runs: int) -> dict[str, list[float]]:
         page.goto(base + "/brief?preset=last30")
         _cards_drawn(page)
         out["load_cold" if i == 0 else "load"].append(time.perf_counter() - t)
+        if screenshot and i == 0:       # the page as the leader first sees it (to look at, not timed)
+            page.screenshot(path=screenshot, full_page=True)
         before = page.get_attribute("#brief-pdf", "href")
         t = time.perf_counter()
         page.click("#brief-preset label:has-text('本月')")
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.brief_browser", description=__doc__.split("\n\n")[0])
     p.add_argument("--days", type=int, default=90, help="days of demo history (the demo default: 90)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--screenshot", help="save the first loaded page as this PNG (full page)")
     args = p.parse_args(argv)
     header("leader brief in headless Chromium, 1920×1080", argv)
     tmp = Path(tempfile.mkdtemp(prefix="cityops-bench-brief-browser-"))
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
            stdin=PASSWORD + "\n")
     print(f"database: {args.days} days of demo history in {time.perf_counter() - t:.0f} s ({tmp})")
     with serving(env, tmp, port) as (base, browser):
-        got = measure(base, browser, args.runs)
+        got = measure(base, browser, args.runs, args.screenshot)
     rows = int(got.pop("drill_rows", [0])[0])
     for name, values in got.items():
         print(f"  {name:10s} " + " ".join(f"{v:.2f}" for v in values) + f"  (median {statistics.median(values):.2f} s)")
