@@ -221,9 +221,10 @@ def differences(session: Session) -> int:
     def sums(rows) -> dict:
         out: dict = {}
         for r in rows:
-            key, vals = tuple(str(v) for v in r[:6]), tuple(r[6:])
+            # (sums of hours to the 1/1000 h: a case's hours taken out of a row leave ~1e-14 behind)
+            key, vals = tuple(str(v) for v in r[:6]), tuple(round(float(v), 3) for v in r[6:])
             if any(vals):
-                out[key] = tuple(round(float(v), 3) for v in vals)   # (sums of hours: to the 1/1000 h)
+                out[key] = vals
         return out
     want = sums(session.execute(select(_rows(session.get_bind().dialect.name, b["tz"], b["citizen_channels"],
                                              true()).subquery())).all())
