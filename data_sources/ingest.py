@@ -75,6 +75,8 @@ class RunSummary:
 
     run: FeedRun
     reasons: Counter = field(default_factory=Counter)
+    #: records kept despite a fault (location unknown, closed before created, unknown type), by kind
+    flags: Counter = field(default_factory=Counter)
 
 
 def _scope_factory(target) -> Callable[[], contextlib.AbstractContextManager[Session]]:
@@ -160,6 +162,14 @@ def _differences(case: Incident, inc: IncomingCase) -> dict:
             and inc.state in (State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED)):
         diff["department_code"] = inc.department_code
     return diff
+
+
+def _flagged(payload: dict, inc: IncomingCase) -> None:
+    """What was wrong with a record kept anyway, and the source's type the mapping did not know."""
+    if inc.flags:
+        payload["flags"] = dict(inc.flags)
+    if inc.source_type:
+        payload["source_type"] = inc.source_type
 
 
 def _jsonable(v: Any) -> Any:
@@ -286,6 +296,7 @@ class _Run:
         self.seen: dict[str, int] = {}
         self.counts = Counter()
         self.reasons: Counter = Counter()
+        self.flags: Counter = Counter()
         self.last_record_at: Optional[datetime] = None
 
     # one batch = one transaction
@@ -294,7 +305,7 @@ class _Run:
         for attempt in (1, 2):
             try:
                 with self.scope() as s:
-                    counts, reasons = self._batch(s, items)
+                    counts, reasons, flags = self._batch(s, items)
                     run = s.get(FeedRun, self.run_id)
                     for k, v in counts.items():
                         setattr(run, k, getattr(run, k) + v)
@@ -306,6 +317,7 @@ class _Run:
                     services.bump_data_version(s)
                 self.counts.update(counts)
                 self.reasons.update(reasons)
+                self.flags.update(flags)
                 return
             except IntegrityError:
                 # another import inserted one of these external ids meanwhile: once more, as updates
@@ -342,8 +354,8 @@ class _Run:
         """The cases of this source among ``external_ids``: plain rows of the compared columns."""
         return {row.external_id: row for row in _by_external_id(s, self.source, external_ids, _COMPARED)}
 
-    def _batch(self, s: Session, items: list[Item]) -> tuple[Counter, Counter]:
-        counts, reasons = Counter(), Counter()
+    def _batch(self, s: Session, items: list[Item]) -> tuple[Counter, Counter, Counter]:
+        counts, reasons, flags = Counter(), Counter(), Counter()
         accepted, rejected = self._validate(items)
 
         known = self._known(s, [inc.external_id for _, inc in accepted])
@@ -379,6 +391,7 @@ class _Run:
             except DomainError as exc:
                 rejected.append((item, f"cannot apply the source's timeline: {exc}"))
                 continue
+            flags.update(inc.flags.keys())
             if item.retry_of:
                 q = s.get(Quarantine, item.retry_of)
                 q.status = "retried"
@@ -412,7 +425,7 @@ class _Run:
                 s.add(q)
                 waiting[q.raw] = q
         s.flush()
-        return counts, reasons
+        return counts, reasons, flags
 
     def _locate(self, incs: list[IncomingCase]) -> dict[str, tuple[Optional[str], Optional[str]]]:
         """District and grid of every new case of a batch, in one vectorised lookup."""
@@ -442,6 +455,7 @@ class _Run:
             payload["links"] = len(inc.media_urls)
         if inc.location_note:
             payload["location_note"] = inc.location_note
+        _flagged(payload, inc)
         if self.via:
             payload["via"] = self.via
         return dict(incident_id=None, at=inc.reported_at, actor=self.actor, action="report", from_state=None,
@@ -625,6 +639,7 @@ class _Run:
                    "source_status": inc.source_status}
         if inc.location_note:
             payload["location_note"] = inc.location_note
+        _flagged(payload, inc)
         if self.via:
             payload["via"] = self.via
         if notes:
@@ -748,7 +763,7 @@ class Ingestor:
             s.flush()
             s.expunge(run)
         assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined
-        return RunSummary(run=run, reasons=self.worker.reasons)
+        return RunSummary(run=run, reasons=self.worker.reasons, flags=self.worker.flags)
 
 
 def earliest_from(setting: Any) -> datetime:

@@ -196,7 +196,7 @@ def test_bad_records_are_quarantined_with_reasons_and_nothing_crashes(app, tmp_p
         (_rec(10, reported_at="32/13/2024 25:61"), 1),                       # broken date
         (_rec(11, external_id=""), 2),                                       # missing id
         (_rec(12, title=""), 3),                                             # missing title
-        (_rec(13, lon=-74.0, lat=40.7), 4),                                  # out of area
+        (_rec(13, lon=-74.0, lat=40.7), 4),                                  # out of area: kept, flagged
         (_rec(14, category_code="Z9999"), 5),                                # unknown category
         (_rec(15), 6), (_rec(15, title="again"), 7),                         # duplicate id in one file
         (_rec(16, description="x" * 50_000), 8),                             # oversized
@@ -209,21 +209,27 @@ def test_bad_records_are_quarantined_with_reasons_and_nothing_crashes(app, tmp_p
     summary = _run(db, rt, bad, "native", source_label="bad")
     run = summary.run
     _adds_up(run)
-    assert (run.received, run.inserted, run.quarantined) == (13, 3, 10)
+    assert (run.received, run.inserted, run.quarantined) == (13, 4, 9)
+    assert summary.flags == {"location unknown": 2}                         # out of area, 0,0
     with db.session_scope() as s:
         reasons = [q.reason for q in s.scalars(select(Quarantine).where(Quarantine.feed_run_id == run.id)
                                                .order_by(Quarantine.id))]
         raws = [json.loads(q.raw) for q in s.scalars(select(Quarantine).where(Quarantine.feed_run_id == run.id))]
         html_case = s.scalar(select(Incident).where(Incident.external_id == "N18"))
         zero = s.scalar(select(Incident).where(Incident.external_id == "N19"))
+        away = s.scalar(select(Incident).where(Incident.external_id == "N13"))
+        away_report = s.scalar(select(IncidentEvent.payload).where(IncidentEvent.incident_id == away.id,
+                                                                   IncidentEvent.action == "report"))
     text = "\n".join(reasons)
-    for expected in ("unreadable timestamp", "external_id: is missing", "title: is missing", "outside the area",
+    for expected in ("unreadable timestamp", "external_id: is missing", "title: is missing",
                      "unknown complaint type 'Z9999'", "duplicate external id 'N15'", "characters long",
                      "closed before created", "not valid JSON", "unknown status"):
         assert expected in text
     assert all("record" in r for r in raws)
     assert html_case.title == "井盖" and "<" not in html_case.title
     assert zero.lon is None and zero.lat is None
+    assert away.lon is None and away.district_code is None
+    assert "outside the area" in away_report["flags"]["location unknown"]
 
 
 def test_gbk_csv_and_xlsx_import(app, tmp_path):
