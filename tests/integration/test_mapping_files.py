@@ -35,7 +35,7 @@ def test_open311_xml_with_services_imports_and_reimport_changes_nothing(db_url):
     assert _counts(res.output) == {"received": 3, "inserted": 3, "updated": 0, "unchanged": 0, "quarantined": 0}
     with get_db(app.server).session_scope() as s:
         rows = {r.external_id: r for r in s.scalars(select(Incident).where(Incident.source == "xml311"))}
-        assert {k: r.state for k, r in rows.items()} == {"SF-1001": "registered", "SF-1002": "closed",
+        assert {k: r.state for k, r in rows.items()} == {"SF-1001": "dispatched", "SF-1002": "closed",
                                                           "SF-1003": "voided"}
         assert rows["SF-1002"].category_code == "STREETCLEAN" and rows["SF-1002"].lon is None
         assert rows["SF-1003"].void_reason == "duplicate"
@@ -140,3 +140,27 @@ def test_faithful_import_keeps_flags_and_counts(db_url, tmp_path):
     assert f3.category_code == "OTHER" and reports[f3.id]["source_type"] == "Alien landing"
     again = runner.invoke(args=["import", "incidents", str(data), "--mapping", str(lenient)])
     assert _counts(again.output)["unchanged"] == 3
+
+
+def test_an_open_case_naming_an_agency_is_dispatched_there_at_the_source_time(db_url, tmp_path):
+    from incidents.tables import CaseFact
+    app = build_app(db_url, PACK="sf")
+    data = tmp_path / "open.csv"
+    data.write_text("unique_key,created_date,status,agency_name,category,latitude,longitude\n"
+                    "O1,2017-10-21 09:30:00-07:00,Open,PUC Sewer Ops,Sewer Issues,37.77,-122.42\n"
+                    "O2,2017-10-21 09:30:00-07:00,Open,,Sewer Issues,37.77,-122.42\n")
+    runner = app.server.test_cli_runner()
+    res = runner.invoke(args=["import", "incidents", str(data), "--mapping", "sf311"])
+    assert _counts(res.output)["inserted"] == 2, res.output
+    with get_db(app.server).session_scope() as s:
+        rows = {r.external_id: r for r in s.scalars(select(Incident).where(Incident.external_id.in_(["O1", "O2"])))}
+        o1, o2 = rows["O1"], rows["O2"]
+        dispatch = s.execute(select(IncidentEvent.at, IncidentEvent.department_code).where(
+            IncidentEvent.incident_id == o1.id, IncidentEvent.action == "dispatch")).one()
+        fact = s.get(CaseFact, o1.id)
+        assert (o1.state, o1.department_code, o1.deadline is not None) == ("dispatched", "PUC", True)
+        assert dispatch.at == o1.reported_at and dispatch.department_code == "PUC"
+        assert (fact.department_code, fact.first_dispatched_at) == ("PUC", o1.reported_at)
+        assert (o2.state, o2.department_code) == ("registered", None)          # no agency named: triage
+    again = runner.invoke(args=["import", "incidents", str(data), "--mapping", "sf311"])
+    assert _counts(again.output)["unchanged"] == 2

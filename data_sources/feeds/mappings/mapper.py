@@ -295,6 +295,10 @@ class DeclarativeMapping:
             fields["resolved_at"] = closed
         elif state == State.VOIDED:
             fields["closed_at"] = closed
+        if (state == State.REGISTERED and fields["department_code"] and spec.department.dispatch_open
+                and first(raw, spec.department.columns) is not None):
+            # the source names the agency handling it: dispatched there at the source's time
+            state = fields["state"] = State.DISPATCHED
         if state in _DISPATCHED_STATES and spec.timestamps.dispatched:
             fields["dispatched_at"] = self.timestamp(raw, spec.timestamps.dispatched, ctx)
         return validate_case(fields, ctx, self._leniency)

@@ -207,6 +207,9 @@ class CategorySpec(TableSpec):
 class DepartmentSpec(TableSpec):
     from_category: bool = True             # a complaint_type row's department wins over the agency's
     unknown: Literal["none", "reject"] = "none"   # a value nothing maps: no department, or rejected
+    #: an open (registered) record whose agency maps to a department is dispatched to it at the source's
+    #: dispatched time (else its created time), so it counts in 派遣数 and the department's denominators
+    dispatch_open: bool = True
 
 
 class ChannelSpec(_Strict):
