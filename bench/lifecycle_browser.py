@@ -11,7 +11,7 @@ and the seconds from the first to the last, per step:
     verify_pass  inspector:  open the case (search), 核查通过 (one click)
     revisit      dispatcher: open the case (待回访, search), 回访 满意 (one click)
 
-A one-click action waits out its undo window (``dashboards._case.UNDO_SECONDS``) before it is sent:
+A one-click action waits out its undo window (the ``UNDO_SECONDS`` setting, at its default here) before it is sent:
 the seconds include it, once per one-click step, and ``--apply-now`` clicks 立即生效 instead (one
 more click) to show the flow without it. Logins are not counted. The peer to read the seconds against
 is the undo window itself: ``lifecycle_wait_s`` is the part of the total spent waiting in it.
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--apply-now", action="store_true", help="click 立即生效 instead of waiting out the undo window")
     args = p.parse_args(argv)
     header("a case's whole life by three users in headless Chromium, 1920×1080", argv)
-    from dashboards._case import UNDO_SECONDS
+    from app import DEFAULTS
+    UNDO_SECONDS = DEFAULTS["UNDO_SECONDS"]     # _env passes no CITYOPS_UNDO_SECONDS: the app runs at it
     tmp = Path(tempfile.mkdtemp(prefix="cityops-bench-lifecycle-"))
     port = args.port or _free_port()
     env = _env(tmp / "cityops.db", port, args.days)
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     wait = 0.0 if args.apply_now else UNDO_SECONDS * len(one_click)
     print(f"  total: {statistics.median(taps):.0f} taps ({statistics.median(action_taps):.0f} on actions), "
           f"{statistics.median(secs):.1f} s, of which {wait:.0f} s "
-          f"are the undo windows of {len(one_click)} one-click steps ({UNDO_SECONDS} s each)")
+          f"are the undo windows of {len(one_click)} one-click steps ({UNDO_SECONDS:g} s each)")
     print(f"RESULT lifecycle_taps={statistics.median(taps):.0f} lifecycle_action_taps={statistics.median(action_taps):.0f} "
           f"lifecycle_s={statistics.median(secs):.2f} "
           f"lifecycle_wait_s={wait:.0f} lifecycle_active_s={statistics.median(secs) - wait:.2f} "

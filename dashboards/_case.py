@@ -52,13 +52,19 @@ NEEDS = {"void": "reason", "reassign": "dept", "return": "return_reason", "arbit
          "revisit_unsatisfied": "complaint"}
 FIELDS["resolve"] = FIELDS["resolve"] | {"outcome"}     # 实际解决 / 解释说明 (实际解决 preselected)
 #: the actions that need no input: one click (or key) queues them in the browser, and they are sent
-#: when the undo window ends or the user moves on (see ``UNDO_SECONDS``). Each can also be put right
+#: when the undo window ends or the user moves on (see ``undo_seconds``). Each can also be put right
 #: by the next ordinary step, so nothing is lost by not asking. Everything else opens the form.
 ONE_CLICK = ("register", "sign", "verify_pass", "resume", "assist_sign", "contact", "revisit_satisfied",
              "revisit_basic", "revisit_unreachable")
-#: how long a one-click action waits in the browser for 撤销 before it is sent: nothing is written
-#: before, so an undone action leaves no event, no version bump and no trace in the KPIs
-UNDO_SECONDS = 5
+
+
+def undo_seconds() -> float:
+    """How long a one-click action waits in the browser for 撤销 before it is sent: nothing is written
+    before, so an undone action leaves no event, no version bump and no trace in the KPIs. The
+    ``UNDO_SECONDS`` setting (``CITYOPS_UNDO_SECONDS``, 5 s); the case store hands it to the browser."""
+    return float(current_app.config["UNDO_SECONDS"])
+
+
 #: the deadline clock is recomputed on the server (working time needs the city's calendar)
 CLOCK_MS = 60_000
 #: the actions that decide a department's request: offered beside the request, not in the action bar
@@ -277,7 +283,7 @@ def render(d: dict) -> tuple:
         actions.append(html.Button([act_label(a, a in request_only), html.Kbd(KEYS.get(a, "").upper())],
                                    className=f"btn act act-{a}" + (" act-oneclick" if a in ONE_CLICK else ""),
                                    id={"type": ids.CASE_ACT, "action": a},
-                                   title=t("one_click_tip", s=UNDO_SECONDS) if a in ONE_CLICK else None,
+                                   title=t("one_click_tip", s=f"{undo_seconds():g}") if a in ONE_CLICK else None,
                                    **{"data-key": KEYS.get(a, "")}))
         if a in ONE_CLICK:     # the same action with a note (or, at 核查, photos): the form, Shift + key
             actions.append(html.Button("…", className=f"btn act act-more act-{a}-more", id={"type": ids.CASE_ACT_FORM, "action": a},
@@ -305,6 +311,7 @@ def render(d: dict) -> tuple:
              "awaiting": d.get("awaiting") or [],
              "one_click": [a for a in offered if a in ONE_CLICK],
              "labels": {a: act_label(a) for a in offered if a in ONE_CLICK},
+             "undo_ms": round(undo_seconds() * 1000),
              "texts": {"queued": t("queued", s="{s}", action="{action}", id="{id}"),
                        "undone": t("undone", action="{action}", id="{id}")}}
     return [b for b in body if b is not None], actions, more, case_map(d), store
@@ -813,7 +820,7 @@ dash.clientside_callback(
         const nu = window.dash_clientside.no_update, C = window.dash_clientside.callback_context;
         const trig = C.triggered || [];
         const ids = trig.filter(t => t.value || t.prop_id.indexOf('%(cid)s.') === 0).map(t => t.prop_id);
-        const UNDO_MS = %(ms)d, T = (seen && seen.texts) || {queued: '{action} #{id} · {s}', undone: '{action} #{id}'};
+        const T = (seen && seen.texts) || {queued: '{action} #{id} · {s}', undone: '{action} #{id}'};
         let commit = nu, result = nu;
         let next = queued;
         const send = function () { if (next) { commit = Object.assign({}, next); next = null; } };
@@ -825,7 +832,7 @@ dash.clientside_callback(
             const rid = (window.crypto && crypto.randomUUID) ? crypto.randomUUID().replace(/-/g, '')
                         : String(Date.now()) + Math.random().toString(16).slice(2);
             next = {action: id.action, case: seen.id, version: seen.version, request_id: rid,
-                    label: (seen.labels || {})[id.action] || id.action, until: Date.now() + UNDO_MS};
+                    label: (seen.labels || {})[id.action] || id.action, until: Date.now() + (Number(seen.undo_ms) || 0)};
             result = '';
         } else if (ids.indexOf('%(undo)s.n_clicks') >= 0) {
             if (next) { result = T.undone.replace('{action}', next.label).replace('{id}', next.case); next = null; }
@@ -846,7 +853,7 @@ dash.clientside_callback(
         const actions = next && seen && next.case === seen.id ? 'case-actions queued' : 'case-actions';
         const same = JSON.stringify(next) === JSON.stringify(queued);
         return [same ? nu : next, commit, !next, text, bar, actions, result];
-    }""" % {"ms": UNDO_SECONDS * 1000, "act": ids.CASE_ACT, "undo": ids.CASE_UNDO, "now": ids.CASE_APPLY_NOW,
+    }""" % {"act": ids.CASE_ACT, "undo": ids.CASE_UNDO, "now": ids.CASE_APPLY_NOW,
             "cid": ids.CASE_ID},
     Output(ids.CASE_QUEUED, "data"), Output(ids.CASE_COMMIT, "data"), Output(ids.CASE_UNDO_TICK, "disabled"),
     Output(ids.CASE_UNDO_TEXT, "children"), Output(ids.CASE_UNDO_BAR, "className"),

@@ -154,8 +154,10 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
         if facts.backfill_milestones(s, rt.calendar, sign_for_limit=rt.rules.sign_for_limit):    # cases from before the fact table (0004)
             facts.rebuild(s)
         # the frozen cases' sums, on this pack's time zone and citizen channels (again if they changed)
-        rollups.ensure(s, rt.pack.timezone, rt.rules.citizen_channels)
+        result["rollups"] = rollups.ensure(s, rt.pack.timezone, rt.rules.citizen_channels)
     echo(f"pack {rt.pack.name}: {result['pack']}")
+    if result["rollups"]:
+        echo(f"rollups of the frozen cases built on {rt.pack.timezone}: {result['rollups']:,} rows")
     if seed_demo is None:
         seed_demo = db.is_sqlite  # the embedded default; production databases get no demo data
     if not seed_demo:

@@ -295,7 +295,7 @@ class CaseFact(Base):
     # when the case stopped changing what any KPI reads (closed or voided, its last milestone):
     # from then on it counts the same at every as_of, so :mod:`incidents.rollups` sums it into
     # ``case_rollups``; :data:`incidents.rollups.FROZEN_NEVER` while it can still change
-    frozen_at: Mapped[datetime] = mapped_column(server_default="9999-12-31 00:00:00")
+    frozen_at: Mapped[datetime] = mapped_column(server_default="9999-12-31 00:00:00.000000")
 
 
 class CaseRollup(Base):

@@ -2,6 +2,7 @@
 CITYOPS_TEST_DATABASE_URL is set (CI sets it; under CI a missing database fails, never skips)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -36,29 +37,31 @@ BACKENDS = ["sqlite", "postgresql"]
 _pg_db: dict[str, str] = {}
 
 
-def pg_test_url() -> str:
+def pg_test_url(suffix: str = "") -> str:
     """A database of this test process's own on the CITYOPS_TEST_DATABASE_URL server, so that
-    several test runs on one machine never drop each other's tables. Dropped at exit."""
+    several test runs on one machine never drop each other's tables. Dropped at exit. ``suffix``
+    names another one beside it: for data a module builds once and keeps while the other tests
+    reset theirs (``shared_app``)."""
     if not PG_URL:
         return ""
-    if "url" not in _pg_db:
+    if suffix not in _pg_db:
         import atexit
         from sqlalchemy import text
         from sqlalchemy.engine import make_url
         from data_sources.store.db import make_engine, normalise_url
-        name = f"cityops_test_{os.getpid()}"
+        name = f"cityops_test_{os.getpid()}{'_' + suffix if suffix else ''}"
         admin = make_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        _pg_db["url"] = make_url(normalise_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
+        _pg_db[suffix] = make_url(normalise_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
 
         def _drop():
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
         atexit.register(_drop)
-    return _pg_db["url"]
+    return _pg_db[suffix]
 
 
 def reset_postgres(url: str) -> None:
@@ -113,6 +116,26 @@ def app(db_url):
     yield app
     from data_sources.store.db import get_db
     get_db(app.server).dispose()
+
+
+@contextlib.contextmanager
+def shared_app(backend: str, tmp_path_factory, name: str):
+    """An app (as ``app``) on a database of its own that lives beside the per-test ones: for a
+    module-scoped fixture that builds data once for tests that only read it. On PostgreSQL a
+    database apart (``pg_test_url(name)``), so the per-test resets of the main one never touch it."""
+    from data_sources.store.db import get_db
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'cityops.db'}"
+    else:
+        if not PG_URL:
+            pytest.skip("PostgreSQL: set CITYOPS_TEST_DATABASE_URL to run (CI does)")
+        url = pg_test_url(name)
+        reset_postgres(url)
+    app = build_app(url)
+    try:
+        yield app
+    finally:
+        get_db(app.server).dispose()
 
 
 @pytest.fixture

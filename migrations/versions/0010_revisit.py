@@ -31,6 +31,13 @@ def upgrade() -> None:
         for column in columns:
             kind = sa.String(16) if column in ('resolve_outcome', 'revisit_result') else sa.DateTime()
             op.add_column(table, sa.Column(column, kind, nullable=True))
+    pg = op.get_bind().dialect.name == "postgresql"
+    if pg:
+        # statistics first: autovacuum never analyses a partitioned parent (incident_events), and the
+        # migrations before this one in the same run may have just rewritten incidents; without them
+        # PostgreSQL answers each case's MIN/MAX(v.at) below by walking the whole ``at`` index
+        # (6 000 demo cases: 12.5 s → 0.2 s for one statement)
+        op.execute("ANALYZE incidents, incident_events")
     op.execute("""
         UPDATE incidents SET first_contacted_at = (
             SELECT MIN(c.at) FROM incident_events c
@@ -43,7 +50,6 @@ def upgrade() -> None:
         UPDATE incidents SET first_revisited_at = (
             SELECT MIN(v.at) FROM incident_events v WHERE v.incident_id = incidents.id AND v.action || '' = 'revisit')
         WHERE EXISTS (SELECT 1 FROM incident_events v WHERE v.incident_id = incidents.id AND v.action || '' = 'revisit')""")
-    pg = op.get_bind().dialect.name == "postgresql"
 
     def field(name: str, alias: str) -> str:
         return f"({alias}.payload::json ->> '{name}')" if pg else f"json_extract({alias}.payload, '$.{name}')"

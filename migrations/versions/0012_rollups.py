@@ -14,7 +14,7 @@ import sqlalchemy as sa
 revision, down_revision = '0012', '0011'
 branch_labels = depends_on = None
 
-_NEVER = '9999-12-31 00:00:00'
+_NEVER = '9999-12-31 00:00:00.000000'   # (as SQLAlchemy writes a datetime on SQLite: compared as text there)
 _LAST = ('reported_at', 'registered_at', 'first_dispatched_at', 'last_dispatched_at', 'resolved_at',
          'first_closed_at', 'last_closed_at', 'suspended_at', 'revised_at', 'first_signed_at',
          'first_contacted_at', 'first_revisited_at')

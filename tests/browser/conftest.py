@@ -10,6 +10,7 @@ Debian Chromium driven by Playwright (DESIGN §9: never `playwright install`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -33,6 +34,9 @@ PASSWORD = "browser-test-pw-{role}"
 PREFERRED_DEPARTMENT = "330106-CGJ"   # 西湖区城市管理局
 # generous: the machines running the suite are often busy with other suites; waits end as soon as the page is ready
 TIMEOUT_MS = int(os.environ.get("CITYOPS_TEST_BROWSER_TIMEOUT_MS", "60000"))
+#: the workbench's undo window in the app under test (CITYOPS_UNDO_SECONDS; the product's is 5 s): the
+#: flows that only wait it out wait 1 s; the steps that act inside it hold the page's clock (hold_undo_window)
+UNDO_SECONDS = 1.0
 
 
 def _departments() -> list[dict]:
@@ -76,6 +80,7 @@ def _app_env(db_path: Path, port: int) -> dict:
         "CITYOPS_DEMO_HISTORY_DAYS": "3",
         "CITYOPS_DEMO_FEED": "true",
         "CITYOPS_WALL_REFRESH_SECONDS": "2",
+        "CITYOPS_UNDO_SECONDS": str(UNDO_SECONDS),
         "CITYOPS_LANG": "zh-CN",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -202,6 +207,19 @@ def new_page(browser, live_server):
     for ctx in contexts:
         ctx.close()
     _assert_server_alive()
+
+
+@contextlib.contextmanager
+def hold_undo_window(page):
+    """Inside: the page's ``Date.now()`` stands still (timers keep running), so an action queued for 撤销
+    stays queued however long the test's steps take on a busy machine — undo, 立即生效, another case or
+    leaving the page then act inside the window by construction, not by a race with it. After: the clock
+    runs again from the real time, so the window ends as it would have."""
+    page.clock.set_fixed_time(time.time())
+    try:
+        yield
+    finally:
+        page.clock.set_system_time(time.time())
 
 
 @pytest.fixture

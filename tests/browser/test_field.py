@@ -11,7 +11,7 @@ import uuid
 
 from PIL import Image
 
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, hold_undo_window
 
 PHONE = (375, 812)
 XIHU = {"lon": 120.10, "lat": 30.27}      # inside 西湖区: the department user's bureau
@@ -84,9 +84,10 @@ def test_a_department_signs_and_resolves_and_an_inspector_verifies_on_a_phone(ne
     _open_card(dept, cid)
     sign = dept.locator(".case-actions .act-sign")
     assert sign.bounding_box()["height"] >= 44                     # a thumb's tap target
-    sign.click()                                                    # 签收: one tap, then "now" skips the undo wait
-    dept.click("#case-apply-now")
-    dept.wait_for_selector("#case-result:has-text('已完成：签收')")
+    with hold_undo_window(dept):                                    # 立即生效 lands inside the window
+        sign.click()                                                # 签收: one tap, then "now" skips the undo wait
+        dept.click("#case-apply-now")
+        dept.wait_for_selector("#case-result:has-text('已完成：签收')")
     dept.wait_for_function("() => document.querySelector('#case-body .state-chip').innerText === '处置中'")
     dept.screenshot(path=str(ARTIFACTS / "field_case_375.png"))
     _photo_form(dept, ".case-actions .act-resolve", _jpeg((70, 110, 80)), "after.jpg", "井盖已加固")

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, UNDO_SECONDS, hold_undo_window
 
 XIHU = {"lon": 120.10, "lat": 30.27}      # inside 西湖区: rule 134 routes E0101 there to 330106-CGJ
 OTHER_DEPARTMENT = "HZ-CGJ"
@@ -318,26 +318,28 @@ def test_a_one_click_action_waits_out_its_undo_window_and_an_undo_writes_nothing
     login(disp, "dispatcher", "/login?next=/dispatch")
     cid = _create_case(disp, "浏览器测试：单击与撤销")["id"]
     _open_in_queue(disp, cid)
-    disp.locator("#case-actions .act-register").click()           # one click, no form
-    disp.wait_for_selector("#case-queued-bar:not(.hidden)")
-    assert disp.locator("#case-form.hidden").count() == 1
-    assert "立案" in disp.locator("#case-queued-text").inner_text()
-    assert disp.locator("#case-actions.queued").count() == 1        # no second action while it waits
-    disp.wait_for_timeout(300)
-    disp.screenshot(path=str(ARTIFACTS / "workbench_one_click_undo_1920.png"))
-    disp.locator("#case-undo").click()
-    disp.wait_for_selector("#case-result:has-text('已撤销')")
-    disp.wait_for_selector("#case-queued-bar.hidden", state="attached")
-    disp.wait_for_timeout(6000)                                   # past the window: still nothing sent
+    with hold_undo_window(disp):                                  # the clicks below land inside the window
+        disp.locator("#case-actions .act-register").click()       # one click, no form
+        disp.wait_for_selector("#case-queued-bar:not(.hidden)")
+        assert disp.locator("#case-form.hidden").count() == 1
+        assert f"立案 #{cid} · {UNDO_SECONDS:g} 秒后生效" in disp.locator("#case-queued-text").inner_text()
+        assert disp.locator("#case-actions.queued").count() == 1    # no second action while it waits
+        disp.wait_for_timeout(300)
+        disp.screenshot(path=str(ARTIFACTS / "workbench_one_click_undo_1920.png"))
+        disp.locator("#case-undo").click()
+        disp.wait_for_selector("#case-result:has-text('已撤销')")
+        disp.wait_for_selector("#case-queued-bar.hidden", state="attached")
+    disp.wait_for_timeout((UNDO_SECONDS + 1) * 1000)              # past the window: still nothing sent
     after = _case(disp, cid)
     assert (after["state"], after["version"]) == ("reported", 1)
     assert [e["action"] for e in after["timeline"]] == ["report"], "an undone action leaves no event"
 
     # Z undoes too; then the same key again is applied when its window ends, once
-    disp.keyboard.press("r")
-    disp.wait_for_selector("#case-queued-bar:not(.hidden)")
-    disp.keyboard.press("z")
-    disp.wait_for_selector("#case-result:has-text('已撤销')")
+    with hold_undo_window(disp):
+        disp.keyboard.press("r")
+        disp.wait_for_selector("#case-queued-bar:not(.hidden)")
+        disp.keyboard.press("z")
+        disp.wait_for_selector("#case-result:has-text('已撤销')")
     _one_click(disp, "r")
     disp.wait_for_function("() => document.querySelector('#case-body .state-chip').innerText === '立案'")
     done = _case(disp, cid)
@@ -352,17 +354,19 @@ def test_a_one_click_action_is_sent_at_once_when_the_user_moves_on_to_another_ca
     first = _create_case(disp, "浏览器测试：移开即生效 A")["id"]
     second = _create_case(disp, "浏览器测试：移开即生效 B")["id"]
     _open_in_queue(disp, first)
-    disp.keyboard.press("r")
-    disp.wait_for_selector("#case-queued-bar:not(.hidden)")
-    _open_in_queue(disp, second)                                  # another case: the first is sent now
-    assert disp.locator("#case-queued-bar.hidden").count() == 1
-    disp.wait_for_selector(f"#case-result:has-text('已完成：立案 #{first}')")
+    with hold_undo_window(disp):                                  # sent by moving on, never by the window's end
+        disp.keyboard.press("r")
+        disp.wait_for_selector("#case-queued-bar:not(.hidden)")
+        _open_in_queue(disp, second)                              # another case: the first is sent now
+        assert disp.locator("#case-queued-bar.hidden").count() == 1
+        disp.wait_for_selector(f"#case-result:has-text('已完成：立案 #{first}')")
     assert _case(disp, first)["state"] == "registered"
     assert _case(disp, second)["state"] == "reported"
     # leaving the page inside the window: sent through the API with the same request id
-    disp.keyboard.press("r")
-    disp.wait_for_selector("#case-queued-bar:not(.hidden)")
-    disp.goto("/wall")
+    with hold_undo_window(disp):
+        disp.keyboard.press("r")
+        disp.wait_for_selector("#case-queued-bar:not(.hidden)")
+        disp.goto("/wall")
     disp.wait_for_selector("#wall-root, .wall, body")
     for _ in range(100):                                          # the request sent as the page went away
         got = _case(disp, second)

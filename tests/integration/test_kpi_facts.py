@@ -21,6 +21,7 @@ from incidents import facts, kpis, lifecycle, rollups, services
 from incidents.model import REVISING_ACTIONS, Action, Role, State
 from incidents.queries import kpi_facts
 from incidents.services import Actor
+from tests.conftest import BACKENDS, shared_app
 
 UTC = timezone.utc
 CITY = ZoneInfo("Asia/Shanghai")
@@ -36,15 +37,24 @@ def with_clock(rt, clock: str):
     return SimpleNamespace(pack=rt.pack, calendar=rt.calendar, rules=replace(rt.rules, disposal_clock=clock))
 
 
-def _reference(s, rt, period, as_of, group_by=None):
+def _reference_frames(s, rt, as_of):
+    """Every case and event up to ``as_of`` as the reference reads them, and the assisting events."""
     kw = dict(priority_factors=rt.pack.priority_factors, hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone,
               disposal_clock=rt.rules.disposal_clock)
-    cases, events, rates = kpi_facts.load_kpi_frames(s, ORIGIN, as_of, as_of, **kw)
+    return (*kpi_facts.load_kpi_frames(s, ORIGIN, as_of, as_of, **kw), kpi_facts.load_assist_events(s, as_of))
+
+
+def _reference_report(rt, frames, period, as_of, group_by=None):
+    cases, events, rates, assist_events = frames
+    return kpis.kpi_report(cases, events, rates, period, as_of, tz=rt.pack.timezone, cal=rt.calendar,
+                           targets=rt.pack.kpi_targets, group_by=group_by, assist_events=assist_events)
+
+
+def _reference(s, rt, period, as_of, group_by=None):
+    frames = _reference_frames(s, rt, as_of)
+    cases, events, rates, _ = frames
     f, before, reported_at = kpis._facts(cases, events, period, as_of, rt.calendar)
-    report = kpis.kpi_report(cases, events, rates, period, as_of, tz=rt.pack.timezone, cal=rt.calendar,
-                             targets=rt.pack.kpi_targets, group_by=group_by,
-                             assist_events=kpi_facts.load_assist_events(s, as_of))
-    return report, f, before, reported_at, rates
+    return _reference_report(rt, frames, period, as_of, group_by), f, before, reported_at, rates
 
 
 def _fast(s, rt, period, as_of, group_by=None, buckets=None):
@@ -65,8 +75,9 @@ def _same(got: dict, want: dict, where: str) -> None:
 
 
 def _check(s, rt, period, as_of):
+    frames = _reference_frames(s, rt, as_of)     # read once: the three reports below are over the same rows
     for group_by in (None, "department", "district"):
-        want = _reference(s, rt, period, as_of, group_by)[0]
+        want = _reference_report(rt, frames, period, as_of, group_by)
         got = _fast(s, rt, period, as_of, group_by)[1]
         _same(got.kpis, want.kpis, f"{period} at {as_of}")
         if group_by:
@@ -82,17 +93,29 @@ def _check(s, rt, period, as_of):
                 [(r.code, r.score, r.rank) for r in want.ranking.ranked]
 
 
-@pytest.fixture
-def demo(app):
-    """Five days of simulated city history (the demo feed's generator) up to NOW."""
+def _seed_demo(app):
     server = app.server
     with server.app_context(), get_db(server).session_scope() as s:
         simulator.seed_history(s, simulator.build(server), NOW, 5)
     return app
 
 
-def test_the_fact_rows_are_what_the_case_rows_say(demo):
-    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+@pytest.fixture
+def demo(app):
+    """Five days of simulated city history (the demo feed's generator) up to NOW, for a test that
+    changes it (a migration, a repair, an action)."""
+    return _seed_demo(app)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_history(request, tmp_path_factory):
+    """The same history built once per backend, for the tests that only read it."""
+    with shared_app(request.param, tmp_path_factory, "kpi_demo") as app:
+        yield _seed_demo(app)
+
+
+def test_the_fact_rows_are_what_the_case_rows_say(demo_history):
+    with demo_history.server.app_context(), get_db(demo_history.server).session_scope() as s:
         n, ids = facts.differences(s)
         assert (n, ids) == (0, [])
         count = s.scalar(kpi_facts.select(kpi_facts.func.count()).select_from(kpi_facts.F))
@@ -105,27 +128,27 @@ def test_the_fact_rows_are_what_the_case_rows_say(demo):
     (3, 2, -30),        # two days seen 30 hours ago: the cases changed since are replayed
     (5, 5, -60),        # the whole history seen 2.5 days ago
 ])
-def test_the_fast_path_equals_the_reference_on_demo_history(demo, days_back, length_days, offset_hours):
-    rt = get_runtime(demo.server)
+def test_the_fast_path_equals_the_reference_on_demo_history(demo_history, days_back, length_days, offset_hours):
+    rt = get_runtime(demo_history.server)
     start = (NOW - timedelta(days=days_back)).replace(hour=0, minute=0)
     period = kpis.Period(start, start + timedelta(days=length_days))
     as_of = NOW + timedelta(hours=offset_hours)
-    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+    with demo_history.server.app_context(), get_db(demo_history.server).session_scope() as s:
         _check(s, rt, period, as_of)
         if offset_hours:   # the replay path really ran
             ps, _ = _fast(s, rt, period, as_of)
             assert ps.replayed is not None and len(ps.replayed) > 0
 
 
-def test_only_the_cases_revised_after_as_of_are_replayed(demo):
+def test_only_the_cases_revised_after_as_of_are_replayed(demo_history):
     """A case that only went forward after ``as_of`` (registered, dispatched, signed, resolved,
     closed) is read from its fact row with the later milestones masked; only the cases with a
     revising action after ``as_of`` (a return, extension, rework …) are replayed."""
-    rt = get_runtime(demo.server)
+    rt = get_runtime(demo_history.server)
     as_of = NOW - timedelta(hours=40)
     period = kpis.Period(NOW - timedelta(days=5), NOW)
     revising = {a.value for a in (*REVISING_ACTIONS, Action.APPROVE)}
-    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+    with demo_history.server.app_context(), get_db(demo_history.server).session_scope() as s:
         E, I = services.IncidentEvent, services.Incident
         later = s.execute(kpi_facts.select(E.incident_id, E.action, E.to_state).join(I, I.id == E.incident_id)
                           .where(E.at > as_of, I.reported_at <= as_of)).all()
@@ -141,12 +164,12 @@ def test_only_the_cases_revised_after_as_of_are_replayed(demo):
     assert set(replayed.index) == revised
 
 
-def test_series_and_case_flags_equal_the_reference(demo):
-    rt = get_runtime(demo.server)
+def test_series_and_case_flags_equal_the_reference(demo_history):
+    rt = get_runtime(demo_history.server)
     period = kpis.Period(NOW - timedelta(days=6), NOW + timedelta(days=1))
     as_of = NOW - timedelta(hours=20)
     buckets = kpis.period_buckets(period, rt.pack.timezone)
-    with demo.server.app_context(), get_db(demo.server).session_scope() as s:
+    with demo_history.server.app_context(), get_db(demo_history.server).session_scope() as s:
         report, f, before, reported_at, rates = _reference(s, rt, period, as_of)
         want_series = kpis.kpi_series(f, before, reported_at, rates, buckets, as_of, tz=rt.pack.timezone)
         want_flags = kpis.case_flags(f, {c: report.kpis[c] for c in kpis.CASE_KPIS})
@@ -234,15 +257,21 @@ def test_any_legal_action_sequence_gives_the_reference_numbers_at_any_as_of(app,
     rt = with_clock(get_runtime(app.server), clock)
     rng = random.Random(seed)
     t0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC) + timedelta(days=seed % 40)
-    with app.server.app_context(), get_db(app.server).session_scope() as s:
-        end = _play(s, rt, rng, 6, steps, t0, f"h{next(_RUNS)}")
-        assert facts.differences(s) == (0, [])
-        assert rollups.differences(s) == 0
-        as_of = t0 + (end - t0) * cut + timedelta(seconds=1)
-        start = t0 + (end - t0) * begin * begin - timedelta(hours=1)    # early periods more often
-        if span >= 24:    # whole city-time days: the cases frozen before as_of's week come from their rollups
-            start = start.astimezone(CITY).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
-        _check(s, rt, kpis.Period(start, start + timedelta(hours=span)), as_of)
+    # each example alone on the empty database, rolled back after: examples stay independent (a
+    # failure shrinks and replays on its own cases), and the reference reads 6 cases, not the
+    # cases of every earlier example as well
+    with app.server.app_context(), get_db(app.server).sessions() as s:
+        try:
+            end = _play(s, rt, rng, 6, steps, t0, f"h{next(_RUNS)}")
+            assert facts.differences(s) == (0, [])
+            assert rollups.differences(s) == 0
+            as_of = t0 + (end - t0) * cut + timedelta(seconds=1)
+            start = t0 + (end - t0) * begin * begin - timedelta(hours=1)    # early periods more often
+            if span >= 24:    # whole city-time days: the cases frozen before as_of's week come from their rollups
+                start = start.astimezone(CITY).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+            _check(s, rt, kpis.Period(start, start + timedelta(hours=span)), as_of)
+        finally:
+            s.rollback()
 
 
 # --------------------------------------------------------------------------- backfill and rebuild
