@@ -58,7 +58,7 @@ _CASE_COLUMNS = tuple(c.key for c in Incident.__table__.columns if c.key != "id"
 _ORDER = [State.REPORTED, State.REGISTERED, State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED]
 # what _differences reads of a known case: fetched as plain rows, no ORM objects for unchanged cases
 _COMPARED = ("id", "external_id", "title", "description", "address", "lon", "lat", "category_code", "channel",
-             "priority", "reported_at", "state", "closed_at", "department_code")
+             "priority", "reported_at", "state", "closed_at", "department_code", "source_deadline")
 _IN_CHUNK = 500
 
 
@@ -158,6 +158,8 @@ def _differences(case: Incident, inc: IncomingCase) -> dict:
         diff["state"] = inc.state.value
     elif inc.state == State.CLOSED and case.closed_at != inc.closed_at:
         diff["closed_at"] = inc.closed_at
+    if case.source_deadline != inc.deadline:
+        diff["source_deadline"] = inc.deadline
     if (inc.department_code and case.department_code and case.department_code != inc.department_code
             and inc.state in (State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED)):
         diff["department_code"] = inc.department_code
@@ -471,6 +473,7 @@ class _Run:
                        department_code=None, reporter_name="", reporter_phone="", reported_at=inc.reported_at,
                        registered_at=None, dispatched_at=None, signed_at=None, resolved_at=None, closed_at=None,
                        voided_at=None, suspended_at=None, allowed_hours=None, warn_at=None, deadline=None,
+                       source_deadline=inc.deadline,
                        on_time=None, void_reason=None, duplicate_of=None, supervise_level=0, rework_count=0,
                        return_count=0, reassign_count=0, extension_count=0, extension_hours=0.0,
                        suspended_hours=0.0, first_dispatched_at=None, handling_hours=None, dispatch_count=None,
@@ -512,7 +515,8 @@ class _Run:
                         lat=inc.lat, district_code=district, grid_code=grid, category_code=inc.category_code,
                         priority=inc.priority.value, state=State.REPORTED.value, reporter_name="",
                         reporter_phone="", reported_at=inc.reported_at, updated_at=self.now,
-                        updated_by=self.actor, version=1, rework_count=0, return_count=0, reassign_count=0,
+                        updated_by=self.actor, version=1, source_deadline=inc.deadline, rework_count=0,
+                        return_count=0, reassign_count=0,
                         extension_count=0, extension_hours=0.0, suspended_hours=0.0, supervise_level=0,
                         state_before_suspend=None, arbitrated=False)
         for name in ("registered_at", "dispatched_at", "signed_at", "resolved_at", "closed_at", "voided_at",
@@ -631,6 +635,12 @@ class _Run:
             case.district_code, case.grid_code = self.rules.areas.locate(inc.lon, inc.lat)
         if "closed_at" in diff:
             case.closed_at = inc.closed_at
+        if "source_deadline" in diff:
+            case.source_deadline = inc.deadline
+            category = self.categories.get(case.category_code)
+            if category is not None and State(case.state).is_with_department and case.deadline is not None:
+                # a running clock: the source's new deadline is the one in force
+                services.set_deadline(case, category, self.rules)
         if "department_code" in diff and State(case.state).is_with_department:
             # the source moved it to another department: a reassignment
             s.add(self._event(case, Action.REASSIGN, inc.dispatched_at or self.now,

@@ -252,6 +252,7 @@ class IncomingCase(BaseModel):
     #: created", "unknown type") -> the detail; counted in the import summary, kept on the report event
     flags: dict[str, str] = {}
     source_type: Optional[str] = None      # the source's type, when the mapping did not know it (catch-all)
+    deadline: Optional[datetime] = None    # the source's own deadline: the deadline in force when dispatched
 
     @field_validator("media_urls", mode="before")
     @classmethod

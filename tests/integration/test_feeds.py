@@ -298,3 +298,32 @@ def test_cli_import_and_quarantine(app, tmp_path):
     assert res.exit_code == 0 and '"category_code": "BAD"' in res.output
     res = runner.invoke(args=["quarantine", "retry", "--all"])
     assert res.exit_code == 0 and "quarantined" in res.output
+
+
+def test_the_sources_own_deadline_is_the_deadline_in_force(app):
+    """Issue 15 item 3e: a mapped deadline column (native: ``deadline``) replaces the category's limit
+    (C0101: one working day) — on the case, its fact row and the KPIs' rebuild of it."""
+    from incidents import kpis
+    from incidents.tables import CaseFact
+    db, rt = get_db(app.server), get_runtime(app.server)
+    recs = [(_rec(40, state="closed", closed_at="2024-05-06 15:00", deadline="2024-05-06 12:00"), 1),  # late by the source
+            (_rec(41, state="closed", closed_at="2024-05-06 15:00"), 2),                                # on time by C0101
+            (_rec(42, state="dispatched", deadline="2024-05-20 18:00"), 3)]
+    assert _run(db, rt, recs, "native", source_label="due").run.inserted == 3
+    due = datetime(2024, 5, 20, 10, tzinfo=timezone.utc)                      # 18:00 in Hangzhou
+    with db.session_scope() as s:
+        rows = {r.external_id: r for r in s.scalars(select(Incident).where(Incident.source == "due"))}
+        assert (rows["N40"].on_time, rows["N41"].on_time) == (False, True)
+        assert rows["N40"].source_deadline == datetime(2024, 5, 6, 4, tzinfo=timezone.utc)
+        assert rows["N41"].source_deadline is None
+        n42 = rows["N42"]
+        assert n42.deadline == n42.source_deadline == due and s.get(CaseFact, n42.id).deadline == due
+        events = s.execute(select(IncidentEvent.action, IncidentEvent.at, IncidentEvent.from_state)
+                           .where(IncidentEvent.incident_id == n42.id).order_by(IncidentEvent.id)).all()
+        assert kpis.deadline_in_force([(a, at, f, None) for a, at, f in events], 8.0, False, rt.calendar,
+                                      fixed=n42.source_deadline) == due
+    later = [(_rec(42, state="dispatched", deadline="2024-05-22 18:00"), 1)]
+    assert _run(db, rt, later, "native", source_label="due").run.updated == 1
+    with db.session_scope() as s:
+        n42 = s.scalar(select(Incident).where(Incident.source == "due", Incident.external_id == "N42"))
+        assert n42.deadline == datetime(2024, 5, 22, 10, tzinfo=timezone.utc) == s.get(CaseFact, n42.id).deadline

@@ -195,7 +195,8 @@ def test_nyc_rebuilt_deadlines_equal_the_stored_ones(nyc):
     for row in sample.itertuples():
         g = ev[ev["incident_id"] == row.id]
         dl = kpis.deadline_in_force(zip(g["action"], (t.to_pydatetime() for t in g["at"]), g["from_state"],
-                                        g["hours"]), row.base_hours, bool(row.natural), rt.calendar)
+                                        g["hours"]), row.base_hours, bool(row.natural), rt.calendar,
+                                        fixed=None if pd.isna(row.source_deadline) else row.source_deadline.to_pydatetime())
         assert dl == row.deadline.to_pydatetime(), row.id
 
 

@@ -231,8 +231,7 @@ class DeclarativeMapping:
 
     def source_deadline(self, raw: dict, ctx: FeedContext) -> Optional[datetime]:
         """The source's own deadline (``[timestamps] deadline``), or None; Rejected when unreadable.
-        Not yet applied by ingest (IncomingCase has no field for it): issue 15 item 3 makes it the
-        deadline in force."""
+        Ingest makes it the case's deadline in force (``Incident.source_deadline``)."""
         value = self.timestamp(raw, self.spec.timestamps.deadline, ctx)
         if value is not None and not isinstance(value, datetime):
             raise Rejected(f"deadline: unreadable timestamp {str(value)[:60]!r}")
@@ -295,6 +294,8 @@ class DeclarativeMapping:
             fields["resolved_at"] = closed
         elif state == State.VOIDED:
             fields["closed_at"] = closed
+        if spec.timestamps.deadline:
+            fields["deadline"] = self.source_deadline(raw, ctx)
         if (state == State.REGISTERED and fields["department_code"] and spec.department.dispatch_open
                 and first(raw, spec.department.columns) is not None):
             # the source names the agency handling it: dispatched there at the source's time
