@@ -93,12 +93,13 @@ def _kpi_report(version: int, start_iso: str, end_iso: str, as_of_iso: str, grou
 
 # --------------------------------------------------------------------------- the brief
 
-def _sums(s, period: kpis.Period, as_of: datetime, buckets=None, grouped: bool = True) -> kpi_facts.PeriodSums:
+def _sums(s, period: kpis.Period, as_of: datetime, buckets=None, grouped: bool = True,
+          events=None) -> kpi_facts.PeriodSums:
     rt = runtime()
     return kpi_facts.period_sums(s, period, as_of, cal=rt.calendar, priority_factors=rt.pack.priority_factors,
                                  hours_per_day=rt.calendar.hours_per_day, tz=rt.pack.timezone, buckets=buckets,
                                  grouped=grouped, disposal_clock=rt.pack.workflow.disposal_clock,
-                                 citizen_channels=rt.rules.citizen_channels)
+                                 citizen_channels=rt.rules.citizen_channels, events=events)
 
 
 def _indicator_frames(s, end: datetime, tz: str):
@@ -150,12 +151,17 @@ def _compute(start_iso: str, end_iso: str, as_of_iso: str):
                                          hours_per_day=rt.calendar.hours_per_day, tz=tz, grouped=False,
                                          disposal_clock=pack.workflow.disposal_clock,
                                          citizen_channels=rt.rules.citizen_channels)
-    # 环比 and 同比 on connections of their own while this thread sums the period: the database
-    # scans them side by side (each its own backend, or SQLite stepping without the GIL)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cityops-brief") as pool:
+    def event_rows() -> tuple:
+        with db.read_scope() as s:
+            return kpi_facts.event_rows(s, period, as_of, buckets)
+    # 环比 and 同比, and the period's events (退单, 回访, the cases dispatched many times), on
+    # connections of their own while this thread sums the period: the database reads them side by
+    # side (each its own backend, or SQLite stepping without the GIL)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="cityops-brief") as pool:
+        events = pool.submit(event_rows)
         compared = [pool.submit(totals, cmp) for cmp in kpis.comparisons(period, as_of, tz)]
         with read_scope() as s:
-            ps = _sums(s, period, as_of, buckets)
+            ps = _sums(s, period, as_of, buckets, events=events.result)
             dept_names = dict(s.execute(select(Department.code, Department.name)).all())
             district_names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
             by_dept = kpi_facts.report(ps, group_by="department", names=dept_names, **kw)

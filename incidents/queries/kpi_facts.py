@@ -230,6 +230,16 @@ def _as_scan_row(milestone: str, b1, b2, sums) -> tuple:
     return (*buckets, n, live, *flags, hours, 0, *counts)
 
 
+def event_rows(s: Session, period: kpis.Period, as_of: datetime, buckets: Optional[list[kpis.Period]] = None):
+    """What :func:`period_sums` reads of the events — the cases dispatched or closed more than twice,
+    the 退单 and the 回访 of ``period`` up to ``as_of`` —, apart: a caller may read them on a
+    connection of its own beside the rest and hand them in (``events``)."""
+    lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
+    b = buckets or [period]
+    return (_repeated(s, as_of, lo, hi, b), _returns(s, as_of, lo, hi, b, per_case=False),
+            _revisits(s, as_of, lo, hi, b, per_case=False))
+
+
 def _returns(s: Session, as_of: datetime, lo: datetime, hi: datetime, buckets: list[kpis.Period],
              per_case: bool = True):
     """退单数: the returns in ``[lo, hi)`` up to ``as_of`` of the settled cases (the action's index
@@ -366,11 +376,12 @@ def _zero() -> dict:
 def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priority_factors: dict,
                 hours_per_day: float, tz: str, buckets: Optional[list[kpis.Period]] = None,
                 grouped: bool = True, disposal_clock: str = "dispatch",
-                citizen_channels=DEFAULT_CITIZEN_CHANNELS) -> PeriodSums:
+                citizen_channels=DEFAULT_CITIZEN_CHANNELS, events=None) -> PeriodSums:
     """The sums of ``period`` at ``as_of``, per department and district — or, not ``grouped``, the
     total alone (a comparison card needs no more), which is cheaper to aggregate. ``disposal_clock``:
     the pack's rule for where the 处置 clock starts (the fact rows carry its deadlines; the cases
-    replayed from their events need it told)."""
+    replayed from their events need it told). ``events``: a callable that gives :func:`event_rows`'
+    answer for the same period (read on another connection meanwhile), else they are read here."""
     lo, hi, as_of = period.start, period.end, kpis._utc(as_of)
     out = PeriodSums(period, as_of, grouped=grouped, assist=assist_sums(s, period, as_of))
     _key = _unit_key if grouped else _total_key
@@ -396,20 +407,21 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
         if buckets is not None:
             for _kind, _unit, milestone, b1, b2, *sums in _rolled(s, week, days, grouped=False):
                 _fold(_as_scan_row(milestone, b1, b2, sums), _zero(), by_bucket)
+    repeated, returns, revisits = events() if events is not None else event_rows(s, period, as_of, buckets)
     # the cases dispatched or closed more than once count once per period, once per bucket
     seen: set = set()
-    for dept, district, action, b, cid in _repeated(s, as_of, lo, hi, scan_buckets):
+    for dept, district, action, b, cid in repeated:
         name = _EVENT_COUNTS[action]
         if (name, cid) not in seen:
             seen.add((name, cid))
             out.groups.setdefault(_key(dept, district), _zero())[name] += 1
         if b is not None:
             by_bucket[int(b)][name] += 1
-    for dept, district, b, _cid, n in _returns(s, as_of, lo, hi, scan_buckets, per_case=False):
+    for dept, district, b, _cid, n in returns:
         out.groups.setdefault(_key(dept, district), _zero())["returns"] += n
         if b is not None:
             by_bucket[int(b)]["returns"] += n
-    for dept, district, b, _cid, result, n in _revisits(s, as_of, lo, hi, scan_buckets, per_case=False):
+    for dept, district, b, _cid, result, n in revisits:
         g = out.groups.setdefault(_key(dept, district), _zero())
         for k, v in _visit_sums(result, n).items():
             g[k] += v
@@ -430,12 +442,26 @@ def period_sums(s: Session, period: kpis.Period, as_of: datetime, *, cal, priori
             key = _total_key(None, None)
             out.groups[key] = kpis.add_sums(out.groups.get(key, {}), kpis.case_sums(f))
         if buckets is not None:
-            extra = kpis.bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
+            extra = _replayed_bucket_sums(f, replayed["before"], replayed["reported_at"], buckets)
             out.buckets = [kpis.add_sums(a, b) for a, b in zip(out.buckets, extra)]
     for g in [*out.groups.values(), *(out.buckets or []), *(v for d in out.rolled.values() for v in d.values())]:
         for k in kpis.CASE_SUMS:
             g[k] = float(g[k]) if k == "handled_hours" else int(g[k])
     return out
+
+
+def _replayed_bucket_sums(f, before, reported_at, buckets: list[kpis.Period]) -> list[dict]:
+    """:func:`kpis.bucket_sums` of the replayed cases, each bucket none of their times fall in
+    (events, report, first dispatch and closure: what sets a bucket's cohorts) summed once for all:
+    its cohorts are all empty, so its sums are the same (a handful of cases touch a few of the
+    buckets; each bucket costs the reference a pass of pandas)."""
+    import pandas as pd
+    times = pd.concat([before["at"], reported_at, f["first_dispatch_at"], f["first_closed_at"]]).dropna()
+    touched = [bool(((times >= pd.Timestamp(b.start)) & (times < pd.Timestamp(b.end))).any()) for b in buckets]
+    sums = iter(kpis.bucket_sums(f, before, reported_at, [b for b, t in zip(buckets, touched) if t]))
+    idle = next((b for b, t in zip(buckets, touched) if not t), None)
+    idle_sums = kpis.bucket_sums(f, before, reported_at, [idle])[0] if idle is not None else None
+    return [next(sums) if t else dict(idle_sums) for t in touched]
 
 
 _IDS_PER_QUERY = 20000    # an IN list per statement (PostgreSQL takes at most 65,535 parameters)
