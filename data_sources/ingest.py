@@ -58,7 +58,7 @@ _CASE_COLUMNS = tuple(c.key for c in Incident.__table__.columns if c.key != "id"
 _ORDER = [State.REPORTED, State.REGISTERED, State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED]
 # what _differences reads of a known case: fetched as plain rows, no ORM objects for unchanged cases
 _COMPARED = ("id", "external_id", "title", "description", "address", "lon", "lat", "category_code", "channel",
-             "priority", "reported_at", "state", "closed_at", "department_code")
+             "priority", "reported_at", "state", "closed_at", "department_code", "source_deadline")
 _IN_CHUNK = 500
 
 
@@ -75,6 +75,8 @@ class RunSummary:
 
     run: FeedRun
     reasons: Counter = field(default_factory=Counter)
+    #: records kept despite a fault (location unknown, closed before created, unknown type), by kind
+    flags: Counter = field(default_factory=Counter)
 
 
 def _scope_factory(target) -> Callable[[], contextlib.AbstractContextManager[Session]]:
@@ -156,10 +158,20 @@ def _differences(case: Incident, inc: IncomingCase) -> dict:
         diff["state"] = inc.state.value
     elif inc.state == State.CLOSED and case.closed_at != inc.closed_at:
         diff["closed_at"] = inc.closed_at
+    if case.source_deadline != inc.deadline:
+        diff["source_deadline"] = inc.deadline
     if (inc.department_code and case.department_code and case.department_code != inc.department_code
             and inc.state in (State.DISPATCHED, State.IN_PROGRESS, State.RESOLVED, State.CLOSED)):
         diff["department_code"] = inc.department_code
     return diff
+
+
+def _flagged(payload: dict, inc: IncomingCase) -> None:
+    """What was wrong with a record kept anyway, and the source's type the mapping did not know."""
+    if inc.flags:
+        payload["flags"] = dict(inc.flags)
+    if inc.source_type:
+        payload["source_type"] = inc.source_type
 
 
 def _jsonable(v: Any) -> Any:
@@ -286,6 +298,7 @@ class _Run:
         self.seen: dict[str, int] = {}
         self.counts = Counter()
         self.reasons: Counter = Counter()
+        self.flags: Counter = Counter()
         self.last_record_at: Optional[datetime] = None
 
     # one batch = one transaction
@@ -294,7 +307,7 @@ class _Run:
         for attempt in (1, 2):
             try:
                 with self.scope() as s:
-                    counts, reasons = self._batch(s, items)
+                    counts, reasons, flags = self._batch(s, items)
                     run = s.get(FeedRun, self.run_id)
                     for k, v in counts.items():
                         setattr(run, k, getattr(run, k) + v)
@@ -306,6 +319,7 @@ class _Run:
                     services.bump_data_version(s)
                 self.counts.update(counts)
                 self.reasons.update(reasons)
+                self.flags.update(flags)
                 return
             except IntegrityError:
                 # another import inserted one of these external ids meanwhile: once more, as updates
@@ -342,8 +356,8 @@ class _Run:
         """The cases of this source among ``external_ids``: plain rows of the compared columns."""
         return {row.external_id: row for row in _by_external_id(s, self.source, external_ids, _COMPARED)}
 
-    def _batch(self, s: Session, items: list[Item]) -> tuple[Counter, Counter]:
-        counts, reasons = Counter(), Counter()
+    def _batch(self, s: Session, items: list[Item]) -> tuple[Counter, Counter, Counter]:
+        counts, reasons, flags = Counter(), Counter(), Counter()
         accepted, rejected = self._validate(items)
 
         known = self._known(s, [inc.external_id for _, inc in accepted])
@@ -379,6 +393,7 @@ class _Run:
             except DomainError as exc:
                 rejected.append((item, f"cannot apply the source's timeline: {exc}"))
                 continue
+            flags.update(inc.flags.keys())
             if item.retry_of:
                 q = s.get(Quarantine, item.retry_of)
                 q.status = "retried"
@@ -412,7 +427,7 @@ class _Run:
                 s.add(q)
                 waiting[q.raw] = q
         s.flush()
-        return counts, reasons
+        return counts, reasons, flags
 
     def _locate(self, incs: list[IncomingCase]) -> dict[str, tuple[Optional[str], Optional[str]]]:
         """District and grid of every new case of a batch, in one vectorised lookup."""
@@ -442,6 +457,7 @@ class _Run:
             payload["links"] = len(inc.media_urls)
         if inc.location_note:
             payload["location_note"] = inc.location_note
+        _flagged(payload, inc)
         if self.via:
             payload["via"] = self.via
         return dict(incident_id=None, at=inc.reported_at, actor=self.actor, action="report", from_state=None,
@@ -457,6 +473,7 @@ class _Run:
                        department_code=None, reporter_name="", reporter_phone="", reported_at=inc.reported_at,
                        registered_at=None, dispatched_at=None, signed_at=None, resolved_at=None, closed_at=None,
                        voided_at=None, suspended_at=None, allowed_hours=None, warn_at=None, deadline=None,
+                       source_deadline=inc.deadline,
                        on_time=None, void_reason=None, duplicate_of=None, supervise_level=0, rework_count=0,
                        return_count=0, reassign_count=0, extension_count=0, extension_hours=0.0,
                        suspended_hours=0.0, first_dispatched_at=None, handling_hours=None, dispatch_count=None,
@@ -498,7 +515,8 @@ class _Run:
                         lat=inc.lat, district_code=district, grid_code=grid, category_code=inc.category_code,
                         priority=inc.priority.value, state=State.REPORTED.value, reporter_name="",
                         reporter_phone="", reported_at=inc.reported_at, updated_at=self.now,
-                        updated_by=self.actor, version=1, rework_count=0, return_count=0, reassign_count=0,
+                        updated_by=self.actor, version=1, source_deadline=inc.deadline, rework_count=0,
+                        return_count=0, reassign_count=0,
                         extension_count=0, extension_hours=0.0, suspended_hours=0.0, supervise_level=0,
                         state_before_suspend=None, arbitrated=False)
         for name in ("registered_at", "dispatched_at", "signed_at", "resolved_at", "closed_at", "voided_at",
@@ -617,6 +635,12 @@ class _Run:
             case.district_code, case.grid_code = self.rules.areas.locate(inc.lon, inc.lat)
         if "closed_at" in diff:
             case.closed_at = inc.closed_at
+        if "source_deadline" in diff:
+            case.source_deadline = inc.deadline
+            category = self.categories.get(case.category_code)
+            if category is not None and State(case.state).is_with_department and case.deadline is not None:
+                # a running clock: the source's new deadline is the one in force
+                services.set_deadline(case, category, self.rules)
         if "department_code" in diff and State(case.state).is_with_department:
             # the source moved it to another department: a reassignment
             s.add(self._event(case, Action.REASSIGN, inc.dispatched_at or self.now,
@@ -625,6 +649,7 @@ class _Run:
                    "source_status": inc.source_status}
         if inc.location_note:
             payload["location_note"] = inc.location_note
+        _flagged(payload, inc)
         if self.via:
             payload["via"] = self.via
         if notes:
@@ -748,7 +773,7 @@ class Ingestor:
             s.flush()
             s.expunge(run)
         assert run.received == run.inserted + run.updated + run.unchanged + run.quarantined
-        return RunSummary(run=run, reasons=self.worker.reasons)
+        return RunSummary(run=run, reasons=self.worker.reasons, flags=self.worker.flags)
 
 
 def earliest_from(setting: Any) -> datetime:

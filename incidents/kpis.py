@@ -225,11 +225,12 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
                      "结案率 = 期内立案（不含作废）且截至统计时点已结案的案件数 ÷ 期内立案（不含作废）的案件数"),
     "on_time_closure_rate": ("按期结案率", "On-time closure rate", "%", "up",
                              "按期结案率 = 期内立案（不含作废）且截至统计时点已结案、最终一次处置反馈不晚于当时有效处置时限的案件数 "
-                             "÷ 期内立案（不含作废）的案件数"),
+                             "÷ 期内立案（不含作废）的案件数；数据源自带处置时限的案件以其为准"),
     "on_time_disposal_rate": ("按期处置率", "On-time disposal rate", "%", "up",
                               "按期处置率 = 期内首次派遣（不含作废）且截至统计时点最终一次处置反馈不晚于有效处置时限（含批准延期、扣除挂账）的案件数 "
                               "÷ 期内首次派遣（不含作废）的案件数；处置时限自（最近一次）派遣起算，城市包 [workflow] "
-                              "disposal_clock = \"sign\" 时自部门签收起算（签收前挂账不计）"),
+                              "disposal_clock = \"sign\" 时自部门签收起算（签收前挂账不计）；导入的数据源自带处置时限"
+                              "（映射文件 [timestamps] deadline）的案件以其为有效处置时限（延期、挂账顺延）"),
     "rework_rate": ("返工率", "Rework rate", "%", "down",
                     "返工率 = 期内立案（不含作废）且截至统计时点有过核查不通过（返工）或重新立案的案件数 ÷ 期内立案（不含作废）的案件数"),
     "accurate_dispatch_rate": ("准确派遣率", "Accurate dispatch rate", "%", "up",
@@ -354,11 +355,12 @@ def _span(a: datetime, b: datetime, natural: bool, cal) -> float:
 
 
 def deadline_in_force(events: Iterable[tuple], base_hours: Optional[float], natural: bool,
-                      cal, from_sign: bool = False) -> Optional[datetime]:
+                      cal, from_sign: bool = False, fixed: Optional[datetime] = None) -> Optional[datetime]:
     """The deadline after the given events ``(action, at, from_state, hours)`` in time order, as the
     services compute it: clock start (dispatch, reassign, verify_fail — or, ``from_sign``, the
     department's 签收 after one) + base + approved extensions since the dispatch + suspended time
-    spent with the department since the clock started. None when no clock runs."""
+    spent with the department since the clock started. None when no clock runs. ``fixed``: the
+    source's own deadline (an import's), in force instead of start + base, moved the same way."""
     start = None
     ext = susp = 0.0
     susp_at = susp_from = None
@@ -377,6 +379,9 @@ def deadline_in_force(events: Iterable[tuple], base_hours: Optional[float], natu
             if susp_at is not None and susp_from in WITH_DEPARTMENT and start is not None:
                 susp += _span(susp_at, at, natural, cal)
             susp_at = susp_from = None
+    if start is not None and fixed is not None and not pd.isna(fixed):
+        moved = ext + susp
+        return _advance(fixed, moved, natural, cal) if moved else fixed
     if start is None or base_hours is None or (isinstance(base_hours, float) and math.isnan(base_hours)):
         return None
     return _advance(start, float(base_hours) + ext + susp, natural, cal)
@@ -444,7 +449,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     c = cases.copy() if len(cases.columns) else pd.DataFrame(columns=list(CASE_COLUMNS))
     if "id" in c.columns:
         c = c.set_index("id")
-    for col in ("reported_at", "deadline", "first_sign_due"):
+    for col in ("reported_at", "deadline", "first_sign_due", "source_deadline"):
         c[col] = _utc_col(c[col]) if col in c.columns else pd.Series(pd.NaT, index=c.index, dtype="datetime64[us, UTC]")
     for col, default in (("base_hours", float("nan")), ("natural", False), ("from_sign", False), ("on_time", None),
                          ("district_code", None), ("department_code", None), ("state", None), ("citizen", False)):
@@ -532,6 +537,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
     # the per-case loops below touch only the cases that need them; plain dicts keep them cheap
     positions = before.groupby("incident_id").indices if len(before) else {}
     base_hours = c["base_hours"].to_dict()
+    fixed = {k: v.to_pydatetime() for k, v in c["source_deadline"].dropna().items()}
     natural = c["natural"].to_dict()
     from_sign = from_sign.to_dict()
 
@@ -544,7 +550,7 @@ def _facts(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: dat
         nat = natural.get(cid)
         return deadline_in_force(zip(g["action"], (t.to_pydatetime() for t in g["at"]), g["from_state"], g["hours"]),
                                  base_hours.get(cid), False if pd.isna(nat) else bool(nat), cal,
-                                 from_sign=from_sign.get(cid, False))
+                                 from_sign=from_sign.get(cid, False), fixed=fixed.get(cid))
 
     resolve_at = f["final_resolve_at"].to_dict()
     stored_on_time = stored_on_time.to_dict()

@@ -145,13 +145,23 @@ def clock_start(case, rules: CaseRules) -> Optional[datetime]:
 def set_deadline(case: Incident, category: Category, rules: CaseRules) -> None:
     """The deadline in force — the one home of it: every screen, fact row and KPI reads these
     columns (``incidents.kpis.deadline_in_force`` rebuilds the same from the events).
-    deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %. No clock
+    deadline = clock start + limit + approved extensions + suspended time; warn_at at 80 %. A case with
+    the source's own deadline (``source_deadline``, set by an import) has that one, moved by the
+    approved extensions and suspended time. No clock
     start yet (``disposal_clock = "sign"``, not signed for): no deadline, only the 签收 clock."""
     allowed = limit_hours(category, case.priority, rules.priority_factors, rules.calendar) + case.extension_hours
     case.allowed_hours = allowed
     start = clock_start(case, rules)
     if start is None:
         case.deadline = case.warn_at = None
+        return
+    fixed = getattr(case, "source_deadline", None)
+    if fixed is not None:
+        # the source's own deadline is the one in force; extensions and suspensions move it
+        allowed = case.allowed_hours = _span_hours(category, rules.calendar, start, fixed) + case.extension_hours
+        moved = case.extension_hours + case.suspended_hours
+        case.deadline = _advance(category, rules.calendar, fixed, moved) if moved else fixed
+        case.warn_at = _advance(category, rules.calendar, start, 0.8 * allowed + case.suspended_hours)
         return
     case.deadline = _advance(category, rules.calendar, start, allowed + case.suspended_hours)
     case.warn_at = _advance(category, rules.calendar, start, 0.8 * allowed + case.suspended_hours)

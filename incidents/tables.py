@@ -198,6 +198,9 @@ class Incident(Base):
     allowed_hours: Mapped[Optional[float]] = mapped_column(Float)
     warn_at: Mapped[Optional[datetime]]
     deadline: Mapped[Optional[datetime]]
+    # the source's own deadline (an import mapping's [timestamps] deadline): the deadline in force
+    # instead of the category's limit while the 处置 clock runs (moved by extensions and suspensions)
+    source_deadline: Mapped[Optional[datetime]]
     on_time: Mapped[Optional[bool]] = mapped_column(Boolean)
     void_reason: Mapped[Optional[str]] = mapped_column(String(40))
     duplicate_of: Mapped[Optional[int]] = mapped_column(Integer)

@@ -21,6 +21,10 @@ def _summary(summary, file_label: str = "") -> None:
     click.echo(f"  {'count':<12} {'records':>9}")
     for name, n in rows:
         click.echo(f"  {name:<12} {n:>9,}")
+    if summary.flags:
+        click.echo("  kept, flagged (counted in inserted/updated/unchanged):")
+        for kind, n in summary.flags.most_common():
+            click.echo(f"    {n:>7,}  {kind}")
     if summary.reasons:
         click.echo("  top quarantine reasons:")
         for reason, n in summary.reasons.most_common(5):

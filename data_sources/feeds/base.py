@@ -12,8 +12,9 @@ A feed is two things:
 Validation (pydantic v2) lives here so that every mapping gets the same rules: required fields,
 timestamps (naive ones are in the pack's time zone; Excel-mangled ``10/21/18 0:59``), numbers
 with thousands separators, coordinates converted from the feed's CRS to WGS84 and inside the
-pack's extent (``0,0`` placeholders kept without a location and flagged), known categories and
-departments, closed-before-created, oversized text truncated (or rejected when absurd) and HTML
+pack's extent (an unusable location — a placeholder such as ``0,0``, outside the extent, unreadable —
+is kept unknown and flagged unless the mapping requires it: :class:`Leniency`), known categories and
+departments, closed-before-created (quarantined, or kept flagged), oversized text truncated (or rejected when absurd) and HTML
 stripped.
 """
 from __future__ import annotations
@@ -247,6 +248,11 @@ class IncomingCase(BaseModel):
     location_note: Optional[str] = None    # why a record has no location (placeholder, missing)
     source_status: str = ""                # the status as the source said it
     media_urls: tuple[str, ...] = ()       # photos the source keeps elsewhere: kept as links, never fetched
+    #: what was wrong with a record that is kept anyway: kind ("location unknown", "closed before
+    #: created", "unknown type") -> the detail; counted in the import summary, kept on the report event
+    flags: dict[str, str] = {}
+    source_type: Optional[str] = None      # the source's type, when the mapping did not know it (catch-all)
+    deadline: Optional[datetime] = None    # the source's own deadline: the deadline in force when dispatched
 
     @field_validator("media_urls", mode="before")
     @classmethod
@@ -308,6 +314,23 @@ class IncomingCase(BaseModel):
     def _coordinate(cls, v):
         return parse_number(v)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unreadable_location(cls, data, info: ValidationInfo):
+        """Unreadable coordinates: the location is unknown (flagged), unless the mapping requires it."""
+        if not isinstance(data, dict) or _policy(info).location_required:
+            return data
+        bad = []
+        for name in ("lon", "lat"):
+            try:
+                parse_number(data.get(name))
+            except ValueError as exc:
+                bad.append(f"{name} {exc}")
+        if bad:
+            data = {**data, "lon": None, "lat": None}
+            _flag_location(data, f"unreadable coordinates ({'; '.join(bad)})")
+        return data
+
     @field_validator("category_code")
     @classmethod
     def _category(cls, v, info: ValidationInfo):
@@ -341,41 +364,74 @@ class IncomingCase(BaseModel):
             if value is not None and value < ctx.earliest:
                 raise ValueError(f"{name} {value:%Y-%m-%d} is before {ctx.earliest:%Y-%m-%d}, the earliest date "
                                  f"accepted (a placeholder, not a real time; setting INGEST_MIN_DATE)")
+        policy = _policy(info)
         for name in ("closed_at", "resolved_at", "signed_at", "dispatched_at"):
             value = getattr(self, name)
             if value is not None and value < self.reported_at:
                 label = name.removesuffix("_at")
-                raise ValueError(f"{label} before created ({label} {value:%Y-%m-%d %H:%M}Z, "
-                                 f"created {self.reported_at:%Y-%m-%d %H:%M}Z)")
+                said = (f"{label} before created ({label} {value:%Y-%m-%d %H:%M}Z, "
+                        f"created {self.reported_at:%Y-%m-%d %H:%M}Z)")
+                if name not in ("closed_at", "resolved_at") or policy.closed_before_created != "keep":
+                    raise ValueError(said)
+                # the mapping keeps such records: closed at its creation, flagged with the source's time
+                setattr(self, name, self.reported_at)
+                self.flags = {"closed before created": said, **self.flags}
         if self.state in (State.RESOLVED, State.CLOSED) and self.closed_at is None and self.resolved_at is None:
             self.resolved_at = self.reported_at
         if (self.lon is None) != (self.lat is None):
-            self.location_note = "only one of longitude/latitude given: not plotted"
-            self.lon = self.lat = None
+            self._unusable("only one of longitude/latitude given", policy)
         if self.lon is not None and self.lat is not None:
             if self.lon == 0 and self.lat == 0:
-                self.location_note = "placeholder coordinates 0,0: not plotted"
-                self.lon = self.lat = None
+                self._unusable("placeholder coordinates 0,0", policy)
+            elif not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
+                self._unusable(f"location ({self.lon}, {self.lat}) is not a longitude/latitude pair", policy)
             else:
-                if not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
-                    raise ValueError(f"location ({self.lon}, {self.lat}) is not a longitude/latitude pair")
                 crs = normalize_crs(self.crs) if self.crs else ctx.crs
                 lon, lat = (self.lon, self.lat) if crs == "WGS84" else to_wgs84(self.lon, self.lat, crs)
                 lon, lat = round(float(lon), 7), round(float(lat), 7)
                 x0, y0, x1, y1 = ctx.extent
                 if not (x0 <= lon <= x1 and y0 <= lat <= y1):
-                    raise ValueError(f"location ({lon:.5f}, {lat:.5f}) is outside the area of pack {ctx.pack.name}")
-                self.lon, self.lat = lon, lat
+                    self._unusable(f"location ({lon:.5f}, {lat:.5f}) is outside the area of pack {ctx.pack.name}",
+                                   policy)
+                else:
+                    self.lon, self.lat = lon, lat
+        if policy.location_required and self.lon is None and self.flags.get("location unknown"):
+            raise ValueError(self.flags["location unknown"])    # a placeholder the mapper recognised
         self.crs = None
         if self.state == State.VOIDED and not self.void_reason:
             self.void_reason = "invalid"
         return self
 
+    def _unusable(self, reason: str, policy: "Leniency") -> None:
+        """A location that cannot be used: rejected when the mapping requires one, else unknown and flagged."""
+        if policy.location_required:
+            raise ValueError(reason)
+        self.lon = self.lat = None
+        self.location_note = f"{reason}: not plotted"
+        self.flags = {**self.flags, "location unknown": reason}
 
-def validate_case(fields: dict, ctx: FeedContext) -> IncomingCase:
+
+@dataclass(frozen=True)
+class Leniency:
+    """What a mapping keeps (flagged) instead of quarantining: see the README's "Mapping files"."""
+
+    location_required: bool = False                   # an unusable location rejects the record
+    closed_before_created: str = "quarantine"         # or "keep": closed at its creation, flagged
+
+
+def _policy(info: ValidationInfo) -> Leniency:
+    return (info.context or {}).get("leniency") or Leniency()
+
+
+def _flag_location(data: dict, reason: str) -> None:
+    data["location_note"] = f"{reason}: not plotted"
+    data["flags"] = {**(data.get("flags") or {}), "location unknown": reason}
+
+
+def validate_case(fields: dict, ctx: FeedContext, leniency: Optional[Leniency] = None) -> IncomingCase:
     """pydantic validation with the first problem as the one reason."""
     try:
-        return IncomingCase.model_validate(fields, context={"feed": ctx})
+        return IncomingCase.model_validate(fields, context={"feed": ctx, "leniency": leniency or Leniency()})
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err.get("loc", ()))

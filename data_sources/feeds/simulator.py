@@ -341,7 +341,7 @@ class _Draft:
         self.state_before_suspend = self.department_code = None
         self.registered_at = self.dispatched_at = self.signed_at = self.resolved_at = None
         self.closed_at = self.voided_at = self.suspended_at = None
-        self.allowed_hours = self.warn_at = self.deadline = self.on_time = None
+        self.allowed_hours = self.warn_at = self.deadline = self.source_deadline = self.on_time = None
         self.void_reason = self.duplicate_of = self.first_dispatched_at = self.handling_hours = None
         self.dispatch_count = self.close_count = self.first_closed_at = None
         self.last_dispatched_at = self.last_closed_at = self.revised_at = None

@@ -699,12 +699,13 @@ def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priorit
 
     cases = _frame(s, select(Incident.id, _raw(Incident.reported_at), Incident.district_code, Incident.department_code,
                              Incident.state, _raw(Incident.deadline), Incident.on_time, Incident.priority,
-                             Category.time_limit, Category.time_unit, _raw(Incident.first_sign_due), Incident.channel)
+                             Category.time_limit, Category.time_unit, _raw(Incident.first_sign_due), Incident.channel,
+                             _raw(Incident.source_deadline))
                    .outerjoin(Category, Category.code == Incident.category_code)
                    .where(Incident.id.in_(relevant)),
                    ["id", "reported_at", "district_code", "department_code", "state", "deadline", "on_time",
-                    "priority", "time_limit", "time_unit", "first_sign_due", "channel"],
-                   ("reported_at", "deadline", "first_sign_due"))
+                    "priority", "time_limit", "time_unit", "first_sign_due", "channel", "source_deadline"],
+                   ("reported_at", "deadline", "first_sign_due", "source_deadline"))
     cases["citizen"] = cases["channel"].isin(tuple(citizen_channels)).astype(bool)
     if len(cases):
         cases["id"] = cases["id"].astype("int64")

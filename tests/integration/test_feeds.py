@@ -196,7 +196,7 @@ def test_bad_records_are_quarantined_with_reasons_and_nothing_crashes(app, tmp_p
         (_rec(10, reported_at="32/13/2024 25:61"), 1),                       # broken date
         (_rec(11, external_id=""), 2),                                       # missing id
         (_rec(12, title=""), 3),                                             # missing title
-        (_rec(13, lon=-74.0, lat=40.7), 4),                                  # out of area
+        (_rec(13, lon=-74.0, lat=40.7), 4),                                  # out of area: kept, flagged
         (_rec(14, category_code="Z9999"), 5),                                # unknown category
         (_rec(15), 6), (_rec(15, title="again"), 7),                         # duplicate id in one file
         (_rec(16, description="x" * 50_000), 8),                             # oversized
@@ -209,21 +209,27 @@ def test_bad_records_are_quarantined_with_reasons_and_nothing_crashes(app, tmp_p
     summary = _run(db, rt, bad, "native", source_label="bad")
     run = summary.run
     _adds_up(run)
-    assert (run.received, run.inserted, run.quarantined) == (13, 3, 10)
+    assert (run.received, run.inserted, run.quarantined) == (13, 4, 9)
+    assert summary.flags == {"location unknown": 2}                         # out of area, 0,0
     with db.session_scope() as s:
         reasons = [q.reason for q in s.scalars(select(Quarantine).where(Quarantine.feed_run_id == run.id)
                                                .order_by(Quarantine.id))]
         raws = [json.loads(q.raw) for q in s.scalars(select(Quarantine).where(Quarantine.feed_run_id == run.id))]
         html_case = s.scalar(select(Incident).where(Incident.external_id == "N18"))
         zero = s.scalar(select(Incident).where(Incident.external_id == "N19"))
+        away = s.scalar(select(Incident).where(Incident.external_id == "N13"))
+        away_report = s.scalar(select(IncidentEvent.payload).where(IncidentEvent.incident_id == away.id,
+                                                                   IncidentEvent.action == "report"))
     text = "\n".join(reasons)
-    for expected in ("unreadable timestamp", "external_id: is missing", "title: is missing", "outside the area",
+    for expected in ("unreadable timestamp", "external_id: is missing", "title: is missing",
                      "unknown complaint type 'Z9999'", "duplicate external id 'N15'", "characters long",
                      "closed before created", "not valid JSON", "unknown status"):
         assert expected in text
     assert all("record" in r for r in raws)
     assert html_case.title == "井盖" and "<" not in html_case.title
     assert zero.lon is None and zero.lat is None
+    assert away.lon is None and away.district_code is None
+    assert "outside the area" in away_report["flags"]["location unknown"]
 
 
 def test_gbk_csv_and_xlsx_import(app, tmp_path):
@@ -292,3 +298,32 @@ def test_cli_import_and_quarantine(app, tmp_path):
     assert res.exit_code == 0 and '"category_code": "BAD"' in res.output
     res = runner.invoke(args=["quarantine", "retry", "--all"])
     assert res.exit_code == 0 and "quarantined" in res.output
+
+
+def test_the_sources_own_deadline_is_the_deadline_in_force(app):
+    """Issue 15 item 3e: a mapped deadline column (native: ``deadline``) replaces the category's limit
+    (C0101: one working day) — on the case, its fact row and the KPIs' rebuild of it."""
+    from incidents import kpis
+    from incidents.tables import CaseFact
+    db, rt = get_db(app.server), get_runtime(app.server)
+    recs = [(_rec(40, state="closed", closed_at="2024-05-06 15:00", deadline="2024-05-06 12:00"), 1),  # late by the source
+            (_rec(41, state="closed", closed_at="2024-05-06 15:00"), 2),                                # on time by C0101
+            (_rec(42, state="dispatched", deadline="2024-05-20 18:00"), 3)]
+    assert _run(db, rt, recs, "native", source_label="due").run.inserted == 3
+    due = datetime(2024, 5, 20, 10, tzinfo=timezone.utc)                      # 18:00 in Hangzhou
+    with db.session_scope() as s:
+        rows = {r.external_id: r for r in s.scalars(select(Incident).where(Incident.source == "due"))}
+        assert (rows["N40"].on_time, rows["N41"].on_time) == (False, True)
+        assert rows["N40"].source_deadline == datetime(2024, 5, 6, 4, tzinfo=timezone.utc)
+        assert rows["N41"].source_deadline is None
+        n42 = rows["N42"]
+        assert n42.deadline == n42.source_deadline == due and s.get(CaseFact, n42.id).deadline == due
+        events = s.execute(select(IncidentEvent.action, IncidentEvent.at, IncidentEvent.from_state)
+                           .where(IncidentEvent.incident_id == n42.id).order_by(IncidentEvent.id)).all()
+        assert kpis.deadline_in_force([(a, at, f, None) for a, at, f in events], 8.0, False, rt.calendar,
+                                      fixed=n42.source_deadline) == due
+    later = [(_rec(42, state="dispatched", deadline="2024-05-22 18:00"), 1)]
+    assert _run(db, rt, later, "native", source_label="due").run.updated == 1
+    with db.session_scope() as s:
+        n42 = s.scalar(select(Incident).where(Incident.source == "due", Incident.external_id == "N42"))
+        assert n42.deadline == datetime(2024, 5, 22, 10, tzinfo=timezone.utc) == s.get(CaseFact, n42.id).deadline

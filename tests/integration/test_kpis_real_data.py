@@ -9,7 +9,9 @@ mappings (data_sources/feeds/mappings/*.toml, data_sources/ingest.py), written o
   void event (at its closing time), never a register event;
 * every other record is registered at its created time; Assigned/Pending (dispatched), Started
   (in progress) and Closed records are dispatched at their created time too (the files have no
-  dispatch time); Open / Email Sent / Unassigned stay registered;
+  dispatch time); Open / Email Sent / Unassigned records whose agency maps to a department (NYC: an
+  `agency` row of the pack's mapping.csv; SF: any queue, the pack has a `*` queue row) are dispatched
+  at their created time as well (issue 15 item 3), the others stay registered;
 * a Closed record is resolved and closed at its closing time = Closed Date, else (NYC) the
   Resolution Action Updated Date, (SF) resolution_action_updated_date;
 * a record closed before it was created is quarantined (SF: 17), so it is not a case;
@@ -18,6 +20,7 @@ mappings (data_sources/feeds/mappings/*.toml, data_sources/ingest.py), written o
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -36,6 +39,7 @@ from incidents.tables import Incident
 from tests.conftest import BACKENDS, build_app, database_url
 
 DATA = SHARED_DATA
+PACKS = Path(__file__).resolve().parents[2] / "data_sources" / "packs"
 NOW = datetime(2030, 1, 1, tzinfo=ZoneInfo("UTC"))
 NY, LA = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
 
@@ -84,22 +88,28 @@ def raw_frame(kind: str) -> pd.DataFrame:
 
         def when(col):
             return pd.to_datetime(df[col], format=fmt).dt.tz_localize(NY)
+        rows = pd.read_csv(PACKS / "nyc" / "mapping.csv", dtype=str)
+        named = df["Agency"].str.strip().str.casefold().isin(
+            rows.loc[rows["kind"].eq("agency") & rows["department_code"].notna(), "value"].str.casefold())
         out = pd.DataFrame({"id": df["Unique Key"], "status": df["Status"].str.strip().str.lower(),
                             "notes": df["Resolution Description"], "created": when("Created Date"),
                             "closed": when("Closed Date").fillna(when("Resolution Action Updated Date"))})
     else:
         df = pd.read_csv(DATA / "sf311_sample_2008-2018.csv", dtype=str)
+        named = df["agency_name"].fillna("").str.strip().ne("")
         out = pd.DataFrame({"id": df["unique_key"], "status": df["status"].str.strip().str.lower(),
                             "notes": df["status_notes"], "created": pd.to_datetime(df["created_date"], utc=True),
                             "closed": pd.to_datetime(df["closed_date"], utc=True).fillna(
                                 pd.to_datetime(df["resolution_action_updated_date"], utc=True))})
+    out["agency"] = named.to_numpy()
     out["voided"] = out["status"].str.contains("duplicate") | (
         out["status"].str.startswith("closed") & out["notes"].fillna("").str.strip().str.lower().eq("duplicate"))
     is_closed = out["status"].eq("closed")
     quarantined = is_closed & (out["closed"] < out["created"])
     out = out[~quarantined].copy()
     out["closed_ok"] = out["status"].eq("closed") & ~out["voided"]
-    out["dispatched"] = ~out["voided"] & out["status"].isin(("assigned", "pending", "started", "closed"))
+    out["dispatched"] = ~out["voided"] & (out["status"].isin(("assigned", "pending", "started", "closed")) | (
+        out["status"].isin(("open", "email sent", "unassigned")) & out["agency"]))
     return out
 
 
@@ -185,7 +195,8 @@ def test_nyc_rebuilt_deadlines_equal_the_stored_ones(nyc):
     for row in sample.itertuples():
         g = ev[ev["incident_id"] == row.id]
         dl = kpis.deadline_in_force(zip(g["action"], (t.to_pydatetime() for t in g["at"]), g["from_state"],
-                                        g["hours"]), row.base_hours, bool(row.natural), rt.calendar)
+                                        g["hours"]), row.base_hours, bool(row.natural), rt.calendar,
+                                        fixed=None if pd.isna(row.source_deadline) else row.source_deadline.to_pydatetime())
         assert dl == row.deadline.to_pydatetime(), row.id
 
 

@@ -123,8 +123,8 @@ def test_sf_unknown_category_and_out_of_area(sf_ctx):
     raw, _ = next(iter(read_records(f"{DATA}/sf311_sample_2008-2018.csv")))
     with pytest.raises(Rejected, match="unknown complaint type"):
         MAPPINGS["sf311"].to_case({**raw, "category": "Alien landing"}, sf_ctx)
-    with pytest.raises(Rejected, match="outside the area"):
-        MAPPINGS["sf311"].to_case({**raw, "latitude": "40.7", "longitude": "-74.0"}, sf_ctx)
+    away = MAPPINGS["sf311"].to_case({**raw, "latitude": "40.7", "longitude": "-74.0"}, sf_ctx)
+    assert away.lon is None and "outside the area" in away.flags["location unknown"]
     with pytest.raises(Rejected, match="closed before created"):
         MAPPINGS["sf311"].to_case({**raw, "closed_date": "2001-01-01 00:00:00+00:00"}, sf_ctx)
     with pytest.raises(Rejected, match="unreadable timestamp"):
@@ -156,3 +156,66 @@ def test_file_adapters(tmp_path):
     wb.active.append(["X1", datetime(2024, 5, 1, 9, 30)])
     wb.save(tmp_path / "x.xlsx")
     assert list(read_records(tmp_path / "x.xlsx")) == [({"external_id": "X1", "reported_at": "2024-05-01 09:30:00"}, 2)]
+
+
+def _variant(mapping, **tables):
+    """``mapping`` with some keys of its tables changed: ``coordinates={"required": True}``."""
+    from data_sources.feeds.mappings import DeclarativeMapping
+    spec = mapping.spec.model_copy(update={name: getattr(mapping.spec, name).model_copy(update=keys)
+                                           for name, keys in tables.items()})
+    return DeclarativeMapping(spec, mapping.ref, mapping.path)
+
+
+def test_closed_before_created_is_quarantined_or_kept_flagged_as_the_mapping_says(sf_ctx):
+    raw, _ = next(iter(read_records(f"{DATA}/sf311_sample_2008-2018.csv")))
+    early = {**raw, "status": "Closed", "closed_date": "2001-01-01 00:00:00+00:00"}
+    with pytest.raises(Rejected, match=r"^closed before created \(closed 2001-01-01 00:00Z"):
+        MAPPINGS["sf311"].to_case(early, sf_ctx)
+    kept = _variant(MAPPINGS["sf311"], timestamps={"closed_before_created": "keep"}).to_case(early, sf_ctx)
+    assert kept.state == State.CLOSED and kept.closed_at == kept.resolved_at == kept.reported_at
+    assert kept.flags["closed before created"].startswith("closed before created (closed 2001-01-01 00:00Z")
+    assert "closed before created" not in MAPPINGS["sf311"].to_case(raw, sf_ctx).flags
+
+
+@pytest.mark.parametrize("lon, lat, said", [
+    ("-74.0", "40.7", "outside the area of pack sf"),
+    ("0", "0", "placeholder coordinates 0,0"),
+    ("-122.4x", "37.77", "unreadable coordinates (lon '-122.4x' is not a number)"),
+    ("-122.42", "", "only one of longitude/latitude given"),
+    ("500", "37.7", "is not a longitude/latitude pair"),
+])
+def test_an_unusable_location_is_kept_unknown_and_flagged_unless_required(sf_ctx, lon, lat, said):
+    raw, _ = next(iter(read_records(f"{DATA}/sf311_sample_2008-2018.csv")))
+    bad = {**raw, "longitude": lon, "latitude": lat}
+    case = MAPPINGS["sf311"].to_case(bad, sf_ctx)
+    assert case.lon is None and case.lat is None
+    assert said in case.flags["location unknown"] and said in case.location_note
+    with pytest.raises(Rejected, match="is not a number" if "unreadable" in said else said):
+        _variant(MAPPINGS["sf311"], coordinates={"required": True}).to_case(bad, sf_ctx)
+
+
+def test_the_mappings_placeholder_point_is_flagged_and_required_rejects_it(sf_ctx):
+    raw, _ = next(iter(read_records(f"{DATA}/sf311_sample_2008-2018.csv")))   # on SF's placeholder point
+    assert "placeholder" in MAPPINGS["sf311"].to_case(raw, sf_ctx).flags["location unknown"]
+    with pytest.raises(Rejected, match="placeholder coordinates"):
+        _variant(MAPPINGS["sf311"], coordinates={"required": True}).to_case(raw, sf_ctx)
+    good = {**raw, "longitude": "-122.4194", "latitude": "37.7749"}
+    assert MAPPINGS["sf311"].to_case(good, sf_ctx).flags == {}
+
+
+def test_an_unknown_type_goes_to_the_catch_all_with_the_source_type_unless_rejected(nyc_ctx, sf_ctx):
+    raw, _ = next(iter(read_records(f"{DATA}/nyc311_2018-10-21_fullday.csv")))
+    odd = {**raw, "Complaint Type": "Alien Landing"}
+    case = MAPPINGS["nyc311"].to_case(odd, nyc_ctx)          # the NYC pack's '*' row: OTHER
+    assert case.category_code == "OTHER" and case.source_type == "Alien Landing"
+    assert case.flags == {"unknown type": "Alien Landing"}
+    assert MAPPINGS["nyc311"].to_case(raw, nyc_ctx).source_type is None
+    with pytest.raises(Rejected, match="the mapping rejects unknown types"):
+        _variant(MAPPINGS["nyc311"], category={"unknown": "reject"}).to_case(odd, nyc_ctx)
+    # a pack without a '*' row: the mapping names the catch-all
+    sf_raw, _ = next(iter(read_records(f"{DATA}/sf311_sample_2008-2018.csv")))
+    alien = {**sf_raw, "category": "Alien landing"}
+    with pytest.raises(Rejected, match="unknown complaint type"):
+        MAPPINGS["sf311"].to_case(alien, sf_ctx)
+    kept = _variant(MAPPINGS["sf311"], category={"catch_all": "OTHER"}).to_case(alien, sf_ctx)
+    assert kept.category_code == "OTHER" and kept.source_type == "Alien landing"

@@ -102,8 +102,9 @@ def test_open311_xml_capitalised_statuses_zoneless_dates_and_nil(sf_ctx):
     mapping = MAPPINGS["open311"]
     opened, closed, duplicate = (mapping.to_case(raw, sf_ctx) for raw, _ in records)
 
-    # 'Open', zone-less US date with AM/PM in the pack's zone (PDT = UTC-7); the source's deadline read
-    assert opened.state == State.REGISTERED and opened.source_status == "Open"
+    # 'Open', zone-less US date with AM/PM in the pack's zone (PDT = UTC-7); the source's deadline read;
+    # open with an agency that maps to a department: dispatched to it (issue 15 item 3)
+    assert opened.state == State.DISPATCHED and opened.source_status == "Open"
     assert opened.reported_at == datetime(2012, 5, 22, 23, 24, 7, tzinfo=timezone.utc)
     assert (opened.category_code, opened.department_code, opened.channel) == ("SEWER", "PUC", Channel.APP)
     assert opened.description == "Sewer smell & overflow near the corner"

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
 from data_sources.coords import SUPPORTED_CRS, projected_to_wgs84
-from data_sources.feeds.base import FeedContext, IncomingCase, Rejected, blank, check_sizes, parse_number, \
+from data_sources.feeds.base import FeedContext, IncomingCase, Leniency, Rejected, blank, check_sizes, parse_number, \
     parse_timestamp, validate_case
 from data_sources.feeds.mappings.spec import MappingSpec, TextSpec, squash
 from incidents.model import Channel, Priority, State
@@ -105,6 +105,8 @@ class DeclarativeMapping:
         self._dup_words = [squash(w) for w in st.duplicate_words]
         self._dup_notes = {squash(w) for w in st.duplicate_notes}
         self._channels = {squash(t): ch for t, ch in spec.channel.map.items()}
+        self._leniency = Leniency(location_required=spec.coordinates.required,
+                                  closed_before_created=spec.timestamps.closed_before_created)
 
     def __repr__(self) -> str:
         return f"<mapping {self.name} ({self.ref})>"
@@ -144,9 +146,11 @@ class DeclarativeMapping:
             return self._states.get(key.split("(")[0].strip())
         return None
 
-    def category(self, raw: dict, ctx: FeedContext) -> tuple[str, Optional[str]]:
-        """(category code, the department a complaint_type row names): per value an exact row or a
-        pack code, then per value a prefix or catch-all row."""
+    def category(self, raw: dict, ctx: FeedContext) -> tuple[str, Optional[str], Optional[str]]:
+        """(category code, the department a complaint_type row names, the source's type when the
+        mapping does not know it): per value an exact row or a pack code, then per value a prefix row;
+        a type nothing maps goes to the catch-all category (the mapping's ``catch_all``, else the
+        pack's ``*`` row) unless the mapping rejects unknown types."""
         spec = self.spec.category
         given = [str(v).strip() for v in (column(raw, c) for c in spec.columns) if not blank(v)]
         if not given:
@@ -155,14 +159,21 @@ class DeclarativeMapping:
         rules = [table.lookup(spec.table, v) if table is not None else None for v in given]
         for value, rule in zip(given, rules):
             if rule is not None and not rule.value.endswith("*"):
-                return rule.category_code, rule.department_code
+                return rule.category_code, rule.department_code, None
             if spec.pack_codes and value in ctx.category_codes:
-                return value, None
+                return value, None, None
         for rule in rules:
-            if rule is not None:
-                return rule.category_code, rule.department_code
+            if rule is not None and rule.value.strip() != "*":
+                return rule.category_code, rule.department_code, None
+        catch_all = next((r for r in rules if r is not None), None)
+        if spec.unknown == "catch_all" and spec.catch_all:
+            return spec.catch_all, None, given[0]
+        if spec.unknown == "catch_all" and catch_all is not None:
+            return catch_all.category_code, catch_all.department_code, given[0]
         raise Rejected(f"unknown complaint type {given[0][:80]!r}: not in pack {ctx.pack.name}'s mapping.csv "
-                       "(add a complaint_type row, or a '*' row to send unknown types to triage)")
+                       + ("(the mapping rejects unknown types)" if spec.unknown == "reject" else
+                          "(add a complaint_type row, or a '*' row or the mapping's [category] catch_all "
+                          "to keep unknown types in a catch-all category)"))
 
     def department(self, raw: dict, ctx: FeedContext, from_category: Optional[str]) -> Optional[str]:
         spec = self.spec.department
@@ -220,8 +231,7 @@ class DeclarativeMapping:
 
     def source_deadline(self, raw: dict, ctx: FeedContext) -> Optional[datetime]:
         """The source's own deadline (``[timestamps] deadline``), or None; Rejected when unreadable.
-        Not yet applied by ingest (IncomingCase has no field for it): issue 15 item 3 makes it the
-        deadline in force."""
+        Ingest makes it the case's deadline in force (``Incident.source_deadline``)."""
         value = self.timestamp(raw, self.spec.timestamps.deadline, ctx)
         if value is not None and not isinstance(value, datetime):
             raise Rejected(f"deadline: unreadable timestamp {str(value)[:60]!r}")
@@ -247,7 +257,8 @@ class DeclarativeMapping:
             return out          # validation names the unreadable one
         for px, py in spec.placeholders:       # in the source's own CRS and units
             if x is not None and y is not None and abs(x - px) < 1e-9 and abs(y - py) < 1e-9:
-                out.update(lon=None, lat=None, location_note=f"placeholder coordinates {px:g},{py:g}: not plotted")
+                said = f"placeholder coordinates {px:g},{py:g}"
+                out.update(lon=None, lat=None, location_note=f"{said}: not plotted", flags={"location unknown": said})
                 return out
         if self._project is not None and x is not None and y is not None and (x, y) != (0, 0):
             lon, lat = self._project(x, y)
@@ -259,7 +270,7 @@ class DeclarativeMapping:
     def to_case(self, raw: dict, ctx: FeedContext) -> IncomingCase:
         check_sizes(raw)
         spec = self.spec
-        category, category_dept = self.category(raw, ctx)
+        category, category_dept, unknown_type = self.category(raw, ctx)
         state, void_reason, said = self.status(raw)
         f = spec.fields
         fields: dict[str, Any] = dict(
@@ -270,6 +281,9 @@ class DeclarativeMapping:
             reported_at=self.timestamp(raw, spec.timestamps.reported, ctx),
             source_status=said, media_urls=first(raw, f.media_urls) if f.media_urls else None,
             **self._location(raw))
+        if unknown_type is not None:
+            fields["source_type"] = unknown_type[:200]
+            fields["flags"] = {**fields.get("flags", {}), "unknown type": unknown_type[:200]}
         given_reason = first(raw, f.void_reason) if f.void_reason else None
         fields["state"], fields["void_reason"] = state, given_reason or void_reason
         closed = self.timestamp(raw, spec.timestamps.closed, ctx) \
@@ -280,9 +294,15 @@ class DeclarativeMapping:
             fields["resolved_at"] = closed
         elif state == State.VOIDED:
             fields["closed_at"] = closed
+        if spec.timestamps.deadline:
+            fields["deadline"] = self.source_deadline(raw, ctx)
+        if (state == State.REGISTERED and fields["department_code"] and spec.department.dispatch_open
+                and first(raw, spec.department.columns) is not None):
+            # the source names the agency handling it: dispatched there at the source's time
+            state = fields["state"] = State.DISPATCHED
         if state in _DISPATCHED_STATES and spec.timestamps.dispatched:
             fields["dispatched_at"] = self.timestamp(raw, spec.timestamps.dispatched, ctx)
-        return validate_case(fields, ctx)
+        return validate_case(fields, ctx, self._leniency)
 
 
 __all__ = ["DeclarativeMapping", "column", "first", "text"]

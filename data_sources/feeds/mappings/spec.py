@@ -90,6 +90,9 @@ class TimestampsSpec(_Strict):
     formats: list[str] = []                # strptime formats tried before the built-in ones
     timezone: Optional[str] = None         # of zone-less times; default: the pack's
     dayfirst: bool = False                 # built-in formats read DD/MM/YYYY instead of MM/DD/YYYY
+    #: a closed (resolved) time before the created time: the record is quarantined with that reason, or
+    #: kept closed at its creation and flagged with the source's time
+    closed_before_created: Literal["quarantine", "keep"] = "quarantine"
 
     @field_validator("reported", "dispatched", "closed", "deadline", mode="before")
     @classmethod
@@ -123,6 +126,9 @@ class CoordinatesSpec(_Strict):
     crs_column: Columns = []               # a per-record CRS column
     placeholders: list[tuple[float, float]] = []   # (lon, lat) points that mean "no location"; 0,0 always does
     missing_note: Optional[str] = None     # the case's location note when the source gives no coordinates
+    #: an unusable location (placeholder, outside the pack, unreadable) rejects the record; by default
+    #: the case is kept with its location unknown, flagged and counted
+    required: bool = False
 
     @field_validator("lon", "lat", "crs_column", mode="before")
     @classmethod
@@ -193,11 +199,17 @@ class TableSpec(_Strict):
 
 class CategorySpec(TableSpec):
     label: str = "complaint type"          # how a missing value is named in the reason
+    #: a type nothing maps: kept in the catch-all category with the source's type recorded, or rejected
+    unknown: Literal["catch_all", "reject"] = "catch_all"
+    catch_all: Optional[str] = None        # the catch-all category; default: the pack's '*' row of ``table``
 
 
 class DepartmentSpec(TableSpec):
     from_category: bool = True             # a complaint_type row's department wins over the agency's
     unknown: Literal["none", "reject"] = "none"   # a value nothing maps: no department, or rejected
+    #: an open (registered) record whose agency maps to a department is dispatched to it at the source's
+    #: dispatched time (else its created time), so it counts in 派遣数 and the department's denominators
+    dispatch_open: bool = True
 
 
 class ChannelSpec(_Strict):
