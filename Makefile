@@ -42,9 +42,10 @@ run: fonts init-db
 	$(BIN)/python app.py
 
 ## make test: the import contracts (.importlinter), then unit + integration (SQLite, and PostgreSQL/Redis
-## when CITYOPS_TEST_DATABASE_URL is set) + browser
+## when CITYOPS_TEST_DATABASE_URL is set) + browser. A test that hangs (a lock never granted) fails
+## after 10 minutes with every thread's stack, rather than the run outliving CI's limit in silence.
 test: $(VENV)/.dev-deps browser-deps fonts lint-imports
-	$(BIN)/python -m pytest -q --durations=25 tests
+	$(BIN)/python -m pytest -q --durations=25 --timeout=600 tests
 
 ## make lint-imports: the import direction of DESIGN.md §1 (doors → domain → plumbing), as import-linter contracts
 lint-imports: $(VENV)/.dev-deps

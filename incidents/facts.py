@@ -83,11 +83,12 @@ def refresh(session: Session, ids: Iterable[int]) -> None:
     """Write the fact rows of these cases from their case rows, and their rollups (in the caller's
     transaction): the frozen ones' old sums out, the new in."""
     ids = sorted({int(i) for i in ids})
+    stored = rollups.stored_basis(session) if ids else None
     for i in range(0, len(ids), _SLICE):
         part = ids[i:i + _SLICE]
-        rollups.apply(session, part, -1)
+        rollups.apply(session, part, -1, stored)
         _upsert(session, Incident.id.in_(part))
-        rollups.apply(session, part, 1)
+        rollups.apply(session, part, 1, stored)
 
 
 def rebuild(session: Session) -> int:
@@ -237,7 +238,7 @@ def _before_flush(session: Session, _context, _instances) -> None:
     """A case deleted through the ORM loses its fact row first."""
     gone = [o.id for o in session.deleted if isinstance(o, Incident) and o.id is not None]
     if gone:
-        rollups.apply(session, gone, -1)
+        rollups.apply(session, gone, -1, rollups.stored_basis(session))
         session.connection().execute(delete(CaseFact).where(CaseFact.incident_id.in_(gone)))
 
 

@@ -177,10 +177,10 @@ def _delta(dialect: str, stored: str):
                                       set_={k: getattr(R, k) + stmt.excluded[k] for k in SUMS})
 
 
-def apply(session: Session, ids: list[int], sign: int) -> None:
+def apply(session: Session, ids: list[int], sign: int, stored: Optional[str]) -> None:
     """Add (``sign`` 1) or take away (-1) these cases' frozen fact rows as they are stored now —
-    around the fact write (:func:`incidents.facts.refresh`); nothing without a basis."""
-    stored = stored_basis(session)
+    around the fact write (:func:`incidents.facts.refresh`); nothing without a basis (``stored``,
+    :func:`stored_basis`, read once by the caller for the whole write)."""
     if not stored or not ids:
         return
     conn = session.connection()

@@ -69,6 +69,11 @@ def reset_postgres(url: str) -> None:
     from data_sources.store.db import make_engine
     engine = make_engine(url)
     with engine.begin() as conn:
+        # a connection an earlier test left open (idle in transaction, holding a lock on a table)
+        # would make the DROP wait for ever: end every other backend on this database first
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        conn.execute(text("SET LOCAL lock_timeout = '60s'"))
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()

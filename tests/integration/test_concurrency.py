@@ -71,7 +71,8 @@ def test_concurrent_actions_on_one_case_apply_exactly_one_per_version(server):
     rules = get_runtime(server).rules
     db = get_db(server)
     cid = _dispatched_case(server, "RACE-1")
-    start_version = services.data_version(db.sessions())
+    with db.read_scope() as s:
+        start_version = services.data_version(s)
     winners: list[tuple[str, str, dict]] = []
     for r in range(ROUNDS):
         with db.session_scope() as s:

@@ -32,8 +32,8 @@ def test_history_is_deterministic_and_realistic(server, tmp_path):
     assert states["closed"] > states.get("in_progress", 0) > 0 and states.get("voided", 0) > 0
     assert set(channels) == {c.value for c in Channel}
     assert unlocated < out["cases"] * 0.02  # every demo point falls inside the city
-    with server.app_context():
-        lights = queries_wall.lights_of_running_cases(get_db(server).sessions(), NOW)
+    with server.app_context(), get_db(server).read_scope() as s:
+        lights = queries_wall.lights_of_running_cases(s, NOW)
     assert lights["red"] > 0 and lights["yellow"] > 0 and lights["green"] > lights["red"]
     # the same seed gives the same cases
     from tests.conftest import build_app

@@ -114,8 +114,9 @@ def test_before_the_sign_for_a_case_shows_its_sign_for_clock_only(server):
         detail = case_queries.case_detail(now, cid, rules=rt.rules, role="dispatcher", department_code=None)
         assert (detail["deadline"], detail["light"], detail["sign_light"]) == (None, None, Light.RED.value)
         assert case_queries.case_clock(now, cid, calendar=rt.calendar, role="dispatcher", department_code=None) is None
-        assert wall_queries.lights_of_running_cases(get_db(server).sessions(), now)["red"] == 1
-        assert wall_queries.lights_of_running_cases(get_db(server).sessions(), L(10, 8, 8, 45))["green"] == 1
+        with get_db(server).read_scope() as s:
+            assert wall_queries.lights_of_running_cases(s, now)["red"] == 1
+            assert wall_queries.lights_of_running_cases(s, L(10, 8, 8, 45))["green"] == 1
     client = login(server, "clock-disp", "dispatcher")     # (the API's now is today: past both deadlines)
     got = client.get(f"/api/v1/incidents/{cid}").get_json()
     assert (got["deadline"], got["light"], got["sign_light"]) == (None, "red", "red")
