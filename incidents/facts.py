@@ -79,11 +79,12 @@ def _upsert(session: Session, where) -> None:
     conn.execute(stmt)
 
 
-def refresh(session: Session, ids: Iterable[int]) -> None:
+def refresh(session: Session, ids: Iterable[int], *, with_rollups: bool = True) -> None:
     """Write the fact rows of these cases from their case rows, and their rollups (in the caller's
-    transaction): the frozen ones' old sums out, the new in."""
+    transaction): the frozen ones' old sums out, the new in. A bulk load passes ``with_rollups``
+    False and rebuilds them once at its end (:func:`incidents.rollups.rebuild_stored`)."""
     ids = sorted({int(i) for i in ids})
-    stored = rollups.stored_basis(session) if ids else None
+    stored = rollups.stored_basis(session) if ids and with_rollups else None
     for i in range(0, len(ids), _SLICE):
         part = ids[i:i + _SLICE]
         rollups.apply(session, part, -1, stored)
@@ -98,10 +99,7 @@ def rebuild(session: Session) -> int:
     # NOT EXISTS, an anti-join: PostgreSQL runs a NOT IN over a million ids as a subplan per row
     conn.execute(delete(CaseFact).where(~select(Incident.id).where(Incident.id == CaseFact.incident_id).exists()))
     conn.exec_driver_sql("ANALYZE case_facts")     # fresh statistics: the KPI scans pick their indexes by them
-    stored = rollups.stored_basis(session)
-    if stored:
-        b = json.loads(stored)
-        rollups.rebuild(session, b["tz"], b["citizen_channels"])
+    rollups.rebuild_stored(session)
     return int(session.scalar(select(func.count()).select_from(CaseFact)) or 0)
 
 

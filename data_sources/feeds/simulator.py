@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
 from data_sources.store.db import bulk_load
-from incidents import facts, services
+from incidents import facts, rollups, services
 from incidents.lifecycle import DomainError, next_state
 from incidents.model import Action, Channel, Priority, ResolveOutcome, RevisitResult, Role, State, TimeUnit
 from incidents.services import Actor, CaseRules
@@ -437,6 +437,8 @@ def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, 
     if conn.dialect.name == "postgresql" and done.cases:   # explicit ids: move the id sequence past them
         conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
                              "(SELECT max(id) FROM incidents))")
+    if done.cases:     # the frozen cases' sums, once over the whole history (not batch by batch)
+        rollups.rebuild_stored(session)
     _set_slot(session, last)
     return {"cases": done.cases, "events": done.events, "planned_steps": done.planned_steps}
 
@@ -517,7 +519,7 @@ def _write_batch(session: Session, conn, sim: Simulator, writer: _Rows, planned:
     conn.exec_driver_sql(writer.sql["incident_events"], events)
     if steps:
         conn.exec_driver_sql(writer.sql["demo_steps"], steps)
-    facts.refresh(session, range(first_id, first_id + len(cases)))
+    facts.refresh(session, range(first_id, first_id + len(cases)), with_rollups=False)   # (once at the end)
     return len(cases), len(events), len(steps)
 
 
