@@ -126,3 +126,26 @@ def test_the_bulk_load_gives_the_tables_their_indexes_back(server):
     assert len(before["incidents"]) >= 10
     _seed(server)
     assert indexes() == before
+
+
+def test_forked_processes_draft_the_same_history_as_one_process(tmp_path):
+    """A long history is drafted by forked processes, each from its own days, and written here in
+    order: the same case rows (ids included), events, planned steps and rollups as one process."""
+    from sqlalchemy import text
+    from incidents import rollups
+    from tests.conftest import build_app
+    forked, alone = (build_app(f"sqlite:///{tmp_path / name}").server for name in ("forked.db", "alone.db"))
+    with forked.app_context():
+        sim = simulator.build(forked)
+    dumps = []
+    for app_server, processes in ((forked, 2), (alone, 0)):
+        with get_db(app_server).session_scope() as s:
+            out = simulator.seed_history(s, sim, NOW, DAYS, batch=300, processes=processes)
+        with get_db(app_server).session_scope() as s:
+            assert rollups.differences(s) == 0
+            dumps.append((out, *[s.execute(text(q)).all() for q in (
+                "SELECT * FROM incidents ORDER BY id", "SELECT * FROM incident_events ORDER BY id",
+                "SELECT incident_id, due_at, action, payload FROM demo_steps ORDER BY id",
+                "SELECT * FROM case_rollups ORDER BY week, kind, unit, milestone, day, day2")]))
+    assert dumps[0][0]["cases"] > 600 and len(dumps[0][4]) > 0
+    assert dumps[0] == dumps[1]
