@@ -29,11 +29,14 @@ def forbidden() -> html.Div:
     return html.Div(className="forbidden", children=[html.H2(t("forbidden"))])
 
 
-def tile(label: str, value, unit: str = "", *, tone: str = "", title: str = "") -> html.Div:
+def tile(label: str, value, unit: str = "", *, tone: str = "", title: str = "", note=None) -> html.Div:
+    """A figure with its label and unit; ``note``: the line under it that gives the figure its
+    meaning (its target, or the same time yesterday)."""
     text = f"{value:,}" if isinstance(value, int) else str(value)
     return html.Div(className=f"tile {tone}", title=title, children=[
         html.Div(label, className="tile-label"),
         html.Div([html.Span(text, className="tile-value"), html.Span(unit, className="tile-unit")]),
+        html.Div(note, className="tile-note") if note else None,
     ])
 
 

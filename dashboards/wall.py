@@ -302,27 +302,65 @@ def _view(city, district, scale: float = 1.0, shapes: dict | None = None) -> dic
 
 
 def _tiles(d):
+    """The wall's figures, each with what makes it mean something at any hour: a count beside the
+    same time yesterday, a rate beside its target — and a rate of too few cases says so."""
+    targets = d.targets
     online = None
     if d.online:
         ratio, day = d.online
+        goal = targets.get("online_rate")
         online = tile(f"{t('online_rate')}（{t('last_7_days')}）", pct(ratio.value),
-                      tone="good" if (ratio.value or 0) >= wall.ONLINE_RATE_TARGET else "warn",
-                      title=f"网办率 = 网上办理 {ratio.numerator:,} ÷ 办件总数 {ratio.denominator:,}；"
-                            f"{t('target')} ≥ {wall.ONLINE_RATE_TARGET:.0%}（截至 {day} 的近7天一网通办数据）")
+                      tone=_against(ratio.value, goal), note=_target_note(goal),
+                      title=f"网办率 = 网上办理 {ratio.numerator:,} ÷ 办件总数 {ratio.denominator:,}"
+                            f"（截至 {day} 的近7天一网通办数据）")
+    y = d.yesterday
+    running = sum(d.lights.values())
     tiles = [
-        tile(t("today_reported"), d.today["reported"], t("cases_unit"), title=_formula("reported_count")),
-        tile(t("today_registered"), d.today["registered"], t("cases_unit"), title=_formula("registered_count")),
-        tile(t("today_closed"), d.today["closed"], t("cases_unit"), title=_formula("closed_count")),
-        tile(t("closure_today"), pct(d.closure.value),
-             title=f"{_formula('closure_rate')}（今日：{d.closure.numerator:,} ÷ {d.closure.denominator:,}）"),
-        tile(t("on_time_today"), pct(d.on_time.value),
-             title=f"{_formula('on_time_disposal_rate')}（今日：{d.on_time.numerator:,} ÷ {d.on_time.denominator:,}）"),
-        tile(t("overdue"), d.overdue, t("cases_unit"), tone="alarm", title=_formula("overdue_open_count")),
-        tile(t("yellow"), d.lights.get("yellow", 0), t("cases_unit"), tone="warn",
-             title="即将超期：已派遣、尚未处置且已用时限超过80%的案件"),
-        tile(t("open_cases"), d.open_total, t("cases_unit"), title="在办案件：除已结案、已作废外的全部案件"),
+        tile(t("today_reported"), d.today["reported"], t("cases_unit"), title=_formula("reported_count"),
+             note=_yesterday_note(d.today["reported"], y.get("reported"))),
+        tile(t("today_registered"), d.today["registered"], t("cases_unit"), title=_formula("registered_count"),
+             note=_yesterday_note(d.today["registered"], y.get("registered"))),
+        tile(t("today_closed"), d.today["closed"], t("cases_unit"), title=_formula("closed_count"),
+             note=_yesterday_note(d.today["closed"], y.get("closed"))),
+        _rate_tile(t("closure_today"), d.closure, targets.get("closure_rate"), "closure_rate"),
+        _rate_tile(t("on_time_today"), d.on_time, targets.get("on_time_disposal_rate"), "on_time_disposal_rate"),
+        tile(t("overdue"), d.overdue, t("cases_unit"), tone="alarm" if d.overdue else "", title=_formula("overdue_open_count"),
+             note=_yesterday_note(d.overdue, y.get("overdue"), lower_is_better=True)),
+        tile(t("yellow"), d.lights.get("yellow", 0), t("cases_unit"), tone="warn" if d.lights.get("yellow") else "",
+             title="即将超期：已派遣、尚未处置且已用时限超过80%的案件",
+             note=t("share_of_running", share=pct(d.lights.get("yellow", 0) / running if running else None))),
+        tile(t("open_cases"), d.open_total, t("cases_unit"), title="在办案件：除已结案、已作废外的全部案件",
+             note=t("running_now", n=f"{running:,}")),
     ]
     return tiles + ([online] if online else [])
+
+
+def _rate_tile(label: str, ratio, goal, code: str):
+    title = f"{_formula(code)}（今日：{ratio.numerator:,} ÷ {ratio.denominator:,}）"
+    if ratio.denominator < kpis.MIN_RATE_SAMPLE:      # 0 of 2 at dawn is no 0.0 %
+        return tile(label, t("too_few"), "", title=title,
+                    note=t("too_few_note", n=ratio.denominator, floor=kpis.MIN_RATE_SAMPLE))
+    return tile(label, pct(ratio.value), tone=_against(ratio.value, goal), title=title, note=_target_note(goal))
+
+
+def _against(value, goal) -> str:
+    if value is None or goal is None:
+        return ""
+    return "good" if value >= goal else "warn"
+
+
+def _target_note(goal):
+    return f"{t('target')} ≥ {goal:.0%}" if goal is not None else None
+
+
+def _yesterday_note(today: int, before, *, lower_is_better: bool = False):
+    if before is None:
+        return None
+    delta = today - before
+    arrow = "▲" if delta > 0 else "▼" if delta < 0 else "＝"
+    tone = ("bad" if delta > 0 else "good") if lower_is_better and delta else ""   # (more reports: no verdict)
+    return html.Span([f"{t('same_time_yesterday')} {before:,} ",
+                      html.Span(f"{arrow}{abs(delta):,}" if delta else arrow, className=f"delta {tone}".strip())])
 
 
 def _formula(code: str) -> str:

@@ -71,6 +71,9 @@ EXTRA_WEIGHTS = {"first_contact_rate": ("first_contact_rate", False), "actual_so
 #: a group (department, district) with fewer cases than this is listed apart, never ranked: the one
 #: home of the rule for the brief, the API, the exports and the wall's department ranking
 MIN_RANKING_VOLUME = 20
+#: a rate over fewer cases than this says so rather than show a figure (the wall at 06:00: 0 of 2
+#: closed is no 0.0 %): the wall's tiles and the brief's cards
+MIN_RATE_SAMPLE = 10
 UNASSIGNED = "(未派遣)"
 
 

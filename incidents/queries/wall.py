@@ -28,7 +28,6 @@ from incidents.tables import (AlarmAck, Area, Category, Department, Incident, In
 MAX_POINTS = 4000  # never ship more raw points than a browser map renders briskly
 DEPARTMENT_WINDOW = timedelta(days=7)
 ALARM_WINDOW = timedelta(hours=2)
-ONLINE_RATE_TARGET = 0.85
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,10 @@ class WallData:
     channels: dict[str, int]
     departments: list[tuple[str, Ratio]]          # on-time disposal rate, min volume, best first
     overdue: int = 0                              # 超期未处置数 at as_of, the brief's number (kpi_facts)
+    # the same figures at the same time yesterday (today's counts, closure, on_time, overdue), by
+    # the same path: what a tile compares itself with at any hour
+    yesterday: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)   # the pack's KPI targets (closure_rate, online_rate …)
     feeds: list[dict] = field(default_factory=list)
     alarms: list[Alarm] = field(default_factory=list)
 
@@ -139,11 +142,17 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
     grid_counts = open_by(Incident.grid_code)
     by_area = grid_counts if district else open_by(Incident.district_code)
     today = _today_kpis(s, start, now, district)
+    day = timedelta(days=1)
+    before = _today_kpis(s, start - day, now - day, district)     # (local midnight: wall-clock arithmetic)
     return WallData(
         version=version, as_of=now, district=district,
         today={key: int(today[code].numerator) for key, code in TODAY_COUNTS.items()},
         closure=_ratio(today["closure_rate"]), on_time=_ratio(today["on_time_disposal_rate"]),
         overdue=int(today["overdue_open_count"].numerator), lights=lights,
+        yesterday={**{key: int(before[code].numerator) for key, code in TODAY_COUNTS.items()},
+                   "closure": _ratio(before["closure_rate"]), "on_time": _ratio(before["on_time_disposal_rate"]),
+                   "overdue": int(before["overdue_open_count"].numerator)},
+        targets=dict(runtime().pack.kpi_targets),
         open_total=sum(n for st, n in by_state.items() if st in OPEN_STATES),
         online=_online(s, now, tz), by_state=by_state, by_area=by_area, grid_counts=grid_counts,
         points=_points(s, now, where), hourly=_hourly(s, now, where),

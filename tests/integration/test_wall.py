@@ -114,3 +114,45 @@ def test_the_wall_answers_the_same_to_many_screens_from_one_computation(server):
     assert cold > 10 and n["q"] - cold == 50  # one data-version read per screen
     with get_db(server).session_scope() as s:
         assert s.scalar(select(AlarmAck).limit(1)) is None
+
+
+def test_each_tile_has_its_comparison_and_a_rate_of_few_cases_says_so(server, city):
+    """The tiles at any hour: today's counts beside the same time yesterday (by the same path: the
+    wall's own figures a day earlier), rates beside the pack's target, and a rate over fewer cases
+    than kpis.MIN_RATE_SAMPLE shown as 样本不足 rather than 0.0 %."""
+    import json as _json
+    from dashboards import wall as wall_page
+    from incidents import kpis
+    rules = get_runtime(server).rules
+    day = timedelta(days=1)
+    with get_db(server).session_scope() as s:
+        for i in range(3):                                  # yesterday, before the same time
+            _dispatched(s, rules, f"y{i}", NOW - day - timedelta(hours=1))
+        _case(s, rules, "y-later", at=NOW - day + timedelta(hours=1))   # yesterday, after it: not counted
+        _dispatched(s, rules, "t0", NOW - timedelta(minutes=30))
+        s.flush()
+        data = queries_wall.build(s, NOW, TZ)
+        a_day_ago = queries_wall.build(s, NOW - day, TZ)
+    y = data.yesterday
+    assert (y["reported"], y["registered"], y["dispatched"]) == (3, 3, 3)
+    assert {k: y[k] for k in ("reported", "registered", "dispatched", "closed")} == a_day_ago.today
+    assert (y["closure"], y["on_time"], y["overdue"]) == (a_day_ago.closure, a_day_ago.on_time, a_day_ago.overdue)
+    assert data.today["reported"] == 1 and data.targets["closure_rate"] == get_runtime(server).pack.kpi_targets["closure_rate"]
+    with server.test_request_context():
+        tiles = {_json.dumps(tile.children[0].to_plotly_json(), ensure_ascii=False): _json.dumps(
+                 tile.to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+                 for tile in wall_page._tiles(data)}
+
+    def shown(label):
+        return next(text for key, text in tiles.items() if label in key)
+    assert "昨日同时 3" in shown("今日上报") and "▼2" in shown("今日上报")   # 1 today, 3 by this time yesterday
+    assert data.closure.denominator < kpis.MIN_RATE_SAMPLE
+    assert "样本不足" in shown("今日结案率") and "%" not in shown("今日结案率").split("title")[0]
+    assert "目标" not in shown("今日结案率")                       # too few: no verdict against the target
+    import dataclasses
+    with server.test_request_context():
+        enough = dataclasses.replace(data, closure=queries_wall.Ratio(12, 20))
+        closure_tile = _json.dumps(wall_page._tiles(enough)[3].to_plotly_json(), default=lambda o: o.to_plotly_json(),
+                                   ensure_ascii=False)
+    assert "60.0%" in closure_tile and f"目标 ≥ {data.targets['closure_rate']:.0%}" in closure_tile
+    assert '"tile warn"' in closure_tile                            # below its target
