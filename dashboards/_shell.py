@@ -26,6 +26,11 @@ def layout():
              for page, href, key in NAV if role in PAGE_ROLES[page]]
     other = "en" if lang() != "en" else "zh-CN"
     role_label = ROLE_LABELS_ZH[role] if lang() != "en" else role.value
+    # a kiosk wall is nobody's desk: no language link (its URL says ?lang=) and no 退出 to press by
+    # accident — revoking its token (flask revoke-token) ends it
+    kiosk = bool(session.get("kiosk"))
+    controls = [] if kiosk else [html.A("English" if other == "en" else "中文", href=f"?lang={other}",
+                                        className="lang", id="lang-switch"), *_logout_forms()]
     return html.Div(className="shell", children=[
         dcc.Location(id=ids.SHELL_URL),
         html.Header(className="topbar", children=[
@@ -38,9 +43,7 @@ def layout():
             html.Div(className="user", children=[
                 html.Span(id=ids.SHELL_CLOCK, className="clock", title=city.timezone),
                 html.Span(f"{current_user.display_name}（{role_label}）", className="who"),
-                html.A("English" if other == "en" else "中文", href=f"?lang={other}", className="lang",
-                       id="lang-switch"),
-                *_logout_forms(),
+                *controls,
             ]),
         ]),
         dcc.Interval(id=ids.SHELL_CLOCK_TICK, interval=1000),
@@ -49,17 +52,16 @@ def layout():
 
 
 def _logout_forms() -> list:
-    """退出 (this browser) and, except on a kiosk wall, 退出所有设备 (every browser of this user);
-    both post the session's CSRF token."""
+    """退出 (this browser) and 退出所有设备 (every browser of this user); both post the session's
+    CSRF token."""
     token = generate_csrf()
     forms = [html.Form(action="/logout", method="post", className="logout-form", children=[
         dcc.Input(type="hidden", name="csrf_token", value=token),
         html.Button(t("logout"), type="submit", className="btn-link", id="logout-button")])]
-    if not session.get("kiosk"):
-        forms.append(html.Form(action="/logout-everywhere", method="post", className="logout-form", children=[
-            dcc.Input(type="hidden", name="csrf_token", value=token),
-            html.Button(t("logout_everywhere"), type="submit", className="btn-link btn-quiet",
-                        id="logout-everywhere-button", title=t("logout_everywhere_hint"))]))
+    forms.append(html.Form(action="/logout-everywhere", method="post", className="logout-form", children=[
+        dcc.Input(type="hidden", name="csrf_token", value=token),
+        html.Button(t("logout_everywhere"), type="submit", className="btn-link btn-quiet",
+                    id="logout-everywhere-button", title=t("logout_everywhere_hint"))]))
     return forms
 
 

@@ -94,7 +94,10 @@ def test_a_kiosk_url_opens_the_wall_read_only_and_revoking_ends_it(server):
     first = client.get(f"/wall?kiosk={token}")                            # exchanged for a cookie and
     assert first.status_code == 302 and first.headers["Location"] == "/wall"  # dropped from the URL
     assert client.get("/wall").status_code == 200                          # the wall, no login page
-    assert client.get("/_dash-layout").status_code == 200                  # the session works for Dash
+    layout = client.get("/_dash-layout")
+    assert layout.status_code == 200                                       # the session works for Dash
+    assert "kiosk-hall-1" in layout.text or "hall-1" in layout.text
+    assert not any(x in layout.text for x in ("logout-button", "lang-switch", "/logout"))   # nothing to press
     with get_db(server).session_scope() as s:
         user = auth.user_for_token(s, token)
         assert user.username == "kiosk-hall-1" and user.role == "viewer"
