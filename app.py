@@ -40,6 +40,7 @@ DEFAULTS: dict[str, object] = {
     "DEMO_TICK_SECONDS": 5.0,
     "DEMO_DAILY_CASES": 0.0,    # demo feed: cases a day, city-wide; 0 = the pack's [demo] daily_cases
     "WALL_REFRESH_SECONDS": 5.0,
+    "WALL_ALARM_SOUND": False,
     "UNDO_SECONDS": 5.0,        # workbench: how long a one-click action waits in the browser for 撤销 before it is sent
     "INGEST_MIN_DATE": "1990-01-01",   # feed timestamps before this are placeholders: quarantined
     "DB_CONNECT_TIMEOUT": 5.0,      # seconds to connect to PostgreSQL (also its TCP keepalive/user timeout)

@@ -67,9 +67,12 @@ def layout(**_kwargs):
             panel(t("top_categories"), graph(ids.WALL_CATEGORIES, figure=first["cats"]), cls="p-cats", id_="wall-p-cats"),
             panel(t("feeds"), html.Div(first["feeds"], id="wall-feeds", className="feeds"), cls="p-feeds", id_="wall-p-feeds"),
         ]),
-        html.Div(className="ticker", children=[
+        # the ticker pages through its alarms, whole ones only (assets/wall.js)
+        html.Div(className="ticker", **{"data-sound": "1" if current_app.config["WALL_ALARM_SOUND"] else "0"},
+                 children=[
             html.Span(t("alarms"), className="ticker-title"),
             html.Ul(first["alarms"], id=ids.WALL_RECENT, className="ticker-list"),
+            html.Span(className="ticker-page", id="wall-ticker-page"),
             html.Span(first["updated"], id=ids.WALL_UPDATED, className="updated"),
         ]),
     ])
@@ -406,13 +409,20 @@ def _alarms(d):
     if not d.alarms:
         return [html.Li(t("no_alarms"), className="muted")]
     can_ack = current_user.is_authenticated and current_user.role in permissions.ACK_ROLES
+    minutes = reference.city_info().escalate_after_minutes
     items = []
     for a in d.alarms:
         text = a.title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
-        items.append(html.Li(className=f"alarm {a.kind}", children=[
+        if a.acked_by:          # who and when, in place of the button
+            after = html.Span(t("acked_by", who=a.acked_by, at=local_time(a.acked_at, "%H:%M")), className="acked")
+        elif can_ack:
+            after = html.Button(t("ack"), id={"type": "ack", "key": a.key}, className="ack", n_clicks=0)
+        else:
+            after = None
+        cls = f"alarm {a.kind}" + (" escalated" if a.escalated else "") + (" is-acked" if a.acked_by else "")
+        items.append(html.Li(className=cls, title=t("escalated_hint", n=minutes) if a.escalated else None, children=[
             html.Span(local_time(a.at, "%H:%M"), className="t"),
-            html.Span(t(f"alarm_{a.kind}"), className="k"),
+            html.Span(t("alarm_escalated") if a.escalated else t(f"alarm_{a.kind}"), className="k"),
             html.Span((f"#{a.case_id} " if a.case_id and a.count == 1 else "") + text, className="d"),
-            html.Button(t("ack"), id={"type": "ack", "key": a.key}, className="ack", n_clicks=0)
-            if can_ack else None]))
+            after]))
     return items

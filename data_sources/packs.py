@@ -161,6 +161,14 @@ class Workflow:
     citizen_channels: tuple[str, ...] = DEFAULT_CITIZEN_CHANNELS
 
 
+@dataclass(frozen=True)
+class WallRules:
+    """The operators' rules of a pack's ``[wall]``: an urgent alarm nobody acknowledges within
+    ``escalate_after_minutes`` escalates to the duty leader (带班领导)."""
+
+    escalate_after_minutes: int = 10
+
+
 # eq=False: identity equality and hashing, so a Pack can key a cache (its dict fields are unhashable).
 @dataclass(frozen=True, eq=False)
 class Pack:
@@ -186,6 +194,7 @@ class Pack:
     path: Path
     service_items: tuple["ServiceItem", ...] = ()   # 一网通办 items per department (service_items.csv)
     workflow: Workflow = field(default_factory=Workflow)   # [workflow]: 签收, 退单, 审定
+    wall: WallRules = field(default_factory=WallRules)     # [wall]: alarm escalation
 
     # cached_property writes to the instance __dict__ directly, which a frozen dataclass allows.
     @cached_property
@@ -408,6 +417,20 @@ def _workflow(conf: dict) -> Workflow:
     return Workflow(sign_for_hours=sign, max_returns=max_returns,
                     return_reasons={str(k): str(v) for k, v in reasons.items()}, disposal_clock=clock,
                     assist_reply_share=float(share), citizen_channels=tuple(dict.fromkeys(citizen)))
+
+
+def _wall(conf: dict) -> WallRules:
+    """``[wall]``: ``escalate_after_minutes`` (an integer >= 1, default 10)."""
+    node = conf.get("wall", {})
+    if not isinstance(node, dict):
+        raise PackError("pack.toml: [wall] must be a table")
+    unknown = sorted(set(node) - {"escalate_after_minutes"})
+    if unknown:
+        raise PackError(f"pack.toml: [wall] has unknown setting(s) {', '.join(unknown)}")
+    minutes = node.get("escalate_after_minutes", WallRules.escalate_after_minutes)
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
+        raise PackError(f"pack.toml: [wall] escalate_after_minutes must be an integer >= 1 (got {minutes!r})")
+    return WallRules(escalate_after_minutes=minutes)
 
 
 def _parse_time(text: Any, where: str) -> dt.time:
@@ -808,6 +831,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         path=folder,
         service_items=_load_service_items(folder, dept_codes),
         workflow=_workflow(conf),
+        wall=_wall(conf),
     )
 
 

@@ -38,12 +38,14 @@ class CityInfo:
     timezone: str
     center: tuple[float, float]
     zoom: float
+    escalate_after_minutes: int = 10      # [wall]: an urgent alarm unacknowledged this long escalates
 
 
 def city_info() -> CityInfo:
-    """The loaded pack's name, timezone and map view (for page headers and maps)."""
+    """The loaded pack's name, timezone, map view and wall rules (for page headers and maps)."""
     p = runtime().pack
-    return CityInfo(p.name, p.title, p.title_en, p.timezone, tuple(p.center), float(p.zoom))
+    return CityInfo(p.name, p.title, p.title_en, p.timezone, tuple(p.center), float(p.zoom),
+                    p.wall.escalate_after_minutes)
 
 
 def department_options() -> list[tuple[str, str]]:

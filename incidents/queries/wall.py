@@ -3,6 +3,7 @@ city or one district, memoized with the data version and the refresh period in t
 fifty screens cost about what one does."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -48,6 +49,9 @@ class Alarm:
     title: str
     count: int = 1      # repeated alarms of one kind and place are folded into one line
     case_id: Optional[int] = None
+    acked_by: Optional[str] = None        # who acknowledged it, and when (it stays, marked, in the window)
+    acked_at: Optional[datetime] = None
+    escalated: bool = False               # urgent, unacknowledged past the pack's escalate_after_minutes
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
                                 .where(Incident.reported_at >= start, *where).group_by(Incident.channel)).all()),
         departments=_departments(s, now, where),
         feeds=[_feed_row(f) for f in feeds],
-        alarms=_alarms(s, now, where, feeds))
+        alarms=_alarms(s, now, where, feeds, timedelta(minutes=runtime().pack.wall.escalate_after_minutes)))
 
 
 def lights_of_running_cases(s, now, where=()) -> dict[str, int]:
@@ -258,7 +262,9 @@ def _feed_row(f) -> dict:
             "usual_hourly": f.usual_hourly, "reject_rate": f.reject_rate}
 
 
-def _alarms(s, now, where, feeds, limit: int = 12) -> list[Alarm]:
+def _alarms(s, now, where, feeds, escalate_after: timedelta, limit: int = 30) -> list[Alarm]:
+    """The last two hours' alarms: escalated ones first, then the unacknowledged, newest first,
+    then the acknowledged (with who and when)."""
     since = now - ALARM_WINDOW
     out: list[Alarm] = []
     urgent = s.execute(select(Incident.id, Incident.reported_at, Incident.title, Incident.priority)
@@ -279,9 +285,13 @@ def _alarms(s, now, where, feeds, limit: int = 12) -> list[Alarm]:
         if f.status == "silent":
             hour = now.strftime("%Y%m%d%H")
             out.append(Alarm(f"feed:{f.feed}:{hour}", "feed", now, f.feed))
-    acked = set(s.scalars(select(AlarmAck.key).where(AlarmAck.key.in_([a.key for a in out])))) if out else set()
-    out = [a for a in out if a.key not in acked]
+    acks = {k: (by, at) for k, by, at in s.execute(select(AlarmAck.key, AlarmAck.acked_by, AlarmAck.acked_at)
+                                                      .where(AlarmAck.key.in_([a.key for a in out])))} if out else {}
+    out = [dataclasses.replace(a, acked_by=acks[a.key][0], acked_at=acks[a.key][1]) if a.key in acks
+           else dataclasses.replace(a, escalated=a.kind == "urgent" and now - a.at >= escalate_after)
+           for a in out]
     out.sort(key=lambda a: a.at, reverse=True)
+    out.sort(key=lambda a: 0 if a.escalated else 2 if a.acked_by else 1)     # (stable: newest first within)
     return out[:limit]
 
 

@@ -92,7 +92,7 @@ def test_clicking_a_district_drills_down_and_the_city_comes_back(new_page, login
     assert page.errors == [], "\n".join(page.errors)
 
 
-def test_an_operator_acknowledges_an_alarm_and_it_leaves_the_ticker(new_page, login):
+def test_an_operator_acknowledges_an_alarm_and_the_ticker_says_who_and_when(new_page, login):
     page = new_page(1920, 1080)
     _open_wall(page, login, "dispatcher")
     # an urgent case arrives (through the REST API, as the dispatcher): it raises an alarm
@@ -106,6 +106,7 @@ def test_an_operator_acknowledges_an_alarm_and_it_leaves_the_ticker(new_page, lo
     key = button.get_attribute("id")
     button.click()
     page.wait_for_function("(id) => !document.getElementById(id)", arg=key)
+    page.wait_for_function("() => document.querySelector('.ticker-list').textContent.includes('✓ bt-dispatcher')")
     viewer = new_page(1920, 1080)
     _open_wall(viewer, login, "viewer")
     assert viewer.locator(".ticker-list button.ack").count() == 0  # a viewer (kiosk) may not acknowledge
@@ -168,3 +169,49 @@ def test_the_stale_banner_appears_when_the_database_goes_and_leaves_when_it_retu
     assert probe.value.code == 503
     proxy.start()                                  # it comes back on the same port
     page.wait_for_function("() => !document.querySelector('#wall-banner.stale')")
+
+
+TICKER_PAGE = """() => {
+  const list = document.querySelector('.ticker-list'), box = list.getBoundingClientRect();
+  const shown = [...list.children].filter(li => getComputedStyle(li).display !== 'none');
+  const cut = shown.filter(li => { const r = li.getBoundingClientRect();
+    return r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5; });
+  return {shown: shown.map(li => li.dataset.i), cut: cut.length, counter: document.querySelector('.ticker-page').textContent};
+}"""
+
+
+@pytest.mark.parametrize("width,height", [(1366, 768), (1920, 1080)])
+def test_the_ticker_pages_through_30_alarms_whole_ones_only(browser, width, height):
+    """The ticker's paging (assets/wall.js, assets/wall.css) on 30 alarms: each page shows only
+    alarms that fit whole inside the ticker, the counter says which page, the pages turn, and every
+    alarm is on one page (the pages turn every 0.4 s here, every 6 s on a wall)."""
+    css = "\n".join((ROOT / "assets" / name).read_text(encoding="utf-8") for name in ("cityops.css", "wall.css"))
+    items = "".join(
+        f'<li class="alarm {"urgent escalated" if i == 0 else "red"}" data-i="{i}"><span class="t">0{i % 10}:1{i % 6}</span>'
+        f'<span class="k">{"紧急·已升级带班领导" if i == 0 else "案件超期"}</span>'
+        f'<span class="d">#{3000 + i} {"钱江路机动车乱停放" * (1 + i % 3)}</span><button class="ack">确认</button></li>'
+        for i in range(30))
+    html_page = (f"<html><head><style>{css}</style></head><body><div class='wall'><div class='ticker' data-sound='0' data-page-seconds='0.4'>"
+                 f"<span class='ticker-title'>告警</span><ul class='ticker-list'>{items}</ul>"
+                 f"<span class='ticker-page'></span><span class='updated'>数据更新于 04:36:02</span></div></div>"
+                 f"<script>{(ROOT / 'assets' / 'wall.js').read_text(encoding='utf-8')}</script></body></html>")
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    ctx.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = ctx.new_page()
+        page.set_content(html_page)
+        page.wait_for_function("() => document.querySelector('.ticker-page').textContent.includes('/')")
+        seen_pages, seen_items = set(), set()
+        while True:
+            now = page.evaluate(TICKER_PAGE)
+            assert now["cut"] == 0 and now["shown"], now
+            page_no, pages = now["counter"].split("/")
+            seen_pages.add(page_no)
+            seen_items.update(now["shown"])
+            if len(seen_pages) == int(pages):
+                break
+            page.wait_for_function("(c) => document.querySelector('.ticker-page').textContent !== c", arg=now["counter"])
+        assert int(pages) > 1 and seen_items == {str(i) for i in range(30)}
+        page.screenshot(path=str(ARTIFACTS / f"ticker-{width}x{height}.png"), clip={"x": 0, "y": 0, "width": width, "height": 80})
+    finally:
+        ctx.close()

@@ -61,7 +61,7 @@ def test_the_wall_counts_today_lights_and_drills_into_a_district(server, city):
     assert any(a.kind == "red" and a.case_id == late.id for a in data.alarms) is False  # red 10 days ago: not new
 
 
-def test_alarms_fold_and_an_acknowledged_alarm_leaves(server, city):
+def test_alarms_fold_and_an_acknowledged_alarm_shows_who_and_when(server, city):
     rules = get_runtime(server).rules
     with get_db(server).session_scope() as s:
         urgent = _case(s, rules, "u", priority="urgent", at=NOW - timedelta(minutes=5))
@@ -81,7 +81,29 @@ def test_alarms_fold_and_an_acknowledged_alarm_leaves(server, city):
     with get_db(server).session_scope() as s:
         ack = s.get(AlarmAck, key)
         assert (ack.acked_by, ack.acked_at) == ("disp", NOW)
-        assert key not in [a.key for a in queries_wall.build(s, NOW, TZ).alarms]
+        shown = queries_wall.build(s, NOW, TZ).alarms
+        acked = next(a for a in shown if a.key == key)
+        assert (acked.acked_by, acked.acked_at) == ("disp", NOW) and shown[-1].key == key   # last, marked
+
+
+def test_an_urgent_alarm_nobody_acknowledges_escalates_after_the_packs_minutes(server, city):
+    rules = get_runtime(server).rules
+    minutes = get_runtime(server).pack.wall.escalate_after_minutes
+    assert minutes == 10
+    with get_db(server).session_scope() as s:
+        ignored = _case(s, rules, "ignored", priority="urgent")
+        seen = _case(s, rules, "seen", priority="urgent")
+        s.flush()
+
+        def alarm(case, at):
+            return next(a for a in queries_wall.build(s, at, TZ).alarms if a.case_id == case.id)
+        before = NOW + timedelta(minutes=minutes) - timedelta(seconds=1)
+        assert not alarm(ignored, before).escalated and not alarm(seen, before).escalated
+        services.acknowledge_alarm(s, DISPATCHER, alarm(seen, NOW).key, NOW + timedelta(minutes=3))
+        after = NOW + timedelta(minutes=minutes)
+        assert alarm(ignored, after).escalated                         # unacknowledged for 10 minutes
+        assert not alarm(seen, after).escalated and alarm(seen, after).acked_by == "disp"
+        assert queries_wall.build(s, after, TZ).alarms[0].case_id == ignored.id     # the escalated first
 
 
 def test_a_kiosk_url_opens_the_wall_read_only_and_revoking_ends_it(server):

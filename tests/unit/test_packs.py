@@ -54,7 +54,7 @@ def test_dataclasses_have_exactly_the_agreed_fields():
     assert names(Pack) == (
         "name", "title", "title_en", "timezone", "crs", "center", "zoom", "office_hours", "holiday_source",
         "calendar_overrides", "triage_department", "kpi_targets", "kpi_weights", "priority_factors", "demo",
-        "departments", "areas", "categories", "routing_rules", "path", "service_items", "workflow",
+        "departments", "areas", "categories", "routing_rules", "path", "service_items", "workflow", "wall",
     )  # fmt: skip
     assert names(ServiceItem) == ("department", "code", "name", "daily", "online_bias")
 
@@ -488,6 +488,10 @@ BROKEN = {
     "workflow-disposal-clock-unknown": (
         _toml_with("[priority_factors]", "[workflow]\ndisposal_clock = \"resolve\"\n\n[priority_factors]"),
         r"pack\.toml: \[workflow\] disposal_clock must be one of 'dispatch', 'sign' .*not 'resolve'",
+    ),
+    "wall-escalation-zero": (
+        _toml_with("[priority_factors]", "[wall]\nescalate_after_minutes = 0\n\n[priority_factors]"),
+        r"pack\.toml: \[wall\] escalate_after_minutes must be an integer >= 1",
     ),
     "triage-department-unknown": (
         _toml_with('"T-TRIAGE"', '"T-NOBODY"'),
