@@ -52,7 +52,35 @@
     if (fresh && ticker.getAttribute("data-sound") === "1") { beep(); }
   }
 
+  /* The city fits its map panel at any aspect (16:9, 32:9, a laptop) from the first paint: the
+     zoom and centre that show the panel's data-bounds (west,south,east,north) whole in its own
+     pixels — MapLibre's world is 512·2^zoom px wide. At city level only (a district's view is the
+     server's); the figure Dash holds is updated too, so later refreshes keep the fitted view. */
+  var fitted = { key: "", zoom: null };
+  function mercY(lat) { var s = Math.sin(lat * Math.PI / 180); return 0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI); }
+  function latOf(y) { return 360 / Math.PI * Math.atan(Math.exp((0.5 - y) * 2 * Math.PI)) - 90; }
+  function fitCity() {
+    var body = document.querySelector(".p-map .panel-body[data-bounds]");
+    var back = document.getElementById("wall-back");
+    if (!body || (back && !back.classList.contains("hidden"))) { return; }
+    var gd = body.querySelector(".js-plotly-plot");
+    if (!gd || !gd.layout || !gd.layout.map || !gd.clientWidth || !gd.clientHeight || !window.dash_clientside) { return; }
+    var b = body.getAttribute("data-bounds").split(",").map(Number);
+    var W = gd.clientWidth, H = gd.clientHeight, key = W + "x" + H;
+    if (key === fitted.key && Math.abs((gd.layout.map.zoom || 0) - fitted.zoom) < 0.01) { return; }
+    var dx = (b[2] - b[0]) / 360, dy = mercY(b[1]) - mercY(b[3]);
+    var zoom = Math.log2(Math.min(W * 0.94 / (512 * dx), H * 0.94 / (512 * dy)));
+    zoom = Math.round(zoom * 100) / 100;
+    var map = Object.assign({}, gd.layout.map, {
+      zoom: zoom, center: { lon: (b[0] + b[2]) / 2, lat: latOf((mercY(b[1]) + mercY(b[3])) / 2) } });
+    fitted = { key: key, zoom: zoom };
+    var graph = gd.closest(".dash-graph");
+    window.dash_clientside.set_props(graph && graph.id ? graph.id : "wall-map",
+                                     { figure: { data: gd.data, layout: Object.assign({}, gd.layout, { map: map }) } });
+  }
+
   setInterval(function () {
+    try { fitCity(); } catch (e) { /* the map is not drawn yet */ }
     var list = document.querySelector(".ticker-list");
     if (!list) { return; }
     var ticker = list.closest(".ticker"), counter = ticker && ticker.querySelector(".ticker-page");

@@ -43,6 +43,12 @@ def _light_labels() -> dict[str, str]:
     return {"red": t("overdue"), "yellow": t("yellow"), "green": t("green"), "none": t("not_dispatched")}
 
 
+def map_bounds(shapes: dict) -> str:
+    """The map panel's ``data-bounds`` ("west,south,east,north"): assets/wall.js fits the city
+    into the panel's own size and aspect from the first paint."""
+    return ",".join(f"{v:.5f}" for v in layers.districts.bounds(shapes))
+
+
 def wall_map_base(view: dict) -> go.Figure:
     """The wall map without data, sent with the page; every refresh after that is a Patch. Its style
     is our own offline style by URL (/map/style.json): an inline style object is re-diffed by
@@ -60,7 +66,8 @@ def _map_traces(plan: list[str], data, *, district_shapes: dict, grid_shapes: di
     for kind in plan:
         if kind == "areas":
             shapes = grid_shapes if data.district else district_shapes
-            traces += layers.LAYERS["districts"](shapes, data.by_area, label=label, unit=unit, name="areas")
+            traces += layers.LAYERS["districts"](shapes, data.by_area, label=label, unit=unit, name="areas",
+                                                 scale_title=f"{label}（{unit}）")
         elif kind == "heat":
             traces += layers.LAYERS["grid"](grid_shapes, data.grid_counts, label=label, unit=unit, heat=True,
                                             name="heat")
@@ -87,8 +94,9 @@ def wall_map_layers(plan: list[str], data, *, district_shapes: dict, grid_shapes
     traces = _map_traces(plan, data, district_shapes=district_shapes, grid_shapes=grid_shapes)
     patch = Patch()
     patch["data"] = [tr.to_plotly_json() for tr in traces]
-    patch["layout"]["map"]["center"] = {"lat": view["lat"], "lon": view["lon"]}
-    patch["layout"]["map"]["zoom"] = view["zoom"]
+    if data.district:     # (the city's view is fitted to the panel in the browser: assets/wall.js)
+        patch["layout"]["map"]["center"] = {"lat": view["lat"], "lon": view["lon"]}
+        patch["layout"]["map"]["zoom"] = view["zoom"]
     patch["layout"]["uirevision"] = f"map-{data.district or 'city'}-{scale:.2f}"
     patch["layout"]["font"] = dict(family=th.FONT, color=th.TEXT, size=round(14 * scale))
     patch["layout"]["legend"]["font"] = dict(size=round(14 * scale))

@@ -23,8 +23,8 @@ from dashboards import _ids as ids
 from dashboards import _theme as th
 from dashboards._answers import keep_private, shared
 from dashboards._components import allowed, forbidden, graph, local_time, panel, pct, tile
-from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_plan, state_label, wall_map_base,
-                                 wall_map_full, wall_map_layers, wall_map_patch)
+from dashboards._figures import (channel_label, donut, hbar, hourly_trend, map_bounds, map_plan, state_label,
+                                 wall_map_base, wall_map_full, wall_map_layers, wall_map_patch)
 from dashboards._i18n import lang, t
 from incidents import commands, kpis, permissions, services
 from incidents.lifecycle import DomainError
@@ -61,7 +61,8 @@ def layout(**_kwargs):
                                   options=[{"label": t(f"layer_{k}"), "value": k} for k in LAYERS]),
                     html.Button(t("back_to_city"), id="wall-back", className="btn-link hidden", n_clicks=0),
                 ]),
-                html.Div(graph(ids.WALL_MAP, config=th.MAP_CONFIG, figure=first["map"]), className="panel-body"),
+                html.Div(graph(ids.WALL_MAP, config=th.MAP_CONFIG, figure=first["map"]), className="panel-body",
+                         **{"data-bounds": map_bounds(reference.district_shapes(city.name))}),
             ]),
             panel(t("trend_24h"), graph(ids.WALL_TREND, figure=first["trend"]), cls="p-trend", id_="wall-p-trend"),
             panel(t("top_categories"), graph(ids.WALL_CATEGORIES, figure=first["cats"]), cls="p-cats", id_="wall-p-cats"),

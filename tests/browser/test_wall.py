@@ -16,13 +16,15 @@ from tests.browser.conftest import ARTIFACTS, ROOT, TIMEOUT_MS, _app_env, _flask
 from tests.tcp_proxy import TcpProxy
 
 PG_VIEWER_PASSWORD = "stale-banner-wall-2026"
-SIZES = [(1920, 1080), (3840, 2160), (5760, 1620)]
+SIZES = [(1920, 1080), (3840, 2160), (5760, 1620), (7680, 2160), (1366, 768)]
 
 LAYOUT_CHECK = """() => {
   const vw = window.innerWidth, vh = window.innerHeight, out = [];
   const doc = document.scrollingElement;
   if (doc.scrollHeight > vh + 1 || doc.scrollWidth > vw + 1) out.push(`page scrolls: ${doc.scrollWidth}x${doc.scrollHeight}`);
-  const boxes = [...document.querySelectorAll('.wall .tile, .wall .panel, .wall .ticker')];
+  // (a small screen shows one side panel at a time: the others are not displayed)
+  const boxes = [...document.querySelectorAll('.wall .tile, .wall .panel, .wall .ticker')]
+    .filter(b => getComputedStyle(b).display !== 'none');
   const rects = boxes.map(b => [b, b.getBoundingClientRect()]);
   for (const [b, r] of rects) {
     if (r.width < 20 || r.height < 20) out.push(`too small: ${b.className} ${r.width}x${r.height}`);
@@ -42,6 +44,13 @@ LAYOUT_CHECK = """() => {
 
 MAP_DATA = """() => { const gd = document.querySelector('#wall-map .js-plotly-plot');
   return gd && gd.data && gd.data.length ? gd.data.map(t => ({type: t.type, n: (t.locations || t.lon || []).length})) : null; }"""
+#: how much of the map panel the city takes: its bounds projected by the map itself, as shares of
+#: the panel's width and height
+CITY_SHARE = """() => { const body = document.querySelector('.p-map .panel-body[data-bounds]');
+  const gd = body.querySelector('.js-plotly-plot'), m = gd._fullLayout.map._subplot.map;
+  const b = body.dataset.bounds.split(',').map(Number);
+  const sw = m.project([b[0], b[1]]), ne = m.project([b[2], b[3]]);
+  return [(ne.x - sw.x) / gd.clientWidth, (sw.y - ne.y) / gd.clientHeight]; }"""
 FIRST_LAYER_HAS = """(n) => { const gd = document.querySelector('#wall-map .js-plotly-plot');
   return !!(gd && gd.data && gd.data.length && gd.data[0].type === 'choroplethmap' && n(gd.data[0].locations.length)); }"""
 
@@ -67,6 +76,10 @@ def test_the_wall_fills_the_screen_without_overflow(new_page, login, width, heig
     assert areas["n"] == 13
     assert sum(t["n"] for t in traces if t["type"] == "scattermap") > 0
     assert page.locator(".wall-tiles .tile").count() == 9
+    # the city fills its map panel at every aspect, from the first paint (not after a refresh)
+    page.wait_for_function(f"() => {{ const s = ({CITY_SHARE})(); return Math.max(...s) > 0.85; }}")
+    share = page.evaluate(CITY_SHARE)
+    assert max(share) > 0.85 and all(0.2 < s <= 1.0 for s in share), share
     problems = page.evaluate(LAYOUT_CHECK)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"wall-{width}x{height}.png"))
