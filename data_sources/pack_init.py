@@ -274,9 +274,17 @@ def grid_cells(district, cell_m: float) -> list:
             piece = cell if district.contains(cell) else _polygonal(shapely.intersection(district, cell))
             if not piece.is_empty and piece.area > 0:
                 pieces.append([-j, i, piece])
-    big = [p for p in pieces if p[2].area >= SLIVER_FRACTION * full]
-    small = sorted((p for p in pieces if p[2].area < SLIVER_FRACTION * full), key=lambda p: -p[2].area)
-    if not big:
+    return [geom for _, _, geom in merge_slivers(pieces, full)]
+
+
+def merge_slivers(pieces: list[list], full_area: float, clean=None) -> list[list]:
+    """Cells ``[row, column, geometry]`` of one district, a clipped lattice: each sliver (< 25 % of a
+    full cell) goes into the neighbouring cell sharing the longest border with it (else the nearest
+    cell), so the grids still cover the district; the cells kept, sorted by row then column."""
+    clean = clean or _clean
+    big = [p for p in pieces if p[2].area >= SLIVER_FRACTION * full_area]
+    small = sorted((p for p in pieces if p[2].area < SLIVER_FRACTION * full_area), key=lambda p: -p[2].area)
+    if not big:   # a tiny district: keep whatever there is
         big, small = pieces, []
     for sliver in small:
         best, best_len = None, 0.0
@@ -286,11 +294,11 @@ def grid_cells(district, cell_m: float) -> list:
             shared = shapely.intersection(p[2].boundary, sliver[2].boundary).length
             if shared > best_len:
                 best, best_len = p, shared
-        if best is None:
+        if best is None:   # not touching a full cell (an island or a narrow strip): the nearest takes it
             best = min(big, key=lambda p: p[2].distance(sliver[2]))
-        best[2] = _clean(shapely.union(best[2], sliver[2]))
+        best[2] = clean(shapely.union(best[2], sliver[2]))
     big.sort(key=lambda p: (p[0], p[1]))
-    return [p[2] for p in big]
+    return big
 
 
 def _to_wgs84(geoms: list, metric) -> list:
@@ -554,4 +562,4 @@ def _pack_toml(*, name, title, timezone, center, zoom, holiday_source, periods, 
 
 
 __all__ = ["DEFAULT_TOLERANCE_M", "PackInitError", "PackReport", "SampleFacts", "auto_cell_m", "grid_cells",
-           "holiday_source_for", "init_pack", "read_boundary", "read_sample", "simplify"]
+           "holiday_source_for", "init_pack", "merge_slivers", "read_boundary", "read_sample", "simplify"]

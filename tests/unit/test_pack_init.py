@@ -104,6 +104,7 @@ def test_agencies_and_types_of_a_sample_export_become_departments_and_categories
     assert any("default time limit 3 work_days" in line for line in report.review)
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")   # writing the file without one is the point
 def test_a_boundary_file_without_a_crs_in_projected_units_is_refused_with_the_fix(tmp_path):
     path = tmp_path / "nocrs.geojson"
     gpd.GeoDataFrame({"name": ["A"]}, geometry=[_projected(WEST, 32618)]).to_file(path, driver="GeoJSON")
