@@ -201,10 +201,13 @@ def read_boundary(path: str | Path, *, name_field: Optional[str] = None, code_fi
     frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
     if frame.empty:
         raise PackInitError(f"boundary file {path} has no polygons (districts must be areas)")
-    code_col = _guess_field(frame, code_field, _CODE_HINTS, "code", review)
-    name_col = _guess_field(frame, name_field, _NAME_HINTS, "name", review, avoid=code_col)
-    if name_col is None and code_col is None:
-        review.append("no name or code column found: districts named D01, D02, … in file order")
+    # names first: a file with one text column has names in it, and codes are then made up
+    name_col = _guess_field(frame, name_field, _NAME_HINTS, "name", review, avoid=code_field)
+    code_col = _guess_field(frame, code_field, _CODE_HINTS, "code", review, avoid=name_col)
+    if code_col is None:
+        review.append("no code column found: districts coded D01, D02, … in file order")
+    if name_col is None:
+        review.append("no name column found: districts named by their codes")
     wgs = frame.to_crs("EPSG:4326")
     try:
         metric = wgs.estimate_utm_crs()
@@ -314,7 +317,9 @@ class SampleFacts:
     agencies: Counter                     # agency / queue text -> records
     types: Counter                        # type text -> records
     handled_by: dict[str, Counter]        # type -> agency -> records
+    labels: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))   # type -> other type columns' texts
     records: int = 0
+    without_agency: int = 0               # records naming a type but no agency
     agency_kind: str = "agency"           # the mapping.csv kind the mapping looks agencies up in
 
 
@@ -322,7 +327,8 @@ def read_sample(path: str | Path, mapping_ref: str, *, limit: Optional[int] = No
     """The agencies and types of a sample export, read with the columns a mapping file names."""
     from data_sources.feeds.files import read_records
     from data_sources.feeds.mappings import MappingError, get_mapping
-    from data_sources.feeds.mappings.mapper import first
+    from data_sources.feeds.base import blank
+    from data_sources.feeds.mappings.mapper import column, first
     try:
         mapping = get_mapping(mapping_ref)
     except (KeyError, MappingError) as exc:
@@ -339,21 +345,34 @@ def read_sample(path: str | Path, mapping_ref: str, *, limit: Optional[int] = No
                 break
             facts.records += 1
             agency = first(raw, dept_cols) if dept_cols else None
-            kind = first(raw, type_cols)
+            values = [str(v).strip() for v in (column(raw, c) for c in type_cols) if not blank(v)]
+            kind = values[0] if values else ""
             agency = str(agency).strip() if agency is not None else ""
-            kind = str(kind).strip() if kind is not None else ""
             if agency:
                 facts.agencies[agency] += 1
             if kind:
                 facts.types[kind] += 1
+                for label in values[1:]:
+                    if label != kind:
+                        facts.labels[kind][label] += 1
                 if agency:
                     facts.handled_by[kind][agency] += 1
+                else:
+                    facts.without_agency += 1
     except ValueError as exc:
         raise PackInitError(f"--sample: {exc}") from None
     return facts
 
 
 # --------------------------------------------------------------------------- the pack
+
+def _label(kind: str, labels: Optional[Counter]) -> str:
+    """The name of a type: the type itself, unless it is an opaque code (one word with a digit, as
+    Open311 ``service_code``s are) and another type column names it (``service_name``)."""
+    if labels and not re.search(r"\s", kind) and re.search(r"\d", kind):
+        return labels.most_common(1)[0][0]
+    return kind
+
 
 def holiday_source_for(country: Optional[str], subdivision: Optional[str]) -> str:
     if not country:
@@ -467,8 +486,9 @@ def init_pack(name: str, boundary: str | Path, *, out: Optional[str | Path] = No
                 majors[dept] = (_unique_code(f"G-{dept}", taken_cats, CAT_CODE_LEN),
                                 next(d[1] for d in departments if d[0] == dept)[:MAJOR_NAME_LEN])
             major_code, major_name = majors[dept] if dept else other_major
-            code = _unique_code(_code(kind, CAT_CODE_LEN), taken_cats, CAT_CODE_LEN)
-            categories.append([code, "event", major_code, major_name, kind[:CAT_NAME_LEN], kind[:CAT_NAME_LEN],
+            label = _label(kind, facts.labels.get(kind))
+            code = _unique_code(_code(label, CAT_CODE_LEN), taken_cats, CAT_CODE_LEN)
+            categories.append([code, "event", major_code, major_name, label[:CAT_NAME_LEN], label[:CAT_NAME_LEN],
                                f"{default_limit:g}", default_unit,
                                "50", "72", str(n), "false"])
             mapping_rows.append(["complaint_type", kind, "", code])
@@ -478,6 +498,14 @@ def init_pack(name: str, boundary: str | Path, *, out: Optional[str | Path] = No
         if no_agency:
             review.append(f"{len(no_agency)} type(s) seen without an agency, routed to the triage department "
                           f"{triage}: {', '.join(sorted(no_agency)[:5])}{' …' if len(no_agency) > 5 else ''}")
+        if facts.without_agency:
+            review.append(f"{facts.without_agency:,} sample record(s) name no agency: they will come in "
+                          "without a department (registered, for the dispatchers)")
+        named = [(k, _label(k, facts.labels.get(k))) for k in facts.types]
+        named = [(k, n) for k, n in named if k != n]
+        if named:
+            review.append(f"{len(named)} type code(s) named from the other type column(s), e.g. "
+                          + ", ".join(f"{k!r} → {n!r}" for k, n in named[:3]))
         if not facts.agencies:
             review.append("the sample names no agency (the mapping's [department] columns are empty or absent): "
                           "add departments.csv rows and mapping.csv agency rows by hand")

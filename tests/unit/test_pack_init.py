@@ -148,3 +148,20 @@ def test_an_unknown_country_or_subdivision_is_refused():
         init_pack("x", "/nonexistent.shp", timezone="UTC", country="US", subdivision="ZZ")
     with pytest.raises(ValueError, match="holidays:"):
         WorkCalendar(["09:00-17:00"], "UTC", holiday_source="hand-typed")
+
+
+def test_an_open311_sample_names_its_coded_services_and_a_geopackage_reads_like_a_shapefile(tmp_path):
+    gpkg = tmp_path / "districts.gpkg"
+    gpd.GeoDataFrame({"name": ["Westside", "Eastside"]},
+                     geometry=[_projected(WEST, 3857), _projected(EAST, 3857)], crs="EPSG:3857").to_file(
+        gpkg, layer="districts", driver="GPKG")
+    report = init_pack("chi", gpkg, out=tmp_path / "pack", sample=SHARED_DATA /
+                       "open311_chicago_requests_2014_extended.json", mapping="open311", country="US",
+                       subdivision="IL", timezone="America/Chicago", grid_m=2000)
+    pack = load_pack(tmp_path / "pack")
+    assert sorted(d.name for d in pack.districts()) == ["Eastside", "Westside"]
+    assert pack.districts()[0].geometry.bounds == pytest.approx(WEST, abs=0.0003)
+    # Open311 service_codes are opaque: the category takes the service_name, mapping.csv keeps the code
+    rule = load_mapping(pack).lookup("complaint_type", "4fd3b656e750846c53000004")
+    assert pack.category(rule.category_code).name == "Pothole in Street"
+    assert any("named from the other type column" in line for line in report.review)
