@@ -196,7 +196,8 @@ def read_boundary(path: str | Path, *, name_field: Optional[str] = None, code_fi
             # GeoJSON is WGS84 by definition, so readers say so even of a file written in metres
             raise PackInitError(f"boundary file {path} says CRS {frame.crs.to_string()} but its coordinates are "
                                 "not longitude/latitude: give --source-crs (e.g. EPSG:2263)")
-        review.append(f"boundary CRS {frame.crs.to_string()} ({frame.crs.name}) reprojected to WGS84 (EPSG:4326)")
+        review.append(f"boundary CRS {frame.crs.to_string()} ({frame.crs.name})"
+                      + (" reprojected to WGS84 (EPSG:4326)" if frame.crs.to_epsg() != 4326 else ": already WGS84"))
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
     frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
     if frame.empty:
@@ -361,7 +362,30 @@ def read_sample(path: str | Path, mapping_ref: str, *, limit: Optional[int] = No
                     facts.without_agency += 1
     except ValueError as exc:
         raise PackInitError(f"--sample: {exc}") from None
-    return facts
+    return _merge_spellings(facts)
+
+
+def _merge_spellings(facts: SampleFacts) -> SampleFacts:
+    """mapping.csv matches values case-insensitively: 'PLUMBING' and 'Plumbing' are one type (and
+    one agency), under the spelling most records use."""
+    def canon(counter: Counter) -> dict[str, str]:
+        groups: dict[str, Counter] = defaultdict(Counter)
+        for value, n in counter.items():
+            groups[value.casefold()][value] = n
+        return {v: g.most_common(1)[0][0] for g in groups.values() for v in g}
+    agency, kind = canon(facts.agencies), canon(facts.types)
+    merged = SampleFacts(Counter(), Counter(), defaultdict(Counter), records=facts.records,
+                         without_agency=facts.without_agency, agency_kind=facts.agency_kind)
+    for a, n in facts.agencies.items():
+        merged.agencies[agency[a]] += n
+    for k, n in facts.types.items():
+        merged.types[kind[k]] += n
+    for k, by in facts.handled_by.items():
+        for a, n in by.items():
+            merged.handled_by[kind[k]][agency[a]] += n
+    for k, labels in facts.labels.items():
+        merged.labels[kind[k]].update(labels)
+    return merged
 
 
 # --------------------------------------------------------------------------- the pack
