@@ -347,7 +347,8 @@ def cases_known_as(s, wanted: list[str]) -> dict[str, list[int]]:
             select(Incident.id, Incident.source, Incident.external_id).where(Incident.external_id.in_(wanted))):
         if public_id(source, external_id, case_id) == external_id:
             out[external_id].append(case_id)
-    numbers = {int(w): w for w in wanted if not out[w] and w.isdigit() and len(w) <= 18}
+    # (at most 9 digits: a 32-bit id column on PostgreSQL, which refuses a larger literal)
+    numbers = {int(w): w for w in wanted if not out[w] and w.isdigit() and len(w) <= 9}
     if numbers:
         for case_id in s.scalars(select(Incident.id).where(Incident.id.in_(list(numbers)))):
             out[numbers[case_id]].append(case_id)

@@ -66,6 +66,7 @@ def test_an_imported_request_answers_its_source_id_and_its_last_change(app):
         == sorted([POTHOLE, DUPLICATE])
     assert client.get("/open311/v2/requests/14-99999999.json").status_code == 404
     assert client.get("/open311/v2/requests/14%00.json").status_code == 404          # never a 500
+    assert client.get("/open311/v2/requests/99999999999999.json").status_code == 404
     assert client.get("/open311/v2/requests.json?service_request_id=a%00b").status_code == 400
 
     # the same file under a second source: one id, two requests — the list answers both, the
