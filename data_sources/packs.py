@@ -39,7 +39,7 @@ import shapely
 from shapely.geometry import shape
 
 from data_sources.coords import converter_to_wgs84, normalize_crs, transform_geometry
-from incidents.sla import DISPOSAL_CLOCKS
+from incidents.sla import DISPOSAL_CLOCKS, HOLIDAY_SOURCES, holiday_source_problem
 from incidents.model import DEFAULT_CITIZEN_CHANNELS, Channel
 
 __all__ = [
@@ -65,7 +65,6 @@ DEPARTMENT_LEVELS = ("city", "district", "street", "triage")
 AREA_LEVELS = ("district", "grid")
 CATEGORY_KINDS = ("component", "event")  # 部件 | 事件
 TIME_UNITS = ("work_hours", "work_days", "natural_hours")
-HOLIDAY_SOURCES = ("chinese-calendar", "none")
 ANY_CATEGORY = "*"
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -771,8 +770,9 @@ def load_pack(name_or_path: str | Path) -> Pack:
     except (ZoneInfoNotFoundError, ValueError):
         raise PackError(f"pack.toml: timezone {timezone!r} is not an IANA time zone") from None
     holiday_source = _toml_str(conf, "holiday_source", "none")
-    if holiday_source not in HOLIDAY_SOURCES:
-        raise PackError(f"pack.toml: holiday_source {holiday_source!r} is not one of {', '.join(HOLIDAY_SOURCES)}")
+    problem = holiday_source_problem(holiday_source)
+    if problem:
+        raise PackError(f"pack.toml: {problem}")
     zoom = conf.get("zoom")
     if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 0 <= zoom <= 22:
         raise PackError(f"pack.toml: zoom must be a number from 0 to 22 (got {zoom!r})")

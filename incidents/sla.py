@@ -16,6 +16,31 @@ from incidents.model import Light, TimeUnit
 UTC = timezone.utc
 
 HOLIDAY_SOURCES = ("chinese-calendar", "none")
+#: ``holidays:CC`` or ``holidays:CC-SUBDIV`` (e.g. ``holidays:US-NY``): the public holidays of a country
+#: (and one of its subdivisions) from the maintained ``holidays`` package, observed days included
+HOLIDAYS_PREFIX = "holidays:"
+
+
+def _holidays_country(source: str) -> tuple[str, str | None]:
+    code = source[len(HOLIDAYS_PREFIX):].strip()
+    country, _, subdiv = code.partition("-")
+    return country.upper(), (subdiv.upper() or None)
+
+
+def holiday_source_problem(source: str) -> str | None:
+    """None when ``source`` names a holiday calendar this module can read, else what is wrong with it."""
+    if source in HOLIDAY_SOURCES:
+        return None
+    if not source.startswith(HOLIDAYS_PREFIX):
+        return (f"holiday_source must be one of {', '.join(HOLIDAY_SOURCES)} or {HOLIDAYS_PREFIX}COUNTRY[-SUBDIVISION] "
+                f"(e.g. holidays:US-NY), not {source!r}")
+    import holidays
+    country, subdiv = _holidays_country(source)
+    try:
+        holidays.country_holidays(country, subdiv=subdiv)
+    except NotImplementedError as exc:
+        return f"holiday_source {source!r}: {exc} (see the holidays package's list of countries)"
+    return None
 GREEN_MAX = 0.8    # fraction ≤ 0.8 → green
 YELLOW_MAX = 1.0   # fraction ≤ 1.0 → yellow, above → red
 
@@ -51,7 +76,9 @@ class WorkCalendar:
     ``office_hours``: periods of a working day, e.g. ``[(time(8, 30), time(12)), (time(13, 30),
     time(17, 30))]`` (``"08:30-12:00"`` strings are accepted too). ``holiday_source``:
     ``"chinese-calendar"`` (statutory holidays and 调休 from the ``chinesecalendar`` package,
-    Mon–Fri for years it does not know) or ``"none"`` (Mon–Fri). ``overrides`` win over both.
+    Mon–Fri for years it does not know), ``"holidays:CC[-SUBDIV]"`` (Mon–Fri without the public
+    holidays of that country and subdivision, observed days included, from the ``holidays``
+    package) or ``"none"`` (Mon–Fri). ``overrides`` win over all of them.
     """
 
     def __init__(self, office_hours: Sequence[tuple[time, time]] | Sequence[str], tz: str,
@@ -66,9 +93,9 @@ class WorkCalendar:
         for (_, e1), (s2, _) in zip(periods, periods[1:]):
             if s2 < e1:
                 raise ValueError("office periods overlap")
-        if holiday_source not in HOLIDAY_SOURCES:
-            raise ValueError(f"holiday_source must be one of {HOLIDAY_SOURCES}, "
-                             f"not {holiday_source!r}")
+        problem = holiday_source_problem(holiday_source)
+        if problem:
+            raise ValueError(problem)
         self.office_hours: tuple[tuple[time, time], ...] = tuple(periods)
         self.tz_name = tz
         self.tz = ZoneInfo(tz)
@@ -77,6 +104,11 @@ class WorkCalendar:
         self._workday_cache: dict[date, bool] = {}
         self._period_cache: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
         self._unknown_years: set[int] = set()
+        self._public_holidays = None
+        if holiday_source.startswith(HOLIDAYS_PREFIX):
+            import holidays
+            country, subdiv = _holidays_country(holiday_source)
+            self._public_holidays = holidays.country_holidays(country, subdiv=subdiv)   # years fill in on use
 
     def __repr__(self) -> str:
         hours = ",".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in self.office_hours)
@@ -107,6 +139,8 @@ class WorkCalendar:
             except NotImplementedError:  # a year the package has no data for
                 self._unknown_years.add(d.year)
                 result = d.weekday() < 5
+        elif self._public_holidays is not None:
+            result = d.weekday() < 5 and d not in self._public_holidays
         else:
             result = d.weekday() < 5
         self._workday_cache[d] = result
@@ -114,6 +148,8 @@ class WorkCalendar:
 
     def knows_holidays(self, year: int) -> bool:
         """False when holidays for ``year`` fall back to Mon–Fri (no data)."""
+        if self._public_holidays is not None:
+            return True
         if self.holiday_source != "chinese-calendar":
             return False
         if year in self._unknown_years:
@@ -431,7 +467,7 @@ def working_duration_hours(start: datetime, end: datetime, calendar: WorkCalenda
 
 
 __all__ = [
-    "UTC", "HOLIDAY_SOURCES", "GREEN_MAX", "YELLOW_MAX", "WorkCalendar", "to_utc",
+    "UTC", "HOLIDAY_SOURCES", "HOLIDAYS_PREFIX", "holiday_source_problem", "GREEN_MAX", "YELLOW_MAX", "WorkCalendar", "to_utc",
     "allowed_hours", "deadline_for", "counted_time", "elapsed_fraction", "light_for_fraction",
     "traffic_light", "DISPOSAL_CLOCKS", "disposal_clock_start", "sign_for_deadline", "sign_for_light", "assist_light",
     "remaining_working_hours", "is_on_time", "working_duration_hours",

@@ -148,6 +148,7 @@ class Incident(Base):
         Index("ix_incidents_closed_at", "closed_at"),
         Index("ix_incidents_resolved_at", "resolved_at"),
         Index("ix_incidents_source_reported", "source", "reported_at"),
+        Index("ix_incidents_external_id", "external_id"),   # Open311 requests/<id>: a source's id, any source
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -3,15 +3,17 @@
     database.py  init-db, facts rebuild
     users.py     create-user, logout-everywhere, create-token, create-kiosk, revoke-token
     feeds.py     import incidents|service-rates|kpis, replay, quarantine list|show|retry, simulate
+    packs.py     pack init
 """
 from __future__ import annotations
 
 from flask import Flask
 
-from data_sources.cli import database, feeds, users
+from data_sources.cli import database, feeds, packs, users
 
 
 def register(server: Flask) -> None:
     database.register(server)
     users.register(server)
     feeds.register(server)
+    packs.register(server)

@@ -1,4 +1,5 @@
-"""Feed CLI: ``flask --app app import incidents FILE --mapping NAME_OR_PATH [--services FILE]``, ``import service-rates FILE``,
+"""Feed CLI: ``flask --app app import incidents FILE --mapping NAME_OR_PATH [--services FILE]``,
+``import open311 URL --from DAY [--format json|xml]``, ``import service-rates FILE``,
 ``import kpis FILE``, ``replay FILE --mapping NAME --speed N [--limit K]`` and
 ``flask --app app quarantine list|show ID|retry [ID…|--all]`` and ``simulate [--once]`` (the demo feed
 in the foreground)."""
@@ -86,6 +87,51 @@ def register(server: Flask) -> None:
                              feed_name=mapping.name, source_label=source_label, crs=crs, batch_size=batch_size,
                              progress=bar.update, earliest=earliest_from(server.config["INGEST_MIN_DATE"]))
         _summary(summary, f"({file})")
+
+    @import_group.command("open311")
+    @click.argument("url")
+    @click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+                  help="Requests reported from this day (UTC).")
+    @click.option("--to", "end", default=None, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+                  help="… up to this instant (UTC; default now).")
+    @click.option("--format", "fmt", default="json", show_default=True, type=click.Choice(["json", "xml"]),
+                  help="Which of the spec's formats to ask the server for.")
+    @click.option("--jurisdiction", default=None, help="jurisdiction_id, for a server that needs one.")
+    @click.option("--api-key-env", default="CITYOPS_OPEN311_API_KEY", show_default=True,
+                  help="Environment variable holding the server's api_key, if it needs one (never on the "
+                       "command line).")
+    @click.option("--source", "source_label", default=None,
+                  help="Source label of the cases (namespace of their service_request_ids); default: the "
+                       "server's host name.")
+    @click.option("--page-size", default=1000, show_default=True, type=click.IntRange(1, 1000))
+    def import_open311(url, start, end, fmt, jurisdiction, api_key_env, source_label, page_size):
+        """Import the service requests (and the services' names) of the Open311 GeoReport v2 server
+        at URL (e.g. https://city.example/open311/v2), in 90-day windows, through the open311 mapping."""
+        import os
+        from urllib.parse import urlparse
+        from data_sources.feeds.open311_client import Open311Client, pull_open311
+        from data_sources.feeds.pull import HttpClient
+        from data_sources.runtime import get_runtime
+        from data_sources.store.db import get_db
+        if urlparse(url).scheme not in ("http", "https"):
+            raise click.BadParameter("must be an http(s) URL", param_hint="URL")
+        utc = timezone.utc
+        start = start.replace(tzinfo=utc)
+        end = end.replace(tzinfo=utc) if end else datetime.now(utc)
+        if end <= start:
+            raise click.BadParameter("must be after --from", param_hint="--to")
+        label = (source_label or urlparse(url).hostname or "open311")[:40]
+        client = Open311Client(url, jurisdiction_id=jurisdiction, api_key=os.environ.get(api_key_env) or None,
+                               page_size=page_size, fmt=fmt,
+                               http=HttpClient(log=lambda m: click.echo(f"  {m}", err=True)))
+        rt = get_runtime(server)
+        click.echo(f"reading {url} ({fmt}) from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC as source {label}")
+        result = pull_open311(get_db(server), rt.rules, rt.pack, client, start, end, source_label=label,
+                              log=lambda m: click.echo(f"  {m}", err=True))
+        click.echo(f"  services read: {result.services}")
+        _summary(result.summary, f"({url})")
+        if result.error:
+            raise click.ClickException(f"the server failed: {result.error} (what was read before is kept)")
 
     def _figure_records(file):
         from data_sources.feeds.files import count_records, detect_format, read_records

@@ -9,6 +9,9 @@
   ``page`` / ``page_size`` (an extension several servers, ours included, support; a server that
   ignores it answers the same page again, which ends the window). A request seen in two
   windows (on the boundary) is ingested once.
+* ``fmt`` says which of the spec's two formats the server is asked for: ``json`` (default) or
+  ``xml`` (``services.xml``, ``requests.xml``, read like an XML file: ``xsi:nil`` as null, lists
+  such as ``<notes>`` as lists — :func:`data_sources.feeds.files.xml_records`).
 * ``jurisdiction_id`` and ``api_key`` are passed when given. HTTP goes through
   :class:`data_sources.feeds.pull.HttpClient` (timeouts, bounded retries with backoff); a
   failure ends the feed run with status ``error`` and what was read before it stays.
@@ -19,7 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Optional
 
+from xml.etree import ElementTree
+
 from data_sources.feeds.base import UNREADABLE
+from data_sources.feeds.files import xml_records
 from data_sources.feeds.pull import HttpClient, PullError
 from data_sources.ingest import Ingestor, RunSummary
 
@@ -38,6 +44,22 @@ def _as_list(data: Any) -> list:
     return data["service_requests"] if isinstance(data, dict) else data
 
 
+FORMATS = ("json", "xml")
+_XML_ROOTS = {"services", "service_requests"}
+
+
+def _xml_list(body: bytes) -> list:
+    """The records of an Open311 XML answer (``<services>`` or ``<service_requests>``); ValueError
+    for a body that is not such a document (retried like any garbage)."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"not XML ({exc})") from None
+    if root.tag not in _XML_ROOTS:
+        raise ValueError(f"XML root <{root.tag}>, expected <services> or <service_requests>")
+    return [raw for raw, _ in xml_records(body)]
+
+
 def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -51,17 +73,25 @@ class Open311Client:
     page_size: int = PAGE_SIZE
     window: timedelta = WINDOW
     max_pages: int = 1000                       # per window
+    fmt: str = "json"                           # the format asked for: json or xml
 
     def __post_init__(self):
         self.base_url = self.base_url.rstrip("/")
         self.http = self.http or HttpClient()
+        if self.fmt not in FORMATS:
+            raise ValueError(f"Open311 format {self.fmt!r}: expected one of {', '.join(FORMATS)}")
 
     def _params(self, **extra) -> dict:
         return {"jurisdiction_id": self.jurisdiction_id, "api_key": self.api_key, **extra}
 
+    def _get(self, name: str, params: dict) -> list:
+        url = f"{self.base_url}/{name}.{self.fmt}"
+        if self.fmt == "xml":
+            return self.http.get(url, params, decode=_xml_list, accept="text/xml, application/xml")
+        return _as_list(self.http.get_json(url, params, check=_check_list))
+
     def services(self) -> list[dict]:
-        data = self.http.get_json(f"{self.base_url}/services.json", self._params(), check=_check_list)
-        return [s for s in _as_list(data) if isinstance(s, dict)]
+        return [s for s in self._get("services", self._params()) if isinstance(s, dict)]
 
     def requests(self, start: datetime, end: datetime, *, status: Optional[str] = None) -> Iterator[tuple[Any, int]]:
         """(raw request, position) for every request reported in [start, end]."""
@@ -74,7 +104,7 @@ class Open311Client:
             for page in range(1, self.max_pages + 1):
                 params = self._params(start_date=_iso(w_start), end_date=_iso(w_end), status=status, page=page,
                                       page_size=self.page_size)
-                items = _as_list(self.http.get_json(f"{self.base_url}/requests.json", params, check=_check_list))
+                items = self._get("requests", params)
                 ids = [i.get("service_request_id") if isinstance(i, dict) else None for i in items]
                 if not items or ids == previous_ids:
                     break                        # the end, or a server that does not page
@@ -136,4 +166,4 @@ def pull_open311(db, rules, pack, client: Open311Client, start: datetime, end: O
     return Open311Result(run.finish("error" if error else "ok", error), n_services, error)
 
 
-__all__ = ["Open311Client", "Open311Result", "pull_open311"]
+__all__ = ["FORMATS", "Open311Client", "Open311Result", "pull_open311"]

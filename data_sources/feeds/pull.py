@@ -96,13 +96,24 @@ class HttpClient:
     def get_json(self, url: str, params: Optional[dict] = None, *, check: Optional[Callable[[Any], None]] = None):
         """The decoded JSON of ``url`` (with ``params``); ``check(data)`` raises ValueError for a
         wrong shape, which is retried like garbage. Raises PullError when every try failed."""
+        return self.get(url, params, check=check)
+
+    def get(self, url: str, params: Optional[dict] = None, *, check: Optional[Callable[[Any], None]] = None,
+            decode: Callable[[bytes], Any] = None, accept: str = "application/json"):
+        """:meth:`get_json` for any format: ``decode(body)`` (default JSON) raises ValueError for a body
+        that is not the format, retried like garbage."""
+        decode = decode or _json_body
         if params:
             query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
             url = url + ("&" if "?" in url else "?") + query if query else url
         last = ""
         for attempt in range(1, self.max_tries + 1):
             try:
-                data = self._once(url)
+                body = self._once(url, accept)
+                try:
+                    data = decode(body)
+                except ValueError as exc:
+                    raise _Retryable(f"{exc}; body starts {body[:60]!r}") from None
                 if check is not None:
                     try:
                         check(data)
@@ -116,10 +127,9 @@ class HttpClient:
                 self.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
         raise PullError(f"GET {url} failed {self.max_tries} times; last: {last}")
 
-    def _once(self, url: str):
+    def _once(self, url: str, accept: str = "application/json") -> bytes:
         self.attempts += 1
-        req = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": USER_AGENT,
-                                                   **self.headers})
+        req = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT, **self.headers})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 body = resp.read()
@@ -136,11 +146,14 @@ class HttpClient:
             raise _Retryable(f"connection failed: {reason}") from None
         except (ConnectionError, OSError) as exc:
             raise _Retryable(f"connection failed: {exc}") from None
-        try:
-            return json.loads(body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _Retryable(f"not JSON ({exc.__class__.__name__}: {str(exc)[:80]}; body starts "
-                             f"{body[:60]!r})") from None
+        return body
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
 
 
 # --------------------------------------------------------------------------- pages

@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from data_sources.coords import gcj02_to_wgs84, transform_geometry  # noqa: E402
+from data_sources.pack_init import merge_slivers  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "hangzhou" / "areas.geojson"
 
@@ -55,7 +56,6 @@ DISTRICTS: dict[str, float] = {code: km for km, codes in BANDS.items() for code 
 
 SIMPLIFY_DEG = 0.002
 PRECISION_DEG = 1e-5
-SLIVER_FRACTION = 0.25
 # Lattice origin and the latitude whose km-per-degree defines the cell width in longitude.
 ORIGIN_LON, ORIGIN_LAT = 118.0, 31.0
 REF_LAT = 30.0
@@ -150,27 +150,9 @@ def build_grid(code: str, name: str, district, km: float) -> list[dict]:
                 continue
             pieces.append([j, i, piece])
 
-    # Merge slivers into the same-district neighbour sharing the longest border.
-    big = [p for p in pieces if p[2].area >= SLIVER_FRACTION * full_area]
-    small = sorted(
-        (p for p in pieces if p[2].area < SLIVER_FRACTION * full_area), key=lambda p: -p[2].area
-    )
-    if not big:  # a tiny district: keep whatever there is
-        big, small = pieces, []
-    for sliver in small:
-        best, best_len = None, 0.0
-        for p in big:
-            if abs(p[0] - sliver[0]) > 1 or abs(p[1] - sliver[1]) > 1:
-                continue
-            shared = shapely.intersection(p[2].boundary, sliver[2].boundary).length
-            if shared > best_len:
-                best, best_len = p, shared
-        if best is None:
-            # Not touching a full cell (an island or a narrow strip): nearest cell takes it.
-            best = min(big, key=lambda p: p[2].distance(sliver[2]))
-        best[2] = _polygonal(shapely.make_valid(shapely.union(best[2], sliver[2])))
+    # Merge slivers into the same-district neighbour sharing the longest border (as pack init does).
+    big = merge_slivers(pieces, full_area, clean=lambda g: _polygonal(shapely.make_valid(g)))
 
-    big.sort(key=lambda p: (p[0], p[1]))
     if len(big) > 9999:
         sys.exit(f"{name}: {len(big)} grid cells do not fit a 4-digit sequence")
     features = []

@@ -5,7 +5,7 @@
     GET  services/<code>.{json,xml}            a service definition (no extra attributes: metadata false)
     GET  requests.{json,xml}                   service requests: service_request_id, service_code, start_date,
                                                end_date, status (+ page, page_size: our extension)
-    GET  requests/<id>.{json,xml}              one service request
+    GET  requests/<id>.{json,xml}              one service request (by its service_request_id, below)
     POST requests.{json,xml}                   create one (form-encoded, api_key required; a photo as
                                                media_url, or as a multipart file field media)
 
@@ -29,6 +29,16 @@ its reply text); ``first_contact_datetime`` (先行联系), ``resolution`` (solv
 unsatisfied, unreachable) are our extensions too; times are ISO 8601 with the city's offset. Errors follow the
 spec: ``[{"code": 400, "description": "…"}]`` or ``<errors><error><code>…``.
 
+Ids: a request's ``service_request_id`` is the id its source gave it (the case's ``external_id``:
+``18-00275429`` for a case imported from another city's Open311 server or 311 export, pulled, or
+pushed to /api/v1) and our internal case id for a case this server made (our own POST — the id its
+answer gave — and the demo feed). ``requests/<id>`` and the ``service_request_id`` filter look an
+id up as a source's id first; a number no source uses is an internal id, so the internal ids this
+endpoint answered before keep working wherever no source's id shadows them. An id two sources gave
+names two requests: the list filter answers both, ``requests/<id>`` answers 400 naming their
+internal ids. ``updated_datetime`` is the case's last change (the time of its last event; for an
+imported case the source's time), not when the row was last written.
+
 ``api_key`` travels in the body (form field or JSON member) or the ``X-Api-Key`` header, never in the
 query string: a URL is logged and kept by every proxy on the way, so a key there is refused (400).
 """
@@ -46,6 +56,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import func, select
 
+from data_sources.feeds.simulator import SOURCE as DEMO_SOURCE
 from data_sources.runtime import get_runtime
 from data_sources.store.db import RETRY_AFTER_SECONDS, get_db, is_unavailable
 from data_sources.store.media import get_media_store
@@ -310,12 +321,46 @@ def service_definition(code: str, fmt: str):
 
 ASSIST_EVENTS = sorted(a.value for a in ASSIST_ACTIONS)
 
+#: an external_id this server minted for a case created by our own POST (uuid4 hex): not a source's id
+_MINTED = re.compile(r"^[0-9a-f]{32}$")
+#: sources whose cases are made on this server (the demo feed): known by their internal id
+OWN_SOURCES = frozenset({DEMO_SOURCE})
+MAX_ID_LEN = 128   # Incident.external_id
+
+
+def public_id(source: str, external_id: str, case_id: int) -> str:
+    """The ``service_request_id`` of a case: the id its source gave it (``external_id``) for a case
+    that came from another system (an import, an Open311 pull, a push); the internal id for a case
+    this server made (our own POST, whose answer gave that id, and the demo feed)."""
+    if source in OWN_SOURCES or (source == SOURCE and _MINTED.match(external_id or "")):
+        return str(case_id)
+    return external_id
+
+
+def cases_known_as(s, wanted: list[str]) -> dict[str, list[int]]:
+    """The internal ids of the cases each ``service_request_id`` in ``wanted`` names: the cases
+    publishing it as their source's id (:func:`public_id`); when none does and it is a number, the
+    case with that internal id (the ids this endpoint answered before it kept the source's). Two
+    sources may give one id: then it names several cases."""
+    out: dict[str, list[int]] = {w: [] for w in wanted}
+    for case_id, source, external_id in s.execute(
+            select(Incident.id, Incident.source, Incident.external_id).where(Incident.external_id.in_(wanted))):
+        if public_id(source, external_id, case_id) == external_id:
+            out[external_id].append(case_id)
+    # (at most 9 digits: a 32-bit id column on PostgreSQL, which refuses a larger literal)
+    numbers = {int(w): w for w in wanted if not out[w] and w.isdigit() and len(w) <= 9}
+    if numbers:
+        for case_id in s.scalars(select(Incident.id).where(Incident.id.in_(list(numbers)))):
+            out[numbers[case_id]].append(case_id)
+    return out
+
 
 def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> list[dict]:
-    stmt = (select(Incident.id, Incident.state, Incident.category_code, Category.name.label("service_name"),
+    stmt = (select(Incident.id, Incident.source, Incident.external_id, Incident.state, Incident.category_code,
+                   Category.name.label("service_name"),
                    Incident.description, Incident.title, Department.name.label("agency"), Incident.reported_at,
                    Incident.updated_at, Incident.deadline, Incident.address, Incident.lon, Incident.lat,
-                   Incident.source, Incident.sign_due, Incident.first_contacted_at, Incident.resolve_outcome,
+                   Incident.sign_due, Incident.first_contacted_at, Incident.resolve_outcome,
                    Incident.revisit_result, Incident.revisited_at)
             .outerjoin(Category, Category.code == Incident.category_code)
             .outerjoin(Department, Department.code == Incident.department_code)
@@ -324,6 +369,7 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
     rows = s.execute(stmt).all()
     ids = [r.id for r in rows]
     notes: dict[int, str] = {}
+    changed: dict[int, datetime] = {}
     legacy: dict[int, str] = {}
     urls: dict[int, list[str]] = {}
     parts = parts_of(s, ids)
@@ -337,6 +383,11 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
                   .group_by(IncidentEvent.incident_id))
         notes = dict(s.execute(select(IncidentEvent.incident_id, IncidentEvent.note)
                                .where(IncidentEvent.id.in_(latest))).all())
+        # updated_datetime: the case's last change (its last event, at the time it happened — for an
+        # imported case the source's time), not when the row was last written (an import's time)
+        changed = dict(s.execute(select(IncidentEvent.incident_id, func.max(IncidentEvent.at))
+                                 .where(IncidentEvent.incident_id.in_(ids))
+                                 .group_by(IncidentEvent.incident_id)).all())
         root = request.url_root.rstrip("/")
         for incident_id, items in attachments_by_case(s, ids).items():
             # a stored photo: our API's URL (it needs a login that may see the case); a link: as given
@@ -349,7 +400,7 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
                 if payload and payload.get("media_url"):
                     legacy[incident_id] = payload["media_url"]
     return [{
-        "service_request_id": str(r.id),
+        "service_request_id": public_id(r.source, r.external_id, r.id),
         "status": "closed" if r.state in CLOSED_STATES else "open",
         "status_notes": _public_text(notes.get(r.id)),
         "service_name": r.service_name,
@@ -358,7 +409,7 @@ def _requests(s, conds: list, tz: ZoneInfo, *, limit: int, offset: int = 0) -> l
         "agency_responsible": r.agency,
         "service_notice": None,
         "requested_datetime": _iso(r.reported_at, tz),
-        "updated_datetime": _iso(r.updated_at, tz),
+        "updated_datetime": _iso(changed.get(r.id) or r.updated_at, tz),
         "expected_datetime": _iso(r.deadline, tz),
         # our extension: the department's 签收时限 of the current dispatch (null until dispatched)
         "sign_for_datetime": _iso(r.sign_due, tz),
@@ -395,9 +446,15 @@ def list_requests(fmt: str):
     conds: list = []
     if ids:
         # the spec: a list of ids overrides every other filter
-        if not all(i.isdigit() and len(i) <= 9 for i in ids):
-            raise Open311Error(400, "service_request_id must be a comma-separated list of numbers")
-        conds.append(Incident.id.in_([int(i) for i in ids]))
+        if len(ids) > MAX_RESULTS or not all(len(i) <= MAX_ID_LEN for i in ids):
+            raise Open311Error(400, f"service_request_id must be a comma-separated list of at most {MAX_RESULTS} "
+                                    f"ids of at most {MAX_ID_LEN} characters")
+        fault = next((bounds.text_fault(i) for i in ids if bounds.text_fault(i)), None)
+        if fault:
+            raise Open311Error(400, f"service_request_id {fault}")
+        with get_db().session_scope() as s:
+            known = cases_known_as(s, ids)
+        conds.append(Incident.id.in_(sorted({i for found in known.values() for i in found})))
     else:
         codes = _list_arg("service_code")
         if codes:
@@ -430,10 +487,16 @@ def list_requests(fmt: str):
 
 @bp.get(f"/requests/<request_id>.{FMT}")
 def get_request(request_id: str, fmt: str):
-    if not (request_id.isdigit() and len(request_id) <= 9):
-        raise Open311Error(404, f"service_request_id {request_id!r} not found")
+    """One request by its ``service_request_id`` (:func:`cases_known_as`): the source's id, or the
+    internal id no source's id shadows. An id two sources gave answers 400 naming the internal ids."""
+    if not request_id or len(request_id) > MAX_ID_LEN or bounds.text_fault(request_id):
+        raise Open311Error(404, f"service_request_id {request_id[:MAX_ID_LEN]!r} not found")
     with get_db().session_scope() as s:
-        items = _requests(s, [Incident.id == int(request_id)], _tz(), limit=1)
+        found = cases_known_as(s, [request_id])[request_id]
+        if len(found) > 1:
+            raise Open311Error(400, f"service_request_id {request_id!r} names {len(found)} requests from different "
+                                    f"sources: ask for one by its internal id ({', '.join(map(str, sorted(found)))})")
+        items = _requests(s, [Incident.id == found[0]], _tz(), limit=1) if found else []
     if not items:
         raise Open311Error(404, f"service_request_id {request_id!r} not found")
     return _answer(items, "service_requests", "request")

@@ -63,7 +63,8 @@ def test_round_trip_through_our_own_open311_server(app, tmp_path):
         srv.shutdown()
         get_db(sender.server).dispose()
     with sdb.session_scope() as s:
-        sent = {str(c.id): c for c in s.scalars(select(Incident))}
+        # the sender publishes each case under its source's id (S0 … S6), and the receiver keeps it
+        sent = {c.external_id: c for c in s.scalars(select(Incident))}
     with db.session_scope() as s:
         got = {c.external_id: c for c in s.scalars(select(Incident).where(Incident.source == "sender"))}
     assert set(got) == set(sent)

@@ -23,6 +23,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import holidays
 import pandas as pd
 import pytest
 
@@ -68,12 +69,18 @@ def sf(request, tmp_path_factory):
 
 # --------------------------------------------------------------------------- the independent side
 
-def working_hours(a: pd.Timestamp, b: pd.Timestamp, tz: ZoneInfo) -> float:
-    """Office hours 09:00–17:00, Monday to Friday, local time (the US packs' calendar)."""
+#: the US packs' holiday calendars (pack.toml holiday_source holidays:US-NY / holidays:US-CA)
+PUBLIC_HOLIDAYS = {"nyc": holidays.country_holidays("US", subdiv="NY"),
+                   "sf": holidays.country_holidays("US", subdiv="CA")}
+
+
+def working_hours(a: pd.Timestamp, b: pd.Timestamp, tz: ZoneInfo, off=()) -> float:
+    """Office hours 09:00–17:00, Monday to Friday but the public holidays ``off``, local time (the
+    US packs' calendar)."""
     a, b = a.tz_convert(tz).to_pydatetime(), b.tz_convert(tz).to_pydatetime()
     total, day = 0.0, a.date()
     while day <= b.date():
-        if day.weekday() < 5:
+        if day.weekday() < 5 and day not in off:
             lo = max(a, datetime.combine(day, time(9), tz))
             hi = min(b, datetime.combine(day, time(17), tz))
             total += max((hi - lo).total_seconds(), 0) / 3600
@@ -113,7 +120,7 @@ def raw_frame(kind: str) -> pd.DataFrame:
     return out
 
 
-def expected(raw: pd.DataFrame, start: datetime, end: datetime, as_of: datetime, tz: ZoneInfo) -> dict:
+def expected(raw: pd.DataFrame, start: datetime, end: datetime, as_of: datetime, tz: ZoneInfo, off=()) -> dict:
     lo, hi, at = (pd.Timestamp(x) for x in (start, end, as_of))
     seen = raw[raw["created"] <= at]
     created_in = seen[(seen["created"] >= lo) & (seen["created"] < hi)]
@@ -121,7 +128,7 @@ def expected(raw: pd.DataFrame, start: datetime, end: datetime, as_of: datetime,
     closed_by = cohort["closed_ok"] & (cohort["closed"] <= at)
     disp = created_in[created_in["dispatched"]]
     handled = disp[disp["closed_ok"] & (disp["closed"] <= at)]
-    hours = [working_hours(c, d, tz) for c, d in zip(handled["created"], handled["closed"])]
+    hours = [working_hours(c, d, tz, off) for c, d in zip(handled["created"], handled["closed"])]
     closures = raw[raw["closed_ok"] & (raw["closed"] >= lo) & (raw["closed"] < hi) & (raw["closed"] <= at)]
     return {
         "reported_count": len(created_in),
@@ -139,7 +146,7 @@ def expected(raw: pd.DataFrame, start: datetime, end: datetime, as_of: datetime,
 
 
 def check(app, start, end, as_of, kind, tz):
-    exp = expected(raw_frame(kind), start, end, as_of, tz)
+    exp = expected(raw_frame(kind), start, end, as_of, tz, PUBLIC_HOLIDAYS[kind])
     with app.server.app_context():
         rep = kpi_report(start, end, as_of)
         with get_db(app.server).session_scope() as s:
