@@ -2,12 +2,12 @@
 ``service_request_id`` filter look cases up by ``external_id`` alone, whatever their source. The
 unique (source, external_id) index cannot serve that (source leads), so an index of its own.
 
-Revision ID: packinit_0014 (the lead renumbers it)
+Revision ID: 0014
 Revises: 0013
 """
 from alembic import op
 
-revision, down_revision = 'packinit_0014', '0013'
+revision, down_revision = '0014', '0013'
 branch_labels = depends_on = None
 
 
