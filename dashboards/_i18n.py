@@ -368,6 +368,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "dept_on_time": ("部门按期处置率（近7天，≥{n}件）", "Departments on time (7 days, ≥{n} cases)"),
     "feeds": ("数据源状态", "Feed health"),
     "feed_ok": ("正常", "ok"),
+    "feed_name_demo": ("演示数据", "Demo feed"),
+    "feeds_all_ok": ("{n} 个数据源全部正常：{names}", "All {n} feeds well: {names}"),
     "feed_late": ("延迟", "late"),
     "feed_silent": ("静默", "silent"),
     "per_hour": ("件/小时", "/h"),

@@ -245,7 +245,7 @@ def render(data, city, layers_on, scale, seen, *, first: bool = False):
         fig = wall_map_layers(plan, data, district_shapes=shapes, grid_shapes=grids,
                               view=_view(city, data.district, view_scale, shapes), scale=scale)
     updated = f"{t('updated_at')} {local_time(data.as_of, '%H:%M:%S')}"
-    silent = [f["feed"] for f in data.feeds if f["status"] == "silent"]
+    silent = [_feed_name(f["feed"]) for f in data.feeds if f["status"] == "silent"]
     banner, banner_cls = (t("stale_feed", feeds="、".join(silent)), "wall-banner warn") if silent else ("", "wall-banner hidden")
     if mode == "idle":  # nothing changed: the time line moves, a stale banner goes
         return (no_update,) * 9 + (updated, banner, banner_cls) + (no_update, data.as_of.isoformat()) + (no_update,) * 2
@@ -389,16 +389,29 @@ def _depts(d):
         for name, r in d.departments]
 
 
+def _feed_name(name: str) -> str:
+    """A feed's name as the wall says it (the demo simulator's in Chinese)."""
+    return t("feed_name_demo") if name == "demo" else name
+
+
 def _feeds(d):
+    """Feed health; when every feed is well it folds into one line (assets/wall.css gives the
+    panel's room to the panels above: ``.wall-grid:has(.feeds-all-ok)``)."""
     if not d.feeds:
         return html.Div(t("no_data"), className="muted")
+    if all(f["status"] == "ok" for f in d.feeds):
+        names = "、".join(_feed_name(f["feed"]) for f in d.feeds[:4]) + ("…" if len(d.feeds) > 4 else "")
+        return html.Div(className="feeds-all-ok", title="；".join(
+            f"{_feed_name(f['feed'])}：近1小时 {f['last_hour']} 件，同时段常态 {f['usual_hourly']:.1f} 件/小时"
+            for f in d.feeds), children=[html.Span(className="dot green"),
+                                         html.Span(t("feeds_all_ok", n=len(d.feeds), names=names))])
     rows = []
     for f in d.feeds[:6]:
         lag = f["lag_seconds"]
         lag_text = "—" if lag is None else f"{lag / 60:.0f} {t('minutes')}"
         rows.append(html.Div(className=f"feed-row {f['status']}", children=[
             html.Span(className=f"dot {'green' if f['status'] == 'ok' else 'yellow' if f['status'] == 'late' else 'red'}"),
-            html.Span(f["feed"], className="feed-name"),
+            html.Span(_feed_name(f["feed"]), className="feed-name"),
             html.Span(t(f"feed_{f['status']}"), className="feed-status"),
             html.Span(lag_text, className="feed-lag", title="距最后一条记录"),
             html.Span(f"{f['last_hour']} {t('per_hour')}", className="feed-rate",
@@ -413,7 +426,8 @@ def _alarms(d):
     minutes = reference.city_info().escalate_after_minutes
     items = []
     for a in d.alarms:
-        text = a.title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
+        title = _feed_name(a.title) if a.kind == "feed" else a.title
+        text = title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
         if a.acked_by:          # who and when, in place of the button
             after = html.Span(t("acked_by", who=a.acked_by, at=local_time(a.acked_at, "%H:%M")), className="acked")
         elif can_ack:

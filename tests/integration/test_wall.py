@@ -181,3 +181,17 @@ def test_each_tile_has_its_comparison_and_a_rate_of_few_cases_says_so(server, ci
                                    ensure_ascii=False)
     assert "60.0%" in closure_tile and f"目标 ≥ {data.targets['closure_rate']:.0%}" in closure_tile
     assert '"tile warn"' in closure_tile                            # below its target
+
+
+def test_the_feed_panel_folds_into_one_line_when_every_feed_is_well(server, city):
+    import dataclasses
+    from dashboards import wall as wall_page
+    with get_db(server).session_scope() as s:
+        data = queries_wall.build(s, NOW, TZ)
+    well = {"feed": "demo", "status": "ok", "lag_seconds": 60.0, "last_hour": 12, "usual_hourly": 11.0,
+            "reject_rate": None}
+    with server.test_request_context():
+        folded = wall_page._feeds(dataclasses.replace(data, feeds=[well, {**well, "feed": "12345"}]))
+        rows = wall_page._feeds(dataclasses.replace(data, feeds=[well, {**well, "feed": "12345", "status": "late"}]))
+    assert folded.className == "feeds-all-ok" and "2 个数据源全部正常：演示数据、12345" in str(folded.children)
+    assert [r.className for r in rows] == ["feed-row ok", "feed-row late"]     # one late: every feed, row by row
