@@ -110,6 +110,11 @@ dash.clientside_callback(
 dash.clientside_callback(
     "function(_) { return Math.round(window.innerHeight / 1080 * 100) / 100; }",
     Output("wall-scale", "data"), Input("wall", "id"))
+# a screen of another size than 1080p asks for its refresh at once (its figures drawn at its own scale
+# from the first second), not one refresh period after the first paint
+dash.clientside_callback(
+    "function(scale) { return scale && scale !== 1 ? 1 : window.dash_clientside.no_update; }",
+    Output(ids.WALL_TICK, "n_intervals"), Input("wall-scale", "data"), prevent_initial_call=True)
 
 
 def _ask(layers_on, district, scale, seen) -> "Ask | None":
