@@ -3,15 +3,17 @@
     database.py  init-db, facts rebuild
     users.py     create-user, logout-everywhere, create-token, create-kiosk, revoke-token
     feeds.py     import incidents|service-rates|kpis, replay, quarantine list|show|retry, simulate
+    worker.py    worker (the feeds of feeds.toml and the scheduled jobs)
 """
 from __future__ import annotations
 
 from flask import Flask
 
-from data_sources.cli import database, feeds, users
+from data_sources.cli import database, feeds, users, worker
 
 
 def register(server: Flask) -> None:
     database.register(server)
     users.register(server)
     feeds.register(server)
+    worker.register(server)

@@ -1,0 +1,162 @@
+"""IoT alarms over MQTT against the real Mosquitto broker on 127.0.0.1:1883 (CI starts it): a
+published alarm becomes a case at its device's place, repeats fold into that case, a clear closes
+it, a bad payload is quarantined with its topic and reason. Each test has topics of its own."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from data_sources import worker
+from data_sources.packs import PACKS_DIR
+from data_sources.runtime import get_runtime
+from data_sources.store.db import get_db
+from incidents import services
+from incidents.model import Role
+from incidents.tables import FeedRun, Incident, Quarantine
+from tests.conftest import IN_CI, build_app
+
+BROKER = ("127.0.0.1", 1883)
+DEADLINE = 15.0
+HYDRANT = (120.1593, 30.2585)     # 上城区 (by the lake)
+
+
+def _broker_up() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def broker():
+    if not _broker_up():
+        if IN_CI:
+            pytest.fail("Mosquitto is not running on 127.0.0.1:1883 (.ci/run starts it)")
+        pytest.skip("Mosquitto: start it with `mosquitto -d -c /etc/mosquitto/mosquitto.conf` (CI does)")
+
+
+@pytest.fixture(scope="module")
+def iot_pack(tmp_path_factory):
+    """The Hangzhou pack with a devices.csv and clears allowed to close cases."""
+    folder = tmp_path_factory.mktemp("packs") / "hangzhou_iot"
+    shutil.copytree(PACKS_DIR / "hangzhou", folder)
+    with (folder / "pack.toml").open("a", encoding="utf-8") as f:
+        f.write("\n[iot]\nclose_on_clear = true\n")
+    (folder / "devices.csv").write_text(
+        "device_id,lon,lat,district_code,category_code,name\n"
+        f"HYD-1,{HYDRANT[0]},{HYDRANT[1]},330102,C0110,湖滨 消火栓 1号\n"
+        f"HYD-2,{HYDRANT[0] + 0.01},{HYDRANT[1]},330102,C0110,湖滨 消火栓 2号\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def alarms(broker, iot_pack, db_url, tmp_path):
+    """An app whose feeds.toml declares one mqtt feed on topics of this test's own, its subscriber
+    started (subscribed), and a publisher."""
+    import paho.mqtt.client as mqtt
+    base = f"cityops-test/{uuid.uuid4().hex[:12]}"
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(f'[feeds.sensors]\nkind = "mqtt"\nurl = "mqtt://127.0.0.1:1883"\n'
+                     f'topics = ["{base}/#"]\nmapping = "iot_alarm"\ninterval = "1h"\n', encoding="utf-8")
+    app = build_app(db_url, PACK=str(iot_pack), FEEDS_FILE=str(feeds))
+    server = app.server
+    with server.app_context():
+        [sub] = worker.subscriptions(server)
+    sub.start()
+    assert sub.subscribed.wait(DEADLINE), "the broker did not grant the subscription"
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    pub.connect(*BROKER)
+    pub.loop_start()
+    sent = {"n": 0}
+
+    def publish(suffix: str, payload) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+        pub.publish(f"{base}/{suffix}", body, qos=1).wait_for_publish(DEADLINE)
+        sent["n"] += 1
+
+    def settled() -> None:
+        """Every published message processed (polled with a deadline)."""
+        end = time.monotonic() + DEADLINE
+        while sub.processed < sent["n"]:
+            assert time.monotonic() < end, f"{sub.processed} of {sent['n']} messages processed in {DEADLINE:g} s"
+            time.sleep(0.05)
+
+    yield type("Alarms", (), {"server": server, "publish": staticmethod(publish), "settled": staticmethod(settled),
+                              "sub": sub, "base": base})
+    pub.loop_stop()
+    pub.disconnect()
+    sub.stop()
+    get_db(server).dispose()
+
+
+def _cases(server) -> list[Incident]:
+    with get_db(server).session_scope() as s:
+        rows = s.scalars(select(Incident).where(Incident.source == "sensors").order_by(Incident.id)).all()
+        s.expunge_all()
+        return rows
+
+
+def test_an_alarm_becomes_a_case_at_its_devices_place(alarms):
+    alarms.publish("hydrants/HYD-1", {"device_id": "HYD-1", "event": "alarm", "message": "消火栓水压低"})
+    alarms.settled()
+    [case] = _cases(alarms.server)
+    assert (case.external_id, case.channel, case.category_code, case.state) == ("HYD-1#1", "iot", "C0110",
+                                                                                 "registered")
+    assert (case.lon, case.lat, case.district_code) == (HYDRANT[0], HYDRANT[1], "330102")
+    assert case.title == "消火栓水压低" and case.alarm_count == 1
+
+
+def test_repeated_alarms_of_a_device_fold_into_its_open_case_with_a_counter(alarms):
+    for _ in range(3):
+        alarms.publish("hydrants/HYD-1", {"device_id": "HYD-1", "event": "alarm", "message": "消火栓水压低"})
+    alarms.publish("hydrants/HYD-2", {"device_id": "HYD-2", "event": "alarm", "message": "消火栓水压低"})
+    alarms.settled()
+    cases = _cases(alarms.server)
+    assert [(c.external_id, c.alarm_count) for c in cases] == [("HYD-1#1", 3), ("HYD-2#1", 1)]
+    alarms.sub.stop()          # closes the feed run
+    with get_db(alarms.server).session_scope() as s:
+        [run] = s.scalars(select(FeedRun).where(FeedRun.feed == "sensors")).all()
+        assert (run.status, run.received, run.inserted, run.updated, run.quarantined) == ("ok", 4, 2, 2, 0)
+
+
+def test_a_clear_closes_the_open_case_and_the_next_alarm_opens_a_new_one(alarms):
+    server = alarms.server
+    alarms.publish("hydrants/HYD-1", {"device_id": "HYD-1", "event": "alarm"})
+    alarms.publish("hydrants/HYD-2", {"device_id": "HYD-2", "event": "alarm"})
+    alarms.settled()
+    second = _cases(server)[1]
+    with server.app_context(), get_db(server).session_scope() as s:   # HYD-2's case goes to a department
+        services.perform(s, get_runtime(server).rules, services.Actor("d1", Role.DISPATCHER), second.id,
+                         "dispatch", version=second.version, now=second.updated_at, department="330106-CGJ")
+    alarms.publish("hydrants/HYD-1", {"device_id": "HYD-1", "event": "clear"})
+    alarms.publish("hydrants/HYD-2", {"device_id": "HYD-2", "event": "clear"})
+    alarms.publish("hydrants/HYD-1", {"device_id": "HYD-1", "event": "alarm"})
+    alarms.settled()
+    cases = _cases(server)
+    assert [(c.external_id, c.state, c.void_reason) for c in cases] == [
+        ("HYD-1#1", "voided", "cleared"),        # cleared before anyone was sent
+        ("HYD-2#1", "closed", None),             # resolved and verified by the clear
+        ("HYD-1#2", "registered", None)]
+
+
+def test_a_bad_payload_is_quarantined_with_its_topic_and_reason(alarms):
+    alarms.publish("hydrants/HYD-1", b"\x00not json{")
+    alarms.publish("hydrants/HYD-1", {"device_id": "HYD-1", "event": "exploded"})
+    alarms.publish("hydrants/HYD-9", {"device_id": "HYD-9", "event": "alarm"})   # not in devices.csv, no category
+    alarms.settled()
+    assert _cases(alarms.server) == []
+    with get_db(alarms.server).session_scope() as s:
+        rows = s.scalars(select(Quarantine).where(Quarantine.feed == "sensors").order_by(Quarantine.id)).all()
+        reasons = [r.reason for r in rows]
+    assert len(reasons) == 3
+    assert all(r.startswith(f"topic {alarms.base}/hydrants/") for r in reasons), reasons
+    assert "not JSON" in reasons[0]
+    assert "unknown status 'exploded'" in reasons[1]
+    assert "category" in reasons[2] and "HYD-9" in reasons[2].split(":")[0]
