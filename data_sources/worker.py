@@ -268,57 +268,84 @@ def queue_name(cfg) -> str:
 # --------------------------------------------------------------------------- in the app process
 
 
+class InProcess:
+    """The scheduler and the mqtt subscriptions in a thread of this process (the embedded default),
+    at most one per instance folder on this machine (a file lock: the first process of a gunicorn
+    or reloader family gets it)."""
+
+    def __init__(self, server, lock_path: Optional[str] = None):
+        self.server = server
+        self.lock_path = lock_path or os.path.join(server.instance_path, "jobs.lock")
+        self.stop_event = threading.Event()
+        self.started = threading.Event()     # jobs and subscriptions set up (or failed: see the log)
+        self.thread: Optional[threading.Thread] = None
+        self.jobs: list[Job] = []
+        self.subs: list = []
+        self._lock_file = None
+
+    def start(self) -> bool:
+        """True when this process runs the jobs now; False when another process holds the lock."""
+        import fcntl
+        os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+        fh = open(self.lock_path, "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            log.info("scheduled jobs run in another process")
+            return False
+        self._lock_file = fh
+        self.thread = threading.Thread(target=self._run, name="cityops-jobs", daemon=True)
+        self.thread.start()
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _run(self) -> None:
+        server = self.server
+        with server.app_context():
+            try:
+                feeds = declared_feeds(server)
+                self.jobs = scheduled_jobs(server, feeds)
+                self.subs = [s.start() for s in subscriptions(server, feeds)]
+            except Exception:
+                log.exception("feeds.toml: scheduled jobs not started")
+                return
+            finally:
+                self.started.set()
+            log.info("scheduled jobs in the app process: %s; mqtt feeds: %d",
+                     ", ".join(j.name for j in self.jobs) or "none", len(self.subs))
+            scheduler = Scheduler(self.jobs, LocalClaims(), lambda job, _slot: run_with_retries(job))
+            try:
+                scheduler.run_forever(self.stop_event)
+            finally:
+                for sub in self.subs:
+                    sub.stop()
+
+
 _in_process_lock = threading.Lock()
 _in_process: dict[str, object] = {}
 
 
 def ensure_in_process(server) -> None:
     """On the embedded default (no Redis for jobs): the scheduler and the mqtt subscriptions inside
-    this process, once per instance folder (a file lock). With Redis the worker runs them."""
+    this process, once (:class:`InProcess`). With Redis the worker runs them."""
     if _in_process or not _in_process_lock.acquire(blocking=False):
         return
     try:
-        if _in_process or redis_url(server.config):
-            _in_process["off"] = True
-            return
-        import fcntl
-        os.makedirs(server.instance_path, exist_ok=True)
-        fh = open(os.path.join(server.instance_path, "jobs.lock"), "w")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            log.info("scheduled jobs run in another process")
-            _in_process["off"] = True
-            return
-        _in_process["lock"] = fh
-        stop = threading.Event()
-        _in_process["stop"] = stop
-        thread = threading.Thread(target=_run_in_process, args=(server, stop), name="cityops-jobs", daemon=True)
-        _in_process["thread"] = thread
-        thread.start()
+        if not _in_process:
+            runner = InProcess(server) if not redis_url(server.config) else None
+            _in_process["runner"] = runner if runner is not None and runner.start() else None
     finally:
         _in_process_lock.release()
 
 
-def _run_in_process(server, stop: threading.Event) -> None:
-    with server.app_context():
-        try:
-            feeds = declared_feeds(server)
-            jobs = scheduled_jobs(server, feeds)
-            subs = [s.start() for s in subscriptions(server, feeds)]
-        except Exception:
-            log.exception("feeds.toml: scheduled jobs not started")
-            return
-        log.info("scheduled jobs in the app process: %s; mqtt feeds: %d",
-                 ", ".join(j.name for j in jobs) or "none", len(subs))
-        scheduler = Scheduler(jobs, LocalClaims(), lambda job, _slot: run_with_retries(job))
-        try:
-            scheduler.run_forever(stop)
-        finally:
-            for sub in subs:
-                sub.stop()
-
-
-__all__ = ["Job", "JobFailed", "LocalClaims", "RedisClaims", "Scheduler", "declared_feeds", "ensure_in_process",
+__all__ = ["InProcess", "Job", "JobFailed", "LocalClaims", "RedisClaims", "Scheduler", "declared_feeds", "ensure_in_process",
            "queue_name", "redis_url", "rq_submitter", "run_job", "run_with_retries", "scheduled_jobs",
            "subscriptions"]

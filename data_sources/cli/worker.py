@@ -34,13 +34,13 @@ def register(server: Flask) -> None:
                    f"queue: {url and worker.queue_name(server.config) or 'none (in this process only)'}")
         if check:
             return
+        if not url:
+            _without_redis(server, worker, jobs, burst)
+            return
         try:
             subs = worker.subscriptions(server, feeds, share_group=server.config.get("WORKER_PREFIX") or "cityops")
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
-        if not url:
-            _without_redis(server, worker, jobs, subs, burst)
-            return
         from redis import Redis
         from rq import Queue, SimpleWorker
         redis = Redis.from_url(url)
@@ -66,21 +66,20 @@ def register(server: Flask) -> None:
                 sub.stop()
 
 
-def _without_redis(server, worker, jobs, subs, burst: bool) -> None:
-    """No Redis configured: this process alone runs the jobs (a second one would find them claimed
-    only on Redis, so start one)."""
+def _without_redis(server, worker, jobs, burst: bool) -> None:
+    """No Redis configured: this process runs the jobs, as the app process would (one per instance
+    folder: a file lock; the app's own in-process runner then finds them taken)."""
     click.echo("no Redis configured (WORKER_REDIS_URL / CACHE_URL): running the jobs in this process only")
-    scheduler = worker.Scheduler(jobs, worker.LocalClaims(), lambda job, _slot: worker.run_with_retries(job))
     if burst:
-        scheduler.tick()
+        worker.Scheduler(jobs, worker.LocalClaims(), lambda job, _slot: worker.run_with_retries(job)).tick()
         return
-    stop = threading.Event()
-    for sub in subs:
-        sub.start()
+    runner = worker.InProcess(server)
+    if not runner.start():
+        raise click.ClickException(f"another process runs the jobs of this instance (lock {runner.lock_path})")
     try:
-        scheduler.run_forever(stop)
+        while runner.thread.is_alive():
+            runner.thread.join(1.0)
     except KeyboardInterrupt:
         pass
     finally:
-        for sub in subs:
-            sub.stop()
+        runner.stop()

@@ -18,6 +18,7 @@ from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db
 from incidents import services
 from incidents.model import Role
+from incidents.queries.feeds import feed_health_rows
 from incidents.tables import FeedRun, Incident, Quarantine
 from tests.conftest import IN_CI, build_app
 
@@ -124,6 +125,8 @@ def test_repeated_alarms_of_a_device_fold_into_its_open_case_with_a_counter(alar
     with get_db(alarms.server).session_scope() as s:
         [run] = s.scalars(select(FeedRun).where(FeedRun.feed == "sensors")).all()
         assert (run.status, run.received, run.inserted, run.updated, run.quarantined) == ("ok", 4, 2, 2, 0)
+        [health] = [h for h in feed_health_rows(s, run.finished_at) if h.feed == "sensors"]   # GET /api/v1/feeds
+        assert (health.runs_24h, health.received_24h, health.last_run_status) == (1, 4, "ok")
 
 
 def test_a_clear_closes_the_open_case_and_the_next_alarm_opens_a_new_one(alarms):
@@ -160,3 +163,65 @@ def test_a_bad_payload_is_quarantined_with_its_topic_and_reason(alarms):
     assert "not JSON" in reasons[0]
     assert "unknown status 'exploded'" in reasons[1]
     assert "category" in reasons[2] and "HYD-9" in reasons[2].split(":")[0]
+
+
+def test_without_redis_the_app_process_runs_the_declared_feeds_and_the_demo_tick(broker, iot_pack, db_url, tmp_path):
+    """The embedded default: no Redis for jobs, so the app process subscribes the mqtt feed and runs
+    the http feed and the demo feed's tick on their schedule (worker.InProcess)."""
+    import paho.mqtt.publish as publish
+    from data_sources.feeds import simulator
+    from tests.integration.test_worker import _Endpoint
+    endpoint = _Endpoint([{"external_id": "E1", "title": "井盖缺失", "category_code": "C0101",
+                           "reported_at": "2024-05-06 09:00", "lon": HYDRANT[0], "lat": HYDRANT[1]}], failures=0)
+    base = f"cityops-test/{uuid.uuid4().hex[:12]}"
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(f'[feeds.partner]\nkind = "http"\nurl = "{endpoint.url}"\ninterval = "1h"\n\n'
+                     f'[feeds.sensors]\nkind = "mqtt"\nurl = "mqtt://127.0.0.1:1883"\ntopics = ["{base}/#"]\n',
+                     encoding="utf-8")
+    app = build_app(db_url, PACK=str(iot_pack), FEEDS_FILE=str(feeds), DEMO_FEED=True, DEMO_TICK_SECONDS=1.0,
+                    CACHE_URL="", WORKER_REDIS_URL="")
+    server = app.server
+    runner = worker.InProcess(server, lock_path=str(tmp_path / "jobs.lock"))
+    try:
+        assert runner.start()
+        assert runner.started.wait(DEADLINE) and [j.name for j in runner.jobs] == ["feed:partner", "demo-tick"]
+        [sub] = runner.subs
+        assert sub.subscribed.wait(DEADLINE)
+        publish.single(f"{base}/HYD-1", json.dumps({"device_id": "HYD-1"}), qos=1, hostname=BROKER[0], port=BROKER[1])
+        end = time.monotonic() + DEADLINE
+        while True:
+            with get_db(server).session_scope() as s:
+                sources = set(s.scalars(select(Incident.source).where(Incident.source.in_(("partner", "sensors")))))
+                ticked = simulator.last_slot(s) is not None
+            if sources == {"partner", "sensors"} and ticked:
+                break
+            assert time.monotonic() < end, (sources, ticked)
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+        endpoint.close()
+        get_db(server).dispose()
+
+
+def test_an_unreachable_broker_shows_as_a_feed_run_in_error(iot_pack, db_url, tmp_path):
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text('[feeds.sensors]\nkind = "mqtt"\nurl = "mqtt://127.0.0.1:1"\ntopics = ["x/#"]\n', encoding="utf-8")
+    app = build_app(db_url, PACK=str(iot_pack), FEEDS_FILE=str(feeds))
+    server = app.server
+    with server.app_context():
+        [sub] = worker.subscriptions(server)
+    sub.start()
+    try:
+        end = time.monotonic() + DEADLINE
+        while True:
+            with get_db(server).session_scope() as s:
+                runs = [(r.status, r.error) for r in s.scalars(select(FeedRun).where(FeedRun.feed == "sensors",
+                                                                                     FeedRun.finished_at.is_not(None)))]
+            if runs:
+                break
+            assert time.monotonic() < end, "no feed run recorded the unreachable broker"
+            time.sleep(0.1)
+        assert runs == [("error", "MQTT broker 127.0.0.1:1 unreachable")]
+    finally:
+        sub.stop()
+        get_db(server).dispose()
