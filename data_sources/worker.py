@@ -12,7 +12,8 @@ job runs once per slot however many workers there are.
 
 * with Redis (``WORKER_REDIS_URL``, else a ``redis://`` ``CACHE_URL``): claimed jobs go on an RQ queue
   (``<prefix>-jobs``) with ``Retry`` (waits doubling from the feed's ``retry_backoff``); every worker
-  process runs the scheduler, an RQ worker and the mqtt subscriptions;
+  process runs the scheduler and an RQ worker, and holds the mqtt subscriptions whose lease it gets
+  (:class:`SubscriptionLease`: one holder per feed, another takes over when it dies);
 * without Redis (the embedded default): the scheduler runs inside the app process, in one thread,
   the jobs one after the other with the same retries; a file lock keeps it to one process per
   instance folder (the way the demo feed always ran).
@@ -204,8 +205,10 @@ def scheduled_jobs(server, feeds: Optional[list] = None) -> list[Job]:
     return jobs
 
 
-def subscriptions(server, feeds: Optional[list] = None, *, share_group: Optional[str] = None) -> list:
-    """An (unstarted) MqttSubscriber per mqtt feed; ``share_group``: several workers share each topic."""
+def subscription_factories(server, feeds: Optional[list] = None, *,
+                           client_prefix: Optional[str] = None) -> list[tuple[str, Callable[[], object]]]:
+    """(feed name, a maker of its unstarted MqttSubscriber) per mqtt feed; ``client_prefix``: the
+    subscriber connects as ``<prefix>-<feed>`` with a persistent session (the worker's lease)."""
     from data_sources.feeds.mqtt import AlarmFolder, MqttSubscriber
     from data_sources.packs import load_iot
     from data_sources.runtime import get_runtime
@@ -216,13 +219,72 @@ def subscriptions(server, feeds: Optional[list] = None, *, share_group: Optional
     for f in feeds:
         if f.spec.kind != "mqtt":
             continue
-        folder = AlarmFolder(get_db(server), rt.rules, rt.pack, load_iot(rt.pack), f.mapping, f.name, f.source,
-                             crs=f.spec.crs)
-        out.append(MqttSubscriber(folder, f.spec.url, f.spec.topics, qos=f.spec.qos,
-                                  username=f.secret("username_env"), password=f.secret("password_env"),
-                                  window=f.spec.interval, context=server.app_context,
-                                  share_group=(f"{share_group}-{f.name}" if share_group else None)))
+        iot = load_iot(rt.pack)
+        username, password = f.secret("username_env"), f.secret("password_env")   # KeyError: not set
+
+        def make(f=f, iot=iot, username=username, password=password):
+            folder = AlarmFolder(get_db(server), rt.rules, rt.pack, iot, f.mapping, f.name, f.source, crs=f.spec.crs)
+            return MqttSubscriber(folder, f.spec.url, f.spec.topics, qos=f.spec.qos, username=username,
+                                  password=password, window=f.spec.interval, context=server.app_context,
+                                  client_id=f"{client_prefix}-{f.name}"[:64] if client_prefix else None)
+        out.append((f.name, make))
     return out
+
+
+def subscriptions(server, feeds: Optional[list] = None) -> list:
+    """An (unstarted) MqttSubscriber per mqtt feed, for this process alone."""
+    return [make() for _name, make in subscription_factories(server, feeds)]
+
+
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class SubscriptionLease:
+    """One worker at a time holds a feed's subscription: a Redis key with a TTL its holder renews
+    (every ttl/3). A holder that dies lets it expire and another worker takes the feed over; one that
+    stops releases it at once."""
+
+    def __init__(self, redis, key: str, make: Callable[[], object], *, owner: Optional[str] = None,
+                 ttl: float = 30.0):
+        self.redis, self.key, self.make, self.ttl = redis, key, make, max(1, int(ttl))
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.sub = None
+
+    def step(self) -> bool:
+        """Take, keep or lose the lease once; start or stop the subscriber to match. True when held."""
+        try:
+            if self.sub is None:
+                held = bool(self.redis.set(self.key, self.owner, nx=True, ex=self.ttl))
+            else:
+                held = bool(self.redis.eval(_RENEW, 1, self.key, self.owner, self.ttl))
+        except Exception:    # Redis away for a moment: keep what we have until the key would expire
+            log.exception("subscription lease %s: Redis unreachable", self.key)
+            held = self.sub is not None
+        if held and self.sub is None:
+            self.sub = self.make()
+            self.sub.start()
+            log.info("subscription %s taken by %s", self.key, self.owner)
+        elif not held and self.sub is not None:
+            log.warning("subscription %s lost by %s", self.key, self.owner)
+            self.sub.stop()
+            self.sub = None
+        return held
+
+    def release(self) -> None:
+        if self.sub is not None:
+            self.sub.stop()
+            self.sub = None
+        try:
+            self.redis.eval(_RELEASE, 1, self.key, self.owner)
+        except Exception:
+            log.exception("subscription lease %s: not released (it expires)", self.key)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.step()
+            stop.wait(self.ttl / 3)
+        self.release()
 
 
 # --------------------------------------------------------------------------- Redis / RQ
@@ -346,6 +408,6 @@ def ensure_in_process(server) -> None:
         _in_process_lock.release()
 
 
-__all__ = ["InProcess", "Job", "JobFailed", "LocalClaims", "RedisClaims", "Scheduler", "declared_feeds", "ensure_in_process",
+__all__ = ["InProcess", "Job", "JobFailed", "LocalClaims", "RedisClaims", "Scheduler", "SubscriptionLease", "declared_feeds", "ensure_in_process",
            "queue_name", "redis_url", "rq_submitter", "run_job", "run_with_retries", "scheduled_jobs",
-           "subscriptions"]
+           "subscription_factories", "subscriptions"]

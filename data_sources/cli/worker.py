@@ -37,8 +37,9 @@ def register(server: Flask) -> None:
         if not url:
             _without_redis(server, worker, jobs, burst)
             return
+        prefix = server.config.get("WORKER_PREFIX") or "cityops"
         try:
-            subs = worker.subscriptions(server, feeds, share_group=server.config.get("WORKER_PREFIX") or "cityops")
+            makers = worker.subscription_factories(server, feeds, client_prefix=prefix)
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
         from redis import Redis
@@ -47,23 +48,24 @@ def register(server: Flask) -> None:
         queue = Queue(worker.queue_name(server.config), connection=redis)
         for job in jobs:
             worker._JOBS[job.name] = job
-        scheduler = worker.Scheduler(jobs, worker.RedisClaims(redis, server.config.get("WORKER_PREFIX") or "cityops"),
-                                     worker.rq_submitter(queue))
+        scheduler = worker.Scheduler(jobs, worker.RedisClaims(redis, prefix), worker.rq_submitter(queue))
         if burst:
             scheduler.tick()
             SimpleWorker([queue], connection=redis).work(burst=True)
             return
         stop = threading.Event()
-        ticker = threading.Thread(target=scheduler.run_forever, args=(stop,), name="cityops-scheduler", daemon=True)
-        ticker.start()
-        for sub in subs:
-            sub.start()
+        threads = [threading.Thread(target=scheduler.run_forever, args=(stop,), name="cityops-scheduler", daemon=True)]
+        leases = [worker.SubscriptionLease(redis, f"{prefix}:subscription:{name}", make) for name, make in makers]
+        threads += [threading.Thread(target=lease.run_forever, args=(stop,), name=f"cityops-lease-{name}", daemon=True)
+                    for lease, (name, _make) in zip(leases, makers)]
+        for thread in threads:
+            thread.start()
         try:
             SimpleWorker([queue], connection=redis).work(with_scheduler=True)
         finally:
             stop.set()
-            for sub in subs:
-                sub.stop()
+            for thread in threads:
+                thread.join(15)
 
 
 def _without_redis(server, worker, jobs, burst: bool) -> None:

@@ -18,8 +18,10 @@ category_code, name), so a device that sends no coordinates is placed where the 
 Every message counts in the feed run open at the time (one run per ``interval`` of traffic):
 received = inserted (new cases) + updated (folded, closed) + unchanged + quarantined.
 
-Several workers subscribe with an MQTT shared subscription (``$share/cityops-<feed>/<topic>``): the
-broker hands each message to one of them, so no alarm is counted twice.
+One subscriber per feed at a time, whatever the number of workers (``data_sources.worker.SubscriptionLease``):
+a device's alarms and clears are applied in the order they came, none twice. It connects with a fixed
+client id and a persistent session (``client_id``), so the broker keeps the QoS 1 messages that arrive
+while the subscription passes from one worker to another and hands them to the next holder.
 """
 from __future__ import annotations
 
@@ -34,10 +36,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm.exc import StaleDataError
 
-from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected
+from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected, blank
 from data_sources.ingest import Ingestor
 from data_sources.packs import IotSettings, Pack
 from incidents import services
@@ -126,7 +128,10 @@ class AlarmFolder:
             try:
                 inc = self.mapping.to_case(raw, run.worker.ctx)
             except Rejected:
-                inc = None       # the ingest rejects it again, with the reason, into the quarantine
+                inc = None       # the ingest rejects it again, with the reason, into the quarantine …
+                device = self._clear_of(raw)
+                if device is not None:   # … unless it is a clear: it needs a device, not a category or a place
+                    return self._apply(raw, device, True, received_at, received_at)
             except Exception as exc:  # a mapping bug: quarantined like the ingest would
                 raw = {UNREADABLE: f"topic {topic}: mapping {self.mapping.name} failed: {type(exc).__name__}: {exc}",
                        "text": json.dumps(raw, ensure_ascii=False, default=str)[:2000], "_topic": topic}
@@ -134,7 +139,8 @@ class AlarmFolder:
             if inc is not None:
                 for attempt in (1, 2):
                     try:
-                        return self._apply(raw, inc, received_at)
+                        return self._apply(raw, inc.external_id, inc.state in (State.CLOSED, State.RESOLVED),
+                                           inc.reported_at, received_at)
                     except StaleDataError:   # another worker changed the case meanwhile: once more
                         if attempt == 2:
                             raise
@@ -175,9 +181,19 @@ class AlarmFolder:
         open_ids = [r.id for r in rows if State(r.state).is_open]
         return (s.get(Incident, open_ids[0]) if open_ids else None), len(rows)
 
-    def _apply(self, raw: dict, inc: IncomingCase, received_at: datetime) -> str:
-        device = inc.external_id
-        clear = inc.state in (State.CLOSED, State.RESOLVED)
+    def _clear_of(self, raw: dict) -> Optional[str]:
+        """The device of a clear message the mapping could not make a case of, else None."""
+        status = getattr(self.mapping.inner, "status", None)
+        try:
+            state = status(raw)[0] if status is not None else None
+        except Rejected:
+            return None
+        device = self._device_id(raw)
+        if state not in (State.CLOSED, State.RESOLVED) or blank(device):
+            return None
+        return str(device).strip()
+
+    def _apply(self, raw: dict, device: str, clear: bool, record_at: datetime, received_at: datetime) -> str:
         with self.db.session_scope() as s:
             case, n_cases = self._open_case(s, device)
             if case is None and not clear:
@@ -185,14 +201,15 @@ class AlarmFolder:
             else:
                 outcome = (self._fold(s, case, raw, received_at) if not clear
                            else self._clear(s, case, raw, received_at))
-                self._count(s, outcome, inc.reported_at)
+                self._count(s, outcome, record_at)
                 return outcome
         raw["_case"] = new_id
         outcome = self._through_ingest(raw)
         if outcome == "inserted":
+            # only where no other worker has folded a repeat into it meanwhile (a fold counts None as 1)
             with self.db.session_scope() as s:
-                case = s.scalar(select(Incident).where(Incident.source == self.source, Incident.external_id == new_id))
-                case.alarm_count = 1
+                s.execute(update(Incident).where(Incident.source == self.source, Incident.external_id == new_id,
+                                                 Incident.alarm_count.is_(None)).values(alarm_count=1))
         return outcome
 
     def _fold(self, s, case: Incident, raw: dict, at: datetime) -> str:
@@ -249,6 +266,8 @@ class AlarmFolder:
 class MqttSubscriber:
     """Subscribes a feed's topics and applies each message through an :class:`AlarmFolder`.
 
+    ``client_id`` given: a persistent session under that id (the broker queues QoS 1 messages while no
+    one is connected); none: a clean session of its own.
     ``start()`` connects (paho's network thread) and starts the processing thread; ``subscribed``
     is set once the broker has granted the subscriptions; ``stop()`` disconnects and closes the
     open feed run. A feed run is closed every ``window`` seconds of traffic. The broker unreachable:
@@ -256,13 +275,12 @@ class MqttSubscriber:
 
     def __init__(self, folder: AlarmFolder, url: str, topics: list[str], *, qos: int = 1,
                  username: Optional[str] = None, password: Optional[str] = None, window: float = 60.0,
-                 share_group: Optional[str] = None, client_id: Optional[str] = None,
+                 client_id: Optional[str] = None,
                  context: Callable[[], Any] = contextlib.nullcontext):
         import paho.mqtt.client as mqtt
         parts = urlsplit(url)
         self.folder, self.topics, self.qos, self.window = folder, list(topics), qos, float(window)
         self.host, self.port = parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        self.share_group = share_group
         self.context = context           # entered by the processing thread (the app's context)
         self.messages: queue.Queue = queue.Queue()
         self.subscribed = threading.Event()
@@ -271,7 +289,11 @@ class MqttSubscriber:
         self._error_reported = False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"cityops-{folder.feed}-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311, clean_session=True)
+                                  protocol=mqtt.MQTTv311, clean_session=client_id is None,
+                                  manual_ack=client_id is not None)
+        # a persistent session acknowledges a QoS 1 message once it is applied (committed), not on
+        # receipt: what a worker received but had not applied when it died is delivered again to the next
+        self.manual_ack = client_id is not None
         if username is not None:
             self.client.username_pw_set(username, password)
         if parts.scheme == "mqtts":
@@ -284,9 +306,7 @@ class MqttSubscriber:
         self._thread: Optional[threading.Thread] = None
 
     def filters(self) -> list[str]:
-        if not self.share_group:
-            return self.topics
-        return [f"$share/{self.share_group}/{t}" for t in self.topics]
+        return self.topics
 
     # paho callbacks (its network thread): nothing but queueing
     def _on_connect(self, client, _userdata, _flags, reason_code, _props=None):
@@ -304,7 +324,9 @@ class MqttSubscriber:
         self.subscribed.set()
 
     def _on_message(self, _client, _userdata, msg):
-        self.messages.put((msg.topic, bytes(msg.payload), datetime.now(timezone.utc)))
+        if self._stop.is_set():    # stopping: not taken (nor acknowledged): the next holder gets it
+            return
+        self.messages.put((msg.topic, bytes(msg.payload), datetime.now(timezone.utc), msg.mid, msg.qos))
 
     def _on_connect_fail(self, _client, _userdata):
         self._report(f"MQTT broker {self.host}:{self.port} unreachable")
@@ -313,7 +335,7 @@ class MqttSubscriber:
         log.warning("feed %s: %s", self.folder.feed, error)
         if not self._error_reported:
             self._error_reported = True
-            self.messages.put(("", b"", error))      # recorded by the processing thread
+            self.messages.put(("", b"", error, 0, 0))      # recorded by the processing thread
 
     # ------------------------------------------------------------------ life
 
@@ -325,11 +347,12 @@ class MqttSubscriber:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Take no more messages, apply (and acknowledge) those taken, close the feed run, disconnect."""
         self._stop.set()
-        self.client.disconnect()
-        self.client.loop_stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
 
     def _process(self) -> None:
         with self.context():
@@ -339,7 +362,7 @@ class MqttSubscriber:
         opened = None
         while not self._stop.is_set() or not self.messages.empty():
             try:
-                topic, payload, at = self.messages.get(timeout=0.2)
+                topic, payload, at, mid, qos = self.messages.get(timeout=0.2)
             except queue.Empty:
                 if opened is not None and time.monotonic() - opened >= self.window:
                     self._safely(self.folder.finish)
@@ -350,19 +373,22 @@ class MqttSubscriber:
                 continue
             if opened is None:
                 opened = time.monotonic()
-            self._safely(self.folder.handle, topic, payload, at)
+            if self._safely(self.folder.handle, topic, payload, at) and self.manual_ack and qos > 0:
+                self.client.ack(mid, qos)
             self.processed += 1
         self._safely(self.folder.finish)
 
-    def _safely(self, fn, *args) -> None:
+    def _safely(self, fn, *args) -> bool:
         try:
             fn(*args)
+            return True
         except Exception:     # a database hiccup must not end the subscription; the error is in the log
             log.exception("feed %s: message processing failed", self.folder.feed)
             try:
                 self.folder.finish("error", "message processing failed (see the worker's log)")
             except Exception:
                 log.exception("feed %s: closing its run failed", self.folder.feed)
+            return False
 
 
 __all__ = ["AlarmFolder", "MqttSubscriber"]

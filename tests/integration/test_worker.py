@@ -1,4 +1,5 @@
-"""The worker on real Redis (RQ): two workers never run the same scheduled job twice; a declared
+"""The worker on real Redis (RQ): two workers never run the same scheduled job twice, nor hold the same
+subscription at once; a declared
 http feed runs as a job, a failing run is retried, and every run leaves its feed_runs row with
 counts that add up; ``flask worker --check`` reports a broken feeds file with its line and key."""
 from __future__ import annotations
@@ -64,6 +65,28 @@ def test_two_workers_never_run_the_same_scheduled_job_twice(redis):
     assert sorted(ran) == expected          # every slot of every job ran, none twice
     for job in jobs:
         worker._JOBS.pop(job.name, None)
+
+
+def test_one_worker_at_a_time_holds_a_subscription_and_another_takes_it_over(redis):
+    class FakeSubscriber:
+        running = 0
+
+        def start(self):
+            FakeSubscriber.running += 1
+
+        def stop(self):
+            FakeSubscriber.running -= 1
+
+    key = f"test-{uuid.uuid4().hex[:10]}:subscription:sensors"
+    a, b = (worker.SubscriptionLease(redis, key, FakeSubscriber, owner=name, ttl=30) for name in ("a", "b"))
+    assert [a.step(), b.step(), a.step(), b.step()] == [True, False, True, False]
+    assert FakeSubscriber.running == 1
+    a.release()                      # a worker stopping: the other takes the feed at its next step
+    assert [b.step(), a.step()] == [True, False] and FakeSubscriber.running == 1
+    redis.delete(key)                # b's lease lost (expired while Redis was away): b stops its subscriber
+    redis.set(key, "a")
+    assert b.step() is False and FakeSubscriber.running == 0
+    redis.delete(key)
 
 
 class _Endpoint:
