@@ -372,8 +372,13 @@ class InProcess:
     def _run(self) -> None:
         server = self.server
         with server.app_context():
+            from data_sources.feeds.config import FeedsError
             try:
                 feeds = declared_feeds(server)
+            except FeedsError as exc:   # the other jobs (the demo feed) still run; `worker --check` says more
+                log.error("feeds file error, no declared feed runs: %s", exc)
+                feeds = []
+            try:
                 self.jobs = scheduled_jobs(server, feeds)
                 self.subs = [s.start() for s in subscriptions(server, feeds)]
             except Exception:
