@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm.exc import StaleDataError
 
 from data_sources.feeds.base import UNREADABLE, FeedContext, IncomingCase, Rejected, blank
@@ -172,14 +172,14 @@ class AlarmFolder:
         return next((k for k in ("inserted", "updated", "unchanged", "quarantined")
                      if after.get(k, 0) > before.get(k, 0)), "unchanged")
 
-    def _open_case(self, s, device: str) -> tuple[Optional[Incident], int]:
-        """The device's open case (the latest), and how many alarm cases it has had."""
+    def _open_case(self, s, device: str) -> tuple[Optional[int], int]:
+        """The id of the device's open case (the latest), and how many alarm cases it has had."""
         prefix = device.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + CASE_SEP
         rows = s.execute(select(Incident.id, Incident.state).where(
             Incident.source == self.source, Incident.external_id.like(prefix + "%", escape="\\"))
             .order_by(Incident.id.desc())).all()
         open_ids = [r.id for r in rows if State(r.state).is_open]
-        return (s.get(Incident, open_ids[0]) if open_ids else None), len(rows)
+        return (open_ids[0] if open_ids else None), len(rows)
 
     def _clear_of(self, raw: dict) -> Optional[str]:
         """The device of a clear message the mapping could not make a case of, else None."""
@@ -200,7 +200,7 @@ class AlarmFolder:
                 new_id = f"{device}{CASE_SEP}{n_cases + 1}"
             else:
                 outcome = (self._fold(s, case, raw, received_at) if not clear
-                           else self._clear(s, case, raw, received_at))
+                           else self._clear(s, case and s.get(Incident, case), raw, received_at))
                 self._count(s, outcome, record_at)
                 return outcome
         raw["_case"] = new_id
@@ -212,15 +212,20 @@ class AlarmFolder:
                                                  Incident.alarm_count.is_(None)).values(alarm_count=1))
         return outcome
 
-    def _fold(self, s, case: Incident, raw: dict, at: datetime) -> str:
-        case.alarm_count = (case.alarm_count or 1) + 1
-        case.updated_at, case.updated_by = at, self.actor_name
-        s.add(IncidentEvent(incident_id=case.id, at=at, actor=self.actor_name, action="update",
-                            from_state=case.state, to_state=case.state, department_code=case.department_code,
-                            note=f"repeated alarm (×{case.alarm_count})",
-                            payload={"alarm_count": case.alarm_count, "topic": raw.get("_topic"),
-                                     "feed_run": self.run.run_id if self.run else None, "line": self.line}))
-        s.flush()
+    def _fold(self, s, case_id: int, raw: dict, at: datetime) -> str:
+        """One more alarm on the open case: the counter incremented in the database (two workers'
+        increments both count), the version moved (a person's open form sees the case changed) and an
+        ``update`` event; nothing the KPIs read changes, so no fact row is rewritten."""
+        count, state, department = s.execute(
+            update(Incident).where(Incident.id == case_id)
+            .values(alarm_count=func.coalesce(Incident.alarm_count, 1) + 1, version=Incident.version + 1,
+                    updated_at=at, updated_by=self.actor_name)
+            .returning(Incident.alarm_count, Incident.state, Incident.department_code)).one()
+        s.execute(insert(IncidentEvent).values(
+            incident_id=case_id, at=at, actor=self.actor_name, action="update", from_state=state, to_state=state,
+            department_code=department, note=f"repeated alarm (×{count})",
+            payload={"alarm_count": count, "topic": raw.get("_topic"),
+                     "feed_run": self.run.run_id if self.run else None, "line": self.line}))
         return "updated"
 
     def _clear(self, s, case: Optional[Incident], raw: dict, at: datetime) -> str:
