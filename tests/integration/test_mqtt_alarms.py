@@ -19,6 +19,7 @@ from data_sources.runtime import get_runtime
 from data_sources.store.db import get_db
 from incidents import services
 from incidents.model import Role
+from incidents.queries.cases import case_detail
 from incidents.queries.feeds import feed_health_rows
 from incidents.tables import FeedRun, Incident, Quarantine
 from tests.conftest import BACKENDS, IN_CI, PG_URL, build_app, pg_test_url, reset_postgres
@@ -140,6 +141,10 @@ def test_repeated_alarms_of_a_device_fold_into_its_open_case_with_a_counter(alar
     alarms.settled()
     cases = _cases(alarms.server, alarms.feed)
     assert [(c.external_id, c.alarm_count) for c in cases] == [("HYD-1#1", 3), ("HYD-2#1", 1)]
+    with alarms.server.app_context():      # the case panel shows the counter (the API's counters.alarms too)
+        detail = case_detail(cases[0].updated_at, cases[0].id, rules=get_runtime(alarms.server).rules,
+                             role="dispatcher", department_code=None)
+    assert detail["alarm_count"] == 3
     alarms.sub.stop()          # closes the feed run
     with get_db(alarms.server).session_scope() as s:
         [run] = s.scalars(select(FeedRun).where(FeedRun.feed == alarms.feed)).all()
