@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -316,7 +317,7 @@ def rq_submitter(queue) -> Callable[[Job, int], None]:
     def submit(job: Job, slot: int) -> None:
         _JOBS[job.name] = job
         waits = job.backoffs()
-        queue.enqueue(run_job, job.name, job_id=f"{job.name.replace(':', '-')}-{slot}",
+        queue.enqueue(run_job, job.name, job_id=re.sub(r"[^A-Za-z0-9_-]", "-", f"{job.name}-{slot}"),
                       retry=Retry(max=len(waits), interval=waits) if waits else None,
                       job_timeout=max(60, int(job.interval * 4)), result_ttl=3600, failure_ttl=24 * 3600,
                       description=f"{job.name} slot {slot}")
