@@ -28,6 +28,12 @@ def redis():
     r.close()
 
 
+def _forget(redis, prefix: str) -> None:
+    """The claim keys a test made (RQ's own job keys expire with their result TTL)."""
+    for key in redis.scan_iter(f"{prefix}:*"):
+        redis.delete(key)
+
+
 def _queue(redis, prefix: str):
     from rq import Queue
     return Queue(f"{prefix}-jobs", connection=redis)
@@ -65,6 +71,7 @@ def test_two_workers_never_run_the_same_scheduled_job_twice(redis):
     assert sorted(ran) == expected          # every slot of every job ran, none twice
     for job in jobs:
         worker._JOBS.pop(job.name, None)
+    _forget(redis, prefix)
 
 
 def test_one_worker_at_a_time_holds_a_subscription_and_another_takes_it_over(redis):
@@ -151,6 +158,7 @@ def test_a_declared_http_feed_runs_as_a_job_retried_after_a_failed_run(redis, db
             assert s.scalar(select(Incident.source).where(Incident.external_id == "W0")) == "partner"
     finally:
         worker._JOBS.pop("feed:partner", None)
+        _forget(redis, prefix)
         endpoint.close()
         get_db(server).dispose()
 
