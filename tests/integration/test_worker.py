@@ -178,3 +178,36 @@ def test_worker_check_lists_the_feeds_and_reports_a_broken_file_with_line_and_ke
         assert f"{feeds} line 4, key feeds.partner.every: unknown key" in out.output
     finally:
         get_db(app.server).dispose()
+
+
+def test_a_declared_open311_feed_reads_the_last_hours_of_another_server(db_url, tmp_path):
+    """An open311 feed job against our own /open311/v2 of a sending city, over real HTTP."""
+    from datetime import datetime, timedelta, timezone
+
+    from data_sources.ingest import ingest
+    from data_sources.runtime import get_runtime
+    from tests.integration.test_feeds_open311_client import SPOTS, _serve
+    sender = build_app(f"sqlite:///{tmp_path / 'sender.db'}")
+    sdb, srt = get_db(sender.server), get_runtime(sender.server)
+    recent = datetime.now(timezone.utc) - timedelta(hours=2)
+    recs = [({"external_id": f"S{i}", "title": f"井盖缺失 {i}", "category_code": "C0101",
+              "reported_at": (recent + timedelta(minutes=i)).isoformat(), "lon": SPOTS[i][0], "lat": SPOTS[i][1]}, i)
+            for i in range(3)]
+    assert ingest(sdb, srt.rules, srt.pack, recs, "native").run.inserted == 3
+    srv, port = _serve(sender.server, wsgi=True)
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(f'[feeds.neighbour]\nkind = "open311"\nurl = "http://127.0.0.1:{port}/open311/v2"\n'
+                     f'interval = "15m"\nlookback_hours = 24\n', encoding="utf-8")
+    app = build_app(db_url, FEEDS_FILE=str(feeds))
+    try:
+        with app.server.app_context():
+            [job] = worker.scheduled_jobs(app.server)
+            assert (job.name, job.interval) == ("feed:neighbour", 900.0)
+            job.run()
+        with get_db(app.server).session_scope() as s:
+            [run] = s.scalars(select(FeedRun).where(FeedRun.feed == "neighbour")).all()
+            assert (run.status, run.received, run.inserted, run.quarantined) == ("ok", 3, 3, 0)
+    finally:
+        srv.shutdown()
+        get_db(sender.server).dispose()
+        get_db(app.server).dispose()
