@@ -38,6 +38,10 @@ DEFAULTS: dict[str, object] = {
     "DEMO_SEED": 20261122,
     "DEMO_HISTORY_DAYS": 460,   # back to last year's same quarter on any day: 同比 and 环比 on every card, 本季度 too
     "DEMO_TICK_SECONDS": 5.0,
+    "FEEDS_FILE": "",           # the feeds the worker runs; "" = instance/feeds.toml, else the pack's feeds.toml
+    "WORKER_REDIS_URL": "",     # the jobs' Redis (RQ queue, run claims); "" = CACHE_URL when redis://, else none:
+                                # the jobs and feeds run inside the app process (the embedded default)
+    "WORKER_PREFIX": "cityops", # names of the job queue and claim keys (several instances on one Redis)
     "DEMO_DAILY_CASES": 0.0,    # demo feed: cases a day, city-wide; 0 = the pack's [demo] daily_cases
     "WALL_REFRESH_SECONDS": 5.0,
     "WALL_ALARM_SOUND": False,
@@ -164,10 +168,11 @@ def create_app(overrides: dict | None = None) -> Dash:
     compression.init_app(server)   # br/gzip for JSON answers, pages and assets (Flask-Compress)
     answers.init_app(server, app, key_of=_answers.key_of, is_private=_answers.is_private)  # the wall's refresh: one rendered answer for many screens
     register_cli(server)
-    if cfg["DEMO_FEED"] and not cfg["TESTING"]:
-        # started by the first request, so CLI commands that import the app don't run it
-        from data_sources.feeds import simulator
-        server.before_request(lambda: simulator.ensure_background(server))
+    if not cfg["TESTING"]:
+        # started by the first request, so CLI commands that import the app don't run it: without Redis
+        # for jobs, the demo feed's tick and the feeds of feeds.toml run in this process (else: the worker)
+        from data_sources import worker
+        server.before_request(lambda: worker.ensure_in_process(server))
     return app
 
 

@@ -267,6 +267,7 @@ def render(d: dict) -> tuple:
             *citizen_rows(d, row),
             row(t("f_supervise"), f"{d['supervise_level']} 级" if d["supervise_level"] else "—"),
             row(t("f_rework"), f"{d['rework_count']} 次"),
+            *([row(t("f_alarms"), t("alarms_n", n=d["alarm_count"]))] if d.get("alarm_count") else []),
             row(t("f_version"), f"v{d['version']} · {d['updated_by'] or '—'} · {local_time(d['updated_at'])}"),
         ]),
         html.P(d["description"], className="case-desc") if d["description"] else None,

@@ -184,6 +184,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "f_channel": ("来源", "Channel"),
     "f_supervise": ("督办级别", "Supervision level"),
     "f_rework": ("返工次数", "Rework"),
+    "f_alarms": ("设备告警", "Device alarms"),
+    "alarms_n": ("{n} 次（重复告警已合并）", "{n} (repeats folded into this case)"),
     "f_version": ("版本", "Version"),
     "suggestion": ("派遣建议", "Routing suggestion"),
     "duplicates": ("疑似重复案件", "Possible duplicates"),

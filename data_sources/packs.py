@@ -52,10 +52,13 @@ __all__ = [
     "Area",
     "Category",
     "Department",
+    "Device",
+    "IotSettings",
     "Pack",
     "PackError",
     "RoutingRule",
     "available_packs",
+    "load_iot",
     "load_pack",
 ]
 
@@ -916,3 +919,74 @@ def load_mapping(pack: Pack) -> MappingTable:
             raise PackError(f"{where}: category_code {cat} is not in categories.csv")
         rules.append(MappingRule(kind, value, dept, cat, line))
     return MappingTable(tuple(rules))
+
+
+# --------------------------------------------------------------------------- IoT devices (optional)
+
+
+@dataclass(frozen=True)
+class Device:
+    """One row of a pack's ``devices.csv``: where a sensor stands (its alarms carry only its id)."""
+
+    id: str
+    lon: float | None            # WGS84 (converted from the pack's CRS)
+    lat: float | None
+    district_code: str | None    # where the row says so (the location decides otherwise)
+    category_code: str | None    # the category of the device's alarms, when its payloads name none
+    name: str
+    line: int
+
+
+@dataclass(frozen=True, eq=False)
+class IotSettings:
+    """The pack's IoT facts: ``devices.csv`` and pack.toml ``[iot]``."""
+
+    devices: dict[str, Device]
+    close_on_clear: bool = False   # a device reporting clear closes its open alarm case
+
+    def device(self, device_id: object) -> Device | None:
+        return self.devices.get(str(device_id).strip()) if device_id is not None else None
+
+
+DEVICE_COLUMNS = ("device_id", "lon", "lat")
+
+
+def load_iot(pack: Pack) -> IotSettings:
+    """The pack's optional ``devices.csv`` (device_id,lon,lat[,district_code,category_code,name];
+    coordinates in the pack's CRS) and pack.toml ``[iot] close_on_clear``; every code is checked
+    against the pack. A pack without them has no devices and keeps alarm cases open on clear."""
+    conf = _read_toml(pack.path).get("iot", {})
+    if not isinstance(conf, dict):
+        raise PackError("pack.toml: [iot] must be a table")
+    unknown = sorted(set(conf) - {"close_on_clear"})
+    if unknown:
+        raise PackError(f"pack.toml: [iot] has unknown setting(s) {', '.join(unknown)}")
+    close = conf.get("close_on_clear", False)
+    if not isinstance(close, bool):
+        raise PackError(f"pack.toml: [iot] close_on_clear must be true or false (got {close!r})")
+    filename = "devices.csv"
+    to_wgs84 = converter_to_wgs84(pack.crs)
+    districts = {a.code for a in pack.districts()}
+    categories = {c.code for c in pack.categories}
+    devices: dict[str, Device] = {}
+    lines: dict[str, int] = {}
+    for line, row in _read_csv(pack.path, filename, DEVICE_COLUMNS, required=False):
+        where = f"{filename} line {line}"
+        key = _need(where, row, "device_id")
+        _once(where, lines, key, line, f"duplicate device_id {key}")
+        lon = lat = None
+        if row.get("lon") or row.get("lat"):
+            try:
+                x, y = float(_need(where, row, "lon")), float(_need(where, row, "lat"))
+            except ValueError:
+                raise PackError(f"{where}: lon/lat {row.get('lon')!r}, {row.get('lat')!r} are not numbers") from None
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise PackError(f"{where}: lon/lat must be finite numbers")
+            lon, lat = (float(v) for v in to_wgs84(x, y))
+        district, category = _blank(row.get("district_code")), _blank(row.get("category_code"))
+        if district is not None and district not in districts:
+            raise PackError(f"{where}: district_code {district} is not a district in areas.geojson")
+        if category is not None and category not in categories:
+            raise PackError(f"{where}: category_code {category} is not in categories.csv")
+        devices[key] = Device(key, lon, lat, district, category, row.get("name") or "", line)
+    return IotSettings(devices, close)

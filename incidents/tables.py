@@ -212,6 +212,9 @@ class Incident(Base):
     # dispatched by arbitration (审定) after max_returns returns: the department can no longer return it
     arbitrated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reassign_count: Mapped[int] = mapped_column(Integer, default=0)
+    # an IoT alarm case: how many alarms of its device it stands for (repeats are folded into the open
+    # case: data_sources.feeds.mqtt); None for every other case
+    alarm_count: Mapped[Optional[int]] = mapped_column(Integer)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_hours: Mapped[float] = mapped_column(Float, default=0.0)
     suspended_hours: Mapped[float] = mapped_column(Float, default=0.0)

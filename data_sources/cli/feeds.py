@@ -44,7 +44,7 @@ def _mapping(name_or_path: str):
         raise click.BadParameter(exc.args[0], param_hint="--mapping") from None
 
 
-_MAPPING_HELP = "A built-in mapping (nyc311, sf311, open311, native) or the path of a mapping file (.toml)."
+_MAPPING_HELP = "A built-in mapping (nyc311, sf311, open311, native, iot_alarm) or the path of a mapping file (.toml)."
 
 
 def register(server: Flask) -> None:

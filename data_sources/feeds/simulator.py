@@ -20,7 +20,6 @@ import math
 import operator
 import os
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -350,7 +349,7 @@ class _Draft:
         self.sign_due = self.first_sign_due = self.first_signed_at = None
         self.first_contacted_at = self.resolve_outcome = None
         self.first_revisited_at = self.revisited_at = self.revisit_result = None
-        self.arbitrated = False
+        self.arbitrated, self.alarm_count = False, None
         self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
         self.extension_count = 0
         self.extension_hours = self.suspended_hours = 0.0
@@ -648,50 +647,9 @@ def tick(session: Session, sim: Simulator, now: datetime, *, max_steps: int = 50
     return {"created": created, "applied": applied, "dropped": dropped}
 
 
-# ---------------------------------------------------------------------- background thread
-
-_started = threading.Lock()
-_thread: Optional[threading.Thread] = None
-
-
-def ensure_background(server) -> None:
-    """Start the live demo feed once per process (and once per machine, by a file lock)."""
-    global _thread
-    if _thread is not None or not _started.acquire(blocking=False):
-        return
-    try:
-        import fcntl
-        lock_path = server.instance_path + "/demo-feed.lock"
-        import os
-        os.makedirs(server.instance_path, exist_ok=True)
-        fh = open(lock_path, "w")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            log.info("demo feed runs in another process")
-            _thread = threading.current_thread()  # never try again in this process
-            return
-        _thread = threading.Thread(target=_run, args=(server, fh), name="demo-feed", daemon=True)
-        _thread.start()
-    finally:
-        pass
-
-
-def _run(server, lock_handle) -> None:
-    with server.app_context():
-        sim = build(server)
-        period = float(server.config["DEMO_TICK_SECONDS"])
-        log.info("demo feed started: about %.0f cases a day, tick every %.0f s", sim.daily, period)
-        while True:
-            try:
-                from data_sources.store.db import session_scope
-                with session_scope(server) as s:
-                    out = tick(s, sim, datetime.now(timezone.utc))
-                if out["created"] or out["applied"]:
-                    log.debug("demo tick: %s", out)
-            except Exception:  # keep the feed alive; the error is in the log
-                log.exception("demo tick failed")
-            time.sleep(period)
+# ---------------------------------------------------------------------- live, in the background
+# (data_sources.worker runs ``tick`` as the ``demo-tick`` job: in the app process on the embedded
+# default, else in ``flask --app app worker``)
 
 
 def build(server) -> Simulator:

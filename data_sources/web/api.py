@@ -156,6 +156,8 @@ class Counters(ResponseModel):
     extensions: int
     extension_hours: float
     suspended_hours: float
+    alarms: Optional[int] = Field(None, description="an IoT alarm case: how many alarms of its device it stands "
+                                                    "for (repeats are folded into the open case); null otherwise")
 
 
 class CaseRequestOut(ResponseModel):
@@ -805,7 +807,8 @@ def _detail(s, user, incident_id: int, now: datetime, *, created_by_caller: bool
         duplicate_of=case.duplicate_of, supervise_level=case.supervise_level or 0,
         counters=Counters(rework=case.rework_count, returns=case.return_count,
                           reassignments=case.reassign_count, extensions=case.extension_count,
-                          extension_hours=case.extension_hours, suspended_hours=case.suspended_hours),
+                          extension_hours=case.extension_hours, suspended_hours=case.suspended_hours,
+                          alarms=case.alarm_count),
         actions=actions,
         requests=[_request_out(r) for r in requests],
         attachments=[AttachmentOut.model_validate(a) for a in media_queries.attachments_of(s, incident_id)],

@@ -397,6 +397,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "closed_at": c.closed_at,
             "time_unit": cat.time_unit if cat else None,
             "supervise_level": c.supervise_level or 0, "rework_count": c.rework_count,
+            "alarm_count": c.alarm_count,   # an IoT alarm case: the device's alarms it stands for
             "duplicate_of": c.duplicate_of, "void_reason": c.void_reason,
             "updated_at": c.updated_at, "updated_by": c.updated_by or "",
             "suggestion": {"department_code": suggestion.department_code,

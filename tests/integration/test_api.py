@@ -251,7 +251,7 @@ def test_detail_has_the_timeline_and_iso_utc_times(server):
     assert d["department"]["code"] == dept and d["department"]["name"]
     assert d["reporter_name"] == "王小明" and d["reporter_phone"] == "13812341234"
     assert d["counters"] == {"rework": 0, "returns": 0, "reassignments": 0, "extensions": 0,
-                             "extension_hours": 0.0, "suspended_hours": 0.0}
+                             "extension_hours": 0.0, "suspended_hours": 0.0, "alarms": None}
     for key in ("reported_at", "registered_at", "dispatched_at", "deadline", "warn_at", "updated_at"):
         assert d[key].endswith("Z"), key
         datetime.fromisoformat(d[key])

@@ -40,7 +40,7 @@ NATIVE = (BUILTIN_DIR / "native.toml").read_text()
 
 
 def test_the_built_in_mappings_are_files_read_by_one_mapper():
-    assert sorted(MAPPINGS) == ["native", "nyc311", "open311", "sf311"]
+    assert sorted(MAPPINGS) == ["iot_alarm", "native", "nyc311", "open311", "sf311"]
     assert {type(MAPPINGS[n]).__name__ for n in MAPPINGS} == {"DeclarativeMapping"}
     assert get_mapping("nyc311").path == BUILTIN_DIR / "nyc311.toml"
     with pytest.raises(KeyError, match="unknown mapping 'chicago'"):

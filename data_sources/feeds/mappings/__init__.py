@@ -3,8 +3,8 @@ records become cases — which columns hold the id, the texts, the times (format
 the coordinates (CRS, placeholder points), the status -> state table, the agency and the type.
 One generic mapper (:mod:`.mapper`) applies any of them.
 
-Built in, beside this module: ``nyc311``, ``sf311``, ``open311`` (GeoReport v2) and ``native``
-(our own column names). ``get_mapping(NAME_OR_PATH)`` loads a built-in by name or any file by path.
+Built in, beside this module: ``nyc311``, ``sf311``, ``open311`` (GeoReport v2), ``native``
+(our own column names) and ``iot_alarm`` (device alarms: the mqtt feed's). ``get_mapping(NAME_OR_PATH)`` loads a built-in by name or any file by path.
 
 Values still map through the pack's ``mapping.csv`` (kind ``agency`` / ``queue`` -> department,
 ``complaint_type`` -> category): agencies and types are facts of the city, shared by every source
