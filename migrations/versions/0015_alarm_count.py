@@ -1,8 +1,8 @@
 """IoT alarms folded into one open case per device (issue 15 item 6): ``alarm_count`` counts the
 alarms a case stands for (1 for the first; None for cases that are not folded alarms).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 from alembic import op
 import sqlalchemy as sa
