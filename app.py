@@ -111,7 +111,9 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> d
 
 
 def is_embedded_default(cfg: dict) -> bool:
-    return str(cfg["DATABASE_URL"]).startswith("sqlite")
+    """The embedded default: the SQLite file in the instance folder that ``make run`` builds — not any
+    SQLite database (a city's own SQLite file gets no demo feed and no demo history without --demo)."""
+    return str(cfg["DATABASE_URL"]) == DEFAULTS["DATABASE_URL"]
 
 
 def _instance_secret() -> str:

@@ -159,7 +159,9 @@ def init_db(server, *, echo=print, seed_demo: bool | None = None, now: datetime 
     if result["rollups"]:
         echo(f"rollups of the frozen cases built on {rt.pack.timezone}: {result['rollups']:,} rows")
     if seed_demo is None:
-        seed_demo = db.is_sqlite  # the embedded default; production databases get no demo data
+        # the embedded default (DEMO_FEED resolves to it unless set): any other database, SQLite
+        # included, gets no demo data unless asked (--demo)
+        seed_demo = bool(server.config.get("DEMO_FEED"))
     if not seed_demo:
         return result
     with db.session_scope() as s:

@@ -124,3 +124,22 @@ def test_each_app_hands_the_domain_its_own_city_even_two_at_once(tmp_path):
     # outside every app context the domain has no city, and says so
     with pytest.raises(RuntimeError, match="no city handed to the domain"):
         contextvars.Context().run(reference.city_info)
+
+
+def test_a_sqlite_database_of_ones_own_gets_no_demo_data_without_demo(tmp_path):
+    """Demo history and the demo feed only on the embedded default (instance/cityops.db) or with
+    --demo: a city's own SQLite file stays as its imports leave it."""
+    from sqlalchemy import func, select
+    from app import DEFAULTS, create_app, is_embedded_default
+    from data_sources.seed import init_db
+    from data_sources.store.db import get_db
+    from incidents.tables import Incident
+    assert is_embedded_default({"DATABASE_URL": DEFAULTS["DATABASE_URL"]})
+    assert not is_embedded_default({"DATABASE_URL": f"sqlite:///{tmp_path / 'city.db'}"})
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'city.db'}", "TESTING": True, "SECRET_KEY": "x",
+                      "DEMO_HISTORY_DAYS": 1})
+    assert app.server.config["DEMO_FEED"] is False
+    result = init_db(app.server, echo=lambda *_: None)          # seed_demo not given: as init-db without flags
+    with get_db(app.server).session_scope() as s:
+        assert "history" not in result and s.scalar(select(func.count()).select_from(Incident)) == 0
+    get_db(app.server).dispose()
