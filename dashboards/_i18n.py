@@ -357,6 +357,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "alarm_supervise": ("督办", "Supervision"),
     "alarm_feed": ("数据源静默", "Feed silent"),
     "alarm_folded": ("等 {n} 件", "and {n} more"),
+    "alarm_repeat": ("重复诉求", "Repeat complaints"),
+    "alarm_repeat_n": ("重复 {n} 件", "{n} repeats"),
     "dept_on_time": ("部门按期处置率（近7天，≥{n}件）", "Departments on time (7 days, ≥{n} cases)"),
     "feeds": ("数据源状态", "Feed health"),
     "feed_ok": ("正常", "ok"),

@@ -370,11 +370,15 @@ def _alarms(d):
     can_ack = current_user.is_authenticated and current_user.role in permissions.ACK_ROLES
     items = []
     for a in d.alarms:
-        text = a.title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
+        if a.kind == "repeat":      # 重复诉求: the place, how many repeats, and the cases behind it
+            text = f"{a.title} {t('alarm_repeat_n', n=a.count)} " + " ".join(f"#{i}" for i in a.cases[:6])
+        else:
+            text = a.title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
         items.append(html.Li(className=f"alarm {a.kind}", children=[
             html.Span(local_time(a.at, "%H:%M"), className="t"),
             html.Span(t(f"alarm_{a.kind}"), className="k"),
-            html.Span((f"#{a.case_id} " if a.case_id and a.count == 1 else "") + text, className="d"),
+            html.Span((f"#{a.case_id} " if a.case_id and a.count == 1 and a.kind != "repeat" else "") + text,
+                      className="d", title=a.reason or None),
             html.Button(t("ack"), id={"type": "ack", "key": a.key}, className="ack", n_clicks=0)
             if can_ack else None]))
     return items

@@ -560,7 +560,8 @@ def tick(session: Session, sim: Simulator, now: datetime, *, max_steps: int = 50
                                         channel=pc.channel.value, title=pc.title, reported_at=pc.reported_at,
                                         now=now, category_code=pc.category.code, description=pc.description,
                                         address=pc.address, lon=pc.lon, lat=pc.lat, priority=pc.priority.value,
-                                        reporter_name=pc.reporter_name, reporter_phone=pc.reporter_phone)
+                                        reporter_name=pc.reporter_name, reporter_phone=pc.reporter_phone,
+                                        link_repeats=True)
             session.add_all([DemoStep(incident_id=case.id, due_at=s.at, action=s.action.value,
                                       payload={"role": s.role.value, **s.params}) for s in pc.steps])
             created += 1
