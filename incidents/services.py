@@ -333,6 +333,9 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
                     assisting=assisting or (), missing=missing if action == Action.RESOLVE else ())
         if link is not None:
             event.payload = {**(event.payload or {}), **link[1], "auto": auto}
+            if not event.note:       # the child's timeline says which case it repeats
+                score = f"，得分 {link[1]['score']:.2f}" if "score" in link[1] else ""
+                event.note = f"重复诉求：父件 #{duplicate_of}{score}"
     event.request_id = request_id or None
     if attachments:
         _count_in_payload(event, attachments)

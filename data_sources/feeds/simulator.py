@@ -348,6 +348,7 @@ class _Draft:
         self.sign_due = self.first_sign_due = self.first_signed_at = None
         self.first_contacted_at = self.resolve_outcome = None
         self.first_revisited_at = self.revisited_at = self.revisit_result = None
+        self.repeat_of = self.repeat_linked_at = None
         self.arbitrated = False
         self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
         self.extension_count = 0
