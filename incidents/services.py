@@ -926,21 +926,21 @@ def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, lim
     min_lon, min_lat, max_lon, max_lat = bbox_around(case.lon, case.lat, reach.radius_m)
     since = case.reported_at - window
     codes = rules.repeats.related_to(case.category_code)
-    ids = session.scalars(
-        select(Incident.id).where(Incident.category_code.in_(codes),
-                                  Incident.reported_at >= since, Incident.reported_at <= case.reported_at,
-                                  Incident.lon.between(min_lon, max_lon), Incident.lat.between(min_lat, max_lat),
-                                  Incident.id != case.id)
+    columns = (Incident.id, Incident.title, Incident.description, Incident.address, Incident.state,
+               Incident.closed_at, Incident.repeat_of, Incident.category_code, Incident.reported_at, Incident.lon,
+               Incident.lat)
+    rows = session.execute(
+        select(*columns)
+        .where(Incident.category_code.in_(codes), Incident.reported_at >= since,
+               Incident.reported_at <= case.reported_at, Incident.lon.between(min_lon, max_lon),
+               Incident.lat.between(min_lat, max_lat), Incident.id != case.id)
         .limit(500)).all()
-    if not ids:
-        return []
-    rows = session.scalars(select(Incident).where(Incident.id.in_(ids))).all()
     best: dict[int, Candidate] = {}
     for c in rows:
-        if c.state == State.VOIDED or (c.closed_at is not None and c.state == State.CLOSED and c.closed_at < since):
+        if c.state == State.VOIDED or (c.state == State.CLOSED and c.closed_at is not None and c.closed_at < since):
             continue
         root = c.repeat_of or c.id
-        if root == case.id or c.repeat_of == case.id:
+        if root == case.id:
             continue
         d = distance_m(case.lon, case.lat, c.lon, c.lat)
         if d > reach.radius_m:
@@ -948,16 +948,15 @@ def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, lim
         hours = (case.reported_at - c.reported_at).total_seconds() / 3600.0
         sc = score_pair(rules.repeats, reach, distance_m=d, hours=hours, text_a=_text(case), text_b=_text(c),
                         same_category=c.category_code == case.category_code)
-        if sc.total < rules.repeats.min_score:
+        if sc.total < rules.repeats.min_score or (root in best and best[root].score >= sc.total):
             continue
-        if root != c.id:
-            parent = session.get(Incident, root)
-            if parent is None or parent.state == State.VOIDED:
+        shown = c
+        if root != c.id:          # a repeat stands for its parent
+            shown = session.get(Incident, root)
+            if shown is None or shown.state == State.VOIDED:
                 continue
-            c = parent
-        if root not in best or best[root].score < sc.total:
-            best[root] = Candidate(c.id, c.title, c.state, c.category_code, c.reported_at, sc.total, sc.parts,
-                                   sc.distance_m, sc.hours)
+        best[root] = Candidate(shown.id, shown.title, shown.state, shown.category_code, shown.reported_at,
+                               sc.total, sc.parts, sc.distance_m, sc.hours)
     return sorted(best.values(), key=lambda x: (-x.score, x.distance_m, x.id))[:limit]
 
 
@@ -1007,7 +1006,8 @@ def auto_link_repeat(session: Session, rules: CaseRules, case: Incident, now: da
     session.add(IncidentEvent(incident_id=case.id, at=now, actor=SYSTEM_ACTOR.username,
                               action=Action.LINK_REPEAT.value, from_state=case.state, to_state=case.state,
                               department_code=case.department_code,
-                              note=f"自动关联重复诉求 #{parent.id} (score {best.score:.2f} ≥ {rules.repeats.auto_link_score:g})",
+                              note=(f"自动关联重复诉求：父件 #{parent.id}，得分 {best.score:.2f} ≥ "
+                                    f"{rules.repeats.auto_link_score:g}"),
                               payload={"parent": parent.id, **record, "auto": True}))
     session.flush()
     bump_data_version(session)
