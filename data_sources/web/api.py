@@ -1022,7 +1022,8 @@ def _visible_case(s, user, incident_id: int) -> Incident:
 def get_repeats(user, now: datetime, *, incident_id: int) -> RepeatsOut:
     from incidents.queries.repeats import repeats_view
     with get_db().session_scope() as s:
-        view = repeats_view(s, get_runtime().rules, _visible_case(s, user, incident_id), role=user.role)
+        view = repeats_view(s, get_runtime().rules, _visible_case(s, user, incident_id), role=user.role,
+                            department_code=user.department_code)
     view.pop("open_children", None)
     return RepeatsOut.model_validate(view)
 

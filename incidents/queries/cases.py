@@ -359,7 +359,7 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
         suggestion = suggest_department(s, rules, c)
         dups = near_duplicates(s, c) if State(c.state).is_open else []
         from incidents.queries.repeats import repeats_view
-        repeats = repeats_view(s, rules, c, role=str(role))
+        repeats = repeats_view(s, rules, c, role=str(role), department_code=department_code)
         reporter_name, reporter_phone = reporter_view(c.reporter_name, c.reporter_phone, role)
         private = Role(str(role)) in PERSONAL_DATA_ROLES
         running = c.state in RUNNING_STATES and c.deadline is not None

@@ -20,17 +20,23 @@ def _row(c: Incident) -> dict:
             "category_code": c.category_code}
 
 
-def repeats_view(s: Session, rules, case: Incident, *, role: str) -> dict:
+def repeats_view(s: Session, rules, case: Incident, *, role: str, department_code: Optional[str] = None) -> dict:
     """What the case page and the API show of a case's repeats: its candidate parents (each with the
     score and its parts, the weights that summed them and the category's reach), its parent, its
     children, whether the role may link (``link_repeat``) and whether it may close the children with
-    the closed parent (``close_children``: the parent closed, open children left)."""
+    the closed parent (``close_children``: the parent closed, open children left). A department user
+    sees only its own department's cases among them (permissions.may_see_case), and no candidates:
+    linking is the dispatcher's."""
+    def visible(c: Incident) -> bool:
+        return permissions.may_see_case(role, user_department=department_code, case_department=c.department_code)
     cat = s.get(Category, case.category_code) if case.category_code else None
     reach = rules.repeats.reach(case.category_code, cat.major_code if cat else None)
     parent = s.get(Incident, case.repeat_of) if case.repeat_of else None
-    children = services.repeat_children(s, case.id)
+    all_children = services.repeat_children(s, case.id)
+    children = [c for c in all_children if visible(c)]
+    scoped = permissions.case_scope(role, department_code) is not None
     # a parent is not suggested a parent of its own (it cannot become a repeat while it has repeats)
-    candidates = [] if children else services.repeat_candidates(s, rules, case)
+    candidates = [] if all_children or scoped else services.repeat_candidates(s, rules, case)
     link_event = None
     if parent is not None:
         from incidents.tables import IncidentEvent
@@ -38,7 +44,7 @@ def repeats_view(s: Session, rules, case: Incident, *, role: str) -> dict:
                                                           IncidentEvent.action == Action.LINK_REPEAT.value)
                               .order_by(IncidentEvent.id.desc()).limit(1))
     may_link = permissions.may(role, Action.LINK_REPEAT) and State(case.state) != State.VOIDED
-    open_children = [c for c in children if State(c.state).is_open]
+    open_children = [c for c in all_children if State(c.state).is_open]
     return {
         "reach": {"radius_m": reach.radius_m, "window_h": reach.window_h},
         "weights": dict(rules.repeats.weights), "auto_link_score": rules.repeats.auto_link_score,
@@ -48,9 +54,10 @@ def repeats_view(s: Session, rules, case: Incident, *, role: str) -> dict:
         "parent": {**_row(parent), "auto": bool((link_event.payload or {}).get("auto")) if link_event else False,
                    "score": (link_event.payload or {}).get("score") if link_event else None,
                    "linked_by": link_event.actor if link_event else None,
-                   "linked_at": link_event.at if link_event else None} if parent is not None else None,
+                   "linked_at": link_event.at if link_event else None}
+                  if parent is not None and visible(parent) else None,
         "children": [_row(c) for c in children],
-        "may_link": may_link and not children,
+        "may_link": may_link and not all_children,
         "may_close_children": (permissions.may(role, Action.MERGE) and State(case.state) == State.CLOSED
                                and bool(open_children)),
         "open_children": len(open_children),

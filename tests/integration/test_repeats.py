@@ -109,6 +109,8 @@ def test_a_dispatcher_links_in_one_action_and_a_department_or_a_crafted_post_is_
     r = dept.post(f"/api/v1/incidents/{oid}/actions",
                   json={"action": "link_repeat", "version": version, "duplicate_of": pid})
     assert r.status_code == 403 and r.get_json()["error"]["code"] == "forbidden"
+    seen = dept.get(f"/api/v1/incidents/{oid}/repeats").get_json()   # no other department's case shows there
+    assert (seen["candidates"], seen["may_link"]) == ([], False)
     disp = client_for(server, "disp-user", "dispatcher")
     r = disp.post(f"/api/v1/incidents/{oid}/actions",
                   json={"action": "link_repeat", "version": version, "duplicate_of": pid})
