@@ -479,7 +479,7 @@ def _repeats(conf: dict, categories: tuple[Category, ...]) -> RepeatRules:
     return RepeatRules(radius_m=radius, window_h=window, by_major=reaches("major", majors),
                        by_category=reaches("category", codes), related=tuple(groups), weights=weights,
                        related_factor=_positive(node, "related_factor", 0.5, "repeats", upper=1),
-                       auto_link_score=_positive(node, "auto_link_score", 0.85, "repeats", upper=1),
+                       auto_link_score=_positive(node, "auto_link_score", 0.9, "repeats", upper=1),
                        min_score=_positive(node, "min_score", 0.3, "repeats", upper=1),
                        alarm_count=alarm_count, alarm_days=alarm_days)
 

@@ -47,7 +47,7 @@ class RepeatRules:
     related: tuple[frozenset[str], ...] = ()
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     related_factor: float = 0.5          # the category part of a related (not the same) category
-    auto_link_score: float = 0.85
+    auto_link_score: float = 0.9
     min_score: float = 0.3
     alarm_count: int = 3
     alarm_days: int = 30

@@ -906,7 +906,8 @@ class Candidate:
 
 
 def _text(c) -> str:
-    return f"{c.title or ''} {c.description or ''} {c.address or ''}"
+    """What a complaint says (the place is scored by distance, so the address is not counted twice)."""
+    return f"{c.title or ''} {c.description or ''}"
 
 
 def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, limit: int = 5) -> list[Candidate]:
@@ -926,7 +927,7 @@ def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, lim
     min_lon, min_lat, max_lon, max_lat = bbox_around(case.lon, case.lat, reach.radius_m)
     since = case.reported_at - window
     codes = rules.repeats.related_to(case.category_code)
-    columns = (Incident.id, Incident.title, Incident.description, Incident.address, Incident.state,
+    columns = (Incident.id, Incident.title, Incident.description, Incident.state,
                Incident.closed_at, Incident.repeat_of, Incident.category_code, Incident.reported_at, Incident.lon,
                Incident.lat)
     rows = session.execute(
