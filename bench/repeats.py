@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from datetime import timedelta
-
 from bench._common import header, load_rules, percentile
 
 SQLITE_PATH = "/tmp/cityops-bench-repeats.db"
@@ -23,17 +21,12 @@ PG_DB = "cityops_bench_repeats"
 
 
 def _plan(s, case, rules) -> str:
-    """The prefilter's plan (the same statement repeat_candidates sends)."""
-    from sqlalchemy import select
-    from incidents.routing import bbox_around
-    from incidents.tables import Category, Incident
+    """The plan of the prefilter repeat_candidates sends (services.repeat_prefilter)."""
+    from incidents.services import repeat_prefilter
+    from incidents.tables import Category
     cat = s.get(Category, case.category_code)
     reach = rules.repeats.reach(case.category_code, cat.major_code)
-    x0, y0, x1, y1 = bbox_around(case.lon, case.lat, reach.radius_m)
-    stmt = (select(Incident.id).where(Incident.category_code.in_(rules.repeats.related_to(case.category_code)),
-                                      Incident.reported_at >= case.reported_at - timedelta(hours=reach.window_h),
-                                      Incident.reported_at <= case.reported_at, Incident.lon.between(x0, x1),
-                                      Incident.lat.between(y0, y1), Incident.id != case.id).limit(500))
+    stmt = repeat_prefilter(case, reach, rules.repeats.related_to(case.category_code))
     dialect = s.get_bind().dialect
     sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     if dialect.name == "sqlite":

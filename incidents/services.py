@@ -915,27 +915,16 @@ def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, lim
     category's window before it and within its radius, open or closed within the window (not
     voided), best score first, at least ``min_score``. A candidate that is itself a repeat stands for
     its parent (links point at a root), the best score of a family kept. The database does the
-    prefilter as index range scans (category × report time, lon/lat read from the index:
-    ``ix_incidents_category_reported_lonlat``); the score (incidents.repeats.score) is computed here."""
+    prefilter as one index range scan (category × report time, lon/lat checked in the index:
+    ``ix_incidents_category_reported_lonlat``, :func:`repeat_prefilter`); the score (incidents.repeats.score) here."""
     from incidents.repeats import score as score_pair
-    from incidents.routing import bbox_around, distance_m
+    from incidents.routing import distance_m
     if case.category_code is None or case.lon is None or case.lat is None:
         return []
     cat = session.get(Category, case.category_code)
     reach = rules.repeats.reach(case.category_code, cat.major_code if cat else None)
-    window = timedelta(hours=reach.window_h)
-    min_lon, min_lat, max_lon, max_lat = bbox_around(case.lon, case.lat, reach.radius_m)
-    since = case.reported_at - window
-    codes = rules.repeats.related_to(case.category_code)
-    columns = (Incident.id, Incident.title, Incident.description, Incident.state,
-               Incident.closed_at, Incident.repeat_of, Incident.category_code, Incident.reported_at, Incident.lon,
-               Incident.lat)
-    rows = session.execute(
-        select(*columns)
-        .where(Incident.category_code.in_(codes), Incident.reported_at >= since,
-               Incident.reported_at <= case.reported_at, Incident.lon.between(min_lon, max_lon),
-               Incident.lat.between(min_lat, max_lat), Incident.id != case.id)
-        .limit(500)).all()
+    since = case.reported_at - timedelta(hours=reach.window_h)
+    rows = session.execute(repeat_prefilter(case, reach, rules.repeats.related_to(case.category_code))).all()
     best: dict[int, Candidate] = {}
     for c in rows:
         if c.state == State.VOIDED or (c.state == State.CLOSED and c.closed_at is not None and c.closed_at < since):
@@ -959,6 +948,22 @@ def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, lim
         best[root] = Candidate(shown.id, shown.title, shown.state, shown.category_code, shown.reported_at,
                                sc.total, sc.parts, sc.distance_m, sc.hours)
     return sorted(best.values(), key=lambda x: (-x.score, x.distance_m, x.id))[:limit]
+
+
+def repeat_prefilter(case: Incident, reach, codes: Sequence[str]):
+    """The candidates' SQL: the categories ``codes`` reported within ``reach``'s window before the case,
+    inside the bounding box of its radius — one range scan of ``ix_incidents_category_reported_lonlat``
+    (category × report time, lon/lat checked in the index) — with the columns the score needs."""
+    from incidents.routing import bbox_around
+    min_lon, min_lat, max_lon, max_lat = bbox_around(case.lon, case.lat, reach.radius_m)
+    columns = (Incident.id, Incident.title, Incident.description, Incident.state, Incident.closed_at,
+               Incident.repeat_of, Incident.category_code, Incident.reported_at, Incident.lon, Incident.lat)
+    return (select(*columns)
+            .where(Incident.category_code.in_(codes),
+                   Incident.reported_at >= case.reported_at - timedelta(hours=reach.window_h),
+                   Incident.reported_at <= case.reported_at, Incident.lon.between(min_lon, max_lon),
+                   Incident.lat.between(min_lat, max_lat), Incident.id != case.id)
+            .limit(500))
 
 
 def _repeat_parent(session: Session, rules: CaseRules, case: Incident,
@@ -1075,6 +1080,6 @@ def load_case(session: Session, incident_id: int) -> Incident:
 
 
 __all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "clock_start", "create_case",
-           "data_version", "load_case", "near_duplicates", "repeat_candidates", "auto_link_repeat",
+           "data_version", "load_case", "near_duplicates", "repeat_candidates", "repeat_prefilter", "auto_link_repeat",
            "close_children", "repeat_children", "pending_requests", "perform", "require_params",
            "set_deadline", "sign_due", "suggest_department"]
