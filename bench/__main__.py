@@ -2,14 +2,15 @@
 
 Bigger runs: ``python -m bench.actions --cases 1000000 --db both``, ``python -m bench.routing``,
 ``python -m bench.ingest --records 1000000 --db both``, ``python -m bench.queue --cases 1000000 --db both``,
-``python -m bench.wall --cases 1000000 --db sqlite``, ``python -m bench.demo_history --days 400``.
+``python -m bench.wall --cases 1000000 --db sqlite``,
+``python -m bench.repeats --cases 1000000 --db both``, ``python -m bench.demo_history --days 400``.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-from bench import actions, demo_history, ingest, queue, routing, wall
+from bench import actions, demo_history, ingest, queue, repeats, routing, wall
 
 
 def main() -> int:
@@ -23,6 +24,8 @@ def main() -> int:
     queue.main(["--cases", "20000", "--db", backends, "--repeats", "10"])
     print()
     wall.main(["--cases", "20000", "--db", "sqlite", "--screens", "10", "--seconds", "15"])
+    print()
+    repeats.main(["--cases", "20000", "--samples", "100", "--db", backends])
     print()
     demo_history.main(["--days", "14"])
     return 0

@@ -301,6 +301,7 @@ def render(d: dict) -> tuple:
     more = [
         html.Div(className="case-section", children=[html.H4(t("suggestion")),
                                                       html.P([html.B(s["department"]), html.Br(), html.Span(s["reason"], className="muted")])]),
+        repeats_section(d),
         html.Div(className="case-section", children=[html.H4(t("duplicates")),
                                                       html.Ul(dups, className="dups") if dups else html.P(t("no_duplicates"), className="muted")]),
         html.Div(className="case-section", children=[html.H4(t("timeline")), timeline(d["timeline"], d.get("department_names"))]),
@@ -351,11 +352,66 @@ def parts_section(d: dict) -> html.Div | None:
 
 
 def panel_actions(actions: list[str]) -> list[str]:
-    """The panel's buttons for the actions offered: ``revisit`` as one button per result."""
+    """The panel's buttons for the actions offered: ``revisit`` as one button per result;
+    ``link_repeat`` is a button beside each candidate parent (repeats_section), not one here."""
     out = []
     for a in actions:
+        if a == "link_repeat":
+            continue
         out += list(REVISIT_BUTTONS) if a == "revisit" else [a]
     return out
+
+
+def repeats_section(d: dict) -> html.Div:
+    """重复诉求: the candidate parents with their score and its parts (one click links this case as
+    their child), or the parent this case repeats; the children of a parent, and — the parent closed
+    — closing the open ones with it under one reason."""
+    r = d["repeats"]
+    reach = t("repeat_reach", r=f"{r['reach']['radius_m']:g}", h=f"{r['reach']['window_h']:g}",
+              auto=f"{r['auto_link_score']:g}")
+    w = r["weights"]
+
+    def part(k, v):
+        return f"{v:.2f}×{w.get(k, 0):g}"
+    items = []
+    if r["parent"]:
+        p = r["parent"]
+        who = t("repeat_auto") if p["auto"] else t("repeat_manual", who=p["linked_by"] or "—")
+        score = " · " + t("repeat_score", s=f"{p['score']:.2f}") if p.get("score") is not None else ""
+        items.append(html.Div(className="repeat-parent", children=[
+            html.Span(t("repeat_parent"), className="k"),
+            html.A(f"#{p['id']}", href=f"/incidents/{p['id']}"),
+            html.Span(f" {p['title']} · {state_label(p['state'])} · {who}{score}")]))
+    elif r["candidates"] or not r["children"]:
+        rows = []
+        for c in r["candidates"]:
+            pt = c["parts"]
+            rows.append(html.Li(className="repeat-cand", children=[
+                html.Div(className="repeat-head", children=[
+                    html.A(f"#{c['id']}", href=f"/incidents/{c['id']}", target="_blank"),
+                    html.Span(f" {c['title']} · {state_label(c['state'])} · {local_time(c['reported_at'], '%m-%d %H:%M')}"),
+                    html.B(t("repeat_score", s=f"{c['score']:.2f}"), className="repeat-score")]),
+                html.Div(t("repeat_parts", d=f"{c['distance_m']:.0f}", pd=part("distance", pt["distance"]),
+                           h=f"{c['hours']:.1f}", pt=part("time", pt["time"]), px=part("text", pt["text"]),
+                           pc=part("category", pt["category"])), className="repeat-parts muted"),
+                html.Button(t("link_repeat"), className="btn btn-small",
+                            id={"type": ids.CASE_LINK_REPEAT, "target": c["id"]}) if r["may_link"] else None]))
+        items += [html.P(t("repeat_candidates"), className="muted"), html.Ul(rows, className="repeats")] if rows \
+            else [html.P(t("no_repeat_candidates"), className="muted")]
+    if r["children"]:
+        items.append(html.P(t("repeat_children", n=len(r["children"])), className="k"))
+        items.append(html.Ul(className="repeats", children=[html.Li([
+            html.A(f"#{c['id']}", href=f"/incidents/{c['id']}", target="_blank"),
+            html.Span(f" {c['title']} · {state_label(c['state'])} · {local_time(c['reported_at'], '%m-%d %H:%M')}")])
+            for c in r["children"]]))
+    if r["may_close_children"]:
+        items.append(html.Div(className="repeat-close", children=[
+            dcc.Input(id={"type": ids.CASE_CHILDREN_REASON, "case": d["id"]}, type="text", maxLength=500,
+                      placeholder=t("close_children_reason"), className="input"),
+            html.Button(t("close_children"), className="btn btn-small",
+                        id={"type": ids.CASE_CLOSE_CHILDREN, "case": d["id"]})]))
+    return html.Div(className="case-section repeats-section", children=[
+        html.H4(t("repeats")), html.P(reach, className="muted small"), *items])
 
 
 def as_service_action(action: str) -> tuple[str, str | None]:
@@ -782,6 +838,58 @@ def show_chosen_photos(contents, names):
     guard()
     names = [] if not contents else [names] if isinstance(names, str) else list(names or [])
     return t("upload_chosen", n=len(names), names="、".join(str(n) for n in names)) if names else ""
+
+
+def run_link(seen: dict | None, parent) -> tuple[str, str]:
+    """One click on a candidate: this case (the child) linked to it (``link_repeat``), with the
+    version the user saw; the same permission and rule as the API's."""
+    if not seen or _as_id(parent) is None:
+        return "incomplete", ""
+    try:
+        commands.act(actor(), int(seen["id"]), "link_repeat", version=int(seen["version"]),
+                     now=datetime.now(timezone.utc), duplicate_of=int(parent))
+    except StaleVersion as exc:
+        when = local_time(exc.changed_at, "%H:%M:%S") if isinstance(exc.changed_at, datetime) else str(exc.changed_at)
+        return "conflict", t("conflict", who=exc.changed_by or "?", when=when)
+    except DomainError as exc:
+        return "refused", t("refused", msg=exc.message)
+    except (TypeError, ValueError, OverflowError):
+        return "refused", t("refused", msg="case numbers must be numbers")
+    return "ok", t("linked_ok", id=seen["id"], parent=int(parent))
+
+
+def run_close_children(seen: dict | None, reason) -> tuple[str, str]:
+    """The closed parent's open repeats closed with it under one reason (each its own event)."""
+    if not seen:
+        return "incomplete", ""
+    if not str(reason or "").strip():
+        return "incomplete", t("need_reason")
+    try:
+        closed, skipped = commands.close_children(actor(), int(seen["id"]), reason=str(reason).strip(),
+                                                  now=datetime.now(timezone.utc))
+    except DomainError as exc:
+        return "refused", t("refused", msg=exc.message)
+    more = t("close_children_skipped", ids="、".join(f"#{i}" for i in skipped)) if skipped else ""
+    return "ok", t("close_children_done", n=len(closed), skipped=more)
+
+
+@dash.callback(Output(ids.CASE_RESULT, "children", allow_duplicate=True),
+               Output(ids.CASE_DONE, "data", allow_duplicate=True),
+               Output(ids.CASE_RESULT, "className", allow_duplicate=True),
+               Input({"type": ids.CASE_LINK_REPEAT, "target": ALL}, "n_clicks"),
+               Input({"type": ids.CASE_CLOSE_CHILDREN, "case": ALL}, "n_clicks"),
+               State({"type": ids.CASE_CHILDREN_REASON, "case": ALL}, "value"),
+               State(ids.CASE_DATA, "data"), State(ids.CASE_DONE, "data"), prevent_initial_call=True)
+def repeat_action(_links, _closes, reasons, seen, done):
+    guard_actions()
+    trig = ctx.triggered_id
+    if not isinstance(trig, dict) or not ctx.triggered[0]["value"]:
+        raise dash.exceptions.PreventUpdate
+    if trig["type"] == ids.CASE_LINK_REPEAT:
+        status, message = run_link(seen, trig["target"])
+    else:
+        status, message = run_close_children(seen, next((r for r in reasons or [] if r), ""))
+    return message, (done or 0) + 1 if status in ("ok", "conflict") else no_update, f"case-result {status}"
 
 
 def commit_one_click(queued: dict | None) -> tuple[str, str]:

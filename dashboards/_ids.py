@@ -93,4 +93,7 @@ CASE_PHOTOS_LIST = "case-photos-list"  # the names of the photos chosen
 CASE_ACT = "case-act"        # pattern-matching type: {"type": CASE_ACT, "action": …}
 CASE_ACT_FORM = "case-act-form"  # {"type": CASE_ACT_FORM, "action": …}: a one-click action with a note or photos
 CASE_MERGE = "case-merge"    # pattern-matching type: {"type": CASE_MERGE, "target": id}
+CASE_LINK_REPEAT = "case-link-repeat"    # pattern-matching type: {"type": CASE_LINK_REPEAT, "target": parent id}
+CASE_CLOSE_CHILDREN = "case-close-children"  # pattern-matching type: {"type": CASE_CLOSE_CHILDREN, "case": id}
+CASE_CHILDREN_REASON = "case-children-reason"  # pattern-matching type: {"type": CASE_CHILDREN_REASON, "case": id}
 CASE_DECIDE = "case-decide"  # pattern-matching type: {"type": CASE_DECIDE, "action": approve|reject, "request": id}

@@ -432,7 +432,10 @@ def _alarms(d):
     items = []
     for a in d.alarms:
         title = _feed_name(a.title) if a.kind == "feed" else a.title
-        text = title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
+        if a.kind == "repeat":      # 重复诉求: the place, how many repeats, and the cases behind it
+            text = f"{title} {t('alarm_repeat_n', n=a.count)} " + " ".join(f"#{i}" for i in a.cases[:6])
+        else:
+            text = title + (f" {t('alarm_folded', n=a.count)}" if a.count > 1 else "")
         if a.acked_by:          # who and when, in place of the button
             after = html.Span(t("acked_by", who=a.acked_by, at=local_time(a.acked_at, "%H:%M")), className="acked")
         elif can_ack:
@@ -443,6 +446,7 @@ def _alarms(d):
         items.append(html.Li(className=cls, title=t("escalated_hint", n=minutes) if a.escalated else None, children=[
             html.Span(local_time(a.at, "%H:%M"), className="t"),
             html.Span(t("alarm_escalated") if a.escalated else t(f"alarm_{a.kind}"), className="k"),
-            html.Span((f"#{a.case_id} " if a.case_id and a.count == 1 else "") + text, className="d"),
+            html.Span((f"#{a.case_id} " if a.case_id and a.count == 1 and a.kind != "repeat" else "") + text,
+                      className="d", title=a.reason or None),
             after]))
     return items

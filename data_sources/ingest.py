@@ -480,7 +480,8 @@ class _Run:
                        close_count=None, first_closed_at=None, last_dispatched_at=None, last_closed_at=None,
                        revised_at=None, sign_due=None, first_sign_due=None, first_signed_at=None,
                        arbitrated=False, first_contacted_at=None, resolve_outcome=None, first_revisited_at=None,
-                       revisited_at=None, revisit_result=None, alarm_count=None,
+                       revisited_at=None, revisit_result=None, alarm_count=None, repeat_of=None,
+                       repeat_linked_at=None,
                        updated_at=self.now,
                        updated_by=self.actor, version=1)
         events = [self._report(item, inc)]

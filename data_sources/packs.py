@@ -41,6 +41,7 @@ from shapely.geometry import shape
 from data_sources.coords import converter_to_wgs84, normalize_crs, transform_geometry
 from incidents.sla import DISPOSAL_CLOCKS, HOLIDAY_SOURCES, holiday_source_problem
 from incidents.model import DEFAULT_CITIZEN_CHANNELS, Channel
+from incidents.repeats import DEFAULT_WEIGHTS as REPEAT_WEIGHTS, Reach, RepeatRules
 
 __all__ = [
     "AREA_LEVELS",
@@ -197,6 +198,7 @@ class Pack:
     service_items: tuple["ServiceItem", ...] = ()   # 一网通办 items per department (service_items.csv)
     workflow: Workflow = field(default_factory=Workflow)   # [workflow]: 签收, 退单, 审定
     wall: WallRules = field(default_factory=WallRules)     # [wall]: alarm escalation
+    repeats: RepeatRules = field(default_factory=RepeatRules)   # [repeats]: 重复诉求
 
     # cached_property writes to the instance __dict__ directly, which a frozen dataclass allows.
     @cached_property
@@ -433,6 +435,78 @@ def _wall(conf: dict) -> WallRules:
     if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
         raise PackError(f"pack.toml: [wall] escalate_after_minutes must be an integer >= 1 (got {minutes!r})")
     return WallRules(escalate_after_minutes=minutes)
+
+
+def _positive(node: dict, key: str, default: float, where: str, *, upper: float | None = None) -> float:
+    value = node.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 \
+            or (upper is not None and value > upper):
+        bound = f" and <= {upper:g}" if upper is not None else ""
+        raise PackError(f"pack.toml: [{where}] {key} must be a number > 0{bound} (got {value!r})")
+    return float(value)
+
+
+def _repeats(conf: dict, categories: tuple[Category, ...]) -> RepeatRules:
+    """``[repeats]`` (重复诉求): ``radius_m`` / ``window_h`` defaults, overridden per major class
+    (``[repeats.major.<code>]``) and per category (``[repeats.category.<code>]``); ``related``: groups
+    (lists) of category or major codes that may repeat each other; ``[repeats.weights]`` of the score's
+    parts; ``auto_link_score`` (a new case above it links itself), ``min_score`` (the least shown);
+    ``alarm_count`` repeats at one grid × category within ``alarm_days`` raise an alarm."""
+    node = conf.get("repeats", {})
+    if not isinstance(node, dict):
+        raise PackError("pack.toml: [repeats] must be a table")
+    unknown = sorted(set(node) - {"radius_m", "window_h", "major", "category", "related", "weights",
+                                  "related_factor", "auto_link_score", "min_score", "alarm_count", "alarm_days"})
+    if unknown:
+        raise PackError(f"pack.toml: [repeats] has unknown setting(s) {', '.join(unknown)}")
+    codes = {c.code for c in categories}
+    majors: dict[str, set[str]] = {}
+    for c in categories:
+        majors.setdefault(c.major_code, set()).add(c.code)
+
+    def reaches(kind: str, known) -> dict[str, Reach]:
+        table = node.get(kind, {})
+        if not isinstance(table, dict):
+            raise PackError(f"pack.toml: [repeats.{kind}] must be a table of code = {{radius_m, window_h}}")
+        out = {}
+        for code, r in table.items():
+            if code not in known:
+                raise PackError(f"pack.toml: [repeats.{kind}] {code} is not a {kind} code of categories.csv")
+            if not isinstance(r, dict) or set(r) - {"radius_m", "window_h"}:
+                raise PackError(f"pack.toml: [repeats.{kind}.{code}] takes radius_m and window_h only")
+            out[code] = Reach(_positive(r, "radius_m", radius, f"repeats.{kind}.{code}", upper=5000),
+                              _positive(r, "window_h", window, f"repeats.{kind}.{code}", upper=24 * 366))
+        return out
+
+    radius = _positive(node, "radius_m", 100.0, "repeats", upper=5000)
+    window = _positive(node, "window_h", 168.0, "repeats", upper=24 * 366)
+    groups = []
+    for group in node.get("related", []):
+        if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
+            raise PackError("pack.toml: [repeats] related must be a list of groups (lists of 2+ category or "
+                            "major codes)")
+        members: set[str] = set()
+        for g in group:
+            if g in codes:
+                members.add(g)
+            elif g in majors:
+                members |= majors[g]
+            else:
+                raise PackError(f"pack.toml: [repeats] related names {g!r}, neither a category nor a major code")
+        groups.append(frozenset(members))
+    weights = {**REPEAT_WEIGHTS, **_toml_numbers(conf, "repeats.weights")}
+    if set(weights) - set(REPEAT_WEIGHTS) or not sum(weights.values()) > 0:
+        raise PackError(f"pack.toml: [repeats.weights] weighs {', '.join(REPEAT_WEIGHTS)} (numbers >= 0, not all 0)")
+    alarm_count, alarm_days = node.get("alarm_count", 3), node.get("alarm_days", 30)
+    for key, value in (("alarm_count", alarm_count), ("alarm_days", alarm_days)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 366:
+            raise PackError(f"pack.toml: [repeats] {key} must be an integer from 1 to 366 (got {value!r})")
+    return RepeatRules(radius_m=radius, window_h=window, by_major=reaches("major", majors),
+                       by_category=reaches("category", codes), related=tuple(groups), weights=weights,
+                       related_factor=_positive(node, "related_factor", 0.5, "repeats", upper=1),
+                       auto_link_score=_positive(node, "auto_link_score", 0.9, "repeats", upper=1),
+                       min_score=_positive(node, "min_score", 0.3, "repeats", upper=1),
+                       alarm_count=alarm_count, alarm_days=alarm_days)
 
 
 def _parse_time(text: Any, where: str) -> dt.time:
@@ -835,6 +909,7 @@ def load_pack(name_or_path: str | Path) -> Pack:
         service_items=_load_service_items(folder, dept_codes),
         workflow=_workflow(conf),
         wall=_wall(conf),
+        repeats=_repeats(conf, categories),
     )
 
 

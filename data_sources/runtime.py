@@ -41,7 +41,7 @@ class PackRuntime:
                          return_reasons=dict(p.workflow.return_reasons),
                          disposal_clock=p.workflow.disposal_clock,
                          assist_reply_share=p.workflow.assist_reply_share,
-                         citizen_channels=tuple(p.workflow.citizen_channels))
+                         citizen_channels=tuple(p.workflow.citizen_channels), repeats=p.repeats)
 
     @property
     def timezone(self) -> str:

@@ -38,6 +38,12 @@ def act(actor: services.Actor, incident_id: int, action: str, *, now: datetime,
                     req.status if req else None)
 
 
+def close_children(actor: services.Actor, parent_id: int, *, reason: str, now: datetime) -> tuple[list[int], dict[int, str]]:
+    """A closed parent's open repeats closed with it (services.close_children), in one transaction."""
+    with session_scope() as s:
+        return services.close_children(s, case_rules(), actor, int(parent_id), reason=reason, now=now)
+
+
 def acknowledge_alarm(actor: services.Actor, key: str, *, now: datetime) -> bool:
     with session_scope() as s:
         return services.acknowledge_alarm(s, actor, key, now)

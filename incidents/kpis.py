@@ -262,6 +262,10 @@ DEFINITIONS: dict[str, tuple[str, str, str, str, str]] = {
     "redo_rate": ("发回重办率", "Sent-back rate", "%", "down",
                   "发回重办率 = 统计期内（且不晚于统计时点）回访结果为不满意、案件发回原承办部门重办的回访次数 ÷ 同期回访次数"
                   "（每次不满意回访计一次；同一次结案只能回访到一次，不会重复计入）；按部门统计时计入回访时的承办部门"),
+    "repeat_rate": ("重复诉求率", "Repeat complaint rate", "%", "down",
+                    "重复诉求率 = 期内受理（上报）的案件中截至统计时点已被关联为重复诉求（子件，link_repeat：人工一键关联或"
+                    "达到城市包 auto_link_score 自动关联）的件数 ÷ 期内受理（上报）的案件数；作废与否不影响分子分母；"
+                    "按案件受理时间归入时段，按首次关联时间判断是否截至统计时点"),
     "extension_rate": ("延期率", "Extension rate", "%", "down",
                        "延期率 = 期内首次派遣（不含作废）且截至统计时点有批准延期的案件数 ÷ 期内首次派遣（不含作废）的案件数"),
     "overdue_open_count": ("超期未处置数", "Overdue open cases", "件", "down",
@@ -327,6 +331,28 @@ def _result(code: str, numerator: float, denominator: Optional[float], *, target
     return KpiResult(code=code, name=name, name_en=name_en, value=v, numerator=numerator,
                      denominator=denominator, unit=unit, target=targets.get(code), direction=direction,
                      formula=formula or text, drill=drill)
+
+
+# =========================================================================== 重复诉求率 (reference)
+
+def repeat_rate(cases: pd.DataFrame, events: pd.DataFrame, period: Period, as_of: datetime, *,
+                targets: Optional[dict] = None) -> KpiResult:
+    """重复诉求率, the reference over the timeline: ``cases`` (id, reported_at), ``events`` (incident_id,
+    action, at). The cohort is the cases reported in the period by ``as_of``; a case counts as a repeat
+    when its first ``link_repeat`` event is at or before ``as_of``. The fast path
+    (:func:`incidents.queries.kpi_facts.repeat_rate`) reads the same from the cases' link columns."""
+    as_of = _utc(as_of)
+    rep = _utc_col(cases["reported_at"]) if len(cases) else pd.Series([], dtype="datetime64[ns, UTC]")
+    cohort = cases.loc[(rep >= _ts(period.start)) & (rep < _ts(period.end)) & (rep <= _ts(as_of)), "id"]
+    links = events[events["action"] == "link_repeat"]
+    if len(links):
+        first = links.assign(at=_utc_col(links["at"])).groupby("incident_id")["at"].min()
+        linked = set(first[first <= _ts(as_of)].index)
+    else:
+        linked = set()
+    num = int(cohort.isin(linked).sum())
+    return _result("repeat_rate", num, int(len(cohort)), targets=targets or {},
+                   drill=_drill(period, as_of, "reported", numerator="repeat"))
 
 
 # =========================================================================== facts at as_of
@@ -1280,7 +1306,7 @@ def brief_figures(cases: pd.DataFrame, events: pd.DataFrame, rates: pd.DataFrame
 
 
 __all__ = ["CASE_KPIS", "CASE_SUMS", "add_sums", "bucket_sums", "case_kpis_from_sums", "case_sums",
-           "report_from_sums", "series_from_sums", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",
+           "report_from_sums", "series_from_sums", "repeat_rate", "DEFINITIONS", "GRADES", "Brief", "Comparison", "IndicatorResult", "KpiReport", "KpiResult",
            "Period", "RankRow", "Ranking", "SERVICE_KPIS", "UNASSIGNED", "brief_figures", "case_facts", "case_flags", "case_kpis",
            "IndicatorDefinition", "change", "comparisons", "composite_score", "deadline_in_force", "drill_ids", "grade_for",
            "indicator_results", "kpi_report", "kpi_series", "period_buckets", "previous_period", "rank_groups",

@@ -114,6 +114,7 @@ _WITH_DEPARTMENT: Final[dict[Action, State | _Marker]] = {
     _A.MERGE: _S.VOIDED,
     _A.SUPERVISE: STAYS,
     _A.CONTACT: STAYS,          # 先行联系: recorded, the case stays where it is
+    _A.LINK_REPEAT: STAYS,      # 重复诉求: linked to its parent, the case stays where it is
 }
 
 # Written state by state, the main forward action first (the order allowed_actions returns).
@@ -122,6 +123,7 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.REPORTED, _A.VOID): _S.VOIDED,
     (_S.REPORTED, _A.MERGE): _S.VOIDED,
     (_S.REPORTED, _A.SUPERVISE): STAYS,
+    (_S.REPORTED, _A.LINK_REPEAT): STAYS,
 
     (_S.REGISTERED, _A.DISPATCH): _S.DISPATCHED,
     (_S.REGISTERED, _A.ARBITRATE): _S.DISPATCHED,   # 审定: the dispatch after N returns (services.arbitration_due)
@@ -129,6 +131,7 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.REGISTERED, _A.SUSPEND): _S.SUSPENDED,
     (_S.REGISTERED, _A.MERGE): _S.VOIDED,
     (_S.REGISTERED, _A.SUPERVISE): STAYS,
+    (_S.REGISTERED, _A.LINK_REPEAT): STAYS,
 
     (_S.DISPATCHED, _A.SIGN): _S.IN_PROGRESS,
     **{(_S.DISPATCHED, a): to for a, to in _WITH_DEPARTMENT.items()},
@@ -138,12 +141,15 @@ TRANSITIONS: Final[dict[tuple[State, Action], State | _Marker]] = {
     (_S.RESOLVED, _A.VERIFY_PASS): _S.CLOSED,
     (_S.RESOLVED, _A.VERIFY_FAIL): _S.DISPATCHED,   # 返工: same department, rework +1
     (_S.RESOLVED, _A.SUPERVISE): STAYS,
+    (_S.RESOLVED, _A.LINK_REPEAT): STAYS,
 
     (_S.SUSPENDED, _A.RESUME): RESUME_PREVIOUS,
     (_S.SUSPENDED, _A.SUPERVISE): STAYS,
+    (_S.SUSPENDED, _A.LINK_REPEAT): STAYS,
 
     (_S.CLOSED, _A.REOPEN): _S.REGISTERED,
     (_S.CLOSED, _A.REVISIT): REDO_IF_UNSATISFIED,   # 回访 (citizen cases: services.check_revisit)
+    (_S.CLOSED, _A.LINK_REPEAT): STAYS,             # a closed complaint found later to repeat an earlier one
     # voided: final, nothing allowed
 }
 

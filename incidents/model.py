@@ -60,6 +60,7 @@ class Action(StrEnum):
     ASSIST_REPLY = "assist_reply"  # 协办回复: … and replies (with a note); neither moves the case's state
     CONTACT = "contact"          # 先行联系: the department records its first contact with the citizen
     REVISIT = "revisit"          # 回访: the hotline asks the citizen after closure; 不满意 sends it back (重办)
+    LINK_REPEAT = "link_repeat"  # 重复诉求: this case (the child) repeats an earlier one (its parent); no state change
 
 
 #: actions after which a case's milestones alone (its register, first and last dispatch, final

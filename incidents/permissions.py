@@ -25,6 +25,7 @@ ROLE_ACTIONS: Final[dict[Role, frozenset[Action]]] = {
         Action.SUSPEND, Action.RESUME, Action.MERGE, Action.REOPEN, Action.APPROVE, Action.REJECT,
         Action.ARBITRATE,
         Action.REVISIT,        # 回访: the hotline / command centre calls the citizen back, never the department
+        Action.LINK_REPEAT,    # 重复诉求: the dispatcher links a child to its parent
     }),
     Role.DEPARTMENT: frozenset({
         Action.SIGN, Action.RETURN, Action.RESOLVE, Action.EXTEND, Action.SUSPEND, Action.CONTACT,

@@ -20,6 +20,7 @@ from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationF
 from incidents.model import (ASSIST_ACTIONS, ASSIST_ENDING_ACTIONS, DEFAULT_CITIZEN_CHANNELS, DISPATCH_ACTIONS,
                             REVISING_ACTIONS, Action, Channel, Priority, RequestStatus, ResolveOutcome,
                             RevisitResult, Role, State, TimeUnit)
+from incidents.repeats import RepeatRules
 from incidents.routing import AreaIndex, Router, Suggestion
 from incidents.media import STAGE_OF_ACTION, Attachment
 from incidents.model import MediaStage
@@ -67,6 +68,9 @@ class CaseRules:
     #: the channels whose cases a citizen raised (the pack's [workflow] citizen_channels): they get a
     #: 回访 after closure, and 先行联系率 / 实际解决率 / 回访率 count them
     citizen_channels: tuple[str, ...] = DEFAULT_CITIZEN_CHANNELS
+    #: 重复诉求: how far and how long each category looks for a parent, the score, auto-link, alarm
+    #: (the pack's [repeats])
+    repeats: RepeatRules = field(default_factory=RepeatRules)
 
     def is_citizen(self, channel: Optional[str]) -> bool:
         return channel is not None and str(channel) in self.citizen_channels
@@ -174,9 +178,12 @@ def create_case(session: Session, rules: CaseRules, *, source: str, external_id:
                 description: str = "", address: str = "", lon: Optional[float] = None,
                 lat: Optional[float] = None, priority: str = Priority.NORMAL,
                 reporter_name: str = "", reporter_phone: str = "", actor: str = "feed",
-                attachments: Sequence[Attachment] = ()) -> Incident:
+                attachments: Sequence[Attachment] = (), link_repeats: bool = False) -> Incident:
     """A new case arrives from a feed in state ``reported``. Area codes are computed here, once.
-    ``attachments``: photos (already in the media store) and links that came with the report."""
+    ``attachments``: photos (already in the media store) and links that came with the report.
+    ``link_repeats``: the intake doors (REST API, Open311, the live demo feed) ask that the case link
+    itself to an earlier one it repeats when the best candidate scores at least the pack's
+    ``auto_link_score`` (:func:`auto_link_repeat`)."""
     for name, value in (("source", source), ("external_id", external_id), ("title", title),
                         ("address", address), ("reporter_name", reporter_name),
                         ("reporter_phone", reporter_phone), ("category_code", category_code)):
@@ -207,6 +214,8 @@ def create_case(session: Session, rules: CaseRules, *, source: str, external_id:
         session.flush()
         attach(session, case, report, MediaStage.REPORT, attachments, actor=actor, now=now)
     bump_data_version(session)
+    if link_repeats:
+        auto_link_repeat(session, rules, case, now)
     return case
 
 
@@ -243,8 +252,13 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         duplicate_of: Optional[int] = None, level: Optional[int] = None,
         case_request_id: Optional[int] = None, request_id: Optional[str] = None,
         attachments: Sequence[Attachment] = (), assisting: Optional[Sequence[str]] = None,
-        override: bool = False, outcome: Optional[str] = None, result: Optional[str] = None) -> Outcome:
+        override: bool = False, outcome: Optional[str] = None, result: Optional[str] = None,
+        auto: bool = False) -> Outcome:
     """Apply one action of DESIGN.md §3 to a case, in the caller's transaction.
+
+    ``link_repeat`` (重复诉求) names the parent in ``duplicate_of``; a parent that is itself a repeat
+    stands for its own parent (links point at a root). ``auto``: linked by the intake rule, not a
+    person (recorded in the event with the score and its parts).
 
     ``attachments``: photos (already in the media store) and links that come with a ``resolve``
     (stage resolve, the "after") or a ``verify_pass`` / ``verify_fail`` (stage verify); any other
@@ -304,6 +318,9 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
         if action == Action.MERGE and (not duplicate_of or duplicate_of == case.id
                                        or session.get(Incident, duplicate_of) is None):
             raise ValidationFailed("merge needs duplicate_of: the id of another existing case")
+        link = _repeat_parent(session, rules, case, duplicate_of) if action == Action.LINK_REPEAT else None
+        if link is not None:
+            duplicate_of = link[0].id
         parts = live_parts(session, case.id) if case.id is not None else []
         if action in DISPATCH_ACTIONS:
             assisting = _check_assisting(session, assisting or (), department)
@@ -314,6 +331,11 @@ def act(session: Session, rules: CaseRules, actor: Actor, incident_id: int, acti
                              outcome=outcome, result=result)
         _move_parts(session, case, category, rules, actor, action, now, event, parts,
                     assisting=assisting or (), missing=missing if action == Action.RESOLVE else ())
+        if link is not None:
+            event.payload = {**(event.payload or {}), **link[1], "auto": auto}
+            if not event.note:       # the child's timeline says which case it repeats
+                score = f"，得分 {link[1]['score']:.2f}" if "score" in link[1] else ""
+                event.note = f"重复诉求：父件 #{duplicate_of}{score}"
     event.request_id = request_id or None
     if attachments:
         _count_in_payload(event, attachments)
@@ -783,6 +805,14 @@ def transition(case, category: Optional[Category], rules: CaseRules, actor_name:
     elif action == Action.SUPERVISE:
         case.supervise_level = max(int(level or 1), 1)
         payload["level"] = case.supervise_level
+    elif action == Action.LINK_REPEAT:
+        if not duplicate_of:
+            raise ValidationFailed("link_repeat needs duplicate_of: the id of the case this one repeats",
+                                   field="duplicate_of")
+        case.repeat_of = duplicate_of
+        if getattr(case, "repeat_linked_at", None) is None:
+            case.repeat_linked_at = now     # 重复诉求率 counts the first link (fixed once set)
+        payload["parent"] = duplicate_of
 
     if reason:
         payload["reason"] = reason
@@ -858,6 +888,177 @@ def near_duplicates(session: Session, case: Incident, *, limit: int = 10) -> lis
 
 
 
+# --------------------------------------------------------------------------- 重复诉求 (repeat complaints)
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate parent of a case, with its score and the score's parts (incidents.repeats.Score)."""
+
+    id: int
+    title: str
+    state: str
+    category_code: Optional[str]
+    reported_at: datetime
+    score: float
+    parts: dict
+    distance_m: float
+    hours: float
+
+
+def _text(c) -> str:
+    """What a complaint says (the place is scored by distance, so the address is not counted twice)."""
+    return f"{c.title or ''} {c.description or ''}"
+
+
+def repeat_candidates(session: Session, rules: CaseRules, case: Incident, *, limit: int = 5) -> list[Candidate]:
+    """Candidate parents of ``case``: cases of the same or a related category reported within the
+    category's window before it and within its radius, open or closed within the window (not
+    voided), best score first, at least ``min_score``. A candidate that is itself a repeat stands for
+    its parent (links point at a root), the best score of a family kept. The database does the
+    prefilter as one index range scan (category × report time, lon/lat checked in the index:
+    ``ix_incidents_category_reported_lonlat``, :func:`repeat_prefilter`); the score (incidents.repeats.score) here."""
+    from incidents.repeats import score as score_pair
+    from incidents.routing import distance_m
+    if case.category_code is None or case.lon is None or case.lat is None:
+        return []
+    cat = session.get(Category, case.category_code)
+    reach = rules.repeats.reach(case.category_code, cat.major_code if cat else None)
+    since = case.reported_at - timedelta(hours=reach.window_h)
+    rows = session.execute(repeat_prefilter(case, reach, rules.repeats.related_to(case.category_code))).all()
+    best: dict[int, Candidate] = {}
+    for c in rows:
+        if c.state == State.VOIDED or (c.state == State.CLOSED and c.closed_at is not None and c.closed_at < since):
+            continue
+        root = c.repeat_of or c.id
+        if root == case.id:
+            continue
+        d = distance_m(case.lon, case.lat, c.lon, c.lat)
+        if d > reach.radius_m:
+            continue
+        hours = (case.reported_at - c.reported_at).total_seconds() / 3600.0
+        sc = score_pair(rules.repeats, reach, distance_m=d, hours=hours, text_a=_text(case), text_b=_text(c),
+                        same_category=c.category_code == case.category_code)
+        if sc.total < rules.repeats.min_score or (root in best and best[root].score >= sc.total):
+            continue
+        shown = c
+        if root != c.id:          # a repeat stands for its parent
+            shown = session.get(Incident, root)
+            if shown is None or shown.state == State.VOIDED:
+                continue
+        best[root] = Candidate(shown.id, shown.title, shown.state, shown.category_code, shown.reported_at,
+                               sc.total, sc.parts, sc.distance_m, sc.hours)
+    return sorted(best.values(), key=lambda x: (-x.score, x.distance_m, x.id))[:limit]
+
+
+def repeat_prefilter(case: Incident, reach, codes: Sequence[str]):
+    """The candidates' SQL: the categories ``codes`` reported within ``reach``'s window before the case,
+    inside the bounding box of its radius — one range scan of ``ix_incidents_category_reported_lonlat``
+    (category × report time, lon/lat checked in the index) — with the columns the score needs."""
+    from incidents.routing import bbox_around
+    min_lon, min_lat, max_lon, max_lat = bbox_around(case.lon, case.lat, reach.radius_m)
+    columns = (Incident.id, Incident.title, Incident.description, Incident.state, Incident.closed_at,
+               Incident.repeat_of, Incident.category_code, Incident.reported_at, Incident.lon, Incident.lat)
+    return (select(*columns)
+            .where(Incident.category_code.in_(codes),
+                   Incident.reported_at >= case.reported_at - timedelta(hours=reach.window_h),
+                   Incident.reported_at <= case.reported_at, Incident.lon.between(min_lon, max_lon),
+                   Incident.lat.between(min_lat, max_lat), Incident.id != case.id)
+            .limit(500))
+
+
+def _repeat_parent(session: Session, rules: CaseRules, case: Incident,
+                   parent_id: Optional[int]) -> tuple[Incident, dict]:
+    """The parent a ``link_repeat`` links to (the root of the named case's family) and what the event
+    records of the pair (the score and its parts, when the pair is within reach)."""
+    if not parent_id or parent_id == case.id:
+        raise ValidationFailed("link_repeat needs duplicate_of: the id of another case, the one this one repeats",
+                               field="duplicate_of")
+    parent = session.get(Incident, parent_id)
+    if parent is None:
+        raise ValidationFailed(f"case {parent_id} does not exist", field="duplicate_of")
+    if parent.repeat_of:
+        parent = session.get(Incident, parent.repeat_of) or parent
+    if parent.id == case.id:
+        raise ValidationFailed(f"case {parent_id} repeats case {case.id}: a case cannot repeat its own repeat",
+                               field="duplicate_of")
+    if parent.state == State.VOIDED:
+        raise ValidationFailed(f"case {parent.id} is voided; link to a live case", field="duplicate_of")
+    if session.scalar(select(Incident.id).where(Incident.repeat_of == case.id).limit(1)) is not None:
+        raise ValidationFailed(f"case {case.id} has repeats of its own (it is a parent); it cannot become a repeat",
+                               field="duplicate_of")
+    found = next((c for c in repeat_candidates(session, rules, case, limit=50) if c.id == parent.id), None)
+    record = {"score": found.score, "parts": found.parts, "distance_m": found.distance_m} if found else {}
+    return parent, record
+
+
+def auto_link_repeat(session: Session, rules: CaseRules, case: Incident, now: datetime) -> Optional[Candidate]:
+    """At intake: the new case's best candidate, linked by the system when it scores at least the
+    pack's ``auto_link_score``; None otherwise. The link is the case's own ``link_repeat`` event (actor
+    :data:`SYSTEM_ACTOR`, ``auto`` with the score and its parts) and its link columns, written without
+    moving the case's version: the version guards what people saw, and nobody's open form should go
+    stale because the system linked the case it shows."""
+    best = next(iter(repeat_candidates(session, rules, case, limit=1)), None)
+    if best is None or best.score < rules.repeats.auto_link_score:
+        return None
+    permissions.check_permission(SYSTEM_ACTOR.role, Action.LINK_REPEAT)
+    parent, record = _repeat_parent(session, rules, case, best.id)
+    table = Incident.__table__
+    session.flush()
+    session.execute(table.update().where(table.c.id == case.id)
+                    .values(repeat_of=parent.id, repeat_linked_at=now))
+    from sqlalchemy.orm.attributes import set_committed_value
+    set_committed_value(case, "repeat_of", parent.id)
+    set_committed_value(case, "repeat_linked_at", now)
+    session.add(IncidentEvent(incident_id=case.id, at=now, actor=SYSTEM_ACTOR.username,
+                              action=Action.LINK_REPEAT.value, from_state=case.state, to_state=case.state,
+                              department_code=case.department_code,
+                              note=(f"自动关联重复诉求：父件 #{parent.id}，得分 {best.score:.2f} ≥ "
+                                    f"{rules.repeats.auto_link_score:g}"),
+                              payload={"parent": parent.id, **record, "auto": True}))
+    session.flush()
+    bump_data_version(session)
+    return best
+
+
+#: who the intake rules act as (an automatic link is a dispatcher's action, done by the system)
+SYSTEM_ACTOR = Actor("system:repeats", Role.DISPATCHER)
+
+
+def repeat_children(session: Session, parent_id: int) -> list[Incident]:
+    return list(session.scalars(select(Incident).where(Incident.repeat_of == parent_id).order_by(Incident.id)))
+
+
+def close_children(session: Session, rules: CaseRules, actor: Actor, parent_id: int, *, reason: str,
+                   now: datetime) -> tuple[list[int], dict[int, str]]:
+    """A closed parent closes its open repeats with one reason (并案办结): each child is merged into
+    the parent (``merge`` → voided as a duplicate of it) by its own event on its own timeline, with
+    the reason as the note and ``with_parent`` in the payload; the role must be allowed to merge.
+    Answers (the children closed, {child: why not} for those the lifecycle does not let go now)."""
+    permissions.check_permission(actor.role, Action.MERGE, user_department=actor.department_code)
+    parent = load_case(session, parent_id)
+    if State(parent.state) != State.CLOSED:
+        raise ValidationFailed(f"case {parent_id} is not closed; its repeats are closed with it once it is",
+                               field="action")
+    if not (reason or "").strip():
+        raise ValidationFailed("closing the repeats needs one reason (note)", field="note")
+    bounds.check_text(reason, "note", bounds.MAX_NOTE)
+    done, skipped = [], {}
+    for child in repeat_children(session, parent_id):
+        if not State(child.state).is_open:
+            continue
+        if not lifecycle.is_allowed(child.state, Action.MERGE):
+            skipped[child.id] = f"state {child.state}: not closed with its parent (finish it on its own timeline)"
+            continue
+        out = act(session, rules, actor, child.id, Action.MERGE, version=child.version, now=now,
+                  duplicate_of=parent_id, note=reason)
+        ev = session.scalar(select(IncidentEvent).where(IncidentEvent.incident_id == child.id)
+                            .order_by(IncidentEvent.id.desc()).limit(1))
+        ev.payload = {**(ev.payload or {}), "with_parent": parent_id}
+        done.append(out.case.id)
+    session.flush()
+    return done, skipped
+
+
 def acknowledge_alarm(session: Session, actor: Actor, key: str, now: datetime) -> bool:
     """An operator acknowledges a wall alarm; recorded once with who and when. True if new."""
     from incidents.tables import AlarmAck
@@ -879,5 +1080,6 @@ def load_case(session: Session, incident_id: int) -> Incident:
 
 
 __all__ = ["Actor", "CaseRules", "DomainError", "Outcome", "act", "apply_action", "attach", "bump_data_version", "clock_start", "create_case",
-           "data_version", "load_case", "near_duplicates", "pending_requests", "perform", "require_params",
+           "data_version", "load_case", "near_duplicates", "repeat_candidates", "repeat_prefilter", "auto_link_repeat",
+           "close_children", "repeat_children", "pending_requests", "perform", "require_params",
            "set_deadline", "sign_due", "suggest_department"]

@@ -149,6 +149,13 @@ class Incident(Base):
         Index("ix_incidents_resolved_at", "resolved_at"),
         Index("ix_incidents_source_reported", "source", "reported_at"),
         Index("ix_incidents_external_id", "external_id"),   # Open311 requests/<id>: a source's id, any source
+        # 重复诉求: the candidates' prefilter is one range scan of category × report time that reads
+        # lon/lat from the index itself (incidents.services.repeat_candidates)
+        Index("ix_incidents_category_reported_lonlat", "category_code", "reported_at", "lon", "lat"),
+        Index("ix_incidents_repeat_of", "repeat_of"),
+        # the repeats of the last days (the wall's alarm): only the few linked cases are indexed
+        Index("ix_incidents_repeats_reported", "reported_at", sqlite_where=text("repeat_of IS NOT NULL"),
+              postgresql_where=text("repeat_of IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -205,6 +212,9 @@ class Incident(Base):
     on_time: Mapped[Optional[bool]] = mapped_column(Boolean)
     void_reason: Mapped[Optional[str]] = mapped_column(String(40))
     duplicate_of: Mapped[Optional[int]] = mapped_column(Integer)
+    # 重复诉求: the parent this case repeats (a root: never itself a repeat) and when it was first linked
+    repeat_of: Mapped[Optional[int]] = mapped_column(Integer)
+    repeat_linked_at: Mapped[Optional[datetime]]
     supervise_level: Mapped[int] = mapped_column(Integer, default=0)
     # counters
     rework_count: Mapped[int] = mapped_column(Integer, default=0)

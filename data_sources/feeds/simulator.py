@@ -349,6 +349,7 @@ class _Draft:
         self.sign_due = self.first_sign_due = self.first_signed_at = None
         self.first_contacted_at = self.resolve_outcome = None
         self.first_revisited_at = self.revisited_at = self.revisit_result = None
+        self.repeat_of = self.repeat_linked_at = None
         self.arbitrated, self.alarm_count = False, None
         self.supervise_level = self.rework_count = self.return_count = self.reassign_count = 0
         self.extension_count = 0
@@ -617,7 +618,8 @@ def tick(session: Session, sim: Simulator, now: datetime, *, max_steps: int = 50
                                         channel=pc.channel.value, title=pc.title, reported_at=pc.reported_at,
                                         now=now, category_code=pc.category.code, description=pc.description,
                                         address=pc.address, lon=pc.lon, lat=pc.lat, priority=pc.priority.value,
-                                        reporter_name=pc.reporter_name, reporter_phone=pc.reporter_phone)
+                                        reporter_name=pc.reporter_name, reporter_phone=pc.reporter_phone,
+                                        link_repeats=True)
             session.add_all([DemoStep(incident_id=case.id, due_at=s.at, action=s.action.value,
                                       payload={"role": s.role.value, **s.params}) for s in pc.steps])
             created += 1

@@ -322,7 +322,8 @@ class ActionRequest(_In):
     hours: Optional[float] = Field(None, gt=0, le=bounds.MAX_EXTEND_HOURS, allow_inf_nan=False,
                                    description="extend: extra working hours")
     duplicate_of: Optional[int] = Field(None, ge=1, le=bounds.MAX_ID,
-                                        description="merge: id of the case this one duplicates")
+                                        description="merge: id of the case this one duplicates; link_repeat "
+                                                    "(重复诉求): id of the case this one repeats, its parent")
     level: Optional[int] = Field(None, ge=bounds.SUPERVISE_LEVEL_MIN, le=bounds.SUPERVISE_LEVEL_MAX,
                                  description="supervise: 督办 level")
     case_request_id: Optional[int] = Field(None, ge=1, le=bounds.MAX_ID,
@@ -852,7 +853,8 @@ def create_incident(user, now: datetime, *, body: IncidentCreate, photos: list) 
                 title=body.title, reported_at=reported_at, now=now, category_code=body.category_code,
                 description=body.description, address=body.address, lon=body.lon, lat=body.lat,
                 priority=body.priority.value, reporter_name=body.reporter_name,
-                reporter_phone=body.reporter_phone, actor=user.username, attachments=attachments)
+                reporter_phone=body.reporter_phone, actor=user.username, attachments=attachments,
+                link_repeats=True)
             return _detail(s, user, case.id, now, created_by_caller=True)
     except IntegrityError:
         # a concurrent request with the same (source, external_id) won the race
@@ -964,6 +966,108 @@ def list_areas(user, now: datetime, *, query: AreasQuery) -> AreaList:
                          geometry=a.geojson if query.geometry else None)
                  for a in s.scalars(stmt).all()]
     return AreaList(items=items)
+
+
+# =========================================================================== 重复诉求 and alerts
+
+
+class RepeatCaseOut(ResponseModel):
+    id: int
+    title: str
+    state: State
+    reported_at: UtcDateTime
+    category_code: Optional[str] = None
+
+
+class RepeatCandidateOut(RepeatCaseOut):
+    score: float = Field(description="weighted sum of the parts (weights in RepeatsOut.weights), 0…1")
+    parts: dict[str, float] = Field(description="distance, time, text, category: each 0…1")
+    distance_m: float
+    hours: float = Field(description="hours between the candidate's report and this case's")
+
+
+class RepeatParentOut(RepeatCaseOut):
+    auto: bool = Field(description="linked by the intake rule (score ≥ auto_link_score), not a person")
+    score: Optional[float] = None
+    linked_by: Optional[str] = None
+    linked_at: Optional[UtcDateTime] = None
+
+
+class RepeatsOut(ResponseModel):
+    reach: dict[str, float] = Field(description="the category's radius (m) and window (h) from the city pack")
+    weights: dict[str, float]
+    auto_link_score: float
+    candidates: list[RepeatCandidateOut]
+    parent: Optional[RepeatParentOut] = None
+    children: list[RepeatCaseOut]
+    may_link: bool
+    may_close_children: bool
+
+
+class CloseChildrenRequest(_In):
+    note: str = Field(min_length=1, max_length=bounds.MAX_NOTE, description="the one reason, on every child's timeline")
+
+
+class CloseChildrenOut(ResponseModel):
+    closed: list[int]
+    skipped: dict[str, str] = Field(description="child id → why it was not closed with its parent")
+
+
+def _visible_case(s, user, incident_id: int) -> Incident:
+    case = s.scalar(select(Incident).where(Incident.id == incident_id, *_visibility(user)))
+    if case is None:
+        raise ApiError(404, "not_found", f"case {incident_id} does not exist")
+    return case
+
+
+@route("GET", "/incidents/{incident_id}/repeats", summary="重复诉求: a case's candidate parents (score and its "
+       "parts: distance, time, text, category), its parent and its children", response=RepeatsOut, errors=(404,))
+def get_repeats(user, now: datetime, *, incident_id: int) -> RepeatsOut:
+    from incidents.queries.repeats import repeats_view
+    with get_db().session_scope() as s:
+        view = repeats_view(s, get_runtime().rules, _visible_case(s, user, incident_id), role=user.role,
+                            department_code=user.department_code)
+    view.pop("open_children", None)
+    return RepeatsOut.model_validate(view)
+
+
+@route("POST", "/incidents/{incident_id}/repeats/close", summary="Close a closed parent's open repeats with one "
+       "reason: each child merged into the parent by its own event", body=CloseChildrenRequest,
+       response=CloseChildrenOut, errors=(403, 404, 422))
+def close_repeats(user, now: datetime, *, incident_id: int, body: CloseChildrenRequest) -> CloseChildrenOut:
+    with get_db().session_scope() as s:
+        _visible_case(s, user, incident_id)
+        closed, skipped = services.close_children(s, get_runtime().rules, _actor(user), incident_id,
+                                                  reason=body.note, now=now)
+    return CloseChildrenOut(closed=closed, skipped={str(k): v for k, v in skipped.items()})
+
+
+class AlertOut(ResponseModel):
+    key: str
+    kind: str = Field(description="repeat (重复诉求: a grid × category that complains again and again)")
+    at: UtcDateTime
+    title: str
+    reason: str = Field(description="the rule that raised it")
+    count: int
+    place: dict[str, str]
+    cases: list[int] = Field(description="the cases behind it")
+
+
+class AlertList(ResponseModel):
+    as_of: UtcDateTime
+    items: list[AlertOut]
+
+
+@route("GET", "/alerts", summary="Alerts with their reasons and cases: 重复诉求 (3+ repeats at one grid × "
+       "category within the pack's days)", response=AlertList)
+def list_alerts(user, now: datetime) -> AlertList:
+    from incidents.queries.repeats import repeat_alarms
+    with get_db().read_scope() as s:
+        alarms = repeat_alarms(s, now, get_runtime().rules)
+    return AlertList(as_of=now, items=[AlertOut(
+        key=a.key, kind="repeat", at=a.last_at, title=f"{a.grid} · {a.category}", reason=a.rule, count=a.count,
+        place={"grid_code": a.grid_code, "grid": a.grid, "category_code": a.category_code, "category": a.category},
+        cases=list(a.cases)) for a in alarms])
 
 
 # =========================================================================== feeds

@@ -579,7 +579,7 @@ def create_request(fmt: str):
             s, rules, source=SOURCE, external_id=uuid.uuid4().hex, channel=Channel.APP.value,
             title=title[:200], reported_at=now, now=now, category_code=cat.code, description=description,
             address=address, lon=lon, lat=lat, reporter_name=name, reporter_phone=phone,
-            actor=f"open311:{username}", attachments=attachments)
+            actor=f"open311:{username}", attachments=attachments, link_repeats=True)
         notice = (f"已受理（{cat.name}）：派遣后 {cat.time_limit:g} "
                   f"{UNIT_ZH.get(cat.time_unit, cat.time_unit)}内处置")
         answer = [{"service_request_id": str(case.id), "service_notice": notice, "account_id": None}]

@@ -87,8 +87,11 @@ def _kpi_report(version: int, start_iso: str, end_iso: str, as_of_iso: str, grou
             names = dict(s.execute(select(Department.code, Department.name)).all())
         elif group_by == "district":
             names = dict(s.execute(select(Area.code, Area.name).where(Area.level == "district")).all())
-    return kpi_facts.report(ps, tz=pack.timezone, targets=pack.kpi_targets, weights=pack.kpi_weights or None,
-                            group_by=group_by, names=names)
+        repeats = kpi_facts.repeat_rate(s, kpis.Period(start, end), as_of, targets=pack.kpi_targets)
+    report = kpi_facts.report(ps, tz=pack.timezone, targets=pack.kpi_targets, weights=pack.kpi_weights or None,
+                              group_by=group_by, names=names)
+    report.kpis["repeat_rate"] = repeats        # 重复诉求率: city-wide (a case's parent may be anyone's)
+    return report
 
 
 # --------------------------------------------------------------------------- the brief

@@ -358,6 +358,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
         cat = s.get(Category, c.category_code) if c.category_code else None
         suggestion = suggest_department(s, rules, c)
         dups = near_duplicates(s, c) if State(c.state).is_open else []
+        from incidents.queries.repeats import repeats_view
+        repeats = repeats_view(s, rules, c, role=str(role), department_code=department_code)
         reporter_name, reporter_phone = reporter_view(c.reporter_name, c.reporter_phone, role)
         private = Role(str(role)) in PERSONAL_DATA_ROLES
         running = c.state in RUNNING_STATES and c.deadline is not None
@@ -406,6 +408,8 @@ def case_detail(now: datetime, incident_id: int, *, rules, role: str, department
             "duplicates": [{"id": d.id, "title": d.title, "state": d.state, "distance_m": round(dist),
                             "reported_at": d.reported_at} for d, dist in dups],
             "actions": actions,
+            # 重复诉求: candidate parents with their scores, the parent, the children
+            "repeats": repeats,
             # 主办 / 协办: the assisting parts of the current dispatch; the replies the lead's resolve still waits for
             "parts": parts, "awaiting": [p["department_code"] for p in parts if p["replied_at"] is None],
             "department_names": names,

@@ -33,7 +33,7 @@ from incidents.tables import CaseAssignment, Category, Incident, IncidentEvent, 
 E = IncidentEvent
 #: events that change nothing the KPIs read (no state, clock or department change): a department's
 #: request and a rejection leave the case as it was; an approval counts as what it approved
-KPI_SKIPPED_ACTIONS = ("update", "supervise", "request", "reject")
+KPI_SKIPPED_ACTIONS = ("update", "supervise", "request", "reject", "link_repeat")
 _EVENT_COUNTS = {"dispatch": "dispatched", "arbitrate": "dispatched", "verify_pass": "closed"}
 #: the events that are a dispatch (an arbitration, 审定, is one the department may not return)
 DISPATCH_EVENTS = tuple(a.value for a in DISPATCH_ACTIONS)
@@ -747,3 +747,20 @@ def _kpi_frames(s: Session, relevant, start: datetime, end: datetime, *, priorit
     for col in kpis.SERVICE_RATE_COLUMNS[2:]:
         rates[col] = pd.to_numeric(rates[col])
     return cases, events, rates
+
+
+# --------------------------------------------------------------------------- 重复诉求率
+
+def repeat_rate(s: Session, period: kpis.Period, as_of: datetime, *, targets: Optional[dict] = None) -> kpis.KpiResult:
+    """重复诉求率 (:data:`incidents.kpis.DEFINITIONS`), one SQL aggregate over the cases: reported in
+    the period by ``as_of`` (the ``reported_at`` index), linked as a repeat by ``as_of`` (the first
+    link's time, ``repeat_linked_at``, fixed once set). :func:`incidents.kpis.repeat_rate` is the
+    reference over the timeline; the tests hold them equal."""
+    hi = min(period.end, kpis._utc(as_of))
+    linked = and_(Incident.repeat_linked_at.is_not(None), Incident.repeat_linked_at <= as_of)
+    row = s.execute(select(func.count(), func.coalesce(func.sum(case((linked, 1), else_=0)), 0))
+                    .where(Incident.reported_at >= period.start, Incident.reported_at < period.end,
+                           Incident.reported_at <= hi)).one()
+    return kpis._result("repeat_rate", int(row[1]), int(row[0]), targets=targets or {},
+                        drill=kpis._drill(period, as_of, "reported", numerator="repeat"))
+

@@ -44,7 +44,7 @@ class Ratio:
 @dataclass(frozen=True)
 class Alarm:
     key: str            # stable: acknowledging it hides it everywhere
-    kind: str           # urgent | red | supervise | feed
+    kind: str           # urgent | red | supervise | feed | repeat
     at: datetime
     title: str
     count: int = 1      # repeated alarms of one kind and place are folded into one line
@@ -52,6 +52,8 @@ class Alarm:
     acked_by: Optional[str] = None        # who acknowledged it, and when (it stays, marked, in the window)
     acked_at: Optional[datetime] = None
     escalated: bool = False               # urgent, unacknowledged past the pack's escalate_after_minutes
+    cases: tuple[int, ...] = ()   # the cases behind it (a repeat alarm: the place's repeats and their parents)
+    reason: str = ""              # the rule that raised it, where it says more than the kind
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ def build(s: Session, now: datetime, tz: str, *, version: int = 0, district: Opt
                                 .where(Incident.reported_at >= start, *where).group_by(Incident.channel)).all()),
         departments=_departments(s, now, where),
         feeds=[_feed_row(f) for f in feeds],
-        alarms=_alarms(s, now, where, feeds, timedelta(minutes=runtime().pack.wall.escalate_after_minutes)))
+        alarms=_alarms(s, now, where, feeds, timedelta(minutes=runtime().pack.wall.escalate_after_minutes),
+                       district=district))
 
 
 def lights_of_running_cases(s, now, where=()) -> dict[str, int]:
@@ -262,11 +265,16 @@ def _feed_row(f) -> dict:
             "usual_hourly": f.usual_hourly, "reject_rate": f.reject_rate}
 
 
-def _alarms(s, now, where, feeds, escalate_after: timedelta, limit: int = 30) -> list[Alarm]:
-    """The last two hours' alarms: escalated ones first, then the unacknowledged, newest first,
-    then the acknowledged (with who and when)."""
+def _alarms(s, now, where, feeds, escalate_after: timedelta, limit: int = 30,
+            district: Optional[str] = None) -> list[Alarm]:
+    """The last two hours' alarms (and the places that complain again and again): escalated ones
+    first, then the unacknowledged, newest first, then the acknowledged (with who and when)."""
+    from incidents.queries.repeats import repeat_alarms
     since = now - ALARM_WINDOW
     out: list[Alarm] = []
+    # 重复诉求: a place that complains again and again (grid × category, the pack's count and days)
+    out += [Alarm(a.key, "repeat", a.last_at, f"{a.grid} · {a.category}", count=a.count, case_id=a.cases[0],
+                  cases=a.cases, reason=a.rule) for a in repeat_alarms(s, now, runtime().rules, district=district)]
     urgent = s.execute(select(Incident.id, Incident.reported_at, Incident.title, Incident.priority)
                        .where(Incident.reported_at >= since, Incident.reported_at <= now,
                               Incident.priority != Priority.NORMAL.value, Incident.state.in_(OPEN_STATES), *where)

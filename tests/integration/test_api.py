@@ -259,7 +259,7 @@ def test_detail_has_the_timeline_and_iso_utc_times(server):
     # the 签收 clock: the pack's 2 working hours for a normal case, its light while not signed for
     assert d["sign_due"].endswith("Z") and d["dispatched_at"] < d["sign_due"] == r.get_json()["sign_due"]
     assert d["sign_light"] == "green" and d["arbitrated"] is False
-    assert set(d["actions"]) == {"reassign", "extend", "suspend", "merge"}   # a dispatcher's, in this state
+    assert set(d["actions"]) == {"reassign", "extend", "suspend", "merge", "link_repeat"}   # a dispatcher's, in this state
     tl = d["timeline"]
     assert [e["action"] for e in tl] == ["report", "register", "dispatch"]
     assert [(e["from_state"], e["to_state"]) for e in tl] == [(None, "reported"), ("reported", "registered"),
@@ -398,7 +398,7 @@ def test_an_impossible_action_answers_422_with_the_allowed_actions(server):
     assert r.status_code == 422
     err = r.get_json()["error"]
     assert err["code"] == "invalid_transition" and "reported" in err["message"]
-    assert err["allowed"] == ["register", "void", "merge", "supervise"]
+    assert err["allowed"] == ["register", "void", "merge", "supervise", "link_repeat"]
     assert all(a in err["message"] for a in err["allowed"])
     disp = client_for(server, "disp", "dispatcher")
     r = disp.post(f"/api/v1/incidents/{cid}/actions", json={"action": "void", "version": 1})   # needs a reason

@@ -193,7 +193,7 @@ def test_case_detail_hides_other_departments_cases_and_masks_the_reporter(server
     assert set(mine["actions"]) == {"resolve", "return", "extend", "suspend", "contact"}
     assert disp["reporter_phone"] == "13812345678"
     assert disp["suggestion"]["department_code"] == OWN and "134" in disp["suggestion"]["reason"]
-    assert set(disp["actions"]) == {"dispatch", "void", "suspend", "merge"}
+    assert set(disp["actions"]) == {"dispatch", "void", "suspend", "merge", "link_repeat"}
     assert viewer["actions"] == [] and viewer["reporter_masked"]
     assert [e["action"] for e in disp["timeline"]] == ["report", "register"]
     assert {d["id"] for d in disp["duplicates"]} <= {cases[n] for n in OPEN}

@@ -44,6 +44,7 @@ EXPECTED: dict[tuple[State, Action], State | str] = {
     **{(s, A.SUPERVISE): SAME for s in State if s.is_open},
     **{(s, A.CONTACT): SAME for s in IN_HAND},      # 先行联系: recorded while the department holds it
     (S.CLOSED, A.REVISIT): SAME,                    # 回访: closed stays closed (不满意: see below)
+    **{(s, A.LINK_REPEAT): SAME for s in State if s is not S.VOIDED},   # 重复诉求: a link, no state change
 }
 
 ALL_PAIRS = list(itertools.product(State, Action))
@@ -53,8 +54,8 @@ def test_product_is_complete():
     # approve / reject decide a department's request: no state transition of their own (the approved
     # extend / suspend is the transition), so the table has no row for them; nor have assist_sign /
     # assist_reply (协办: they move an assisting department's part, never the case; lifecycle.check_assist)
-    assert len(ALL_PAIRS) == len(State) * len(Action) == 176
-    assert len(EXPECTED) == 34
+    assert len(ALL_PAIRS) == len(State) * len(Action) == 184
+    assert len(EXPECTED) == 41
 
 
 def test_an_unsatisfied_revisit_sends_the_closed_case_back_to_its_department():
@@ -99,7 +100,7 @@ def test_message_example_from_the_brief():
         next_state(S.REGISTERED, A.SIGN)
     assert str(info.value) == (
         "cannot 'sign' a case in state 'registered' (立案); "
-        "allowed from here: dispatch, arbitrate, void, suspend, merge, supervise"
+        "allowed from here: dispatch, arbitrate, void, suspend, merge, supervise, link_repeat"
     )
 
 
@@ -148,7 +149,8 @@ ROLE_MAY: dict[Role, set[Action]] = {
     Role.VIEWER: set(),
     Role.LEADER: {A.SUPERVISE},
     Role.DISPATCHER: {A.REGISTER, A.VOID, A.DISPATCH, A.REASSIGN, A.EXTEND, A.SUSPEND,
-                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT, A.ARBITRATE, A.REVISIT},
+                      A.RESUME, A.MERGE, A.REOPEN, A.APPROVE, A.REJECT, A.ARBITRATE, A.REVISIT,
+                      A.LINK_REPEAT},
     Role.DEPARTMENT: {A.SIGN, A.RETURN, A.RESOLVE, A.EXTEND, A.SUSPEND, A.CONTACT},
     Role.INSPECTOR: {A.VERIFY_PASS, A.VERIFY_FAIL},
     Role.ADMIN: set(),
@@ -217,7 +219,7 @@ def test_the_actions_offered_follow_the_pending_requests():
     assert available_actions(Role.DEPARTMENT, State.IN_PROGRESS, pending=["extend"], **own) == [
         A.RESOLVE, A.RETURN, A.SUSPEND, A.CONTACT]
     assert available_actions(Role.DISPATCHER, State.IN_PROGRESS, pending=["extend"]) == [
-        A.REASSIGN, A.EXTEND, A.SUSPEND, A.MERGE, A.APPROVE, A.REJECT]
+        A.REASSIGN, A.EXTEND, A.SUSPEND, A.MERGE, A.LINK_REPEAT, A.APPROVE, A.REJECT]
     assert A.APPROVE not in available_actions(Role.DISPATCHER, State.IN_PROGRESS)      # nothing to decide
     assert available_actions(Role.LEADER, State.IN_PROGRESS, pending=["suspend"]) == [A.SUPERVISE]
 
@@ -263,11 +265,11 @@ def test_a_closure_is_revisited_once_and_only_a_citizens_case():
     def offered(**kw):
         return available_actions(Role.DISPATCHER, State.CLOSED,
                                  blocked=blocked_actions(return_count=0, max_returns=2, arbitrated=False, **kw))
-    assert offered(citizen=True, revisit_result=None) == [A.REOPEN, A.REVISIT]
-    assert offered(citizen=True, revisit_result="unreachable") == [A.REOPEN, A.REVISIT]   # try again
+    assert offered(citizen=True, revisit_result=None) == [A.REOPEN, A.REVISIT, A.LINK_REPEAT]
+    assert offered(citizen=True, revisit_result="unreachable") == [A.REOPEN, A.REVISIT, A.LINK_REPEAT]   # try again
     for done in ("satisfied", "basic", "unsatisfied"):
-        assert offered(citizen=True, revisit_result=done) == [A.REOPEN]
-    assert offered(citizen=False, revisit_result=None) == [A.REOPEN]
+        assert offered(citizen=True, revisit_result=done) == [A.REOPEN, A.LINK_REPEAT]
+    assert offered(citizen=False, revisit_result=None) == [A.REOPEN, A.LINK_REPEAT]
     assert available_actions(Role.DEPARTMENT, State.CLOSED, user_department="城管局", case_department="城管局") == []
 
 

@@ -54,7 +54,7 @@ def test_dataclasses_have_exactly_the_agreed_fields():
     assert names(Pack) == (
         "name", "title", "title_en", "timezone", "crs", "center", "zoom", "office_hours", "holiday_source",
         "calendar_overrides", "triage_department", "kpi_targets", "kpi_weights", "priority_factors", "demo",
-        "departments", "areas", "categories", "routing_rules", "path", "service_items", "workflow", "wall",
+        "departments", "areas", "categories", "routing_rules", "path", "service_items", "workflow", "wall", "repeats",
     )  # fmt: skip
     assert names(ServiceItem) == ("department", "code", "name", "daily", "online_bias")
 
