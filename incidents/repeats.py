@@ -83,6 +83,18 @@ def _clamp(x: float) -> float:
     return max(0.0, min(1.0, x))
 
 
+#: a case links itself only to a near-copy: besides the pack's ``auto_link_score``, the texts must say
+#: the same thing. Token-set similarity forgives a shared prefix ("浏览器测试：人行道积水" and
+#: "浏览器测试：回访" score 0.8), and place, time and category alone give 0.6 of the score: two different
+#: complaints from one spot in one minute are the dispatcher's to judge, one click away
+AUTO_LINK_MIN_TEXT = 0.9
+
+
+def links_itself(rules: RepeatRules, total: float, parts: Mapping[str, float]) -> bool:
+    """Whether a new case's best candidate (its score and parts) is linked by the intake rule."""
+    return total >= rules.auto_link_score and parts.get("text", 0.0) >= AUTO_LINK_MIN_TEXT
+
+
 def score(rules: RepeatRules, reach: Reach, *, distance_m: float, hours: float, text_a: str, text_b: str,
           same_category: bool) -> Score:
     """The score of one candidate: distance and time fall linearly to 0 at the category's radius and

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from incidents import bounds, facts, lifecycle, permissions, sla  # noqa: F401 (facts: its flush hook)
+from incidents import bounds, facts, lifecycle, permissions, repeats, sla  # noqa: F401 (facts: its flush hook)
 from incidents.lifecycle import DomainError, NotFound, StaleVersion, ValidationFailed
 from incidents.model import (ASSIST_ACTIONS, ASSIST_ENDING_ACTIONS, DEFAULT_CITIZEN_CHANNELS, DISPATCH_ACTIONS,
                             REVISING_ACTIONS, Action, Channel, Priority, RequestStatus, ResolveOutcome,
@@ -998,7 +998,7 @@ def auto_link_repeat(session: Session, rules: CaseRules, case: Incident, now: da
     moving the case's version: the version guards what people saw, and nobody's open form should go
     stale because the system linked the case it shows."""
     best = next(iter(repeat_candidates(session, rules, case, limit=1)), None)
-    if best is None or best.score < rules.repeats.auto_link_score:
+    if best is None or not repeats.links_itself(rules.repeats, best.score, best.parts):
         return None
     permissions.check_permission(SYSTEM_ACTOR.role, Action.LINK_REPEAT)
     parent, record = _repeat_parent(session, rules, case, best.id)

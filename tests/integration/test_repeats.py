@@ -132,6 +132,9 @@ def test_a_new_case_above_the_packs_score_links_itself_as_automatic(server):
         assert (ev.action, ev.actor, ev.payload["auto"]) == ("link_repeat", "system:repeats", True)
         assert ev.payload["score"] >= rules.repeats.auto_link_score
         assert unlike.repeat_of is None and [e.action for e in events_of(s, unlike.id)] == ["report"]
+        # the same spot and minute, another complaint sharing a prefix: a candidate, never linked by itself
+        other = add(s, rules, "other-complaint", north_m=1, title="小区门口垃圾堆放，井盖也坏了", link=True)
+        assert other.repeat_of is None
     # through the API door (an intake door): the same rule
     disp = client_for(server, "disp-user", "dispatcher")
     r = disp.post("/api/v1/incidents", json={"source": "test", "external_id": "api-1", "channel": "12345",
