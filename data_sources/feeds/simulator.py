@@ -31,7 +31,7 @@ from sqlalchemy import Boolean, delete, func, select
 from sqlalchemy.orm import Session
 
 from data_sources.packs import Pack
-from data_sources.store.db import bulk_load
+from data_sources.store.db import bulk_load, unbounded
 from incidents import facts, rollups, services
 from incidents.lifecycle import DomainError, next_state
 from incidents.model import Action, Channel, Priority, ResolveOutcome, RevisitResult, Role, State, TimeUnit
@@ -447,8 +447,9 @@ def seed_history(session: Session, sim: Simulator, now: datetime, days: int, *, 
     if conn.dialect.name == "postgresql" and done.cases:   # explicit ids: move the id sequence past them
         conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incidents', 'id'), "
                              "(SELECT max(id) FROM incidents))")
-    if done.cases:     # the frozen cases' sums, once over the whole history (not batch by batch)
-        rollups.rebuild_stored(session)
+    if done.cases:     # the frozen cases' sums, once over the whole history (not batch by batch):
+        with unbounded(conn):       # a statement over every case, like the load (no statement timeout)
+            rollups.rebuild_stored(session)
     _set_slot(session, last)
     return {"cases": done.cases, "events": done.events, "planned_steps": done.planned_steps}
 
