@@ -112,18 +112,19 @@ def _clean(geom):
     return _polygonal(shapely.make_valid(geom))
 
 
-def _round_coords(obj):
+def round_coords(obj):
+    """Coordinates to 5 decimals (about 1 m): the pack files' precision."""
     if isinstance(obj, float):
         return round(obj, 5)
     if isinstance(obj, (list, tuple)):
-        return [_round_coords(o) for o in obj]
+        return [round_coords(o) for o in obj]
     return obj
 
 
 def _feature(code: str, name: str, level: str, parent: Optional[str], geom) -> dict:
     gj = geojson_of(geom)
     return {"type": "Feature", "properties": {"code": code, "name": name, "level": level, "parent_code": parent},
-            "geometry": {"type": gj["type"], "coordinates": _round_coords(gj["coordinates"])}}
+            "geometry": {"type": gj["type"], "coordinates": round_coords(gj["coordinates"])}}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:

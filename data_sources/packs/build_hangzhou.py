@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from data_sources.coords import gcj02_to_wgs84, transform_geometry  # noqa: E402
-from data_sources.pack_init import merge_slivers  # noqa: E402
+from data_sources.pack_init import merge_slivers, round_coords  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "hangzhou" / "areas.geojson"
 
@@ -170,21 +170,13 @@ def build_grid(code: str, name: str, district, km: float) -> list[dict]:
     return features
 
 
-def _round_coords(obj):
-    if isinstance(obj, float):
-        return round(obj, 5)
-    if isinstance(obj, (list, tuple)):
-        return [_round_coords(o) for o in obj]
-    return obj
-
-
 def _feature(props: dict) -> dict:
     geom = props.pop("geometry")
     gj = mapping(geom)
     return {
         "type": "Feature",
         "properties": props,
-        "geometry": {"type": gj["type"], "coordinates": _round_coords(gj["coordinates"])},
+        "geometry": {"type": gj["type"], "coordinates": round_coords(gj["coordinates"])},
     }
 
 
